@@ -1,0 +1,73 @@
+"""The composition root: wire a store and the actor system to the Quart-Trio app and serve it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+
+from actors import SystemConfig, open_system
+from api._auth import Passwords, Tokens
+from api._config import Settings
+from api._errors import install_error_handlers
+from api._routes_auth import auth
+from api._routes_dev import dev
+from api._services import EXTENSION_KEY, Services
+from store import open_store
+
+
+def create_app(found: Services) -> QuartTrio:
+    app = QuartTrio("switchboard")
+    app.config["MAX_CONTENT_LENGTH"] = found.settings.max_body_bytes
+    app.extensions[EXTENSION_KEY] = found
+    QuartSchema(
+        app,
+        info={"title": "Switchboard", "version": "0.1.0"},
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+        security=[{"bearer": []}],
+        pydantic_dump_options={"by_alias": True},
+    )
+    install_error_handlers(app)
+    for blueprint in (auth, dev):
+        app.register_blueprint(blueprint)
+    return app
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the configured store and the actor system on it, for as long as the block runs."""
+    async with (
+        open_store(settings.store_url) as store,
+        open_system(
+            store, SystemConfig(grace_period_seconds=settings.grace_period_seconds)
+        ) as system,
+    ):
+        yield Services(
+            settings=settings,
+            store=store,
+            system=system,
+            tokens=Tokens(settings, store),
+            passwords=Passwords(),
+        )
+
+
+async def serve(
+    found: Services,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve on the configured host and port; reports the bound URLs once listening."""
+    config = HypercornConfig()
+    config.bind = [f"{found.settings.host}:{found.settings.port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+
+    await hypercorn_serve(
+        create_app(found), config, shutdown_trigger=shutdown_trigger, task_status=task_status
+    )

@@ -1,0 +1,145 @@
+"""Sign-up, sign-in, sign-out and profiles: the original backend's paths and shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from quart import Blueprint, Response, request
+from quart_schema import document_response, validate_request
+
+from api._errors import ApiError
+from api._guard import current_principal, requires
+from api._respond import respond
+from api._schemas import AuthOut, LoginBody, MessageOut, ProfileUpdate, RegisterBody, UserOut
+from api._services import services
+from store import DuplicateEmail, Role, User, new_id, utcnow
+
+auth = Blueprint("auth", __name__)
+
+STAFF_LOGIN_ROLES = frozenset({Role.USER, Role.AGENT})
+SIGNED_IN = (Role.USER, Role.AGENT, Role.CUSTOMER)
+_BAD_LOGIN = "invalid email or password"
+
+
+@auth.post("/auth/register")
+@validate_request(RegisterBody)
+@document_response(AuthOut, 201)
+async def register(data: RegisterBody) -> Response:
+    found = services()
+    now = utcnow()
+    user = User(
+        id=new_id(),
+        email=data.email,
+        name=data.name,
+        role=Role.USER,
+        password_hash=await found.passwords.hash(data.password),
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        user = await found.store.create_user(user)
+    except DuplicateEmail as error:
+        raise ApiError(
+            409, "email_taken", "an account with this email exists; sign in instead"
+        ) from error
+    return respond(AuthOut(user=UserOut.of(user), token=found.tokens.issue(user)), 201)
+
+
+async def _login(data: LoginBody, roles: frozenset[Role]) -> Response:
+    found = services()
+    settings = found.settings
+    now = utcnow()
+    since = now - timedelta(seconds=settings.login_window_seconds)
+    keys = (f"email:{data.email}", f"addr:{request.remote_addr or 'unknown'}")
+    for key in keys:
+        if await found.store.count_login_failures(key, since) >= settings.login_max_failures:
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                f"too many failed sign-ins; try again in {settings.login_window_seconds // 60} "
+                "minutes",
+            )
+    user = await found.store.get_user_by_email(data.email)
+    password_hash = user.password_hash if user is not None else None
+    if not await found.passwords.verify(password_hash, data.password) or user is None:
+        for key in keys:
+            await found.store.add_login_failure(key, now)
+        raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
+    await found.store.clear_login_failures(keys[0])
+    if user.role not in roles:
+        where = "/admin/auth/login" if user.role is Role.ADMIN else "/auth/login"
+        raise ApiError(403, "wrong_login_endpoint", f"this account signs in at {where}")
+    return respond(AuthOut(user=UserOut.of(user), token=found.tokens.issue(user)))
+
+
+@auth.post("/auth/login")
+@validate_request(LoginBody)
+@document_response(AuthOut)
+async def login(data: LoginBody) -> Response:
+    return await _login(data, STAFF_LOGIN_ROLES)
+
+
+@auth.post("/admin/auth/login")
+@validate_request(LoginBody)
+@document_response(AuthOut)
+async def admin_login(data: LoginBody) -> Response:
+    return await _login(data, frozenset({Role.ADMIN}))
+
+
+async def _logout() -> Response:
+    await services().tokens.revoke(current_principal())
+    return respond(MessageOut(message="signed out; this token no longer works"))
+
+
+@auth.post("/auth/logout")
+@requires(*SIGNED_IN)
+@document_response(MessageOut)
+async def logout() -> Response:
+    return await _logout()
+
+
+@auth.post("/admin/auth/logout")
+@requires(Role.ADMIN)
+@document_response(MessageOut)
+async def admin_logout() -> Response:
+    return await _logout()
+
+
+async def _update_profile(data: ProfileUpdate) -> Response:
+    user = current_principal().user
+    changes = data.model_dump(exclude_unset=True)
+    updated = await services().store.update_user(
+        dataclasses.replace(user, **changes, updated_at=utcnow())
+    )
+    return respond(UserOut.of(updated))
+
+
+@auth.get("/profile")
+@requires(*SIGNED_IN)
+@document_response(UserOut)
+async def profile() -> Response:
+    return respond(UserOut.of(current_principal().user))
+
+
+@auth.put("/profile")
+@requires(*SIGNED_IN)
+@validate_request(ProfileUpdate)
+@document_response(UserOut)
+async def update_profile(data: ProfileUpdate) -> Response:
+    return await _update_profile(data)
+
+
+@auth.get("/admin/profile")
+@requires(Role.ADMIN)
+@document_response(UserOut)
+async def admin_profile() -> Response:
+    return respond(UserOut.of(current_principal().user))
+
+
+@auth.put("/admin/profile")
+@requires(Role.ADMIN)
+@validate_request(ProfileUpdate)
+@document_response(UserOut)
+async def update_admin_profile(data: ProfileUpdate) -> Response:
+    return await _update_profile(data)

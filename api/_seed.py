@@ -1,0 +1,87 @@
+"""Demo data: an admin, agents with max loads, a plain user and two shop customers. Idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api._auth import Passwords
+from store import AgentStatus, Role, Store, User, new_id, utcnow
+
+DEMO_PASSWORD = "switchboard-demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccount:
+    email: str
+    name: str
+    role: Role
+    max_load: int = 3
+
+
+DEMO_STAFF = (
+    DemoAccount("admin@switchboard.example", "Ada Admin", Role.ADMIN),
+    DemoAccount("ann@switchboard.example", "Ann Agent", Role.AGENT, max_load=3),
+    DemoAccount("bob@switchboard.example", "Bob Agent", Role.AGENT, max_load=4),
+    DemoAccount("cy@switchboard.example", "Cy Agent", Role.AGENT, max_load=2),
+    DemoAccount("uma@switchboard.example", "Uma User", Role.USER),
+)
+DEMO_CUSTOMERS = (("shop-customer-1", "Carla Customer"), ("shop-customer-2", "Dan Customer"))
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReport:
+    created: int
+    existing: int
+
+
+async def seed_demo_data(store: Store, passwords: Passwords) -> SeedReport:
+    created = existing = 0
+    password_hash: str | None = None
+    for account in DEMO_STAFF:
+        if await store.get_user_by_email(account.email) is not None:
+            existing += 1
+            continue
+        password_hash = password_hash or await passwords.hash(DEMO_PASSWORD)
+        now = utcnow()
+        await store.create_user(
+            User(
+                id=new_id(),
+                email=account.email,
+                name=account.name,
+                role=account.role,
+                password_hash=password_hash,
+                status=AgentStatus.AWAY,
+                max_load=account.max_load,
+                email_verified_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        created += 1
+    for external_id, name in DEMO_CUSTOMERS:
+        if await store.get_customer_by_external_id(external_id) is not None:
+            existing += 1
+            continue
+        now = utcnow()
+        await store.create_user(
+            User(
+                id=new_id(),
+                email=f"{external_id}@customers.switchboard.invalid",
+                name=name,
+                role=Role.CUSTOMER,
+                external_id=external_id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        created += 1
+    return SeedReport(created=created, existing=existing)
+
+
+def demo_logins() -> str:
+    lines = [f"  {a.role.value:<6} {a.email:<28} password: {DEMO_PASSWORD}" for a in DEMO_STAFF]
+    lines += [
+        f"  customer shop id {external_id!r}: mint a token with POST /dev/customer-token"
+        for external_id, _ in DEMO_CUSTOMERS
+    ]
+    return "\n".join(lines)

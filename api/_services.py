@@ -1,0 +1,29 @@
+"""What the handlers reach: the store, the actor system, tokens, passwords, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quart import current_app
+
+from actors import System
+from api._auth import Passwords, Tokens
+from api._config import Settings
+from store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    system: System
+    tokens: Tokens
+    passwords: Passwords
+
+
+EXTENSION_KEY = "switchboard"
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION_KEY]
+    return found

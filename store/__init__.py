@@ -1,0 +1,30 @@
+"""Persistence: the Store protocol, its records, and the backends (memory, SQLite)."""
+
+from store._open import open_store as open_store
+from store._protocol import ActivityFilter as ActivityFilter
+from store._protocol import ChatFilter as ChatFilter
+from store._protocol import DuplicateEmail as DuplicateEmail
+from store._protocol import DuplicateMessage as DuplicateMessage
+from store._protocol import NotFound as NotFound
+from store._protocol import Store as Store
+from store._protocol import StoreError as StoreError
+from store._protocol import StoreUnavailable as StoreUnavailable
+from store._records import ACTIVE_CHAT_STATUSES as ACTIVE_CHAT_STATUSES
+from store._records import Activity as Activity
+from store._records import ActivityKind as ActivityKind
+from store._records import Actor as Actor
+from store._records import AgentStatus as AgentStatus
+from store._records import Chat as Chat
+from store._records import ChatStatus as ChatStatus
+from store._records import Message as Message
+from store._records import MessageStatus as MessageStatus
+from store._records import Notification as Notification
+from store._records import Page as Page
+from store._records import Priority as Priority
+from store._records import Role as Role
+from store._records import User as User
+from store._records import new_id as new_id
+from store._records import utcnow as utcnow
+from store.memory import MemoryStore as MemoryStore
+from store.sqlite import SqliteStore as SqliteStore
+from store.sqlite import open_sqlite_store as open_sqlite_store

@@ -1,0 +1,33 @@
+"""`open_store(url)`: the one place a store URL becomes a running backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from store._protocol import Store
+from store.memory import MemoryStore
+from store.sqlite import open_sqlite_store
+
+ACCEPTED_FORMS = "'memory://', 'sqlite:///absolute/path.db' or 'sqlite://relative/path.db'"
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """Open the backend `url` names, for the duration of the block."""
+    scheme, separator, rest = url.partition("://")
+    match (scheme, separator, rest):
+        case ("memory", "://", ""):
+            yield MemoryStore()
+        case ("sqlite", "://", path) if path:
+            await trio.to_thread.run_sync(
+                lambda: Path(path).parent.mkdir(parents=True, exist_ok=True)
+            )
+            async with open_sqlite_store(Path(path)) as store:
+                yield store
+        # Each new backend is one more case here.
+        case _:
+            raise ValueError(f"unknown store URL {url!r}; use {ACCEPTED_FORMS}")

@@ -1,0 +1,164 @@
+"""The Store protocol: every backend (memory, SQLite, MongoDB) implements exactly this.
+
+Rules every backend keeps (tests/store checks them for each one):
+- a method returns only after its write is durable;
+- `append_message` is atomic with the chat's counters and refuses a second (chat, seq) or
+  (chat, client_msg_id) with `DuplicateMessage`;
+- lists are ordered by id (ids sort by creation) and paged with the id of the last item as cursor.
+
+In detail:
+- Records come back equal to what was stored, except that emails are stored lower-cased and
+  datetimes may come back converted to UTC. Datetimes given to a store must be timezone-aware
+  (`ValueError` otherwise). Storing a record whose id is already taken is a plain `StoreError`.
+- Users: email unique regardless of case (`DuplicateEmail`, also from `update_user`);
+  `update_user` replaces the record by id (`NotFound`); `delete_user` is a hard delete and says
+  whether the user existed. `get_customer_by_external_id` only finds role customer (the lowest id
+  if several share the external id).
+- Pages: `limit` >= 1 (`ValueError`); ascending by id, `cursor` = id of the last item of the
+  previous page (items with id > cursor); `newest_first` descends (items with id < cursor);
+  `next_cursor` is None on the last page. `count_*` take the same filters as the lists.
+- ChatFilter: every given field must match; `statuses` is any-of (an empty set matches nothing);
+  `created_from <= created_at < created_to`.
+- `delete_chat` deletes the chat's messages with it.
+- `append_message`: `NotFound` if the chat is missing; with the insert, the chat gets
+  last_message_id, last_seq = seq, updated_at = message.created_at, and the receiving side's unread
+  count + 1 (sender_role customer -> agent_unread_count, otherwise customer_unread_count).
+- `list_messages`: seq > after_seq, ascending by seq, at most `limit`.
+- `mark_messages`: `NotFound` if the chat is missing; the chat's messages with seq <= up_to_seq
+  not sent by `reader_id` whose status is below `status` (sent < delivered < seen) get `status`;
+  returns how many changed. With seen, the reader's side unread count becomes 0 (the chat's
+  customer -> customer_unread_count, anyone else -> agent_unread_count).
+- Tokens: revoking again replaces expires_at; a backend may forget a revocation once its
+  expires_at has passed (the token is refused as expired by then anyway).
+- Login failures: `count_login_failures` counts those with at >= since.
+- Notifications: listed newest first (by id) with offset paging and the user's total;
+  mark/delete act only on the user's own (False if missing or someone else's);
+  `mark_notification_read` is True for an own notification even if it was read already;
+  `mark_all_notifications_read` returns how many changed.
+- `append_activity` stores all entries or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from store._records import (
+    Activity,
+    Chat,
+    ChatStatus,
+    Message,
+    MessageStatus,
+    Notification,
+    Page,
+    Priority,
+    Role,
+    User,
+)
+
+
+class StoreError(Exception):
+    """Base of every error a store raises on purpose."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class DuplicateEmail(StoreError):
+    pass
+
+
+class DuplicateMessage(StoreError):
+    """(chat, seq) or (chat, client_msg_id) already stored."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing database cannot be reached right now; the caller may retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFilter:
+    status: ChatStatus | None = None
+    statuses: frozenset[ChatStatus] | None = None
+    agent_id: str | None = None
+    customer_id: str | None = None
+    priority: Priority | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFilter:
+    chat_id: str | None = None
+    agent_id: str | None = None
+
+
+class Store(Protocol):
+    """Async persistence. Every write is durable when the call returns."""
+
+    # users
+    async def create_user(self, user: User) -> User: ...
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def get_user_by_email(self, email: str) -> User | None: ...
+    async def get_customer_by_external_id(self, external_id: str) -> User | None: ...
+    async def update_user(self, user: User) -> User: ...
+    async def delete_user(self, user_id: str) -> bool: ...
+    async def list_users(
+        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[User]: ...
+    async def count_users(self, *, role: Role | None = None) -> int: ...
+
+    # tokens and login throttling
+    async def revoke_token(self, jti: str, expires_at: datetime) -> None: ...
+    async def is_token_revoked(self, jti: str) -> bool: ...
+    async def add_login_failure(self, key: str, at: datetime) -> None: ...
+    async def count_login_failures(self, key: str, since: datetime) -> int: ...
+    async def clear_login_failures(self, key: str) -> None: ...
+
+    # chats
+    async def create_chat(self, chat: Chat) -> Chat: ...
+    async def get_chat(self, chat_id: str) -> Chat | None: ...
+    async def update_chat(self, chat: Chat) -> Chat: ...
+    async def delete_chat(self, chat_id: str) -> bool: ...
+    async def list_chats(
+        self,
+        chat_filter: ChatFilter = ChatFilter(),
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[Chat]: ...
+    async def count_chats(self, chat_filter: ChatFilter = ChatFilter()) -> int: ...
+
+    # messages
+    async def append_message(self, message: Message) -> Message: ...
+    async def get_message(self, message_id: str) -> Message | None: ...
+    async def get_message_by_client_id(
+        self, chat_id: str, client_msg_id: str
+    ) -> Message | None: ...
+    async def list_messages(
+        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]: ...
+    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message: ...
+    async def mark_messages(
+        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int: ...
+
+    # notifications
+    async def add_notification(self, notification: Notification) -> Notification: ...
+    async def list_notifications(
+        self, user_id: str, *, limit: int = 20, offset: int = 0
+    ) -> tuple[list[Notification], int]: ...
+    async def count_unread_notifications(self, user_id: str) -> int: ...
+    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool: ...
+    async def mark_all_notifications_read(self, user_id: str) -> int: ...
+    async def delete_notification(self, user_id: str, notification_id: str) -> bool: ...
+
+    # activity log (append only)
+    async def append_activity(self, entries: Sequence[Activity]) -> None: ...
+    async def list_activity(
+        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Activity]: ...

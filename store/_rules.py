@@ -1,0 +1,54 @@
+"""Small rules every backend applies the same way, kept in one place so they cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Protocol
+
+from store._protocol import ChatFilter
+from store._records import Activity, Chat, Message, MessageStatus, Notification, User
+
+
+class HasId(Protocol):
+    """Every stored record: lists are ordered and paged by this id."""
+
+    @property
+    def id(self) -> str: ...
+
+
+ANY_CHAT = ChatFilter()
+"""The default chat filter: every chat matches."""
+
+_MESSAGE_STATUS_RANK = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.SEEN: 2}
+
+
+def normalise_email(email: str) -> str:
+    """Emails are unique regardless of case, so they are stored lower-cased."""
+    return email.lower()
+
+
+def statuses_below(status: MessageStatus) -> frozenset[MessageStatus]:
+    """The message statuses that `status` may replace (sent < delivered < seen)."""
+    rank = _MESSAGE_STATUS_RANK[status]
+    return frozenset(s for s, r in _MESSAGE_STATUS_RANK.items() if r < rank)
+
+
+def check_page(limit: int, offset: int = 0) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+
+
+def check_aware(value: datetime | None) -> None:
+    # A naive datetime has no single meaning as an instant; refusing it beats guessing local time.
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"datetimes given to the store must be timezone-aware, got {value!r}")
+
+
+def check_record_times(record: User | Chat | Message | Notification | Activity) -> None:
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, datetime):
+            check_aware(value)

@@ -1,0 +1,384 @@
+"""`MemoryStore`: the Store kept in dicts, for fast tests. Same rules as every other backend.
+
+Each method does all its work between two checkpoints, so every operation is atomic with respect
+to other tasks, which is what a transaction gives the durable backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import TypeVar
+
+import trio
+
+from store import _rules
+from store._protocol import (
+    ActivityFilter,
+    ChatFilter,
+    DuplicateEmail,
+    DuplicateMessage,
+    NotFound,
+    StoreError,
+)
+from store._records import (
+    Activity,
+    Chat,
+    Message,
+    MessageStatus,
+    Notification,
+    Page,
+    Role,
+    User,
+)
+
+R = TypeVar("R", bound=_rules.HasId)
+
+
+def _page(
+    records: Iterable[R], *, limit: int, cursor: str | None, newest_first: bool = False
+) -> Page[R]:
+    ordered = sorted(records, key=lambda r: r.id, reverse=newest_first)
+    if cursor is not None:
+        ordered = [r for r in ordered if (r.id < cursor if newest_first else r.id > cursor)]
+    items = ordered[:limit]
+    return Page(items=items, next_cursor=items[-1].id if len(ordered) > limit else None)
+
+
+def _chat_predicate(chat_filter: ChatFilter) -> Callable[[Chat], bool]:
+    _rules.check_aware(chat_filter.created_from)
+    _rules.check_aware(chat_filter.created_to)
+
+    def matches(chat: Chat) -> bool:
+        f = chat_filter
+        return (
+            (f.status is None or chat.status == f.status)
+            and (f.statuses is None or chat.status in f.statuses)
+            and (f.agent_id is None or chat.agent_id == f.agent_id)
+            and (f.customer_id is None or chat.customer_id == f.customer_id)
+            and (f.priority is None or chat.priority == f.priority)
+            and (f.created_from is None or chat.created_at >= f.created_from)
+            and (f.created_to is None or chat.created_at < f.created_to)
+        )
+
+    return matches
+
+
+def _activity_predicate(activity_filter: ActivityFilter) -> Callable[[Activity], bool]:
+    def matches(entry: Activity) -> bool:
+        f = activity_filter
+        return (f.chat_id is None or entry.chat_id == f.chat_id) and (
+            f.agent_id is None or entry.agent_id == f.agent_id
+        )
+
+    return matches
+
+
+class MemoryStore:
+    """The Store protocol over plain dicts; nothing survives the object."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, User] = {}
+        self._user_ids_by_email: dict[str, str] = {}
+        self._revoked_tokens: dict[str, datetime] = {}
+        self._login_failures: dict[str, list[datetime]] = {}
+        self._chats: dict[str, Chat] = {}
+        self._messages: dict[str, Message] = {}
+        # per chat: seq -> message id, and client_msg_id -> message id (the two unique keys)
+        self._message_ids_by_seq: dict[str, dict[int, str]] = {}
+        self._message_ids_by_client_id: dict[str, dict[str, str]] = {}
+        self._notifications: dict[str, Notification] = {}
+        self._activity: dict[str, Activity] = {}
+
+    # users
+
+    async def create_user(self, user: User) -> User:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(user)
+        user = replace(user, email=_rules.normalise_email(user.email))
+        if user.id in self._users:
+            raise StoreError(f"user id {user.id} already exists")
+        if user.email in self._user_ids_by_email:
+            raise DuplicateEmail(user.email)
+        self._users[user.id] = user
+        self._user_ids_by_email[user.email] = user.id
+        return user
+
+    async def get_user(self, user_id: str) -> User | None:
+        await trio.lowlevel.checkpoint()
+        return self._users.get(user_id)
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        await trio.lowlevel.checkpoint()
+        user_id = self._user_ids_by_email.get(_rules.normalise_email(email))
+        return None if user_id is None else self._users[user_id]
+
+    async def get_customer_by_external_id(self, external_id: str) -> User | None:
+        await trio.lowlevel.checkpoint()
+        matching = [
+            u
+            for u in self._users.values()
+            if u.role == Role.CUSTOMER and u.external_id == external_id
+        ]
+        return min(matching, key=lambda u: u.id, default=None)
+
+    async def update_user(self, user: User) -> User:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(user)
+        user = replace(user, email=_rules.normalise_email(user.email))
+        old = self._users.get(user.id)
+        if old is None:
+            raise NotFound(f"user {user.id}")
+        if self._user_ids_by_email.get(user.email, user.id) != user.id:
+            raise DuplicateEmail(user.email)
+        del self._user_ids_by_email[old.email]
+        self._users[user.id] = user
+        self._user_ids_by_email[user.email] = user.id
+        return user
+
+    async def delete_user(self, user_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        user = self._users.pop(user_id, None)
+        if user is None:
+            return False
+        del self._user_ids_by_email[user.email]
+        return True
+
+    async def list_users(
+        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[User]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit)
+        users = (u for u in self._users.values() if role is None or u.role == role)
+        return _page(users, limit=limit, cursor=cursor)
+
+    async def count_users(self, *, role: Role | None = None) -> int:
+        await trio.lowlevel.checkpoint()
+        return sum(1 for u in self._users.values() if role is None or u.role == role)
+
+    # tokens and login throttling
+
+    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(expires_at)
+        self._revoked_tokens[jti] = expires_at
+
+    async def is_token_revoked(self, jti: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        return jti in self._revoked_tokens
+
+    async def add_login_failure(self, key: str, at: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(at)
+        self._login_failures.setdefault(key, []).append(at)
+
+    async def count_login_failures(self, key: str, since: datetime) -> int:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(since)
+        return sum(1 for at in self._login_failures.get(key, ()) if at >= since)
+
+    async def clear_login_failures(self, key: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self._login_failures.pop(key, None)
+
+    # chats
+
+    async def create_chat(self, chat: Chat) -> Chat:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(chat)
+        if chat.id in self._chats:
+            raise StoreError(f"chat id {chat.id} already exists")
+        self._chats[chat.id] = chat
+        self._message_ids_by_seq[chat.id] = {}
+        self._message_ids_by_client_id[chat.id] = {}
+        return chat
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        await trio.lowlevel.checkpoint()
+        return self._chats.get(chat_id)
+
+    async def update_chat(self, chat: Chat) -> Chat:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(chat)
+        if chat.id not in self._chats:
+            raise NotFound(f"chat {chat.id}")
+        self._chats[chat.id] = chat
+        return chat
+
+    async def delete_chat(self, chat_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        if self._chats.pop(chat_id, None) is None:
+            return False
+        for message_id in self._message_ids_by_seq.pop(chat_id).values():
+            del self._messages[message_id]
+        del self._message_ids_by_client_id[chat_id]
+        return True
+
+    async def list_chats(
+        self,
+        chat_filter: ChatFilter = _rules.ANY_CHAT,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[Chat]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit)
+        chats = filter(_chat_predicate(chat_filter), self._chats.values())
+        return _page(chats, limit=limit, cursor=cursor, newest_first=newest_first)
+
+    async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
+        await trio.lowlevel.checkpoint()
+        return sum(1 for _ in filter(_chat_predicate(chat_filter), self._chats.values()))
+
+    # messages
+
+    async def append_message(self, message: Message) -> Message:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(message)
+        chat = self._chats.get(message.chat_id)
+        if chat is None:
+            raise NotFound(f"chat {message.chat_id}")
+        if message.id in self._messages:
+            raise StoreError(f"message id {message.id} already exists")
+        by_seq = self._message_ids_by_seq[chat.id]
+        by_client_id = self._message_ids_by_client_id[chat.id]
+        if message.seq in by_seq:
+            raise DuplicateMessage(f"chat {chat.id} already has seq {message.seq}")
+        if message.client_msg_id in by_client_id:
+            raise DuplicateMessage(
+                f"chat {chat.id} already has client_msg_id {message.client_msg_id!r}"
+            )
+        from_customer = message.sender_role == Role.CUSTOMER
+        self._chats[chat.id] = replace(
+            chat,
+            last_message_id=message.id,
+            last_seq=message.seq,
+            updated_at=message.created_at,
+            agent_unread_count=chat.agent_unread_count + from_customer,
+            customer_unread_count=chat.customer_unread_count + (not from_customer),
+        )
+        self._messages[message.id] = message
+        by_seq[message.seq] = message.id
+        by_client_id[message.client_msg_id] = message.id
+        return message
+
+    async def get_message(self, message_id: str) -> Message | None:
+        await trio.lowlevel.checkpoint()
+        return self._messages.get(message_id)
+
+    async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
+        await trio.lowlevel.checkpoint()
+        message_id = self._message_ids_by_client_id.get(chat_id, {}).get(client_msg_id)
+        return None if message_id is None else self._messages[message_id]
+
+    async def list_messages(
+        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit)
+        by_seq = self._message_ids_by_seq.get(chat_id, {})
+        seqs = sorted(seq for seq in by_seq if seq > after_seq)[:limit]
+        return [self._messages[by_seq[seq]] for seq in seqs]
+
+    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
+        await trio.lowlevel.checkpoint()
+        message = self._messages.get(message_id)
+        if message is None:
+            raise NotFound(f"message {message_id}")
+        message = self._messages[message_id] = replace(message, status=status)
+        return message
+
+    async def mark_messages(
+        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int:
+        await trio.lowlevel.checkpoint()
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            raise NotFound(f"chat {chat_id}")
+        replaceable = _rules.statuses_below(status)
+        changed = 0
+        for seq, message_id in self._message_ids_by_seq[chat_id].items():
+            message = self._messages[message_id]
+            if (
+                seq <= up_to_seq
+                and message.sender_id != reader_id
+                and message.status in replaceable
+            ):
+                self._messages[message_id] = replace(message, status=status)
+                changed += 1
+        if status == MessageStatus.SEEN:
+            if reader_id == chat.customer_id:
+                self._chats[chat_id] = replace(chat, customer_unread_count=0)
+            else:
+                self._chats[chat_id] = replace(chat, agent_unread_count=0)
+        return changed
+
+    # notifications
+
+    async def add_notification(self, notification: Notification) -> Notification:
+        await trio.lowlevel.checkpoint()
+        _rules.check_record_times(notification)
+        if notification.id in self._notifications:
+            raise StoreError(f"notification id {notification.id} already exists")
+        self._notifications[notification.id] = notification
+        return notification
+
+    async def list_notifications(
+        self, user_id: str, *, limit: int = 20, offset: int = 0
+    ) -> tuple[list[Notification], int]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit, offset)
+        theirs = sorted(
+            (n for n in self._notifications.values() if n.user_id == user_id),
+            key=lambda n: n.id,
+            reverse=True,
+        )
+        return theirs[offset : offset + limit], len(theirs)
+
+    async def count_unread_notifications(self, user_id: str) -> int:
+        await trio.lowlevel.checkpoint()
+        return sum(1 for n in self._notifications.values() if n.user_id == user_id and not n.read)
+
+    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        notification = self._notifications.get(notification_id)
+        if notification is None or notification.user_id != user_id:
+            return False
+        self._notifications[notification_id] = replace(notification, read=True)
+        return True
+
+    async def mark_all_notifications_read(self, user_id: str) -> int:
+        await trio.lowlevel.checkpoint()
+        unread = [n for n in self._notifications.values() if n.user_id == user_id and not n.read]
+        for notification in unread:
+            self._notifications[notification.id] = replace(notification, read=True)
+        return len(unread)
+
+    async def delete_notification(self, user_id: str, notification_id: str) -> bool:
+        await trio.lowlevel.checkpoint()
+        notification = self._notifications.get(notification_id)
+        if notification is None or notification.user_id != user_id:
+            return False
+        del self._notifications[notification_id]
+        return True
+
+    # activity log
+
+    async def append_activity(self, entries: Sequence[Activity]) -> None:
+        await trio.lowlevel.checkpoint()
+        ids = [entry.id for entry in entries]
+        for entry in entries:
+            _rules.check_record_times(entry)
+        if len(set(ids)) != len(ids) or any(i in self._activity for i in ids):
+            raise StoreError("activity id already exists")
+        self._activity.update((entry.id, entry) for entry in entries)
+
+    async def list_activity(
+        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Activity]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit)
+        entries = filter(_activity_predicate(activity_filter), self._activity.values())
+        return _page(entries, limit=limit, cursor=cursor)

@@ -1,0 +1,883 @@
+"""`SqliteStore`: the embedded default backend, one SQLite file in WAL mode.
+
+Every operation, read or write, goes to one writer task through a channel. The writer takes
+everything queued at that moment (up to `MAX_BATCH`), runs the whole batch in one worker thread
+call inside one transaction (each operation in its own SAVEPOINT, so one refusal fails only that
+operation), and answers the callers only after COMMIT returned. With `synchronous=FULL` that is
+one fsync per batch instead of one per write: durability without paying for it per message.
+
+Only the writer task touches the connection, one batch at a time, so the connection is never used
+by two threads at once even though the thread it runs in may change between batches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Generic, TypeVar, get_type_hints
+
+import outcome
+import trio
+
+from store import _rules
+from store._protocol import (
+    ActivityFilter,
+    ChatFilter,
+    DuplicateEmail,
+    DuplicateMessage,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from store._records import (
+    Activity,
+    Chat,
+    Message,
+    MessageStatus,
+    Notification,
+    Page,
+    Role,
+    User,
+    utcnow,
+)
+
+R = TypeVar("R")
+RecordT = TypeVar("RecordT", bound=_rules.HasId)
+
+MAX_BATCH = 256
+"""The most operations one transaction carries."""
+
+# _MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit a released one.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            password_hash TEXT,
+            phone TEXT,
+            avatar TEXT,
+            status TEXT NOT NULL,
+            max_load INTEGER NOT NULL,
+            external_id TEXT,
+            email_verified_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX users_by_role ON users (role, id)",
+        "CREATE INDEX customers_by_external_id ON users (external_id, id) WHERE role = 'customer'",
+        """CREATE TABLE revoked_tokens (
+            jti TEXT PRIMARY KEY,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at)",
+        """CREATE TABLE login_failures (
+            key TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX login_failures_by_key ON login_failures (key, at)",
+        """CREATE TABLE chats (
+            id TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            agent_id TEXT,
+            customer_unread_count INTEGER NOT NULL,
+            agent_unread_count INTEGER NOT NULL,
+            last_message_id TEXT,
+            last_seq INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            queued_at TEXT,
+            resolved_at TEXT
+        )""",
+        "CREATE INDEX chats_by_status ON chats (status, id)",
+        "CREATE INDEX chats_by_agent ON chats (agent_id, id)",
+        "CREATE INDEX chats_by_customer ON chats (customer_id, id)",
+        "CREATE INDEX chats_by_created_at ON chats (created_at)",
+        """CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            chat_id TEXT NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            client_msg_id TEXT NOT NULL,
+            sender_id TEXT NOT NULL,
+            sender_role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            receiver_id TEXT,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (chat_id, seq),
+            UNIQUE (chat_id, client_msg_id)
+        )""",
+        """CREATE TABLE notifications (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            chat_id TEXT,
+            read INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX notifications_by_user ON notifications (user_id, id)",
+        """CREATE TABLE activity (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL,
+            agent_id TEXT,
+            chat_id TEXT,
+            from_value TEXT,
+            to_value TEXT,
+            actor_id TEXT
+        )""",
+        "CREATE INDEX activity_by_chat ON activity (chat_id, id)",
+        "CREATE INDEX activity_by_agent ON activity (agent_id, id)",
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The schema version this code writes, kept in the database's PRAGMA user_version."""
+
+
+# values <-> columns
+
+
+def _encode_time(value: datetime) -> str:
+    # Fixed-width ISO 8601 UTC with microseconds, so text order is time order.
+    _rules.check_aware(value)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _decode_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _decode_optional_time(text: str | None) -> datetime | None:
+    return None if text is None else _decode_time(text)
+
+
+def _encode(value: object) -> object:
+    match value:
+        case datetime():
+            return _encode_time(value)
+        case StrEnum():
+            return value.value
+        case _:
+            return value
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _decoder(hint: object) -> Callable[[Any], object]:
+    if hint is datetime:
+        return _decode_time
+    if hint == datetime | None:
+        return _decode_optional_time
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return hint
+    if hint is bool:
+        return bool
+    return _same
+
+
+@dataclass(frozen=True, slots=True)
+class _Table(Generic[RecordT]):
+    """A record type stored one field per column, the columns named as the fields."""
+
+    name: str
+    make: Callable[..., RecordT]
+    columns: tuple[str, ...]
+    decoders: tuple[Callable[[Any], object], ...]
+
+    @property
+    def select(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.name}"
+
+    @property
+    def insert(self) -> str:
+        marks = ", ".join("?" * len(self.columns))
+        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({marks})"
+
+    @property
+    def update(self) -> str:
+        assignments = ", ".join(f"{c} = ?" for c in self.columns if c != "id")
+        return f"UPDATE {self.name} SET {assignments} WHERE id = ?"
+
+    def encode(self, record: RecordT) -> tuple[object, ...]:
+        return tuple(_encode(getattr(record, c)) for c in self.columns)
+
+    def encode_for_update(self, record: RecordT) -> tuple[object, ...]:
+        values = [_encode(getattr(record, c)) for c in self.columns if c != "id"]
+        return (*values, record.id)
+
+    def decode(self, row: Sequence[Any]) -> RecordT:
+        return self.make(
+            **{c: decode(v) for c, decode, v in zip(self.columns, self.decoders, row, strict=True)}
+        )
+
+
+def _table(name: str, record_type: Callable[..., RecordT]) -> _Table[RecordT]:
+    hints = get_type_hints(record_type)  # in field order
+    return _Table(name, record_type, tuple(hints), tuple(_decoder(h) for h in hints.values()))
+
+
+_USERS = _table("users", User)
+_CHATS = _table("chats", Chat)
+_MESSAGES = _table("messages", Message)
+_NOTIFICATIONS = _table("notifications", Notification)
+_ACTIVITY = _table("activity", Activity)
+
+
+def _refusal(
+    exc: sqlite3.IntegrityError, what: str, on_unique: StoreError | None = None
+) -> StoreError:
+    match exc.sqlite_errorname:
+        case "SQLITE_CONSTRAINT_PRIMARYKEY":
+            return StoreError(f"{what} id already exists")
+        case "SQLITE_CONSTRAINT_UNIQUE" if on_unique is not None:
+            return on_unique
+        case _:
+            return StoreError(f"{what} refused: {exc}")
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _role_conditions(role: Role | None) -> tuple[list[str], list[object]]:
+    return (["role = ?"], [role.value]) if role is not None else ([], [])
+
+
+def _chat_conditions(chat_filter: ChatFilter) -> tuple[list[str], list[object]]:
+    f = chat_filter
+    conditions: list[str] = []
+    params: list[object] = []
+    for column, value in (
+        ("status", f.status),
+        ("agent_id", f.agent_id),
+        ("customer_id", f.customer_id),
+        ("priority", f.priority),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(_encode(value))
+    if f.statuses is not None:
+        conditions.append(f"status IN ({', '.join('?' * len(f.statuses))})" if f.statuses else "0")
+        params.extend(s.value for s in sorted(f.statuses))
+    if f.created_from is not None:
+        conditions.append("created_at >= ?")
+        params.append(_encode_time(f.created_from))
+    if f.created_to is not None:
+        conditions.append("created_at < ?")
+        params.append(_encode_time(f.created_to))
+    return conditions, params
+
+
+def _activity_conditions(activity_filter: ActivityFilter) -> tuple[list[str], list[object]]:
+    conditions: list[str] = []
+    params: list[object] = []
+    for column, value in (
+        ("chat_id", activity_filter.chat_id),
+        ("agent_id", activity_filter.agent_id),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    return conditions, params
+
+
+class _Database:
+    """The SQL of every store operation, synchronous; run only by the writer, one call at a time."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def _one(self, table: _Table[RecordT], where: str, params: Sequence[object]) -> RecordT | None:
+        row = self._db.execute(f"{table.select} WHERE {where}", params).fetchone()
+        return None if row is None else table.decode(row)
+
+    def _refuse_reused_id(self, table: _Table[RecordT], record: RecordT) -> None:
+        # SQLite checks other unique keys before the primary key; asking first makes a reused id
+        # a StoreError here as in every backend, whatever else clashes too.
+        if self._count(table.name, ["id = ?"], [record.id]):
+            raise StoreError(f"{table.name} id {record.id} already exists")
+
+    def _count(self, table: str, conditions: list[str], params: Sequence[object]) -> int:
+        row = self._db.execute(f"SELECT count(*) FROM {table}{_where(conditions)}", params)
+        count: int = row.fetchone()[0]
+        return count
+
+    def _page(
+        self,
+        table: _Table[RecordT],
+        conditions: list[str],
+        params: list[object],
+        *,
+        limit: int,
+        cursor: str | None,
+        newest_first: bool = False,
+    ) -> Page[RecordT]:
+        if cursor is not None:
+            conditions = [*conditions, "id < ?" if newest_first else "id > ?"]
+            params = [*params, cursor]
+        order = "DESC" if newest_first else "ASC"
+        rows = self._db.execute(
+            f"{table.select}{_where(conditions)} ORDER BY id {order} LIMIT ?", [*params, limit + 1]
+        ).fetchall()
+        items = [table.decode(row) for row in rows[:limit]]
+        return Page(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
+
+    # users
+
+    def create_user(self, user: User) -> User:
+        user = replace(user, email=_rules.normalise_email(user.email))
+        self._refuse_reused_id(_USERS, user)
+        try:
+            self._db.execute(_USERS.insert, _USERS.encode(user))
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "user", DuplicateEmail(user.email)) from exc
+        return user
+
+    def get_user(self, user_id: str) -> User | None:
+        return self._one(_USERS, "id = ?", [user_id])
+
+    def get_user_by_email(self, email: str) -> User | None:
+        return self._one(_USERS, "email = ?", [_rules.normalise_email(email)])
+
+    def get_customer_by_external_id(self, external_id: str) -> User | None:
+        return self._one(
+            _USERS, "role = 'customer' AND external_id = ? ORDER BY id LIMIT 1", [external_id]
+        )
+
+    def update_user(self, user: User) -> User:
+        user = replace(user, email=_rules.normalise_email(user.email))
+        try:
+            updated = self._db.execute(_USERS.update, _USERS.encode_for_update(user)).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "user", DuplicateEmail(user.email)) from exc
+        if not updated:
+            raise NotFound(f"user {user.id}")
+        return user
+
+    def delete_user(self, user_id: str) -> bool:
+        return self._db.execute("DELETE FROM users WHERE id = ?", [user_id]).rowcount > 0
+
+    def list_users(self, role: Role | None, limit: int, cursor: str | None) -> Page[User]:
+        conditions, params = _role_conditions(role)
+        return self._page(_USERS, conditions, params, limit=limit, cursor=cursor)
+
+    def count_users(self, role: Role | None) -> int:
+        return self._count("users", *_role_conditions(role))
+
+    # tokens and login throttling
+
+    def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at",
+            [jti, _encode_time(expires_at)],
+        )
+
+    def is_token_revoked(self, jti: str) -> bool:
+        return self._count("revoked_tokens", ["jti = ?"], [jti]) > 0
+
+    def prune_revoked_tokens(self, now: datetime) -> None:
+        self._db.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", [_encode_time(now)])
+
+    def add_login_failure(self, key: str, at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO login_failures (key, at) VALUES (?, ?)", [key, _encode_time(at)]
+        )
+
+    def count_login_failures(self, key: str, since: datetime) -> int:
+        return self._count("login_failures", ["key = ?", "at >= ?"], [key, _encode_time(since)])
+
+    def clear_login_failures(self, key: str) -> None:
+        self._db.execute("DELETE FROM login_failures WHERE key = ?", [key])
+
+    # chats
+
+    def create_chat(self, chat: Chat) -> Chat:
+        try:
+            self._db.execute(_CHATS.insert, _CHATS.encode(chat))
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "chat") from exc
+        return chat
+
+    def get_chat(self, chat_id: str) -> Chat | None:
+        return self._one(_CHATS, "id = ?", [chat_id])
+
+    def update_chat(self, chat: Chat) -> Chat:
+        if not self._db.execute(_CHATS.update, _CHATS.encode_for_update(chat)).rowcount:
+            raise NotFound(f"chat {chat.id}")
+        return chat
+
+    def delete_chat(self, chat_id: str) -> bool:
+        # messages go with it (ON DELETE CASCADE)
+        return self._db.execute("DELETE FROM chats WHERE id = ?", [chat_id]).rowcount > 0
+
+    def list_chats(
+        self, chat_filter: ChatFilter, limit: int, cursor: str | None, newest_first: bool
+    ) -> Page[Chat]:
+        conditions, params = _chat_conditions(chat_filter)
+        return self._page(
+            _CHATS, conditions, params, limit=limit, cursor=cursor, newest_first=newest_first
+        )
+
+    def count_chats(self, chat_filter: ChatFilter) -> int:
+        return self._count("chats", *_chat_conditions(chat_filter))
+
+    # messages
+
+    def append_message(self, message: Message) -> Message:
+        from_customer = message.sender_role == Role.CUSTOMER
+        # The chat first: a missing chat is NotFound, and if the insert below is refused the
+        # operation's savepoint rolls this update back with it.
+        updated = self._db.execute(
+            "UPDATE chats SET last_message_id = ?, last_seq = ?, updated_at = ?,"
+            " agent_unread_count = agent_unread_count + ?,"
+            " customer_unread_count = customer_unread_count + ?"
+            " WHERE id = ?",
+            [
+                message.id,
+                message.seq,
+                _encode_time(message.created_at),
+                int(from_customer),
+                int(not from_customer),
+                message.chat_id,
+            ],
+        ).rowcount
+        if not updated:
+            raise NotFound(f"chat {message.chat_id}")
+        self._refuse_reused_id(_MESSAGES, message)
+        try:
+            self._db.execute(_MESSAGES.insert, _MESSAGES.encode(message))
+        except sqlite3.IntegrityError as exc:
+            duplicate = DuplicateMessage(
+                f"chat {message.chat_id} already has seq {message.seq}"
+                f" or client_msg_id {message.client_msg_id!r}"
+            )
+            raise _refusal(exc, "message", duplicate) from exc
+        return message
+
+    def get_message(self, message_id: str) -> Message | None:
+        return self._one(_MESSAGES, "id = ?", [message_id])
+
+    def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
+        return self._one(_MESSAGES, "chat_id = ? AND client_msg_id = ?", [chat_id, client_msg_id])
+
+    def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
+        rows = self._db.execute(
+            f"{_MESSAGES.select} WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            [chat_id, after_seq, limit],
+        )
+        return [_MESSAGES.decode(row) for row in rows]
+
+    def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
+        self._db.execute("UPDATE messages SET status = ? WHERE id = ?", [status.value, message_id])
+        message = self.get_message(message_id)
+        if message is None:
+            raise NotFound(f"message {message_id}")
+        return message
+
+    def mark_messages(
+        self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int:
+        row = self._db.execute("SELECT customer_id FROM chats WHERE id = ?", [chat_id]).fetchone()
+        if row is None:
+            raise NotFound(f"chat {chat_id}")
+        replaceable = sorted(_rules.statuses_below(status))
+        changed = 0
+        if replaceable:
+            changed = self._db.execute(
+                "UPDATE messages SET status = ?"
+                " WHERE chat_id = ? AND seq <= ? AND sender_id != ?"
+                f" AND status IN ({', '.join('?' * len(replaceable))})",
+                [status.value, chat_id, up_to_seq, reader_id, *(s.value for s in replaceable)],
+            ).rowcount
+        if status == MessageStatus.SEEN:
+            side = "customer" if reader_id == row[0] else "agent"
+            self._db.execute(f"UPDATE chats SET {side}_unread_count = 0 WHERE id = ?", [chat_id])
+        return changed
+
+    # notifications
+
+    def add_notification(self, notification: Notification) -> Notification:
+        try:
+            self._db.execute(_NOTIFICATIONS.insert, _NOTIFICATIONS.encode(notification))
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "notification") from exc
+        return notification
+
+    def list_notifications(
+        self, user_id: str, limit: int, offset: int
+    ) -> tuple[list[Notification], int]:
+        rows = self._db.execute(
+            f"{_NOTIFICATIONS.select} WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            [user_id, limit, offset],
+        )
+        items = [_NOTIFICATIONS.decode(row) for row in rows]
+        return items, self._count("notifications", ["user_id = ?"], [user_id])
+
+    def count_unread_notifications(self, user_id: str) -> int:
+        return self._count("notifications", ["user_id = ?", "read = 0"], [user_id])
+
+    def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
+        return (
+            self._db.execute(
+                "UPDATE notifications SET read = 1 WHERE id = ? AND user_id = ?",
+                [notification_id, user_id],
+            ).rowcount
+            > 0
+        )
+
+    def mark_all_notifications_read(self, user_id: str) -> int:
+        return self._db.execute(
+            "UPDATE notifications SET read = 1 WHERE user_id = ? AND read = 0", [user_id]
+        ).rowcount
+
+    def delete_notification(self, user_id: str, notification_id: str) -> bool:
+        return (
+            self._db.execute(
+                "DELETE FROM notifications WHERE id = ? AND user_id = ?",
+                [notification_id, user_id],
+            ).rowcount
+            > 0
+        )
+
+    # activity log
+
+    def append_activity(self, entries: Sequence[Activity]) -> None:
+        try:
+            self._db.executemany(_ACTIVITY.insert, [_ACTIVITY.encode(e) for e in entries])
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "activity") from exc
+
+    def list_activity(
+        self, activity_filter: ActivityFilter, limit: int, cursor: str | None
+    ) -> Page[Activity]:
+        conditions, params = _activity_conditions(activity_filter)
+        return self._page(_ACTIVITY, conditions, params, limit=limit, cursor=cursor)
+
+
+# the writer
+
+
+@dataclass(slots=True, eq=False)
+class _Operation(Generic[R]):
+    """One queued call and its reply slot, filled by the writer after the batch committed."""
+
+    run: Callable[[_Database], R]
+    result: outcome.Outcome[R] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+def _closed() -> StoreError:
+    return StoreError("the store is closed")
+
+
+class SqliteStore:
+    """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._database = _Database(connection)
+        self._send, self._receive = trio.open_memory_channel[_Operation[Any]](MAX_BATCH)
+        self.committed_transactions = 0
+        """How many batches have been committed; with group commit, fewer than the writes."""
+
+    async def _call(self, run: Callable[[_Database], R]) -> R:
+        # A caller cancelled after sending does not stop the operation: it may still be stored.
+        operation = _Operation(run)
+        try:
+            await self._send.send(operation)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise _closed() from None
+        await operation.done.wait()
+        assert operation.result is not None
+        return operation.result.unwrap()
+
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with self._receive:
+            task_status.started()
+            try:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < MAX_BATCH:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    try:
+                        await trio.to_thread.run_sync(self._run_batch, batch)
+                    finally:
+                        _answer(batch)
+            finally:
+                # Cancelled or crashed: whatever is still queued will never run.
+                _answer(_drain(self._receive))
+
+    def _run_batch(self, batch: list[_Operation[Any]]) -> None:
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            results = [self._run_one(operation) for operation in batch]
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            for operation in batch:
+                failure = StoreUnavailable(f"the transaction failed: {exc}")
+                failure.__cause__ = exc
+                operation.result = outcome.Error(failure)
+            if connection.in_transaction:
+                # If even this fails the connection is unusable and the writer stops.
+                connection.execute("ROLLBACK")
+            return
+        # Results reach the callers only now that COMMIT returned: what they see is durable.
+        for operation, result in zip(batch, results, strict=True):
+            operation.result = result
+        self.committed_transactions += 1
+
+    def _run_one(self, operation: _Operation[R]) -> outcome.Outcome[R]:
+        connection = self._connection
+        connection.execute("SAVEPOINT operation")
+        try:
+            result = operation.run(self._database)
+        except Exception as exc:
+            connection.execute("ROLLBACK TO operation")
+            connection.execute("RELEASE operation")
+            if isinstance(exc, sqlite3.Error):
+                failure = StoreError(f"the database refused the operation: {exc}")
+                failure.__cause__ = exc
+                return outcome.Error(failure)
+            return outcome.Error(exc)
+        connection.execute("RELEASE operation")
+        return outcome.Value(result)
+
+    def _close(self) -> None:
+        self._send.close()
+
+    # users
+
+    async def create_user(self, user: User) -> User:
+        return await self._call(lambda db: db.create_user(user))
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._call(lambda db: db.get_user(user_id))
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return await self._call(lambda db: db.get_user_by_email(email))
+
+    async def get_customer_by_external_id(self, external_id: str) -> User | None:
+        return await self._call(lambda db: db.get_customer_by_external_id(external_id))
+
+    async def update_user(self, user: User) -> User:
+        return await self._call(lambda db: db.update_user(user))
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._call(lambda db: db.delete_user(user_id))
+
+    async def list_users(
+        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[User]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_users(role, limit, cursor))
+
+    async def count_users(self, *, role: Role | None = None) -> int:
+        return await self._call(lambda db: db.count_users(role))
+
+    # tokens and login throttling
+
+    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        await self._call(lambda db: db.revoke_token(jti, expires_at))
+
+    async def is_token_revoked(self, jti: str) -> bool:
+        return await self._call(lambda db: db.is_token_revoked(jti))
+
+    async def add_login_failure(self, key: str, at: datetime) -> None:
+        await self._call(lambda db: db.add_login_failure(key, at))
+
+    async def count_login_failures(self, key: str, since: datetime) -> int:
+        return await self._call(lambda db: db.count_login_failures(key, since))
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self._call(lambda db: db.clear_login_failures(key))
+
+    # chats
+
+    async def create_chat(self, chat: Chat) -> Chat:
+        return await self._call(lambda db: db.create_chat(chat))
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        return await self._call(lambda db: db.get_chat(chat_id))
+
+    async def update_chat(self, chat: Chat) -> Chat:
+        return await self._call(lambda db: db.update_chat(chat))
+
+    async def delete_chat(self, chat_id: str) -> bool:
+        return await self._call(lambda db: db.delete_chat(chat_id))
+
+    async def list_chats(
+        self,
+        chat_filter: ChatFilter = _rules.ANY_CHAT,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[Chat]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
+
+    async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
+        return await self._call(lambda db: db.count_chats(chat_filter))
+
+    # messages
+
+    async def append_message(self, message: Message) -> Message:
+        return await self._call(lambda db: db.append_message(message))
+
+    async def get_message(self, message_id: str) -> Message | None:
+        return await self._call(lambda db: db.get_message(message_id))
+
+    async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
+        return await self._call(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
+
+    async def list_messages(
+        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_messages(chat_id, after_seq, limit))
+
+    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
+        return await self._call(lambda db: db.set_message_status(message_id, status))
+
+    async def mark_messages(
+        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int:
+        return await self._call(lambda db: db.mark_messages(chat_id, reader_id, up_to_seq, status))
+
+    # notifications
+
+    async def add_notification(self, notification: Notification) -> Notification:
+        return await self._call(lambda db: db.add_notification(notification))
+
+    async def list_notifications(
+        self, user_id: str, *, limit: int = 20, offset: int = 0
+    ) -> tuple[list[Notification], int]:
+        _rules.check_page(limit, offset)
+        return await self._call(lambda db: db.list_notifications(user_id, limit, offset))
+
+    async def count_unread_notifications(self, user_id: str) -> int:
+        return await self._call(lambda db: db.count_unread_notifications(user_id))
+
+    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
+        return await self._call(lambda db: db.mark_notification_read(user_id, notification_id))
+
+    async def mark_all_notifications_read(self, user_id: str) -> int:
+        return await self._call(lambda db: db.mark_all_notifications_read(user_id))
+
+    async def delete_notification(self, user_id: str, notification_id: str) -> bool:
+        return await self._call(lambda db: db.delete_notification(user_id, notification_id))
+
+    # activity log
+
+    async def append_activity(self, entries: Sequence[Activity]) -> None:
+        entries = list(entries)  # the caller may change theirs while this waits in the queue
+        await self._call(lambda db: db.append_activity(entries))
+
+    async def list_activity(
+        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Activity]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_activity(activity_filter, limit, cursor))
+
+
+def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
+    left: list[_Operation[Any]] = []
+    while True:
+        try:
+            left.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return left
+
+
+def _answer(operations: list[_Operation[Any]]) -> None:
+    """Wake every caller; one whose operation never ran learns the store closed."""
+    for operation in operations:
+        if operation.result is None:
+            operation.result = outcome.Error(_closed())
+        operation.done.set()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"cannot put {path} in WAL mode (it stays in {mode!r} mode)")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
+        connection.execute("PRAGMA busy_timeout = 5000")
+        _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock, so two processes starting together cannot both migrate.
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}; this program knows up to"
+                f" {SCHEMA_VERSION}"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _Database(connection).prune_revoked_tokens(utcnow())
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+@asynccontextmanager
+async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
+    """Open (creating or migrating) the database at `path` and run its writer until exit.
+
+    On exit, operations already queued still run; calls made after it raise StoreError.
+    """
+    connection = await trio.to_thread.run_sync(_connect, path)
+    try:
+        store = SqliteStore(connection)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store._serve)
+            try:
+                yield store
+            finally:
+                store._close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(connection.close)

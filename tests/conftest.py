@@ -1,0 +1,73 @@
+"""Shared fixtures: a real Switchboard on 127.0.0.1 (Hypercorn, trio worker) and clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from api import DEMO_PASSWORD, Services, Settings, open_services, seed_demo_data, serve
+
+TEST_SECRET = "t" * 40
+TEST_CUSTOMER_SECRET = "c" * 40
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": tmp_path,
+        "store": f"sqlite:///{tmp_path / 'test.db'}",
+        "jwt_secret": TEST_SECRET,
+        "customer_jwt_secret": TEST_CUSTOMER_SECRET,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Live:
+    """A running server: its base URL, an HTTP client, and the services behind it."""
+
+    url: str
+    http: httpx.AsyncClient
+    services: Services
+
+    async def login(self, email: str, password: str = DEMO_PASSWORD, *, admin: bool = False) -> str:
+        path = "/admin/auth/login" if admin else "/auth/login"
+        response = await self.http.post(path, json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
+
+    async def customer_token(self, customer_id: str, name: str | None = None) -> str:
+        response = await self.http.post(
+            "/dev/customer-token", json={"customerId": customer_id, "name": name}
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
+
+
+@asynccontextmanager
+async def running_server(settings: Settings, *, seed: bool = True) -> AsyncIterator[Live]:
+    """Serve `settings` on a real port until the block ends."""
+    async with open_services(settings) as found, trio.open_nursery() as nursery:
+        if seed:
+            await seed_demo_data(found.store, found.passwords)
+        binds = await nursery.start(lambda task_status: serve(found, task_status=task_status))
+        async with httpx.AsyncClient(base_url=binds[0]) as http:
+            yield Live(url=binds[0], http=http, services=found)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    async with running_server(make_settings(tmp_path)) as server:
+        yield server

@@ -1,0 +1,193 @@
+"""What only the SQLite backend promises beyond the contract.
+
+Data survives closing and reopening; the schema version is recorded and a newer one refused;
+expired revocations are pruned at start; group commit puts concurrent operations in fewer
+transactions than operations, one refused operation does not fail the rest of its batch, and
+closing the store answers every caller (stored, or StoreError) without losing what was stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from store import (
+    ActivityFilter,
+    DuplicateMessage,
+    Message,
+    MessageStatus,
+    StoreError,
+    open_sqlite_store,
+    utcnow,
+)
+from store.sqlite import SCHEMA_VERSION
+from tests.store.factories import activity, at, chat, message, notification, user
+
+
+async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    ada = user(email="ada@example.com")
+    c = chat(customer_id=ada.id)
+    m = message(c, 1, created_at=at(1))
+    n = notification(ada.id)
+    a = activity(chat_id=c.id)
+    async with open_sqlite_store(path) as store:
+        await store.create_user(ada)
+        await store.create_chat(c)
+        await store.append_message(m)
+        await store.set_message_status(m.id, MessageStatus.DELIVERED)
+        await store.add_notification(n)
+        await store.append_activity([a])
+        await store.revoke_token("jti-1", utcnow() + timedelta(hours=1))
+        await store.add_login_failure("ip:10.0.0.1", at(0))
+        stored_chat = await store.get_chat(c.id)
+    async with open_sqlite_store(path) as store:
+        assert await store.get_user_by_email("ada@example.com") == ada
+        assert await store.get_chat(c.id) == stored_chat
+        assert await store.list_messages(c.id) == [replace(m, status=MessageStatus.DELIVERED)]
+        assert await store.list_notifications(ada.id) == ([n], 1)
+        assert (await store.list_activity(ActivityFilter(chat_id=c.id))).items == [a]
+        assert await store.is_token_revoked("jti-1") is True
+        assert await store.count_login_failures("ip:10.0.0.1", at(0)) == 1
+
+
+def _pragma(path: Path, name: str) -> object:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        connection.close()
+
+
+async def test_schema_version_and_wal_mode_are_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path):
+        pass
+    assert SCHEMA_VERSION >= 1
+    assert _pragma(path, "user_version") == SCHEMA_VERSION
+    assert _pragma(path, "journal_mode") == "wal"
+    # reopening an up-to-date database migrates nothing and keeps working
+    async with open_sqlite_store(path) as store:
+        assert await store.count_users() == 0
+    assert _pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path):
+        pass
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(StoreError, match="schema version"):
+        async with open_sqlite_store(path):
+            pass
+    assert _pragma(path, "user_version") == SCHEMA_VERSION + 1
+
+
+async def test_expired_revocations_are_pruned_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        await store.revoke_token("expired", utcnow() - timedelta(minutes=1))
+        await store.revoke_token("live", utcnow() + timedelta(hours=1))
+        assert await store.is_token_revoked("expired") is True
+    async with open_sqlite_store(path) as store:
+        assert await store.is_token_revoked("expired") is False
+        assert await store.is_token_revoked("live") is True
+
+
+async def test_concurrent_appends_all_land_in_fewer_transactions(tmp_path: Path) -> None:
+    chats_count, per_chat = 4, 50
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        chats = [await store.create_chat(chat()) for _ in range(chats_count)]
+        before = store.committed_transactions
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for c in chats:
+                    for seq in range(1, per_chat + 1):
+                        nursery.start_soon(store.append_message, message(c, seq))
+        writes = chats_count * per_chat
+        assert store.committed_transactions - before < writes
+        for c in chats:
+            stored = await store.list_messages(c.id, limit=per_chat + 1)
+            assert [m.seq for m in stored] == list(range(1, per_chat + 1))
+            updated = await store.get_chat(c.id)
+            assert updated is not None
+            assert updated.agent_unread_count == per_chat
+
+
+async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        c = await store.create_chat(chat())
+        first = await store.append_message(message(c, 1, client_msg_id="first"))
+        duplicate = message(c, 100, client_msg_id="first")
+        others = [message(c, seq) for seq in range(2, 42)]
+        refused: list[Message] = []
+
+        async def append(m: Message) -> None:
+            try:
+                await store.append_message(m)
+            except DuplicateMessage:
+                refused.append(m)
+
+        before = store.committed_transactions
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                # All queue before the writer runs again, so they share one transaction.
+                for m in [*others, duplicate]:
+                    nursery.start_soon(append, m)
+        assert store.committed_transactions - before == 1
+        assert refused == [duplicate]
+        assert await store.list_messages(c.id) == [first, *others]
+        updated = await store.get_chat(c.id)
+        assert updated is not None
+        assert updated.agent_unread_count == 1 + len(others)
+
+
+async def test_calls_after_close_raise_store_error(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        await store.create_user(user())
+    with pytest.raises(StoreError, match="closed"):
+        await store.count_users()
+
+
+async def test_closing_answers_every_caller_and_keeps_what_it_stored(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    c = chat()
+    messages = [message(c, seq) for seq in range(1, 201)]
+    answers: dict[str, bool] = {}
+
+    async def append(m: Message) -> None:
+        try:
+            await store.append_message(m)
+        except StoreError:
+            answers[m.id] = False
+        else:
+            answers[m.id] = True
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as callers:
+            with trio.CancelScope() as store_scope:
+                async with open_sqlite_store(path) as store:
+                    await store.create_chat(c)
+                    for m in messages[:100]:
+                        callers.start_soon(append, m)
+                    # the first hundred are queued or running; these queue behind them
+                    await trio.testing.wait_all_tasks_blocked()
+                    for m in messages[100:]:
+                        callers.start_soon(append, m)
+                    await trio.testing.wait_all_tasks_blocked()
+                    store_scope.cancel()
+
+    assert len(answers) == len(messages)
+    # the first hundred were already in the writer's hands when the store closed
+    assert all(answers[m.id] for m in messages[:100])
+    async with open_sqlite_store(path) as reopened:
+        stored = {m.id for m in await reopened.list_messages(c.id, limit=1000)}
+    assert stored == {m.id for m in messages if answers[m.id]}

@@ -1,0 +1,112 @@
+"""The `switchboard` command: help, version, seed idempotency, production refusals, and a real
+`serve` subprocess that prints its logins, answers a login, and stops cleanly on Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tools.cli import main
+
+SERVE_START_LIMIT = 60
+
+
+def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["serve", "--help"], ["seed", "--help"], ["version", "--help"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 0
+        assert "usage: switchboard" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("switchboard 0.")
+
+
+def test_seed_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = f"sqlite:///{tmp_path / 'seed.db'}"
+    assert main(["seed", "--store", store]) == 0
+    first = capsys.readouterr().out
+    assert "seed: 7 created, 0 already there" in first
+    assert "admin@switchboard.example" in first
+    assert main(["seed", "--store", store]) == 0
+    assert "seed: 0 created, 7 already there" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "SWITCHBOARD_JWT_SECRET is the demo secret"),
+        ({"SWITCHBOARD_JWT_SECRET": "short"}, "needs at least 32"),
+        (
+            {"SWITCHBOARD_JWT_SECRET": "s" * 40, "SWITCHBOARD_CUSTOMER_JWT_SECRET": "s" * 40},
+            "must differ",
+        ),
+    ],
+)
+def test_production_refuses_unsafe_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main(["serve", "--mode", "production", "--port", "0", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "switchboard.db").exists()
+
+
+def test_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["seed", "--store", "ftp://nowhere"]) == 2
+    assert "sqlite://" in capsys.readouterr().err
+
+
+async def test_serve_subprocess_prints_logins_serves_and_stops_on_sigint(tmp_path: Path) -> None:
+    env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_PORT": "0"}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tools.cli", "serve", "--seed-if-empty"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    assert process.stdout is not None
+    output = b""
+    try:
+        with trio.fail_after(SERVE_START_LIMIT):
+            while b"Press Ctrl-C to stop." not in output:
+                chunk = await process.stdout.receive_some()
+                assert chunk, output.decode()
+                output += chunk
+        text = output.decode()
+        assert "admin@switchboard.example" in text
+        url = text.split("serving on ", 1)[1].split()[0]
+        async with httpx.AsyncClient(base_url=url) as http:
+            login = await http.post(
+                "/admin/auth/login",
+                json={"email": "admin@switchboard.example", "password": "switchboard-demo"},
+            )
+        assert login.status_code == 200, login.text
+        assert login.json()["user"]["role"] == "admin"
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(SERVE_START_LIMIT):
+            rest = b""
+            while chunk := await process.stdout.receive_some():
+                rest += chunk
+            assert await process.wait() == 0, rest.decode()
+        assert b"stopped." in rest
+        assert (tmp_path / "switchboard.db").exists()
+    finally:
+        if process.returncode is None:
+            process.kill()

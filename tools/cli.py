@@ -1,0 +1,133 @@
+"""The `switchboard` command: serve, seed, version (each with --help)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import trio
+from pydantic import ValidationError
+
+from api import ConfigError, Settings, demo_logins, open_services, seed_demo_data, serve
+
+
+def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
+    """Environment first, then the flags given on the command line."""
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in fields if getattr(args, name, None) is not None
+    }
+    settings = Settings(**overrides)
+    settings.check()
+    return settings
+
+
+def _add_store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        help="store URL: sqlite:///path/to.db or memory:// "
+        "(env SWITCHBOARD_STORE; default: sqlite under --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        help="where the embedded database lives (env SWITCHBOARD_DATA_DIR; default ./data)",
+    )
+
+
+async def _serve(settings: Settings, seed_if_empty: bool) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def shutdown_requested() -> None:
+            async for _ in signals:
+                print("\nstopping...", flush=True)
+                return
+
+        async with open_services(settings) as found, trio.open_nursery() as nursery:
+            if seed_if_empty and await found.store.count_users() == 0:
+                report = await seed_demo_data(found.store, found.passwords)
+                print(f"seeded demo data: {report.created} records", flush=True)
+            binds = await nursery.start(
+                lambda task_status: serve(
+                    found, shutdown_trigger=shutdown_requested, task_status=task_status
+                )
+            )
+            base = binds[0]
+            print(f"Switchboard serving on {base}  (store: {settings.store_url})", flush=True)
+            if not settings.production:
+                print("Demo logins (development mode):", flush=True)
+                print(demo_logins(), flush=True)
+                print(
+                    f"Try: curl -s -X POST {base}/admin/auth/login -H 'Content-Type: "
+                    'application/json\' -d \'{"email": "admin@switchboard.example", '
+                    '"password": "switchboard-demo"}\'',
+                    flush=True,
+                )
+            print("Press Ctrl-C to stop.", flush=True)
+    print("stopped.", flush=True)
+
+
+async def _seed(settings: Settings) -> None:
+    async with open_services(settings) as found:
+        report = await seed_demo_data(found.store, found.passwords)
+    print(f"seed: {report.created} created, {report.existing} already there")
+    print(demo_logins())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard", description="Switchboard: a real-time customer-support chat router."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_parser = commands.add_parser("serve", help="serve the API and websockets")
+    serve_parser.add_argument("--host", help="interface to bind (env SWITCHBOARD_HOST; 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port (env SWITCHBOARD_PORT; 8080)")
+    _add_store_flags(serve_parser)
+    serve_parser.add_argument(
+        "--mode",
+        choices=["development", "production"],
+        help="production refuses demo secrets (env SWITCHBOARD_MODE; development)",
+    )
+    serve_parser.add_argument(
+        "--seed-if-empty",
+        action="store_true",
+        help="seed demo data when the store has no users yet",
+    )
+
+    seed_parser = commands.add_parser("seed", help="create the demo accounts (idempotent)")
+    _add_store_flags(seed_parser)
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        match args.command:
+            case "serve":
+                settings = _settings(args, ["host", "port", "store", "data_dir", "mode"])
+                trio.run(_serve, settings, args.seed_if_empty)
+            case "seed":
+                trio.run(_seed, _settings(args, ["store", "data_dir"]))
+            case "version":
+                print(f"switchboard {package_version('switchboard')}")
+    except (ConfigError, ValidationError, ValueError) as error:
+        print(f"switchboard: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
