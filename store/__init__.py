@@ -2,7 +2,9 @@
 
 from store._open import open_store as open_store
 from store._protocol import ActivityFilter as ActivityFilter
+from store._protocol import AgentRouting as AgentRouting
 from store._protocol import ChatFilter as ChatFilter
+from store._protocol import ChatRouting as ChatRouting
 from store._protocol import DuplicateEmail as DuplicateEmail
 from store._protocol import DuplicateMessage as DuplicateMessage
 from store._protocol import NotFound as NotFound

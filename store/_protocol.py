@@ -47,6 +47,7 @@ from typing import Protocol
 
 from store._records import (
     Activity,
+    AgentStatus,
     Chat,
     ChatStatus,
     Message,
@@ -88,6 +89,28 @@ class ChatFilter:
     priority: Priority | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRouting:
+    """The routing fields of a chat, which only the assignment actor writes."""
+
+    chat_id: str
+    status: ChatStatus
+    agent_id: str | None
+    queued_at: datetime | None
+    resolved_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRouting:
+    """The routing fields of an agent, which only the assignment actor writes."""
+
+    agent_id: str
+    status: AgentStatus
+    max_load: int
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +179,17 @@ class Store(Protocol):
     async def mark_notification_read(self, user_id: str, notification_id: str) -> bool: ...
     async def mark_all_notifications_read(self, user_id: str) -> int: ...
     async def delete_notification(self, user_id: str, notification_id: str) -> bool: ...
+
+    # routing: one transaction for a batch of assignment decisions
+    async def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
+        """Write only the routing fields of the chats and agents named, and append the activity,
+        atomically. Rows that no longer exist (deleted meanwhile) are skipped."""
+        ...
 
     # activity log (append only)
     async def append_activity(self, entries: Sequence[Activity]) -> None: ...

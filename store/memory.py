@@ -16,7 +16,9 @@ import trio
 from store import _rules
 from store._protocol import (
     ActivityFilter,
+    AgentRouting,
     ChatFilter,
+    ChatRouting,
     DuplicateEmail,
     DuplicateMessage,
     NotFound,
@@ -366,13 +368,44 @@ class MemoryStore:
 
     # activity log
 
-    async def append_activity(self, entries: Sequence[Activity]) -> None:
+    async def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
         await trio.lowlevel.checkpoint()
+        self._check_new_activity(activity)
+        for change in chats:
+            if (chat := self._chats.get(change.chat_id)) is not None:
+                self._chats[chat.id] = replace(
+                    chat,
+                    status=change.status,
+                    agent_id=change.agent_id,
+                    queued_at=change.queued_at,
+                    resolved_at=change.resolved_at,
+                    updated_at=change.updated_at,
+                )
+        for agent_change in agents:
+            if (user := self._users.get(agent_change.agent_id)) is not None:
+                self._users[user.id] = replace(
+                    user,
+                    status=agent_change.status,
+                    max_load=agent_change.max_load,
+                    updated_at=agent_change.updated_at,
+                )
+        self._activity.update((entry.id, entry) for entry in activity)
+
+    def _check_new_activity(self, entries: Sequence[Activity]) -> None:
         ids = [entry.id for entry in entries]
         for entry in entries:
             _rules.check_record_times(entry)
         if len(set(ids)) != len(ids) or any(i in self._activity for i in ids):
             raise StoreError("activity id already exists")
+
+    async def append_activity(self, entries: Sequence[Activity]) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check_new_activity(entries)
         self._activity.update((entry.id, entry) for entry in entries)
 
     async def list_activity(

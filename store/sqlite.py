@@ -27,7 +27,9 @@ import trio
 from store import _rules
 from store._protocol import (
     ActivityFilter,
+    AgentRouting,
     ChatFilter,
+    ChatRouting,
     DuplicateEmail,
     DuplicateMessage,
     NotFound,
@@ -557,6 +559,35 @@ class _Database:
             > 0
         )
 
+    # routing
+
+    def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
+        self._db.executemany(
+            "UPDATE chats SET status = ?, agent_id = ?, queued_at = ?, resolved_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            [
+                (
+                    c.status.value,
+                    c.agent_id,
+                    _encode(c.queued_at),
+                    _encode(c.resolved_at),
+                    _encode_time(c.updated_at),
+                    c.chat_id,
+                )
+                for c in chats
+            ],
+        )
+        self._db.executemany(
+            "UPDATE users SET status = ?, max_load = ?, updated_at = ? WHERE id = ?",
+            [(a.status.value, a.max_load, _encode_time(a.updated_at), a.agent_id) for a in agents],
+        )
+        self.append_activity(activity)
+
     # activity log
 
     def append_activity(self, entries: Sequence[Activity]) -> None:
@@ -792,6 +823,15 @@ class SqliteStore:
         return await self._call(lambda db: db.delete_notification(user_id, notification_id))
 
     # activity log
+
+    async def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
+        chats, agents, activity = list(chats), list(agents), list(activity)
+        await self._call(lambda db: db.record_routing(chats, agents, activity))
 
     async def append_activity(self, entries: Sequence[Activity]) -> None:
         entries = list(entries)  # the caller may change theirs while this waits in the queue

@@ -20,9 +20,11 @@ from store import (
     ActivityFilter,
     ActivityKind,
     Actor,
+    AgentRouting,
     AgentStatus,
     Chat,
     ChatFilter,
+    ChatRouting,
     ChatStatus,
     DuplicateEmail,
     DuplicateMessage,
@@ -658,6 +660,48 @@ async def test_append_activity_stores_all_entries_or_none(store: Store) -> None:
     assert (await store.list_activity(ActivityFilter())).items == [kept]
     await store.append_activity([])
     assert (await store.list_activity(ActivityFilter())).items == [kept]
+
+
+# routing
+
+
+async def test_record_routing_writes_only_routing_fields_with_activity(store: Store) -> None:
+    agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AWAY, max_load=3))
+    opened = await store.create_chat(chat(title="kept"))
+    await store.append_message(message(opened, 1))
+    entry = activity(chat_id=opened.id, from_value="new", to_value="open")
+    await store.record_routing(
+        [ChatRouting(opened.id, ChatStatus.OPEN, agent.id, None, None, at(9))],
+        [AgentRouting(agent.id, AgentStatus.BUSY, 1, at(9))],
+        [entry],
+    )
+    routed = await store.get_chat(opened.id)
+    assert routed is not None
+    assert (routed.status, routed.agent_id, routed.updated_at) == (ChatStatus.OPEN, agent.id, at(9))
+    # the counters an append wrote are untouched by the routing write
+    assert (routed.title, routed.last_seq, routed.agent_unread_count) == ("kept", 1, 1)
+    moved = await store.get_user(agent.id)
+    assert moved is not None
+    assert (moved.status, moved.max_load, moved.email) == (AgentStatus.BUSY, 1, agent.email)
+    assert (await store.list_activity(ActivityFilter(chat_id=opened.id))).items == [entry]
+
+
+async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Store) -> None:
+    kept = activity()
+    await store.append_activity([kept])
+    gone = ChatRouting(new_id(), ChatStatus.OPEN, None, None, None, at(1))
+    await store.record_routing([gone], [AgentRouting(new_id(), AgentStatus.AWAY, 2, at(1))], [])
+    assert await store.count_chats() == 0
+    survivor = await store.create_chat(chat())
+    with pytest.raises(StoreError):
+        await store.record_routing(
+            [ChatRouting(survivor.id, ChatStatus.RESOLVED, None, None, at(2), at(2))],
+            [],
+            [replace(kept, reason="again")],
+        )
+    unchanged = await store.get_chat(survivor.id)
+    assert unchanged is not None
+    assert unchanged.status is ChatStatus.NEW
 
 
 # argument validation
