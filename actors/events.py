@@ -1,0 +1,94 @@
+"""What the domain pushes to a user's live sessions; the API edge turns each into a wire frame."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from store import AgentStatus, Chat, ChatStatus, Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAssigned:
+    """To the agent who now has the chat (and, with `agent`, to its customer)."""
+
+    chat: Chat
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUnassigned:
+    chat_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStatusEvent:
+    chat_id: str
+    status: ChatStatus
+    agent_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    chat_id: str
+    position: int
+    eta_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatusEvent:
+    agent_id: str
+    status: AgentStatus
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    chat_id: str
+    user_id: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    chat_id: str
+    reader_id: str
+    seq: int
+
+
+Event: TypeAlias = (
+    MessageAdded
+    | ChatAssigned
+    | ChatUnassigned
+    | ChatStatusEvent
+    | QueuePosition
+    | AgentStatusEvent
+    | TypingEvent
+    | ReadEvent
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Session:
+    """One live connection of a user, as the edge hands it to the domain.
+
+    `offer` must never block: it raises `trio.WouldBlock` when the connection's outbox is full,
+    and the domain then calls `close` (a slow reader must not slow anyone else).
+    """
+
+    id: str
+    user_id: str
+    offer: Callable[[Event], None]
+    close: Callable[[int, str], None]
+
+
+# Close codes the domain asks the edge to use.
+CLOSE_SLOW_READER = 1013
+CLOSE_SIGNED_OUT = 4401
