@@ -146,6 +146,15 @@ class AgentView:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatView:
+    chat_id: str
+    status: ChatStatus
+    priority: Priority
+    agent_id: str | None
+    waiting_since: float | None  # when it started waiting in the queue; None if not queued
+
+
+@dataclass(frozen=True, slots=True)
 class QueueEntry:
     chat_id: str
     position: int  # 1 is served next
@@ -614,18 +623,22 @@ class AssignmentCore:
         """How many chats wait in the queue."""
         return len(self._queue)
 
+    def chat_view(self, chat_id: str) -> ChatView | None:
+        """An active chat as the core sees it; None once resolved or if unknown."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return None
+        waiting_since = chat.waiting_since if chat.queued else None
+        return ChatView(chat.chat_id, chat.status, chat.priority, chat.agent_id, waiting_since)
+
+    def agent_view(self, agent_id: str) -> AgentView | None:
+        agent = self._agents.get(agent_id)
+        return None if agent is None else _agent_view(agent)
+
     def snapshot(self, now: float) -> CoreSnapshot:
         """Agents and the queue in serving order as of `now` (the guard reorders over time)."""
         agents = tuple(
-            AgentView(
-                agent.agent_id,
-                agent.status,
-                agent.connections,
-                agent.load,
-                agent.max_load,
-                agent.idle_since,
-                tuple(agent.chats),
-            )
+            _agent_view(agent)
             for agent in sorted(self._agents.values(), key=lambda agent: agent.agent_id)
         )
         queue = tuple(
@@ -805,6 +818,18 @@ class AssignmentCore:
         agent.grace_token += 1
         agent.grace_running = True
         effects.append(StartGrace(agent.agent_id, agent.grace_token))
+
+
+def _agent_view(agent: _Agent) -> AgentView:
+    return AgentView(
+        agent.agent_id,
+        agent.status,
+        agent.connections,
+        agent.load,
+        agent.max_load,
+        agent.idle_since,
+        tuple(agent.chats),
+    )
 
 
 def _check_max_load(max_load: int) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from store import AgentStatus, Chat, ChatStatus, Message
+from store import AgentStatus, Chat, ChatStatus, Message, MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +58,12 @@ class TypingEvent:
 
 @dataclass(frozen=True, slots=True)
 class ReadEvent:
+    """The reader got (delivered) or saw (seen) the other side's messages up to seq."""
+
     chat_id: str
     reader_id: str
     seq: int
+    status: MessageStatus
 
 
 Event: TypeAlias = (

@@ -1,27 +1,268 @@
-"""The composition root of the domain: `open_system(store)` gives the handle the API uses."""
+"""The composition root of the domain: `open_system(store)` gives the handle the API uses.
+
+Every method sends a message to an actor and waits for its answer; none has a timeout argument,
+so callers bound the wait with `trio.fail_after`. Refusals come out as `router.Refused` (with a
+stable `code`), a stopped actor as `router.ActorDead`, a crash while handling as
+`router.HandlerCrashed`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import TypeVar
 
-from store import Store
+import trio
+
+from actors.assignment import AgentView, CoreSnapshot
+from actors.conversation import ConversationActor
+from actors.events import CLOSE_SIGNED_OUT, Session
+from actors.messages import (
+    AddAgent,
+    ConversationMessage,
+    GetSnapshot,
+    History,
+    MarkRead,
+    OpenChat,
+    OpenedChat,
+    ParkChat,
+    PresenceChanged,
+    ReadHistory,
+    ReassignChat,
+    RemoveAgent,
+    ResolveChat,
+    SendMessage,
+    Sent,
+    SetAgentStatus,
+    SetMaxLoad,
+    Speaker,
+    SupervisorMessage,
+    SystemSnapshot,
+    Typing,
+)
+from actors.presence import Presence, Route, Routes
+from actors.supervisor import SupervisorActor
+from router import (
+    ActorDead,
+    ActorRef,
+    ActorSystem,
+    MailboxFull,
+    Reply,
+    RestartPolicy,
+    open_actor_system,
+)
+from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role, Store
+
+log = logging.getLogger("actors")
+
+R = TypeVar("R")
+
+SUPERVISOR = "supervisor"
+# Room for a burst of connects and chat openings from many sockets; beyond it, senders wait.
+SUPERVISOR_MAILBOX = 1024
+# One chat has a handful of writers; more queued than this is a flood, and the senders wait.
+CONVERSATION_MAILBOX = 64
+# A conversation stopping while a message was on its way is retried on its next incarnation.
+_DELIVERY_ATTEMPTS = 3
+# Past this, a supervisor that keeps crashing takes the process down: nothing can be assigned.
+SUPERVISOR_RESTARTS = RestartPolicy(max_restarts=5, within_seconds=60.0)
 
 
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
     grace_period_seconds: float = 15.0
+    starvation_after_seconds: float = 120.0
+    conversation_idle_seconds: float = 300.0
+    supervisor_restarts: RestartPolicy = SUPERVISOR_RESTARTS
 
 
 class System:
-    """The running actor system and the store it persists to."""
+    """The running domain: the supervisor, conversations on demand, presence and routes."""
 
-    def __init__(self, store: Store, config: SystemConfig) -> None:
+    def __init__(
+        self,
+        actors: ActorSystem,
+        store: Store,
+        config: SystemConfig,
+        presence: Presence,
+        routes: Routes,
+        supervisor: ActorRef[SupervisorMessage],
+    ) -> None:
         self.store = store
         self.config = config
+        self._actors = actors
+        self._presence = presence
+        self._routes = routes
+        self._supervisor = supervisor
+        self._activating: dict[str, trio.Event] = {}
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    async def connect(self, session: Session, role: Role) -> None:
+        """A user's connection is live: it receives their events from now on."""
+        self._presence.attach(session)
+        if role == Role.AGENT:
+            await self._supervisor.tell(PresenceChanged(session.user_id))
+
+    async def disconnect(self, session: Session, role: Role) -> None:
+        if self._presence.detach(session) and role == Role.AGENT:
+            await self._supervisor.tell(PresenceChanged(session.user_id))
+
+    def sign_out(self, user_id: str, reason: str) -> int:
+        """Close every live connection of the user (logged out, demoted, deleted)."""
+        return self._presence.close_user(user_id, CLOSE_SIGNED_OUT, reason)
+
+    def connections(self, user_id: str) -> int:
+        return self._presence.connections(user_id)
+
+    def route(self, chat_id: str) -> Route | None:
+        """Who is in an active chat now; None when resolved or unknown."""
+        return self._routes.get(chat_id)
+
+    # --- the supervisor ------------------------------------------------------------------------
+
+    async def open_chat(
+        self, customer_id: str, *, title: str, description: str, priority: Priority
+    ) -> OpenedChat:
+        return await self._supervisor.ask(
+            lambda reply: OpenChat(customer_id, title, description, priority, reply)
+        )
+
+    async def set_agent_status(
+        self, agent_id: str, status: AgentStatus, *, by: Actor, actor_id: str | None
+    ) -> AgentView:
+        return await self._supervisor.ask(
+            lambda reply: SetAgentStatus(agent_id, status, by, actor_id, reply)
+        )
+
+    async def set_max_load(self, agent_id: str, max_load: int, *, actor_id: str) -> AgentView:
+        return await self._supervisor.ask(
+            lambda reply: SetMaxLoad(agent_id, max_load, actor_id, reply)
+        )
+
+    async def park_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+        return await self._supervisor.ask(lambda reply: ParkChat(chat_id, by, actor_id, reply))
+
+    async def resolve_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+        return await self._supervisor.ask(lambda reply: ResolveChat(chat_id, by, actor_id, reply))
+
+    async def reassign_chat(self, chat_id: str, agent_id: str, *, actor_id: str) -> Chat:
+        return await self._supervisor.ask(
+            lambda reply: ReassignChat(chat_id, agent_id, actor_id, reply)
+        )
+
+    async def add_agent(self, agent_id: str, max_load: int) -> None:
+        await self._supervisor.ask(lambda reply: AddAgent(agent_id, max_load, reply))
+
+    async def remove_agent(self, agent_id: str) -> None:
+        await self._supervisor.ask(lambda reply: RemoveAgent(agent_id, reply))
+
+    async def snapshot(self) -> SystemSnapshot:
+        core: CoreSnapshot = await self._supervisor.ask(GetSnapshot)
+        return SystemSnapshot(
+            core=core,
+            now=trio.current_time(),
+            actors=tuple(self._actors.snapshot()),
+            sessions=self._presence.count,
+        )
+
+    # --- conversations -------------------------------------------------------------------------
+
+    async def send_message(
+        self, chat_id: str, sender: Speaker, *, client_msg_id: str, content: str
+    ) -> Sent:
+        return await self._ask_conversation(
+            chat_id, lambda reply: SendMessage(sender, client_msg_id, content, reply)
+        )
+
+    async def mark_read(
+        self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus
+    ) -> int:
+        return await self._ask_conversation(
+            chat_id, lambda reply: MarkRead(reader, seq, status, reply)
+        )
+
+    async def history(
+        self, chat_id: str, reader: Speaker, *, after_seq: int, limit: int
+    ) -> History:
+        return await self._ask_conversation(
+            chat_id, lambda reply: ReadHistory(reader, after_seq, limit, reply)
+        )
+
+    async def typing(self, chat_id: str, speaker: Speaker, *, on: bool) -> None:
+        """Best effort: dropped when the chat's mailbox is full (typing is ephemeral)."""
+        ref = await self._conversation(chat_id)
+        with suppress(MailboxFull, ActorDead):
+            ref.tell_nowait(Typing(speaker, on))
+
+    async def _ask_conversation(
+        self, chat_id: str, make: Callable[[Reply[R]], ConversationMessage]
+    ) -> R:
+        for attempt in range(_DELIVERY_ATTEMPTS):
+            ref = await self._conversation(chat_id)
+            try:
+                return await ref.ask(make)
+            except ActorDead:
+                # Passivated between the lookup and the ask; the message was never handled
+                # (a stopping actor fails what is left in its mailbox), so it is safe to retry.
+                if attempt == _DELIVERY_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _conversation(self, chat_id: str) -> ActorRef[ConversationMessage]:
+        """The chat's conversation actor, started from the store if it is not running."""
+        name = f"chat:{chat_id}"
+        while True:
+            ref = self._actors.lookup(name)
+            if ref is not None:
+                return ref
+            activating = self._activating.get(name)
+            if activating is not None:
+                await activating.wait()
+                continue
+            done = self._activating[name] = trio.Event()
+            try:
+                return await self._actors.spawn(
+                    name,
+                    lambda: ConversationActor(
+                        chat_id,
+                        self.store,
+                        self._presence,
+                        self._routes,
+                        self._supervisor,
+                        idle_seconds=self.config.conversation_idle_seconds,
+                    ),
+                    mailbox_size=CONVERSATION_MAILBOX,
+                    on_give_up=_log_give_up,
+                )
+            finally:
+                del self._activating[name]
+                done.set()
+
+
+def _log_give_up(name: str, error: BaseException) -> None:
+    # A chat that keeps crashing stops alone; its next message starts it again from the store.
+    log.error("gave up on %s after repeated crashes", name, exc_info=error)
 
 
 @asynccontextmanager
 async def open_system(store: Store, config: SystemConfig = SystemConfig()) -> AsyncIterator[System]:
-    yield System(store, config)
+    """Start the supervisor (which rebuilds the assignment state from the store) and run the
+    domain for the duration of the block."""
+    presence, routes = Presence(), Routes()
+    async with open_actor_system() as actors:
+        supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
+            SUPERVISOR,
+            lambda: SupervisorActor(
+                store,
+                presence,
+                routes,
+                grace_period_seconds=config.grace_period_seconds,
+                starvation_after_seconds=config.starvation_after_seconds,
+            ),
+            mailbox_size=SUPERVISOR_MAILBOX,
+            restart=config.supervisor_restarts,
+        )
+        yield System(actors, store, config, presence, routes, supervisor)

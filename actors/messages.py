@@ -1,0 +1,223 @@
+"""The whole message vocabulary of the domain actors.
+
+Asks carry their reply slot in the `reply` field (the kernel's convention); everything else is a
+tell. `by` says who caused a change for the activity log (the agent themself, an admin, the
+system) and `actor_id` which user that was, when a user was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from actors.assignment import AgentView, CoreSnapshot
+from router import ActorInfo, Reply
+from store import Actor, AgentStatus, Chat, Message, MessageStatus, Priority, Role
+
+# --- answers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedChat:
+    chat: Chat
+    created: bool  # False: the customer's active chat was found and returned
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: Message
+    duplicate: bool  # the client_msg_id was seen before: this is the stored message, resent
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Messages after a seq, for `resume`; `complete` is False when more remain than were asked."""
+
+    messages: tuple[Message, ...]
+    last_seq: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSnapshot:
+    """What an admin or `switchboard inspect` sees: the supervisor's state and every actor."""
+
+    core: CoreSnapshot
+    now: float  # the trio clock at the snapshot, to turn idle_since/waiting_since into ages
+    actors: tuple[ActorInfo, ...]
+    sessions: int  # live connections of every user
+
+
+# --- to the supervisor --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChat:
+    """Find the customer's active chat or create one and queue it."""
+
+    customer_id: str
+    title: str
+    description: str
+    priority: Priority
+    reply: Reply[OpenedChat]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """An agent's sessions came or went: the supervisor syncs with the presence registry.
+
+    The message carries no count on purpose: reading the registry when it is handled makes it
+    idempotent, so a restart (which also reads the registry) cannot count a connection twice.
+    """
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetAgentStatus:
+    agent_id: str
+    status: AgentStatus
+    by: Actor
+    actor_id: str | None
+    reply: Reply[AgentView]
+
+
+@dataclass(frozen=True, slots=True)
+class SetMaxLoad:
+    agent_id: str
+    max_load: int
+    actor_id: str | None
+    reply: Reply[AgentView]
+
+
+@dataclass(frozen=True, slots=True)
+class ParkChat:
+    """The agent set the chat pending: it waits for the customer and frees the agent's slot."""
+
+    chat_id: str
+    by: Actor
+    actor_id: str | None
+    reply: Reply[Chat]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveChat:
+    chat_id: str
+    by: Actor
+    actor_id: str | None
+    reply: Reply[Chat]
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignChat:
+    chat_id: str
+    agent_id: str
+    actor_id: str | None
+    reply: Reply[Chat]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerWrote:
+    """A customer message was stored; a chat waiting for its customer is queued again."""
+
+    chat_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddAgent:
+    """A user became an agent (an admin approved or created them)."""
+
+    agent_id: str
+    max_load: int
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveAgent:
+    """An agent was demoted or deleted: their chats are re-queued."""
+
+    agent_id: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class GraceExpired:
+    agent_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshQueuePositions:
+    """Sent to itself after the queue changed; several changes in a row cost one refresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetSnapshot:
+    reply: Reply[CoreSnapshot]
+
+
+SupervisorMessage: TypeAlias = (
+    OpenChat
+    | PresenceChanged
+    | SetAgentStatus
+    | SetMaxLoad
+    | ParkChat
+    | ResolveChat
+    | ReassignChat
+    | CustomerWrote
+    | AddAgent
+    | RemoveAgent
+    | GraceExpired
+    | RefreshQueuePositions
+    | GetSnapshot
+)
+
+# --- to a conversation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who acts in a chat: a user and their role (admins may read any chat, not write)."""
+
+    user_id: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    sender: Speaker
+    client_msg_id: str
+    content: str
+    reply: Reply[Sent]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """The reader got (delivered) or saw (seen) the other side's messages up to `seq`."""
+
+    reader: Speaker
+    seq: int
+    status: MessageStatus
+    reply: Reply[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    speaker: Speaker
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    reader: Speaker
+    after_seq: int
+    limit: int
+    reply: Reply[History]
+
+
+@dataclass(frozen=True, slots=True)
+class IdleCheck:
+    """Timer: passivate if nothing happened for the idle time."""
+
+
+ConversationMessage: TypeAlias = SendMessage | MarkRead | Typing | ReadHistory | IdleCheck
