@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import trio
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
+
+from router import Refused, RouterError
+from store import StoreUnavailable
 
 log = logging.getLogger("api")
 
@@ -40,6 +44,24 @@ def _validation_details(error: RequestSchemaValidationError) -> Any:
             for item in cause.errors(include_url=False, include_input=False)
         ]
     return str(cause)
+
+
+# How long a request waits for an actor's answer before it is told to retry (503).
+ASK_SECONDS = 10.0
+
+_FORBIDDEN_REFUSALS = frozenset({"not_your_chat", "not_a_participant"})
+_INVALID_REFUSALS = frozenset({"invalid_max_load", "status_not_settable"})
+
+
+def refusal_status(refusal: Refused) -> int:
+    """The HTTP status of a domain refusal: its code decides, 409 when nothing more specific."""
+    if refusal.code.endswith("_not_found"):
+        return 404
+    if refusal.code in _FORBIDDEN_REFUSALS:
+        return 403
+    if refusal.code in _INVALID_REFUSALS:
+        return 400
+    return 409
 
 
 _HTTP_CODES = {
@@ -80,6 +102,28 @@ def install_error_handlers(app: Quart) -> None:
         elif status == 404:
             message = "no such endpoint"
         return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+
+    @app.errorhandler(Refused)
+    async def _refused(error: Refused) -> Response:
+        return error_response(refusal_status(error), error.code, error.message)
+
+    @app.errorhandler(RouterError)
+    async def _actor_unavailable(error: RouterError) -> Response:
+        log.warning("actor unavailable: %s", error)
+        return error_response(
+            503, "unavailable", "the service is restarting a component; retry in a moment"
+        )
+
+    @app.errorhandler(StoreUnavailable)
+    async def _store_unavailable(error: StoreUnavailable) -> Response:
+        log.warning("store unavailable: %s", error)
+        return error_response(
+            503, "store_unavailable", "the database cannot be reached right now; retry shortly"
+        )
+
+    @app.errorhandler(trio.TooSlowError)
+    async def _too_slow(error: trio.TooSlowError) -> Response:
+        return error_response(503, "overloaded", "the service is too busy to answer; retry shortly")
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from store import AgentStatus, Role, User
+from store import AgentStatus, ChatStatus, Message, MessageStatus, Priority, Role, User
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
@@ -107,3 +107,58 @@ class CustomerTokenBody(WireModel):
 
 class TokenOut(WireModel):
     token: str
+
+
+class ChatMessageOut(WireModel):
+    """A chat message as the original backend sent it, plus its per-chat `seq`."""
+
+    id: str
+    chat_id: str
+    seq: int
+    sender_id: str
+    receiver_id: str | None
+    content: str
+    status: MessageStatus
+    sender_role: Role
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> ChatMessageOut:
+        return cls(
+            id=message.id,
+            chat_id=message.chat_id,
+            seq=message.seq,
+            sender_id=message.sender_id,
+            receiver_id=message.receiver_id,
+            content=message.content,
+            status=message.status,
+            sender_role=message.sender_role,
+            created_at=message.created_at,
+        )
+
+
+class AgentRef(WireModel):
+    """A chat's agent as the original embedded it: `{"_id", "name", "email"}`."""
+
+    id: str = Field(alias="_id")
+    name: str
+    email: str
+
+
+class ChatOut(WireModel):
+    """A chat in the original backend's shape: `customer` is the customer's id, `agent` the
+    embedded agent or null, `lastMessage` the latest message or null."""
+
+    id: str
+    title: str
+    description: str
+    status: ChatStatus
+    priority: Priority
+    customer_unread_count: int
+    agent_unread_count: int
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int
+    last_message: ChatMessageOut | None
+    customer: str
+    agent: AgentRef | None
