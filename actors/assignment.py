@@ -409,6 +409,9 @@ class AssignmentCore:
         if status == ChatStatus.OPEN and owner is not None and owner.chosen != AgentStatus.AWAY:
             chat.agent_id = owner.agent_id
             owner.chats[chat_id] = None
+            # Should the agent go away, the chat is re-queued by arrival: give it one, in load
+            # order, so no two re-queued chats tie.
+            chat.arrival = self._queue.new_arrival()
         elif status != ChatStatus.PENDING or waiting_since is not None:
             self._restored_chats.append((chat, agent_id, waiting_since))
 

@@ -269,25 +269,30 @@ class SupervisorActor(Actor[SupervisorMessage]):
                     chat_ids[effect.chat_id] = None
                 case AgentStatusChanged() | MaxLoadChanged():
                     agent_ids[effect.agent_id] = None
+        # Owners as each effect happened, for the status events of intermediate steps (and of a
+        # resolved chat, which has no route afterwards but whose agent still hears of it).
+        owners = {chat_id: _owner(self._routes.get(chat_id)) for chat_id in chat_ids}
         if chat_ids or agent_ids or activity:
             await self._store.record_routing(
-                [self._chat_routing(chat_id, now, wall) for chat_id in chat_ids],
+                [self._chat_routing(chat_id, owners[chat_id], now, wall) for chat_id in chat_ids],
                 [self._agent_routing(agent_id, wall) for agent_id in agent_ids if agent_id],
                 activity,
             )
-        before = {chat_id: self._routes.get(chat_id) for chat_id in chat_ids}
         for chat_id in chat_ids:
             self._publish_route(chat_id)
         for effect in effects:
-            await self._push(effect, now, before)
+            await self._push(effect, now, owners)
         for chat_id in chat_ids:
             if self._routes.get(chat_id) is None:
                 self._customers.pop(chat_id, None)
 
-    def _chat_routing(self, chat_id: str, now: float, wall: datetime) -> ChatRouting:
+    def _chat_routing(
+        self, chat_id: str, owner: str | None, now: float, wall: datetime
+    ) -> ChatRouting:
+        """The chat's routing fields after the decision; `owner` is its agent before it."""
         view = self._core.chat_view(chat_id)
-        if view is None:
-            return ChatRouting(chat_id, ChatStatus.RESOLVED, None, None, wall, wall)
+        if view is None:  # resolved: it keeps the agent who had it, for history and dashboards
+            return ChatRouting(chat_id, ChatStatus.RESOLVED, owner, None, wall, wall)
         queued_at = (
             None
             if view.waiting_since is None
@@ -345,14 +350,14 @@ class SupervisorActor(Actor[SupervisorMessage]):
             case _ as unreachable:
                 assert_never(unreachable)
 
-    async def _push(self, effect: Effect, now: float, before: dict[str, Route | None]) -> None:
-        """Tell the sessions concerned; `before` holds the routes as they were before the change
-        (a resolved chat has none after it, but its agent still hears of it)."""
+    async def _push(self, effect: Effect, now: float, owners: dict[str, str | None]) -> None:
+        """Tell the sessions concerned; `owners` follows each chat's owner effect by effect."""
         deliver = self._presence.deliver
         match effect:
             case Assigned(chat_id, agent_id, previous_id, reason, _):
                 self._finish_handling(chat_id, now)
                 self._assigned_at[chat_id] = now
+                owners[chat_id] = agent_id
                 chat = await self._chat(chat_id)
                 deliver(agent_id, ChatAssigned(chat, reason))
                 deliver(chat.customer_id, ChatAssigned(chat, reason))
@@ -360,17 +365,15 @@ class SupervisorActor(Actor[SupervisorMessage]):
                     deliver(previous_id, ChatUnassigned(chat_id, reason))
             case Unassigned(chat_id, agent_id, reason, _):
                 self._finish_handling(chat_id, now)
+                owners[chat_id] = None
                 deliver(agent_id, ChatUnassigned(chat_id, reason))
             case ChatStatusChanged(chat_id, _, new, _, _):
                 if new == ChatStatus.RESOLVED:
                     self._finish_handling(chat_id, now)
-                route, old_route = self._routes.get(chat_id), before.get(chat_id)
-                owner = route.agent_id if route else None
+                owner = owners.get(chat_id)
                 event = ChatStatusEvent(chat_id, new, owner)
                 deliver(self._customers.get(chat_id), event)
                 deliver(owner, event)
-                if old_route is not None and old_route.agent_id not in (None, owner):
-                    deliver(old_route.agent_id, event)
             case AgentStatusChanged(agent_id, _, new, _, reason):
                 deliver(agent_id, AgentStatusEvent(agent_id, new, reason))
             case StartGrace(agent_id, token):
@@ -410,6 +413,10 @@ class SupervisorActor(Actor[SupervisorMessage]):
             customer_id = self._customers.get(entry.chat_id)
             self._presence.deliver(customer_id, QueuePosition(entry.chat_id, entry.position, eta))
         self._positions = positions
+
+
+def _owner(route: Route | None) -> str | None:
+    return None if route is None else route.agent_id
 
 
 async def _users(store: Store, role: Role) -> AsyncIterator[User]:
