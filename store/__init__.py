@@ -1,4 +1,4 @@
-"""Persistence: the Store protocol, its records, and the backends (memory, SQLite)."""
+"""Persistence: the Store protocol, its records, and the backends (memory, SQLite, MongoDB)."""
 
 from store._open import open_store as open_store
 from store._protocol import ActivityFilter as ActivityFilter
@@ -28,5 +28,7 @@ from store._records import User as User
 from store._records import new_id as new_id
 from store._records import utcnow as utcnow
 from store.memory import MemoryStore as MemoryStore
+from store.mongo import MongoStore as MongoStore
+from store.mongo import open_mongo_store as open_mongo_store
 from store.sqlite import SqliteStore as SqliteStore
 from store.sqlite import open_sqlite_store as open_sqlite_store

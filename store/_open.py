@@ -10,9 +10,13 @@ import trio
 
 from store._protocol import Store
 from store.memory import MemoryStore
+from store.mongo import open_mongo_store
 from store.sqlite import open_sqlite_store
 
-ACCEPTED_FORMS = "'memory://', 'sqlite:///absolute/path.db' or 'sqlite://relative/path.db'"
+ACCEPTED_FORMS = (
+    "'memory://', 'sqlite:///absolute/path.db', 'sqlite://relative/path.db'"
+    " or 'mongodb://host/database' (also mongodb+srv://)"
+)
 
 
 @asynccontextmanager
@@ -27,6 +31,9 @@ async def open_store(url: str) -> AsyncIterator[Store]:
                 lambda: Path(path).parent.mkdir(parents=True, exist_ok=True)
             )
             async with open_sqlite_store(Path(path)) as store:
+                yield store
+        case ("mongodb" | "mongodb+srv", "://", rest) if rest:
+            async with open_mongo_store(url) as store:
                 yield store
         # Each new backend is one more case here.
         case _:

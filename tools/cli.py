@@ -14,6 +14,7 @@ import trio
 from pydantic import ValidationError
 
 from api import ConfigError, Settings, demo_logins, open_services, seed_demo_data, serve
+from store import StoreError
 
 
 def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trio.run(_seed, _settings(args, ["store", "data_dir"]))
             case "version":
                 print(f"switchboard {package_version('switchboard')}")
-    except (ConfigError, ValidationError, ValueError) as error:
+    except (ConfigError, ValidationError, ValueError, StoreError) as error:
         print(f"switchboard: error: {error}", file=sys.stderr)
         return 2
     return 0

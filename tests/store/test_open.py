@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from store import MemoryStore, SqliteStore, open_store
+from store import MemoryStore, MongoStore, SqliteStore, open_store
 from tests.store.factories import user
+from tests.store.mongo_server import WireServer, drop_database, fresh_database_url
 
 
 async def test_memory_url_gives_a_memory_store() -> None:
@@ -36,9 +37,32 @@ async def test_relative_sqlite_url_is_relative_to_the_working_directory(
     assert (tmp_path / "data" / "switchboard.db").is_file()
 
 
+async def test_mongodb_url_gives_a_mongo_store_on_the_database_it_names(
+    wire_server: WireServer,
+) -> None:
+    url = fresh_database_url(wire_server.url)
+    try:
+        async with open_store(url) as store:
+            assert isinstance(store, MongoStore)
+            created = await store.create_user(user(email="ada@example.com"))
+        async with open_store(url) as store:
+            assert await store.get_user_by_email("ada@example.com") == created
+    finally:
+        drop_database(url)
+
+
 @pytest.mark.parametrize(
     "url",
-    ["", "memory", "memory://extra", "sqlite://", "sqlite:/x.db", "postgres://db/x", "store.db"],
+    [
+        "",
+        "memory",
+        "memory://extra",
+        "sqlite://",
+        "sqlite:/x.db",
+        "mongodb://",
+        "postgres://db/x",
+        "store.db",
+    ],
 )
 async def test_other_urls_are_refused_naming_the_accepted_forms(url: str) -> None:
     with pytest.raises(ValueError, match=r"'memory://', 'sqlite:///absolute/path\.db'"):

@@ -1,0 +1,976 @@
+"""`MongoStore`: the Store protocol on MongoDB, the production store of the system this replaces.
+
+Driver: PyMongo's synchronous client, every call in a worker thread (`trio.to_thread.run_sync`,
+never abandoned on cancel, so a write a caller gave up on still finishes or fails as a whole).
+Motor is deprecated, and it and PyMongo's asyncio client run on asyncio only, not on Trio.
+
+Layout: one document per record, `_id` = the record's id (the 24-hex string of `new_id`), in the
+collections users, chats, messages, notifications, revoked_tokens, login_failures, and one
+collection per activity kind (agent_status_history, chat_status_history, assignments).
+
+Datetimes: each is stored twice, as a BSON date under its own name (UTC, milliseconds: what
+people, tools and TTL indexes read) and as exact microseconds since the epoch under the name
+plus `_us` (what records are rebuilt from and what range queries compare), because the protocol
+promises records back equal to what was stored and BSON dates would drop the microseconds.
+
+Durability: writes use write concern majority with journal, reads read concern majority from the
+primary, so a call returns only once its write survives a failover, and a later read sees it.
+
+Atomicity: on a replica set or sharded cluster each multi-document write runs in a transaction.
+A standalone server has none, so the writes are ordered so that a crash part way loses nothing
+acknowledged, and every call still refuses duplicates through the unique indexes alone:
+- `append_message` inserts the message first (the unique (chat, seq) and (chat, client_msg_id)
+  indexes refuse a duplicate before anything else changes, so racing appends store exactly one),
+  then updates the chat's counters in one `$set`/`$inc`. A crash between the two leaves a stored
+  but unacknowledged message that the chat's counters do not count.
+- `append_activity` takes back the entries it inserted when a later one is refused; a crash
+  before that leaves the entries before the refused one.
+- `record_routing` appends the activity first (the only part that can be refused), then writes
+  the chats' and agents' routing fields; a crash between leaves log entries whose decisions did
+  not take effect, which the assignment actor reconciles when it reloads.
+- `delete_chat` deletes the chat, then its messages (and always its messages, so calling it
+  again clears what a crash left); `mark_messages` raises statuses, then clears the unread count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Generic, TypeVar, get_type_hints
+
+import trio
+from bson.codec_options import CodecOptions
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    IndexModel,
+    MongoClient,
+    ReadPreference,
+    ReturnDocument,
+    UpdateOne,
+)
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.server_type import SERVER_TYPE
+from pymongo.write_concern import WriteConcern
+
+from store import _rules
+from store._protocol import (
+    ActivityFilter,
+    AgentRouting,
+    ChatFilter,
+    ChatRouting,
+    DuplicateEmail,
+    DuplicateMessage,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from store._records import (
+    Activity,
+    ActivityKind,
+    Chat,
+    Message,
+    MessageStatus,
+    Notification,
+    Page,
+    Role,
+    User,
+)
+
+R = TypeVar("R")
+RecordT = TypeVar("RecordT", bound=_rules.HasId)
+Document = dict[str, Any]
+
+DEFAULT_DATABASE = "switchboard"
+"""The database used when the URL names none (mongodb://host/ instead of mongodb://host/db)."""
+
+SERVER_SELECTION_TIMEOUT_MS = 5000
+"""How long a call waits for a reachable server before StoreUnavailable, unless the URL sets
+serverSelectionTimeoutMS itself (PyMongo's own default, 30 s, is long for a CLI to hang)."""
+
+_TRANSACTION_ATTEMPTS = 10
+"""How often a transaction that lost a write conflict is run again before giving up."""
+
+_WRITE_CONCERN = WriteConcern("majority", j=True)
+_READ_CONCERN = ReadConcern("majority")
+_CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(
+    document_class=dict, tz_aware=True, tzinfo=UTC
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_EXACT = "_us"
+"""Suffix of the field holding a datetime's exact microseconds beside its BSON date."""
+_TIME_HINTS = (datetime, datetime | None)
+
+_DUPLICATE_KEY = 11000
+
+_ACTIVITY_COLLECTIONS = {
+    ActivityKind.AGENT_STATUS: "agent_status_history",
+    ActivityKind.CHAT_STATUS: "chat_status_history",
+    ActivityKind.ASSIGNMENT: "assignments",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    collection: str
+    name: str
+    keys: tuple[str, ...]
+    options: tuple[tuple[str, object], ...] = ()
+
+    def model(self, *, with_id: bool) -> IndexModel:
+        keys = [(key, ASCENDING) for key in self.keys if with_id or key != "_id"]
+        return IndexModel(keys, name=self.name, **dict(self.options))
+
+
+_UNIQUE = (("unique", True),)
+
+# The lists page by _id within a filter, so their indexes end in _id: the page is then read
+# in order from the index instead of sorting every match.
+_INDEXES = (
+    _Index("users", "email_unique", ("email",), _UNIQUE),
+    _Index("users", "by_role", ("role", "_id")),
+    _Index("users", "by_external_id", ("external_id", "_id")),
+    _Index("chats", "by_status", ("status", "_id")),
+    _Index("chats", "by_agent", ("agent_id", "_id")),
+    _Index("chats", "by_customer", ("customer_id", "_id")),
+    _Index("chats", "by_created_at", ("created_at" + _EXACT,)),
+    _Index("messages", "chat_seq", ("chat_id", "seq"), _UNIQUE),
+    _Index("messages", "chat_client_msg_id", ("chat_id", "client_msg_id"), _UNIQUE),
+    _Index("notifications", "by_user", ("user_id", "_id")),
+    # A revocation is only worth keeping until its token expires anyway.
+    _Index("revoked_tokens", "expiry", ("expires_at",), (("expireAfterSeconds", 0),)),
+    _Index("login_failures", "by_key", ("key", "at" + _EXACT)),
+    *(
+        _Index(collection, f"by_{key}", (key, "_id"))
+        for collection in _ACTIVITY_COLLECTIONS.values()
+        for key in ("chat_id", "agent_id")
+    ),
+)
+
+
+def _create_indexes(database: Database[Document], *, with_id: bool) -> None:
+    for collection in dict.fromkeys(index.collection for index in _INDEXES):
+        models = [i.model(with_id=with_id) for i in _INDEXES if i.collection == collection]
+        database[collection].create_indexes(models)
+
+
+def _indexes_may_hold_id(client: MongoClient[Document]) -> bool:
+    # nx-27017, the tests' wire-protocol server, accepts an index with _id among its keys and
+    # then refuses every insert into the collection ("JSON path error near '_id'").
+    return client.admin.command("buildInfo").get("process") != "nx_27017"
+
+
+# values <-> documents
+
+
+def _micros(value: datetime) -> int:
+    _rules.check_aware(value)
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _time_fields(name: str, value: datetime | None) -> Document:
+    if value is None:
+        return {name: None, name + _EXACT: None}
+    return {name: value, name + _EXACT: _micros(value)}
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, StrEnum) else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape(Generic[RecordT]):
+    """How one record type maps to a document: field by field, id as `_id`."""
+
+    make: Callable[..., RecordT]
+    hints: tuple[tuple[str, object], ...]
+
+    def encode(self, record: RecordT) -> Document:
+        document: Document = {"_id": record.id}
+        for name, hint in self.hints:
+            if name == "id":
+                continue
+            value = getattr(record, name)
+            if hint in _TIME_HINTS:
+                document |= _time_fields(name, value)
+            else:
+                document[name] = _plain(value)
+        return document
+
+    def decode(self, document: Document) -> RecordT:
+        values: dict[str, object] = {}
+        for name, hint in self.hints:
+            if name == "id":
+                values[name] = document["_id"]
+            elif hint in _TIME_HINTS:
+                micros = document[name + _EXACT]
+                values[name] = None if micros is None else _EPOCH + micros * _MICROSECOND
+            elif isinstance(hint, type) and issubclass(hint, StrEnum):
+                values[name] = hint(document[name])
+            else:
+                values[name] = document[name]
+        return self.make(**values)
+
+
+def _shape(record_type: Callable[..., RecordT]) -> _Shape[RecordT]:
+    return _Shape(record_type, tuple(get_type_hints(record_type).items()))  # in field order
+
+
+_USERS = _shape(User)
+_CHATS = _shape(Chat)
+_MESSAGES = _shape(Message)
+_NOTIFICATIONS = _shape(Notification)
+_ACTIVITY = _shape(Activity)
+
+
+def _chat_query(chat_filter: ChatFilter) -> Document:
+    f = chat_filter
+    query: Document = {
+        name: _plain(value)
+        for name, value in (
+            ("agent_id", f.agent_id),
+            ("customer_id", f.customer_id),
+            ("priority", f.priority),
+        )
+        if value is not None
+    }
+    status: Document = {}
+    if f.status is not None:
+        status["$eq"] = f.status.value
+    if f.statuses is not None:
+        status["$in"] = sorted(s.value for s in f.statuses)
+    if status:
+        query["status"] = status
+    created: Document = {}
+    if f.created_from is not None:
+        created["$gte"] = _micros(f.created_from)
+    if f.created_to is not None:
+        created["$lt"] = _micros(f.created_to)
+    if created:
+        query["created_at" + _EXACT] = created
+    return query
+
+
+def _activity_query(activity_filter: ActivityFilter) -> Document:
+    f = activity_filter
+    return {
+        name: value
+        for name, value in (("chat_id", f.chat_id), ("agent_id", f.agent_id))
+        if value is not None
+    }
+
+
+# URLs and errors
+
+
+def _redact(url: str) -> str:
+    """`url` fit for messages and logs: the user name kept, the password and options dropped
+    (options may carry secrets too, e.g. authMechanismProperties)."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    user = userinfo.partition(":")[0]
+    shown = f"{user}@{hosts}" if at and user else hosts
+    return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
+
+
+def _url_options(url: str) -> set[str]:
+    query = url.partition("?")[2]
+    return {part.partition("=")[0].lower() for part in query.replace(";", "&").split("&") if part}
+
+
+def _reason(exc: PyMongoError) -> str:
+    # PyMongo appends its configured timeouts and the whole topology description to the cause;
+    # the first clause is the part a person can act on.
+    return str(exc).partition(", Timeout: ")[0].partition(" (configured timeouts")[0]
+
+
+def _transient(exc: PyMongoError) -> bool:
+    return exc.has_error_label("TransientTransactionError")
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """PyMongo's errors as the store's: StoreUnavailable for what a retry may cure."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise StoreUnavailable(f"lost MongoDB at {where}: {_reason(exc)}") from exc
+    except PyMongoError as exc:
+        if _transient(exc):
+            raise StoreUnavailable(
+                f"MongoDB at {where} kept refusing a transaction: {exc}"
+            ) from exc
+        raise StoreError(f"MongoDB at {where} refused the operation: {exc}") from exc
+
+
+# the operations, synchronous; run in worker threads
+
+
+class _Database:
+    """Every store operation against one MongoDB database, as blocking PyMongo calls."""
+
+    def __init__(
+        self, client: MongoClient[Document], database: Database[Document], transactions: bool
+    ) -> None:
+        self._client = client
+        self.transactions = transactions
+        self._users = database["users"]
+        self._chats = database["chats"]
+        self._messages = database["messages"]
+        self._notifications = database["notifications"]
+        self._revoked_tokens = database["revoked_tokens"]
+        self._login_failures = database["login_failures"]
+        self._activity = {kind: database[name] for kind, name in _ACTIVITY_COLLECTIONS.items()}
+
+    def _atomically(self, work: Callable[[ClientSession | None], R]) -> R:
+        """`work` in one transaction where the server has them; else `work` as it is ordered."""
+        if not self.transactions:
+            return work(None)
+        with self._client.start_session() as session:
+            attempt = 1
+            while True:
+                try:
+                    # No read concern of its own: the reads in these transactions only look
+                    # up fields that never change, and the commit's majority write concern is
+                    # what makes the whole durable.
+                    with session.start_transaction(write_concern=_WRITE_CONCERN):
+                        result = work(session)
+                except PyMongoError as exc:
+                    # A write conflict is worth another go; a lost server is not (it would
+                    # keep the caller waiting a server-selection timeout per attempt).
+                    if (
+                        attempt < _TRANSACTION_ATTEMPTS
+                        and _transient(exc)
+                        and not isinstance(exc, ConnectionFailure)
+                    ):
+                        attempt += 1
+                        continue
+                    raise
+                return result
+
+    @staticmethod
+    def _clash(
+        collection: Collection[Document], record_id: str, what: str, on_other_key: StoreError
+    ) -> StoreError:
+        """The error for a refused insert: a reused id is a plain StoreError, as in every
+        backend; otherwise one of the collection's other unique keys clashed."""
+        # Asked after the refusal, not before the insert, so it cannot race with the insert;
+        # servers differ in how (and whether) they name the clashing index in the error.
+        if collection.find_one({"_id": record_id}, {"_id": 1}) is not None:
+            return StoreError(f"{what} id {record_id} already exists")
+        return on_other_key
+
+    @staticmethod
+    def _page(
+        collection: Collection[Document],
+        shape: _Shape[RecordT],
+        query: Document,
+        *,
+        limit: int,
+        cursor: str | None,
+        newest_first: bool = False,
+    ) -> Page[RecordT]:
+        if cursor is not None:
+            query = query | {"_id": {"$lt" if newest_first else "$gt": cursor}}
+        order = DESCENDING if newest_first else ASCENDING
+        documents = list(collection.find(query).sort("_id", order).limit(limit + 1))
+        items = [shape.decode(d) for d in documents[:limit]]
+        return Page(items=items, next_cursor=items[-1].id if len(documents) > limit else None)
+
+    @staticmethod
+    def _one(
+        collection: Collection[Document], shape: _Shape[RecordT], query: Document
+    ) -> RecordT | None:
+        document = collection.find_one(query)
+        return None if document is None else shape.decode(document)
+
+    # users
+
+    def create_user(self, user: User) -> User:
+        user = replace(user, email=_rules.normalise_email(user.email))
+        try:
+            self._users.insert_one(_USERS.encode(user))
+        except DuplicateKeyError as exc:
+            raise self._clash(self._users, user.id, "user", DuplicateEmail(user.email)) from exc
+        return user
+
+    def get_user(self, user_id: str) -> User | None:
+        return self._one(self._users, _USERS, {"_id": user_id})
+
+    def get_user_by_email(self, email: str) -> User | None:
+        return self._one(self._users, _USERS, {"email": _rules.normalise_email(email)})
+
+    def get_customer_by_external_id(self, external_id: str) -> User | None:
+        query = {"role": Role.CUSTOMER.value, "external_id": external_id}
+        for document in self._users.find(query).sort("_id", ASCENDING).limit(1):
+            return _USERS.decode(document)
+        return None
+
+    def update_user(self, user: User) -> User:
+        user = replace(user, email=_rules.normalise_email(user.email))
+        try:
+            result = self._users.replace_one({"_id": user.id}, _USERS.encode(user))
+        except DuplicateKeyError as exc:
+            raise DuplicateEmail(user.email) from exc
+        if not result.matched_count:
+            raise NotFound(f"user {user.id}")
+        return user
+
+    def delete_user(self, user_id: str) -> bool:
+        return self._users.delete_one({"_id": user_id}).deleted_count > 0
+
+    def list_users(self, role: Role | None, limit: int, cursor: str | None) -> Page[User]:
+        query = {} if role is None else {"role": role.value}
+        return self._page(self._users, _USERS, query, limit=limit, cursor=cursor)
+
+    def count_users(self, role: Role | None) -> int:
+        return self._users.count_documents({} if role is None else {"role": role.value})
+
+    # tokens and login throttling
+
+    def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        _rules.check_aware(expires_at)
+        self._revoked_tokens.update_one(
+            {"_id": jti}, {"$set": {"expires_at": expires_at}}, upsert=True
+        )
+
+    def is_token_revoked(self, jti: str) -> bool:
+        return self._revoked_tokens.find_one({"_id": jti}, {"_id": 1}) is not None
+
+    def add_login_failure(self, key: str, at: datetime) -> None:
+        self._login_failures.insert_one({"key": key} | _time_fields("at", at))
+
+    def count_login_failures(self, key: str, since: datetime) -> int:
+        return self._login_failures.count_documents(
+            {"key": key, "at" + _EXACT: {"$gte": _micros(since)}}
+        )
+
+    def clear_login_failures(self, key: str) -> None:
+        self._login_failures.delete_many({"key": key})
+
+    # chats
+
+    def create_chat(self, chat: Chat) -> Chat:
+        try:
+            self._chats.insert_one(_CHATS.encode(chat))
+        except DuplicateKeyError as exc:
+            raise StoreError(f"chat id {chat.id} already exists") from exc
+        return chat
+
+    def get_chat(self, chat_id: str) -> Chat | None:
+        return self._one(self._chats, _CHATS, {"_id": chat_id})
+
+    def update_chat(self, chat: Chat) -> Chat:
+        if not self._chats.replace_one({"_id": chat.id}, _CHATS.encode(chat)).matched_count:
+            raise NotFound(f"chat {chat.id}")
+        return chat
+
+    def delete_chat(self, chat_id: str) -> bool:
+        def work(session: ClientSession | None) -> bool:
+            # The chat first: an append racing with this either finds no chat (and takes its
+            # message back) or stored its message before the messages below are deleted.
+            deleted = self._chats.delete_one({"_id": chat_id}, session=session).deleted_count
+            self._messages.delete_many({"chat_id": chat_id}, session=session)
+            return deleted > 0
+
+        return self._atomically(work)
+
+    def list_chats(
+        self, chat_filter: ChatFilter, limit: int, cursor: str | None, newest_first: bool
+    ) -> Page[Chat]:
+        return self._page(
+            self._chats,
+            _CHATS,
+            _chat_query(chat_filter),
+            limit=limit,
+            cursor=cursor,
+            newest_first=newest_first,
+        )
+
+    def count_chats(self, chat_filter: ChatFilter) -> int:
+        return self._chats.count_documents(_chat_query(chat_filter))
+
+    # messages
+
+    def append_message(self, message: Message) -> Message:
+        document = _MESSAGES.encode(message)
+        from_customer = message.sender_role == Role.CUSTOMER
+        counters = {
+            "$set": {"last_message_id": message.id, "last_seq": message.seq}
+            | _time_fields("updated_at", message.created_at),
+            "$inc": {
+                "agent_unread_count": int(from_customer),
+                "customer_unread_count": int(not from_customer),
+            },
+        }
+
+        def work(session: ClientSession | None) -> None:
+            # The message first: its unique indexes refuse a duplicate before the chat changes.
+            self._messages.insert_one(document, session=session)
+            chat = {"_id": message.chat_id}
+            if not self._chats.update_one(chat, counters, session=session).matched_count:
+                # No such chat: take the message back (in a transaction the abort would too).
+                self._messages.delete_one({"_id": message.id}, session=session)
+                raise NotFound(f"chat {message.chat_id}")
+
+        try:
+            self._atomically(work)
+        except DuplicateKeyError as exc:
+            duplicate = DuplicateMessage(
+                f"chat {message.chat_id} already has seq {message.seq}"
+                f" or client_msg_id {message.client_msg_id!r}"
+            )
+            raise self._clash(self._messages, message.id, "message", duplicate) from exc
+        return message
+
+    def get_message(self, message_id: str) -> Message | None:
+        return self._one(self._messages, _MESSAGES, {"_id": message_id})
+
+    def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
+        query = {"chat_id": chat_id, "client_msg_id": client_msg_id}
+        return self._one(self._messages, _MESSAGES, query)
+
+    def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
+        documents = (
+            self._messages.find({"chat_id": chat_id, "seq": {"$gt": after_seq}})
+            .sort("seq", ASCENDING)
+            .limit(limit)
+        )
+        return [_MESSAGES.decode(d) for d in documents]
+
+    def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
+        document = self._messages.find_one_and_update(
+            {"_id": message_id},
+            {"$set": {"status": status.value}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            raise NotFound(f"message {message_id}")
+        return _MESSAGES.decode(document)
+
+    def mark_messages(
+        self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int:
+        replaceable = sorted(s.value for s in _rules.statuses_below(status))
+
+        def work(session: ClientSession | None) -> int:
+            chat = self._chats.find_one({"_id": chat_id}, {"customer_id": 1}, session=session)
+            if chat is None:
+                raise NotFound(f"chat {chat_id}")
+            changed = 0
+            if replaceable:
+                changed = self._messages.update_many(
+                    {
+                        "chat_id": chat_id,
+                        "seq": {"$lte": up_to_seq},
+                        "sender_id": {"$ne": reader_id},
+                        "status": {"$in": replaceable},
+                    },
+                    {"$set": {"status": status.value}},
+                    session=session,
+                ).modified_count
+            if status == MessageStatus.SEEN:
+                side = "customer" if reader_id == chat["customer_id"] else "agent"
+                self._chats.update_one(
+                    {"_id": chat_id}, {"$set": {f"{side}_unread_count": 0}}, session=session
+                )
+            return changed
+
+        return self._atomically(work)
+
+    # notifications
+
+    def add_notification(self, notification: Notification) -> Notification:
+        try:
+            self._notifications.insert_one(_NOTIFICATIONS.encode(notification))
+        except DuplicateKeyError as exc:
+            raise StoreError(f"notification id {notification.id} already exists") from exc
+        return notification
+
+    def list_notifications(
+        self, user_id: str, limit: int, offset: int
+    ) -> tuple[list[Notification], int]:
+        documents = (
+            self._notifications.find({"user_id": user_id})
+            .sort("_id", DESCENDING)
+            .skip(offset)
+            .limit(limit)
+        )
+        items = [_NOTIFICATIONS.decode(d) for d in documents]
+        return items, self._notifications.count_documents({"user_id": user_id})
+
+    def count_unread_notifications(self, user_id: str) -> int:
+        return self._notifications.count_documents({"user_id": user_id, "read": False})
+
+    def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
+        result = self._notifications.update_one(
+            {"_id": notification_id, "user_id": user_id}, {"$set": {"read": True}}
+        )
+        return result.matched_count > 0
+
+    def mark_all_notifications_read(self, user_id: str) -> int:
+        return self._notifications.update_many(
+            {"user_id": user_id, "read": False}, {"$set": {"read": True}}
+        ).modified_count
+
+    def delete_notification(self, user_id: str, notification_id: str) -> bool:
+        result = self._notifications.delete_one({"_id": notification_id, "user_id": user_id})
+        return result.deleted_count > 0
+
+    # routing and the activity log
+
+    def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
+        batches = _activity_batches(activity)
+        chat_updates = [
+            UpdateOne(
+                {"_id": c.chat_id},
+                {
+                    "$set": {"status": c.status.value, "agent_id": c.agent_id}
+                    | _time_fields("queued_at", c.queued_at)
+                    | _time_fields("resolved_at", c.resolved_at)
+                    | _time_fields("updated_at", c.updated_at)
+                },
+            )
+            for c in chats
+        ]
+        agent_updates = [
+            UpdateOne(
+                {"_id": a.agent_id},
+                {
+                    "$set": {"status": a.status.value, "max_load": a.max_load}
+                    | _time_fields("updated_at", a.updated_at)
+                },
+            )
+            for a in agents
+        ]
+
+        def work(session: ClientSession | None) -> None:
+            # The activity first: it is the only part the server can refuse (a reused id).
+            self._insert_activity(batches, session)
+            if chat_updates:
+                self._chats.bulk_write(chat_updates, session=session)
+            if agent_updates:
+                self._users.bulk_write(agent_updates, session=session)
+
+        self._atomically(work)
+
+    def append_activity(self, entries: Sequence[Activity]) -> None:
+        batches = _activity_batches(entries)
+        if batches:
+            self._atomically(lambda session: self._insert_activity(batches, session))
+
+    def _insert_activity(
+        self, batches: dict[ActivityKind, list[Document]], session: ClientSession | None
+    ) -> None:
+        stored: list[tuple[Collection[Document], list[object]]] = []
+        for kind, documents in batches.items():
+            collection = self._activity[kind]
+            try:
+                collection.insert_many(documents, ordered=True, session=session)
+            except BulkWriteError as exc:
+                if session is None:
+                    # No transaction to abort: take back what this call stored. Ordered inserts
+                    # stop at the refused entry, so exactly the ones before it went in.
+                    done = documents[: exc.details["nInserted"]]
+                    stored.append((collection, [d["_id"] for d in done]))
+                    for taken, ids in stored:
+                        taken.delete_many({"_id": {"$in": ids}})
+                raise _activity_refusal(exc) from exc
+            stored.append((collection, [d["_id"] for d in documents]))
+
+    def list_activity(
+        self, activity_filter: ActivityFilter, limit: int, cursor: str | None
+    ) -> Page[Activity]:
+        query = _activity_query(activity_filter)
+        if cursor is not None:
+            query["_id"] = {"$gt": cursor}
+        # The first limit + 1 of each kind hold the first limit + 1 of all kinds together.
+        runs = [
+            list(collection.find(query).sort("_id", ASCENDING).limit(limit + 1))
+            for collection in self._activity.values()
+        ]
+        merged = list(itertools.islice(heapq.merge(*runs, key=lambda d: d["_id"]), limit + 1))
+        items = [_ACTIVITY.decode(d) for d in merged[:limit]]
+        return Page(items=items, next_cursor=items[-1].id if len(merged) > limit else None)
+
+
+def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Document]]:
+    """The entries as documents, grouped by the collection of their kind."""
+    batches: dict[ActivityKind, list[Document]] = {}
+    ids: set[str] = set()
+    for entry in entries:
+        # Each kind has its own collection, so its unique _id cannot see a repeat across kinds.
+        if entry.id in ids:
+            raise StoreError(f"activity id {entry.id} given twice")
+        ids.add(entry.id)
+        batches.setdefault(entry.kind, []).append(_ACTIVITY.encode(entry))
+    return batches
+
+
+def _activity_refusal(exc: BulkWriteError) -> StoreError:
+    errors = exc.details.get("writeErrors", [])
+    if errors and all(error.get("code") == _DUPLICATE_KEY for error in errors):
+        return StoreError(f"activity id {errors[0]['op']['_id']} already exists")
+    return StoreError(f"MongoDB refused the activity: {errors or exc}")
+
+
+# the store
+
+
+class MongoStore:
+    """The Store protocol over one MongoDB database. Make it with `open_mongo_store`."""
+
+    def __init__(self, database: _Database, where: str) -> None:
+        self._database = database
+        self._where = where
+        self._closed = False
+
+    @property
+    def uses_transactions(self) -> bool:
+        """Whether multi-document writes run in transactions (replica sets, sharded clusters)."""
+        return self._database.transactions
+
+    async def _call(self, run: Callable[[_Database], R]) -> R:
+        if self._closed:
+            raise StoreError("the store is closed")
+        database = self._database
+        with _translated(self._where):
+            return await trio.to_thread.run_sync(lambda: run(database))
+
+    def _close(self) -> None:
+        self._closed = True
+
+    # users
+
+    async def create_user(self, user: User) -> User:
+        return await self._call(lambda db: db.create_user(user))
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._call(lambda db: db.get_user(user_id))
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        return await self._call(lambda db: db.get_user_by_email(email))
+
+    async def get_customer_by_external_id(self, external_id: str) -> User | None:
+        return await self._call(lambda db: db.get_customer_by_external_id(external_id))
+
+    async def update_user(self, user: User) -> User:
+        return await self._call(lambda db: db.update_user(user))
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._call(lambda db: db.delete_user(user_id))
+
+    async def list_users(
+        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[User]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_users(role, limit, cursor))
+
+    async def count_users(self, *, role: Role | None = None) -> int:
+        return await self._call(lambda db: db.count_users(role))
+
+    # tokens and login throttling
+
+    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
+        await self._call(lambda db: db.revoke_token(jti, expires_at))
+
+    async def is_token_revoked(self, jti: str) -> bool:
+        return await self._call(lambda db: db.is_token_revoked(jti))
+
+    async def add_login_failure(self, key: str, at: datetime) -> None:
+        await self._call(lambda db: db.add_login_failure(key, at))
+
+    async def count_login_failures(self, key: str, since: datetime) -> int:
+        return await self._call(lambda db: db.count_login_failures(key, since))
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self._call(lambda db: db.clear_login_failures(key))
+
+    # chats
+
+    async def create_chat(self, chat: Chat) -> Chat:
+        return await self._call(lambda db: db.create_chat(chat))
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        return await self._call(lambda db: db.get_chat(chat_id))
+
+    async def update_chat(self, chat: Chat) -> Chat:
+        return await self._call(lambda db: db.update_chat(chat))
+
+    async def delete_chat(self, chat_id: str) -> bool:
+        return await self._call(lambda db: db.delete_chat(chat_id))
+
+    async def list_chats(
+        self,
+        chat_filter: ChatFilter = _rules.ANY_CHAT,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[Chat]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
+
+    async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
+        return await self._call(lambda db: db.count_chats(chat_filter))
+
+    # messages
+
+    async def append_message(self, message: Message) -> Message:
+        return await self._call(lambda db: db.append_message(message))
+
+    async def get_message(self, message_id: str) -> Message | None:
+        return await self._call(lambda db: db.get_message(message_id))
+
+    async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
+        return await self._call(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
+
+    async def list_messages(
+        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_messages(chat_id, after_seq, limit))
+
+    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
+        return await self._call(lambda db: db.set_message_status(message_id, status))
+
+    async def mark_messages(
+        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+    ) -> int:
+        return await self._call(lambda db: db.mark_messages(chat_id, reader_id, up_to_seq, status))
+
+    # notifications
+
+    async def add_notification(self, notification: Notification) -> Notification:
+        return await self._call(lambda db: db.add_notification(notification))
+
+    async def list_notifications(
+        self, user_id: str, *, limit: int = 20, offset: int = 0
+    ) -> tuple[list[Notification], int]:
+        _rules.check_page(limit, offset)
+        return await self._call(lambda db: db.list_notifications(user_id, limit, offset))
+
+    async def count_unread_notifications(self, user_id: str) -> int:
+        return await self._call(lambda db: db.count_unread_notifications(user_id))
+
+    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
+        return await self._call(lambda db: db.mark_notification_read(user_id, notification_id))
+
+    async def mark_all_notifications_read(self, user_id: str) -> int:
+        return await self._call(lambda db: db.mark_all_notifications_read(user_id))
+
+    async def delete_notification(self, user_id: str, notification_id: str) -> bool:
+        return await self._call(lambda db: db.delete_notification(user_id, notification_id))
+
+    # routing and the activity log
+
+    async def record_routing(
+        self,
+        chats: Sequence[ChatRouting],
+        agents: Sequence[AgentRouting],
+        activity: Sequence[Activity],
+    ) -> None:
+        # copies: the caller's other tasks may change theirs while a thread reads these
+        chats, agents, activity = list(chats), list(agents), list(activity)
+        await self._call(lambda db: db.record_routing(chats, agents, activity))
+
+    async def append_activity(self, entries: Sequence[Activity]) -> None:
+        entries = list(entries)
+        await self._call(lambda db: db.append_activity(entries))
+
+    async def list_activity(
+        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Activity]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_activity(activity_filter, limit, cursor))
+
+
+# opening
+
+
+def _connect(url: str, where: str) -> MongoClient[Document]:
+    """A client that has reached the server once, or a one-line error saying why not."""
+    defaults: dict[str, Any] = {}
+    if "serverselectiontimeoutms" not in _url_options(url):
+        defaults["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+    try:
+        # Resolves mongodb+srv:// names here, hence a thread.
+        client: MongoClient[Document] = MongoClient(url, **defaults)
+    except (PyMongoError, ValueError) as exc:  # a malformed URL, or an SRV name not found
+        raise StoreError(f"cannot use MongoDB at {where}: {exc}") from exc
+    try:
+        client.admin.command("ping")
+    except ConnectionFailure as exc:
+        client.close()
+        raise StoreUnavailable(f"cannot reach MongoDB at {where}: {_reason(exc)}") from exc
+    except PyMongoError as exc:  # e.g. authentication failed
+        client.close()
+        raise StoreError(f"cannot use MongoDB at {where}: {exc}") from exc
+    return client
+
+
+def _supports_transactions(client: MongoClient[Document]) -> bool:
+    # Only replica set members and mongos run multi-document transactions. Decided from what
+    # the server says it is rather than by trying one: see the README on test servers that
+    # accept transactions without isolating them.
+    servers = client.topology_description.server_descriptions().values()
+    kinds = {server.server_type for server in servers}
+    return bool(kinds & {SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos, SERVER_TYPE.LoadBalancer})
+
+
+def _prepare(client: MongoClient[Document], transactions: bool | None) -> _Database:
+    name = client.get_default_database(DEFAULT_DATABASE).name
+    database = client.get_database(
+        name,
+        codec_options=_CODEC_OPTIONS,
+        read_preference=ReadPreference.PRIMARY,
+        write_concern=_WRITE_CONCERN,
+        read_concern=_READ_CONCERN,
+    )
+    _create_indexes(database, with_id=_indexes_may_hold_id(client))
+    if transactions is None:
+        transactions = _supports_transactions(client)
+    return _Database(client, database, transactions)
+
+
+@asynccontextmanager
+async def open_mongo_store(
+    url: str, *, transactions: bool | None = None
+) -> AsyncIterator[MongoStore]:
+    """Connect to the MongoDB `url` names (its database, or `switchboard`), create the indexes,
+    and keep the connection until exit; calls made after it raise StoreError.
+
+    An unreachable server raises StoreUnavailable within serverSelectionTimeoutMS (the URL's,
+    or SERVER_SELECTION_TIMEOUT_MS). `transactions` is decided from the server's type unless
+    given (tests use it to run both ways against one server).
+    """
+    where = _redact(url)
+    client = await trio.to_thread.run_sync(_connect, url, where)
+    try:
+        with _translated(where):
+            database = await trio.to_thread.run_sync(_prepare, client, transactions)
+        store = MongoStore(database, where)
+        try:
+            yield store
+        finally:
+            store._close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(client.close)

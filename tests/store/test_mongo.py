@@ -1,0 +1,223 @@
+"""What only the MongoDB backend promises beyond the contract.
+
+An unreachable server is one clear StoreUnavailable, quickly, naming the URL without its
+password; racing appends of one seq or one client_msg_id store exactly one message and count it
+once; a server lost mid-run makes calls raise StoreUnavailable, and the same store works again
+once the server is back; datetimes are BSON dates plus exact microseconds; the unique and TTL
+indexes exist. Runs against the tests' wire-protocol server, and MONGODB_URL's when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from store import (
+    DuplicateMessage,
+    Message,
+    MongoStore,
+    StoreError,
+    StoreUnavailable,
+    open_mongo_store,
+    open_store,
+)
+from tests.store.factories import chat, message, user
+from tests.store.mongo_server import (
+    WireServer,
+    drop_database,
+    free_port,
+    fresh_database_url,
+    fresh_mongo_store,
+    running_wire_server,
+)
+
+QUICKLY = 10
+"""Seconds: generous for a loaded machine, yet a third of PyMongo's own 30 s default wait."""
+
+RACERS = 16
+
+MONGODB_URL = os.environ.get("MONGODB_URL")
+
+
+@pytest.fixture(params=["wire-protocol server", *(["MONGODB_URL"] if MONGODB_URL else [])])
+def server_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "MONGODB_URL":
+        assert MONGODB_URL is not None
+        return MONGODB_URL
+    server: WireServer = request.getfixturevalue("wire_server")
+    return server.url
+
+
+@pytest.fixture
+def database_url(server_url: str) -> Iterator[str]:
+    url = fresh_database_url(server_url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[MongoStore]:
+    async with open_mongo_store(database_url) as opened:
+        yield opened
+
+
+@contextmanager
+def _looking_at(url: str) -> Iterator[Database[dict[str, Any]]]:
+    """A plain PyMongo view of the database `url` names, to see what the store wrote."""
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    with client:
+        yield client.get_default_database()
+
+
+# opening
+
+
+async def test_an_unreachable_server_is_one_clear_error_naming_the_url() -> None:
+    port = free_port()  # nothing listens there
+    url = f"mongodb://ada:s3cret@127.0.0.1:{port}/switchboard?serverSelectionTimeoutMS=300"
+    with trio.fail_after(QUICKLY), pytest.raises(StoreUnavailable) as refused:
+        async with open_store(url):
+            pass
+    text = str(refused.value)
+    assert text.startswith(f"cannot reach MongoDB at mongodb://ada@127.0.0.1:{port}/switchboard: ")
+    assert "Connection refused" in text
+    assert "s3cret" not in text
+    assert "serverSelectionTimeoutMS" not in text  # options may carry secrets too
+    assert "Topology Description" not in text  # PyMongo's long tail, cut
+
+
+async def test_a_malformed_url_is_a_store_error_naming_it_without_the_password() -> None:
+    with pytest.raises(StoreError) as refused:
+        async with open_mongo_store("mongodb://ada:s3cret@127.0.0.1:port/x"):
+            pass
+    assert str(refused.value).startswith("cannot use MongoDB at mongodb://ada@127.0.0.1:port/x: ")
+    assert "s3cret" not in str(refused.value)
+
+
+async def test_the_wire_protocol_server_is_used_without_transactions(
+    wire_server: WireServer,
+) -> None:
+    # It presents itself as a standalone server, so MongoStore orders its writes instead.
+    async with fresh_mongo_store(wire_server.url) as opened:
+        assert opened.uses_transactions is False
+
+
+async def test_calls_after_close_raise_store_error(database_url: str) -> None:
+    async with open_mongo_store(database_url) as closed:
+        await closed.count_users()
+    with pytest.raises(StoreError, match="closed"):
+        await closed.count_users()
+
+
+# layout
+
+
+async def test_datetimes_are_bson_dates_with_exact_microseconds(
+    store: MongoStore, database_url: str
+) -> None:
+    c = await store.create_chat(chat())
+    assert c.created_at.microsecond % 1000 != 0  # the factories' times have microseconds
+    with _looking_at(database_url) as database:
+        document = database["chats"].find_one({"_id": c.id})
+    assert document is not None
+    # what people, tools and TTL indexes read: a date, to the millisecond
+    assert document["created_at"] == c.created_at.replace(
+        microsecond=c.created_at.microsecond // 1000 * 1000, tzinfo=None
+    )
+    # what the record is rebuilt from: every microsecond
+    assert document["created_at_us"] % 1_000_000 == c.created_at.microsecond
+    assert document["queued_at"] is None
+    assert await store.get_chat(c.id) == c
+
+
+async def test_the_unique_and_expiry_indexes_exist(store: MongoStore, database_url: str) -> None:
+    def indexes(collection: str) -> dict[tuple[str, ...], Mapping[str, Any]]:
+        # by keys: the wire-protocol server names indexes its own way
+        with _looking_at(database_url) as database:
+            return {tuple(i["key"]): i for i in database[collection].list_indexes()}
+
+    users, messages, revoked = indexes("users"), indexes("messages"), indexes("revoked_tokens")
+    assert users[("email",)]["unique"] is True
+    assert messages[("chat_id", "seq")]["unique"] is True
+    assert messages[("chat_id", "client_msg_id")]["unique"] is True
+    assert revoked[("expires_at",)]["expireAfterSeconds"] == 0
+
+
+# races
+
+
+@pytest.mark.parametrize("clash", ["seq", "client_msg_id"])
+async def test_racing_appends_store_exactly_one(store: MongoStore, clash: str) -> None:
+    c = await store.create_chat(chat())
+    racers = [
+        message(c, 1, client_msg_id=f"phone-{i}")
+        if clash == "seq"
+        else message(c, i + 1, client_msg_id="phone")
+        for i in range(RACERS)
+    ]
+    stored: list[Message] = []
+    refused: list[Message] = []
+
+    async def append(m: Message) -> None:
+        try:
+            stored.append(await store.append_message(m))
+        except DuplicateMessage:
+            refused.append(m)
+
+    with trio.fail_after(QUICKLY):
+        async with trio.open_nursery() as nursery:
+            for m in racers:
+                nursery.start_soon(append, m)
+    assert len(stored) == 1
+    assert len(refused) == RACERS - 1
+    assert await store.list_messages(c.id) == stored
+    counted = await store.get_chat(c.id)
+    assert counted is not None
+    assert (counted.last_message_id, counted.last_seq) == (stored[0].id, stored[0].seq)
+    assert counted.agent_unread_count == 1
+
+
+# a lost server
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[WireServer]:
+    """A wire-protocol server of this test's own, for tests that stop it."""
+    with running_wire_server(tmp_path / "nx-27017") as server:
+        yield server
+
+
+async def test_a_lost_server_makes_calls_unavailable_until_it_is_back(
+    own_server: WireServer,
+) -> None:
+    url = fresh_database_url(own_server.url)
+    shown = url.partition("?")[0]
+    async with open_mongo_store(url) as store:
+        kept = await store.create_user(user())
+
+        own_server.kill()
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: store.get_user(kept.id),  # a read on the connection the server dropped
+            lambda: store.create_user(user()),  # a write while there is no server at all
+        ]
+        for call in calls:
+            with trio.fail_after(QUICKLY), pytest.raises(StoreUnavailable) as lost:
+                await call()
+            assert str(lost.value).startswith(f"lost MongoDB at {shown}: ")
+
+        # the same port and data: a restarted server, as after a crash or a failover
+        with ExitStack() as stack:
+            restarted = running_wire_server(own_server.data_dir, own_server.port)
+            await trio.to_thread.run_sync(lambda: stack.enter_context(restarted))
+            with trio.fail_after(QUICKLY):
+                assert await store.get_user(kept.id) == kept
+                await store.create_user(user())
+                assert await store.count_users() == 2
