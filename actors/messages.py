@@ -148,7 +148,7 @@ class GraceExpired:
 
 @dataclass(frozen=True, slots=True)
 class RefreshQueuePositions:
-    """Sent to itself after the queue changed; several changes in a row cost one refresh."""
+    """Timer after the queue changed; the changes until it fires cost one refresh."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import assert_never
 
@@ -80,6 +81,9 @@ ACTIVE_CHATS = ChatFilter(statuses=ACTIVE_CHAT_STATUSES)
 # Until chats have been handled here, the queue's ETA assumes this handling time per chat.
 DEFAULT_HANDLING_SECONDS = 180.0
 HANDLING_SAMPLES = 100
+# Queue positions are pushed at most this often: every position is recomputed on a refresh, and
+# under a burst the queue changes far more often than a waiting customer needs to hear of it.
+QUEUE_REFRESH_SECONDS = 0.2
 _PAGE = 500
 
 
@@ -99,6 +103,7 @@ class SupervisorActor(Actor[SupervisorMessage]):
         self._grace = grace_period_seconds
         self._core = AssignmentCore(starvation_after=starvation_after_seconds)
         self._customers: dict[str, str] = {}  # active chat -> its customer
+        self._active_chat_of: dict[str, str] = {}  # customer -> their active chat
         self._assigned_at: dict[str, float] = {}  # open chat -> when its agent got it
         self._handling: deque[float] = deque(maxlen=HANDLING_SAMPLES)
         self._positions: dict[str, int] = {}  # last queue position pushed per waiting chat
@@ -114,7 +119,7 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 agent.id, status=agent.status, max_load=agent.max_load, idle_since=now
             )
         async for chat in _chats(self._store, ACTIVE_CHATS):
-            self._customers[chat.id] = chat.customer_id
+            self._track(chat)
             waiting_since = (
                 None if chat.queued_at is None else now - (wall - chat.queued_at).total_seconds()
             )
@@ -183,10 +188,9 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 assert_never(unreachable)
 
     async def _open_chat(self, message: OpenChat, now: float) -> OpenedChat:
-        active = ChatFilter(customer_id=message.customer_id, statuses=ACTIVE_CHAT_STATUSES)
-        found = await self._store.list_chats(active, limit=1, newest_first=True)
-        if found.items:
-            return OpenedChat(found.items[0], created=False)
+        active_id = self._active_chat_of.get(message.customer_id)
+        if active_id is not None:
+            return OpenedChat(await self._chat(active_id), created=False)
         wall = utcnow()
         chat = await self._store.create_chat(
             Chat(
@@ -201,10 +205,29 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 queued_at=wall,
             )
         )
-        self._customers[chat.id] = chat.customer_id
+        self._track(chat)
         effects = self._core.chat_opened(chat.id, priority=chat.priority, now=now)
-        await self._perform(effects, None, chats=(chat.id,))
-        return OpenedChat(await self._chat(chat.id), created=True)
+        routing = await self._perform(effects, None, chats=(chat.id,))
+        # Nobody else writes a chat before its creator hears of it: the record plus the
+        # routing just stored is what the store holds, without reading it back.
+        change = routing[chat.id]
+        opened = replace(
+            chat,
+            status=change.status,
+            agent_id=change.agent_id,
+            queued_at=change.queued_at,
+            updated_at=change.updated_at,
+        )
+        return OpenedChat(opened, created=True)
+
+    def _track(self, chat: Chat) -> None:
+        self._customers[chat.id] = chat.customer_id
+        self._active_chat_of[chat.customer_id] = chat.id
+
+    def _forget(self, chat_id: str) -> None:
+        customer_id = self._customers.pop(chat_id, None)
+        if customer_id is not None and self._active_chat_of.get(customer_id) == chat_id:
+            del self._active_chat_of[customer_id]
 
     def _sync_presence(self, agent_id: str, now: float) -> list[Effect]:
         """Bring the core's connection count to what the presence registry holds."""
@@ -254,8 +277,9 @@ class SupervisorActor(Actor[SupervisorMessage]):
         *,
         chats: Iterable[str] = (),
         agents: Iterable[str] = (),
-    ) -> None:
-        """Persist the decision, then publish routes, push events and start timers."""
+    ) -> dict[str, ChatRouting]:
+        """Persist the decision, then publish routes, push events and start timers; returns the
+        routing fields written per chat."""
         now, wall = trio.current_time(), utcnow()
         chat_ids: dict[str, None] = dict.fromkeys(chats)
         agent_ids: dict[str, None] = dict.fromkeys(agents)
@@ -272,10 +296,13 @@ class SupervisorActor(Actor[SupervisorMessage]):
         # Owners as each effect happened, for the status events of intermediate steps (and of a
         # resolved chat, which has no route afterwards but whose agent still hears of it).
         owners = {chat_id: _owner(self._routes.get(chat_id)) for chat_id in chat_ids}
+        routing = {
+            chat_id: self._chat_routing(chat_id, owners[chat_id], now, wall) for chat_id in chat_ids
+        }
         if chat_ids or agent_ids or activity:
             await self._store.record_routing(
-                [self._chat_routing(chat_id, owners[chat_id], now, wall) for chat_id in chat_ids],
-                [self._agent_routing(agent_id, wall) for agent_id in agent_ids if agent_id],
+                list(routing.values()),
+                [self._agent_routing(agent_id, wall) for agent_id in agent_ids],
                 activity,
             )
         for chat_id in chat_ids:
@@ -284,7 +311,8 @@ class SupervisorActor(Actor[SupervisorMessage]):
             await self._push(effect, now, owners)
         for chat_id in chat_ids:
             if self._routes.get(chat_id) is None:
-                self._customers.pop(chat_id, None)
+                self._forget(chat_id)
+        return routing
 
     def _chat_routing(
         self, chat_id: str, owner: str | None, now: float, wall: datetime
@@ -381,7 +409,7 @@ class SupervisorActor(Actor[SupervisorMessage]):
             case QueueChanged():
                 if not self._refresh_pending:
                     self._refresh_pending = True
-                    self.context.self_ref.tell_nowait(RefreshQueuePositions())
+                    self.context.send_after(QUEUE_REFRESH_SECONDS, RefreshQueuePositions())
             case MaxLoadChanged():
                 pass
             case _ as unreachable:

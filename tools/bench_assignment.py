@@ -1,0 +1,243 @@
+"""Benchmark: the supervisor in-process under a realistic mix, with an invariant check.
+
+200 agents (max load 2..6) connect and go available; 10,000 chats arrive from concurrent
+customers with mixed priorities; agents resolve or park chats after a while, some go away and come
+back, an admin changes max loads and reassigns. Every decision goes through the real
+SupervisorActor and a real store (memory by default, `--store sqlite` for the durable figure).
+
+A decision is one routing request the supervisor decides: open (assign or queue), resolve,
+status change, max-load change, reassign (refusals included, they are decisions too). Prints
+decisions and assignments per second, and the invariants seen from outside: no chat with two
+agents, no agent above max load, loads equal to the open chats the store records, no chat
+waiting while an agent has room. Exits non-zero on a violation.
+
+    python -m tools.bench_assignment [--agents 200] [--chats 10000] [--store memory|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from actors import ChatAssigned, Event, Session, System, SystemSnapshot, open_system
+from router import Refused
+from store import (
+    ACTIVE_CHAT_STATUSES,
+    AgentStatus,
+    ChatFilter,
+    ChatStatus,
+    MemoryStore,
+    Priority,
+    Role,
+    Store,
+    User,
+    open_sqlite_store,
+    utcnow,
+)
+from store import Actor as By
+
+PRIORITIES = (Priority.LOW, Priority.MEDIUM, Priority.MEDIUM, Priority.HIGH, Priority.URGENT)
+
+
+@asynccontextmanager
+async def _open_store(kind: str) -> AsyncIterator[Store]:
+    if kind == "memory":
+        yield MemoryStore()
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        async with open_sqlite_store(Path(folder) / "bench.db") as sqlite:
+            yield sqlite
+
+
+class Counter:
+    """Chats assigned (ChatAssigned reaching an agent) and decisions asked of the supervisor."""
+
+    def __init__(self) -> None:
+        self.assignments = 0
+        self.decisions = 0
+
+    def offer(self, event: Event) -> None:
+        if isinstance(event, ChatAssigned):
+            self.assignments += 1
+
+
+async def _seed_agents(store: Store, count: int, rng: random.Random) -> list[str]:
+    now = utcnow()
+    ids = []
+    for n in range(count):
+        user = User(
+            id=f"agent-{n:04d}",
+            email=f"agent-{n}@bench.example",
+            name=f"Agent {n}",
+            role=Role.AGENT,
+            max_load=rng.randint(2, 6),
+            created_at=now,
+            updated_at=now,
+        )
+        await store.create_user(user)
+        ids.append(user.id)
+    return ids
+
+
+async def run(agents: int, chats: int, store_kind: str, seed: int) -> int:
+    rng = random.Random(seed)
+    console = Console()
+    async with _open_store(store_kind) as store:
+        agent_ids = await _seed_agents(store, agents, rng)
+        counter = Counter()
+        async with open_system(store) as system:
+            for agent_id in agent_ids:
+                # One counting session per agent: ChatAssigned reaches the agent exactly once.
+                session = Session(agent_id, agent_id, counter.offer, lambda code, why: None)
+                await system.connect(session, Role.AGENT)
+                await system.set_agent_status(
+                    agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
+                )
+            counter.assignments = 0
+            started = time.perf_counter()
+            await _drive(system, agent_ids, chats, rng, console, counter)
+            elapsed = time.perf_counter() - started
+            snapshot = await system.snapshot()
+            violations = await _check(store, snapshot)
+    _report(console, agents, chats, store_kind, counter, elapsed, violations)
+    return 1 if violations else 0
+
+
+async def _drive(
+    system: System,
+    agent_ids: list[str],
+    chats: int,
+    rng: random.Random,
+    console: Console,
+    counter: Counter,
+) -> None:
+    open_chats: list[str] = []
+    columns = (TextColumn("chats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("chats", total=chats)
+
+        async def customer(n: int) -> None:
+            opened = await system.open_chat(
+                f"customer-{n}", title="Order", description="", priority=rng.choice(PRIORITIES)
+            )
+            open_chats.append(opened.chat.id)
+            counter.decisions += 1
+            progress.advance(task)
+
+        async def staff_action() -> None:
+            roll = rng.random()
+            if roll < 0.80 and open_chats:
+                chat_id = open_chats.pop(rng.randrange(len(open_chats)))
+                await _ignore_refusal(system.resolve_chat(chat_id, by=By.ADMIN, actor_id="bench"))
+            elif roll < 0.90:
+                agent_id = rng.choice(agent_ids)
+                status = rng.choice((AgentStatus.AWAY, AgentStatus.AVAILABLE))
+                await system.set_agent_status(agent_id, status, by=By.SELF, actor_id=agent_id)
+            elif roll < 0.95:
+                agent_id = rng.choice(agent_ids)
+                await system.set_max_load(agent_id, rng.randint(1, 6), actor_id="bench")
+            elif open_chats:
+                chat_id, agent_id = rng.choice(open_chats), rng.choice(agent_ids)
+                await _ignore_refusal(system.reassign_chat(chat_id, agent_id, actor_id="bench"))
+            else:
+                return
+            counter.decisions += 1
+
+        batch = 50
+        for first in range(0, chats, batch):
+            async with trio.open_nursery() as nursery:
+                for n in range(first, min(first + batch, chats)):
+                    nursery.start_soon(customer, n)
+                    nursery.start_soon(staff_action)
+
+
+async def _ignore_refusal(call: Awaitable[object]) -> None:
+    """Resolving a chat twice or reassigning to a full agent is refused: part of the mix."""
+    with suppress(Refused):
+        await call
+
+
+async def _check(store: Store, snapshot: SystemSnapshot) -> list[str]:
+    """The invariants, from the supervisor's snapshot and, independently, from the store."""
+    violations = []
+    owners: dict[str, str] = {}
+    for agent in snapshot.core.agents:
+        if agent.load > agent.max_load and agent.status != AgentStatus.BUSY:
+            violations.append(f"{agent.agent_id}: load {agent.load}/{agent.max_load}, not busy")
+        for chat_id in agent.chat_ids:
+            if chat_id in owners:
+                violations.append(f"{chat_id}: owned by {owners[chat_id]} and {agent.agent_id}")
+            owners[chat_id] = agent.agent_id
+    eligible = [
+        a
+        for a in snapshot.core.agents
+        if a.status == AgentStatus.AVAILABLE and a.connections and a.load < a.max_load
+    ]
+    if snapshot.core.queue and eligible:
+        violations.append(f"{len(snapshot.core.queue)} chats wait while {len(eligible)} have room")
+    stored_owners: dict[str, str] = {}
+    cursor = None
+    while True:
+        page = await store.list_chats(
+            ChatFilter(statuses=ACTIVE_CHAT_STATUSES), limit=500, cursor=cursor
+        )
+        for chat in page.items:
+            if chat.status == ChatStatus.OPEN and chat.agent_id is not None:
+                stored_owners[chat.id] = chat.agent_id
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    if stored_owners != owners:
+        differing = set(stored_owners.items()) ^ set(owners.items())
+        violations.append(f"store and supervisor disagree on {len(differing)} owners")
+    return violations
+
+
+def _report(
+    console: Console,
+    agents: int,
+    chats: int,
+    store_kind: str,
+    counter: Counter,
+    elapsed: float,
+    violations: list[str],
+) -> None:
+    table = Table(title="Supervisor benchmark")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("agents / chats", f"{agents} / {chats}")
+    table.add_row("store", store_kind)
+    table.add_row("elapsed", f"{elapsed:.2f} s")
+    table.add_row("decisions (open, resolve, status, max load, reassign)", f"{counter.decisions}")
+    table.add_row("decisions per second", f"{counter.decisions / elapsed:,.0f}")
+    table.add_row("chats assigned", f"{counter.assignments}")
+    table.add_row("assignments per second", f"{counter.assignments / elapsed:,.0f}")
+    table.add_row("invariant violations", f"{len(violations)}")
+    console.print(table)
+    for violation in violations[:20]:
+        console.print(f"[red]violation:[/red] {violation}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    return trio.run(run, args.agents, args.chats, args.store, args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
