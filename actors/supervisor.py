@@ -359,10 +359,13 @@ class SupervisorActor(Actor[SupervisorMessage]):
                     from_value=agent_id, to_value=None,
                 )  # fmt: skip
             case ChatStatusChanged(chat_id, old, new, by, reason):
+                # The agent who had the chat when its status changed: after a resolve the core
+                # has forgotten the chat, while the published route still names them.
                 view = self._core.chat_view(chat_id)
+                owner = view.agent_id if view is not None else _owner(self._routes.get(chat_id))
                 return entry(
                     ActivityKind.CHAT_STATUS, by, reason, chat_id=chat_id, from_value=old,
-                    to_value=new, agent_id=None if view is None else view.agent_id,
+                    to_value=new, agent_id=owner,
                 )  # fmt: skip
             case AgentStatusChanged(agent_id, old, new, by, reason):
                 return entry(
