@@ -246,7 +246,7 @@ async def storm(schedule: list[Op]) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=2000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
