@@ -147,13 +147,20 @@ class ConversationActor(Actor[ConversationMessage]):
                 reply.send(await self._send(sender, client_msg_id, content, route))
             case MarkRead(reader, seq, status, reply):
                 transcript.check_reader(reader, route)
-                changed = await self._store.mark_messages(
-                    self._chat_id, reader_id=reader.user_id, up_to_seq=seq, status=status
-                )
-                reply.send(changed)
-                self._fan_out(
-                    route, reader.user_id, ReadEvent(self._chat_id, reader.user_id, seq, status)
-                )
+                if reader.role == Role.ADMIN:
+                    # An admin watching is nobody's receiver: marking the messages seen would
+                    # hide them from the agent's unread count.
+                    reply.send(0)
+                else:
+                    changed = await self._store.mark_messages(
+                        self._chat_id, reader_id=reader.user_id, up_to_seq=seq, status=status
+                    )
+                    reply.send(changed)
+                    self._fan_out(
+                        route,
+                        reader.user_id,
+                        ReadEvent(self._chat_id, reader.user_id, seq, status),
+                    )
             case Typing(speaker, on):
                 # Ephemeral: a typing signal from someone not in the chat is dropped quietly.
                 if route is not None and route.participant(speaker.user_id):

@@ -84,12 +84,15 @@ class Session:
 
     `offer` must never block: it raises `trio.WouldBlock` when the connection's outbox is full,
     and the domain then calls `close` (a slow reader must not slow anyone else).
+    `token_id` names the credential the connection was opened with, so that signing out with
+    that token closes exactly its connections (None: not tied to a revocable token).
     """
 
     id: str
     user_id: str
     offer: Callable[[Event], None]
     close: Callable[[int, str], None]
+    token_id: str | None = None
 
 
 # Close codes the domain asks the edge to use.

@@ -78,6 +78,21 @@ class Presence:
             session.close(code, reason)
         return len(sessions)
 
+    def close_token(self, token_id: str, code: int, reason: str) -> int:
+        """Close every session opened with that token (its holder signed out); returns how many.
+
+        A scan, not an index: sign-outs are rare next to deliveries, which an index would tax.
+        """
+        sessions = [
+            session
+            for by_id in self._by_user.values()
+            for session in by_id.values()
+            if session.token_id == token_id
+        ]
+        for session in sessions:
+            session.close(code, reason)
+        return len(sessions)
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

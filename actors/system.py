@@ -114,6 +114,10 @@ class System:
         """Close every live connection of the user (logged out, demoted, deleted)."""
         return self._presence.close_user(user_id, CLOSE_SIGNED_OUT, reason)
 
+    def close_token(self, token_id: str, reason: str) -> int:
+        """Close the connections opened with one token (its holder signed out with it)."""
+        return self._presence.close_token(token_id, CLOSE_SIGNED_OUT, reason)
+
     def connections(self, user_id: str) -> int:
         return self._presence.connections(user_id)
 
