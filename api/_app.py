@@ -18,6 +18,7 @@ from api._errors import install_error_handlers
 from api._routes_auth import auth
 from api._routes_dev import dev
 from api._services import EXTENSION_KEY, Services
+from api._ws import ws
 from store import open_store
 
 
@@ -33,7 +34,7 @@ def create_app(found: Services) -> QuartTrio:
         pydantic_dump_options={"by_alias": True},
     )
     install_error_handlers(app)
-    for blueprint in (auth, dev):
+    for blueprint in (auth, dev, ws):
         app.register_blueprint(blueprint)
     return app
 
@@ -67,6 +68,9 @@ async def serve(
     config.bind = [f"{found.settings.host}:{found.settings.port}"]
     config.accesslog = None
     config.errorlog = "-"
+    # The websocket's frame cap (closes with 1009) and keep-alive pings, enforced by hypercorn.
+    config.websocket_max_message_size = found.settings.ws_max_frame_bytes
+    config.websocket_ping_interval = found.settings.ws_ping_interval_seconds
 
     await hypercorn_serve(
         create_app(found), config, shutdown_trigger=shutdown_trigger, task_status=task_status

@@ -1,7 +1,8 @@
 """Websocket frames: JSON text, one event per frame, `{"type": ...}`, camelCase fields.
 
-Client frames are parsed into a discriminated union; server frames are built from models too, so the
-README's examples and the code cannot drift apart.
+Client frames are parsed into a discriminated union and turned into the connection core's
+commands (api/_ws_core.py), so the core never sees JSON; server frames are built from models too,
+so the README's examples and the code cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,48 +11,201 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from api._schemas import WireModel
+from api._schemas import ChatMessageOut, ChatOut, WireModel
+from api._ws_core import (
+    Command,
+    MarkSeen,
+    OpenChat,
+    Ping,
+    Resume,
+    SendMessage,
+    SetStatus,
+    SetTyping,
+)
+from store import AgentStatus, ChatStatus, MessageStatus, Priority
 
 ChatId = Annotated[str, Field(min_length=1, max_length=64)]
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=128)]
+Seq = Annotated[int, Field(ge=0, le=2**53)]
 MAX_CONTENT_CHARS = 16_000
 
+# --- client -> server ----------------------------------------------------------------------------
 
-class MessageSend(WireModel):
+
+class MessageSendIn(WireModel):
     type: Literal["message.send"]
     chat_id: ChatId
     client_msg_id: ClientMsgId
     content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
 
+    def command(self) -> Command:
+        return SendMessage(self.chat_id, self.client_msg_id, self.content)
 
-class Typing(WireModel):
+
+class TypingIn(WireModel):
     type: Literal["typing"]
     chat_id: ChatId
     on: bool
 
+    def command(self) -> Command:
+        return SetTyping(self.chat_id, self.on)
 
-class Read(WireModel):
+
+class ReadIn(WireModel):
     type: Literal["read"]
     chat_id: ChatId
-    seq: Annotated[int, Field(ge=0, le=2**53)]
+    seq: Seq
+
+    def command(self) -> Command:
+        return MarkSeen(self.chat_id, self.seq)
 
 
-class StatusSet(WireModel):
+class StatusSetIn(WireModel):
     type: Literal["status.set"]
     status: Literal["available", "away"]
 
+    def command(self) -> Command:
+        return SetStatus(AgentStatus(self.status))
 
-class Resume(WireModel):
+
+class ResumeIn(WireModel):
     type: Literal["resume"]
     chat_id: ChatId
-    after_seq: Annotated[int, Field(ge=0, le=2**53)]
+    after_seq: Seq
+
+    def command(self) -> Command:
+        return Resume(self.chat_id, self.after_seq)
 
 
-class Ping(WireModel):
+class ChatOpenIn(WireModel):
+    type: Literal["chat.open"]
+    title: Annotated[str, Field(min_length=1, max_length=200)] = "Support chat"
+    description: Annotated[str, Field(max_length=2000)] = ""
+    priority: Priority = Priority.MEDIUM
+
+    def command(self) -> Command:
+        return OpenChat(self.title, self.description, self.priority)
+
+
+class PingIn(WireModel):
     type: Literal["ping"]
+
+    def command(self) -> Command:
+        return Ping()
 
 
 ClientFrame = Annotated[
-    MessageSend | Typing | Read | StatusSet | Resume | Ping, Field(discriminator="type")
+    MessageSendIn | TypingIn | ReadIn | StatusSetIn | ResumeIn | ChatOpenIn | PingIn,
+    Field(discriminator="type"),
 ]
 client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+# --- server -> client ----------------------------------------------------------------------------
+
+
+class AckOut(WireModel):
+    type: Literal["ack"] = "ack"
+    client_msg_id: str
+    chat_id: str
+    seq: int
+    message_id: str
+
+
+class MessageFrameOut(WireModel):
+    type: Literal["message"] = "message"
+    chat_id: str
+    seq: int
+    message: ChatMessageOut
+
+
+class ChatAssignedOut(WireModel):
+    type: Literal["chat.assigned"] = "chat.assigned"
+    chat: ChatOut
+    reason: str
+
+
+class ChatUnassignedOut(WireModel):
+    type: Literal["chat.unassigned"] = "chat.unassigned"
+    chat_id: str
+    reason: str
+
+
+class ChatStatusOut(WireModel):
+    type: Literal["chat.status"] = "chat.status"
+    chat_id: str
+    status: ChatStatus
+    agent_id: str | None
+
+
+class QueuePositionOut(WireModel):
+    type: Literal["queue.position"] = "queue.position"
+    chat_id: str
+    position: int
+    eta_seconds: int
+
+
+class AgentStatusOut(WireModel):
+    type: Literal["agent.status"] = "agent.status"
+    agent_id: str
+    status: AgentStatus
+    reason: str
+
+
+class TypingOut(WireModel):
+    type: Literal["typing"] = "typing"
+    chat_id: str
+    user_id: str
+    on: bool
+
+
+class ReadOut(WireModel):
+    type: Literal["read"] = "read"
+    chat_id: str
+    reader_id: str
+    seq: int
+    status: MessageStatus
+
+
+class ResumedOut(WireModel):
+    """`recovered: true`: every missed message was sent just before, in order, and `lastSeq` is
+    the chat's latest. `recovered: false`: reload the chat over REST; `reason` says why."""
+
+    type: Literal["resumed"] = "resumed"
+    chat_id: str
+    recovered: bool
+    last_seq: int | None = None
+    reason: str | None = None
+
+
+class ChatOpenedOut(WireModel):
+    type: Literal["chat.opened"] = "chat.opened"
+    chat: ChatOut
+    created: bool
+
+
+class PongOut(WireModel):
+    type: Literal["pong"] = "pong"
+
+
+class ErrorOut(WireModel):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None
+
+
+ServerFrame = (
+    AckOut
+    | MessageFrameOut
+    | ChatAssignedOut
+    | ChatUnassignedOut
+    | ChatStatusOut
+    | QueuePositionOut
+    | AgentStatusOut
+    | TypingOut
+    | ReadOut
+    | ResumedOut
+    | ChatOpenedOut
+    | PongOut
+    | ErrorOut
+)

@@ -9,10 +9,11 @@ from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
 from api._errors import ApiError
-from api._guard import current_principal, requires
+from api._guard import bearer_token, current_principal, requires
 from api._respond import respond
 from api._schemas import AuthOut, LoginBody, MessageOut, ProfileUpdate, RegisterBody, UserOut
 from api._services import services
+from api._ws import token_id
 from store import DuplicateEmail, Role, User, new_id, utcnow
 
 auth = Blueprint("auth", __name__)
@@ -88,7 +89,11 @@ async def admin_login(data: LoginBody) -> Response:
 
 
 async def _logout() -> Response:
-    await services().tokens.revoke(current_principal())
+    found, principal = services(), current_principal()
+    await found.tokens.revoke(principal)
+    # The websockets opened with this token close too (4401); the user's others stay open.
+    token = bearer_token(request.headers.get("Authorization"))
+    found.system.close_token(token_id(principal, token), "signed out")
     return respond(MessageOut(message="signed out; this token no longer works"))
 
 

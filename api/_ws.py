@@ -1,0 +1,372 @@
+"""The /ws endpoint: authentication before accept, then the JSON edge around the connection core.
+
+Before accepting, a connection must show a token: `Authorization: Bearer <token>` (non-browser
+clients), or for browsers, which cannot set headers on a websocket, the subprotocols
+`bearer, <token>` (`new WebSocket(url, ["bearer", token])`); the server then accepts with the
+subprotocol `bearer`, as RFC 6455 requires it to echo one the client offered (never the token).
+A browser `Origin` must be listed in `allowed_origins`; no Origin means a non-browser client.
+Refusals are plain HTTP answers (401, 403, 503) with the common error body, so nothing that is
+not authenticated ever gets a socket.
+
+After accept, one `JsonEdge` per connection runs three tasks: the reader (frames -> core ->
+replies), the writer (the connection's bounded outbox -> JSON text frames) and the delivery
+receipts. Domain events come in through `Session.offer`, a `send_nowait` into the same outbox:
+when it is full the reader is too slow, and the domain closes the connection with 1013 instead
+of waiting for it. Everything the server says goes through the outbox, so frames leave in the
+order they were produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Protocol, assert_never
+
+import pydantic_core
+import trio
+from pydantic import ValidationError
+from quart import Blueprint, Response, websocket
+
+from actors import (
+    AgentStatusEvent,
+    ChatAssigned,
+    ChatStatusEvent,
+    ChatUnassigned,
+    Event,
+    MessageAdded,
+    QueuePosition,
+    ReadEvent,
+    Session,
+    System,
+    TypingEvent,
+)
+from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._errors import ASK_SECONDS, ApiError, error_response
+from api._frames import (
+    AckOut,
+    AgentStatusOut,
+    ChatAssignedOut,
+    ChatOpenedOut,
+    ChatStatusOut,
+    ChatUnassignedOut,
+    ErrorOut,
+    MessageFrameOut,
+    PongOut,
+    QueuePositionOut,
+    ReadOut,
+    ResumedOut,
+    ServerFrame,
+    TypingOut,
+    client_frame,
+)
+from api._guard import bearer_token
+from api._schemas import ChatMessageOut
+from api._services import Services, services
+from api._shapes import chat_out
+from api._ws_core import (
+    CLOSE_INTERNAL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    CONNECT_ROLES,
+    Ack,
+    ChatOpened,
+    Close,
+    Connection,
+    Error,
+    Inbound,
+    Malformed,
+    NotRecovered,
+    Outbound,
+    Peer,
+    Pong,
+    Resumed,
+)
+from store import Store, StoreUnavailable, new_id
+
+log = logging.getLogger("api.ws")
+
+ws = Blueprint("ws", __name__)
+
+BEARER_SUBPROTOCOL = "bearer"
+# How long a closing connection may take to write the frame that explains the close.
+FLUSH_SECONDS = 2.0
+
+
+class Transport(Protocol):
+    """What the edge needs of a websocket; Quart's `websocket` is one."""
+
+    async def receive(self) -> str | bytes: ...
+    async def send(self, data: str) -> None: ...
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+@ws.websocket("/ws")
+async def socket() -> Response | None:
+    found = services()
+    origin = websocket.headers.get("Origin")
+    if not origin_allowed(origin, found.settings.allowed_origins):
+        return error_response(
+            403, "origin_not_allowed", f"origin {origin!r} may not open this websocket"
+        )
+    try:
+        token, subprotocol = credentials(
+            websocket.headers.get("Authorization"), websocket.requested_subprotocols
+        )
+        with trio.fail_after(ASK_SECONDS):
+            principal = await found.tokens.authenticate(token)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message)
+    except Unauthenticated as error:
+        return error_response(401, "unauthorized", str(error))
+    except (StoreUnavailable, trio.TooSlowError):
+        return error_response(503, "unavailable", "cannot check the token right now; retry")
+    if principal.role not in CONNECT_ROLES:
+        return error_response(
+            403,
+            "forbidden",
+            f"the websocket is for {', '.join(sorted(CONNECT_ROLES))}; "
+            f"you are signed in as {principal.role}",
+        )
+    await websocket.accept(subprotocol=subprotocol)
+    await JsonEdge(found, principal, token, websocket).run()
+    return None
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers always send Origin on a websocket; a client without one is not a browser, and
+    cannot be a victim of cross-site websocket hijacking."""
+    if origin is None:
+        return True
+    return origin.rstrip("/").lower() in {entry.rstrip("/").lower() for entry in allowed}
+
+
+def credentials(authorization: str | None, subprotocols: list[str]) -> tuple[str, str | None]:
+    """The token and the subprotocol to accept with (`bearer` whenever the client offered it)."""
+    offered = BEARER_SUBPROTOCOL in subprotocols
+    echo = BEARER_SUBPROTOCOL if offered else None
+    if authorization is not None:
+        return bearer_token(authorization), echo
+    if offered:
+        at = subprotocols.index(BEARER_SUBPROTOCOL)
+        if at + 1 < len(subprotocols) and subprotocols[at + 1]:
+            return subprotocols[at + 1], echo
+    raise ApiError(
+        401,
+        "unauthorized",
+        "missing token: send 'Authorization: Bearer <token>', or the subprotocols "
+        "'bearer, <token>'",
+    )
+
+
+def token_id(principal: Principal, token: str) -> str:
+    """What signing out with this token closes connections by: its jti, else a digest of it
+    (a shop's customer tokens need not carry a jti)."""
+    return principal.jti or hashlib.sha256(token.encode()).hexdigest()
+
+
+def decode(data: str | bytes) -> Inbound:
+    """One client frame as a core command, or what is wrong with it."""
+    if isinstance(data, bytes):
+        return Malformed("invalid_frame", "frames are JSON text, not binary", None)
+    try:
+        raw = pydantic_core.from_json(data)
+    except ValueError:
+        return Malformed("invalid_json", "the frame is not valid JSON", None)
+    if not isinstance(raw, dict):
+        return Malformed("invalid_frame", 'a frame is a JSON object: {"type": ...}', None)
+    ref = _raw_ref(raw)
+    try:
+        frame = client_frame.validate_python(raw)
+    except ValidationError as error:
+        return _invalid(error, raw, ref)
+    return frame.command()
+
+
+def _raw_ref(raw: dict[str, object]) -> str | None:
+    for key in ("clientMsgId", "type"):
+        value = raw.get(key)
+        if isinstance(value, str) and len(value) <= 128:
+            return value
+    return None
+
+
+def _invalid(error: ValidationError, raw: dict[str, object], ref: str | None) -> Malformed:
+    problems = error.errors(include_url=False, include_input=False)
+    kinds = {problem["type"] for problem in problems}
+    if "union_tag_invalid" in kinds:
+        known = ", ".join(sorted(client_frame.json_schema()["discriminator"]["mapping"]))
+        return Malformed(
+            "unknown_type", f"unknown frame type {raw.get('type')!r}; known: {known}", ref
+        )
+    if "union_tag_not_found" in kinds:
+        return Malformed("invalid_frame", 'a frame needs a "type"', ref)
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'][1:]) or 'frame'}: {problem['msg']}"
+        for problem in problems
+    )
+    return Malformed("invalid_frame", detail, ref)
+
+
+def too_big(data: str | bytes, limit: int) -> bool:
+    """Over `limit` bytes as UTF-8 (hypercorn's own cap counts characters)."""
+    if len(data) > limit:
+        return True
+    # Only text of more than a quarter of the limit in characters can exceed it in bytes.
+    return isinstance(data, str) and len(data) * 4 > limit and len(data.encode()) > limit
+
+
+class JsonEdge:
+    """One accepted connection: JSON frames in and out around a `Connection` core."""
+
+    def __init__(
+        self, found: Services, principal: Principal, token: str, transport: Transport
+    ) -> None:
+        settings = found.settings
+        self._system: System = found.system
+        self._store: Store = found.store
+        self._tokens = found.tokens
+        self._token = token
+        self._transport = transport
+        self._max_frame_bytes = settings.ws_max_frame_bytes
+        self._peer = Peer(principal.user.id, principal.role)
+        self._core = Connection(
+            found.system,
+            self._peer,
+            frames_per_second=settings.ws_max_frames_per_second,
+            burst=settings.ws_frame_burst,
+        )
+        self._outbox, self._outgoing = trio.open_memory_channel[Outbound](settings.ws_outbox_frames)
+        self._drained = trio.Event()
+        # The token's expiry (with the same leeway authentication allows) ends the connection.
+        remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
+        self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
+        self._closing: Close | None = None
+        self.session = Session(
+            new_id(), self._peer.user_id, self._offer, self._close, token_id(principal, token)
+        )
+
+    async def run(self) -> None:
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write)
+                nursery.start_soon(self._core.send_receipts)
+                try:
+                    await self._attach()
+                    await self._read()
+                finally:
+                    await self._detach()
+        if self._closing is None:  # only the token's deadline ends the scope without a reason
+            self._closing = Close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
+        await self._transport.close(self._closing.code, self._closing.reason)
+
+    # --- the domain's side: never blocks -------------------------------------------------------
+
+    def _offer(self, event: Event) -> None:
+        if self._closing is not None:
+            return  # closing: the client resumes what it missed after reconnecting
+        self._outbox.send_nowait(event)
+
+    def _close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = Close(code, reason)
+        self._scope.cancel()
+
+    # --- the connection's tasks ----------------------------------------------------------------
+
+    async def _attach(self) -> None:
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                await self._system.connect(self.session, self._peer.role)
+                # A sign-out between the handshake and now closed nothing: check again.
+                await self._tokens.authenticate(self._token)
+        except Unauthenticated as error:
+            self._close(CLOSE_UNAUTHORIZED, str(error)[:100])
+        except (trio.TooSlowError, StoreUnavailable):
+            self._close(CLOSE_TRY_AGAIN, "the server is too busy; reconnect shortly")
+
+    async def _detach(self) -> None:
+        with trio.move_on_after(ASK_SECONDS) as bound:
+            bound.shield = True  # also when the connection is being cancelled
+            await self._system.disconnect(self.session, self._peer.role)
+        if bound.cancelled_caught:
+            log.warning("disconnect of %s not told to the supervisor in time", self.session.id)
+
+    async def _read(self) -> None:
+        while True:
+            data = await self._transport.receive()
+            if too_big(data, self._max_frame_bytes):
+                await self._finish(
+                    Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
+                )
+                return
+            for effect in await self._core.handle(decode(data)):
+                if isinstance(effect, Close):
+                    await self._finish(effect)
+                    return
+                # Replies wait for room: a client that does not read only slows itself.
+                await self._outbox.send(effect)
+
+    async def _finish(self, close: Close) -> None:
+        """Close once what is queued (the error that explains the close) has been written."""
+        if self._closing is None:
+            self._closing = close
+        self._outbox.close()
+        with trio.move_on_after(FLUSH_SECONDS):
+            await self._drained.wait()
+        self._scope.cancel()
+
+    async def _write(self) -> None:
+        try:
+            async for item in self._outgoing:
+                await self._transport.send(await self._render(item))
+                self._core.written(item)
+        except StoreUnavailable:
+            self._close(CLOSE_TRY_AGAIN, "the database cannot be reached; reconnect shortly")
+        except Exception:
+            log.exception("cannot write to websocket session %s", self.session.id)
+            self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
+        finally:
+            self._drained.set()
+
+    async def _render(self, item: Outbound) -> str:
+        frame: ServerFrame
+        match item:
+            case MessageAdded(message):
+                frame = MessageFrameOut(
+                    chat_id=message.chat_id, seq=message.seq, message=ChatMessageOut.of(message)
+                )
+            case ChatAssigned(chat, reason):
+                frame = ChatAssignedOut(chat=await chat_out(self._store, chat), reason=reason)
+            case ChatUnassigned(chat_id, reason):
+                frame = ChatUnassignedOut(chat_id=chat_id, reason=reason)
+            case ChatStatusEvent(chat_id, status, agent_id):
+                frame = ChatStatusOut(chat_id=chat_id, status=status, agent_id=agent_id)
+            case QueuePosition(chat_id, position, eta_seconds):
+                frame = QueuePositionOut(
+                    chat_id=chat_id, position=position, eta_seconds=eta_seconds
+                )
+            case AgentStatusEvent(agent_id, status, reason):
+                frame = AgentStatusOut(agent_id=agent_id, status=status, reason=reason)
+            case TypingEvent(chat_id, user_id, on):
+                frame = TypingOut(chat_id=chat_id, user_id=user_id, on=on)
+            case ReadEvent(chat_id, reader_id, seq, status):
+                frame = ReadOut(chat_id=chat_id, reader_id=reader_id, seq=seq, status=status)
+            case Ack(client_msg_id, chat_id, seq, message_id):
+                frame = AckOut(
+                    client_msg_id=client_msg_id, chat_id=chat_id, seq=seq, message_id=message_id
+                )
+            case Resumed(chat_id, last_seq):
+                frame = ResumedOut(chat_id=chat_id, recovered=True, last_seq=last_seq)
+            case NotRecovered(chat_id, reason):
+                frame = ResumedOut(chat_id=chat_id, recovered=False, reason=reason)
+            case ChatOpened(chat, created):
+                frame = ChatOpenedOut(chat=await chat_out(self._store, chat), created=created)
+            case Pong():
+                frame = PongOut()
+            case Error(code, message, ref):
+                frame = ErrorOut(code=code, message=message, ref=ref)
+            case _ as unreachable:
+                assert_never(unreachable)
+        return frame.model_dump_json(by_alias=True)

@@ -1,0 +1,375 @@
+"""The websocket connection core: what one client connection may do and what it answers, without
+sockets and without JSON.
+
+It follows hypercorn's ws_stream.py split: an edge reads frames off its transport, turns each
+into a `Command` (or a `Malformed` when it could not), and calls `handle`, which talks to the
+domain (`actors.System`) and returns the effects: replies for that client and, at most once, a
+`Close`. The edge writes replies and pushed domain events (`actors.Event`) through the
+connection's outbox and tells the core what it wrote (`written`), so delivery receipts follow
+real deliveries. The /ws endpoint (api/_ws.py) is one edge; a Socket.IO edge can map its events
+onto the same commands.
+
+Rules kept here:
+- every command kind has an explicit set of roles allowed to send it (`ALLOWED_ROLES`);
+- a connection's frames, garbage included, pass a token bucket on the trio clock; over it, the
+  client gets `rate_limited` and the connection closes with 1008;
+- bad input and refusals become an `Error` and change nothing; the connection stays usable;
+- every call into the domain is bounded by `ASK_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, TypeAlias, assert_never
+
+import trio
+
+from actors import AgentStatusEvent, Event, MessageAdded, Speaker, System
+from api._errors import ASK_SECONDS
+from router import Refused, RouterError
+from store import Actor as By
+from store import AgentStatus, Chat, MessageStatus, Priority, Role, StoreUnavailable
+
+log = logging.getLogger("api.ws")
+
+# Close codes the edge uses (RFC 6455 and our own 4401).
+CLOSE_POLICY = 1008  # flood
+CLOSE_TOO_BIG = 1009  # frame over the size limit
+CLOSE_INTERNAL = 1011  # a bug on our side; the client reconnects and resumes
+CLOSE_TRY_AGAIN = 1013  # slow reader, or the server cannot serve the connection right now
+CLOSE_UNAUTHORIZED = 4401  # token expired, revoked (sign-out), account demoted or deleted
+
+# A resume answers at most this many missed messages; a larger gap is reloaded over REST.
+RESUME_MAX_MESSAGES = 500
+
+# --- what a client asks --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    kind: ClassVar[str] = "message.send"
+    chat_id: str
+    client_msg_id: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTyping:
+    kind: ClassVar[str] = "typing"
+    chat_id: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSeen:
+    kind: ClassVar[str] = "read"
+    chat_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    kind: ClassVar[str] = "status.set"
+    status: AgentStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    kind: ClassVar[str] = "resume"
+    chat_id: str
+    after_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChat:
+    kind: ClassVar[str] = "chat.open"
+    title: str
+    description: str
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    kind: ClassVar[str] = "ping"
+
+
+Command: TypeAlias = SendMessage | SetTyping | MarkSeen | SetStatus | Resume | OpenChat | Ping
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A frame the edge could not turn into a command; `ref` is what the client can match."""
+
+    code: str
+    message: str
+    ref: str | None
+
+
+Inbound: TypeAlias = Command | Malformed
+
+_CHATTERS = frozenset({Role.CUSTOMER, Role.AGENT})
+_EVERYONE = frozenset({Role.CUSTOMER, Role.AGENT, Role.ADMIN})
+
+# Who may send what. Admins watch (resume, read); only participants write.
+ALLOWED_ROLES: Mapping[type[Command], frozenset[Role]] = {
+    SendMessage: _CHATTERS,
+    SetTyping: _CHATTERS,
+    MarkSeen: _EVERYONE,
+    SetStatus: frozenset({Role.AGENT}),
+    Resume: _EVERYONE,
+    OpenChat: frozenset({Role.CUSTOMER}),
+    Ping: _EVERYONE,
+}
+# Who may open a connection at all: a plain `user` has nothing to do on it.
+CONNECT_ROLES = _EVERYONE
+
+# --- what it answers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The message is durable (sent only after the store confirmed it)."""
+
+    client_msg_id: str
+    chat_id: str
+    seq: int
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Every message after the client's seq was sent before this, in order."""
+
+    chat_id: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotRecovered:
+    """Resume cannot be answered from here; the client reloads the chat over REST."""
+
+    chat_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOpened:
+    chat: Chat
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+    ref: str | None
+
+
+Reply: TypeAlias = Ack | Resumed | NotRecovered | ChatOpened | Pong | Error
+# Everything that goes out through a connection's outbox: replies and pushed domain events.
+Outbound: TypeAlias = Reply | Event
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+Effect: TypeAlias = Reply | AgentStatusEvent | MessageAdded | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end, as authenticated before the connection was accepted."""
+
+    user_id: str
+    role: Role
+
+
+class TokenBucket:
+    """`rate` frames a second on average, `burst` at once, on whatever clock `now` comes from."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class Connection:
+    """One client connection's rules; the edge owns the transport and the outbox."""
+
+    def __init__(
+        self,
+        system: System,
+        peer: Peer,
+        *,
+        frames_per_second: float,
+        burst: int,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.peer = peer
+        self._system = system
+        self._speaker = Speaker(peer.user_id, peer.role)
+        self._clock = clock
+        self._bucket = TokenBucket(frames_per_second, burst, clock())
+        # Delivery receipts to send: chat -> highest seq written to this client. Coalesced, so a
+        # burst of messages costs one receipt per chat, sent by `send_receipts`.
+        self._delivered: dict[str, int] = {}
+        self._receipts_due = trio.Event()
+
+    # --- frames --------------------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound) -> list[Effect]:
+        """Answer one frame. Never raises for anything a client can send."""
+        if not self._bucket.take(self._clock()):
+            return [
+                Error("rate_limited", "too many frames; slow down and reconnect", _ref(inbound)),
+                Close(CLOSE_POLICY, "too many frames"),
+            ]
+        if isinstance(inbound, Malformed):
+            return [Error(inbound.code, inbound.message, inbound.ref)]
+        allowed = ALLOWED_ROLES[type(inbound)]
+        if self.peer.role not in allowed:
+            return [
+                Error(
+                    "forbidden",
+                    f"{inbound.kind} is for {', '.join(sorted(allowed))}; "
+                    f"you are connected as {self.peer.role}",
+                    _ref(inbound),
+                )
+            ]
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                return await self._perform(inbound)
+        except Refused as refusal:
+            return [Error(refusal.code, refusal.message, _ref(inbound))]
+        except RouterError as error:
+            log.warning("actor unavailable for %s: %s", inbound.kind, error)
+            return [Error("unavailable", "a component is restarting; retry", _ref(inbound))]
+        except StoreUnavailable as error:
+            log.warning("store unavailable for %s: %s", inbound.kind, error)
+            return [
+                Error(
+                    "store_unavailable",
+                    "the database cannot be reached; retry shortly",
+                    _ref(inbound),
+                )
+            ]
+        except trio.TooSlowError:
+            return [Error("overloaded", "the service is too busy to answer; retry", _ref(inbound))]
+        except Exception:
+            log.exception("unexpected error handling %s", inbound.kind)
+            return [
+                Error("internal", "an internal error occurred; it has been logged", _ref(inbound))
+            ]
+
+    async def _perform(self, command: Command) -> list[Effect]:
+        system, me = self._system, self._speaker
+        match command:
+            case SendMessage(chat_id, client_msg_id, content):
+                sent = await system.send_message(
+                    chat_id, me, client_msg_id=client_msg_id, content=content
+                )
+                message = sent.message
+                return [Ack(client_msg_id, chat_id, message.seq, message.id)]
+            case SetTyping(chat_id, on):
+                route = system.route(chat_id)
+                if route is None:
+                    raise Refused("chat_not_active", f"chat {chat_id} is unknown or resolved")
+                if not route.participant(me.user_id):
+                    raise Refused("not_a_participant", f"you are not taking part in chat {chat_id}")
+                await system.typing(chat_id, me, on=on)
+                return []
+            case MarkSeen(chat_id, seq):
+                await system.mark_read(chat_id, me, seq=seq, status=MessageStatus.SEEN)
+                return []
+            case SetStatus(status):
+                view = await system.set_agent_status(
+                    me.user_id, status, by=By.SELF, actor_id=me.user_id
+                )
+                return [AgentStatusEvent(me.user_id, view.status, "status.set")]
+            case Resume(chat_id, after_seq):
+                return await self._resume(chat_id, after_seq)
+            case OpenChat(title, description, priority):
+                opened = await system.open_chat(
+                    me.user_id, title=title, description=description, priority=priority
+                )
+                return [ChatOpened(opened.chat, opened.created)]
+            case Ping():
+                return [Pong()]
+            case _ as unreachable:
+                assert_never(unreachable)
+
+    async def _resume(self, chat_id: str, after_seq: int) -> list[Effect]:
+        try:
+            history = await self._system.history(
+                chat_id, self._speaker, after_seq=after_seq, limit=RESUME_MAX_MESSAGES
+            )
+        except Refused as refusal:
+            if refusal.code == "chat_not_found":
+                return [NotRecovered(chat_id, "chat_not_found")]
+            raise
+        if not history.complete:
+            return [NotRecovered(chat_id, "gap_too_large")]
+        effects: list[Effect] = [MessageAdded(message) for message in history.messages]
+        effects.append(Resumed(chat_id, history.last_seq))
+        return effects
+
+    # --- delivery receipts ---------------------------------------------------------------------
+
+    def written(self, item: Outbound) -> None:
+        """The edge wrote `item` to the client: a message from the other side is delivered."""
+        if not isinstance(item, MessageAdded) or self.peer.role not in _CHATTERS:
+            return
+        message = item.message
+        if message.sender_id == self.peer.user_id or message.status != MessageStatus.SENT:
+            return
+        if message.seq > self._delivered.get(message.chat_id, 0):
+            self._delivered[message.chat_id] = message.seq
+            self._receipts_due.set()
+
+    async def send_receipts(self) -> None:
+        """Run for the connection's life: mark what was written as delivered, chat by chat.
+
+        Best effort, off the write path: a receipt that cannot be recorded now (chat resolved,
+        component restarting) is dropped; the next `read` or delivery covers it."""
+        while True:
+            await self._receipts_due.wait()
+            self._receipts_due = trio.Event()
+            due, self._delivered = self._delivered, {}
+            for chat_id, seq in due.items():
+                try:
+                    with trio.fail_after(ASK_SECONDS):
+                        await self._system.mark_read(
+                            chat_id, self._speaker, seq=seq, status=MessageStatus.DELIVERED
+                        )
+                except (RouterError, StoreUnavailable, trio.TooSlowError) as error:
+                    log.info("delivery receipt for %s up to %d dropped: %s", chat_id, seq, error)
+
+
+def _ref(inbound: Inbound) -> str | None:
+    """What the client can match an error with: its message id, else the frame's type."""
+    match inbound:
+        case SendMessage(client_msg_id=client_msg_id):
+            return client_msg_id
+        case Malformed(ref=ref):
+            return ref
+        case _:
+            return inbound.kind

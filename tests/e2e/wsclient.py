@@ -1,0 +1,144 @@
+"""A small websocket test client over trio-websocket: JSON frames, waits bounded by WAIT_SECONDS.
+
+Waiting is always for a frame or a close, never for time to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from trio_websocket import (
+    CloseReason,
+    ConnectionClosed,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from tests.conftest import Live
+
+WAIT_SECONDS = 10.0
+Frame = dict[str, Any]
+
+
+def ws_url(live: Live) -> str:
+    return live.url.replace("http://", "ws://", 1) + "/ws"
+
+
+@dataclass
+class WsClient:
+    conn: WebSocketConnection
+    frames: list[Frame] = field(default_factory=list)  # everything received, in order
+    _unclaimed: list[Frame] = field(default_factory=list)  # received, not yet expected
+
+    async def send(self, frame: Frame) -> None:
+        await self.conn.send_message(json.dumps(frame))
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.conn.send_message(data)
+
+    async def _receive(self) -> Frame:
+        message = await self.conn.get_message()
+        frame: Frame = json.loads(message)
+        self.frames.append(frame)
+        self._unclaimed.append(frame)
+        return frame
+
+    async def expect(self, frame_type: str, **fields: Any) -> Frame:
+        """The first frame not expected before with that type and those field values, already
+        received or still to come; frames skipped over stay claimable."""
+
+        def matches(frame: Frame) -> bool:
+            return frame["type"] == frame_type and all(
+                frame.get(name) == value for name, value in fields.items()
+            )
+
+        for frame in self._unclaimed:
+            if matches(frame):
+                self._unclaimed.remove(frame)
+                return frame
+        with trio.fail_after(WAIT_SECONDS):
+            while not matches(frame := await self._receive()):
+                pass
+        self._unclaimed.remove(frame)
+        return frame
+
+    async def request(self, frame: Frame, answer: str, **fields: Any) -> Frame:
+        await self.send(frame)
+        return await self.expect(answer, **fields)
+
+    async def closed(self) -> CloseReason:
+        """Read until the server closes; the close reason (code and text)."""
+        with trio.fail_after(WAIT_SECONDS):
+            try:
+                while True:
+                    await self._receive()
+            except ConnectionClosed as closed:
+                reason: CloseReason | None = closed.reason
+        assert reason is not None
+        return reason
+
+    async def ping(self) -> None:
+        """Round trip: proves the connection is open and every earlier frame was handled."""
+        await self.request({"type": "ping"}, "pong")
+
+    def of_type(self, frame_type: str) -> list[Frame]:
+        return [frame for frame in self.frames if frame["type"] == frame_type]
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"Authorization", f"Bearer {token}".encode())]
+
+
+@asynccontextmanager
+async def connect(
+    live: Live,
+    token: str | None,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    message_queue_size: int = 64,
+) -> AsyncIterator[WsClient]:
+    extra = (bearer(token) if token is not None else []) + (headers or [])
+    # The library's own bounds on the handshake and the closing handshake.
+    async with open_websocket_url(
+        ws_url(live),
+        extra_headers=extra,
+        subprotocols=subprotocols,
+        message_queue_size=message_queue_size,
+        max_message_size=4 * 1024 * 1024,
+        connect_timeout=WAIT_SECONDS,
+        disconnect_timeout=WAIT_SECONDS,
+    ) as conn:
+        yield WsClient(conn)
+
+
+async def ready_agent(live: Live, client: WsClient) -> None:
+    """Make a connected agent available, so chats are assigned to them."""
+    await client.request(
+        {"type": "status.set", "status": "available"}, "agent.status", status="available"
+    )
+
+
+async def open_chat(customer: WsClient, title: str = "Where is my order?") -> Frame:
+    opened = await customer.request({"type": "chat.open", "title": title}, "chat.opened")
+    chat: Frame = opened["chat"]
+    return chat
+
+
+async def say(client: WsClient, chat_id: str, client_msg_id: str, content: str) -> Frame:
+    """Send a message and wait for its ack."""
+    return await client.request(
+        {
+            "type": "message.send",
+            "chatId": chat_id,
+            "clientMsgId": client_msg_id,
+            "content": content,
+        },
+        "ack",
+        clientMsgId=client_msg_id,
+    )
