@@ -134,6 +134,12 @@ class ConversationActor(Actor[ConversationMessage]):
         if chat is None:
             raise Refused("chat_not_found", f"chat {self._chat_id} does not exist")
         self._transcript = Transcript(chat)
+        # A store may lose the connection between storing a message and updating the chat's
+        # counters: the stored seqs, not the counter, say which seq comes next.
+        while tail := await self._store.list_messages(
+            self._chat_id, after_seq=self._transcript.last_seq, limit=500
+        ):
+            self._transcript.last_seq = tail[-1].seq
         self._last_activity = trio.current_time()
         self.context.send_after(self._idle_seconds, IdleCheck())
 

@@ -6,6 +6,8 @@ Each test opens a chat with `ann` online so it is assigned; senders are `Speaker
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import trio
 import trio.testing
@@ -210,3 +212,19 @@ async def test_crash_mid_traffic_loses_nothing_acknowledged(
     assert store.appends == 60
     assert [m.seq for m in stored] == list(range(1, 61))
     assert {m.client_msg_id: m.seq for m in stored} == acked
+
+
+async def test_a_chat_counter_behind_its_messages_does_not_reuse_a_seq(
+    system: System, store: MemoryStore
+) -> None:
+    chat_id = await assigned_chat(system)
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="one")
+    chat = await store.get_chat(chat_id)
+    assert chat is not None
+    # As after a lost connection between the insert and the counter update: the message is
+    # stored, the counter still says 0. A fresh incarnation must continue after the message.
+    await store.update_chat(replace(chat, last_seq=0))
+    await system._actors.stop(f"chat:{chat_id}")
+    sent = await system.send_message(chat_id, ANN, client_msg_id="m2", content="two")
+    assert sent.message.seq == 2
+    assert [m.seq for m in await store.list_messages(chat_id)] == [1, 2]
