@@ -43,6 +43,10 @@ CLOSE_UNAUTHORIZED = 4401  # token expired, revoked (sign-out), account demoted 
 
 # A resume answers at most this many missed messages; a larger gap is reloaded over REST.
 RESUME_MAX_MESSAGES = 500
+# Delivery receipts wait this long to gather the messages written meanwhile into one store write
+# per chat: a busy chat would otherwise pay a second write per message for a tick nobody can
+# tell apart from one shown this much later.
+RECEIPT_BATCH_SECONDS = 0.2
 
 # --- what a client asks --------------------------------------------------------------------------
 
@@ -352,6 +356,7 @@ class Connection:
         component restarting) is dropped; the next `read` or delivery covers it."""
         while True:
             await self._receipts_due.wait()
+            await trio.sleep(RECEIPT_BATCH_SECONDS)
             self._receipts_due = trio.Event()
             due, self._delivered = self._delivered, {}
             for chat_id, seq in due.items():
