@@ -14,16 +14,27 @@ from quart_trio import QuartTrio
 from actors import SystemConfig, open_system
 from api._auth import Passwords, Tokens
 from api._config import Settings
+from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
+from api._paths import CONVERTERS
+from api._routes_admin_chats import admin_chats
+from api._routes_admin_routing import admin_routing
+from api._routes_admin_users import admin_users
 from api._routes_auth import auth
+from api._routes_chats import chats
+from api._routes_dashboard import dashboard
 from api._routes_dev import dev
+from api._routes_messages import messages
+from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
 from api._ws import ws
 from store import open_store
 
 
 def create_app(found: Services) -> QuartTrio:
-    app = QuartTrio("switchboard")
+    # No static folder: nothing under the working directory is ever served by accident.
+    app = QuartTrio("switchboard", static_folder=None)
+    app.url_map.converters.update(CONVERTERS)
     app.config["MAX_CONTENT_LENGTH"] = found.settings.max_body_bytes
     app.extensions[EXTENSION_KEY] = found
     QuartSchema(
@@ -32,9 +43,26 @@ def create_app(found: Services) -> QuartTrio:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
         security=[{"bearer": []}],
         pydantic_dump_options={"by_alias": True},
+        openapi_provider_class=SwitchboardOpenAPI,
+        # quart-schema's own docs pages load their assets from CDNs; /docs serves them locally.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
     )
     install_error_handlers(app)
-    for blueprint in (auth, dev, ws):
+    for blueprint in (
+        auth,
+        dev,
+        ws,
+        chats,
+        messages,
+        notifications,
+        dashboard,
+        admin_users,
+        admin_chats,
+        admin_routing,
+        docs,
+    ):
         app.register_blueprint(blueprint)
     return app
 

@@ -8,7 +8,8 @@ from typing import Any
 import trio
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from quart_schema.validation import QuerystringValidationError, RequestHeadersValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from router import Refused, RouterError
 from store import StoreUnavailable
@@ -84,12 +85,24 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid_body(error: RequestSchemaValidationError) -> Response:
+        part = (
+            "query"
+            if isinstance(error, QuerystringValidationError)
+            else "headers"
+            if isinstance(error, RequestHeadersValidationError)
+            else "body"
+        )
         return error_response(
             400,
-            "invalid_body",
-            "the request body is not valid; see details for each field",
+            f"invalid_{part}",
+            f"the request {part} is not valid; see details for each field",
             _validation_details(error),
         )
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def _not_utf8(error: UnicodeDecodeError) -> Response:
+        # Raised where Quart decodes a request body as text; nothing else here decodes bytes.
+        return error_response(400, "bad_request", "the request body is not valid UTF-8")
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
@@ -101,7 +114,11 @@ def install_error_handlers(app: Quart) -> None:
             message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         elif status == 404:
             message = "no such endpoint"
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        # A 405 names the methods the path does take (RFC 9110).
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
 
     @app.errorhandler(Refused)
     async def _refused(error: Refused) -> Response:

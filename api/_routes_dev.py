@@ -33,7 +33,7 @@ async def health() -> Response:
 async def seed() -> Response:
     _development_only()
     found = services()
-    report = await seed_demo_data(found.store, found.passwords)
+    report = await seed_demo_data(found.store, found.passwords, found.system)
     return respond(
         MessageOut(message=f"seeded: {report.created} created, {report.existing} already there")
     )

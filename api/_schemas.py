@@ -8,21 +8,38 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from store import AgentStatus, ChatStatus, Message, MessageStatus, Priority, Role, User
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# ASCII only: a character class means the same to every regex engine (Python's, the Rust one
+# pydantic uses, and the ECMA one JSON Schema names), where `\s` and friends differ.
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def _email(value: str) -> str:
-    value = value.strip().lower()
-    if len(value) > 254 or not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError("must be an email address like name@example.com")
+    return value.lower()
+
+
+def refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("cannot be null; leave the field out to keep its value")
     return value
 
 
-Email = Annotated[str, AfterValidator(_email)]
+# The schema states the pattern, so that clients (and schemathesis) know what is accepted; it is
+# checked here with Python's regex, which is how their generators read it, and a plain message.
+Email = Annotated[
+    str,
+    Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN}),
+    AfterValidator(_email),
+]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
+# A name to change: may be left out (None here), never sent as null.
+NameChange = Annotated[Name | SkipJsonSchema[None], AfterValidator(refuse_null)]
 Password = Annotated[str, Field(min_length=8, max_length=256)]
 Phone = Annotated[str, Field(max_length=40)]
 Url = Annotated[str, Field(max_length=2000)]
@@ -55,7 +72,9 @@ class LoginBody(WireModel):
 
 
 class ProfileUpdate(WireModel):
-    name: Name | None = None
+    """Fields left out stay as they are; phone and avatar are cleared with null."""
+
+    name: NameChange = None
     phone: Phone | None = None
     avatar: Url | None = None
 

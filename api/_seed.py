@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors import System
 from api._auth import Passwords
 from store import AgentStatus, Role, Store, User, new_id, utcnow
 
@@ -34,7 +35,9 @@ class SeedReport:
     existing: int
 
 
-async def seed_demo_data(store: Store, passwords: Passwords) -> SeedReport:
+async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> SeedReport:
+    """Create what is missing. A running system is told of each new agent: its assignment actor
+    read the agents when it started, before these existed."""
     created = existing = 0
     password_hash: str | None = None
     for account in DEMO_STAFF:
@@ -43,7 +46,7 @@ async def seed_demo_data(store: Store, passwords: Passwords) -> SeedReport:
             continue
         password_hash = password_hash or await passwords.hash(DEMO_PASSWORD)
         now = utcnow()
-        await store.create_user(
+        user = await store.create_user(
             User(
                 id=new_id(),
                 email=account.email,
@@ -57,6 +60,8 @@ async def seed_demo_data(store: Store, passwords: Passwords) -> SeedReport:
                 updated_at=now,
             )
         )
+        if user.role is Role.AGENT:
+            await system.add_agent(user.id, user.max_load)
         created += 1
     for external_id, name in DEMO_CUSTOMERS:
         if await store.get_customer_by_external_id(external_id) is not None:

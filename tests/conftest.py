@@ -60,7 +60,7 @@ async def running_server(settings: Settings, *, seed: bool = True) -> AsyncItera
     """Serve `settings` on a real port until the block ends."""
     async with open_services(settings) as found, trio.open_nursery() as nursery:
         if seed:
-            await seed_demo_data(found.store, found.passwords)
+            await seed_demo_data(found.store, found.passwords, found.system)
         binds = await nursery.start(lambda task_status: serve(found, task_status=task_status))
         async with httpx.AsyncClient(base_url=binds[0]) as http:
             yield Live(url=binds[0], http=http, services=found)

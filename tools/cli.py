@@ -64,7 +64,7 @@ async def _serve(settings: Settings, seed_if_empty: bool) -> None:
 
         async with open_services(settings) as found, trio.open_nursery() as nursery:
             if seed_if_empty and await found.store.count_users() == 0:
-                report = await seed_demo_data(found.store, found.passwords)
+                report = await seed_demo_data(found.store, found.passwords, found.system)
                 print(f"seeded demo data: {report.created} records", flush=True)
             binds = await nursery.start(
                 lambda task_status: serve(
@@ -88,7 +88,7 @@ async def _serve(settings: Settings, seed_if_empty: bool) -> None:
 
 async def _seed(settings: Settings) -> None:
     async with open_services(settings) as found:
-        report = await seed_demo_data(found.store, found.passwords)
+        report = await seed_demo_data(found.store, found.passwords, found.system)
     print(f"seed: {report.created} created, {report.existing} already there")
     print(demo_logins())
 

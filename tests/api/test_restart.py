@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.api.test_auth import REGISTER, assert_error, bearer
+from tests.api.support import assert_error, bearer
+from tests.api.test_auth import REGISTER
 from tests.conftest import make_settings, running_server
 
 

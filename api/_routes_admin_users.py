@@ -1,0 +1,176 @@
+"""Accounts, for admins: list, create agents, edit, approve users as agents, demote, delete.
+
+Becoming or ceasing to be an agent changes the user record first (the role is read from the
+store on every request, so it takes effect at once), then tells the assignment actor (a new
+agent starts away; a former agent's open chats are re-queued), then closes a former agent's
+live connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from quart import Blueprint, Response
+from quart_schema import document_response, validate_querystring, validate_request
+
+from api._access import ask
+from api._errors import ApiError
+from api._guard import requires
+from api._pages import PageHeaders, page_response
+from api._payloads import AdminUserUpdate, ApproveBody, CreateAgentBody, UserList, UserListQuery
+from api._respond import respond
+from api._schemas import MessageOut, UserOut
+from api._services import services
+from store import AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
+
+admin_users = Blueprint("admin_users", __name__)
+
+# Only these accounts are managed here: admins manage each other elsewhere, and customers
+# belong to the shop, which creates them.
+MANAGED_ROLES = frozenset({Role.USER, Role.AGENT})
+
+
+def _email_taken(error: DuplicateEmail) -> ApiError:
+    return ApiError(409, "email_taken", f"another account uses this email: {error}")
+
+
+async def _managed_user(user_id: str) -> User:
+    user = await services().store.get_user(user_id)
+    if user is None:
+        raise ApiError(404, "user_not_found", f"no user {user_id}")
+    if user.role not in MANAGED_ROLES:
+        raise ApiError(
+            409, "role_not_managed", f"user {user_id} is {user.role.value}; this manages users "
+            "and agents only",
+        )  # fmt: skip
+    return user
+
+
+async def _make_agent(user: User) -> User:
+    found = services()
+    agent = await found.store.update_user(
+        dataclasses.replace(user, role=Role.AGENT, status=AgentStatus.AWAY, updated_at=utcnow())
+    )
+    await ask(None, found.system.add_agent(agent.id, agent.max_load))
+    return agent
+
+
+async def _make_user(agent: User) -> User:
+    found = services()
+    user = await found.store.update_user(
+        dataclasses.replace(agent, role=Role.USER, updated_at=utcnow())
+    )
+    await ask(None, found.system.remove_agent(agent.id))
+    found.system.sign_out(agent.id, "you are no longer an agent")
+    return user
+
+
+@admin_users.get("/admin/users")
+@requires(Role.ADMIN)
+@validate_querystring(UserListQuery)
+@document_response(UserList, 200, PageHeaders)
+async def list_users(query_args: UserListQuery) -> Response:
+    """Accounts by id (creation order), optionally of one role."""
+    page = await services().store.list_users(
+        role=query_args.role, limit=query_args.limit, cursor=query_args.cursor
+    )
+    return page_response(UserList([UserOut.of(user) for user in page.items]), page.next_cursor)
+
+
+@admin_users.post("/admin/users")
+@requires(Role.ADMIN)
+@validate_request(CreateAgentBody)
+@document_response(UserOut, 201)
+async def create_agent(data: CreateAgentBody) -> Response:
+    """Create an agent account; it starts away."""
+    found = services()
+    now = utcnow()
+    try:
+        agent = await found.store.create_user(
+            User(
+                id=new_id(),
+                email=data.email,
+                name=data.name,
+                role=Role.AGENT,
+                password_hash=await found.passwords.hash(data.password),
+                phone=data.phone,
+                avatar=data.avatar,
+                status=AgentStatus.AWAY,
+                max_load=data.max_load,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    except DuplicateEmail as error:
+        raise _email_taken(error) from error
+    await ask(None, found.system.add_agent(agent.id, agent.max_load))
+    return respond(UserOut.of(agent), 201)
+
+
+@admin_users.put("/admin/users/approve")
+@requires(Role.ADMIN)
+@validate_request(ApproveBody)
+@document_response(UserOut)
+async def approve(data: ApproveBody) -> Response:
+    """Make a user (role user) an agent; they start away."""
+    user = await services().store.get_user_by_email(data.email)
+    if user is None:
+        raise ApiError(404, "user_not_found", f"no account with email {data.email}")
+    if user.role is not Role.USER:
+        raise ApiError(
+            409, "not_a_user", f"{data.email} is {user.role.value}; only a user can be approved"
+        )
+    return respond(UserOut.of(await _make_agent(user)))
+
+
+@admin_users.get("/admin/users/<id:user_id>")
+@requires(Role.ADMIN)
+@document_response(UserOut)
+async def get_user(user_id: str) -> Response:
+    """One account."""
+    user = await services().store.get_user(user_id)
+    if user is None:
+        raise ApiError(404, "user_not_found", f"no user {user_id}")
+    return respond(UserOut.of(user))
+
+
+@admin_users.put("/admin/users/<id:user_id>")
+@requires(Role.ADMIN)
+@validate_request(AdminUserUpdate)
+@document_response(UserOut)
+async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
+    """Edit a user's or agent's profile, or change their role between user and agent.
+
+    Fields left out stay as they are; phone and avatar are cleared with null. An agent's status
+    and max load have their own routes (/admin/agents/{agentId}/status and /max-load).
+    """
+    user = await _managed_user(user_id)
+    if data.role is Role.AGENT and user.role is Role.USER:
+        user = await _make_agent(user)
+    elif data.role is Role.USER and user.role is Role.AGENT:
+        user = await _make_user(user)
+    changes = data.model_dump(exclude_unset=True, exclude={"role"})
+    if changes:
+        store = services().store
+        current = await store.get_user(user.id) or user
+        try:
+            user = await store.update_user(
+                dataclasses.replace(current, **changes, updated_at=utcnow())
+            )
+        except DuplicateEmail as error:
+            raise _email_taken(error) from error
+    return respond(UserOut.of(user))
+
+
+@admin_users.delete("/admin/users/<id:user_id>")
+@requires(Role.ADMIN)
+@document_response(MessageOut)
+async def delete_user(user_id: str) -> Response:
+    """Delete a user or agent; an agent's open chats are re-queued first."""
+    user = await _managed_user(user_id)
+    found = services()
+    if user.role is Role.AGENT:
+        await ask(None, found.system.remove_agent(user.id))
+        found.system.sign_out(user.id, "your account was deleted")
+    await found.store.delete_user(user.id)
+    return respond(MessageOut(message=f"user {user.id} deleted"))
