@@ -27,6 +27,7 @@ from api._routes_dev import dev
 from api._routes_messages import messages
 from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
+from api._socketio import socketio
 from api._ws import ws
 from store import open_store
 
@@ -54,6 +55,7 @@ def create_app(found: Services) -> QuartTrio:
         auth,
         dev,
         ws,
+        socketio,
         chats,
         messages,
         notifications,

@@ -1,0 +1,965 @@
+"""The /socket.io/ endpoint: Engine.IO v4 and Socket.IO v5 on Quart-Trio, so the original
+backend's front ends (the stock `socket.io-client`) connect unchanged, beside /ws.
+
+One routing core, two edges: the events map onto the same connection core as /ws
+(api/_ws_core.py: roles, rate limit, every domain call bounded) and the same `Session`s in the
+domain's presence registry. What differs is only the framing and the rooms.
+
+Transports. `GET /socket.io/?EIO=4&transport=polling` opens a session (the Engine.IO handshake);
+`GET ...&sid=S` long-polls what is buffered for it, `POST ...&sid=S` hands it packets. A websocket
+to `...&transport=websocket&sid=S` upgrades S (2probe/3probe, then 5); a websocket without a sid
+is a fresh session. The protocol rules (codecs, the polling/upgrade state machine, heartbeats)
+are plain code in api/_engineio.py; here are the tasks and sockets around them.
+
+One session runs one task (in the app's nursery) owning four others: the heartbeat, the
+dispatcher (inbound Socket.IO packets, in order, from an `inbox` that POSTs and the websocket
+reader fill), the pump (the `outbox` of replies and pushed domain events, rendered into the
+Engine.IO buffer) and, once connected, the core's delivery receipts. Bounds: sessions in number
+(`max_sessions`), the inbox and outbox in packets, the Engine.IO buffer in characters. A client
+that stops polling or reading fills its outbox, and the domain closes it (its `offer` raises
+WouldBlock, as on /ws); one that stops answering pings is closed after pingTimeout. Neither
+slows anyone else. A malformed packet gets an `error` event and a DISCONNECT, and its session
+closes; the server carries on.
+
+Authentication as the original: `auth: {token}` in the Socket.IO CONNECT, else an
+`Authorization: Bearer` header on the handshake; staff and shop (customer) tokens. A refusal is
+a CONNECT_ERROR `{message}`. A session that has not connected within `connect_seconds` closes.
+
+Rooms. The original joined sockets to rooms by ids the client sent; here a socket joins only
+its own user's room (`joinNotification`, `authenticate`) and chats its user is in (`joinChat`),
+and the domain only ever delivers a user's own events to it, so rooms merely filter: a chat's
+messages reach a socket that joined it (`messageReceived`); while it has not, and it is in its
+user room, a `notification`. `sendMessage` maps to the core's `message.send`: the sender gets
+`messageDelivered` (and the ack) once the message is durable. Its idempotency key is the
+client's `clientMsgId` when given, else `sio:<socket id>:<ack id>` (or a per-socket counter
+without an ack): unique per emit, so only a resend with the same `clientMsgId` is stored once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from functools import partial
+from typing import Any, Literal, TypeAlias, TypeVar, assert_never
+
+import trio
+from quart import Blueprint, Response, current_app, request, websocket
+from werkzeug.datastructures import MultiDict
+
+from actors import (
+    CLOSE_SLOW_READER,
+    AgentStatusEvent,
+    ChatAssigned,
+    ChatStatusEvent,
+    ChatUnassigned,
+    MessageAdded,
+    QueuePosition,
+    ReadEvent,
+    Session,
+    TypingEvent,
+)
+from actors import Event as DomainEvent
+from api import _engineio as eio
+from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._engineio import EngineConfig, EngineSession, ProtocolError, RawJson, Transport, Written
+from api._errors import ASK_SECONDS, ApiError, error_response
+from api._guard import bearer_token
+from api._schemas import ChatMessageOut
+from api._services import Services, services
+from api._shapes import chat_out
+from api._sio_events import (
+    AckError,
+    AuthenticatedOut,
+    ErrorBody,
+    ErrorOut,
+    InvalidPayload,
+    JoinChatIn,
+    JoinedOut,
+    MessageOut,
+    NotificationOut,
+    SendMessageIn,
+    UserRoomIn,
+    claimed_user,
+    parse,
+)
+from api._ws import Transport as WebSocket
+from api._ws import origin_allowed, token_id
+from api._ws_core import (
+    CONNECT_ROLES,
+    Ack,
+    Close,
+    Connection,
+    Error,
+    Peer,
+    SendMessage,
+    TokenBucket,
+)
+from store import Message, Role, StoreUnavailable, new_id
+
+log = logging.getLogger("api.socketio")
+
+T = TypeVar("T")
+
+socketio = Blueprint("socketio", __name__)
+
+PATH = "/socket.io/"
+HUB_KEY = "switchboard.socketio"
+SEND_MESSAGE = "sendMessage"
+EVENTS = ("authenticate", "joinChat", "joinNotification", SEND_MESSAGE)
+NOTIFICATION_PREVIEW_CHARS = 140
+
+
+@dataclass(frozen=True, slots=True)
+class SocketIOLimits:
+    max_sessions: int = 10_000
+    # A session must send its Socket.IO CONNECT this soon after the handshake.
+    connect_seconds: float = 45.0
+    # An upgrading websocket must probe and upgrade this soon after it opens.
+    upgrade_seconds: float = 10.0
+    # How long a closing session waits for the client to collect its last packets.
+    flush_seconds: float = 2.0
+    inbox_packets: int = 16
+    rooms_per_socket: int = 1_000
+
+
+class EngineIoCode(IntEnum):
+    """Engine.IO's own error codes, given in `details` beside ours."""
+
+    TRANSPORT_UNKNOWN = 0
+    SESSION_UNKNOWN = 1
+    BAD_HANDSHAKE_METHOD = 2
+    BAD_REQUEST = 3
+    FORBIDDEN = 4
+    UNSUPPORTED_PROTOCOL_VERSION = 5
+
+
+class Crowded(Exception):
+    """No room for another session."""
+
+
+# What the pump writes: Socket.IO packets made by the dispatcher, and the domain's events.
+Outgoing: TypeAlias = eio.SioPacket | DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """The socket must end: the `error` event's code and message."""
+
+    code: str
+    message: str
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+
+@socketio.route(PATH, methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
+async def polling() -> Response:
+    found = services()
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, found.settings.allowed_origins):
+        return _refuse(
+            403, "origin_not_allowed", f"origin {origin!r} may not connect", EngineIoCode.FORBIDDEN
+        )
+    cors = _cors(origin)
+    if request.method == "OPTIONS":
+        return Response("", 204, headers=cors | _PREFLIGHT)
+    refused = _check_query(request.args, Transport.POLLING)
+    if refused is not None:
+        return _with(refused, cors)
+    sid = request.args.get("sid")
+    the_hub = hub()
+    if sid is None:
+        if request.method != "GET":
+            return _with(
+                _refuse(
+                    400,
+                    "bad_handshake",
+                    "a session starts with a GET without sid",
+                    EngineIoCode.BAD_HANDSHAKE_METHOD,
+                ),
+                cors,
+            )
+        try:
+            session = await the_hub.open(
+                found, Transport.POLLING, request.headers.get("Authorization")
+            )
+        except Crowded:
+            return _with(_crowded(), cors)
+        handshake = session.engine.config.handshake(session.sid, [Transport.WEBSOCKET.value])
+        return _text(eio.encode_payload([handshake]), cors)
+    known = the_hub.get(sid)
+    if known is None:
+        return _with(_unknown_session(sid), cors)
+    try:
+        if request.method == "GET":
+            return _text(await known.poll(), cors)
+        await known.post(await request.get_data(cache=False, as_text=False, parse_form_data=False))
+    except ProtocolError as error:
+        return _with(_refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST), cors)
+    return _text("ok", cors)
+
+
+@socketio.websocket(PATH)
+async def websocket_transport() -> Response | None:
+    found = services()
+    origin = websocket.headers.get("Origin")
+    if not origin_allowed(origin, found.settings.allowed_origins):
+        return _refuse(
+            403, "origin_not_allowed", f"origin {origin!r} may not connect", EngineIoCode.FORBIDDEN
+        )
+    refused = _check_query(websocket.args, Transport.WEBSOCKET)
+    if refused is not None:
+        return refused
+    sid = websocket.args.get("sid")
+    if sid is None:
+        try:
+            session = await hub().open(
+                found, Transport.WEBSOCKET, websocket.headers.get("Authorization")
+            )
+        except Crowded:
+            return _crowded()
+        await websocket.accept()
+        await session.serve_websocket(websocket)
+        return None
+    upgrading = hub().get(sid)
+    if upgrading is None:
+        return _unknown_session(sid)
+    try:
+        upgrading.engine.start_upgrade()
+    except ProtocolError as error:
+        return _refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST)
+    await upgrading.upgrade(websocket, websocket.accept)
+    return None
+
+
+def hub() -> Hub:
+    """The app's Socket.IO sessions (one registry per app, made on first use)."""
+    found: Hub | None = current_app.extensions.get(HUB_KEY)
+    if found is None:
+        found = current_app.extensions[HUB_KEY] = Hub(services())
+    return found
+
+
+_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def _cors(origin: str | None) -> dict[str, str]:
+    """A browser page from an allowed origin may read the polling answers (with credentials);
+    no Origin is a client that is not a browser, which CORS does not concern."""
+    if origin is None:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
+def _check_query(args: MultiDict[str, str], transport: Transport) -> Response | None:
+    if args.get("EIO") != "4":
+        return _refuse(
+            400,
+            "unsupported_protocol_version",
+            f"this server speaks Engine.IO 4 (socket.io-client 3 and 4); EIO={args.get('EIO')!r}",
+            EngineIoCode.UNSUPPORTED_PROTOCOL_VERSION,
+        )
+    if args.get("transport") != transport.value:
+        return _refuse(
+            400,
+            "transport_unknown",
+            f"transport {args.get('transport')!r} here; use {transport.value}",
+            EngineIoCode.TRANSPORT_UNKNOWN,
+        )
+    return None
+
+
+def _refuse(status: int, code: str, message: str, engine_io_code: EngineIoCode) -> Response:
+    return error_response(status, code, message, {"engineIoCode": int(engine_io_code)})
+
+
+def _unknown_session(sid: str) -> Response:
+    return _refuse(
+        400,
+        "session_unknown",
+        f"no session {sid[:40]!r}: it closed or never existed; reconnect",
+        EngineIoCode.SESSION_UNKNOWN,
+    )
+
+
+def _crowded() -> Response:
+    return error_response(503, "unavailable", "too many Socket.IO sessions; retry shortly")
+
+
+def _with(response: Response, headers: dict[str, str]) -> Response:
+    response.headers.update(headers)
+    return response
+
+
+def _text(body: str, headers: dict[str, str]) -> Response:
+    return Response(body, 200, headers=headers, content_type="text/plain; charset=UTF-8")
+
+
+# --- the sessions --------------------------------------------------------------------------------
+
+
+class Hub:
+    """Every live session by sid, bounded in number."""
+
+    def __init__(self, found: Services, limits: SocketIOLimits = SocketIOLimits()) -> None:
+        settings = found.settings
+        self.limits = limits
+        max_payload = min(settings.max_body_bytes, settings.ws_max_frame_bytes)
+        # The same heartbeat as /ws (Engine.IO's own defaults are 25 s and 20 s).
+        self.config = EngineConfig(
+            ping_interval=settings.ws_ping_interval_seconds,
+            ping_timeout=settings.ws_ping_interval_seconds,
+            max_payload=max_payload,
+            max_buffered=4 * max_payload,
+        )
+        self._sessions: dict[str, SioSession] = {}
+
+    def get(self, sid: str) -> SioSession | None:
+        return self._sessions.get(sid)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def open(
+        self, found: Services, transport: Transport, authorization: str | None
+    ) -> SioSession:
+        """A new session, running in the app's nursery until it closes."""
+        if len(self._sessions) >= self.limits.max_sessions:
+            raise Crowded
+        session = SioSession(found, self.limits, self.config, transport, authorization)
+        self._sessions[session.sid] = session
+        nursery: trio.Nursery = current_app.nursery  # type: ignore[attr-defined]
+        await nursery.start(self._run, session)
+        return session
+
+    async def _run(
+        self, session: SioSession, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await session.run(task_status=task_status)
+        finally:
+            del self._sessions[session.sid]
+
+
+class SioSession:
+    """One Engine.IO session and its default-namespace socket."""
+
+    def __init__(
+        self,
+        found: Services,
+        limits: SocketIOLimits,
+        config: EngineConfig,
+        transport: Transport,
+        authorization: str | None,
+    ) -> None:
+        self._found = found
+        self._limits = limits
+        self._authorization = authorization
+        self._changed = trio.Event()
+        self.engine = EngineSession(
+            secrets.token_urlsafe(15), transport, config, clock=trio.current_time, wake=self._wake
+        )
+        self._inbox, self._inbound = trio.open_memory_channel[str | bytes](limits.inbox_packets)
+        self._outbox, self._outgoing = trio.open_memory_channel[Outgoing](
+            found.settings.ws_outbox_frames
+        )
+        # Counts every inbound packet but `sendMessage`, which the core's own bucket counts.
+        self._bucket = TokenBucket(
+            found.settings.ws_max_frames_per_second,
+            found.settings.ws_frame_burst,
+            trio.current_time(),
+        )
+        self._socket: ChatSocket | None = None
+        self._attached: tuple[Session, Role] | None = None
+        self._connected = trio.Event()
+
+    @property
+    def sid(self) -> str:
+        return self.engine.sid
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            await self._changed.wait()
+
+    # --- the session's task --------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeat)
+                nursery.start_soon(self._pump)
+                nursery.start_soon(self._dispatch, nursery)
+                nursery.start_soon(self._await_connect)
+                task_status.started()
+                await self._until(lambda: self.engine.closed is not None)
+                nursery.cancel_scope.cancel()
+            self._inbound.close()  # a POST waiting to hand over a packet is answered now
+            with trio.move_on_after(self._limits.flush_seconds):
+                await self._until(lambda: self.engine.drained)
+        finally:
+            await self._detach()
+            self._inbound.close()
+            self._outgoing.close()
+
+    async def _heartbeat(self) -> None:
+        while self.engine.closed is None:
+            await trio.sleep_until(self.engine.deadline())
+            self.engine.tick()
+
+    async def _await_connect(self) -> None:
+        with trio.move_on_after(self._limits.connect_seconds):
+            await self._connected.wait()
+            return
+        self.engine.close(f"no Socket.IO CONNECT within {self._limits.connect_seconds:g} s")
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        async for data in self._inbound:
+            await self._on_message(data, nursery)
+
+    async def _pump(self) -> None:
+        async for item in self._outgoing:
+            try:
+                packets = await self._render(item)
+            except (StoreUnavailable, trio.TooSlowError):
+                self._end("store_unavailable", "the database cannot be reached; reconnect shortly")
+                return
+            for packet, written in packets:
+                # A client that does not collect what is buffered stops the pump here; its
+                # outbox then fills and the domain closes it as a slow reader.
+                await self._until(lambda: self.engine.has_room)
+                self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+
+    async def _render(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]]:
+        match item:
+            case eio.Connect() | eio.Disconnect() | eio.Event() | eio.Ack() | eio.ConnectError():
+                return [(item, None)]
+            case _:
+                assert self._socket is not None, "domain events flow only once connected"
+                return await self._socket.render(item)
+
+    # --- inbound Socket.IO packets -------------------------------------------------------------
+
+    async def _on_message(self, data: str | bytes, nursery: trio.Nursery) -> None:
+        if isinstance(data, bytes):
+            self._malformed("binary messages are not supported; send JSON")
+            return
+        try:
+            packet = eio.decode_sio(data)
+        except ProtocolError as error:
+            self._malformed(str(error))
+            return
+        socket = self._socket
+        by_core = (
+            isinstance(packet, eio.Event) and packet.name == SEND_MESSAGE and socket is not None
+        )
+        if not by_core and not self._bucket.take(trio.current_time()):
+            self._end("rate_limited", "too many packets; slow down and reconnect")
+            return
+        match packet:
+            case eio.Connect(namespace, auth):
+                await self._connect(namespace, auth, nursery)
+            case eio.Disconnect(namespace):
+                if namespace == eio.DEFAULT_NAMESPACE:
+                    self.engine.close("the client disconnected")
+            case eio.Event(namespace=namespace):
+                # Like the stock server: an event for a namespace not connected is ignored.
+                if socket is not None and namespace == eio.DEFAULT_NAMESPACE:
+                    ending = await socket.on_event(packet)
+                    if ending is not None:
+                        self._end(ending.code, ending.message)
+            case eio.Ack():
+                pass  # this server never asks a client for an ack
+            case _ as unreachable:
+                assert_never(unreachable)
+
+    async def _connect(
+        self, namespace: str, auth: dict[str, Any] | None, nursery: trio.Nursery
+    ) -> None:
+        if namespace != eio.DEFAULT_NAMESPACE:
+            await self._outbox.send(eio.ConnectError("Invalid namespace", namespace))
+            return
+        if self._socket is not None:
+            return  # connected already; the stock server ignores a repeated CONNECT too
+        try:
+            principal, token = await self._authenticate(auth)
+        except Unauthenticated as refusal:
+            await self._outbox.send(eio.ConnectError(str(refusal)))
+            return
+        socket = ChatSocket(
+            self._found, principal, self._outbox.send, self._limits.rooms_per_socket
+        )
+        session = Session(
+            new_id(), principal.user.id, self._offer, self._close, token_id(principal, token)
+        )
+        self._attached = (session, principal.role)
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                await self._found.system.connect(session, principal.role)
+                # A sign-out between the handshake and now closed nothing: check again.
+                await self._found.tokens.authenticate(token)
+        except Unauthenticated as refusal:
+            await self._detach()
+            await self._outbox.send(eio.ConnectError(str(refusal)))
+            return
+        except (trio.TooSlowError, StoreUnavailable):
+            await self._detach()
+            await self._outbox.send(eio.ConnectError("the server is too busy; retry shortly"))
+            return
+        self._socket = socket
+        self._connected.set()
+        await self._outbox.send(eio.Connect(data={"sid": socket.sid}))
+        nursery.start_soon(socket.core.send_receipts)
+        nursery.start_soon(self._expire, principal.expires_at)
+
+    async def _authenticate(self, auth: dict[str, Any] | None) -> tuple[Principal, str]:
+        """The CONNECT's `auth.token`, else the handshake's bearer header, as a principal."""
+        token = (auth or {}).get("token")
+        if token is None and self._authorization is not None:
+            try:
+                token = bearer_token(self._authorization)
+            except ApiError as error:
+                raise Unauthenticated(error.message) from error
+        if not isinstance(token, str) or not token:
+            raise Unauthenticated(
+                "missing token: connect with auth: {token} or an 'Authorization: Bearer' header"
+            )
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                principal = await self._found.tokens.authenticate(token)
+        except (StoreUnavailable, trio.TooSlowError) as error:
+            raise Unauthenticated("cannot check the token right now; retry shortly") from error
+        if principal.role not in CONNECT_ROLES:
+            raise Unauthenticated(
+                f"Socket.IO is for {', '.join(sorted(CONNECT_ROLES))}; "
+                f"you are signed in as {principal.role}"
+            )
+        return principal, token
+
+    async def _expire(self, expires_at: datetime) -> None:
+        # The same leeway authentication allows.
+        await trio.sleep(
+            max(0.0, (expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS)
+        )
+        self._end("token_expired", "token expired; sign in again")
+
+    # --- the domain's side: never blocks -------------------------------------------------------
+
+    def _offer(self, event: DomainEvent) -> None:
+        if self.engine.closed is not None:
+            return  # closing: the client reloads what it missed after reconnecting
+        if self._socket is not None and self._socket.intercept(event):
+            return
+        self._outbox.send_nowait(event)
+
+    def _close(self, code: int, reason: str) -> None:
+        # A slow reader may reconnect at once; a signed-out token must not.
+        slow = code == CLOSE_SLOW_READER
+        self._end("slow_reader" if slow else "signed_out", reason, disconnect=not slow)
+
+    async def _detach(self) -> None:
+        attached, self._attached = self._attached, None
+        if attached is None:
+            return
+        session, role = attached
+        with trio.move_on_after(ASK_SECONDS) as bound:
+            bound.shield = True  # also when the session is being cancelled
+            await self._found.system.disconnect(session, role)
+        if bound.cancelled_caught:
+            log.warning("disconnect of %s not told to the supervisor in time", session.id)
+
+    # --- ending --------------------------------------------------------------------------------
+
+    def _malformed(self, reason: str) -> None:
+        log.info("socket.io session %s sent a malformed packet: %s", self.sid, reason)
+        self._end("invalid_packet", f"malformed packet: {reason}")
+
+    def _end(self, code: str, message: str, *, disconnect: bool = True) -> None:
+        """Tell the client why (when it has a socket to hear it), then close. Straight into the
+        Engine.IO buffer: the outbox may be full, and nothing queued after this matters.
+        With `disconnect` the client does not reconnect by itself."""
+        if self.engine.closed is not None:
+            return
+        if self._socket is not None:
+            error = ErrorOut(message=message, code=code).model_dump(by_alias=True)
+            self.engine.send(eio.Message(eio.encode_sio(eio.Event("error", (error,)))))
+            if disconnect:
+                self.engine.send(eio.Message(eio.encode_sio(eio.Disconnect())))
+        self.engine.close(message)
+
+    # --- the transports ------------------------------------------------------------------------
+
+    def _strictly(self, step: Callable[[], T]) -> T:
+        """A protocol step; a violation closes the session (telling the client why) and
+        propagates, so the request that made it is answered 400."""
+        try:
+            return step()
+        except ProtocolError as error:
+            self._malformed(str(error))
+            raise
+
+    async def poll(self) -> str:
+        """One long-poll: waits until something is buffered (a ping comes every pingInterval)."""
+        self._strictly(self.engine.start_poll)
+        try:
+            await self._until(self.engine.ready)
+        except BaseException:
+            self.engine.cancel_poll()  # the request went away: keep the packets for the next
+            raise
+        packets, written = self.engine.finish_poll()
+        for done in written:
+            done()
+        return eio.encode_payload(packets)
+
+    async def post(self, body: bytes) -> None:
+        self._strictly(self.engine.start_post)
+        try:
+            limit = self.engine.config.max_packets_per_request
+            for packet in self._strictly(partial(_decode_body, body, limit)):
+                data = self._strictly(partial(self.engine.receive, packet))
+                if data is not None:
+                    try:
+                        await self._inbox.send(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                        raise ProtocolError("the session closed") from error
+        finally:
+            self.engine.finish_post()
+
+    async def serve_websocket(self, ws: WebSocket) -> None:
+        """A session opened on a websocket: the handshake is its first frame."""
+        self.engine.send(self.engine.config.handshake(self.sid, []))
+        await self._carry(ws)
+
+    async def upgrade(self, ws: WebSocket, accept: Callable[[], Awaitable[None]]) -> None:
+        """Probe, then carry the session on this websocket; on any failure, polling goes on."""
+        try:
+            await accept()
+            with trio.fail_after(self._limits.upgrade_seconds):
+                while self.engine.transport is Transport.POLLING:
+                    reply = self.engine.probe(eio.decode_packet(await ws.receive()))
+                    if reply is not None:
+                        await ws.send(_frame(reply))
+        except (ProtocolError, trio.TooSlowError) as error:
+            log.info("upgrade of socket.io session %s abandoned: %s", self.sid, error)
+            return
+        finally:
+            self.engine.abandon_upgrade()
+        await self._carry(ws)
+
+    async def _carry(self, ws: WebSocket) -> None:
+        written_all = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_websocket, ws)
+                nursery.start_soon(self._write_websocket, ws, written_all)
+                await self._until(lambda: self.engine.closed is not None)
+                with trio.move_on_after(self._limits.flush_seconds):
+                    await written_all.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            # The client went away (the handler is cancelled) or the session closed.
+            self.engine.close("the websocket closed", tell_client=False)
+
+    async def _read_websocket(self, ws: WebSocket) -> None:
+        while True:
+            frame = await ws.receive()
+            try:
+                data = self._strictly(partial(_receive_frame, self.engine, frame))
+            except ProtocolError:
+                return
+            if data is not None:
+                try:
+                    await self._inbox.send(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+
+    async def _write_websocket(self, ws: WebSocket, written_all: trio.Event) -> None:
+        while True:
+            await self._until(self.engine.ready)
+            packets, written = self.engine.take()
+            for packet in packets:
+                await ws.send(_frame(packet))
+            for done in written:
+                done()
+            if self.engine.closed is not None:
+                written_all.set()
+                return
+
+
+def _receive_frame(engine: EngineSession, frame: str | bytes) -> str | bytes | None:
+    return engine.receive(eio.decode_packet(frame))
+
+
+def _decode_body(body: bytes, max_packets: int) -> list[eio.Packet]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ProtocolError("the body is not UTF-8 text") from error
+    return eio.decode_payload(text, max_packets=max_packets)
+
+
+def _frame(packet: eio.Packet) -> str:
+    frame = eio.encode_packet(packet)
+    assert isinstance(frame, str), "this server sends no binary data"
+    return frame
+
+
+# --- the default namespace: the original's events on the connection core -----------------------
+
+
+class ChatSocket:
+    """One connected socket: its rooms, its events mapped onto the core, its pushed events."""
+
+    def __init__(
+        self,
+        found: Services,
+        principal: Principal,
+        emit: Callable[[Outgoing], Awaitable[None]],
+        rooms_limit: int,
+    ) -> None:
+        settings = found.settings
+        self.sid = secrets.token_urlsafe(15)
+        self.user_id = principal.user.id
+        self.role = principal.role
+        self._store = found.store
+        self._emit = emit
+        self.core = Connection(
+            found.system,
+            Peer(self.user_id, self.role),
+            frames_per_second=settings.ws_max_frames_per_second,
+            burst=settings.ws_frame_burst,
+        )
+        self.chats: set[str] = set()
+        self.user_room = False
+        self._rooms_limit = rooms_limit
+        self._unacked = itertools.count(1)
+        # Keys of this socket's sends in flight -> the stored message, once the domain fans it
+        # out (before the core's ack returns): the sender's `messageDelivered` carries it.
+        self._sending: dict[str, Message | None] = {}
+
+    # --- client -> server ----------------------------------------------------------------------
+
+    async def on_event(self, event: eio.Event) -> Ending | None:
+        try:
+            match event.name:
+                case "sendMessage":
+                    return await self._send_message(event)
+                case "joinChat":
+                    await self._join_chat(event)
+                case "joinNotification":
+                    await self._join_user_room(event, claimed_user(event.args))
+                case "authenticate":
+                    await self._join_user_room(event, parse(UserRoomIn, event.args).user_id)
+                    await self._emit(eio.Event("authenticated", (self._authenticated(),)))
+                case name:
+                    await self._refuse(
+                        event,
+                        "unknown_event",
+                        f"unknown event {name!r}; known: {', '.join(EVENTS)}",
+                    )
+        except InvalidPayload as invalid:
+            await self._refuse(event, "invalid_payload", f"{event.name}: {invalid}")
+        return None
+
+    async def _send_message(self, event: eio.Event) -> Ending | None:
+        data = parse(SendMessageIn, event.args)
+        key = data.client_msg_id or (
+            f"sio:{self.sid}:{event.ack_id}"
+            if event.ack_id is not None
+            else f"sio:{self.sid}:n{next(self._unacked)}"
+        )
+        self._sending[key] = None
+        try:
+            effects = await self.core.handle(SendMessage(data.chat_id, key, data.message))
+        finally:
+            fanned_out = self._sending.pop(key)
+        for effect in effects:
+            match effect:
+                case Ack(message_id=message_id):
+                    stored = fanned_out or await self._stored(message_id)
+                    if stored is None:
+                        await self._refuse(
+                            event, "unavailable", "stored; reload the chat to see it"
+                        )
+                        continue
+                    payload = RawJson(
+                        MessageOut(message=ChatMessageOut.of(stored)).model_dump_json(by_alias=True)
+                    )
+                    await self._emit(eio.Event("messageDelivered", (payload,)))
+                    if event.ack_id is not None:
+                        await self._emit(eio.Ack(event.ack_id, (payload,)))
+                case Error(code, message) if any(isinstance(e, Close) for e in effects):
+                    return Ending(code, message)
+                case Error(code, message):
+                    await self._refuse(event, code, message)
+                case _:
+                    log.warning("unexpected effect of sendMessage: %r", effect)
+        return None
+
+    async def _stored(self, message_id: str) -> Message | None:
+        """A resent message (the domain did not fan it out again) read back from the store."""
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                return await self._store.get_message(message_id)
+        except (StoreUnavailable, trio.TooSlowError):
+            return None
+
+    async def _join_chat(self, event: eio.Event) -> None:
+        data = parse(JoinChatIn, event.args)
+        if self.role is Role.ADMIN:
+            await self._refuse(
+                event,
+                "forbidden",
+                "chat rooms are for a chat's customer and agent; admins watch over /ws or REST",
+            )
+            return
+        if data.user_type is not None and Role(data.user_type) is not self.role:
+            await self._refuse(
+                event,
+                "forbidden",
+                f"userType {data.user_type} does not match your token ({self.role})",
+            )
+            return
+        if len(self.chats) >= self._rooms_limit and data.chat_id not in self.chats:
+            await self._refuse(
+                event, "too_many_rooms", f"a socket joins at most {self._rooms_limit} chats"
+            )
+            return
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                chat = await self._store.get_chat(data.chat_id)
+        except (StoreUnavailable, trio.TooSlowError):
+            await self._refuse(event, "unavailable", "cannot look the chat up now; retry")
+            return
+        # Whatever id was sent: only a chat of this socket's own user.
+        if chat is None or self.user_id not in (chat.customer_id, chat.agent_id):
+            await self._refuse(event, "chat_not_found", f"no chat {data.chat_id} of yours")
+            return
+        self.chats.add(chat.id)
+        await self._answer(event, JoinedOut(room=chat.id).model_dump(by_alias=True))
+
+    async def _join_user_room(self, event: eio.Event, claimed: str | None) -> None:
+        if claimed is not None and claimed != self.user_id:
+            await self._refuse(
+                event, "forbidden", "that is another user's room; join your own (your token's user)"
+            )
+            return
+        self.user_room = True
+        await self._answer(event, JoinedOut(room=self.user_id).model_dump(by_alias=True))
+
+    def _authenticated(self) -> dict[str, Any]:
+        return AuthenticatedOut(user_id=self.user_id, role=self.role).model_dump(
+            by_alias=True, mode="json"
+        )
+
+    async def _answer(self, event: eio.Event, payload: Any) -> None:
+        if event.ack_id is not None:
+            await self._emit(eio.Ack(event.ack_id, (payload,)))
+
+    async def _refuse(self, event: eio.Event, code: str, message: str) -> None:
+        """Through the ack when the client asked for one, else as the original's `error`."""
+        if event.ack_id is not None:
+            refusal = AckError(error=ErrorBody(code=code, message=message))
+            await self._emit(eio.Ack(event.ack_id, (refusal.model_dump(by_alias=True),)))
+        else:
+            error = ErrorOut(message=message, code=code).model_dump(by_alias=True)
+            await self._emit(eio.Event("error", (error,)))
+
+    # --- server -> client ----------------------------------------------------------------------
+
+    def intercept(self, event: DomainEvent) -> bool:
+        """Keep the fan-out of this socket's own send for its ack instead of pushing it."""
+        if isinstance(event, MessageAdded) and event.message.client_msg_id in self._sending:
+            self._sending[event.message.client_msg_id] = event.message
+            return True
+        return False
+
+    async def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]]:
+        """A domain event as this socket's events, filtered by its rooms."""
+        match event:
+            case MessageAdded(message):
+                if message.chat_id in self.chats:
+                    payload = MessageOut(message=ChatMessageOut.of(message))
+                    received = eio.Event(
+                        "messageReceived", (RawJson(payload.model_dump_json(by_alias=True)),)
+                    )
+                    return [(received, partial(self.core.written, event))]
+                if self.user_room and message.sender_id != self.user_id:
+                    preview = message.content[:NOTIFICATION_PREVIEW_CHARS]
+                    return [
+                        self._notice(
+                            "notification", message.chat_id, "message", "New message", preview
+                        )
+                    ]
+                return []
+            case ChatAssigned(chat, reason):
+                out: list[tuple[eio.SioPacket, Written | None]] = []
+                if self.user_room and chat.agent_id == self.user_id:
+                    with trio.fail_after(ASK_SECONDS):
+                        shape = await chat_out(self._store, chat)
+                    out.append(
+                        (
+                            eio.Event(
+                                "chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),)
+                            ),
+                            None,
+                        )
+                    )
+                if chat.id in self.chats:
+                    out.append(
+                        self._notice(
+                            "chatNotified", chat.id, "chat_assignment", "Chat assigned", reason
+                        )
+                    )
+                return out
+            case ChatUnassigned(chat_id, reason):
+                if chat_id not in self.chats:
+                    return []
+                return [
+                    self._notice(
+                        "chatNotified", chat_id, "chat_assignment", "Chat unassigned", reason
+                    )
+                ]
+            case ChatStatusEvent(chat_id, status, _):
+                if chat_id not in self.chats:
+                    return []
+                return [
+                    self._notice(
+                        "chatNotified",
+                        chat_id,
+                        "status_change",
+                        "Chat status",
+                        f"the chat is {status}",
+                    )
+                ]
+            case QueuePosition() | AgentStatusEvent() | TypingEvent() | ReadEvent():
+                return []  # the original had no such events; /ws carries them
+            case _ as unreachable:
+                assert_never(unreachable)
+
+    @staticmethod
+    def _notice(
+        name: str,
+        chat_id: str,
+        kind: Literal["message", "chat_assignment", "status_change"],
+        title: str,
+        content: str,
+    ) -> tuple[eio.SioPacket, Written | None]:
+        notice = NotificationOut.about(chat_id, kind, title, content)
+        return eio.Event(name, (RawJson(notice.model_dump_json(by_alias=True)),)), None

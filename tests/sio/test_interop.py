@@ -1,0 +1,240 @@
+"""The stock socket.io-client (Node.js) against a live Switchboard: connect over every transport,
+join, converse with `messageDelivered`/`messageReceived`, talk to a /ws agent, and be refused
+what is not yours.
+
+Every wait is bounded (`NodeClients.expect`, acks time out on the Node side) and waits for
+something a socket saw, never for time to pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from store import Actor, AgentStatus, Priority
+from tests.conftest import Live
+from tests.e2e.wsclient import connect as ws_connect
+from tests.e2e.wsclient import ready_agent, say
+from tests.sio.node import NodeClients
+
+ANN = "ann@switchboard.example"
+BOB = "bob@switchboard.example"
+UMA = "uma@switchboard.example"
+
+# How a client reaches the server: the stock default (polling, then the websocket upgrade),
+# websocket only, and polling only.
+TRANSPORTS: dict[str, dict[str, Any]] = {
+    "polling-then-upgrade": {},
+    "websocket": {"transports": ["websocket"]},
+    "polling": {"transports": ["polling"]},
+}
+
+
+async def user_id(live: Live, token: str) -> str:
+    return (await live.services.tokens.authenticate(token)).user.id
+
+
+async def connected(node: NodeClients, name: str, token: str, **opts: Any) -> dict[str, Any]:
+    await node.connect(name, auth={"token": token}, **opts)
+    return await node.expect(name, "connect")
+
+
+async def make_available(live: Live, agent_id: str) -> None:
+    await live.services.system.set_agent_status(
+        agent_id, AgentStatus.AVAILABLE, by=Actor.SELF, actor_id=agent_id
+    )
+
+
+async def open_chat(live: Live, customer_id: str) -> str:
+    opened = await live.services.system.open_chat(
+        customer_id, title="Where is my order?", description="", priority=Priority.MEDIUM
+    )
+    return opened.chat.id
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_agent_and_customer_converse(live: Live, node: NodeClients, transport: str) -> None:
+    opts = TRANSPORTS[transport]
+    agent_token = await live.login(ANN)
+    customer_token = await live.customer_token("shop-customer-1")
+    agent_id, customer_id = await user_id(live, agent_token), await user_id(live, customer_token)
+
+    first = "websocket" if transport == "websocket" else "polling"
+    for name, token in (("agent", agent_token), ("customer", customer_token)):
+        await connected(node, name, token, **opts)
+        await node.expect(name, "open", transport=first)
+        if transport == "polling-then-upgrade":
+            await node.expect(name, "upgrade", transport="websocket")
+
+    assert await node.call("agent", "joinNotification", agent_id) == {"room": agent_id}
+    await make_available(live, agent_id)
+    chat_id = await open_chat(live, customer_id)
+    created = await node.event("agent", "chatCreated")
+    assert (created["id"], created["customer"], created["agent"]["_id"]) == (
+        chat_id,
+        customer_id,
+        agent_id,
+    )
+
+    joined = await node.call("customer", "joinChat", {"chatId": chat_id, "userType": "customer"})
+    assert joined == {"room": chat_id}
+    assert await node.call("agent", "joinChat", {"chatId": chat_id, "userType": "agent"}) == {
+        "room": chat_id
+    }
+
+    acked = await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "hello"})
+    message = acked["message"]
+    assert (message["content"], message["seq"], message["senderRole"]) == ("hello", 1, "customer")
+    assert (message["senderId"], message["receiverId"]) == (customer_id, agent_id)
+    assert await node.event("customer", "messageDelivered") == acked
+    assert await node.event("agent", "messageReceived") == acked
+
+    # Without an ack, as the original's dashboard sends.
+    await node.emit("agent", "sendMessage", {"chatId": chat_id, "message": "hi, how can I help?"})
+    delivered = (await node.event("agent", "messageDelivered"))["message"]
+    received = (await node.event("customer", "messageReceived"))["message"]
+    assert delivered == received
+    assert (received["content"], received["seq"], received["senderRole"]) == (
+        "hi, how can I help?",
+        2,
+        "agent",
+    )
+
+    stored = await live.services.store.list_messages(chat_id, after_seq=0, limit=10)
+    assert [(m.seq, m.content, m.id) for m in stored] == [
+        (1, "hello", message["id"]),
+        (2, "hi, how can I help?", received["id"]),
+    ]
+    assert node.seen("customer", "error") == node.seen("agent", "error") == []
+    if transport != "polling-then-upgrade":
+        assert node.seen("agent", "upgrade") == node.seen("customer", "upgrade") == []
+
+
+async def test_a_socketio_customer_talks_to_a_native_ws_agent(
+    live: Live, node: NodeClients
+) -> None:
+    customer_token = await live.customer_token("shop-customer-1")
+    customer_id = await user_id(live, customer_token)
+    async with ws_connect(live, await live.login(ANN)) as agent:
+        await ready_agent(live, agent)
+        await connected(node, "customer", customer_token)
+        chat_id = await open_chat(live, customer_id)
+        assert (await agent.expect("chat.assigned"))["chat"]["id"] == chat_id
+        await node.call("customer", "joinChat", {"chatId": chat_id})
+
+        acked = await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "hi"})
+        frame = await agent.expect("message", chatId=chat_id, seq=1)
+        assert frame["message"] == acked["message"]
+
+        ack = await say(agent, chat_id, "a1", "hello from /ws")
+        received = (await node.event("customer", "messageReceived"))["message"]
+        assert (received["id"], received["seq"], received["content"]) == (
+            ack["messageId"],
+            2,
+            "hello from /ws",
+        )
+        # Written to the Socket.IO customer's socket: the /ws agent learns it was delivered.
+        customer = received["receiverId"]
+        await agent.expect("read", readerId=customer, seq=2, status="delivered")
+
+
+async def test_tokens_in_the_connect_packet_or_the_header_and_refusals(
+    live: Live, node: NodeClients
+) -> None:
+    await node.connect("garbage", auth={"token": "not-a-jwt"})
+    assert (await node.expect("garbage", "connect_error"))["message"].startswith("invalid token")
+    await node.connect("none", transports=["websocket"])
+    refused = await node.expect("none", "connect_error")
+    assert refused["message"].startswith("missing token")
+    await node.connect("user", auth={"token": await live.login(UMA)})
+    refused = await node.expect("user", "connect_error")
+    assert "you are signed in as user" in refused["message"]
+
+    # The header is sent on every polling request and on the websocket upgrade.
+    bearer = {"Authorization": f"Bearer {await live.customer_token('shop-customer-2')}"}
+    await node.connect("header", extraHeaders=bearer)
+    await node.expect("header", "connect")
+    await node.expect("header", "upgrade", transport="websocket")
+    await node.connect("bad-header", extraHeaders={"Authorization": "Basic abc"})
+    refused = await node.expect("bad-header", "connect_error")
+    assert "Bearer" in refused["message"]
+    assert [r["name"] for r in node.records if r["event"] == "connect"] == ["header"]
+
+
+async def test_a_socket_joins_only_what_its_own_user_belongs_to(
+    live: Live, node: NodeClients
+) -> None:
+    ann_token, bob_token = await live.login(ANN), await live.login(BOB)
+    carla_token = await live.customer_token("shop-customer-1")
+    dan_token = await live.customer_token("shop-customer-2")
+    ann_id, bob_id = await user_id(live, ann_token), await user_id(live, bob_token)
+    carla_id = await user_id(live, carla_token)
+    for name, token in (("ann", ann_token), ("bob", bob_token), ("dan", dan_token)):
+        await connected(node, name, token)
+    await make_available(live, ann_id)
+    carlas_chat = await open_chat(live, carla_id)
+
+    not_yours = {"error": {"code": "chat_not_found", "message": f"no chat {carlas_chat} of yours"}}
+    assert await node.call("dan", "joinChat", {"chatId": carlas_chat}) == not_yours
+    assert await node.call("bob", "joinChat", {"chatId": carlas_chat, "userType": "agent"}) == (
+        not_yours
+    )
+    assert await node.call("dan", "joinChat", {"chatId": "no-such-chat"}) == {
+        "error": {"code": "chat_not_found", "message": "no chat no-such-chat of yours"}
+    }
+    mismatch = await node.call("ann", "joinChat", {"chatId": carlas_chat, "userType": "customer"})
+    assert mismatch["error"]["code"] == "forbidden"
+    # Without an ack, the original's `error` event says it.
+    await node.emit("dan", "joinChat", {"chatId": carlas_chat, "userType": "customer"})
+    assert await node.event("dan", "error") == not_yours["error"]
+
+    # Rooms named after users: only your own.
+    assert (await node.call("bob", "joinNotification", ann_id))["error"]["code"] == "forbidden"
+    assert (await node.call("bob", "authenticate", {"userId": ann_id}))["error"]["code"] == (
+        "forbidden"
+    )
+    assert await node.call("bob", "authenticate", {"userId": bob_id}) == {"room": bob_id}
+    assert await node.event("bob", "authenticated") == {"userId": bob_id, "role": "agent"}
+
+    # Writing into someone else's chat is refused by the core, whatever the room.
+    refused = await node.call("dan", "sendMessage", {"chatId": carlas_chat, "message": "psst"})
+    assert refused["error"]["code"] == "not_a_participant"
+    # Carla's message reaches only the chat's agent, Ann: as a notification, since Ann is in
+    # her own room but in no chat room.
+    await node.call("ann", "joinNotification")
+    await connected(node, "carla", carla_token)
+    await node.call("carla", "joinChat", {"chatId": carlas_chat})
+    await node.call("carla", "sendMessage", {"chatId": carlas_chat, "message": "where is it?"})
+    notice = await node.event("ann", "notification")
+    assert (notice["type"], notice["content"], notice["reference"]) == (
+        "message",
+        "where is it?",
+        {"type": "chat", "id": carlas_chat},
+    )
+    await node.call("bob", "joinNotification")  # a round trip: bob's earlier events are in
+    for name in ("bob", "dan"):
+        assert node.seen(name, "messageReceived") == node.seen(name, "notification") == []
+    stored = await live.services.store.list_messages(carlas_chat, after_seq=0, limit=10)
+    assert [m.content for m in stored] == ["where is it?"]
+
+
+async def test_bad_payloads_and_unknown_events_get_errors_and_the_socket_stays(
+    live: Live, node: NodeClients
+) -> None:
+    carla_token = await live.customer_token("shop-customer-1")
+    carla_id = await user_id(live, carla_token)
+    await connected(node, "carla", carla_token)
+    missing = await node.call("carla", "sendMessage")
+    assert missing["error"]["code"] == "invalid_payload"
+    empty = await node.call("carla", "sendMessage", {"chatId": "c", "message": ""})
+    assert empty["error"] == {
+        "code": "invalid_payload",
+        "message": "sendMessage: message: String should have at least 1 character",
+    }
+    typo = await node.call("carla", "joinChat", {"chatID": "c"})
+    assert "chatId: Field required" in typo["error"]["message"]
+    unknown = await node.call("carla", "leaveChat", {"chatId": "c"})
+    assert unknown["error"]["message"].startswith("unknown event 'leaveChat'; known: authenticate")
+    assert (await node.call("carla", "joinNotification"))["room"] == carla_id
+    assert node.seen("carla", "disconnect") == []
