@@ -74,6 +74,9 @@ class SwitchboardOpenAPI(OpenAPIProvider):
         [operations] = paths.values()
         for method, operation in operations.items():
             operation["operationId"] = f"{method}_{rule.endpoint.replace('.', '_')}"
+            # A handler without a docstring is summarised by its name ("update_profile").
+            name = rule.endpoint.rsplit(".", 1)[-1]
+            operation.setdefault("summary", name.replace("_", " ").capitalize())
             operation["parameters"] = [
                 {**parameter, "name": to_camel(parameter["name"])}
                 if parameter["in"] == "path"

@@ -51,8 +51,14 @@ async def _make_agent(user: User) -> User:
     agent = await found.store.update_user(
         dataclasses.replace(user, role=Role.AGENT, status=AgentStatus.AWAY, updated_at=utcnow())
     )
+    return await _register_agent(agent)
+
+
+async def _register_agent(agent: User) -> User:
+    """Tell the assignment actor of a new agent; answers the record as it then stands."""
+    found = services()
     await ask(None, found.system.add_agent(agent.id, agent.max_load))
-    return agent
+    return await found.store.get_user(agent.id) or agent
 
 
 async def _make_user(agent: User) -> User:
@@ -103,8 +109,7 @@ async def create_agent(data: CreateAgentBody) -> Response:
         )
     except DuplicateEmail as error:
         raise _email_taken(error) from error
-    await ask(None, found.system.add_agent(agent.id, agent.max_load))
-    return respond(UserOut.of(agent), 201)
+    return respond(UserOut.of(await _register_agent(agent)), 201)
 
 
 @admin_users.put("/admin/users/approve")

@@ -73,9 +73,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def staff(live: Live, email: str) -> Caller:
-    admin = email == ADMIN
-    token = await live.login(email, DEMO_PASSWORD, admin=admin)
+async def staff(live: Live, email: str, password: str = DEMO_PASSWORD) -> Caller:
+    token = await live.login(email, password, admin=email == ADMIN)
     user = await live.services.store.get_user_by_email(email)
     assert user is not None
     return Caller(user, bearer(token))
@@ -102,9 +101,9 @@ async def connect(live: Live, caller: Caller) -> Session:
     return session
 
 
-async def available_agent(live: Live, email: str) -> Caller:
-    """A demo agent, connected and available, so chats are assigned to them."""
-    agent = await staff(live, email)
+async def available_agent(live: Live, email: str, password: str = DEMO_PASSWORD) -> Caller:
+    """An agent, connected and available, so chats are assigned to them."""
+    agent = await staff(live, email, password)
     await connect(live, agent)
     response = await live.http.put("/profile/agent/available", headers=agent.headers)
     assert response.status_code == 200, response.text

@@ -1,0 +1,176 @@
+"""Accounts for admins: list, create agents, approve, edit, demote, delete."""
+
+from __future__ import annotations
+
+from actors import ChatUnassigned
+from actors.events import CLOSE_SIGNED_OUT
+from tests.api.support import (
+    ADMIN,
+    ANN,
+    UMA,
+    UNKNOWN_ID,
+    Caller,
+    assert_error,
+    available_agent,
+    connect,
+    customer,
+    open_chat,
+    staff,
+)
+from tests.conftest import Live
+
+NINA_EMAIL = "nina@switchboard.example"
+NINA_PASSWORD = "a long enough secret"
+NEW_AGENT = {
+    "role": "agent",
+    "name": "Nina New",
+    "email": NINA_EMAIL,
+    "password": NINA_PASSWORD,
+    "confirmPassword": NINA_PASSWORD,
+    "phone": "0102",
+    "maxLoad": 5,
+}
+
+
+async def test_users_are_listed_by_role_and_paged(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    agents = await live.http.get("/admin/users", headers=admin.headers, params={"role": "agent"})
+    assert sorted(u["email"] for u in agents.json()) == sorted(
+        ["ann@switchboard.example", "bob@switchboard.example", "cy@switchboard.example"]
+    )
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 3}
+    while True:
+        page = await live.http.get("/admin/users", headers=admin.headers, params=params)
+        assert len(page.json()) <= 3
+        seen += [u["id"] for u in page.json()]
+        if "X-Next-Cursor" not in page.headers:
+            break
+        params = {"limit": 3, "cursor": page.headers["X-Next-Cursor"]}
+    assert len(seen) == len(set(seen)) == await live.services.store.count_users()
+    assert seen == sorted(seen)
+
+
+async def test_admin_creates_an_agent_who_can_take_chats(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    created = await live.http.post("/admin/users", headers=admin.headers, json=NEW_AGENT)
+    assert created.status_code == 201, created.text
+    nina = created.json()
+    assert (nina["role"], nina["status"], nina["maxLoad"]) == ("agent", "away", 5)
+    fetched = await live.http.get(f"/admin/users/{nina['id']}", headers=admin.headers)
+    assert fetched.json() == nina
+
+    # The assignment actor knows her at once: she can go available and get a chat.
+    agent = await available_agent(live, NINA_EMAIL, NINA_PASSWORD)
+    chat = await open_chat(live, await customer(live))
+    assert chat["agent"]["_id"] == agent.id
+
+    again = await live.http.post("/admin/users", headers=admin.headers, json=NEW_AGENT)
+    assert_error(again, 409, "email_taken")
+    mismatch = {**NEW_AGENT, "email": "other@switchboard.example", "confirmPassword": "nope"}
+    assert_error(await live.http.post("/admin/users", headers=admin.headers, json=mismatch), 400)
+    assert await live.services.store.get_user_by_email("other@switchboard.example") is None
+
+
+async def test_approving_a_user_makes_them_an_agent(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    approved = await live.http.put(
+        "/admin/users/approve", headers=admin.headers, json={"email": UMA}
+    )
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["role"], approved.json()["status"]) == ("agent", "away")
+    uma = await available_agent(live, UMA)
+    assert (await live.http.get("/dashboard/statistics", headers=uma.headers)).is_success
+
+    twice = await live.http.put("/admin/users/approve", headers=admin.headers, json={"email": UMA})
+    assert_error(twice, 409, "not_a_user")
+    nobody = await live.http.put(
+        "/admin/users/approve", headers=admin.headers, json={"email": "no@body.example"}
+    )
+    assert_error(nobody, 404, "user_not_found")
+
+
+async def test_editing_a_profile_and_refusing_nulls(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    ann = await staff(live, ANN)
+    edited = await live.http.put(
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"name": "Ann B", "phone": "9"}
+    )
+    assert (edited.json()["name"], edited.json()["phone"], edited.json()["role"]) == (
+        "Ann B",
+        "9",
+        "agent",
+    )
+    cleared = await live.http.put(
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"phone": None}
+    )
+    assert (cleared.json()["name"], cleared.json()["phone"]) == ("Ann B", None)
+    for body in ({"name": None}, {"email": "not an email"}, {"role": "admin"}):
+        refused = await live.http.put(f"/admin/users/{ann.id}", headers=admin.headers, json=body)
+        assert_error(refused, 400, "invalid_body")
+    taken = await live.http.put(
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"email": UMA}
+    )
+    assert_error(taken, 409, "email_taken")
+    stored = await live.services.store.get_user(ann.id)
+    assert stored is not None
+    assert (stored.name, stored.email) == ("Ann B", ANN)
+
+
+async def _agent_with_a_chat(live: Live) -> tuple[Caller, str]:
+    ann = await available_agent(live, ANN)
+    chat = await open_chat(live, await customer(live))
+    assert chat["agent"]["_id"] == ann.id
+    return ann, chat["id"]
+
+
+async def test_demoting_an_agent_requeues_their_chats_and_closes_their_connections(
+    live: Live,
+) -> None:
+    admin = await staff(live, ADMIN)
+    ann, chat_id = await _agent_with_a_chat(live)
+    demoted = await live.http.put(
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"role": "user"}
+    )
+    assert demoted.json()["role"] == "user"
+    assert any(isinstance(e, ChatUnassigned) and e.chat_id == chat_id for e in ann.events)
+    assert ann.closed == [CLOSE_SIGNED_OUT]
+    chat = await live.services.store.get_chat(chat_id)
+    assert chat is not None
+    assert (chat.status, chat.agent_id) == ("pending", None)
+    assert_error(await live.http.get("/chats/agent", headers=ann.headers), 403, "forbidden")
+
+
+async def test_deleting_an_agent_requeues_their_chats(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    ann, chat_id = await _agent_with_a_chat(live)
+    deleted = await live.http.delete(f"/admin/users/{ann.id}", headers=admin.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert ann.closed == [CLOSE_SIGNED_OUT]
+    assert await live.services.store.get_user(ann.id) is None
+    chat = await live.services.store.get_chat(chat_id)
+    assert chat is not None
+    assert (chat.status, chat.agent_id) == ("pending", None)
+    gone = await live.http.get(f"/admin/users/{ann.id}", headers=admin.headers)
+    assert_error(gone, 404, "user_not_found")
+
+
+async def test_admins_and_customers_are_not_managed_here(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    carla = await customer(live)
+    for user_id in (admin.id, carla.id):
+        assert_error(
+            await live.http.delete(f"/admin/users/{user_id}", headers=admin.headers),
+            409,
+            "role_not_managed",
+        )
+        assert await live.services.store.get_user(user_id) is not None
+    for response in (
+        await live.http.delete(f"/admin/users/{UNKNOWN_ID}", headers=admin.headers),
+        await live.http.put(f"/admin/users/{UNKNOWN_ID}", headers=admin.headers, json={}),
+    ):
+        assert_error(response, 404, "user_not_found")
+    malformed = await live.http.get("/admin/users/not-an-id", headers=admin.headers)
+    assert_error(malformed, 404)
+    await connect(live, carla)  # still a customer with a working token
+    assert (await live.http.get("/profile", headers=carla.headers)).is_success

@@ -1,0 +1,75 @@
+"""Pagination, the same on every list: limit 1..100, an opaque cursor, X-Next-Cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store import Role
+from tests.api.support import (
+    ADMIN,
+    ANN,
+    UNKNOWN_ID,
+    Caller,
+    assert_error,
+    available_agent,
+    customer,
+    open_chat,
+    staff,
+)
+from tests.conftest import Live
+
+
+async def _lists(live: Live) -> list[tuple[str, Role]]:
+    """Every operation that takes `limit`, with a concrete URL and a role allowed on it."""
+    document: dict[str, Any] = (await live.http.get("/openapi.json")).json()
+    lists = []
+    for path, item in document["paths"].items():
+        operation = item.get("get", {})
+        if any(p["name"] == "limit" for p in operation.get("parameters", [])):
+            url = path.replace("{chatId}", UNKNOWN_ID).replace("{agentId}", UNKNOWN_ID)
+            lists.append((url, Role(operation["x-roles"][0])))
+    return lists
+
+
+async def test_every_list_refuses_a_bad_limit_or_cursor(live: Live) -> None:
+    callers = {
+        Role.ADMIN: await staff(live, ADMIN),
+        Role.AGENT: await staff(live, ANN),
+        Role.CUSTOMER: await customer(live),
+    }
+    lists = await _lists(live)
+    assert len(lists) >= 12
+    for url, role in lists:
+        for params in ({"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "../etc"}):
+            response = await live.http.get(url, headers=callers[role].headers, params=params)
+            assert_error(response, 400, "invalid_query")
+
+
+async def _walk(live: Live, caller: Caller, url: str, limit: int) -> list[str]:
+    ids: list[str] = []
+    params: dict[str, str | int] = {"limit": limit}
+    while True:
+        page = await live.http.get(url, headers=caller.headers, params=params)
+        assert page.status_code == 200, page.text
+        assert len(page.json()) <= limit
+        ids += [item["id"] for item in page.json()]
+        if "X-Next-Cursor" not in page.headers:
+            return ids
+        params = {"limit": limit, "cursor": page.headers["X-Next-Cursor"]}
+
+
+async def test_pages_neither_skip_nor_repeat(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    ann = await available_agent(live, ANN)
+    await live.http.put(f"/admin/agents/{ann.id}/max-load", headers=admin.headers, json={
+        "maxLoad": 10
+    })  # fmt: skip
+    for i in range(7):
+        chat = await open_chat(live, await customer(live, f"pager-{i}"))
+        assert chat["agent"]["_id"] == ann.id
+    everything = await _walk(live, admin, "/admin/chats", 100)
+    assert len(everything) == 7
+    assert everything == sorted(everything, reverse=True)  # newest first
+    for limit in (1, 2, 3):
+        assert await _walk(live, admin, "/admin/chats", limit) == everything
+        assert await _walk(live, ann, "/chats/agent", limit) == everything
