@@ -49,6 +49,7 @@ from typing import Any, Literal, TypeAlias, TypeVar, assert_never
 
 import trio
 from quart import Blueprint, Response, current_app, request, websocket
+from quart_schema import hide
 from werkzeug.datastructures import MultiDict
 
 from actors import (
@@ -158,6 +159,7 @@ class Ending:
 
 
 @socketio.route(PATH, methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
+@hide  # a transport with its own handshake, not a REST operation: out of /openapi.json, as /ws
 async def polling() -> Response:
     found = services()
     origin = request.headers.get("Origin")

@@ -15,7 +15,7 @@ from tests.api.support import ANN, UMA, UNKNOWN_ID, bearer
 from tests.conftest import Live
 
 ANYONE = frozenset[Role]()  # public: no token needed
-# Websockets authenticate during their own handshake (tested with the websocket edge).
+# Real-time transports authenticate in their own handshake (tested with those edges).
 OWN_HANDSHAKE = frozenset({Role.USER, Role.AGENT, Role.ADMIN, Role.CUSTOMER})
 ADMIN = frozenset({Role.ADMIN})
 AGENT = frozenset({Role.AGENT})
@@ -34,6 +34,8 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/auth/login"): ANYONE,
     ("POST", "/admin/auth/login"): ANYONE,
     ("GET", "/ws"): OWN_HANDSHAKE,
+    ("GET", "/socket.io/"): OWN_HANDSHAKE,
+    ("POST", "/socket.io/"): OWN_HANDSHAKE,
     ("POST", "/auth/logout"): SIGNED_IN,
     ("POST", "/admin/auth/logout"): ADMIN,
     ("GET", "/profile"): SIGNED_IN,
@@ -105,25 +107,22 @@ def _url(rule: str) -> str:
     return _PARAMETER.sub(value, rule)
 
 
-def _routes(live: Live) -> dict[tuple[str, str], tuple[str, frozenset[Role] | None, bool]]:
-    """(method, path) -> (a URL, the view's allowed roles, whether it is a websocket)."""
+def _routes(live: Live) -> dict[tuple[str, str], tuple[str, frozenset[Role]]]:
+    """(method, path) -> (a URL, the roles of the view's `requires` rule; none: public)."""
     app = create_app(live.services)
-    found: dict[tuple[str, str], tuple[str, frozenset[Role] | None, bool]] = {}
+    found: dict[tuple[str, str], tuple[str, frozenset[Role]]] = {}
     for rule in app.url_map.iter_rules():
-        roles = getattr(app.view_functions[rule.endpoint], "allowed_roles", None)
+        roles = getattr(app.view_functions[rule.endpoint], "allowed_roles", ANYONE)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            found[(method, _path(rule.rule))] = (_url(rule.rule), roles, rule.websocket)
+            found[(method, _path(rule.rule))] = (_url(rule.rule), roles)
     return found
 
 
 async def test_the_table_lists_every_route_with_its_rule(live: Live) -> None:
     routes = _routes(live)
     assert set(routes) == set(ROUTES), "add the new route, with its roles, to ROUTES"
-    for key, (_, roles, websocket) in routes.items():
-        if websocket:
-            assert ROUTES[key] == OWN_HANDSHAKE, key
-        else:
-            assert (roles or ANYONE) == ROUTES[key], key
+    for key, (_, roles) in routes.items():
+        assert roles == (ANYONE if ROUTES[key] is OWN_HANDSHAKE else ROUTES[key]), key
 
 
 async def _token(live: Live, role: Role) -> str:
@@ -138,10 +137,10 @@ async def _token(live: Live, role: Role) -> str:
 
 @pytest.mark.parametrize("role", [None, *Role])
 async def test_each_role_gets_what_the_table_says(live: Live, role: Role | None) -> None:
-    for (method, path), (url, _, websocket) in _routes(live).items():
-        if websocket or (method, path) not in ROUTES:  # the test above names missing entries
+    for (method, path), (url, _) in _routes(live).items():
+        allowed = ROUTES.get((method, path), OWN_HANDSHAKE)  # the test above names new ones
+        if allowed is OWN_HANDSHAKE:
             continue
-        allowed = ROUTES[(method, path)]
         headers = bearer(await _token(live, role)) if role else {}
         response = await live.http.request(method, url, headers=headers, json={})
         where = f"{role} {method} {path}: {response.status_code} {response.text[:200]}"
