@@ -74,6 +74,7 @@ from api._ws_core import (
     ChatOpened,
     Close,
     Connection,
+    Effect,
     Error,
     Inbound,
     Malformed,
@@ -81,6 +82,7 @@ from api._ws_core import (
     Outbound,
     Peer,
     Pong,
+    Resume,
     Resumed,
 )
 from store import Store, StoreUnavailable, new_id
@@ -239,6 +241,10 @@ class JsonEdge:
         )
         self._outbox, self._outgoing = trio.open_memory_channel[Outbound](settings.ws_outbox_frames)
         self._drained = trio.Event()
+        self._outbox_frames = settings.ws_outbox_frames
+        # Live messages of a chat this connection is resuming, held until the resume's answer
+        # is queued, so the answer stays contiguous and nothing in it comes twice.
+        self._held: dict[str, list[MessageAdded]] = {}
         # The token's expiry (with the same leeway authentication allows) ends the connection.
         remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
         self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
@@ -266,6 +272,13 @@ class JsonEdge:
     def _offer(self, event: Event) -> None:
         if self._closing is not None:
             return  # closing: the client resumes what it missed after reconnecting
+        if isinstance(event, MessageAdded):
+            held = self._held.get(event.message.chat_id)
+            if held is not None:
+                if len(held) >= self._outbox_frames:
+                    raise trio.WouldBlock  # as full as the outbox could be: too slow
+                held.append(event)
+                return
         self._outbox.send_nowait(event)
 
     def _close(self, code: int, reason: str) -> None:
@@ -301,12 +314,32 @@ class JsonEdge:
                     Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
                 )
                 return
-            for effect in await self._core.handle(decode(data)):
+            inbound = decode(data)
+            resuming = inbound.chat_id if isinstance(inbound, Resume) else None
+            if resuming is not None:
+                self._held[resuming] = []
+            effects = await self._core.handle(inbound)
+            for effect in effects:
                 if isinstance(effect, Close):
                     await self._finish(effect)
                     return
                 # Replies wait for room: a client that does not read only slows itself.
                 await self._outbox.send(effect)
+            if resuming is not None:
+                self._release(resuming, effects)
+
+    def _release(self, chat_id: str, answer: list[Effect]) -> None:
+        """Queue the live messages held during a resume that its answer did not contain."""
+        held = self._held.pop(chat_id)
+        answered = [effect.last_seq for effect in answer if isinstance(effect, Resumed)]
+        for event in held:
+            if answered and event.message.seq <= answered[0]:
+                continue
+            try:
+                self._outbox.send_nowait(event)
+            except trio.WouldBlock:
+                self._close(CLOSE_TRY_AGAIN, "too slow reading events; reconnect and resume")
+                return
 
     async def _finish(self, close: Close) -> None:
         """Close once what is queued (the error that explains the close) has been written."""

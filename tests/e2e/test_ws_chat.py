@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+
 from store import MessageStatus
 from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import WsClient, connect, open_chat, ready_agent, say
@@ -158,6 +160,52 @@ async def test_drop_and_resume_returns_exactly_the_missed_messages_in_order(live
             await agent.send({"type": "resume", "chatId": "0" * 24, "afterSeq": 0})
             unknown = await agent.expect("resumed", chatId="0" * 24)
             assert (unknown["recovered"], unknown["reason"]) == (False, "chat_not_found")
+
+
+async def test_a_resume_answer_is_contiguous_while_messages_keep_coming(tmp_path: Path) -> None:
+    before, writers, each = 60, 3, 20
+    total = before + writers * each
+    settings = make_settings(tmp_path, ws_max_frames_per_second=1000, ws_frame_burst=1000)
+    async with running_server(settings) as live:
+        await _resume_while_writing(live, before, writers, each, total)
+
+
+async def _resume_while_writing(
+    live: Live, before: int, writers: int, each: int, total: int
+) -> None:
+    ann_token = await live.login(ANN)
+    customer_token = await live.customer_token("shop-customer-1")
+    async with (
+        connect(live, ann_token) as agent,
+        connect(live, customer_token) as customer,
+    ):
+        await ready_agent(live, agent)
+        chat_id = (await open_chat(customer))["id"]
+        for i in range(before):
+            await say(customer, chat_id, f"c{i}", f"m{i}")
+
+        async def keep_writing(writer: int) -> None:
+            async with connect(live, customer_token) as tab:
+                for i in range(each):
+                    await say(tab, chat_id, f"w{writer}-{i}", "more")
+
+        async with connect(live, ann_token) as tab, trio.open_nursery() as nursery:
+            for writer in range(writers):
+                nursery.start_soon(keep_writing, writer)
+            await tab.expect("message", chatId=chat_id, seq=before + 3)  # traffic is flowing
+            await tab.send({"type": "resume", "chatId": chat_id, "afterSeq": 0})
+            await tab.expect("resumed", chatId=chat_id)
+            await tab.expect("message", chatId=chat_id, seq=total)
+        # From the answer's first message on: the answer in order, `resumed`, then the live
+        # messages after it, each once.
+        frames = [f for f in tab.frames if f["type"] in ("message", "resumed")]
+        start = next(i for i, f in enumerate(frames) if f.get("seq") == 1)
+        answer_and_after = frames[start:]
+        at = next(i for i, f in enumerate(answer_and_after) if f["type"] == "resumed")
+        last = answer_and_after[at]["lastSeq"]
+        assert before < last < total
+        assert [f["seq"] for f in answer_and_after[:at]] == list(range(1, last + 1))
+        assert [f["seq"] for f in answer_and_after[at + 1 :]] == list(range(last + 1, total + 1))
 
 
 async def test_agent_going_away_hands_the_chat_and_its_history_to_another(live: Live) -> None:
