@@ -36,6 +36,10 @@ class ProtocolError(Exception):
     """What the peer sent breaks the protocol; the message says how (safe to show to it)."""
 
 
+class TransportMismatch(ProtocolError):
+    """A request of a transport the session is not on (a poll after the upgrade)."""
+
+
 # --- Engine.IO packets ---------------------------------------------------------------------------
 
 
@@ -464,7 +468,7 @@ class EngineSession:
         if self.closed is not None and not closed_ok:
             raise ProtocolError("the session is closed")
         if self.transport is not Transport.POLLING:
-            raise ProtocolError(f"a {method} on a session upgraded to websocket")
+            raise TransportMismatch(f"a {method} on a session upgraded to websocket")
 
     # --- what comes in -------------------------------------------------------------------------
 

@@ -67,7 +67,15 @@ from actors import (
 from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
-from api._engineio import EngineConfig, EngineSession, ProtocolError, RawJson, Transport, Written
+from api._engineio import (
+    EngineConfig,
+    EngineSession,
+    ProtocolError,
+    RawJson,
+    Transport,
+    TransportMismatch,
+    Written,
+)
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._guard import bearer_token
 from api._schemas import ChatMessageOut
@@ -609,9 +617,12 @@ class SioSession:
 
     def _strictly(self, step: Callable[[], T]) -> T:
         """A protocol step; a violation closes the session (telling the client why) and
-        propagates, so the request that made it is answered 400."""
+        propagates, so the request that made it is answered 400. A stray request of the
+        transport the session left behind is only answered 400, as by the stock server."""
         try:
             return step()
+        except TransportMismatch:
+            raise
         except ProtocolError as error:
             self._malformed(str(error))
             raise
@@ -791,6 +802,7 @@ class ChatSocket:
             effects = await self.core.handle(SendMessage(data.chat_id, key, data.message))
         finally:
             fanned_out = self._sending.pop(key)
+        closing = any(isinstance(effect, Close) for effect in effects)
         for effect in effects:
             match effect:
                 case Ack(message_id=message_id):
@@ -806,12 +818,10 @@ class ChatSocket:
                     await self._emit(eio.Event("messageDelivered", (payload,)))
                     if event.ack_id is not None:
                         await self._emit(eio.Ack(event.ack_id, (payload,)))
-                case Error(code, message) if any(isinstance(e, Close) for e in effects):
+                case Error(code, message) if closing:
                     return Ending(code, message)
                 case Error(code, message):
                     await self._refuse(event, code, message)
-                case _:
-                    log.warning("unexpected effect of sendMessage: %r", effect)
         return None
 
     async def _stored(self, message_id: str) -> Message | None:
@@ -924,9 +934,11 @@ class ChatSocket:
                         )
                     )
                 if chat.id in self.chats:
+                    # The routing reason names other agents and their loads: staff only.
+                    said = reason if self.role is Role.AGENT else "an agent is handling your chat"
                     out.append(
                         self._notice(
-                            "chatNotified", chat.id, "chat_assignment", "Chat assigned", reason
+                            "chatNotified", chat.id, "chat_assignment", "Chat assigned", said
                         )
                     )
                 return out

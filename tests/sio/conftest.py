@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Live
-from tests.sio.node import NodeClients, NodeMissing, install, node_clients
+from tests.sio.node import NodeClients, node_clients
+from tools._node import NodeMissing, install
 
 
 @pytest.fixture(scope="session")

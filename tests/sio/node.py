@@ -1,16 +1,11 @@
-"""The stock Node.js Socket.IO client, for interop tests and the benchmark.
-
-`install()` puts the pinned `socket.io-client` into `.node/` at the repository root (git-ignored)
-once and reuses it; `NodeClients` runs tests/sio/driver.cjs and talks to it in JSON lines: the
-test sends commands, and waits (bounded by WAIT_SECONDS) for what the sockets saw.
-"""
+"""The stock Node.js Socket.IO client in a test: `NodeClients` runs tests/sio/driver.cjs and
+talks to it in JSON lines; the test sends commands and waits (bounded by WAIT_SECONDS) for what
+the sockets saw. The client itself is installed by `tools._node.install`."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,50 +16,11 @@ from typing import Any
 
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_DIR = ROOT / ".node"
-SOCKET_IO_CLIENT = "4.8.1"
+from tools._node import node_env
+
 DRIVER = Path(__file__).with_name("driver.cjs")
 WAIT_SECONDS = 10.0
 Record = dict[str, Any]
-
-
-class NodeMissing(Exception):
-    """Node.js or npm is not installed; the message says which."""
-
-
-def install() -> Path:
-    """The node_modules folder holding the pinned client, installed on first use."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if not path)
-        raise NodeMissing(
-            f"{missing} not found on PATH: the Socket.IO interop tests need Node.js and npm "
-            f"to run the stock socket.io-client {SOCKET_IO_CLIENT}"
-        )
-    modules = NODE_DIR / "node_modules"
-    manifest = modules / "socket.io-client" / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != SOCKET_IO_CLIENT:
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(NODE_DIR),
-                f"socket.io-client@{SOCKET_IO_CLIENT}",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return modules
-
-
-def node_env(modules: Path) -> dict[str, str]:
-    return {**os.environ, "NODE_PATH": str(modules)}
 
 
 @dataclass

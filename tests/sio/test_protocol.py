@@ -290,3 +290,27 @@ async def test_a_websocket_session_answers_events_and_closes_on_a_malformed_fram
             assert await ws.get_message() == "1"
             with pytest.raises(ConnectionClosed):
                 await ws.get_message()
+
+
+async def test_the_upgrade_by_hand_and_a_stray_poll_after_it(live: Live) -> None:
+    session, _ = await Polling.open(live)
+    token = await live.customer_token("shop-customer-1")
+    await session.connect(token)
+    url = (
+        live.url.replace("http://", "ws://")
+        + PATH
+        + f"?EIO=4&transport=websocket&sid={session.sid}"
+    )
+    with trio.fail_after(WAIT_SECONDS):
+        async with open_websocket_url(url) as ws:
+            await ws.send_message("2probe")
+            assert await ws.get_message() == "3probe"
+            assert await session.get() == ["6"]  # the poll answers noop: the client may switch
+            await ws.send_message("5")
+            await ws.send_message('421["joinNotification"]')
+            assert str(await ws.get_message()).startswith('431[{"room":')
+            stray = await live.http.get(PATH, params=session._params())
+            assert stray.status_code == 400
+            assert "upgraded to websocket" in stray.json()["error"]["message"]
+            await ws.send_message('422["joinNotification"]')  # the session lives on
+            assert str(await ws.get_message()).startswith('432[{"room":')

@@ -1,0 +1,286 @@
+"""Benchmark: the /socket.io/ endpoint driven by the stock Node.js client, as the original front
+ends use it.
+
+The server is a subprocess (this module with `--serve`): the real app on a fresh SQLite store in
+a temporary folder (synchronous FULL, group commit), with `--agents` agents and `--customers`
+customers created up front and the per-connection flood limit lifted (a benchmark client is a
+flood by design). The clients are one Node.js process (tools/sio_bench.cjs, socket.io-client
+pinned in tools/_node.py): agents connect, join their notification room and go available over
+REST; each customer connects, opens its chat over REST (`POST /chats/customer`) and joins it;
+each agent joins the chats it is given (`chatCreated`).
+
+A message is delivered when the agent's socket receives it (`messageReceived`), which the server
+sends only after the message is durable; the customer's ack is counted beside it. Phases, each
+`--seconds` long: a closed loop (each customer keeps `--window` messages in flight), then each of
+`--rates` offered open loop, latency timed from the scheduled send. Server RSS is read from /proc
+after each phase; the peak is VmHWM.
+
+    python -m tools.bench_socketio [--agents 10] [--customers 100] [--seconds 5] [--rates 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
+from rich.table import Table
+
+from api import Services, Settings, open_services, serve
+from store import AgentStatus, Role, User, new_id, utcnow
+from tools._node import SOCKET_IO_CLIENT, install, node_env
+from tools.bench_ws import subprocess_server
+
+CLIENT = Path(__file__).with_name("sio_bench.cjs")
+READY = "bench server ready "
+# Set-up, each phase and the drain are bounded in the Node script; this bounds the whole run.
+RUN_SECONDS_MARGIN = 180.0
+
+
+# --- the server subprocess -----------------------------------------------------------------------
+
+
+async def serve_bench(folder: Path, agents: int, customers: int) -> None:
+    """Serve on a free port with the bench users; write their tokens and the URL to a file."""
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        mode="development",
+        data_dir=folder,
+        store=f"sqlite:///{folder / 'bench.db'}",
+        ws_max_frames_per_second=1_000_000,
+        ws_frame_burst=1_000_000,
+    )
+    async with open_services(settings) as found, trio.open_nursery() as nursery:
+        max_load = math.ceil(customers / agents)
+        agent_tokens = [found.tokens.issue(await _agent(found, n, max_load)) for n in range(agents)]
+        customer_tokens = [found.tokens.mint_customer(f"bench-{n}") for n in range(customers)]
+        binds: list[str] = await nursery.start(partial(serve, found))
+        described = trio.Path(folder / "bench.json")
+        await described.write_text(
+            json.dumps(
+                {
+                    "url": binds[0],
+                    "pid": os.getpid(),
+                    "agents": agent_tokens,
+                    "customers": customer_tokens,
+                }
+            )
+        )
+        print(f"{READY}{described}", flush=True)
+
+
+async def _agent(found: Services, n: int, max_load: int) -> User:
+    now = utcnow()
+    agent = await found.store.create_user(
+        User(
+            id=new_id(),
+            email=f"bench-agent-{n}@switchboard.example",
+            name=f"Bench Agent {n}",
+            role=Role.AGENT,
+            status=AgentStatus.AWAY,
+            max_load=max_load,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    # The assignment actor read the agents when it started, before this one existed.
+    await found.system.add_agent(agent.id, max_load)
+    return agent
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    closed: dict[str, Any] = field(default_factory=dict)
+    rates: list[dict[str, Any]] = field(default_factory=list)
+    rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase
+    peak_kib: int = 0
+    cores: int = os.cpu_count() or 1
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """The process's resident set size now and at its peak (VmRSS, VmHWM), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    now, peak = (
+        int(re.search(rf"^{name}:\s+(\d+) kB", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
+        for name in ("VmRSS", "VmHWM")
+    )
+    return now, peak
+
+
+async def run(args: argparse.Namespace, console: Console) -> Report:
+    modules = install()
+    report = Report()
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        command = [
+            sys.executable, "-m", "tools.bench_socketio", "--serve", str(folder),
+            "--agents", str(args.agents), "--customers", str(args.customers),
+        ]  # fmt: skip
+        async with subprocess_server(command, READY, {}) as described:
+            server = json.loads(await trio.Path(described).read_text())
+            report.rss_kib["idle"] = memory_kib(server["pid"])[0]
+            config = trio.Path(folder / "client.json")
+            await config.write_text(
+                json.dumps(
+                    {
+                        "url": server["url"],
+                        "agents": server["agents"],
+                        "customers": server["customers"],
+                        "transports": ["websocket"] if args.websocket_only else None,
+                        "size": args.size,
+                        "seconds": args.seconds,
+                        "window": args.window,
+                        "rates": args.rates,
+                    }
+                )
+            )
+            phases = 2 + len(args.rates)
+            with trio.fail_after(RUN_SECONDS_MARGIN + phases * args.seconds):
+                await _drive(
+                    ["node", str(CLIENT), str(config)], modules, server["pid"], report, console
+                )
+            report.peak_kib = memory_kib(server["pid"])[1]
+    return report
+
+
+async def _drive(
+    command: list[str], modules: Path, pid: int, report: Report, console: Console
+) -> None:
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    stdout=subprocess.PIPE,
+                    env=node_env(modules),
+                    check=False,
+                )
+            )
+            assert process.stdout is not None
+            pending = b""
+            async for chunk in process.stdout:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    record = json.loads(line)
+                    if "failed" in record:
+                        raise RuntimeError(f"the Node client failed: {record['failed']}")
+                    if "error" in record:
+                        raise RuntimeError(f"the server sent an error: {record['error']}")
+                    if "progress" in record:
+                        name = record["progress"]
+                        if name not in tasks:
+                            tasks[name] = progress.add_task(name, total=record["total"])
+                        progress.update(tasks[name], completed=record["done"])
+                        continue
+                    match record.get("phase"):
+                        case "ready":
+                            report.rss_kib["ready"] = memory_kib(pid)[0]
+                        case "closed loop":
+                            report.closed = record
+                            report.rss_kib["closed loop"] = memory_kib(pid)[0]
+                        case "fixed rate":
+                            report.rates.append(record)
+                            report.rss_kib[f"{record['rate']:g}/s"] = memory_kib(pid)[0]
+                        case "done":
+                            return
+
+
+def show(report: Report, args: argparse.Namespace, console: Console) -> None:
+    transport = "websocket only" if args.websocket_only else "polling, then websocket"
+    table = Table(
+        title=(
+            f"Socket.IO ({transport}; socket.io-client {SOCKET_IO_CLIENT}): {args.customers} "
+            f"customers, {args.agents} agents, {args.size}-character messages, "
+            f"{report.cores} cores"
+        )
+    )
+    for column in ("phase", "offered", "delivered", "msg/s", "p50 ms", "p99 ms", "max ms", "RSS"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    closed = report.closed
+    table.add_row(
+        f"closed loop ({args.window} in flight per customer)",
+        "-",
+        f"{closed['delivered']:,} (acked {closed['acked']:,})",
+        f"{closed['perSecond']:,.0f}",
+        "",
+        "",
+        "",
+        _mib(report.rss_kib["closed loop"]),
+    )
+    for rate in report.rates:
+        table.add_row(
+            f"fixed {rate['rate']:g}/s",
+            f"{rate['offered']:,}",
+            f"{rate['delivered']:,} (acked {rate['acked']:,})",
+            f"{rate['delivered'] / args.seconds:,.0f}",
+            f"{rate['p50']:.2f}",
+            f"{rate['p99']:.2f}",
+            f"{rate['max']:.2f}",
+            _mib(report.rss_kib[f"{rate['rate']:g}/s"]),
+        )
+    console.print(table)
+    console.print(
+        f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "
+        f"{_mib(report.rss_kib['ready'])}, peak {_mib(report.peak_kib)}; "
+        f"{args.seconds:g} s per phase"
+    )
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.0f} MiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench_socketio", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--agents", type=int, default=10, help="agent sockets")
+    parser.add_argument(
+        "--customers", type=int, default=100, help="customer sockets, one chat each"
+    )
+    parser.add_argument(
+        "--window", type=int, default=1, help="closed loop: messages in flight per customer"
+    )
+    parser.add_argument("--size", type=int, default=256, help="message content, in characters")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        default=[200.0],
+        help="offered rates of the open-loop phases, msg/s, comma-separated",
+    )
+    parser.add_argument("--websocket-only", action="store_true", help="skip the polling start")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        trio.run(serve_bench, args.serve, args.agents, args.customers)
+        return 0
+    if not 12 <= args.size <= 16_000:
+        parser.error("--size must be within 12..16000 (the first 12 characters number a message)")
+    console = Console()
+    show(trio.run(run, args, console), args, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

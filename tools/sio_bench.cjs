@@ -1,0 +1,202 @@
+// The client side of tools/bench_socketio.py: agents and customers as stock socket.io-client
+// sockets in this one process, set up the way the original front ends do it (REST to go
+// available and to open a chat, then joinNotification / joinChat), then the phases of the
+// config: a closed loop (each customer sends its next message once the agent received the
+// previous one) and fixed offered rates (open loop; latency from the scheduled send time, so a
+// stall is not hidden). Prints JSON lines: {progress}, {phase result}, {done}.
+"use strict";
+
+const fs = require("node:fs");
+const { performance } = require("node:perf_hooks");
+const { io } = require("socket.io-client");
+
+const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const ID_DIGITS = 12;
+const ACK_MS = 30000;
+const DRAIN_MS = 30000;
+
+const out = (record) => process.stdout.write(JSON.stringify(record) + "\n");
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const content = (n) => String(n).padStart(ID_DIGITS, "0").padEnd(config.size, "x");
+
+function connect(token) {
+  return new Promise((resolve, reject) => {
+    const socket = io(config.url, {
+      auth: { token },
+      reconnection: false,
+      timeout: ACK_MS,
+      transports: config.transports,
+    });
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", reject);
+    socket.on("error", (error) => out({ error }));
+  });
+}
+
+async function call(socket, event, ...args) {
+  const answer = await socket.timeout(ACK_MS).emitWithAck(event, ...args);
+  if (answer && answer.error) throw new Error(`${event}: ${answer.error.message}`);
+  return answer;
+}
+
+async function rest(method, path, token, body) {
+  const response = await fetch(config.url + path, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+// --- what is measured: message number -> when it was (due to be) sent ----------------------------
+
+const inflight = new Map();
+let nextNumber = 1;
+const counts = { acked: 0, refused: 0, received: 0 };
+
+function received({ message }) {
+  if (message.senderRole !== "customer") return;
+  counts.received += 1;
+  const n = Number(message.content.slice(0, ID_DIGITS));
+  const entry = inflight.get(n);
+  if (entry !== undefined) {
+    inflight.delete(n);
+    entry(performance.now());
+  }
+}
+
+// Resolves with the latency (ms) once the agent received it, or null after DRAIN_MS.
+function send(customer, due) {
+  const n = nextNumber++;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      inflight.delete(n);
+      resolve(null);
+    }, DRAIN_MS);
+    inflight.set(n, (at) => {
+      clearTimeout(timer);
+      resolve(at - due);
+    });
+    customer.socket.emit("sendMessage", { chatId: customer.chatId, message: content(n) }, (ack) => {
+      if (ack && ack.message) counts.acked += 1;
+      else counts.refused += 1;
+    });
+  });
+}
+
+// --- set-up --------------------------------------------------------------------------------------
+
+async function setup() {
+  let assigned = 0;
+  const joins = [];
+  for (const token of config.agents) {
+    const socket = await connect(token);
+    socket.on("messageReceived", received);
+    socket.on("chatCreated", (chat) => {
+      assigned += 1;
+      joins.push(call(socket, "joinChat", { chatId: chat.id, userType: "agent" }));
+    });
+    await call(socket, "joinNotification");
+    await rest("PUT", "/profile/agent/available", token);
+  }
+  const customers = [];
+  for (const token of config.customers) {
+    const socket = await connect(token);
+    const chat = await rest("POST", "/chats/customer", token, { title: "bench" });
+    if (!chat.agent) throw new Error("no agent had room for a bench chat");
+    await call(socket, "joinChat", { chatId: chat.id, userType: "customer" });
+    customers.push({ socket, chatId: chat.id });
+    out({ progress: "setup", done: customers.length, total: config.customers.length });
+  }
+  const deadline = performance.now() + ACK_MS;
+  while (assigned < customers.length) {
+    if (performance.now() > deadline) throw new Error(`only ${assigned} chatCreated events`);
+    await sleep(10);
+  }
+  await Promise.all(joins);
+  return customers;
+}
+
+// --- the phases ----------------------------------------------------------------------------------
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function ticker(phase, total) {
+  const started = { ...counts };
+  return setInterval(() => {
+    out({ progress: phase, done: counts.received - started.received, total });
+  }, 250);
+}
+
+async function closedLoop(customers, seconds) {
+  const began = performance.now();
+  const end = began + seconds * 1000;
+  const before = { ...counts };
+  let delivered = 0;
+  const timer = ticker("closed loop", null);
+  const loop = async (customer) => {
+    while (performance.now() < end) {
+      const latency = await send(customer, performance.now());
+      if (latency === null) throw new Error("a message never reached its agent");
+      if (performance.now() <= end) delivered += 1;
+    }
+  };
+  await Promise.all(customers.flatMap((customer) => Array.from({ length: config.window }, () => loop(customer))));
+  clearInterval(timer);
+  out({
+    phase: "closed loop",
+    seconds,
+    delivered,
+    perSecond: delivered / seconds,
+    acked: counts.acked - before.acked,
+    refused: counts.refused - before.refused,
+  });
+}
+
+async function fixedRate(customers, rate, seconds) {
+  const total = Math.round(rate * seconds);
+  const start = performance.now() + 100;
+  const before = { ...counts };
+  const timer = ticker(`${rate}/s`, total);
+  const waits = [];
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate;
+    const ahead = due - performance.now();
+    if (ahead >= 1) await sleep(ahead);
+    waits.push(send(customers[i % customers.length], due));
+  }
+  const latencies = (await Promise.all(waits)).filter((latency) => latency !== null);
+  clearInterval(timer);
+  latencies.sort((a, b) => a - b);
+  out({
+    phase: "fixed rate",
+    rate,
+    offered: total,
+    delivered: latencies.length,
+    acked: counts.acked - before.acked,
+    refused: counts.refused - before.refused,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies.length ? latencies[latencies.length - 1] : null,
+  });
+}
+
+async function main() {
+  const customers = await setup();
+  out({ phase: "ready", customers: customers.length, agents: config.agents.length });
+  // Warm up: conversations activated, caches and JIT filled; not measured.
+  await Promise.all(customers.map((customer) => send(customer, performance.now())));
+  await closedLoop(customers, config.seconds);
+  for (const rate of config.rates) await fixedRate(customers, rate, config.seconds);
+  out({ phase: "done" });
+  process.exit(0);
+}
+
+main().catch((error) => {
+  out({ failed: String(error && error.stack ? error.stack : error) });
+  process.exit(1);
+});
