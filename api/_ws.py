@@ -292,10 +292,12 @@ class JsonEdge:
         try:
             with trio.fail_after(ASK_SECONDS):
                 await self._system.connect(self.session, self._peer.role)
-                # A sign-out between the handshake and now closed nothing: check again.
-                await self._tokens.authenticate(self._token)
+                # A sign-out or demotion between the handshake and now closed nothing: check again.
+                again = await self._tokens.authenticate(self._token)
+            if again.role != self._peer.role:
+                self._close(CLOSE_UNAUTHORIZED, "your role changed; sign in again")
         except Unauthenticated as error:
-            self._close(CLOSE_UNAUTHORIZED, str(error)[:100])
+            self._close(CLOSE_UNAUTHORIZED, str(error))
         except (trio.TooSlowError, StoreUnavailable):
             self._close(CLOSE_TRY_AGAIN, "the server is too busy; reconnect shortly")
 
