@@ -40,9 +40,10 @@ async def _managed_user(user_id: str) -> User:
         raise ApiError(404, "user_not_found", f"no user {user_id}")
     if user.role not in MANAGED_ROLES:
         raise ApiError(
-            409, "role_not_managed", f"user {user_id} is {user.role.value}; this manages users "
-            "and agents only",
-        )  # fmt: skip
+            409,
+            "role_not_managed",
+            f"user {user_id} is {user.role.value}; only users and agents are managed here",
+        )
     return user
 
 
@@ -68,7 +69,7 @@ async def _make_user(agent: User) -> User:
     )
     await ask(None, found.system.remove_agent(agent.id))
     found.system.sign_out(agent.id, "you are no longer an agent")
-    return user
+    return await found.store.get_user(agent.id) or user
 
 
 @admin_users.get("/admin/users")
@@ -150,20 +151,19 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
     and max load have their own routes (/admin/agents/{agentId}/status and /max-load).
     """
     user = await _managed_user(user_id)
+    # The profile first: a taken email refuses the request before the role has changed.
+    changes = data.model_dump(exclude_unset=True, exclude={"role"})
+    if changes:
+        try:
+            user = await services().store.update_user(
+                dataclasses.replace(user, **changes, updated_at=utcnow())
+            )
+        except DuplicateEmail as error:
+            raise _email_taken(error) from error
     if data.role is Role.AGENT and user.role is Role.USER:
         user = await _make_agent(user)
     elif data.role is Role.USER and user.role is Role.AGENT:
         user = await _make_user(user)
-    changes = data.model_dump(exclude_unset=True, exclude={"role"})
-    if changes:
-        store = services().store
-        current = await store.get_user(user.id) or user
-        try:
-            user = await store.update_user(
-                dataclasses.replace(current, **changes, updated_at=utcnow())
-            )
-        except DuplicateEmail as error:
-            raise _email_taken(error) from error
     return respond(UserOut.of(user))
 
 

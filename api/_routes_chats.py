@@ -20,6 +20,8 @@ from store import Actor, AgentStatus, ChatFilter, ChatStatus, MessageStatus, Rol
 
 chats = Blueprint("chats", __name__)
 
+SETTABLE = (AgentStatus.AVAILABLE, AgentStatus.AWAY)
+
 
 async def chat_page(chat_filter: ChatFilter, query: PageQuery) -> Response:
     """One page of the chats matching the filter, newest first: the lists of every role."""
@@ -40,8 +42,8 @@ async def set_own_status(status: str) -> Response:
     Busy is not settable: the system shows it while you are at your max load.
     """
     me = current_principal().user
-    # Busy parses, so that the domain refuses it with its own reason.
-    wanted = choice("status", status, tuple(AgentStatus))
+    # Busy is a status, only not one to choose: the domain refuses it with its reason.
+    wanted = AgentStatus.BUSY if status == AgentStatus.BUSY else choice("status", status, SETTABLE)
     found = services()
     await ask(None, found.system.set_agent_status(me.id, wanted, by=Actor.SELF, actor_id=me.id))
     return respond(UserOut.of(await found.store.get_user(me.id) or me))

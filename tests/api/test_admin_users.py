@@ -109,12 +109,12 @@ async def test_editing_a_profile_and_refusing_nulls(live: Live) -> None:
         refused = await live.http.put(f"/admin/users/{ann.id}", headers=admin.headers, json=body)
         assert_error(refused, 400, "invalid_body")
     taken = await live.http.put(
-        f"/admin/users/{ann.id}", headers=admin.headers, json={"email": UMA}
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"email": UMA, "role": "user"}
     )
     assert_error(taken, 409, "email_taken")
     stored = await live.services.store.get_user(ann.id)
     assert stored is not None
-    assert (stored.name, stored.email) == ("Ann B", ANN)
+    assert (stored.name, stored.email, stored.role) == ("Ann B", ANN, "agent")
 
 
 async def _agent_with_a_chat(live: Live) -> tuple[Caller, str]:

@@ -136,7 +136,8 @@ async def test_agent_sets_own_status(live: Live) -> None:
     assert away.json()["status"] == "away"
     busy = await live.http.put("/profile/agent/busy", headers=ann.headers)
     assert "set by the system" in assert_error(busy, 400, "status_not_settable")["message"]
-    assert_error(await live.http.put("/profile/agent/asleep", headers=ann.headers), 400)
+    asleep = await live.http.put("/profile/agent/asleep", headers=ann.headers)
+    assert "one of: available, away" in assert_error(asleep, 400, "invalid_status")["message"]
     stored = await live.services.store.get_user(ann.id)
     assert stored is not None
     assert stored.status == "away"
