@@ -186,10 +186,15 @@ def decode(data: str | bytes) -> Inbound:
     return frame.command()
 
 
+_KNOWN_TYPES = ", ".join(sorted(client_frame.json_schema()["discriminator"]["mapping"]))
+# A ref longer than any valid clientMsgId or type is not echoed back.
+_MAX_REF_CHARS = 128
+
+
 def _raw_ref(raw: dict[str, object]) -> str | None:
     for key in ("clientMsgId", "type"):
         value = raw.get(key)
-        if isinstance(value, str) and len(value) <= 128:
+        if isinstance(value, str) and len(value) <= _MAX_REF_CHARS:
             return value
     return None
 
@@ -198,9 +203,8 @@ def _invalid(error: ValidationError, raw: dict[str, object], ref: str | None) ->
     problems = error.errors(include_url=False, include_input=False)
     kinds = {problem["type"] for problem in problems}
     if "union_tag_invalid" in kinds:
-        known = ", ".join(sorted(client_frame.json_schema()["discriminator"]["mapping"]))
         return Malformed(
-            "unknown_type", f"unknown frame type {raw.get('type')!r}; known: {known}", ref
+            "unknown_type", f"unknown frame type {raw.get('type')!r}; known: {_KNOWN_TYPES}", ref
         )
     if "union_tag_not_found" in kinds:
         return Malformed("invalid_frame", 'a frame needs a "type"', ref)
