@@ -111,6 +111,8 @@ class Report:
     rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase
     peak_kib: int = 0
     cores: int = os.cpu_count() or 1
+    # Other work on the machine shares its cores with both processes: say how much there was.
+    load: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -210,19 +212,18 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
     table = Table(
         title=(
             f"Socket.IO ({transport}; socket.io-client {SOCKET_IO_CLIENT}): {args.customers} "
-            f"customers, {args.agents} agents, {args.size}-character messages, "
-            f"{report.cores} cores"
+            f"customers, {args.agents} agents, {args.size}-character messages"
         )
     )
-    for column in ("phase", "offered", "delivered", "msg/s", "p50 ms", "p99 ms", "max ms", "RSS"):
+    for column in ("phase", "offered", "delivered", "acked", "msg/s", "p50 ms", "p99 ms", "RSS"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     closed = report.closed
     table.add_row(
-        f"closed loop ({args.window} in flight per customer)",
-        "-",
-        f"{closed['delivered']:,} (acked {closed['acked']:,})",
-        f"{closed['perSecond']:,.0f}",
+        f"closed loop, {args.window} in flight",
         "",
+        f"{closed['delivered']:,}",
+        f"{closed['acked']:,}",
+        f"{closed['perSecond']:,.0f}",
         "",
         "",
         _mib(report.rss_kib["closed loop"]),
@@ -231,18 +232,22 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
         table.add_row(
             f"fixed {rate['rate']:g}/s",
             f"{rate['offered']:,}",
-            f"{rate['delivered']:,} (acked {rate['acked']:,})",
+            f"{rate['delivered']:,}",
+            f"{rate['acked']:,}",
             f"{rate['delivered'] / args.seconds:,.0f}",
             f"{rate['p50']:.2f}",
             f"{rate['p99']:.2f}",
-            f"{rate['max']:.2f}",
             _mib(report.rss_kib[f"{rate['rate']:g}/s"]),
         )
     console.print(table)
+    refused = closed["refused"] + sum(rate["refused"] for rate in report.rates)
+    if refused:
+        console.print(f"[red]{refused} messages were refused by the server[/red]")
     console.print(
         f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "
         f"{_mib(report.rss_kib['ready'])}, peak {_mib(report.peak_kib)}; "
-        f"{args.seconds:g} s per phase"
+        f"{args.seconds:g} s per phase; load average before the run "
+        f"{report.load[0]:.1f} (1 min) on {report.cores} cores"
     )
 
 
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 12 <= args.size <= 16_000:
         parser.error("--size must be within 12..16000 (the first 12 characters number a message)")
-    console = Console()
+    console = Console(width=max(Console().width, 100))
     show(trio.run(run, args, console), args, console)
     return 0
 

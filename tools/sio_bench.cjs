@@ -181,7 +181,6 @@ async function fixedRate(customers, rate, seconds) {
     refused: counts.refused - before.refused,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    max: latencies.length ? latencies[latencies.length - 1] : null,
   });
 }
 

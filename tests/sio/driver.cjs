@@ -12,7 +12,7 @@
 const readline = require("node:readline");
 const { io } = require("socket.io-client");
 
-const ACK_TIMEOUT_MS = 5000;
+const ACK_TIMEOUT_MS = 10000;
 const sockets = new Map();
 
 function out(record) {
@@ -20,7 +20,7 @@ function out(record) {
 }
 
 function connect({ name, url, opts }) {
-  const socket = io(url, { reconnection: false, timeout: 5000, forceNew: true, ...opts });
+  const socket = io(url, { reconnection: false, timeout: ACK_TIMEOUT_MS, forceNew: true, ...opts });
   sockets.set(name, socket);
   socket.io.on("open", () => {
     const engine = socket.io.engine;

@@ -19,7 +19,7 @@ import trio
 from tools._node import node_env
 
 DRIVER = Path(__file__).with_name("driver.cjs")
-WAIT_SECONDS = 10.0
+WAIT_SECONDS = 15.0  # longer than the driver's own ack timeout, which says more
 Record = dict[str, Any]
 
 

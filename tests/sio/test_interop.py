@@ -238,3 +238,13 @@ async def test_bad_payloads_and_unknown_events_get_errors_and_the_socket_stays(
     assert unknown["error"]["message"].startswith("unknown event 'leaveChat'; known: authenticate")
     assert (await node.call("carla", "joinNotification"))["room"] == carla_id
     assert node.seen("carla", "disconnect") == []
+
+
+async def test_signing_out_ends_the_socket_for_good(live: Live, node: NodeClients) -> None:
+    token = await live.login(ANN)
+    await connected(node, "ann", token)
+    response = await live.http.post("/auth/logout", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert (await node.event("ann", "error"))["code"] == "signed_out"
+    # A server-side disconnect: the stock client does not reconnect by itself.
+    assert (await node.expect("ann", "disconnect"))["reason"] == "io server disconnect"

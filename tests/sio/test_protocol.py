@@ -86,11 +86,10 @@ class Polling:
 
 
 @pytest.fixture
-async def quick(tmp_path: Path) -> AsyncIterator[Live]:
-    """A server with a fast heartbeat, small outboxes and buffers, and one allowed origin."""
+async def small(tmp_path: Path) -> AsyncIterator[Live]:
+    """A server with small outboxes and buffers, and one allowed origin."""
     settings = make_settings(
         tmp_path,
-        ws_ping_interval_seconds=0.2,
         ws_outbox_frames=4,
         ws_max_frame_bytes=1024,
         allowed_origins=["https://shop.example"],
@@ -193,23 +192,26 @@ async def test_overlapping_polls_close_the_session(live: Live) -> None:
     assert first[-1] == "1"
 
 
-async def test_the_server_pings_and_closes_a_session_that_stops_answering(quick: Live) -> None:
-    session, handshake = await Polling.open(quick)
-    assert (handshake["pingInterval"], handshake["pingTimeout"]) == (200, 200)
-    assert await session.until("2") == ["2"]
-    assert (await session.post("3")).text == "ok"  # pong: alive
-    assert await session.until("2") == ["2"]
-    assert await session.until("1") == ["1"]  # no pong this time: closed
+async def test_the_server_pings_and_closes_a_session_that_stops_answering(
+    tmp_path: Path,
+) -> None:
+    async with running_server(make_settings(tmp_path, ws_ping_interval_seconds=0.2)) as quick:
+        session, handshake = await Polling.open(quick)
+        assert (handshake["pingInterval"], handshake["pingTimeout"]) == (200, 200)
+        assert await session.until("2") == ["2"]
+        assert (await session.post("3")).text == "ok"  # pong: alive
+        assert await session.until("2") == ["2"]
+        assert await session.until("1") == ["1"]  # no pong this time: closed
 
 
-async def test_a_slow_poller_is_closed_and_its_peer_is_not_slowed(quick: Live) -> None:
-    customer_token = await quick.customer_token("shop-customer-1")
-    customer_id = (await quick.services.tokens.authenticate(customer_token)).user.id
-    poller, _ = await Polling.open(quick)
+async def test_a_slow_poller_is_closed_and_its_peer_is_not_slowed(small: Live) -> None:
+    customer_token = await small.customer_token("shop-customer-1")
+    customer_id = (await small.services.tokens.authenticate(customer_token)).user.id
+    poller, _ = await Polling.open(small)
     await poller.connect(customer_token)
-    async with ws_connect(quick, await quick.login("ann@switchboard.example")) as agent:
-        await ready_agent(quick, agent)
-        opened = await quick.services.system.open_chat(
+    async with ws_connect(small, await small.login("ann@switchboard.example")) as agent:
+        await ready_agent(small, agent)
+        opened = await small.services.system.open_chat(
             customer_id, title="Slow", description="", priority=Priority.MEDIUM
         )
         chat_id = opened.chat.id
@@ -229,22 +231,22 @@ async def test_a_slow_poller_is_closed_and_its_peer_is_not_slowed(quick: Live) -
     assert 0 < len(received) < 20
 
 
-async def test_polling_answers_only_allowed_origins_and_preflights(quick: Live) -> None:
+async def test_polling_answers_only_allowed_origins_and_preflights(small: Live) -> None:
     allowed = {"Origin": "https://shop.example"}
-    session, _ = await Polling.open(quick, **allowed)
-    answer = await quick.http.post(PATH, params=session._params(), content="40", headers=allowed)
+    session, _ = await Polling.open(small, **allowed)
+    answer = await small.http.post(PATH, params=session._params(), content="40", headers=allowed)
     assert answer.headers["access-control-allow-origin"] == "https://shop.example"
     assert answer.headers["access-control-allow-credentials"] == "true"
-    preflight = await quick.http.options(PATH, headers=allowed)
+    preflight = await small.http.options(PATH, headers=allowed)
     assert preflight.status_code == 204
     assert "Authorization" in preflight.headers["access-control-allow-headers"]
 
     evil = {"Origin": "https://evil.example"}
-    refused = await quick.http.get(PATH, params={"EIO": "4", "transport": "polling"}, headers=evil)
+    refused = await small.http.get(PATH, params={"EIO": "4", "transport": "polling"}, headers=evil)
     assert refused.status_code == 403
     assert "access-control-allow-origin" not in refused.headers
-    assert (await quick.http.options(PATH, headers=evil)).status_code == 403
-    url = quick.url.replace("http://", "ws://") + PATH + "?EIO=4&transport=websocket"
+    assert (await small.http.options(PATH, headers=evil)).status_code == 403
+    url = small.url.replace("http://", "ws://") + PATH + "?EIO=4&transport=websocket"
     with pytest.raises(ConnectionRejected) as rejected:
         async with open_websocket_url(url, extra_headers=[(b"Origin", b"https://evil.example")]):
             pass
