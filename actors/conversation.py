@@ -33,9 +33,11 @@ from actors.messages import (
 from actors.messages import CustomerWrote as CustomerWroteMessage
 from actors.presence import Presence, Route, Routes
 from router import Actor, ActorRef, Refused
-from store import Chat, ChatStatus, Message, Role, Store, new_id, utcnow
+from store import Chat, ChatStatus, Message, Notification, Role, Store, new_id, utcnow
 
 RECENT_CLIENT_IDS = 256  # resends usually follow closely; older ones are looked up in the store
+NEW_MESSAGE = "new_message"  # the notification kind for a message that found its reader offline
+PREVIEW_CHARS = 140
 
 
 class Transcript:
@@ -150,7 +152,10 @@ class ConversationActor(Actor[ConversationMessage]):
         route = self._routes.get(self._chat_id)
         match message:
             case SendMessage(sender, client_msg_id, content, reply):
-                reply.send(await self._send(sender, client_msg_id, content, route))
+                sent = await self._send(sender, client_msg_id, content, route)
+                reply.send(sent)
+                if not sent.duplicate:
+                    await self._notify_if_offline(sent.message)
             case MarkRead(reader, seq, status, reply):
                 transcript.check_reader(reader, route)
                 if reader.role == Role.ADMIN:
@@ -214,6 +219,30 @@ class ConversationActor(Actor[ConversationMessage]):
         ):
             await self._supervisor.tell(CustomerWroteMessage(self._chat_id))
         return Sent(message, duplicate=False)
+
+    async def _notify_if_offline(self, message: Message) -> None:
+        """A message reaching someone with no live connection (an agent in their grace period, a
+        customer whose page is closed) leaves them a notification; a run of messages in one chat
+        makes one unread notification, not one each. Other events (a chat assigned, reassigned,
+        closed) only reach agents who are connected, so they need none."""
+        receiver_id = message.receiver_id
+        if receiver_id is None or self._presence.connections(receiver_id) > 0:
+            return
+        latest, _ = await self._store.list_notifications(receiver_id, limit=1)
+        last = latest[0] if latest else None
+        if last and not last.read and last.kind == NEW_MESSAGE and last.chat_id == self._chat_id:
+            return
+        await self._store.add_notification(
+            Notification(
+                id=new_id(),
+                user_id=receiver_id,
+                kind=NEW_MESSAGE,
+                title="New message",
+                body=message.content[:PREVIEW_CHARS],
+                chat_id=self._chat_id,
+                created_at=utcnow(),
+            )
+        )
 
     def _fan_out(
         self, route: Route | None, skip: str | None, event: MessageAdded | ReadEvent | TypingEvent

@@ -302,7 +302,12 @@ class SupervisorActor(Actor[SupervisorMessage]):
         if chat_ids or agent_ids or activity:
             await self._store.record_routing(
                 list(routing.values()),
-                [self._agent_routing(agent_id, wall) for agent_id in agent_ids],
+                [
+                    AgentRouting(agent_id, view.status, view.max_load, wall)
+                    for agent_id in agent_ids
+                    # a removed agent is forgotten: the edge has changed their record already
+                    if (view := self._core.agent_view(agent_id)) is not None
+                ],
                 activity,
             )
         for chat_id in chat_ids:
@@ -327,12 +332,6 @@ class SupervisorActor(Actor[SupervisorMessage]):
             else wall - timedelta(seconds=now - view.waiting_since)
         )
         return ChatRouting(chat_id, view.status, view.agent_id, queued_at, None, wall)
-
-    def _agent_routing(self, agent_id: str, wall: datetime) -> AgentRouting:
-        view = self._core.agent_view(agent_id)
-        if view is None:  # removed: the edge has already changed the user record
-            return AgentRouting(agent_id, AgentStatus.AWAY, 1, wall)
-        return AgentRouting(agent_id, view.status, view.max_load, wall)
 
     def _publish_route(self, chat_id: str) -> None:
         view = self._core.chat_view(chat_id)

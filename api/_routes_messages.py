@@ -16,7 +16,6 @@ from actors import Speaker
 from api._access import ask, may_see, visible_chat
 from api._errors import ApiError
 from api._guard import current_principal, requires
-from api._notify import notify_if_offline
 from api._pages import NumberedPageQuery, PageHeaders, page_response
 from api._paths import choice
 from api._payloads import IdempotencyHeaders, MessageList, SendMessageBody
@@ -51,8 +50,6 @@ async def _send(data: SendMessageBody, headers: IdempotencyHeaders) -> Response:
             chat.id, Speaker(me.id, me.role), client_msg_id=client_msg_id, content=data.content
         ),
     )
-    if not sent.duplicate:
-        await notify_if_offline(sent.message)
     return respond(ChatMessageOut.of(sent.message), 200 if sent.duplicate else 201)
 
 

@@ -1,4 +1,4 @@
-"""A user's notifications (see api/_notify.py for when they are written), the original backend's
+"""A user's notifications (actors/conversation.py writes them), the original backend's
 paths and list envelope."""
 
 from __future__ import annotations

@@ -228,3 +228,22 @@ async def test_a_chat_counter_behind_its_messages_does_not_reuse_a_seq(
     sent = await system.send_message(chat_id, ANN, client_msg_id="m2", content="two")
     assert sent.message.seq == 2
     assert [m.seq for m in await store.list_messages(chat_id)] == [1, 2]
+
+
+async def test_a_message_to_an_offline_reader_leaves_one_notification_per_chat(
+    system: System, store: MemoryStore
+) -> None:
+    ann_tab = await online(system, "ann")
+    opened = await system.open_chat("cust-1", title="Help", description="", priority=Priority.LOW)
+    chat_id = opened.chat.id
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="hello")
+    assert await store.count_unread_notifications("ann") == 0  # she is online
+    await system.disconnect(ann_tab.session, Role.AGENT)  # her grace period starts
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="m2", content="anyone there?")
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="m3", content="hello??")
+    notifications, total = await store.list_notifications("ann")
+    assert total == 1
+    assert (notifications[0].chat_id, notifications[0].body) == (chat_id, "anyone there?")
+    await system.send_message(chat_id, ANN, client_msg_id="a1", content="here")
+    # The customer has no live connection in this test either: the reply waits for them.
+    assert await store.count_unread_notifications("cust-1") == 1
