@@ -11,8 +11,9 @@ In detail:
   datetimes may come back converted to UTC. Datetimes given to a store must be timezone-aware
   (`ValueError` otherwise). Storing a record whose id is already taken is a plain `StoreError`.
 - Users: email unique regardless of case (`DuplicateEmail`, also from `update_user`);
-  `update_user` replaces the record by id (`NotFound`); `delete_user` is a hard delete and says
-  whether the user existed. `get_customer_by_external_id` only finds role customer (the lowest id
+  `update_user` replaces the record by id (`NotFound`) except the routing fields `status` and
+  `max_load`, which only `record_routing` writes, and returns the record as stored;
+  `delete_user` is a hard delete and says whether the user existed. `get_customer_by_external_id` only finds role customer (the lowest id
   if several share the external id).
 - Pages: `limit` >= 1 (`ValueError`); ascending by id, `cursor` = id of the last item of the
   previous page (items with id > cursor); `newest_first` descends (items with id < cursor);

@@ -17,6 +17,10 @@ class HasId(Protocol):
     def id(self) -> str: ...
 
 
+ROUTING_USER_FIELDS = ("status", "max_load")
+"""What `update_user` leaves as stored: only the assignment actor writes these (`record_routing`),
+so a profile edit racing an assignment decision cannot undo it."""
+
 ANY_CHAT = ChatFilter()
 """The default chat filter: every chat matches."""
 

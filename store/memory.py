@@ -135,6 +135,7 @@ class MemoryStore:
         if self._user_ids_by_email.get(user.email, user.id) != user.id:
             raise DuplicateEmail(user.email)
         del self._user_ids_by_email[old.email]
+        user = replace(user, status=old.status, max_load=old.max_load)
         self._users[user.id] = user
         self._user_ids_by_email[user.email] = user.id
         return user

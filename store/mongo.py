@@ -420,13 +420,17 @@ class _Database:
 
     def update_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
+        fields = _USERS.encode(user)
+        for name in ("_id", *_rules.ROUTING_USER_FIELDS):
+            del fields[name]
         try:
-            result = self._users.replace_one({"_id": user.id}, _USERS.encode(user))
+            result = self._users.update_one({"_id": user.id}, {"$set": fields})
         except DuplicateKeyError as exc:
             raise DuplicateEmail(user.email) from exc
-        if not result.matched_count:
+        stored = self.get_user(user.id) if result.matched_count else None
+        if stored is None:
             raise NotFound(f"user {user.id}")
-        return user
+        return stored
 
     def delete_user(self, user_id: str) -> bool:
         return self._users.delete_one({"_id": user_id}).deleted_count > 0

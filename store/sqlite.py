@@ -202,6 +202,11 @@ class _Table(Generic[RecordT]):
     make: Callable[..., RecordT]
     columns: tuple[str, ...]
     decoders: tuple[Callable[[Any], object], ...]
+    kept: tuple[str, ...] = ()  # columns an update leaves as they are
+
+    @property
+    def updated_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c != "id" and c not in self.kept)
 
     @property
     def select(self) -> str:
@@ -214,14 +219,14 @@ class _Table(Generic[RecordT]):
 
     @property
     def update(self) -> str:
-        assignments = ", ".join(f"{c} = ?" for c in self.columns if c != "id")
+        assignments = ", ".join(f"{c} = ?" for c in self.updated_columns)
         return f"UPDATE {self.name} SET {assignments} WHERE id = ?"
 
     def encode(self, record: RecordT) -> tuple[object, ...]:
         return tuple(_encode(getattr(record, c)) for c in self.columns)
 
     def encode_for_update(self, record: RecordT) -> tuple[object, ...]:
-        values = [_encode(getattr(record, c)) for c in self.columns if c != "id"]
+        values = [_encode(getattr(record, c)) for c in self.updated_columns]
         return (*values, record.id)
 
     def decode(self, row: Sequence[Any]) -> RecordT:
@@ -230,12 +235,15 @@ class _Table(Generic[RecordT]):
         )
 
 
-def _table(name: str, record_type: Callable[..., RecordT]) -> _Table[RecordT]:
+def _table(
+    name: str, record_type: Callable[..., RecordT], kept: tuple[str, ...] = ()
+) -> _Table[RecordT]:
     hints = get_type_hints(record_type)  # in field order
-    return _Table(name, record_type, tuple(hints), tuple(_decoder(h) for h in hints.values()))
+    decoders = tuple(_decoder(h) for h in hints.values())
+    return _Table(name, record_type, tuple(hints), decoders, kept)
 
 
-_USERS = _table("users", User)
+_USERS = _table("users", User, kept=_rules.ROUTING_USER_FIELDS)
 _CHATS = _table("chats", Chat)
 _MESSAGES = _table("messages", Message)
 _NOTIFICATIONS = _table("notifications", Notification)
@@ -369,9 +377,10 @@ class _Database:
             updated = self._db.execute(_USERS.update, _USERS.encode_for_update(user)).rowcount
         except sqlite3.IntegrityError as exc:
             raise _refusal(exc, "user", DuplicateEmail(user.email)) from exc
-        if not updated:
+        stored = self._one(_USERS, "id = ?", [user.id]) if updated else None
+        if stored is None:
             raise NotFound(f"user {user.id}")
-        return user
+        return stored
 
     def delete_user(self, user_id: str) -> bool:
         return self._db.execute("DELETE FROM users WHERE id = ?", [user_id]).rowcount > 0

@@ -108,13 +108,22 @@ async def test_reused_user_id_is_refused(store: Store) -> None:
 
 async def test_update_user_replaces_the_record(store: Store) -> None:
     original = await store.create_user(user(email="ada@example.com"))
-    changed = replace(original, email="Ada@Engine.org", name="Ada L.", max_load=4, updated_at=at(9))
+    changed = replace(original, email="Ada@Engine.org", name="Ada L.", phone="1", updated_at=at(9))
     updated = await store.update_user(changed)
     assert updated == replace(changed, email="ada@engine.org")
     assert await store.get_user(original.id) == updated
     # the old email is free again
     assert await store.get_user_by_email("ada@example.com") is None
     await store.create_user(user(email="ada@example.com"))
+
+
+async def test_update_user_leaves_the_routing_fields_to_record_routing(store: Store) -> None:
+    agent = await store.create_user(user(role=Role.AGENT, max_load=3))
+    await store.record_routing([], [AgentRouting(agent.id, AgentStatus.BUSY, 5, at(1))], [])
+    # A profile edit made from a copy read before the routing decision:
+    updated = await store.update_user(replace(agent, name="Ann B.", updated_at=at(2)))
+    assert (updated.name, updated.status, updated.max_load) == ("Ann B.", AgentStatus.BUSY, 5)
+    assert await store.get_user(agent.id) == updated
 
 
 async def test_update_user_refuses_a_missing_user_and_a_taken_email(store: Store) -> None:
