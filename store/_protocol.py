@@ -13,8 +13,8 @@ In detail:
 - Users: email unique regardless of case (`DuplicateEmail`, also from `update_user`);
   `update_user` replaces the record by id (`NotFound`) except the routing fields `status` and
   `max_load`, which only `record_routing` writes, and returns the record as stored;
-  `delete_user` is a hard delete and says whether the user existed. `get_customer_by_external_id` only finds role customer (the lowest id
-  if several share the external id).
+  `delete_user` is a hard delete and says whether the user existed.
+  `get_customer_by_external_id` only finds role customer (the lowest id if several share it).
 - Pages: `limit` >= 1 (`ValueError`); ascending by id, `cursor` = id of the last item of the
   previous page (items with id > cursor); `newest_first` descends (items with id < cursor);
   `next_cursor` is None on the last page. `count_*` take the same filters as the lists.
