@@ -109,10 +109,17 @@ class Report:
     closed: dict[str, Any] = field(default_factory=dict)
     rates: list[dict[str, Any]] = field(default_factory=list)
     rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase
+    server_cpu_seconds: float = 0.0  # in the closed loop, all its threads
     peak_kib: int = 0
     cores: int = os.cpu_count() or 1
     # Other work on the machine shares its cores with both processes: say how much there was.
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time the process has used so far, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -197,7 +204,10 @@ async def _drive(
                     match record.get("phase"):
                         case "ready":
                             report.rss_kib["ready"] = memory_kib(pid)[0]
+                        case "measuring":
+                            report.server_cpu_seconds = -cpu_seconds(pid)
                         case "closed loop":
+                            report.server_cpu_seconds += cpu_seconds(pid)
                             report.closed = record
                             report.rss_kib["closed loop"] = memory_kib(pid)[0]
                         case "fixed rate":
@@ -243,6 +253,12 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
     refused = closed["refused"] + sum(rate["refused"] for rate in report.rates)
     if refused:
         console.print(f"[red]{refused} messages were refused by the server[/red]")
+    delivered = closed["delivered"]
+    console.print(
+        f"CPU per delivered message in the closed loop: server "
+        f"{1000 * report.server_cpu_seconds / delivered:.2f} ms, Node client "
+        f"{1000 * closed['clientCpuSeconds'] / delivered:.2f} ms"
+    )
     console.print(
         f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "
         f"{_mib(report.rss_kib['ready'])}, peak {_mib(report.peak_kib)}; "

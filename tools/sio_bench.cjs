@@ -133,6 +133,8 @@ function ticker(phase, total) {
 }
 
 async function closedLoop(customers, seconds) {
+  out({ phase: "measuring" });
+  const cpu = process.cpuUsage();
   const began = performance.now();
   const end = began + seconds * 1000;
   const before = { ...counts };
@@ -152,6 +154,7 @@ async function closedLoop(customers, seconds) {
     seconds,
     delivered,
     perSecond: delivered / seconds,
+    clientCpuSeconds: (({ user, system }) => (user + system) / 1e6)(process.cpuUsage(cpu)),
     acked: counts.acked - before.acked,
     refused: counts.refused - before.refused,
   });
