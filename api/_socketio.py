@@ -340,9 +340,6 @@ class Hub:
     def get(self, sid: str) -> SioSession | None:
         return self._sessions.get(sid)
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
     async def open(
         self, found: Services, transport: Transport, authorization: str | None
     ) -> SioSession:
@@ -360,6 +357,9 @@ class Hub:
     ) -> None:
         try:
             await session.run(task_status=task_status)
+        except Exception:
+            # A bug in one session ends that session, never the app's nursery (the server).
+            log.exception("socket.io session %s crashed", session.sid)
         finally:
             del self._sessions[session.sid]
 
@@ -424,6 +424,8 @@ class SioSession:
             with trio.move_on_after(self._limits.flush_seconds):
                 await self._until(lambda: self.engine.drained)
         finally:
+            # Closed already, unless a task crashed: then its transports must stop waiting.
+            self.engine.close("internal error; reconnect")
             await self._detach()
             self._inbound.close()
             self._outgoing.close()
@@ -461,8 +463,8 @@ class SioSession:
             case eio.Connect() | eio.Disconnect() | eio.Event() | eio.Ack() | eio.ConnectError():
                 return [(item, None)]
             case _:
-                assert self._socket is not None, "domain events flow only once connected"
-                return await self._socket.render(item)
+                # Events for a socket whose CONNECT failed after it was attached: nobody's.
+                return [] if self._socket is None else await self._socket.render(item)
 
     # --- inbound Socket.IO packets -------------------------------------------------------------
 
@@ -509,8 +511,8 @@ class SioSession:
             return  # connected already; the stock server ignores a repeated CONNECT too
         try:
             principal, token = await self._authenticate(auth)
-        except Unauthenticated as refusal:
-            await self._outbox.send(eio.ConnectError(str(refusal)))
+        except Unauthenticated as error:
+            await self._outbox.send(eio.ConnectError(str(error)))
             return
         socket = ChatSocket(
             self._found, principal, self._outbox.send, self._limits.rooms_per_socket
@@ -518,21 +520,24 @@ class SioSession:
         session = Session(
             new_id(), principal.user.id, self._offer, self._close, token_id(principal, token)
         )
-        self._attached = (session, principal.role)
+        # Events flow from the moment of attaching (a waiting chat may be assigned at once):
+        # the socket must be there to take them.
+        self._socket, self._attached = socket, (session, principal.role)
+        failure: str | None = None
         try:
             with trio.fail_after(ASK_SECONDS):
                 await self._found.system.connect(session, principal.role)
                 # A sign-out between the handshake and now closed nothing: check again.
                 await self._found.tokens.authenticate(token)
-        except Unauthenticated as refusal:
-            await self._detach()
-            await self._outbox.send(eio.ConnectError(str(refusal)))
-            return
+        except Unauthenticated as error:
+            failure = str(error)
         except (trio.TooSlowError, StoreUnavailable):
+            failure = "the server is too busy; retry shortly"
+        if failure is not None:
             await self._detach()
-            await self._outbox.send(eio.ConnectError("the server is too busy; retry shortly"))
+            self._socket = None
+            await self._outbox.send(eio.ConnectError(failure))
             return
-        self._socket = socket
         self._connected.set()
         await self._outbox.send(eio.Connect(data={"sid": socket.sid}))
         nursery.start_soon(socket.core.send_receipts)

@@ -248,3 +248,51 @@ async def test_signing_out_ends_the_socket_for_good(live: Live, node: NodeClient
     assert (await node.event("ann", "error"))["code"] == "signed_out"
     # A server-side disconnect: the stock client does not reconnect by itself.
     assert (await node.expect("ann", "disconnect"))["reason"] == "io server disconnect"
+
+
+async def test_a_resend_with_the_same_client_msg_id_is_stored_once(
+    live: Live, node: NodeClients
+) -> None:
+    agent_token = await live.login(ANN)
+    customer_token = await live.customer_token("shop-customer-1")
+    agent_id, customer_id = await user_id(live, agent_token), await user_id(live, customer_token)
+    await connected(node, "agent", agent_token)
+    await connected(node, "customer", customer_token)
+    await make_available(live, agent_id)
+    chat_id = await open_chat(live, customer_id)
+    await node.call("customer", "joinChat", {"chatId": chat_id})
+
+    send = {"chatId": chat_id, "message": "only once", "clientMsgId": "widget-1"}
+    first = await node.call("customer", "sendMessage", send)
+    again = await node.call("customer", "sendMessage", send)  # e.g. after a reconnect
+    assert again == first
+    # Without a clientMsgId every emit is a message of its own, the same text included.
+    plain = {"chatId": chat_id, "message": "only once"}
+    third = await node.call("customer", "sendMessage", plain)
+    fourth = await node.call("customer", "sendMessage", plain)
+    assert [m["message"]["seq"] for m in (first, third, fourth)] == [1, 2, 3]
+    stored = await live.services.store.list_messages(chat_id, after_seq=0, limit=10)
+    assert [m.content for m in stored] == ["only once"] * 3
+    assert stored[0].client_msg_id == "widget-1"
+    assert stored[1].client_msg_id is not None
+    assert stored[1].client_msg_id.startswith("sio:")
+
+
+async def test_an_agent_connecting_to_a_waiting_chat_gets_it_at_once(
+    live: Live, node: NodeClients
+) -> None:
+    agent_token = await live.login(ANN)
+    customer_token = await live.customer_token("shop-customer-1")
+    agent_id, customer_id = await user_id(live, agent_token), await user_id(live, customer_token)
+    chat_id = await open_chat(live, customer_id)  # nobody connected: it waits
+    await make_available(live, agent_id)
+    # Connecting makes Ann assignable: the chat is hers while her CONNECT is still answered.
+    await connected(node, "agent", agent_token, transports=["websocket"])
+    chat = await live.services.store.get_chat(chat_id)
+    assert chat is not None
+    assert chat.agent_id == agent_id
+    assert await node.call("agent", "joinChat", {"chatId": chat_id}) == {"room": chat_id}
+    await connected(node, "customer", customer_token)
+    await node.call("customer", "joinChat", {"chatId": chat_id})
+    await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "still there?"})
+    assert (await node.event("agent", "messageReceived"))["message"]["content"] == "still there?"
