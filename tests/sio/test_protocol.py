@@ -122,6 +122,8 @@ async def test_handshake_connect_and_an_acked_event_over_raw_polling(live: Live)
     assert f'437[{{"room":"{me}"}}]' in answers
     refused = json.loads(next(p for p in answers if p.startswith("438"))[3:])
     assert refused[0]["error"]["code"] == "forbidden"
+    await session.post('40/admin,{"token":"t"}')  # only the default namespace exists
+    assert '44/admin,{"message":"Invalid namespace"}' in await session.until_prefix("44")
 
 
 @pytest.mark.parametrize(
