@@ -33,7 +33,17 @@ from actors.messages import (
 from actors.messages import CustomerWrote as CustomerWroteMessage
 from actors.presence import Presence, Route, Routes
 from router import Actor, ActorRef, Refused
-from store import Chat, ChatStatus, Message, Notification, Role, Store, new_id, utcnow
+from store import (
+    Chat,
+    ChatStatus,
+    DuplicateMessage,
+    Message,
+    Notification,
+    Role,
+    Store,
+    new_id,
+    utcnow,
+)
 
 RECENT_CLIENT_IDS = 256  # resends usually follow closely; older ones are looked up in the store
 NEW_MESSAGE = "new_message"  # the notification kind for a message that found its reader offline
@@ -153,9 +163,10 @@ class ConversationActor(Actor[ConversationMessage]):
         match message:
             case SendMessage(sender, client_msg_id, content, reply):
                 sent = await self._send(sender, client_msg_id, content, route)
-                reply.send(sent)
                 if not sent.duplicate:
+                    # Before the ack, so whoever sees the ack also sees the notification.
                     await self._notify_if_offline(sent.message)
+                reply.send(sent)
             case MarkRead(reader, seq, status, reply):
                 transcript.check_reader(reader, route)
                 if reader.role == Role.ADMIN:
@@ -199,17 +210,23 @@ class ConversationActor(Actor[ConversationMessage]):
         self, sender: Speaker, client_msg_id: str, content: str, route: Route | None
     ) -> Sent:
         transcript = self._transcript
-        seen = transcript.recent(client_msg_id) or await self._store.get_message_by_client_id(
-            self._chat_id, client_msg_id
-        )
+        seen = transcript.recent(client_msg_id)
         if seen is not None:
-            transcript.remember(seen)
             return transcript.resend(sender, seen)
-        receiver_id = transcript.receiver(sender, route)
+        # The store's unique (chat, clientMsgId) finds older resends, so a new message costs one
+        # store call; the look-up happens only when the store or the rules say no.
+        try:
+            receiver_id = transcript.receiver(sender, route)
+        except Refused as refusal:
+            # A resend of a message stored before the chat closed still gets its ack.
+            return await self._stored_resend(sender, client_msg_id, refusal)
         assert route is not None  # receiver() refuses a chat without a route
-        message = await self._store.append_message(
-            transcript.next_message(sender, client_msg_id, content, receiver_id)
-        )
+        try:
+            message = await self._store.append_message(
+                transcript.next_message(sender, client_msg_id, content, receiver_id)
+            )
+        except DuplicateMessage as duplicate:
+            return await self._stored_resend(sender, client_msg_id, duplicate)
         transcript.stored(message)
         self._fan_out(route, None, MessageAdded(message))
         if (
@@ -219,6 +236,18 @@ class ConversationActor(Actor[ConversationMessage]):
         ):
             await self._supervisor.tell(CustomerWroteMessage(self._chat_id))
         return Sent(message, duplicate=False)
+
+    async def _stored_resend(
+        self, sender: Speaker, client_msg_id: str, otherwise: Exception
+    ) -> Sent:
+        """The stored message a client id names, as a resend. Without one, `otherwise` is
+        raised: a refusal stands, and a duplicate seq crashes the actor, whose restart reloads
+        the seqs."""
+        stored = await self._store.get_message_by_client_id(self._chat_id, client_msg_id)
+        if stored is None:
+            raise otherwise
+        self._transcript.remember(stored)
+        return self._transcript.resend(sender, stored)
 
     async def _notify_if_offline(self, message: Message) -> None:
         """A message reaching someone with no live connection (an agent in their grace period, a
