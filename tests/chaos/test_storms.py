@@ -18,8 +18,6 @@ passivation cost no real time.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -33,7 +31,6 @@ from router import RouterError
 from store import (
     Activity,
     ActivityFilter,
-    ActivityKind,
     AgentStatus,
     ChatStatus,
     MemoryStore,
@@ -42,10 +39,10 @@ from store import (
 )
 from store import Actor as By
 from tests.actors.conftest import AGENTS, Recorder, seed_agents
+from tools.chaos_check import replay
 
 GRACE = 5.0
 CUSTOMERS = 30
-_MAX_LOAD = re.compile(r"max load (\d+) -> (\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,37 +153,6 @@ def customer_id_of(system: System, chat_id: str) -> str | None:
     return route.customer_id if route else None
 
 
-def replay(log: list[Activity]) -> tuple[dict[str, str], list[str]]:
-    """The owners the log ends with, and every rule the log shows broken."""
-    max_load = dict(AGENTS)
-    load: Counter[str] = Counter()
-    owner: dict[str, str] = {}
-    broken: list[str] = []
-    for entry in log:
-        match entry.kind:
-            case ActivityKind.ASSIGNMENT if entry.to_value is not None:
-                chat, agent = entry.chat_id or "", entry.to_value
-                if entry.from_value is not None:
-                    load[entry.from_value] -= 1
-                elif chat in owner:
-                    broken.append(f"{chat} assigned to {agent} while {owner[chat]} had it")
-                owner[chat] = agent
-                load[agent] += 1
-                if load[agent] > max_load[agent]:
-                    broken.append(f"{agent} took {chat}: load {load[agent]}/{max_load[agent]}")
-            case ActivityKind.ASSIGNMENT:
-                load[entry.from_value or ""] -= 1
-                owner.pop(entry.chat_id or "", None)
-            case ActivityKind.CHAT_STATUS if entry.to_value == ChatStatus.RESOLVED:
-                agent_of = owner.pop(entry.chat_id or "", None)
-                if agent_of is not None:
-                    load[agent_of] -= 1
-            case ActivityKind.AGENT_STATUS:
-                if (change := _MAX_LOAD.fullmatch(entry.reason)) is not None:
-                    max_load[entry.agent_id or ""] = int(change.group(2))
-    return owner, broken
-
-
 async def storm(schedule: list[Op]) -> None:
     store = MemoryStore()
     await seed_agents(store)
@@ -209,8 +175,9 @@ async def storm(schedule: list[Op]) -> None:
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    owners, broken = replay(log)
-    assert broken == []
+    replayed = replay(log, dict(AGENTS))
+    assert replayed.broken == []
+    owners = replayed.owners
 
     snapshot_owners = {
         chat_id: agent.agent_id for agent in snapshot.core.agents for chat_id in agent.chat_ids
