@@ -78,6 +78,7 @@ from store import (
 from store import Actor as By
 
 ACTIVE_CHATS = ChatFilter(statuses=ACTIVE_CHAT_STATUSES)
+CUSTOMER_ASSIGNED_REASON = "an agent has joined the chat"
 # Until chats have been handled here, the queue's ETA assumes this handling time per chat.
 DEFAULT_HANDLING_SECONDS = 180.0
 HANDLING_SAMPLES = 100
@@ -390,7 +391,8 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 owners[chat_id] = agent_id
                 chat = await self._chat(chat_id)
                 deliver(agent_id, ChatAssigned(chat, reason))
-                deliver(chat.customer_id, ChatAssigned(chat, reason))
+                # The reason names other agents and their loads: that stays with the staff.
+                deliver(chat.customer_id, ChatAssigned(chat, CUSTOMER_ASSIGNED_REASON))
                 if previous_id is not None:
                     deliver(previous_id, ChatUnassigned(chat_id, reason))
             case Unassigned(chat_id, agent_id, reason, _):

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from actors import ChatStatusEvent, ChatUnassigned, QueuePosition, System, open_system
-from actors.events import AgentStatusEvent
+from actors.events import AgentStatusEvent, ChatAssigned
 from router import HandlerCrashed, Refused
 from store import (
     ActivityFilter,
@@ -49,6 +49,7 @@ async def test_open_chat_assigns_persists_logs_and_pushes(
     assert (stored.status, stored.agent_id, stored.queued_at) == (ChatStatus.OPEN, "ann", None)
     assert ann.assigned_chats() == [chat_id]
     assert customer.assigned_chats() == [chat_id]
+    assert [e.reason for e in customer.of(ChatAssigned)] == ["an agent has joined the chat"]
     log = (await store.list_activity(ActivityFilter(chat_id=chat_id))).items
     assignment = [entry for entry in log if entry.kind == ActivityKind.ASSIGNMENT]
     assert len(assignment) == 1
