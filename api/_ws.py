@@ -314,7 +314,9 @@ class JsonEdge:
 
     async def _read(self) -> None:
         while True:
-            data = await self._transport.receive()
+            data: str | bytes | None = await self._transport.receive()
+            if data is None:  # Quart hands an empty binary frame over as None (b"" is falsy)
+                data = b""
             if too_big(data, self._max_frame_bytes):
                 await self._finish(
                     Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
