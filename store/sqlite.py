@@ -631,9 +631,12 @@ def _closed() -> StoreError:
 class SqliteStore:
     """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection) -> None:
         self._connection = connection
         self._database = _Database(connection)
+        self._reader = _Database(reader)
+        self._reading = trio.Lock()  # one connection runs one statement at a time
+        self._closed = False
         self._send, self._receive = trio.open_memory_channel[_Operation[Any]](MAX_BATCH)
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
@@ -706,7 +709,20 @@ class SqliteStore:
         connection.execute("RELEASE operation")
         return outcome.Value(result)
 
+    async def _read(self, run: Callable[[_Database], R]) -> R:
+        """Reads skip the writer's queue, so they never wait for a commit's fsync: in WAL mode
+        they run on their own connection beside the writer, and each sees every write that was
+        acknowledged before it started."""
+        if self._closed:
+            raise _closed()
+        async with self._reading:
+            try:
+                return await trio.to_thread.run_sync(run, self._reader)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the database could not be read: {exc}") from exc
+
     def _close(self) -> None:
+        self._closed = True
         self._send.close()
 
     # users
@@ -715,13 +731,13 @@ class SqliteStore:
         return await self._call(lambda db: db.create_user(user))
 
     async def get_user(self, user_id: str) -> User | None:
-        return await self._call(lambda db: db.get_user(user_id))
+        return await self._read(lambda db: db.get_user(user_id))
 
     async def get_user_by_email(self, email: str) -> User | None:
-        return await self._call(lambda db: db.get_user_by_email(email))
+        return await self._read(lambda db: db.get_user_by_email(email))
 
     async def get_customer_by_external_id(self, external_id: str) -> User | None:
-        return await self._call(lambda db: db.get_customer_by_external_id(external_id))
+        return await self._read(lambda db: db.get_customer_by_external_id(external_id))
 
     async def update_user(self, user: User) -> User:
         return await self._call(lambda db: db.update_user(user))
@@ -733,10 +749,10 @@ class SqliteStore:
         self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
     ) -> Page[User]:
         _rules.check_page(limit)
-        return await self._call(lambda db: db.list_users(role, limit, cursor))
+        return await self._read(lambda db: db.list_users(role, limit, cursor))
 
     async def count_users(self, *, role: Role | None = None) -> int:
-        return await self._call(lambda db: db.count_users(role))
+        return await self._read(lambda db: db.count_users(role))
 
     # tokens and login throttling
 
@@ -744,13 +760,13 @@ class SqliteStore:
         await self._call(lambda db: db.revoke_token(jti, expires_at))
 
     async def is_token_revoked(self, jti: str) -> bool:
-        return await self._call(lambda db: db.is_token_revoked(jti))
+        return await self._read(lambda db: db.is_token_revoked(jti))
 
     async def add_login_failure(self, key: str, at: datetime) -> None:
         await self._call(lambda db: db.add_login_failure(key, at))
 
     async def count_login_failures(self, key: str, since: datetime) -> int:
-        return await self._call(lambda db: db.count_login_failures(key, since))
+        return await self._read(lambda db: db.count_login_failures(key, since))
 
     async def clear_login_failures(self, key: str) -> None:
         await self._call(lambda db: db.clear_login_failures(key))
@@ -761,7 +777,7 @@ class SqliteStore:
         return await self._call(lambda db: db.create_chat(chat))
 
     async def get_chat(self, chat_id: str) -> Chat | None:
-        return await self._call(lambda db: db.get_chat(chat_id))
+        return await self._read(lambda db: db.get_chat(chat_id))
 
     async def update_chat(self, chat: Chat) -> Chat:
         return await self._call(lambda db: db.update_chat(chat))
@@ -778,10 +794,10 @@ class SqliteStore:
         newest_first: bool = False,
     ) -> Page[Chat]:
         _rules.check_page(limit)
-        return await self._call(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
+        return await self._read(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
 
     async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
-        return await self._call(lambda db: db.count_chats(chat_filter))
+        return await self._read(lambda db: db.count_chats(chat_filter))
 
     # messages
 
@@ -789,16 +805,16 @@ class SqliteStore:
         return await self._call(lambda db: db.append_message(message))
 
     async def get_message(self, message_id: str) -> Message | None:
-        return await self._call(lambda db: db.get_message(message_id))
+        return await self._read(lambda db: db.get_message(message_id))
 
     async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
-        return await self._call(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
+        return await self._read(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
 
     async def list_messages(
         self, chat_id: str, *, after_seq: int = 0, limit: int = 100
     ) -> list[Message]:
         _rules.check_page(limit)
-        return await self._call(lambda db: db.list_messages(chat_id, after_seq, limit))
+        return await self._read(lambda db: db.list_messages(chat_id, after_seq, limit))
 
     async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
         return await self._call(lambda db: db.set_message_status(message_id, status))
@@ -817,10 +833,10 @@ class SqliteStore:
         self, user_id: str, *, limit: int = 20, offset: int = 0
     ) -> tuple[list[Notification], int]:
         _rules.check_page(limit, offset)
-        return await self._call(lambda db: db.list_notifications(user_id, limit, offset))
+        return await self._read(lambda db: db.list_notifications(user_id, limit, offset))
 
     async def count_unread_notifications(self, user_id: str) -> int:
-        return await self._call(lambda db: db.count_unread_notifications(user_id))
+        return await self._read(lambda db: db.count_unread_notifications(user_id))
 
     async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
         return await self._call(lambda db: db.mark_notification_read(user_id, notification_id))
@@ -850,7 +866,7 @@ class SqliteStore:
         self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Activity]:
         _rules.check_page(limit)
-        return await self._call(lambda db: db.list_activity(activity_filter, limit, cursor))
+        return await self._read(lambda db: db.list_activity(activity_filter, limit, cursor))
 
 
 def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
@@ -890,6 +906,21 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A second connection for reads, after `_connect` made the file WAL and migrated it."""
+    try:
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path} for reading: {exc}") from exc
+    try:
+        reader.execute("PRAGMA query_only = ON")
+        reader.execute("PRAGMA busy_timeout = 5000")
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
 def _migrate(connection: sqlite3.Connection) -> None:
     """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
     connection.execute("BEGIN IMMEDIATE")
@@ -920,7 +951,12 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
     """
     connection = await trio.to_thread.run_sync(_connect, path)
     try:
-        store = SqliteStore(connection)
+        reader = await trio.to_thread.run_sync(_connect_reader, path)
+    except BaseException:
+        connection.close()
+        raise
+    try:
+        store = SqliteStore(connection, reader)
         async with trio.open_nursery() as nursery:
             await nursery.start(store._serve)
             try:
@@ -929,4 +965,5 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
                 store._close()
     finally:
         with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(reader.close)
             await trio.to_thread.run_sync(connection.close)

@@ -1,9 +1,10 @@
 """What only the SQLite backend promises beyond the contract.
 
 Data survives closing and reopening; the schema version is recorded and a newer one refused;
-expired revocations are pruned at start; group commit puts concurrent operations in fewer
-transactions than operations, one refused operation does not fail the rest of its batch, and
-closing the store answers every caller (stored, or StoreError) without losing what was stored.
+expired revocations are pruned at start; reads never queue behind the writer; group commit puts
+concurrent operations in fewer transactions than operations, one refused operation does not fail
+the rest of its batch, and closing the store answers every caller (stored, or StoreError)
+without losing what was stored.
 """
 
 from __future__ import annotations
@@ -120,6 +121,33 @@ async def test_concurrent_appends_all_land_in_fewer_transactions(tmp_path: Path)
             updated = await store.get_chat(c.id)
             assert updated is not None
             assert updated.agent_unread_count == per_chat
+
+
+async def test_reads_do_not_wait_for_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        ada = await store.create_user(user())
+        # Another process holds the write lock: the store's writer waits for it (busy timeout).
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            async with trio.open_nursery() as nursery:
+                written = trio.Event()
+
+                async def write() -> None:
+                    await store.create_user(user())
+                    written.set()
+
+                nursery.start_soon(write)
+                await trio.testing.wait_all_tasks_blocked()
+                with trio.fail_after(2):
+                    assert await store.get_user(ada.id) == ada
+                assert not written.is_set()
+                other.execute("COMMIT")
+        finally:
+            other.close()
+        assert written.is_set()
+        assert await store.count_users() == 2
 
 
 async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> None:
