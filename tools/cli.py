@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, seed, migrate, version (each with --help)."""
+"""The `switchboard` command: serve, seed, migrate, inspect, version (each with --help)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from store import (
     User,
     open_store,
 )
+from tools.inspect import add_inspect_parser, inspect_command
 
 T = TypeVar("T")
 
@@ -300,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the store to copy into, e.g. mongodb://localhost/switchboard",
     )
 
+    add_inspect_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -316,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trio.run(_seed, _settings(args, ["store", "data_dir"]))
             case "migrate":
                 return trio.run(_migrate, args.source, args.target)
+            case "inspect":
+                return inspect_command(args)
             case "version":
                 print(f"switchboard {package_version('switchboard')}")
     except (ConfigError, ValidationError, ValueError, StoreError) as error:

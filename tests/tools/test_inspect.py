@@ -1,0 +1,206 @@
+"""`switchboard inspect` against a live server: an agent at max load with one chat queued behind
+them, seen in the overview tables, as JSON, for one agent and one chat (with the reason each
+assignment was made), refreshed with --watch; and the errors an operator meets: nothing
+listening, wrong password, a token or an account that is not an admin's, an unknown agent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import trio
+from rich.console import Console
+
+from api import DEMO_PASSWORD
+from tests.conftest import Live
+from tests.e2e.wsclient import connect, open_chat, ready_agent, say
+from tools._remote import DEMO_ADMIN_EMAIL, Credentials
+from tools.cli import main
+from tools.inspect import InspectOptions, inspect
+
+ANN = "ann@switchboard.example"
+ANN_MAX_LOAD = 3
+WAIT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Ann holding her max load of chats, and one more chat waiting for her."""
+
+    ann_id: str
+    assigned: list[str]
+    queued: str
+
+
+@asynccontextmanager
+async def ann_at_max_load(live: Live) -> AsyncIterator[Busy]:
+    """Ann's chats are opened by customers over the websocket; the first has one message, so
+    its conversation actor is running."""
+    async with AsyncExitStack() as stack:
+        ann = await stack.enter_async_context(connect(live, await live.login(ANN)))
+        await ready_agent(live, ann)
+        chats = []
+        for n in range(ANN_MAX_LOAD + 1):
+            token = await live.customer_token(f"shop-{n}")
+            customer = await stack.enter_async_context(connect(live, token))
+            chats.append(await open_chat(customer, f"order {n}"))
+            if n == 0:
+                await say(customer, chats[0]["id"], "hello-1", "where is my parcel?")
+        assert [chat["status"] for chat in chats] == ["open"] * ANN_MAX_LOAD + ["new"]
+        yield Busy(chats[0]["agent"]["_id"], [c["id"] for c in chats[:-1]], chats[-1]["id"])
+
+
+def options(live: Live, **changes: object) -> InspectOptions:
+    fields: dict[str, object] = {
+        "url": live.url,
+        "credentials": Credentials(token=None, email=DEMO_ADMIN_EMAIL, password=DEMO_PASSWORD),
+    }
+    fields.update(changes)
+    return InspectOptions(**fields)  # type: ignore[arg-type]
+
+
+async def shown(live: Live, **changes: object) -> tuple[int, str]:
+    """The exit code and what inspect printed."""
+    out = io.StringIO()
+    console = Console(file=out, width=250, color_system=None)
+    with trio.fail_after(WAIT_SECONDS):
+        code = await inspect(options(live, **changes), console)
+    return code, out.getvalue()
+
+
+async def test_overview_tables_show_agents_queue_conversations_and_supervisor(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, text = await shown(live)
+    assert code == 0
+    assert "Agents (3)" in text
+    ann_row = next(line for line in text.splitlines() if ANN in line)
+    assert busy.ann_id in ann_row
+    assert "busy" in ann_row
+    assert f"{ANN_MAX_LOAD}/{ANN_MAX_LOAD}" in ann_row
+    assert all(chat_id in ann_row for chat_id in busy.assigned)
+    assert "Queue (1 waiting)" in text
+    queue_row = next(line for line in text.splitlines() if busy.queued in line and "new" in line)
+    assert "medium" in queue_row
+    conversation_row = next(
+        line for line in text.splitlines() if line.startswith(f"│ {busy.assigned[0]}")
+    )
+    assert "open" in conversation_row
+    assert "supervisor mailbox 0" in text
+
+
+async def test_json_has_the_same_state(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, text = await shown(live, json=True)
+    assert code == 0
+    document = json.loads(text)
+    assert document["view"] == "overview"
+    ann = next(agent for agent in document["agents"] if agent["email"] == ANN)
+    assert (ann["status"], ann["load"], ann["max_load"]) == ("busy", ANN_MAX_LOAD, ANN_MAX_LOAD)
+    assert ann["connections"] == 1
+    assert set(ann["chat_ids"]) == set(busy.assigned)
+    assert [entry["chat_id"] for entry in document["queue"]] == [busy.queued]
+    assert document["queue"][0]["position"] == 1
+    assert document["supervisor"]["name"] == "supervisor"
+    assert document["supervisor"]["restarts"] == 0
+    assert document["sessions"] == 1 + ANN_MAX_LOAD + 1
+    talked = next(
+        row
+        for row in document["conversations"]
+        if row["actor"]["name"] == f"chat:{busy.assigned[0]}"
+    )
+    assert talked["chat"]["last_seq"] == 1
+    assert talked["chat"]["agent"] == f"Ann Agent <{ANN}>"
+    assert talked["actor"]["mailbox_depth"] == 0
+
+
+async def test_one_agent_with_why_they_got_their_chats(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, text = await shown(live, agent=ANN, json=True)
+    assert code == 0
+    document = json.loads(text)
+    assert document["view"] == "agent"
+    assert document["agent"]["id"] == busy.ann_id
+    reasons = [entry["reason"] for entry in document["history"] if entry["kind"] == "assignment"]
+    assert len(reasons) == ANN_MAX_LOAD
+    assert all(reason.startswith("least loaded") for reason in reasons)
+
+
+async def test_one_chat_with_its_participants_actor_and_history(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, text = await shown(live, chat=busy.assigned[0])
+        queued_code, queued = await shown(live, chat=busy.queued, json=True)
+    assert code == 0
+    assert f"Chat {busy.assigned[0]}" in text
+    assert ANN in text
+    assert "least loaded (0/3); candidates: Ann Agent 0/3" in text  # why this agent
+    assert queued_code == 0
+    document = json.loads(queued)
+    assert document["chat"]["agent"] is None
+    assert document["queue"]["position"] == 1
+
+
+async def test_watch_redraws_until_its_count(live: Live) -> None:
+    code, text = await shown(live, watch=True, interval=0.0, count=3, json=True)
+    assert code == 0
+    documents = [json.loads(line) for line in text.splitlines()]
+    assert len(documents) == 3
+    assert all(document["view"] == "overview" for document in documents)
+    code, text = await shown(live, watch=True, interval=0.0, count=2)
+    assert code == 0
+    assert "Agents (3)" in text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_server_down_is_one_line_naming_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["inspect", "--url", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"switchboard: error: cannot reach Switchboard at {url}: connection refused "
+        "(is the server running?)"
+    )
+
+
+async def test_refused_credentials_and_non_admins(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = Credentials(token=None, email=DEMO_ADMIN_EMAIL, password="not-the-password")
+    assert (await shown(live, credentials=wrong))[0] == 2
+    assert "wrong email or password" in capsys.readouterr().err
+
+    agent_account = Credentials(token=None, email=ANN, password=DEMO_PASSWORD)
+    assert (await shown(live, credentials=agent_account))[0] == 2
+    assert f"{ANN} is not an admin" in capsys.readouterr().err
+
+    agent_token = Credentials(token=await live.login(ANN), email="", password="")
+    assert (await shown(live, credentials=agent_token))[0] == 2
+    assert "you are signed in as agent" in capsys.readouterr().err
+
+    garbage = Credentials(token="not-a-token", email="", password="")
+    assert (await shown(live, credentials=garbage))[0] == 2
+    assert "refused the token" in capsys.readouterr().err
+
+
+async def test_unknown_agent_and_chat(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (await shown(live, agent="nobody@switchboard.example"))[0] == 2
+    assert "no agent 'nobody@switchboard.example'" in capsys.readouterr().err
+    assert (await shown(live, chat="0" * 24))[0] == 2
+    assert f"no chat '{'0' * 24}'" in capsys.readouterr().err
+
+
+def test_target_must_be_agent_or_chat(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "agent"]) == 2
+    assert main(["inspect", "queue", "x"]) == 2
+    assert "`agent ID|EMAIL` or `chat ID`" in capsys.readouterr().err

@@ -1,0 +1,202 @@
+"""`switchboard inspect`'s tables (rich) and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import assert_never
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tools._inspect_views import (
+    CHAT_ACTOR_PREFIX,
+    ActivityRow,
+    ActorRow,
+    AgentDetail,
+    AgentRow,
+    ChatDetail,
+    ConversationRow,
+    Overview,
+    QueueRow,
+    View,
+)
+
+STATUS_STYLE = {"available": "green", "busy": "yellow", "away": "dim"}
+
+
+# --- showing it ---------------------------------------------------------------------------------
+
+
+def _seconds(value: float) -> str:
+    whole = int(value)
+    if whole < 60:
+        return f"{value:.1f}s"
+    minutes, seconds = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _agent_name(agent: AgentRow) -> Text:
+    if agent.name is None:
+        return Text("(deleted)", style="dim")
+    return Text.assemble(agent.name, (f" <{agent.email}>", "dim"))
+
+
+def agents_table(agents: tuple[AgentRow, ...]) -> Table:
+    table = Table(title=f"Agents ({len(agents)})", title_justify="left", expand=False)
+    for column in ("agent", "id", "status", "conn", "load/max", "idle", "open chats"):
+        table.add_column(column, justify="right" if column in ("conn", "idle") else "left")
+    for agent in agents:
+        over = agent.load >= agent.max_load
+        table.add_row(
+            _agent_name(agent),
+            Text(agent.id, style="dim"),
+            _status(agent.status),
+            str(agent.connections),
+            Text(f"{agent.load}/{agent.max_load}", style="yellow" if over else ""),
+            _seconds(agent.idle_seconds),
+            Text(", ".join(agent.chat_ids)),
+        )
+    return table
+
+
+def _priority(entry: QueueRow) -> Text:
+    if entry.effective_priority == entry.priority:
+        return Text(entry.priority)
+    return Text.assemble(entry.effective_priority, (f" (was {entry.priority})", "dim"))
+
+
+def queue_table(queue: tuple[QueueRow, ...]) -> Table:
+    table = Table(title=f"Queue ({len(queue)} waiting)", title_justify="left")
+    for column in ("#", "chat", "priority", "status", "waiting", "requeued"):
+        table.add_column(column, justify="right" if column in ("#", "waiting") else "left")
+    for entry in queue:
+        table.add_row(
+            str(entry.position),
+            Text(entry.chat_id),
+            _priority(entry),
+            entry.status,
+            _seconds(entry.waiting_seconds),
+            "yes" if entry.requeued else "",
+        )
+    return table
+
+
+def conversations_table(rows: tuple[ConversationRow, ...], not_shown: int) -> Table:
+    more = f", {not_shown} more not shown" if not_shown else ""
+    table = Table(title=f"Conversations ({len(rows)}{more})", title_justify="left")
+    for column in ("chat", "status", "customer", "agent", "last seq", "mailbox", "restarts"):
+        table.add_column(column, justify="right" if column in ("last seq", "mailbox") else "left")
+    for row in rows:
+        chat = row.chat
+        table.add_row(
+            Text(row.actor.name.removeprefix(CHAT_ACTOR_PREFIX)),
+            chat.status if chat else Text("gone", style="dim"),
+            Text(chat.customer if chat else ""),
+            Text(chat.agent or "-" if chat else ""),
+            str(chat.last_seq) if chat else "",
+            str(row.actor.mailbox_depth),
+            str(row.actor.restarts),
+        )
+    return table
+
+
+def actors_table(title: str, actors: tuple[ActorRow, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("actor", "alive", "mailbox", "restarts"):
+        table.add_column(column)
+    for actor in actors:
+        table.add_row(
+            Text(actor.name),
+            Text("yes") if actor.alive else Text("no", style="red"),
+            str(actor.mailbox_depth),
+            Text(str(actor.restarts), style="red" if actor.restarts else ""),
+        )
+    return table
+
+
+def history_table(
+    rows: tuple[ActivityRow, ...], total: int, names: dict[str, str], *, show_chat: bool
+) -> Table:
+    """The activity log, agent ids replaced by names: the reasons name the candidates."""
+
+    def named(text: str) -> Text:
+        for agent_id, name in names.items():
+            text = text.replace(agent_id, name)
+        return Text(text)
+
+    shown = f"last {len(rows)} of {total}" if len(rows) < total else f"{total}"
+    table = Table(title=f"Activity ({shown}, oldest first)", title_justify="left")
+    for column in ("at", "kind", "change", "by", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        change = f"{row.from_value or '-'} -> {row.to_value or '-'}"
+        if show_chat and row.chat_id:
+            change += f" (chat {row.chat_id})"
+        table.add_row(
+            row.at.replace("T", " ").removesuffix("Z")[:23],
+            row.kind,
+            named(change),
+            named(row.by),
+            named(row.reason),
+        )
+    return table
+
+
+def render(view: View) -> RenderableType:
+    match view:
+        case Overview():
+            supervisor = view.supervisor
+            header = Text.assemble(
+                ("Switchboard ", "bold"),
+                f"at {view.url}: {view.sessions} live connections, supervisor mailbox ",
+                str(supervisor.mailbox_depth) if supervisor else "?",
+                ", restarts ",
+                str(supervisor.restarts) if supervisor else "?",
+                f", {len(view.parked)} chats parked (pending, waiting for their customer)",
+            )
+            parts: list[RenderableType] = [
+                header,
+                agents_table(view.agents),
+                queue_table(view.queue),
+                conversations_table(view.conversations, view.conversations_not_shown),
+            ]
+            if view.restarted:
+                parts.append(actors_table("Restarted or down", view.restarted))
+            return Group(*parts)
+        case AgentDetail(agent, history, total, names):
+            return Group(
+                agents_table((agent,)), history_table(history, total, names, show_chat=True)
+            )
+        case ChatDetail(chat, actor, queued, history, total, names):
+            summary = Text.assemble(
+                (f"Chat {chat.id}", "bold"),
+                f"  {chat.title!r}  status {chat.status}, priority {chat.priority}, "
+                f"customer {chat.customer}, agent {chat.agent or '-'}, last seq {chat.last_seq}, "
+                f"created {chat.created_at}",
+            )
+            parts = [summary]
+            parts.append(
+                actors_table("Conversation actor", (actor,))
+                if actor
+                else Text("No conversation actor running (passivated or resolved).", style="dim")
+            )
+            if queued:
+                parts.append(queue_table((queued,)))
+            parts.append(history_table(history, total, names, show_chat=False))
+            return Group(*parts)
+        case _ as unreachable:
+            assert_never(unreachable)
+
+
+def as_json(view: View) -> str:
+    kind = {Overview: "overview", AgentDetail: "agent", ChatDetail: "chat"}[type(view)]
+    return json.dumps({"view": kind, **dataclasses.asdict(view)})

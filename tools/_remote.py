@@ -1,0 +1,198 @@
+"""Talking to a running Switchboard over HTTP, for the tools that do (inspect, loadsim).
+
+Every failure an operator can meet becomes a `RemoteError` whose message is one line naming the
+server: nothing listening, credentials refused, a token that is not an admin's, an error answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+# The demo admin that `switchboard seed` creates: what a development server accepts.
+DEMO_ADMIN_EMAIL = "admin@switchboard.example"
+DEMO_ADMIN_PASSWORD = "switchboard-demo"
+NEXT_CURSOR = "X-Next-Cursor"
+PAGE_LIMIT = 100
+# httpx's own bound on each request; a server that takes longer is reported, not waited for.
+HTTP_SECONDS = 30.0
+
+
+class RemoteError(Exception):
+    """The server cannot be used as asked; the message says why, in one line."""
+
+
+class Unreachable(RemoteError):
+    """No answer at all: nothing listening, a timeout, a dropped connection. Worth retrying."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An admin's token, or the email and password to get one."""
+
+    token: str | None
+    email: str
+    password: str
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Credentials:
+        return cls(token=args.token, email=args.email, password=args.password)
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """--url and the admin credentials, each with its environment variable."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL),
+        help=f"the server (env SWITCHBOARD_URL; default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("SWITCHBOARD_TOKEN"),
+        help="an admin's access token (env SWITCHBOARD_TOKEN); else --email/--password sign in",
+    )
+    parser.add_argument(
+        "--email",
+        default=os.environ.get("SWITCHBOARD_ADMIN_EMAIL", DEMO_ADMIN_EMAIL),
+        help="admin email (env SWITCHBOARD_ADMIN_EMAIL; default the demo admin)",
+    )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("SWITCHBOARD_ADMIN_PASSWORD", DEMO_ADMIN_PASSWORD),
+        help="admin password (env SWITCHBOARD_ADMIN_PASSWORD; default the demo one)",
+    )
+
+
+def base_url(url: str) -> str:
+    """The server's http(s) base URL, without a trailing slash; refuses anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError(f"{url!r} is not a server URL; expected e.g. {DEFAULT_URL}")
+    return url.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The message of the server's error body, or its status line when it sent none."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"].get("code"))
+    return f"{response.status_code} {response.reason_phrase}"
+
+
+class Server:
+    """An HTTP client bound to one server and one token; answers are JSON or a RemoteError."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's answer, whatever its status; a RemoteError if there is none."""
+        try:
+            return await self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as error:
+            raise Unreachable(f"cannot reach Switchboard at {self.url}: {_why(error)}") from None
+        except httpx.TimeoutException:
+            raise Unreachable(f"Switchboard at {self.url} did not answer in time") from None
+        except httpx.TransportError as error:
+            raise Unreachable(f"lost the connection to {self.url}: {error}") from None
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A successful answer, else a RemoteError saying what the server refused."""
+        response = await self.send(method, path, **kwargs)
+        self._check(method, path, response)
+        return response
+
+    def _check(self, method: str, path: str, response: httpx.Response) -> None:
+        match response.status_code:
+            case 401:
+                raise RemoteError(
+                    f"{self.url} refused the token: {_error_text(response)}; "
+                    "sign in again (--email/--password) or give a fresh --token"
+                )
+            case 403:
+                raise RemoteError(f"{self.url} refused: {_error_text(response)}")
+            case status if status >= 400:
+                raise RemoteError(f"{method} {path} failed: {_error_text(response)}")
+
+    async def json(self, path: str, **params: Any) -> Any:
+        return (await self.call("GET", path, params=params)).json()
+
+    async def json_or_none(self, path: str) -> Any:
+        """The JSON at `path`, or None if the server has no such thing (404)."""
+        response = await self.send("GET", path)
+        if response.status_code == 404:
+            return None
+        self._check("GET", path, response)
+        return response.json()
+
+    async def every(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a paged list, following X-Next-Cursor to the end."""
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            query = {**params, "limit": PAGE_LIMIT} | ({"cursor": cursor} if cursor else {})
+            response = await self.call("GET", path, params=query)
+            items.extend(response.json())
+            cursor = response.headers.get(NEXT_CURSOR)
+            if cursor is None:
+                return items
+
+
+def _why(error: httpx.ConnectError) -> str:
+    text = str(error)
+    # httpx on trio reports a refused connection as every connection attempt having failed.
+    refused = any(words in text.lower() for words in ("refused", "attempts to connect"))
+    return "connection refused (is the server running?)" if refused else text
+
+
+async def sign_in(server: Server, credentials: Credentials) -> str:
+    """An admin token: the one given, or a fresh sign-in at /admin/auth/login."""
+    if credentials.token:
+        return credentials.token
+    email = credentials.email
+    response = await server.send(
+        "POST", "/admin/auth/login", json={"email": email, "password": credentials.password}
+    )
+    match response.status_code:
+        case 200:
+            token: str = response.json()["token"]
+            return token
+        case 401:
+            raise RemoteError(f"{server.url} refused the sign-in: wrong email or password")
+        case 403:
+            raise RemoteError(f"{server.url}: {email} is not an admin ({_error_text(response)})")
+        case _:
+            raise RemoteError(f"cannot sign in at {server.url}: {_error_text(response)}")
+
+
+@asynccontextmanager
+async def admin_server(url: str, credentials: Credentials) -> AsyncIterator[Server]:
+    """A client of `url` carrying an admin's token (a token given is checked by its first use)."""
+    url = base_url(url)
+    async with httpx.AsyncClient(base_url=url, timeout=HTTP_SECONDS) as http:
+        server = Server(http, url)
+        http.headers["Authorization"] = f"Bearer {await sign_in(server, credentials)}"
+        yield server
