@@ -1,4 +1,4 @@
-"""The `switchboard` command: serve, seed, migrate, inspect, version (each with --help)."""
+"""The `switchboard` command: serve, seed, migrate, inspect, loadsim, version (each with --help)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from store import (
     open_store,
 )
 from tools.inspect import add_inspect_parser, inspect_command
+from tools.loadsim import add_loadsim_parser, loadsim_command
 
 T = TypeVar("T")
 
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_inspect_parser(commands)
+    add_loadsim_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -320,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return trio.run(_migrate, args.source, args.target)
             case "inspect":
                 return inspect_command(args)
+            case "loadsim":
+                return loadsim_command(args)
             case "version":
                 print(f"switchboard {package_version('switchboard')}")
     except (ConfigError, ValidationError, ValueError, StoreError) as error:

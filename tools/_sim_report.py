@@ -1,0 +1,241 @@
+"""The load simulator's report: percentiles, the JSON file, the terminal table and the plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tools._sim_ledger import Outcome
+
+# Latencies in the report, in the order shown, with what each measures.
+MEASURES = {
+    "end_to_end": "customer sends -> agent receives",
+    "ack": "send -> ack (durable)",
+    "open_to_assigned": "chat.open sent -> customer told its agent",
+    "queue_wait": "the same, for chats that were queued",
+    "reassign_wait": "chat lost its agent -> next agent",
+    "refill": "agent resolves with chats waiting -> its next chat",
+    "schedule_lag": "simulator behind its own send schedule",
+}
+
+
+class PlotUnavailable(Exception):
+    """--plot was asked for without matplotlib installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Percentiles (nearest rank) of one latency, in milliseconds; None without samples."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Summary:
+        if not seconds:
+            return cls(0, None, None, None, None)
+        ordered = sorted(seconds)
+
+        def rank(percent: float) -> float:
+            at = max(math.ceil(percent / 100 * len(ordered)) - 1, 0)
+            return round(ordered[at] * 1000, 3)
+
+        return cls(len(ordered), rank(50), rank(95), rank(99), round(ordered[-1] * 1000, 3))
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    sent: int
+    acked: int
+    refused: int
+    unacked: int
+    per_second: float
+    """Acknowledged messages per second of the load phase."""
+    offered_per_second: float
+    """Messages sent per second of the load phase (what the schedule offered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chats:
+    opened: int
+    assigned: int
+    resolved: int
+    reassignments: int
+    backlog_peak: int
+    queue_empty_after_seconds: float | None
+    """From the start of the load to the last time the queue emptied (None: never emptied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Agents:
+    drops: int
+    aways: int
+    reconnects: int
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """The spawned server's resident memory before and after the simulated connections."""
+
+    server_pid: int
+    connections: int
+    rss_before_kib: int
+    rss_after_kib: int
+    kib_per_connection: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    preset: str
+    url: str
+    spawned: bool
+    scenario: dict[str, Any]
+    load_seconds: float
+    messages: Messages
+    latency_ms: dict[str, Summary]
+    chats: Chats
+    agents: Agents
+    errors: dict[str, int]
+    invariants: tuple[Outcome, ...]
+    memory: Memory | None
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.ok for outcome in self.invariants)
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["invariants"] = {
+            outcome.name: {
+                "ok": outcome.ok,
+                "violations": outcome.violations,
+                "examples": list(outcome.examples),
+            }
+            for outcome in self.invariants
+        }
+        document["ok"] = self.ok
+        return document
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def render(report: Report) -> RenderableType:
+    messages, chats, agents = report.messages, report.chats, report.agents
+    where = "spawned" if report.spawned else "running"
+    summary = Table(
+        title=f"loadsim {report.preset} against {report.url} ({where})", show_header=False
+    )
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    empty_after = chats.queue_empty_after_seconds
+    rows = [
+        ("load phase", f"{report.load_seconds:.1f} s"),
+        ("messages acked / s", f"{messages.per_second:,.1f}"),
+        ("messages offered / s", f"{messages.offered_per_second:,.1f}"),
+        (
+            "sent / acked / refused / unacked",
+            f"{messages.sent} / {messages.acked} / {messages.refused} / {messages.unacked}",
+        ),
+        (
+            "chats opened / assigned / resolved",
+            f"{chats.opened} / {chats.assigned} / {chats.resolved}",
+        ),
+        ("reassignments", str(chats.reassignments)),
+        ("backlog peak", str(chats.backlog_peak)),
+        ("queue empty after", "-" if empty_after is None else f"{empty_after:.2f} s"),
+        (
+            "agent drops / aways / reconnects",
+            f"{agents.drops} / {agents.aways} / {agents.reconnects}",
+        ),
+    ]
+    if report.memory is not None:
+        memory = report.memory
+        rows.append(
+            (
+                "server RSS per connection",
+                f"{memory.kib_per_connection:,.1f} KiB ({memory.connections} connections, "
+                f"{memory.rss_before_kib:,} -> {memory.rss_after_kib:,} KiB)",
+            )
+        )
+    for name, value in rows:
+        summary.add_row(name, value)
+
+    latency = Table(title="latency (ms)", title_justify="left")
+    for column in ("measure", "count", "p50", "p95", "p99", "max"):
+        latency.add_column(column, justify="left" if column == "measure" else "right")
+    for name, what in MEASURES.items():
+        s = report.latency_ms[name]
+        latency.add_row(
+            Text.assemble(name, (f"  {what}", "dim")),
+            str(s.count),
+            _ms(s.p50),
+            _ms(s.p95),
+            _ms(s.p99),
+            _ms(s.max),
+        )
+
+    checks = Table(title="invariants", title_justify="left")
+    for column in ("invariant", "result", "first violations"):
+        checks.add_column(column)
+    for outcome in report.invariants:
+        result = (
+            Text("ok", style="green")
+            if outcome.ok
+            else Text(f"{outcome.violations} violations", style="bold red")
+        )
+        checks.add_row(outcome.name, result, Text("\n".join(outcome.examples)))
+
+    parts: list[RenderableType] = [summary, latency, checks]
+    if report.errors:
+        errors = Table(title="errors", title_justify="left")
+        errors.add_column("what")
+        errors.add_column("count", justify="right")
+        for what, count in sorted(report.errors.items()):
+            errors.add_row(Text(what), str(count))
+        parts.append(errors)
+    return Group(*parts)
+
+
+def plot(
+    path: Path,
+    title: str,
+    timeline: Sequence[tuple[float, float]],
+    backlog: Sequence[tuple[float, int]],
+) -> None:
+    """Latency of each customer message over time, with the queue's length below it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable(
+            "--plot needs matplotlib: pip install 'switchboard[plot]' (or matplotlib)"
+        ) from None
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
+    top.scatter([t for t, _ in timeline], [v * 1000 for _, v in timeline], s=2, alpha=0.4)
+    top.set_ylabel("end-to-end latency (ms)")
+    top.set_yscale("log")
+    top.set_title(title)
+    bottom.step([t for t, _ in backlog], [n for _, n in backlog], where="post")
+    bottom.set_ylabel("chats waiting")
+    bottom.set_xlabel("seconds since the load started")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,480 @@
+"""`switchboard loadsim`: N customers and M agents over real websockets, then a report.
+
+    switchboard loadsim steady --spawn --rate 500 --duration 30 --report steady.json
+    switchboard loadsim burst --url http://127.0.0.1:8080 --customers 300 --agents 10
+
+Against a running server (`--url`, loopback only unless `--allow-remote`; the admin credentials
+create the agents, and customers get shop tokens from /dev/customer-token, so development mode),
+or one it starts itself on a temporary SQLite store (`--spawn`), which also lets it report the
+server's memory per connection. The load stops by itself: after `--duration` seconds, after
+`--max-messages` messages, or when every customer has had their chats. Then it waits (at most
+`drain` seconds) for outstanding acks and deliveries, checks the invariants, prints the report,
+and exits 1 if an invariant failed. Agents it created on a running server are deleted, and their
+chats closed, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import secrets
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tools._remote import (
+    HTTP_SECONDS,
+    Credentials,
+    RemoteError,
+    Server,
+    add_server_flags,
+    admin_server,
+    is_loopback,
+)
+from tools._sim_clients import Agent, Customer
+from tools._sim_ledger import Ledger, Outcome
+from tools._sim_participant import Participant, Run
+from tools._sim_report import (
+    MEASURES,
+    Agents,
+    Chats,
+    Memory,
+    Messages,
+    PlotUnavailable,
+    Report,
+    Summary,
+    plot,
+    render,
+)
+from tools._sim_scenario import PRESETS, Scenario
+from tools._sim_server import SpawnFailed, raise_open_file_limit, rss_kib, spawn_server
+
+SETUP_REQUESTS_AT_ONCE = 8
+# Connecting is bounded by this plus a second per 100 connections.
+SETUP_SECONDS = 60.0
+CLEANUP_SECONDS = 60.0
+PROGRESS_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    url: str
+    """The server to load; ignored with `spawn`."""
+    spawn: bool
+    credentials: Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """The simulated people, with what was made for them on the server."""
+
+    agents: tuple[Agent, ...]
+    customers: tuple[Customer, ...]
+
+    @property
+    def everyone(self) -> tuple[Participant, ...]:
+        return (*self.agents, *self.customers)
+
+
+# --- setting up --------------------------------------------------------------------------------
+
+
+async def _each(count: int, make: Any) -> list[Any]:
+    """`make(i)` for i in range(count), a few at a time, in order."""
+    results: list[Any] = [None] * count
+    limiter = trio.CapacityLimiter(SETUP_REQUESTS_AT_ONCE)
+
+    async def one(index: int) -> None:
+        async with limiter:
+            results[index] = await make(index)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            nursery.start_soon(one, index)
+    return results
+
+
+async def _make_agents(admin: Server, scenario: Scenario, tag: str) -> list[tuple[str, str]]:
+    """(id, token) of each new agent, created through the admin API and signed in."""
+    password = secrets.token_urlsafe(18)
+
+    async def make(index: int) -> tuple[str, str]:
+        email = f"loadsim-{tag}-{index}@loadsim.example"
+        created = await admin.call(
+            "POST",
+            "/admin/users",
+            json={
+                "name": f"Loadsim agent {index}",
+                "email": email,
+                "password": password,
+                "confirmPassword": password,
+                "maxLoad": scenario.max_load,
+            },
+        )
+        signed_in = await admin.call(
+            "POST", "/auth/login", json={"email": email, "password": password}
+        )
+        return created.json()["id"], signed_in.json()["token"]
+
+    return await _each(scenario.agents, make)
+
+
+async def _customer_tokens(admin: Server, scenario: Scenario, tag: str) -> list[str]:
+    async def make(index: int) -> str:
+        response = await admin.call(
+            "POST",
+            "/dev/customer-token",
+            json={"customerId": f"loadsim-{tag}-{index}", "name": f"Loadsim customer {index}"},
+        )
+        token: str = response.json()["token"]
+        return token
+
+    try:
+        return await _each(scenario.customers, make)
+    except RemoteError as error:
+        raise RemoteError(
+            f"cannot get customer tokens (loadsim needs a server in development mode): {error}"
+        ) from None
+
+
+async def _clean_up(admin: Server, ledger: Ledger, agent_ids: list[str]) -> None:
+    """Leave a running server as it was: close the chats opened, delete the agents made."""
+    open_chats = [chat_id for chat_id, track in ledger.chats.items() if not track.resolved]
+
+    async def close(index: int) -> None:
+        await admin.send("POST", f"/admin/chats/{open_chats[index]}/close")
+
+    async def delete(index: int) -> None:
+        await admin.send("DELETE", f"/admin/users/{agent_ids[index]}")
+
+    with trio.move_on_after(CLEANUP_SECONDS):
+        await _each(len(open_chats), close)
+        await _each(len(agent_ids), delete)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _server(target: Target) -> AsyncIterator[tuple[str, int | None]]:
+    """The URL to load, and the server's pid when we started it."""
+    if not target.spawn:
+        yield target.url, None
+        return
+    with tempfile.TemporaryDirectory(prefix="switchboard-loadsim-") as folder:
+        async with spawn_server(Path(folder)) as spawned:
+            yield spawned.url, spawned.pid
+
+
+async def simulate(
+    scenario: Scenario, target: Target, progress: Progress | None = None
+) -> tuple[Report, Ledger]:
+    """Run the scenario; the report, and the ledger behind it (for the plot)."""
+    raise_open_file_limit()
+    async with _server(target) as (url, pid), admin_server(url, target.credentials) as admin:
+        tag = secrets.token_hex(3)
+        made = await _make_agents(admin, scenario, tag)
+        tokens = await _customer_tokens(admin, scenario, tag)
+        rss_before = rss_kib(pid) if pid else None
+        ledger = Ledger()
+        async with httpx.AsyncClient(base_url=url, timeout=HTTP_SECONDS) as http:
+            run = Run(scenario, url.replace("http", "ws", 1) + "/ws", http, ledger)
+            cast = Cast(
+                agents=tuple(Agent(run, agent_id, token) for agent_id, token in made),
+                customers=tuple(Customer(run, f"c{i}", token) for i, token in enumerate(tokens)),
+            )
+            for agent_id, _ in made:
+                ledger.agent_joined(agent_id, scenario.max_load)
+            phase = await _drive(run, cast, pid, progress)
+        memory = None
+        if pid and rss_before is not None and phase.rss_after is not None:
+            memory = Memory(
+                server_pid=pid,
+                connections=len(cast.everyone),
+                rss_before_kib=rss_before,
+                rss_after_kib=phase.rss_after,
+                kib_per_connection=round((phase.rss_after - rss_before) / len(cast.everyone), 2)
+                if cast.everyone
+                else 0.0,
+            )
+        if not target.spawn:
+            await _clean_up(admin, ledger, [agent_id for agent_id, _ in made])
+    return _report(scenario, url, target.spawn, phase, ledger, memory), ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """When the load ran (simulator clock), what it found, and the server's RSS at its end."""
+
+    started: float
+    ended: float
+    outcomes: tuple[Outcome, ...]
+    rss_after: int | None
+
+
+async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | None) -> Phase:
+    scenario = run.scenario
+    setup_bound = SETUP_SECONDS + len(cast.everyone) / 100
+    async with trio.open_nursery() as nursery:
+        for agent in cast.agents:
+            nursery.start_soon(agent.life)
+        await _all_connected(cast.agents, setup_bound, "agents")
+        started = trio.current_time()
+        run.ledger.begin(started)
+        nursery.start_soon(_arrivals, run, cast.customers, nursery)
+        if progress is not None:
+            nursery.start_soon(_show_progress, run, started, progress)
+        if scenario.chats_per_customer == 0:
+            # Only connections: all of them up before the time starts to count.
+            await _all_connected(cast.customers, setup_bound, "customers")
+            with trio.fail_after(setup_bound):
+                await _round_trips(cast.everyone)
+        with trio.move_on_after(scenario.duration):
+            await run.stopping.wait()
+        run.stop()
+        ended = trio.current_time()
+        rss_after = rss_kib(pid) if pid else None
+        with trio.move_on_after(scenario.drain):
+            await run.acked_all.wait()
+            await _round_trips(cast.everyone)
+        outcomes = run.ledger.finish(trio.current_time())
+        nursery.cancel_scope.cancel()
+    return Phase(started, ended, outcomes, rss_after)
+
+
+async def _all_connected(who: Sequence[Participant], bound: float, what: str) -> None:
+    try:
+        with trio.fail_after(bound):
+            for participant in who:
+                await participant.connected.wait()
+    except trio.TooSlowError:
+        up = sum(participant.connected.is_set() for participant in who)
+        raise RemoteError(f"only {up} of {len(who)} {what} connected within {bound:.0f}s") from None
+
+
+async def _round_trips(who: Sequence[Participant]) -> None:
+    async with trio.open_nursery() as nursery:
+        for participant in who:
+            if not participant.gave_up:
+                nursery.start_soon(participant.round_trip)
+
+
+async def _arrivals(run: Run, customers: Sequence[Customer], nursery: trio.Nursery) -> None:
+    """Customers arrive evenly at the arrival rate (all at once for 0)."""
+    rate = run.scenario.arrival_rate
+    start = trio.current_time()
+    for index, customer in enumerate(customers):
+        if rate > 0:
+            await trio.sleep_until(start + index / rate)
+        if run.stopped:
+            return
+        nursery.start_soon(customer.life)
+
+
+async def _show_progress(run: Run, started: float, progress: Progress) -> None:
+    ledger, duration = run.ledger, run.scenario.duration
+    task = progress.add_task(run.scenario.preset, total=duration)
+    while True:
+        counts = ledger.counts
+        progress.update(
+            task,
+            completed=min(trio.current_time() - started, duration),
+            status=f"sent {counts['sent']}  acked {counts['acked']}  "
+            f"chats {counts['chats_opened']}  waiting {ledger.waiting}  "
+            f"errors {sum(ledger.errors.values())}",
+        )
+        await trio.sleep(PROGRESS_SECONDS)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def _report(
+    scenario: Scenario, url: str, spawned: bool, phase: Phase, ledger: Ledger, memory: Memory | None
+) -> Report:
+    counts = ledger.counts
+    seconds = max(phase.ended - phase.started, 1e-9)
+    acked_in_load = sum(
+        1
+        for send in ledger.sends.values()
+        if send.acked_at is not None and send.acked_at <= phase.ended
+    )
+    return Report(
+        preset=scenario.preset,
+        url=url,
+        spawned=spawned,
+        scenario=dataclasses.asdict(scenario),
+        load_seconds=round(seconds, 3),
+        messages=Messages(
+            sent=counts["sent"],
+            acked=counts["acked"],
+            refused=counts["refused"],
+            unacked=ledger.outstanding,
+            per_second=round(acked_in_load / seconds, 1),
+            offered_per_second=round(counts["sent"] / seconds, 1),
+        ),
+        latency_ms={name: Summary.of(ledger.samples[name]) for name in MEASURES},
+        chats=Chats(
+            opened=counts["chats_opened"],
+            assigned=counts["chats_assigned"],
+            resolved=counts["chats_resolved"],
+            reassignments=counts["reassignments"],
+            backlog_peak=ledger.backlog_peak,
+            queue_empty_after_seconds=_queue_empty_after(ledger, phase.started),
+        ),
+        agents=Agents(
+            drops=counts["drops"], aways=counts["aways"], reconnects=counts["reconnects"]
+        ),
+        errors=dict(ledger.errors),
+        invariants=phase.outcomes,
+        memory=memory,
+    )
+
+
+def _queue_empty_after(ledger: Ledger, started: float) -> float | None:
+    """Seconds from the start of the load to the last time the queue emptied (0 if nothing
+    ever waited, None if chats were still waiting at the end)."""
+    if ledger.waiting:
+        return None
+    emptied = [at for at, waiting in ledger.backlog if waiting == 0]
+    return round(emptied[-1] - started, 3) if ledger.backlog_peak else 0.0
+
+
+# --- the command -------------------------------------------------------------------------------
+
+# Flags that override a field of the preset, with their help.
+_OVERRIDES: dict[str, tuple[type, str]] = {
+    "customers": (int, "simulated customers"),
+    "agents": (int, "simulated agents (created through the admin API)"),
+    "max_load": (int, "each agent's max load"),
+    "duration": (float, "seconds of load at most (idle: how long connections are held)"),
+    "max_messages": (int, "messages sent at most"),
+    "think": (float, "mean seconds between one participant's messages in a chat"),
+    "arrival_rate": (float, "customers arriving per second (0: all at once)"),
+    "chats_per_customer": (int, "chats each customer opens (default: steady/churn keep going)"),
+    "handling": (float, "mean seconds an agent keeps a chat before resolving it"),
+    "away_rate": (float, "times per minute each agent goes away"),
+    "drop_rate": (float, "times per minute each agent drops their connection"),
+    "message_bytes": (int, "size of each message's content"),
+    "seed": (int, "random seed"),
+}
+
+
+def add_loadsim_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "loadsim",
+        help="simulate customers and agents over websockets and report latency and invariants",
+        description="Simulate N customers and M agents over real websockets against a running "
+        "server (--url) or one started for the run (--spawn); report throughput, latency "
+        "percentiles, queue waits and the invariants seen from outside. Exits 1 if an "
+        "invariant failed.",
+    )
+    parser.add_argument("preset", choices=sorted(PRESETS), help="the scenario to start from")
+    add_server_flags(parser)
+    parser.add_argument(
+        "--spawn", action="store_true", help="start a server on a temporary store for the run"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        dest="allow_remote",
+        action="store_true",
+        help="allow a --url that is not a loopback address",
+    )
+    parser.add_argument(
+        "--rate", type=float, help="messages per second offered in all (sets --think)"
+    )
+    for name, (kind, text) in _OVERRIDES.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    parser.add_argument("--report", type=Path, help="write the report as JSON here")
+    parser.add_argument("--plot", type=Path, help="draw latency over time to this PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def scenario_of(args: argparse.Namespace) -> Scenario:
+    changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
+    scenario = dataclasses.replace(PRESETS[args.preset], **changes)
+    if args.rate is not None:
+        if args.rate <= 0:
+            raise ValueError("--rate must be positive")
+        scenario = scenario.at_rate(args.rate)
+    problems = [
+        f"--{name.replace('_', '-')} must be positive"
+        for name in ("think", "handling", "duration")
+        if getattr(scenario, name) <= 0
+    ]
+    if scenario.chats_per_customer != 0 and scenario.agents < 1:
+        problems.append("chats need at least one agent (--agents)")
+    if not 1 <= scenario.max_load <= 100:
+        problems.append("--max-load must be between 1 and 100")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return scenario
+
+
+def _check_plot_possible() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable(
+            "--plot needs matplotlib: pip install 'switchboard[plot]' (or matplotlib)"
+        ) from None
+
+
+async def _run(
+    scenario: Scenario, target: Target, console: Console, quiet: bool
+) -> tuple[Report, Ledger]:
+    if quiet or not console.is_terminal:
+        return await simulate(scenario, target)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        return await simulate(scenario, target, progress)
+
+
+def loadsim_command(args: argparse.Namespace) -> int:
+    """0 when every invariant held, 1 when one failed, 2 when the run could not be made."""
+    console = Console()
+    try:
+        scenario = scenario_of(args)
+        if not args.spawn and not args.allow_remote and not is_loopback(args.url):
+            raise ValueError(
+                f"loadsim loads only this machine ({args.url} is not a loopback address); "
+                "pass --allow-remote to load another host"
+            )
+        if args.plot is not None:
+            _check_plot_possible()
+        for warning in scenario.warnings():
+            print(f"switchboard: warning: {warning}", file=sys.stderr)
+        target = Target(url=args.url, spawn=args.spawn, credentials=Credentials.of(args))
+        report, ledger = trio.run(_run, scenario, target, console, args.quiet)
+    except (ValueError, RemoteError, SpawnFailed, PlotUnavailable) as error:
+        print(f"switchboard: error: {error}", file=sys.stderr)
+        return 2
+    console.print(render(report))
+    if args.report is not None:
+        report.write(args.report)
+        console.print(f"report written to {args.report}")
+    if args.plot is not None:
+        origin = ledger.origin
+        plot(
+            args.plot,
+            f"loadsim {report.preset}: {report.messages.per_second:,.0f} msg/s",
+            [(at - origin, latency) for at, latency in ledger.timeline],
+            [(at - origin, waiting) for at, waiting in ledger.backlog],
+        )
+        console.print(f"plot written to {args.plot}")
+    return 0 if report.ok else 1
