@@ -115,6 +115,7 @@ class Ledger:
         self.chats: dict[str, ChatTrack] = {}
         self.customer_of: dict[str, str] = {}
         self.origin = 0.0
+        self.measure_from = 0.0
         self.waiting = 0
         self.backlog: list[tuple[float, int]] = []
         """(when, chats waiting) at every change, from the start of the load."""
@@ -126,10 +127,16 @@ class Ledger:
         self._suspects: list[Suspect] = []
         self._resolve_asked: dict[str, float] = {}
 
-    def begin(self, now: float) -> None:
-        """The load starts: times in the timeline and the backlog count from here."""
+    def begin(self, now: float, warmup: float = 0.0) -> None:
+        """The load starts: times in the timeline and the backlog count from here, and what
+        starts within the first `warmup` seconds is left out of the latencies."""
         self.origin = now
+        self.measure_from = now + warmup
         self.backlog.append((now, self.waiting))
+
+    def _sample(self, name: str, started: float, seconds: float) -> None:
+        if started >= self.measure_from:
+            self.samples[name].append(seconds)
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ class Ledger:
         self.sends[client_msg_id] = Send(chat_id, role, now)
         self.outstanding += 1
         self.counts["sent"] += 1
-        self.samples["schedule_lag"].append(lag)
+        self._sample("schedule_lag", now, lag)
 
     def acked(self, client_msg_id: str, chat_id: str, seq: int, now: float) -> None:
         send = self.sends.get(client_msg_id)
@@ -152,7 +159,7 @@ class Ledger:
             send.refused = None
         send.acked_at, send.seq = now, seq
         self.counts["acked"] += 1
-        self.samples["ack"].append(now - send.sent_at)
+        self._sample("ack", send.sent_at, now - send.sent_at)
         taken = self._acked_seqs[chat_id]
         other = taken.setdefault(seq, client_msg_id)
         if other != client_msg_id:
@@ -198,7 +205,7 @@ class Ledger:
         send = self.sends.get(client_msg_id)
         if by_agent and not replay and send is not None and send.role == "customer":
             latency = now - send.sent_at
-            self.samples["end_to_end"].append(latency)
+            self._sample("end_to_end", send.sent_at, latency)
             self.timeline.append((now, latency))
 
     def incomplete(self, who: str, chat_id: str, why: str) -> None:
@@ -225,11 +232,11 @@ class Ledger:
             return  # the same assignment told twice (chat.opened, then chat.assigned)
         if track.assignments == 0:
             self.counts["chats_assigned"] += 1
-            self.samples["open_to_assigned"].append(now - track.requested_at)
+            self._sample("open_to_assigned", track.requested_at, now - track.requested_at)
             if track.queued:
-                self.samples["queue_wait"].append(now - track.requested_at)
+                self._sample("queue_wait", track.requested_at, now - track.requested_at)
         elif track.waiting_since is not None:
-            self.samples["reassign_wait"].append(now - track.waiting_since)
+            self._sample("reassign_wait", track.waiting_since, now - track.waiting_since)
         if track.assignments:
             self.counts["reassignments"] += 1
         track.assignments += 1
@@ -275,7 +282,7 @@ class Ledger:
         held.add(chat_id)
         asked = self._resolve_asked.pop(agent, None)
         if asked is not None:
-            self.samples["refill"].append(now - asked)
+            self._sample("refill", asked, now - asked)
         if len(held) > self.max_load[agent]:
             self._violate(
                 MAX_LOAD, f"{agent} holds {len(held)} chats, max load {self.max_load[agent]}"

@@ -61,9 +61,10 @@ class Messages:
     refused: int
     unacked: int
     per_second: float
-    """Acknowledged messages per second of the load phase."""
+    """Messages sent and acknowledged within the measured load (after the warm-up), per
+    second of it."""
     offered_per_second: float
-    """Messages sent per second of the load phase (what the schedule offered)."""
+    """Messages sent within the measured load, per second of it (what the schedule offered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,17 @@ class Memory:
 
 
 @dataclass(frozen=True, slots=True)
+class Cpu:
+    """CPU time used within the measured load: the spawned server's (all its threads) and the
+    simulator's own, which share the machine."""
+
+    server_seconds: float | None
+    simulator_seconds: float
+    server_ms_per_message: float | None
+    """Server CPU per acknowledged message."""
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     preset: str
     url: str
@@ -109,6 +121,7 @@ class Report:
     errors: dict[str, int]
     invariants: tuple[Outcome, ...]
     memory: Memory | None
+    cpu: Cpu | None
 
     @property
     def ok(self) -> bool:
@@ -145,7 +158,7 @@ def render(report: Report) -> RenderableType:
     summary.add_column(justify="right")
     empty_after = chats.queue_empty_after_seconds
     rows = [
-        ("load phase", f"{report.load_seconds:.1f} s"),
+        ("load measured", f"{report.load_seconds:.1f} s"),
         ("messages acked / s", f"{messages.per_second:,.1f}"),
         ("messages offered / s", f"{messages.offered_per_second:,.1f}"),
         (
@@ -173,6 +186,14 @@ def render(report: Report) -> RenderableType:
                 f"{memory.rss_before_kib:,} -> {memory.rss_after_kib:,} KiB)",
             )
         )
+    if report.cpu is not None:
+        cpu = report.cpu
+        server = (
+            "-"
+            if cpu.server_seconds is None
+            else f"{cpu.server_seconds:.1f} s ({cpu.server_ms_per_message or 0:.2f} ms/message)"
+        )
+        rows.append(("CPU: server / simulator", f"{server} / {cpu.simulator_seconds:.1f} s"))
     for name, value in rows:
         summary.add_row(name, value)
 

@@ -42,6 +42,9 @@ class Scenario:
     seed: int = 1
     drain: float = 15.0
     """Seconds allowed after the load for outstanding acks and deliveries to arrive."""
+    warmup: float = 0.0
+    """Seconds at the start of the load left out of latencies and rates (arrivals, first
+    chats, cold caches)."""
 
     def at_rate(self, messages_per_second: float) -> Scenario:
         """The think time that offers `messages_per_second` in all when every slot is busy."""
@@ -66,7 +69,7 @@ PRESETS = {
     "steady": Scenario(
         preset="steady", customers=44, agents=10, max_load=4, duration=30.0,
         max_messages=1_000_000, think=0.8, arrival_rate=20.0, chats_per_customer=None,
-        pause=0.5, handling=20.0,
+        pause=0.5, handling=20.0, warmup=3.0,
     ),
     # Many customers at once for few agents: a backlog that drains as chats are resolved.
     "burst": Scenario(

@@ -54,6 +54,20 @@ def rss_kib(pid: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system, every thread) of `pid`, or of this process for None; None
+    where /proc does not tell."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime are fields 14 and 15 of stat(5), counted after the command's ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _tail(log: Path, lines: int = 15) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

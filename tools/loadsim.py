@@ -47,6 +47,7 @@ from tools._sim_report import (
     MEASURES,
     Agents,
     Chats,
+    Cpu,
     Memory,
     Messages,
     PlotUnavailable,
@@ -56,7 +57,13 @@ from tools._sim_report import (
     render,
 )
 from tools._sim_scenario import PRESETS, Scenario
-from tools._sim_server import SpawnFailed, raise_open_file_limit, rss_kib, spawn_server
+from tools._sim_server import (
+    SpawnFailed,
+    cpu_seconds,
+    raise_open_file_limit,
+    rss_kib,
+    spawn_server,
+)
 
 SETUP_REQUESTS_AT_ONCE = 8
 # Connecting is bounded by this plus a second per 100 connections.
@@ -219,6 +226,8 @@ class Phase:
     ended: float
     outcomes: tuple[Outcome, ...]
     rss_after: int | None
+    cpu_used: tuple[float | None, float | None]
+    """CPU seconds of the server and of the simulator from the warm-up's end to `ended`."""
 
 
 async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | None) -> Phase:
@@ -229,7 +238,7 @@ async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | Non
             nursery.start_soon(agent.life)
         await _all_connected(cast.agents, setup_bound, "agents")
         started = trio.current_time()
-        run.ledger.begin(started)
+        run.ledger.begin(started, scenario.warmup)
         nursery.start_soon(_arrivals, run, cast.customers, nursery)
         if progress is not None:
             nursery.start_soon(_show_progress, run, started, progress)
@@ -238,17 +247,38 @@ async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | Non
             await _all_connected(cast.customers, setup_bound, "customers")
             with trio.fail_after(setup_bound):
                 await _round_trips(cast.everyone)
+        cpu_from: list[float | None] = []
+        nursery.start_soon(_cpu_at, run.ledger.measure_from, pid, cpu_from)
         with trio.move_on_after(scenario.duration):
             await run.stopping.wait()
         run.stop()
         ended = trio.current_time()
         rss_after = rss_kib(pid) if pid else None
+        cpu_used = _cpu_since(cpu_from, pid)
         with trio.move_on_after(scenario.drain):
             await run.acked_all.wait()
             await _round_trips(cast.everyone)
         outcomes = run.ledger.finish(trio.current_time())
         nursery.cancel_scope.cancel()
-    return Phase(started, ended, outcomes, rss_after)
+    return Phase(started, ended, outcomes, rss_after, cpu_used)
+
+
+async def _cpu_at(when: float, pid: int | None, into: list[float | None]) -> None:
+    await trio.sleep_until(when)
+    into.extend((cpu_seconds(pid) if pid else None, cpu_seconds(None)))
+
+
+def _cpu_since(start: list[float | None], pid: int | None) -> tuple[float | None, float | None]:
+    """What was used since `_cpu_at` read the clocks (nothing if the load ended before)."""
+    if not start:
+        return None, None
+    server_then, simulator_then = start
+    server_now = cpu_seconds(pid) if pid else None
+    return _minus(server_now, server_then), _minus(cpu_seconds(None), simulator_then)
+
+
+def _minus(later: float | None, then: float | None) -> float | None:
+    return None if later is None or then is None else round(later - then, 2)
 
 
 async def _all_connected(who: Sequence[Participant], bound: float, what: str) -> None:
@@ -302,11 +332,11 @@ def _report(
     scenario: Scenario, url: str, spawned: bool, phase: Phase, ledger: Ledger, memory: Memory | None
 ) -> Report:
     counts = ledger.counts
-    seconds = max(phase.ended - phase.started, 1e-9)
+    since = ledger.measure_from
+    seconds = max(phase.ended - since, 1e-9)
+    sends = [send for send in ledger.sends.values() if send.sent_at >= since]
     acked_in_load = sum(
-        1
-        for send in ledger.sends.values()
-        if send.acked_at is not None and send.acked_at <= phase.ended
+        1 for send in sends if send.acked_at is not None and send.acked_at <= phase.ended
     )
     return Report(
         preset=scenario.preset,
@@ -320,7 +350,7 @@ def _report(
             refused=counts["refused"],
             unacked=ledger.outstanding,
             per_second=round(acked_in_load / seconds, 1),
-            offered_per_second=round(counts["sent"] / seconds, 1),
+            offered_per_second=round(len(sends) / seconds, 1),
         ),
         latency_ms={name: Summary.of(ledger.samples[name]) for name in MEASURES},
         chats=Chats(
@@ -337,6 +367,17 @@ def _report(
         errors=dict(ledger.errors),
         invariants=phase.outcomes,
         memory=memory,
+        cpu=_cpu(phase, acked_in_load),
+    )
+
+
+def _cpu(phase: Phase, acked: int) -> Cpu | None:
+    server, simulator = phase.cpu_used
+    if simulator is None:
+        return None
+    per_message = round(server * 1000 / acked, 3) if server is not None and acked else None
+    return Cpu(
+        server_seconds=server, simulator_seconds=simulator, server_ms_per_message=per_message
     )
 
 
@@ -366,6 +407,7 @@ _OVERRIDES: dict[str, tuple[type, str]] = {
     "drop_rate": (float, "times per minute each agent drops their connection"),
     "message_bytes": (int, "size of each message's content"),
     "seed": (int, "random seed"),
+    "warmup": (float, "seconds at the start left out of latencies and rates"),
 }
 
 

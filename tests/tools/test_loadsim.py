@@ -30,7 +30,7 @@ from tools.loadsim import _report as build_report
 
 RUN_LIMIT = 120
 # Agents may send 20 frames a second: 2 chats at one message per 0.15 s each is 13.
-SMALL = {"max_load": 2, "think": 0.15, "duration": 90.0, "drain": 20.0, "seed": 7}
+SMALL = {"max_load": 2, "think": 0.15, "duration": 90.0, "drain": 20.0, "seed": 7, "warmup": 0.0}
 
 
 async def run_preset(live: Live, preset: str, **changes: Any) -> Report:
@@ -59,7 +59,7 @@ def assert_json_shape(report: Report) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(json.dumps(report.to_json()))
     assert set(document) == {
         "preset", "url", "spawned", "scenario", "load_seconds", "messages", "latency_ms",
-        "chats", "agents", "errors", "invariants", "memory", "ok",
+        "chats", "agents", "errors", "invariants", "memory", "cpu", "ok",
     }  # fmt: skip
     assert set(document["messages"]) == {
         "sent", "acked", "refused", "unacked", "per_second", "offered_per_second",
@@ -147,6 +147,8 @@ def test_idle_spawns_its_server_and_reports_memory_per_connection(
     assert memory["kib_per_connection"] == pytest.approx(
         (memory["rss_after_kib"] - memory["rss_before_kib"]) / 23, abs=0.01
     )
+    assert set(document["cpu"]) == {"server_seconds", "simulator_seconds", "server_ms_per_message"}
+    assert document["cpu"]["server_seconds"] >= 0
 
 
 def test_only_this_machine_unless_allowed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,7 +184,9 @@ def test_a_failed_invariant_exits_1(
     ledger.agent_joined("agent-a", max_load=1)
     for chat_id in ("chat-1", "chat-2"):
         ledger.agent_took("agent-a", chat_id, now=1.0)
-    phase = Phase(started=0.0, ended=1.0, outcomes=ledger.finish(2.0), rss_after=None)
+    phase = Phase(
+        started=0.0, ended=1.0, outcomes=ledger.finish(2.0), rss_after=None, cpu_used=(None, None)
+    )
 
     async def overloaded(scenario: Scenario, target: Target, progress: Any = None) -> Any:
         return build_report(scenario, target.url, False, phase, ledger, None), ledger
