@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import timedelta
 
 from quart import Blueprint, Response, request
@@ -21,6 +22,9 @@ auth = Blueprint("auth", __name__)
 STAFF_LOGIN_ROLES = frozenset({Role.USER, Role.AGENT})
 SIGNED_IN = (Role.USER, Role.AGENT, Role.CUSTOMER)
 _BAD_LOGIN = "invalid email or password"
+# Sign-ins being checked right now, per throttle key. Their failures are not stored yet, so each
+# counts as one against the limit: a burst of parallel guesses gets no more than the limit.
+_checking: Counter[str] = Counter()
 
 
 @auth.post("/auth/register")
@@ -53,20 +57,29 @@ async def _login(data: LoginBody, roles: frozenset[Role]) -> Response:
     now = utcnow()
     since = now - timedelta(seconds=settings.login_window_seconds)
     keys = (f"email:{data.email}", f"addr:{request.remote_addr or 'unknown'}")
-    for key in keys:
-        if await found.store.count_login_failures(key, since) >= settings.login_max_failures:
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                f"too many failed sign-ins; try again in {settings.login_window_seconds // 60} "
-                "minutes",
-            )
-    user = await found.store.get_user_by_email(data.email)
-    password_hash = user.password_hash if user is not None else None
-    if not await found.passwords.verify(password_hash, data.password) or user is None:
+    ahead = {key: _checking[key] for key in keys}  # taken with the place, before any await
+    _checking.update(keys)
+    try:
         for key in keys:
-            await found.store.add_login_failure(key, now)
-        raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
+            failures = await found.store.count_login_failures(key, since)
+            if failures + ahead[key] >= settings.login_max_failures:
+                raise ApiError(
+                    429,
+                    "too_many_attempts",
+                    f"too many failed sign-ins; try again in "
+                    f"{settings.login_window_seconds // 60} minutes",
+                )
+        user = await found.store.get_user_by_email(data.email)
+        password_hash = user.password_hash if user is not None else None
+        if not await found.passwords.verify(password_hash, data.password) or user is None:
+            for key in keys:
+                await found.store.add_login_failure(key, now)
+            raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
+    finally:
+        _checking.subtract(keys)
+        for key in keys:
+            if _checking[key] <= 0:
+                del _checking[key]
     await found.store.clear_login_failures(keys[0])
     if user.role not in roles:
         where = "/admin/auth/login" if user.role is Role.ADMIN else "/auth/login"
