@@ -1,5 +1,6 @@
-"""The `switchboard` command: help, version, seed idempotency, production refusals, and a real
-`serve` subprocess that prints its logins, answers a login, and stops cleanly on Ctrl-C (SIGINT).
+"""The `switchboard` command: help, version, bench dispatch, seed idempotency, production refusals,
+and a real `serve` subprocess that prints its logins, answers a login, and stops cleanly on
+Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -20,11 +21,21 @@ SERVE_START_LIMIT = 60
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--help"], ["serve", "--help"], ["seed", "--help"], ["version", "--help"]):
+    commands = ("serve", "seed", "migrate", "inspect", "loadsim", "bench", "version")
+    for argv in (["--help"], *([command, "--help"] for command in commands)):
         with pytest.raises(SystemExit) as stopped:
             main(argv)
         assert stopped.value.code == 0
         assert "usage: switchboard" in capsys.readouterr().out
+
+
+def test_bench_runs_the_named_benchmark_with_its_own_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "assignment", "--agents", "5", "--chats", "40"]) == 0
+    report = capsys.readouterr().out
+    assert "5 / 40" in report
+    assert "invariant violations" in report
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
