@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import trio
-
-from tools._remote import RemoteError, Server
+from tools._remote import RemoteError, Server, each
 
 CHAT_ACTOR_PREFIX = "chat:"
 SUPERVISOR_ACTOR = "supervisor"
@@ -202,17 +200,8 @@ async def _chat(server: Server, chat_id: str) -> ChatInfo | None:
 
 
 async def _chats(server: Server, chat_ids: list[str]) -> dict[str, ChatInfo | None]:
-    found: dict[str, ChatInfo | None] = {}
-    limiter = trio.CapacityLimiter(DETAIL_REQUESTS_AT_ONCE)
-
-    async def one(chat_id: str) -> None:
-        async with limiter:
-            found[chat_id] = await _chat(server, chat_id)
-
-    async with trio.open_nursery() as nursery:
-        for chat_id in chat_ids:
-            nursery.start_soon(one, chat_id)
-    return found
+    found = await each(chat_ids, lambda chat_id: _chat(server, chat_id), DETAIL_REQUESTS_AT_ONCE)
+    return dict(zip(chat_ids, found, strict=True))
 
 
 async def fetch_overview(server: Server, max_chats: int = DEFAULT_MAX_CHATS) -> Overview:

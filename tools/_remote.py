@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import trio
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # The demo admin that `switchboard seed` creates: what a development server accepts.
@@ -25,6 +26,9 @@ NEXT_CURSOR = "X-Next-Cursor"
 PAGE_LIMIT = 100
 # httpx's own bound on each request; a server that takes longer is reported, not waited for.
 HTTP_SECONDS = 30.0
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class RemoteError(Exception):
@@ -196,3 +200,29 @@ async def admin_server(url: str, credentials: Credentials) -> AsyncIterator[Serv
         server = Server(http, url)
         http.headers["Authorization"] = f"Bearer {await sign_in(server, credentials)}"
         yield server
+
+
+async def each(items: Sequence[T], call: Callable[[T], Awaitable[R]], at_once: int) -> list[R]:
+    """`call` on every item, `at_once` at a time; the answers in the items' order. A failure is
+    raised as itself (not inside the nursery's exception group), so callers catch RemoteError."""
+    answers: dict[int, R] = {}
+    limiter = trio.CapacityLimiter(at_once)
+
+    async def one(index: int, item: T) -> None:
+        async with limiter:
+            answers[index] = await call(item)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for index, item in enumerate(items):
+                nursery.start_soon(one, index, item)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
+    return [answers[index] for index in range(len(items))]
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

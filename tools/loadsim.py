@@ -38,6 +38,8 @@ from tools._remote import (
     Server,
     add_server_flags,
     admin_server,
+    each,
+    first_error,
     is_loopback,
 )
 from tools._sim_clients import Agent, Customer
@@ -66,6 +68,9 @@ from tools._sim_server import (
 )
 
 SETUP_REQUESTS_AT_ONCE = 8
+# The server counts sign-ins in flight from one address as possible failures (its guard against
+# parallel password guessing), so agents sign in two at a time.
+SIGN_INS_AT_ONCE = 2
 # Connecting is bounded by this plus a second per 100 connections.
 SETUP_SECONDS = 60.0
 CLEANUP_SECONDS = 60.0
@@ -95,48 +100,41 @@ class Cast:
 # --- setting up --------------------------------------------------------------------------------
 
 
-async def _each(count: int, make: Any) -> list[Any]:
-    """`make(i)` for i in range(count), a few at a time, in order."""
-    results: list[Any] = [None] * count
-    limiter = trio.CapacityLimiter(SETUP_REQUESTS_AT_ONCE)
-
-    async def one(index: int) -> None:
-        async with limiter:
-            results[index] = await make(index)
-
-    async with trio.open_nursery() as nursery:
-        for index in range(count):
-            nursery.start_soon(one, index)
-    return results
-
-
 async def _make_agents(admin: Server, scenario: Scenario, tag: str) -> list[tuple[str, str]]:
     """(id, token) of each new agent, created through the admin API and signed in."""
     password = secrets.token_urlsafe(18)
 
-    async def make(index: int) -> tuple[str, str]:
-        email = f"loadsim-{tag}-{index}@loadsim.example"
+    def email(index: int) -> str:
+        return f"loadsim-{tag}-{index}@loadsim.example"
+
+    async def create(index: int) -> str:
         created = await admin.call(
             "POST",
             "/admin/users",
             json={
                 "name": f"Loadsim agent {index}",
-                "email": email,
+                "email": email(index),
                 "password": password,
                 "confirmPassword": password,
                 "maxLoad": scenario.max_load,
             },
         )
-        signed_in = await admin.call(
-            "POST", "/auth/login", json={"email": email, "password": password}
-        )
-        return created.json()["id"], signed_in.json()["token"]
+        agent_id: str = created.json()["id"]
+        return agent_id
 
-    return await _each(scenario.agents, make)
+    async def sign_in(index: int) -> str:
+        body = {"email": email(index), "password": password}
+        token: str = (await admin.call("POST", "/auth/login", json=body)).json()["token"]
+        return token
+
+    indexes = range(scenario.agents)
+    ids = await each(indexes, create, SETUP_REQUESTS_AT_ONCE)
+    tokens = await each(indexes, sign_in, SIGN_INS_AT_ONCE)
+    return list(zip(ids, tokens, strict=True))
 
 
 async def _customer_tokens(admin: Server, scenario: Scenario, tag: str) -> list[str]:
-    async def make(index: int) -> str:
+    async def mint(index: int) -> str:
         response = await admin.call(
             "POST",
             "/dev/customer-token",
@@ -146,7 +144,7 @@ async def _customer_tokens(admin: Server, scenario: Scenario, tag: str) -> list[
         return token
 
     try:
-        return await _each(scenario.customers, make)
+        return await each(range(scenario.customers), mint, SETUP_REQUESTS_AT_ONCE)
     except RemoteError as error:
         raise RemoteError(
             f"cannot get customer tokens (loadsim needs a server in development mode): {error}"
@@ -156,16 +154,17 @@ async def _customer_tokens(admin: Server, scenario: Scenario, tag: str) -> list[
 async def _clean_up(admin: Server, ledger: Ledger, agent_ids: list[str]) -> None:
     """Leave a running server as it was: close the chats opened, delete the agents made."""
     open_chats = [chat_id for chat_id, track in ledger.chats.items() if not track.resolved]
-
-    async def close(index: int) -> None:
-        await admin.send("POST", f"/admin/chats/{open_chats[index]}/close")
-
-    async def delete(index: int) -> None:
-        await admin.send("DELETE", f"/admin/users/{agent_ids[index]}")
-
     with trio.move_on_after(CLEANUP_SECONDS):
-        await _each(len(open_chats), close)
-        await _each(len(agent_ids), delete)
+        await each(
+            open_chats,
+            lambda chat_id: admin.send("POST", f"/admin/chats/{chat_id}/close"),
+            SETUP_REQUESTS_AT_ONCE,
+        )
+        await each(
+            agent_ids,
+            lambda agent_id: admin.send("DELETE", f"/admin/users/{agent_id}"),
+            SETUP_REQUESTS_AT_ONCE,
+        )
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -487,6 +486,9 @@ async def _run(
         return await simulate(scenario, target, progress)
 
 
+_CANNOT_RUN = (ValueError, RemoteError, SpawnFailed, PlotUnavailable)
+
+
 def loadsim_command(args: argparse.Namespace) -> int:
     """0 when every invariant held, 1 when one failed, 2 when the run could not be made."""
     console = Console()
@@ -502,8 +504,12 @@ def loadsim_command(args: argparse.Namespace) -> int:
         for warning in scenario.warnings():
             print(f"switchboard: warning: {warning}", file=sys.stderr)
         target = Target(url=args.url, spawn=args.spawn, credentials=Credentials.of(args))
-        report, ledger = trio.run(_run, scenario, target, console, args.quiet)
-    except (ValueError, RemoteError, SpawnFailed, PlotUnavailable) as error:
+        try:
+            report, ledger = trio.run(_run, scenario, target, console, args.quiet)
+        except BaseExceptionGroup as group:
+            # A refusal met inside the run's task groups: report it as itself.
+            raise first_error(group) from None
+    except _CANNOT_RUN as error:
         print(f"switchboard: error: {error}", file=sys.stderr)
         return 2
     console.print(render(report))
