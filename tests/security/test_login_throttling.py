@@ -118,6 +118,20 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(guarded: 
     assert statuses.count(401) <= LIMIT, statuses
 
 
+async def test_parallel_sign_ins_that_succeed_are_never_refused(guarded: Live) -> None:
+    """Many people behind one address signing in at once wait their turn; none is refused."""
+    statuses: list[int] = []
+    async with client_at(guarded, "127.0.0.13") as office:
+
+        async def sign_in_one(email: str) -> None:
+            statuses.append((await sign_in(office, email, RIGHT)).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for email in [ANN, UMA, "bob@switchboard.example", "cy@switchboard.example"] * LIMIT:
+                nursery.start_soon(sign_in_one, email)
+    assert statuses == [200] * 4 * LIMIT
+
+
 async def test_failure_counts_survive_a_restart(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     async with running_server(settings) as live, client_at(live, "127.0.0.9") as guesser:
