@@ -131,7 +131,8 @@ class Stats:
     acked: int = 0
     resends: int = 0
     abandoned: int = 0  # unacknowledged when the agent lost the chat
-    reconnects: int = 0
+    reconnects: int = 0  # connections made again after one ended
+    failed_connects: int = 0  # attempts the server refused or did not answer (it was down)
     ack_stalls: int = 0
     gaps: int = 0  # a message arrived ahead of one missing
     duplicates: int = 0  # a message shown already arrived again
@@ -169,7 +170,8 @@ class ChaosReport:
             f"messages: {stats.acked} acknowledged, {self.stored_messages} stored "
             f"({self.stored_unacked} stored but never acknowledged), {stats.resends} resent, "
             f"{stats.abandoned} abandoned with a lost chat",
-            f"clients: {stats.reconnects} reconnects, {stats.resumes} resumes, {stats.reloads} "
+            f"clients: {stats.reconnects} reconnects ({stats.failed_connects} attempts failed), "
+            f"{stats.resumes} resumes, {stats.reloads} "
             f"REST reloads, {stats.gaps} gaps, {stats.duplicates} duplicates, "
             f"{stats.ack_stalls} ack stalls",
             f"closes: { {int(code): n for code, n in stats.closes.items()} }; "
@@ -625,6 +627,7 @@ class Peer:
         self.views: dict[str, View] = {}
         self.link: Link | None = None
         self.connected = trio.Event()
+        self.sessions = 0
         self.abandoned: dict[str, str] = {}
 
     def view(self, chat_id: str) -> View:
@@ -647,13 +650,12 @@ class Peer:
                 ) as ws:
                     lasted = await self._session(ws)
             except (HandshakeError, OSError):
-                pass
+                self.run.stats.failed_connects += 1
             if self.run.stopping:
                 return
             failures = 0 if lasted else failures + 1
             if failures > RECONNECT_ATTEMPTS:
                 raise ChaosError(f"{self.name} could not reconnect {RECONNECT_ATTEMPTS} times")
-            self.run.stats.reconnects += 1
             await trio.sleep(_backoff(failures))
 
     async def _session(self, ws: WebSocketConnection) -> bool:
@@ -661,6 +663,8 @@ class Peer:
         answered = False
         async with trio.open_nursery() as nursery:
             link = Link(self, ws, nursery)
+            self.run.stats.reconnects += self.sessions > 0
+            self.sessions += 1
             for view in self.views.values():
                 view.inflight = 0
             self.link = link
@@ -1099,18 +1103,13 @@ async def _drive(
                 await peer.available.wait()
         for customer in customers:
             clients.start_soon(customer.live)
-        killed = trio.Event()
+        # Every kill and churn moment comes before the last ack, so both end on their own; an
+        # operation under way when the traffic ends (an agent stepping away) is finished, not
+        # cut short, so nothing moves while the clients catch up.
         async with trio.open_nursery() as chaos:
-
-            async def kill_then_say() -> None:
-                await kill()
-                killed.set()
-
-            chaos.start_soon(kill_then_say)
+            chaos.start_soon(kill)
             chaos.start_soon(churn)
             await run.all_acked.wait()
-            await killed.wait()  # the last kill comes before the last ack; its restart is done
-            chaos.cancel_scope.cancel()
         async with trio.open_nursery() as settling:
             for anyone in [*agents, *customers]:
                 settling.start_soon(anyone.settle)
