@@ -105,6 +105,11 @@ class ChaosPlan:
     window: int = 4  # messages a client has unacknowledged at once, per chat
     grace_seconds: float = 5.0
     store: str | None = None  # a store URL; default SQLite in the work directory
+    # Whether the store writes a routing decision and its activity-log entries atomically
+    # (SQLite, a MongoDB replica set). A standalone MongoDB does not: a kill between the two
+    # leaves log entries for a decision that never took effect (README, MongoDB), so there the
+    # kills wait until every chat is assigned (runs without churn make no decisions after that).
+    atomic_routing: bool = True
     time_limit: float = 600.0
 
     @property
@@ -359,6 +364,8 @@ class Run:
         self.kills = 0
         self.outstanding = plan.chats * 2  # customers' halves and agents' halves still to finish
         self.all_acked = trio.Event()
+        self.all_assigned = trio.Event()  # every chat has had an agent
+        self._assigned: set[int] = set()
         self._waiters: list[tuple[int, trio.Event]] = []
 
     def chat_opened(self, chat: ChatPlan, chat_id: str) -> None:
@@ -404,6 +411,11 @@ class Run:
             f"{self.stats.acked} acked, {self.kills} kills, {self.outstanding} halves to go; "
             + "; ".join(chats[:10])
         )
+
+    def assigned(self, chat: ChatPlan) -> None:
+        self._assigned.add(chat.index)
+        if len(self._assigned) == len(self.chats):
+            self.all_assigned.set()
 
     def half_done(self) -> None:
         self.outstanding -= 1
@@ -844,6 +856,7 @@ class AgentPeer(Peer):
         chat = self.run.chat_of(frame)
         if chat is None or chat_id in self._pumps:
             return
+        self.run.assigned(chat)
         half = self.halves.setdefault(chat_id, AgentHalf(self, chat))
         scope = self._pumps[chat_id] = trio.CancelScope()
 
@@ -1080,6 +1093,8 @@ async def _drive(
     churn_at = _moments(rng, plan.churn, total) if plan.churn else []
 
     async def kill() -> None:
+        if not plan.atomic_routing:
+            await run.all_assigned.wait()
         for threshold in kill_at:
             await run.wait_acked(threshold)
             await trio.sleep(rng.uniform(0.0, 0.02))
@@ -1266,9 +1281,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=defaults.grace_seconds)
     parser.add_argument("--seed", type=int, help="default: a random one (printed)")
     parser.add_argument("--store", help="store URL (default: SQLite in the work directory)")
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="the store is a standalone MongoDB (no transactions): kill only once every chat "
+        "is assigned, and use no churn",
+    )
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--time-limit", type=float, default=defaults.time_limit)
     args = parser.parse_args(argv)
+    if args.standalone and args.churn:
+        parser.error("--standalone runs without churn: its decisions could be cut in half")
     plan = ChaosPlan(
         chats=args.chats,
         messages=args.messages,
@@ -1279,6 +1302,7 @@ def main(argv: list[str] | None = None) -> int:
         window=args.window,
         grace_seconds=args.grace,
         store=args.store,
+        atomic_routing=not args.standalone,
         time_limit=args.time_limit,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="switchboard-chaos-"))

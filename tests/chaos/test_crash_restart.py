@@ -8,10 +8,11 @@ in SWITCHBOARD_CHAOS_SEED to replay a run. The PR tier kills a SQLite server 10 
 MongoDB one (nx-27017, the wire-protocol server the store tests use) 3 times; `-m slow` runs
 200 chats x 1,000 messages with 50 kills.
 
-On MongoDB the runs have no churn (agents stepping away, admin reassigns): without transactions
-(nx-27017 is a standalone server) a kill between the activity log's append and the routing
-write leaves a log entry for a decision that never took effect (README, MongoDB), which the
-log replay would rightly report as a chat with two agents.
+On MongoDB the kills wait until every chat has its agent, and there is no churn (agents
+stepping away, admin reassigns): nx-27017 is a standalone server, so without transactions a kill
+between the activity log's append and the routing write leaves a log entry for a decision that
+never took effect (README, MongoDB), which the log replay rightly reports as a chat with two
+agents.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ async def test_sqlite_server_killed_ten_times_under_traffic(tmp_path: Path) -> N
 
 async def test_mongodb_server_killed_under_traffic(tmp_path: Path, wire_server: WireServer) -> None:
     plan = ChaosPlan(
-        chats=10, messages=100, kills=3, seed=SEED, store=fresh_database_url(wire_server.url)
+        chats=10,
+        messages=100,
+        kills=3,
+        seed=SEED,
+        store=fresh_database_url(wire_server.url),
+        atomic_routing=False,
     )
     await survive(plan, tmp_path)
 
@@ -85,6 +91,7 @@ async def test_mongodb_server_killed_often_under_traffic(
         kills=15,
         seed=SEED,
         store=fresh_database_url(wire_server.url),
+        atomic_routing=False,
         time_limit=1800,
     )
     await survive(plan, tmp_path)
