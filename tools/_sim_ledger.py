@@ -107,6 +107,8 @@ class Ledger:
         self._acked_seqs: dict[str, dict[int, str]] = defaultdict(dict)
         self._violations: dict[str, list[str]] = {name: [] for name in INVARIANTS}
         self.errors: Counter[str] = Counter()
+        self.frames: Counter[str] = Counter()
+        """Frames received, by type: what the server spent its writes on."""
         self.counts: Counter[str] = Counter()
         self.samples: dict[str, list[float]] = defaultdict(list)
         self.timeline: list[tuple[float, float]] = []

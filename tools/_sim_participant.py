@@ -320,6 +320,7 @@ class Participant:
     def _dispatch(self, frame: Frame) -> None:
         now = trio.current_time()
         ledger = self.run.ledger
+        ledger.frames[frame["type"]] += 1
         match frame["type"]:
             case "ack":
                 self._unacked.pop(frame["clientMsgId"], None)

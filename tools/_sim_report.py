@@ -119,6 +119,7 @@ class Report:
     chats: Chats
     agents: Agents
     errors: dict[str, int]
+    frames_received: dict[str, int]
     invariants: tuple[Outcome, ...]
     memory: Memory | None
     cpu: Cpu | None

@@ -364,6 +364,7 @@ def _report(
             drops=counts["drops"], aways=counts["aways"], reconnects=counts["reconnects"]
         ),
         errors=dict(ledger.errors),
+        frames_received=dict(ledger.frames.most_common()),
         invariants=phase.outcomes,
         memory=memory,
         cpu=_cpu(phase, acked_in_load),

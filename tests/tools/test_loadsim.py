@@ -59,7 +59,7 @@ def assert_json_shape(report: Report) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(json.dumps(report.to_json()))
     assert set(document) == {
         "preset", "url", "spawned", "scenario", "load_seconds", "messages", "latency_ms",
-        "chats", "agents", "errors", "invariants", "memory", "cpu", "ok",
+        "chats", "agents", "errors", "frames_received", "invariants", "memory", "cpu", "ok",
     }  # fmt: skip
     assert set(document["messages"]) == {
         "sent", "acked", "refused", "unacked", "per_second", "offered_per_second",
@@ -93,6 +93,7 @@ async def test_steady_runs_to_its_message_cap_with_every_invariant(live: Live) -
     document = assert_json_shape(report)
     assert document["ok"] is True
     assert document["spawned"] is False
+    assert document["frames_received"]["ack"] == report.messages.acked
     assert document["scenario"]["preset"] == "steady"
 
 
