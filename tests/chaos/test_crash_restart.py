@@ -21,6 +21,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,16 +64,14 @@ async def test_sqlite_server_killed_ten_times_under_traffic(tmp_path: Path) -> N
     assert report.stats.resumes > 0
 
 
+def on_mongodb(wire_server: WireServer, **sizes: Any) -> ChaosPlan:
+    """A plan for a database of its own on nx-27017, a standalone server."""
+    store = fresh_database_url(wire_server.url)
+    return ChaosPlan(seed=SEED, store=store, atomic_routing=False, **sizes)
+
+
 async def test_mongodb_server_killed_under_traffic(tmp_path: Path, wire_server: WireServer) -> None:
-    plan = ChaosPlan(
-        chats=10,
-        messages=100,
-        kills=3,
-        seed=SEED,
-        store=fresh_database_url(wire_server.url),
-        atomic_routing=False,
-    )
-    await survive(plan, tmp_path)
+    await survive(on_mongodb(wire_server, chats=10, messages=100, kills=3), tmp_path)
 
 
 @pytest.mark.slow
@@ -85,13 +84,5 @@ async def test_sqlite_server_killed_fifty_times_under_heavy_traffic(tmp_path: Pa
 async def test_mongodb_server_killed_often_under_traffic(
     tmp_path: Path, wire_server: WireServer
 ) -> None:
-    plan = ChaosPlan(
-        chats=30,
-        messages=300,
-        kills=15,
-        seed=SEED,
-        store=fresh_database_url(wire_server.url),
-        atomic_routing=False,
-        time_limit=1800,
-    )
+    plan = on_mongodb(wire_server, chats=30, messages=300, kills=15, time_limit=1800)
     await survive(plan, tmp_path)
