@@ -697,6 +697,8 @@ class SioSession:
     async def _read_websocket(self, ws: WebSocket) -> None:
         while True:
             frame = await ws.receive()
+            if frame is None:  # how Quart hands over an empty binary frame
+                frame = b""
             try:
                 data = self._strictly(partial(_receive_frame, self.engine, frame))
             except ProtocolError:

@@ -296,6 +296,21 @@ async def test_a_websocket_session_answers_events_and_closes_on_a_malformed_fram
                 await ws.get_message()
 
 
+async def test_an_empty_binary_frame_is_malformed_not_a_crash(live: Live) -> None:
+    url = live.url.replace("http://", "ws://") + PATH + "?EIO=4&transport=websocket"
+    token = await live.customer_token("shop-customer-1")
+    with trio.fail_after(WAIT_SECONDS):
+        async with open_websocket_url(url) as ws:
+            await ws.get_message()
+            await ws.send_message("40" + json.dumps({"token": token}))
+            assert str(await ws.get_message()).startswith('40{"sid":')
+            await ws.send_message(b"")
+            assert '"code":"invalid_packet"' in str(await ws.get_message())
+            assert await ws.get_message() == "41"
+        response = await live.http.get("/dev/test")
+        assert response.status_code == 200
+
+
 async def test_the_upgrade_by_hand_and_a_stray_poll_after_it(live: Live) -> None:
     session, _ = await Polling.open(live)
     token = await live.customer_token("shop-customer-1")
