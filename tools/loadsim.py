@@ -68,8 +68,8 @@ from tools._sim_server import (
 )
 
 SETUP_REQUESTS_AT_ONCE = 8
-# The server counts sign-ins in flight from one address as possible failures (its guard against
-# parallel password guessing), so agents sign in two at a time.
+# A server checks only a few sign-ins from one address at a time (its guard against parallel
+# password guessing; the others wait, or got 429 before 0f74970), so agents sign in two at a time.
 SIGN_INS_AT_ONCE = 2
 # Connecting is bounded by this plus a second per 100 connections.
 SETUP_SECONDS = 60.0
