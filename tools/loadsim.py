@@ -69,7 +69,7 @@ from tools._sim_server import (
 
 SETUP_REQUESTS_AT_ONCE = 8
 # A server checks only a few sign-ins from one address at a time (its guard against parallel
-# password guessing; the others wait, or got 429 before 0f74970), so agents sign in two at a time.
+# password guessing; the others wait, and earlier builds refused them), so two at a time.
 SIGN_INS_AT_ONCE = 2
 # Connecting is bounded by this plus a second per 100 connections.
 SETUP_SECONDS = 60.0
