@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import assert_never
@@ -71,8 +71,8 @@ from store import (
     ChatStatus,
     Role,
     Store,
-    User,
     new_id,
+    pages,
     utcnow,
 )
 from store import Actor as By
@@ -115,22 +115,28 @@ class SupervisorActor(Actor[SupervisorMessage]):
     async def on_start(self) -> None:
         now, wall = trio.current_time(), utcnow()
         self._routes.clear()
-        async for agent in _users(self._store, Role.AGENT):
-            self._core.load_agent(
-                agent.id, status=agent.status, max_load=agent.max_load, idle_since=now
-            )
-        async for chat in _chats(self._store, ACTIVE_CHATS):
-            self._track(chat)
-            waiting_since = (
-                None if chat.queued_at is None else now - (wall - chat.queued_at).total_seconds()
-            )
-            self._core.load_chat(
-                chat.id,
-                status=chat.status,
-                priority=chat.priority,
-                agent_id=chat.agent_id,
-                waiting_since=waiting_since,
-            )
+        store = self._store
+        agent_pages = pages(lambda c: store.list_users(role=Role.AGENT, limit=_PAGE, cursor=c))
+        async for agents in agent_pages:
+            for agent in agents:
+                self._core.load_agent(
+                    agent.id, status=agent.status, max_load=agent.max_load, idle_since=now
+                )
+        async for chats in pages(lambda c: store.list_chats(ACTIVE_CHATS, limit=_PAGE, cursor=c)):
+            for chat in chats:
+                self._track(chat)
+                waiting_since = (
+                    None
+                    if chat.queued_at is None
+                    else now - (wall - chat.queued_at).total_seconds()
+                )
+                self._core.load_chat(
+                    chat.id,
+                    status=chat.status,
+                    priority=chat.priority,
+                    agent_id=chat.agent_id,
+                    waiting_since=waiting_since,
+                )
         effects: list[Effect] = []
         for user_id in self._presence.connected_users():
             effects += self._sync_presence(user_id, now)
@@ -449,25 +455,3 @@ class SupervisorActor(Actor[SupervisorMessage]):
 
 def _owner(route: Route | None) -> str | None:
     return None if route is None else route.agent_id
-
-
-async def _users(store: Store, role: Role) -> AsyncIterator[User]:
-    cursor: str | None = None
-    while True:
-        page = await store.list_users(role=role, limit=_PAGE, cursor=cursor)
-        for user in page.items:
-            yield user
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
-
-
-async def _chats(store: Store, chat_filter: ChatFilter) -> AsyncIterator[Chat]:
-    cursor: str | None = None
-    while True:
-        page = await store.list_chats(chat_filter, limit=_PAGE, cursor=cursor)
-        for chat in page.items:
-            yield chat
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor

@@ -26,6 +26,7 @@ from store._records import Priority as Priority
 from store._records import Role as Role
 from store._records import User as User
 from store._records import new_id as new_id
+from store._records import pages as pages
 from store._records import utcnow as utcnow
 from store.memory import MemoryStore as MemoryStore
 from store.mongo import MongoStore as MongoStore

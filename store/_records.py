@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -171,3 +172,14 @@ class Activity:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+async def pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[list[T]]:
+    """Every page of a cursor-paged list: `fetch(cursor)` is one list call (None first)."""
+    cursor = None
+    while True:
+        page = await fetch(cursor)
+        yield page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

@@ -43,6 +43,7 @@ from store import (
     Store,
     User,
     open_sqlite_store,
+    pages,
     utcnow,
 )
 from store import Actor as By
@@ -187,17 +188,11 @@ async def _check(store: Store, snapshot: SystemSnapshot) -> list[str]:
     if snapshot.core.queue and eligible:
         violations.append(f"{len(snapshot.core.queue)} chats wait while {len(eligible)} have room")
     stored_owners: dict[str, str] = {}
-    cursor = None
-    while True:
-        page = await store.list_chats(
-            ChatFilter(statuses=ACTIVE_CHAT_STATUSES), limit=500, cursor=cursor
-        )
-        for chat in page.items:
+    active = ChatFilter(statuses=ACTIVE_CHAT_STATUSES)
+    async for chats in pages(lambda cursor: store.list_chats(active, limit=500, cursor=cursor)):
+        for chat in chats:
             if chat.status == ChatStatus.OPEN and chat.agent_id is not None:
                 stored_owners[chat.id] = chat.agent_id
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
     if stored_owners != owners:
         differing = set(stored_owners.items()) ^ set(owners.items())
         violations.append(f"store and supervisor disagree on {len(differing)} owners")

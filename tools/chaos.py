@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,7 +50,17 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from store import Activity, ActivityFilter, AgentStatus, Chat, Message, Role, User, open_store
+from store import (
+    Activity,
+    ActivityFilter,
+    AgentStatus,
+    Chat,
+    Message,
+    Role,
+    User,
+    open_store,
+    pages,
+)
 from tools.chaos_check import (
     AckRecord,
     AgentState,
@@ -1212,15 +1222,17 @@ async def _evidence(
                 messages += batch
         activity: list[Activity] = [
             entry
-            async for entry in _pages(
+            async for entries in pages(
                 lambda c: store.list_activity(ActivityFilter(), limit=500, cursor=c)
             )
+            for entry in entries
         ]
         stored_agents: list[User] = [
             user
-            async for user in _pages(
+            async for users in pages(
                 lambda c: store.list_users(role=Role.AGENT, limit=500, cursor=c)
             )
+            for user in users
         ]
     owner = {chat.id: chat.agent_id for chat in chats}
     views = [
@@ -1247,17 +1259,6 @@ async def _evidence(
 
 def _last(messages: list[Message]) -> int:
     return messages[-1].seq if messages else 0
-
-
-async def _pages(fetch: Callable[[str | None], Awaitable[Any]]) -> AsyncIterator[Any]:
-    cursor = None
-    while True:
-        page = await fetch(cursor)
-        for item in page.items:
-            yield item
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 # --- the command line ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ and an interrupted one can be finished by running it again.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,10 +16,10 @@ from store import (
     DuplicateEmail,
     Message,
     Notification,
-    Page,
     Store,
     User,
     open_store,
+    pages,
 )
 
 T = TypeVar("T")
@@ -37,16 +37,6 @@ class _Tally:
 
     def line(self, kind: str) -> str:
         return f"{kind}: {self.copied} copied, {self.existing} already there"
-
-
-async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[list[T]]:
-    cursor = None
-    while True:
-        page = await fetch(cursor)
-        yield page.items
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 async def _messages_of(store: Store, chat_id: str) -> AsyncIterator[list[Message]]:
@@ -67,7 +57,7 @@ async def _notifications_of(store: Store, user_id: str) -> AsyncIterator[list[No
 
 
 def _all_users(store: Store) -> AsyncIterator[list[User]]:
-    return _pages(lambda cursor: store.list_users(limit=MIGRATE_PAGE, cursor=cursor))
+    return pages(lambda cursor: store.list_users(limit=MIGRATE_PAGE, cursor=cursor))
 
 
 async def _copy_users(source: Store, target: Store) -> tuple[_Tally, list[User]]:
@@ -92,7 +82,7 @@ async def _copy_chats(source: Store, target: Store) -> tuple[_Tally, _Tally]:
     """Copy the chats and messages the target lacks; a chat that gained messages ends with the
     source's record, since appending moves the counters (unread, last message) on the way."""
     chats, messages = _Tally(), _Tally()
-    async for page in _pages(lambda cursor: source.list_chats(limit=MIGRATE_PAGE, cursor=cursor)):
+    async for page in pages(lambda cursor: source.list_chats(limit=MIGRATE_PAGE, cursor=cursor)):
         for chat in page:
             if await target.get_chat(chat.id) is None:
                 await target.create_chat(chat)
@@ -134,11 +124,11 @@ async def _copy_activity(source: Store, target: Store) -> _Tally:
     """Copy the activity-log entries the target lacks, a page per append."""
     tally = _Tally()
     there: set[str] = set()
-    async for entries in _pages(
+    async for entries in pages(
         lambda cursor: target.list_activity(ActivityFilter(), limit=MIGRATE_PAGE, cursor=cursor)
     ):
         there.update(entry.id for entry in entries)
-    async for entries in _pages(
+    async for entries in pages(
         lambda cursor: source.list_activity(ActivityFilter(), limit=MIGRATE_PAGE, cursor=cursor)
     ):
         missing = [entry for entry in entries if entry.id not in there]

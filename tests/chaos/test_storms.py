@@ -36,6 +36,7 @@ from store import (
     MemoryStore,
     Priority,
     Role,
+    pages,
 )
 from store import Actor as By
 from tests.actors.conftest import AGENTS, Recorder, seed_agents
@@ -168,13 +169,10 @@ async def storm(schedule: list[Op]) -> None:
         await trio.sleep(GRACE * 3)  # let grace timers and queue refreshes play out
         snapshot = await system.snapshot()
     log: list[Activity] = []
-    cursor = None
-    while True:
-        page = await store.list_activity(ActivityFilter(), limit=500, cursor=cursor)
-        log += page.items
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    async for entries in pages(
+        lambda c: store.list_activity(ActivityFilter(), limit=500, cursor=c)
+    ):
+        log += entries
     replayed = replay(log, dict(AGENTS))
     assert replayed.broken == []
     owners = replayed.owners

@@ -28,6 +28,7 @@ from store import (
     Role,
     Store,
     open_store,
+    pages,
 )
 from tests.store.factories import activity, at, chat, message, notification, user
 from tests.store.mongo_server import (
@@ -132,14 +133,7 @@ async def all_activity(store: Store) -> list[Activity]:
 
 
 async def collect(fetch: Callable[[str | None], Awaitable[Page[R]]]) -> list[R]:
-    items: list[R] = []
-    cursor = None
-    while True:
-        page = await fetch(cursor)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        cursor = page.next_cursor
+    return [item async for page in pages(fetch) for item in page]
 
 
 def migrate(source: str, target: str) -> int:
