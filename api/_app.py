@@ -16,7 +16,7 @@ from api._auth import Passwords, Tokens
 from api._config import Settings
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
-from api._hypercorn import isolate_connections
+from api._hypercorn import adjust_hypercorn
 from api._paths import CONVERTERS
 from api._routes_admin_chats import admin_chats
 from api._routes_admin_routing import admin_routing
@@ -102,7 +102,7 @@ async def serve(
     # The websocket's frame cap (closes with 1009) and keep-alive pings, enforced by hypercorn.
     config.websocket_max_message_size = found.settings.ws_max_frame_bytes
     config.websocket_ping_interval = found.settings.ws_ping_interval_seconds
-    isolate_connections()
+    adjust_hypercorn()
 
     await hypercorn_serve(
         create_app(found), config, shutdown_trigger=shutdown_trigger, task_status=task_status

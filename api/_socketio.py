@@ -108,7 +108,7 @@ from api._ws_core import (
     SendMessage,
     TokenBucket,
 )
-from store import Message, Role, StoreUnavailable, new_id
+from store import Chat, Message, Role, StoreUnavailable, new_id
 
 log = logging.getLogger("api.socketio")
 
@@ -386,6 +386,9 @@ class SioSession:
         self._outbox, self._outgoing = trio.open_memory_channel[Outgoing](
             found.settings.ws_outbox_frames
         )
+        # Items in the outbox or in the pump's hands: while there are any, later ones queue
+        # behind them; while there are none, they skip the pump (one task switch less each).
+        self._queued = 0
         # Counts every inbound packet but `sendMessage`, which the core's own bucket counts.
         self._bucket = TokenBucket(
             found.settings.ws_max_frames_per_second,
@@ -395,6 +398,8 @@ class SioSession:
         self._socket: ChatSocket | None = None
         self._attached: tuple[Session, Role] | None = None
         self._connected = trio.Event()
+        # Its own event, so the tasks that only wait for the end do not wake on every packet.
+        self._closed = trio.Event()
 
     @property
     def sid(self) -> str:
@@ -403,6 +408,8 @@ class SioSession:
     def _wake(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+        if self.engine.closed is not None:
+            self._closed.set()
 
     async def _until(self, ready: Callable[[], bool]) -> None:
         while not ready():
@@ -418,7 +425,7 @@ class SioSession:
                 nursery.start_soon(self._dispatch, nursery)
                 nursery.start_soon(self._await_connect)
                 task_status.started()
-                await self._until(lambda: self.engine.closed is not None)
+                await self._closed.wait()
                 nursery.cancel_scope.cancel()
             self._inbound.close()  # a POST waiting to hand over a packet is answered now
             with trio.move_on_after(self._limits.flush_seconds):
@@ -448,7 +455,11 @@ class SioSession:
     async def _pump(self) -> None:
         async for item in self._outgoing:
             try:
-                packets = await self._render(item)
+                packets = self._render_now(item)
+                if packets is None:
+                    assert self._socket is not None
+                    assert isinstance(item, ChatAssigned)
+                    packets = await self._socket.render_assigned(item)
             except (StoreUnavailable, trio.TooSlowError):
                 self._end("store_unavailable", "the database cannot be reached; reconnect shortly")
                 return
@@ -457,14 +468,40 @@ class SioSession:
                 # outbox then fills and the domain closes it as a slow reader.
                 await self._until(lambda: self.engine.has_room)
                 self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+            self._queued -= 1
 
-    async def _render(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]]:
+    def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]] | None:
+        """The packets of an item, or None when making them needs the store (`chatCreated`)."""
         match item:
             case eio.Connect() | eio.Disconnect() | eio.Event() | eio.Ack() | eio.ConnectError():
                 return [(item, None)]
             case _:
                 # Events for a socket whose CONNECT failed after it was attached: nobody's.
-                return [] if self._socket is None else await self._socket.render(item)
+                return [] if self._socket is None else self._socket.render(item)
+
+    def _direct(self, item: Outgoing) -> bool:
+        """Write an item straight into the Engine.IO buffer if nothing is queued before it,
+        there is room, and it needs no store read; whether it was written."""
+        if self._queued or not self.engine.has_room:
+            return False
+        packets = self._render_now(item)
+        if packets is None:
+            return False
+        for packet, written in packets:
+            self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+        return True
+
+    async def _emit(self, item: Outgoing) -> None:
+        """The session's own answers: in order with the domain's events, and waiting for room
+        in the outbox rather than dropping anything."""
+        if self._direct(item):
+            return
+        self._queued += 1
+        try:
+            await self._outbox.send(item)
+        except BaseException:
+            self._queued -= 1
+            raise
 
     # --- inbound Socket.IO packets -------------------------------------------------------------
 
@@ -505,18 +542,16 @@ class SioSession:
         self, namespace: str, auth: dict[str, Any] | None, nursery: trio.Nursery
     ) -> None:
         if namespace != eio.DEFAULT_NAMESPACE:
-            await self._outbox.send(eio.ConnectError("Invalid namespace", namespace))
+            await self._emit(eio.ConnectError("Invalid namespace", namespace))
             return
         if self._socket is not None:
             return  # connected already; the stock server ignores a repeated CONNECT too
         try:
             principal, token = await self._authenticate(auth)
         except Unauthenticated as error:
-            await self._outbox.send(eio.ConnectError(str(error)))
+            await self._emit(eio.ConnectError(str(error)))
             return
-        socket = ChatSocket(
-            self._found, principal, self._outbox.send, self._limits.rooms_per_socket
-        )
+        socket = ChatSocket(self._found, principal, self._emit, self._limits.rooms_per_socket)
         session = Session(
             new_id(), principal.user.id, self._offer, self._close, token_id(principal, token)
         )
@@ -536,10 +571,10 @@ class SioSession:
         if failure is not None:
             await self._detach()
             self._socket = None
-            await self._outbox.send(eio.ConnectError(failure))
+            await self._emit(eio.ConnectError(failure))
             return
         self._connected.set()
-        await self._outbox.send(eio.Connect(data={"sid": socket.sid}))
+        await self._emit(eio.Connect(data={"sid": socket.sid}))
         nursery.start_soon(socket.core.send_receipts)
         nursery.start_soon(self._expire, principal.expires_at)
 
@@ -581,7 +616,10 @@ class SioSession:
             return  # closing: the client reloads what it missed after reconnecting
         if self._socket is not None and self._socket.intercept(event):
             return
-        self._outbox.send_nowait(event)
+        if self._direct(event):
+            return
+        self._outbox.send_nowait(event)  # full: the domain closes this slow reader
+        self._queued += 1
 
     def _close(self, code: int, reason: str) -> None:
         # A slow reader may reconnect at once; a signed-out token must not.
@@ -686,7 +724,7 @@ class SioSession:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_websocket, ws)
                 nursery.start_soon(self._write_websocket, ws, written_all)
-                await self._until(lambda: self.engine.closed is not None)
+                await self._closed.wait()
                 with trio.move_on_after(self._limits.flush_seconds):
                     await written_all.wait()
                 nursery.cancel_scope.cancel()
@@ -909,8 +947,9 @@ class ChatSocket:
             return True
         return False
 
-    async def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]]:
-        """A domain event as this socket's events, filtered by its rooms."""
+    def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]] | None:
+        """A domain event as this socket's events, filtered by its rooms; None when it makes
+        a `chatCreated`, whose shape is read from the store (`render_assigned`)."""
         match event:
             case MessageAdded(message):
                 if message.chat_id in self.chats:
@@ -928,27 +967,9 @@ class ChatSocket:
                     ]
                 return []
             case ChatAssigned(chat, reason):
-                out: list[tuple[eio.SioPacket, Written | None]] = []
                 if self.user_room and chat.agent_id == self.user_id:
-                    with trio.fail_after(ASK_SECONDS):
-                        shape = await chat_out(self._store, chat)
-                    out.append(
-                        (
-                            eio.Event(
-                                "chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),)
-                            ),
-                            None,
-                        )
-                    )
-                if chat.id in self.chats:
-                    # The routing reason names other agents and their loads: staff only.
-                    said = reason if self.role is Role.AGENT else "an agent is handling your chat"
-                    out.append(
-                        self._notice(
-                            "chatNotified", chat.id, "chat_assignment", "Chat assigned", said
-                        )
-                    )
-                return out
+                    return None
+                return self._assigned_notice(chat, reason)
             case ChatUnassigned(chat_id, reason):
                 if chat_id not in self.chats:
                     return []
@@ -973,6 +994,24 @@ class ChatSocket:
                 return []  # the original had no such events; /ws carries them
             case _ as unreachable:
                 assert_never(unreachable)
+
+    async def render_assigned(
+        self, event: ChatAssigned
+    ) -> list[tuple[eio.SioPacket, Written | None]]:
+        """`chatCreated` for the agent's own room, then what `render` makes of it."""
+        with trio.fail_after(ASK_SECONDS):
+            shape = await chat_out(self._store, event.chat)
+        created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
+        return [(created, None), *self._assigned_notice(event.chat, event.reason)]
+
+    def _assigned_notice(
+        self, chat: Chat, reason: str
+    ) -> list[tuple[eio.SioPacket, Written | None]]:
+        if chat.id not in self.chats:
+            return []
+        # The routing reason names other agents and their loads: staff only.
+        said = reason if self.role is Role.AGENT else "an agent is handling your chat"
+        return [self._notice("chatNotified", chat.id, "chat_assignment", "Chat assigned", said)]
 
     @staticmethod
     def _notice(

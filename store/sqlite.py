@@ -318,11 +318,18 @@ class _Database:
         row = self._db.execute(f"{table.select} WHERE {where}", params).fetchone()
         return None if row is None else table.decode(row)
 
-    def _refuse_reused_id(self, table: _Table[RecordT], record: RecordT) -> None:
-        # SQLite checks other unique keys before the primary key; asking first makes a reused id
-        # a StoreError here as in every backend, whatever else clashes too.
-        if self._count(table.name, ["id = ?"], [record.id]):
-            raise StoreError(f"{table.name} id {record.id} already exists")
+    def _insert(
+        self, table: _Table[RecordT], record: RecordT, what: str, on_unique: StoreError
+    ) -> None:
+        try:
+            self._db.execute(table.insert, table.encode(record))
+        except sqlite3.IntegrityError as exc:
+            # SQLite names another unique key before the primary key; asking only once refused
+            # (no extra read per insert) makes a reused id a StoreError here as in every
+            # backend, whatever else clashes too.
+            if self._count(table.name, ["id = ?"], [record.id]):
+                raise StoreError(f"{table.name} id {record.id} already exists") from exc
+            raise _refusal(exc, what, on_unique) from exc
 
     def _count(self, table: str, conditions: list[str], params: Sequence[object]) -> int:
         row = self._db.execute(f"SELECT count(*) FROM {table}{_where(conditions)}", params)
@@ -353,11 +360,7 @@ class _Database:
 
     def create_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
-        self._refuse_reused_id(_USERS, user)
-        try:
-            self._db.execute(_USERS.insert, _USERS.encode(user))
-        except sqlite3.IntegrityError as exc:
-            raise _refusal(exc, "user", DuplicateEmail(user.email)) from exc
+        self._insert(_USERS, user, "user", DuplicateEmail(user.email))
         return user
 
     def get_user(self, user_id: str) -> User | None:
@@ -472,15 +475,11 @@ class _Database:
         ).rowcount
         if not updated:
             raise NotFound(f"chat {message.chat_id}")
-        self._refuse_reused_id(_MESSAGES, message)
-        try:
-            self._db.execute(_MESSAGES.insert, _MESSAGES.encode(message))
-        except sqlite3.IntegrityError as exc:
-            duplicate = DuplicateMessage(
-                f"chat {message.chat_id} already has seq {message.seq}"
-                f" or client_msg_id {message.client_msg_id!r}"
-            )
-            raise _refusal(exc, "message", duplicate) from exc
+        duplicate = DuplicateMessage(
+            f"chat {message.chat_id} already has seq {message.seq}"
+            f" or client_msg_id {message.client_msg_id!r}"
+        )
+        self._insert(_MESSAGES, message, "message", duplicate)
         return message
 
     def get_message(self, message_id: str) -> Message | None:

@@ -11,6 +11,7 @@ slow-reader cases are in tests/e2e/test_ws_limits.py; bad tokens in test_token_c
 from __future__ import annotations
 
 import json
+import zlib
 from urllib.parse import urlsplit
 
 import pytest
@@ -163,4 +164,43 @@ async def test_a_plain_request_to_the_socket_path_is_refused(live: Live) -> None
     token = await live.customer_token("shop-customer-1")
     response = await live.http.get("/ws", headers={"Authorization": f"Bearer {token}"})
     assert 400 <= response.status_code < 500, response.text
+    await still_serving(live)
+
+
+async def test_compression_is_declined_so_a_compressed_frame_cannot_inflate(live: Live) -> None:
+    """permessage-deflate is never agreed: a frame marked compressed (RSV1) is a protocol error
+    that ends the connection (with a 1002 close when it gets to say so), so a few kB cannot make
+    the server inflate megabytes."""
+    token = await live.customer_token("shop-customer-1")
+    offer = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+    url = urlsplit(live.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    bomb = zlib.compressobj(wbits=-15)
+    deflated = bomb.compress(b"0" * 8_000_000) + bomb.flush(zlib.Z_SYNC_FLUSH)
+    assert len(deflated) < 16_000
+    frame = bytearray(masked_frame("x" * len(deflated)))
+    frame[0] |= 0x40  # RSV1: "this message is compressed"
+    frame = frame[: len(frame) - len(deflated)] + bytes(
+        byte ^ frame[len(frame) - len(deflated) - 4 + i % 4] for i, byte in enumerate(deflated)
+    )
+    stream = await trio.open_tcp_stream(url.hostname, url.port)
+    async with stream:
+        await stream.send_all(upgrade(bearer(token), offer))
+        received = b""
+        with trio.fail_after(WAIT_SECONDS):
+            while b"\r\n\r\n" not in received:
+                received += await stream.receive_some()
+            head, _, rest = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            assert b"sec-websocket-extensions" not in head.lower()
+            await stream.send_all(bytes(frame))
+            try:
+                while chunk := await stream.receive_some():
+                    rest += chunk
+            except trio.BrokenResourceError:  # reset instead of a close frame: ended all the same
+                pass
+    if b"\x88" in rest:  # the server said goodbye before hanging up: as a protocol error
+        close = rest[rest.index(b"\x88") :]
+        assert int.from_bytes(close[2:4], "big") == 1002, close
     await still_serving(live)
