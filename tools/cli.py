@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,10 +69,6 @@ async def _serve(settings: Settings, seed_if_empty: bool) -> None:
                     found, shutdown_trigger=shutdown_requested, task_status=task_status
                 )
             )
-            # What start-up made (modules, the app, its schemas) lives as long as the process;
-            # kept out of the cyclic collector's sight, full collections under load stop every
-            # connection for much less (README, Performance).
-            gc.freeze()
             base = binds[0]
             print(f"Switchboard serving on {base}  (store: {settings.store_url})", flush=True)
             if not settings.production:
