@@ -781,6 +781,21 @@ def _frame(packet: eio.Packet) -> str:
 # --- the default namespace: the original's events on the connection core -----------------------
 
 
+_last_message_json: tuple[Message, RawJson] | None = None
+
+
+def message_json(message: Message) -> RawJson:
+    """`{message}` as the original's events carry it. The sender's `messageDelivered` and the
+    receiver's `messageReceived` carry the same stored message moments apart: the last one made
+    is kept, so it is made once for both."""
+    global _last_message_json  # one entry, used only on trio's thread
+    if _last_message_json is not None and _last_message_json[0] is message:
+        return _last_message_json[1]
+    made = RawJson(MessageOut(message=ChatMessageOut.of(message)).model_dump_json(by_alias=True))
+    _last_message_json = (message, made)
+    return made
+
+
 class ChatSocket:
     """One connected socket: its rooms, its events mapped onto the core, its pushed events."""
 
@@ -857,9 +872,7 @@ class ChatSocket:
                             event, "unavailable", "stored; reload the chat to see it"
                         )
                         continue
-                    payload = RawJson(
-                        MessageOut(message=ChatMessageOut.of(stored)).model_dump_json(by_alias=True)
-                    )
+                    payload = message_json(stored)
                     await self._emit(eio.Event("messageDelivered", (payload,)))
                     if event.ack_id is not None:
                         await self._emit(eio.Ack(event.ack_id, (payload,)))
@@ -953,10 +966,7 @@ class ChatSocket:
         match event:
             case MessageAdded(message):
                 if message.chat_id in self.chats:
-                    payload = MessageOut(message=ChatMessageOut.of(message))
-                    received = eio.Event(
-                        "messageReceived", (RawJson(payload.model_dump_json(by_alias=True)),)
-                    )
+                    received = eio.Event("messageReceived", (message_json(message),))
                     return [(received, partial(self.core.written, event))]
                 if self.user_room and message.sender_id != self.user_id:
                     preview = message.content[:NOTIFICATION_PREVIEW_CHARS]
