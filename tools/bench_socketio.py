@@ -15,7 +15,20 @@ sends only after the message is durable; the customer's ack is counted beside it
 `--rates` offered open loop, latency timed from the scheduled send. Server RSS is read from /proc
 after each phase; the peak is VmHWM.
 
+Last, unless `--no-floor`, the transport floor: what hypercorn and the stock client reach on this
+machine with no application behind the socket. The real server is stopped, and the floor
+(tools/_sio_floor.py, another subprocess: a raw ASGI app on hypercorn's trio worker with the real
+server's hypercorn settings) speaks just enough Engine.IO/Socket.IO for the client: it answers
+a customer's `sendMessage` with the ack and `messageDelivered`, and sends `messageReceived` to
+the paired agent. The same Node process connects the same numbers of agents and customers
+(websocket only, no REST, no joinChat) and runs the same closed loop, so a message costs the
+same frames, 1 in and 3 out, and zero application work. Its msg/s is the ceiling the real
+server is measured against (a target below it is the application's to meet, not the HTTP
+server's), and the server CPU per message beside the real server's is what the application
+adds on top of the transport.
+
     python -m tools.bench_socketio [--agents 10] [--customers 100] [--seconds 5] [--rates 200]
+        [--no-floor]
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ from rich.table import Table
 
 from api import Services, Settings, open_services, serve
 from store import AgentStatus, Role, User, new_id, utcnow
+from tools import _sio_floor
 from tools._node import SOCKET_IO_CLIENT, install, node_env
 from tools.bench_ws import subprocess_server
 
@@ -47,6 +61,7 @@ CLIENT = Path(__file__).with_name("sio_bench.cjs")
 READY = "bench server ready "
 # Set-up, each phase and the drain are bounded in the Node script; this bounds the whole run.
 RUN_SECONDS_MARGIN = 180.0
+FLOOR_SETUP_SECONDS = 60.0  # the real server stopped, the floor's sockets connected
 
 
 # --- the server subprocess -----------------------------------------------------------------------
@@ -108,9 +123,11 @@ async def _agent(found: Services, n: int, max_load: int) -> User:
 class Report:
     closed: dict[str, Any] = field(default_factory=dict)
     rates: list[dict[str, Any]] = field(default_factory=list)
-    rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase
+    floor: dict[str, Any] | None = None  # the transport floor's closed loop
+    rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase, the floor's too
     server_cpu_seconds: float = 0.0  # in the closed loop, all its threads
-    peak_kib: int = 0
+    floor_cpu_seconds: float = 0.0  # the floor server's, in its closed loop
+    peak_kib: int = 0  # the real server's
     cores: int = os.cpu_count() or 1
     # Other work on the machine shares its cores with both processes: say how much there was.
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)
@@ -132,44 +149,87 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return now, peak
 
 
+@dataclass
+class Server:
+    """A server subprocess held by a task of its own, so that it can stop before the others."""
+
+    described: dict[str, Any]  # what it wrote: url, pid (and the real server's tokens)
+    _stop: trio.Event
+    _stopped: trio.Event
+
+    @property
+    def pid(self) -> int:
+        pid: int = self.described["pid"]
+        return pid
+
+    async def stop(self) -> None:
+        """Stop it (SIGTERM) and wait until it has exited."""
+        self._stop.set()
+        await self._stopped.wait()
+
+
+async def _hold(command: list[str], ready: str, *, task_status: trio.TaskStatus[Server]) -> None:
+    stop, stopped = trio.Event(), trio.Event()
+    try:
+        async with subprocess_server(command, ready, {}) as described:
+            found = json.loads(await trio.Path(described).read_text())
+            task_status.started(Server(found, stop, stopped))
+            await stop.wait()
+    finally:
+        stopped.set()
+
+
 async def run(args: argparse.Namespace, console: Console) -> Report:
     modules = install()
     report = Report()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        command = [
-            sys.executable, "-m", "tools.bench_socketio", "--serve", str(folder),
-            "--agents", str(args.agents), "--customers", str(args.customers),
-        ]  # fmt: skip
-        async with subprocess_server(command, READY, {}) as described:
-            server = json.loads(await trio.Path(described).read_text())
-            report.rss_kib["idle"] = memory_kib(server["pid"])[0]
+        bench = [sys.executable, "-m", "tools.bench_socketio", "--agents", str(args.agents)]
+        async with trio.open_nursery() as servers:
+            real: Server = await servers.start(
+                _hold,
+                [*bench, "--customers", str(args.customers), "--serve", str(folder)],
+                READY,
+            )
+            report.rss_kib["idle"] = memory_kib(real.pid)[0]
+            floor: Server | None = None
+            if args.floor:
+                floor = await servers.start(
+                    _hold, [*bench, "--serve-floor", str(folder)], _sio_floor.READY
+                )
             config = trio.Path(folder / "client.json")
             await config.write_text(
                 json.dumps(
                     {
-                        "url": server["url"],
-                        "agents": server["agents"],
-                        "customers": server["customers"],
+                        "url": real.described["url"],
+                        "agents": real.described["agents"],
+                        "customers": real.described["customers"],
                         "transports": ["websocket"] if args.websocket_only else None,
                         "size": args.size,
                         "seconds": args.seconds,
                         "window": args.window,
                         "rates": args.rates,
+                        "floor": floor.described["url"] if floor else None,
                     }
                 )
             )
-            phases = 2 + len(args.rates)
-            with trio.fail_after(RUN_SECONDS_MARGIN + phases * args.seconds):
+            phases = 2 + len(args.rates) + (1 if floor else 0)
+            margin = RUN_SECONDS_MARGIN + (FLOOR_SETUP_SECONDS if floor else 0.0)
+            with trio.fail_after(margin + phases * args.seconds):
                 await _drive(
-                    ["node", str(CLIENT), str(config)], modules, server["pid"], report, console
+                    ["node", str(CLIENT), str(config)], modules, real, floor, report, console
                 )
-            report.peak_kib = memory_kib(server["pid"])[1]
+            servers.cancel_scope.cancel()
     return report
 
 
 async def _drive(
-    command: list[str], modules: Path, pid: int, report: Report, console: Console
+    command: list[str],
+    modules: Path,
+    real: Server,
+    floor: Server | None,
+    report: Report,
+    console: Console,
 ) -> None:
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -179,11 +239,13 @@ async def _drive(
                 partial(
                     trio.run_process,
                     command,
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     env=node_env(modules),
                     check=False,
                 )
             )
+            assert process.stdin is not None
             assert process.stdout is not None
             pending = b""
             async for chunk in process.stdout:
@@ -203,18 +265,37 @@ async def _drive(
                         continue
                     match record.get("phase"):
                         case "ready":
-                            report.rss_kib["ready"] = memory_kib(pid)[0]
+                            report.rss_kib["ready"] = memory_kib(real.pid)[0]
+                        case "measuring" if record["loop"] == "floor":
+                            assert floor is not None
+                            report.floor_cpu_seconds = -cpu_seconds(floor.pid)
                         case "measuring":
-                            report.server_cpu_seconds = -cpu_seconds(pid)
+                            report.server_cpu_seconds = -cpu_seconds(real.pid)
                         case "closed loop":
-                            report.server_cpu_seconds += cpu_seconds(pid)
+                            report.server_cpu_seconds += cpu_seconds(real.pid)
                             report.closed = record
-                            report.rss_kib["closed loop"] = memory_kib(pid)[0]
+                            _measured(report, real.pid, "closed loop")
                         case "fixed rate":
                             report.rates.append(record)
-                            report.rss_kib[f"{record['rate']:g}/s"] = memory_kib(pid)[0]
+                            _measured(report, real.pid, f"{record['rate']:g}/s")
+                        case "floor next":
+                            # The real server's phases are over and its sockets closed: the
+                            # floor gets the machine to itself.
+                            assert floor is not None
+                            await real.stop()
+                            await process.stdin.send_all(b"go\n")
+                        case "floor":
+                            assert floor is not None
+                            report.floor_cpu_seconds += cpu_seconds(floor.pid)
+                            report.floor = record
+                            report.rss_kib["floor"] = memory_kib(floor.pid)[0]
                         case "done":
                             return
+
+
+def _measured(report: Report, pid: int, phase: str) -> None:
+    """The real server's memory after a phase: RSS, and the peak so far (VmHWM)."""
+    report.rss_kib[phase], report.peak_kib = memory_kib(pid)
 
 
 def show(report: Report, args: argparse.Namespace, console: Console) -> None:
@@ -249,15 +330,28 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
             f"{rate['p99']:.2f}",
             _mib(report.rss_kib[f"{rate['rate']:g}/s"]),
         )
+    floor = report.floor
+    if floor is not None:
+        table.add_row(
+            "transport floor: no application",
+            "",
+            f"{floor['delivered']:,}",
+            f"{floor['acked']:,}",
+            f"{floor['perSecond']:,.0f}",
+            "",
+            "",
+            _mib(report.rss_kib["floor"]),
+        )
     console.print(table)
     refused = closed["refused"] + sum(rate["refused"] for rate in report.rates)
     if refused:
         console.print(f"[red]{refused} messages were refused by the server[/red]")
-    delivered = closed["delivered"]
     console.print(
         f"CPU per delivered message in the closed loop: server "
-        f"{1000 * report.server_cpu_seconds / delivered:.2f} ms, Node client "
-        f"{1000 * closed['clientCpuSeconds'] / delivered:.2f} ms"
+        f"{_per_message(report.server_cpu_seconds, closed)}"
+        + ("" if floor is None else f" (floor {_per_message(report.floor_cpu_seconds, floor)})")
+        + f", Node client {_per_message(closed['clientCpuSeconds'], closed)}"
+        + ("" if floor is None else f" (floor {_per_message(floor['clientCpuSeconds'], floor)})")
     )
     console.print(
         f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "
@@ -265,6 +359,10 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
         f"{args.seconds:g} s per phase; load average before the run "
         f"{report.load[0]:.1f} (1 min) on {report.cores} cores"
     )
+
+
+def _per_message(cpu_seconds: float, loop: dict[str, Any]) -> str:
+    return f"{1000 * cpu_seconds / loop['delivered']:.2f} ms" if loop["delivered"] else "n/a"
 
 
 def _mib(kib: int) -> str:
@@ -291,10 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         help="offered rates of the open-loop phases, msg/s, comma-separated",
     )
     parser.add_argument("--websocket-only", action="store_true", help="skip the polling start")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the last phase: the transport floor (hypercorn with no application)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
         trio.run(serve_bench, args.serve, args.agents, args.customers)
+        return 0
+    if args.serve_floor is not None:
+        trio.run(_sio_floor.serve_floor, args.serve_floor, args.agents)
         return 0
     if not 12 <= args.size <= 16_000:
         parser.error("--size must be within 12..16000 (the first 12 characters number a message)")

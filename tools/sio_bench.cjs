@@ -3,7 +3,11 @@
 // available and to open a chat, then joinNotification / joinChat), then the phases of the
 // config: a closed loop (each customer sends its next message once the agent received the
 // previous one) and fixed offered rates (open loop; latency from the scheduled send time, so a
-// stall is not hidden). Prints JSON lines: {progress}, {phase result}, {done}.
+// stall is not hidden). With a `floor` URL (tools/_sio_floor.py: hypercorn and the bare protocol,
+// no application), then the transport floor: the real sockets are closed, and once a line on
+// stdin says the real server has stopped, the same numbers of agents and customers connect to
+// the floor (websocket only, paired by the `query` option: customer n with agent n % agents)
+// and run the same closed loop. Prints JSON lines: {progress}, {phase result}, {done}.
 "use strict";
 
 const fs = require("node:fs");
@@ -19,14 +23,10 @@ const out = (record) => process.stdout.write(JSON.stringify(record) + "\n");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const content = (n) => String(n).padStart(ID_DIGITS, "0").padEnd(config.size, "x");
 
-function connect(token) {
+// options: `auth` and `transports` for the real server, `query` and `transports` for the floor.
+function connect(url, options) {
   return new Promise((resolve, reject) => {
-    const socket = io(config.url, {
-      auth: { token },
-      reconnection: false,
-      timeout: ACK_MS,
-      transports: config.transports,
-    });
+    const socket = io(url, { reconnection: false, timeout: ACK_MS, ...options });
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", reject);
     socket.on("error", (error) => out({ error }));
@@ -87,11 +87,15 @@ function send(customer, due) {
 
 // --- set-up --------------------------------------------------------------------------------------
 
+const connectReal = (token) => connect(config.url, { auth: { token }, transports: config.transports });
+
 async function setup() {
   let assigned = 0;
   const joins = [];
+  const sockets = [];
   for (const token of config.agents) {
-    const socket = await connect(token);
+    const socket = await connectReal(token);
+    sockets.push(socket);
     socket.on("messageReceived", received);
     socket.on("chatCreated", (chat) => {
       assigned += 1;
@@ -102,7 +106,8 @@ async function setup() {
   }
   const customers = [];
   for (const token of config.customers) {
-    const socket = await connect(token);
+    const socket = await connectReal(token);
+    sockets.push(socket);
     const chat = await rest("POST", "/chats/customer", token, { title: "bench" });
     if (!chat.agent) throw new Error("no agent had room for a bench chat");
     await call(socket, "joinChat", { chatId: chat.id, userType: "customer" });
@@ -115,6 +120,35 @@ async function setup() {
     await sleep(10);
   }
   await Promise.all(joins);
+  return { customers, sockets };
+}
+
+// Resolves once stdin has a line: the real server has stopped, the floor has the machine.
+function goAhead() {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no go-ahead for the floor phase")), ACK_MS);
+    process.stdin.once("data", () => {
+      clearTimeout(timer);
+      process.stdin.pause();
+      resolve();
+    });
+  });
+}
+
+// No REST and no joinChat: the floor pairs customer n with agent n % agents by the query.
+async function setupFloor() {
+  const floorSocket = (role, n) =>
+    connect(config.floor, { query: { role, n: String(n) }, transports: ["websocket"] });
+  for (let n = 0; n < config.agents.length; n++) {
+    const socket = await floorSocket("agent", n);
+    socket.on("messageReceived", received);
+  }
+  const customers = [];
+  for (let n = 0; n < config.customers.length; n++) {
+    // As long as a real chat id, so the frames are the same size.
+    customers.push({ socket: await floorSocket("customer", n), chatId: String(n).padStart(24, "0") });
+    out({ progress: "floor setup", done: customers.length, total: config.customers.length });
+  }
   return customers;
 }
 
@@ -132,14 +166,20 @@ function ticker(phase, total) {
   }, 250);
 }
 
-async function closedLoop(customers, seconds) {
-  out({ phase: "measuring" });
+// Warm up: conversations activated, caches and JIT filled; not measured.
+async function warmUp(customers) {
+  await Promise.all(customers.map((customer) => send(customer, performance.now())));
+}
+
+// phase: "closed loop" (the real server) or "floor"; its result record is {phase: phase, ...}.
+async function closedLoop(customers, seconds, phase) {
+  out({ phase: "measuring", loop: phase });
   const cpu = process.cpuUsage();
   const began = performance.now();
   const end = began + seconds * 1000;
   const before = { ...counts };
   let delivered = 0;
-  const timer = ticker("closed loop", null);
+  const timer = ticker(phase, null);
   const loop = async (customer) => {
     while (performance.now() < end) {
       const latency = await send(customer, performance.now());
@@ -150,7 +190,7 @@ async function closedLoop(customers, seconds) {
   await Promise.all(customers.flatMap((customer) => Array.from({ length: config.window }, () => loop(customer))));
   clearInterval(timer);
   out({
-    phase: "closed loop",
+    phase,
     seconds,
     delivered,
     perSecond: delivered / seconds,
@@ -188,12 +228,19 @@ async function fixedRate(customers, rate, seconds) {
 }
 
 async function main() {
-  const customers = await setup();
+  const { customers, sockets } = await setup();
   out({ phase: "ready", customers: customers.length, agents: config.agents.length });
-  // Warm up: conversations activated, caches and JIT filled; not measured.
-  await Promise.all(customers.map((customer) => send(customer, performance.now())));
-  await closedLoop(customers, config.seconds);
+  await warmUp(customers);
+  await closedLoop(customers, config.seconds, "closed loop");
   for (const rate of config.rates) await fixedRate(customers, rate, config.seconds);
+  if (config.floor) {
+    for (const socket of sockets) socket.disconnect();
+    out({ phase: "floor next" });
+    await goAhead();
+    const floor = await setupFloor();
+    await warmUp(floor);
+    await closedLoop(floor, config.seconds, "floor");
+  }
   out({ phase: "done" });
   process.exit(0);
 }
