@@ -3,6 +3,7 @@
 from api._app import create_app as create_app
 from api._app import open_services as open_services
 from api._app import serve as serve
+from api._app import serve_asgi as serve_asgi
 from api._auth import Passwords as Passwords
 from api._auth import Tokens as Tokens
 from api._config import ConfigError as ConfigError

@@ -10,6 +10,7 @@ from functools import partial
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.typing import ASGIFramework
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
@@ -97,18 +98,34 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on the configured host and port; reports the bound URLs once listening."""
+    await serve_asgi(
+        create_app(found),
+        found.settings,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
+
+
+async def serve_asgi(
+    app: ASGIFramework,
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve an ASGI app as the server serves ours (the benchmarks' floor uses it too)."""
     config = HypercornConfig()
-    config.bind = [f"{found.settings.host}:{found.settings.port}"]
+    config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = "-"
     # The websocket's frame cap (closes with 1009) and keep-alive pings, enforced by hypercorn.
-    config.websocket_max_message_size = found.settings.ws_max_frame_bytes
-    config.websocket_ping_interval = found.settings.ws_ping_interval_seconds
+    config.websocket_max_message_size = settings.ws_max_frame_bytes
+    config.websocket_ping_interval = settings.ws_ping_interval_seconds
     adjust_hypercorn()
 
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
-            partial(hypercorn_serve, create_app(found), config, shutdown_trigger=shutdown_trigger)
+            partial(hypercorn_serve, app, config, shutdown_trigger=shutdown_trigger)
         )
         # What start-up made (modules, the app, its schemas) lives as long as the process; kept
         # out of the cyclic collector's sight, full collections under load stop every

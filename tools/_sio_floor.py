@@ -3,7 +3,8 @@ Engine.IO v4 / Socket.IO v5 that the stock socket.io-client needs over its webso
 and no application at all.
 
 A raw ASGI app (no Quart), served by hypercorn's trio worker exactly as `api.serve` serves the
-real app (`adjust_hypercorn`, the same websocket frame cap and keep-alive pings, no access log).
+real app (`api.serve_asgi`: the same hypercorn adjustments, frame cap and keep-alive pings, no
+access log, start-up frozen out of the collector's sight).
 Per message it moves the frames the real server moves, 1 in and 3 out, and does nothing else:
 
 - a websocket to `/socket.io/?EIO=4&transport=websocket&role=agent|customer&n=<index>` (the
@@ -25,7 +26,6 @@ floor phase would outlast.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -37,8 +37,6 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import (
     ASGIReceiveCallable,
     ASGISendCallable,
@@ -46,14 +44,13 @@ from hypercorn.typing import (
     WebsocketScope,
 )
 
-from api import Settings
-from api._hypercorn import adjust_hypercorn
+from api import Settings, serve_asgi
 
 READY = "floor server ready "
 PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 20_000
 # The real server's outbox, in frames (api.Settings.ws_outbox_frames).
-OUTBOX_FRAMES: int = Settings.model_fields["ws_outbox_frames"].default
+OUTBOX_FRAMES = Settings().ws_outbox_frames
 # An EVENT with an optional ack id, in the default namespace.
 EVENT = re.compile(r"42(\d*)(\[.*)", re.DOTALL)
 
@@ -214,17 +211,9 @@ async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> Non
 async def serve(
     agents: int, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve the floor on a free port of 127.0.0.1 with the real server's hypercorn settings;
-    reports the bound URLs once listening."""
-    defaults = Settings.model_fields
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = "-"
-    config.websocket_max_message_size = defaults["ws_max_frame_bytes"].default
-    config.websocket_ping_interval = defaults["ws_ping_interval_seconds"].default
-    adjust_hypercorn()
-    await hypercorn_serve(FloorApp(agents), config, task_status=task_status)
+    """Serve the floor on a free port of 127.0.0.1 as `api.serve` serves the real app; reports
+    the bound URLs once listening."""
+    await serve_asgi(FloorApp(agents), Settings(host="127.0.0.1", port=0), task_status=task_status)
 
 
 async def serve_floor(folder: Path, agents: int) -> None:
@@ -232,9 +221,6 @@ async def serve_floor(folder: Path, agents: int) -> None:
     its path after `READY` (as the real bench server does)."""
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(partial(serve, agents))
-        # As the real server does once started: what start-up made (this process imported the
-        # api package too) is kept out of the cyclic collector's sight.
-        gc.freeze()
         described = trio.Path(folder / "floor.json")
         await described.write_text(json.dumps({"url": binds[0], "pid": os.getpid()}))
         print(f"{READY}{described}", flush=True)
