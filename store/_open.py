@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from store._protocol import Store
+from store._protocol import Store, StoreError
 from store.memory import MemoryStore
 from store.mongo import open_mongo_store
 from store.sqlite import open_sqlite_store
@@ -27,9 +27,7 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         case ("memory", "://", ""):
             yield MemoryStore()
         case ("sqlite", "://", path) if path:
-            await trio.to_thread.run_sync(
-                lambda: Path(path).parent.mkdir(parents=True, exist_ok=True)
-            )
+            await trio.to_thread.run_sync(_make_folder, Path(path))
             async with open_sqlite_store(Path(path)) as store:
                 yield store
         case ("mongodb" | "mongodb+srv", "://", rest) if rest:
@@ -38,3 +36,13 @@ async def open_store(url: str) -> AsyncIterator[Store]:
         # Each new backend is one more case here.
         case _:
             raise ValueError(f"unknown store URL {url!r}; use {ACCEPTED_FORMS}")
+
+
+def _make_folder(database: Path) -> None:
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"cannot create the folder {database.parent} for the SQLite database: "
+            f"{error.strerror}"
+        ) from error

@@ -899,6 +899,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
         connection.execute("PRAGMA busy_timeout = 5000")
         _migrate(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc
     except BaseException:
         connection.close()
         raise

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from api import ConfigError, Settings, demo_logins, open_services, seed_demo_data, serve
 from store import StoreError
 from tools import bench_assignment, bench_socketio, bench_ws
+from tools._errors import sole_error
 from tools.inspect import add_inspect_parser, inspect_command
 from tools.loadsim import add_loadsim_parser, loadsim_command
 from tools.migrate import migrate
@@ -148,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a person can act on from one line: a bad setting, flag or store URL, an unreachable store.
+USER_ERRORS = (ConfigError, ValidationError, ValueError, StoreError)
+
+
+def _refuse(error: BaseException) -> int:
+    print(f"switchboard: error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -168,9 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return loadsim_command(args)
             case "version":
                 print(f"switchboard {package_version('switchboard')}")
-    except (ConfigError, ValidationError, ValueError, StoreError) as error:
-        print(f"switchboard: error: {error}", file=sys.stderr)
-        return 2
+    except BaseExceptionGroup as group:
+        # Raised inside the server's or a store's nursery: reported as itself when it is one.
+        error = sole_error(group)
+        if not isinstance(error, USER_ERRORS):
+            raise
+        return _refuse(error)
+    except USER_ERRORS as error:
+        return _refuse(error)
     return 0
 
 

@@ -21,6 +21,7 @@ from store import (
     open_store,
     pages,
 )
+from tools._errors import sole_error
 
 T = TypeVar("T")
 
@@ -138,13 +139,6 @@ async def _copy_activity(source: Store, target: Store) -> _Tally:
     return tally
 
 
-def _sole(error: BaseException) -> BaseException:
-    """The one error inside nested one-error groups: what a store's nursery wraps it in."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
-
-
 async def migrate(source_url: str, target_url: str) -> int:
     if source_url == target_url:
         raise ValueError("--from and --to name the same store")
@@ -152,7 +146,7 @@ async def migrate(source_url: str, target_url: str) -> int:
         clashes = await _copy_everything(source_url, target_url)
     except BaseExceptionGroup as group:
         # Errors of the inner store cross the outer one's nursery; report them as themselves.
-        raise _sole(group) from None
+        raise sole_error(group) from None
     # The protocol cannot list them, and both only matter for a token's lifetime.
     print("not copied: token revocations and login-failure counts")
     if clashes:

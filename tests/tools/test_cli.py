@@ -84,6 +84,27 @@ def test_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "sqlite://" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["serve", "seed"])
+def test_an_unusable_sqlite_file_is_one_line_not_a_traceback(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raised inside the store's nursery (serve) or its folder's creation: reported as itself."""
+    not_a_database = tmp_path / "notes.db"
+    not_a_database.write_text("shopping list\n" * 100)
+    in_a_file = tmp_path / "notes.db" / "switchboard.db"
+    for store, said in (
+        (not_a_database, "file is not a database"),
+        (in_a_file, "cannot create the folder"),
+    ):
+        port = ["--port", "0"] if command == "serve" else []
+        assert main([command, *port, "--store", f"sqlite://{store}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("switchboard: error: "), err
+        assert said in err
+        assert "Traceback" not in err
+    assert not_a_database.read_text().startswith("shopping list")
+
+
 async def test_serve_subprocess_prints_logins_serves_and_stops_on_sigint(tmp_path: Path) -> None:
     env = {**os.environ, "SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_PORT": "0"}
     process = await trio.lowlevel.open_process(
