@@ -43,6 +43,5 @@ def _make_folder(database: Path) -> None:
         database.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(
-            f"cannot create the folder {database.parent} for the SQLite database: "
-            f"{error.strerror}"
+            f"cannot create the folder {database.parent} for the SQLite database: {error.strerror}"
         ) from error
