@@ -467,8 +467,12 @@ class SioSession:
                 # A client that does not collect what is buffered stops the pump here; its
                 # outbox then fills and the domain closes it as a slow reader.
                 await self._until(lambda: self.engine.has_room)
-                self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+                self._send(packet, written)
             self._queued -= 1
+
+    def _send(self, packet: eio.SioPacket, written: Written | None = None) -> None:
+        """Into the Engine.IO buffer, as the message that carries it."""
+        self.engine.send(eio.Message(eio.encode_sio(packet)), written)
 
     def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]] | None:
         """The packets of an item, or None when making them needs the store (`chatCreated`)."""
@@ -488,7 +492,7 @@ class SioSession:
         if packets is None:
             return False
         for packet, written in packets:
-            self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+            self._send(packet, written)
         return True
 
     async def _emit(self, item: Outgoing) -> None:
@@ -651,9 +655,9 @@ class SioSession:
             return
         if self._socket is not None:
             error = ErrorOut(message=message, code=code).model_dump(by_alias=True)
-            self.engine.send(eio.Message(eio.encode_sio(eio.Event("error", (error,)))))
+            self._send(eio.Event("error", (error,)))
             if disconnect:
-                self.engine.send(eio.Message(eio.encode_sio(eio.Disconnect())))
+                self._send(eio.Disconnect())
         self.engine.close(message)
 
     # --- the transports ------------------------------------------------------------------------

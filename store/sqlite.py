@@ -319,7 +319,11 @@ class _Database:
         return None if row is None else table.decode(row)
 
     def _insert(
-        self, table: _Table[RecordT], record: RecordT, what: str, on_unique: StoreError
+        self,
+        table: _Table[RecordT],
+        record: RecordT,
+        what: str,
+        on_unique: Callable[[], StoreError],
     ) -> None:
         try:
             self._db.execute(table.insert, table.encode(record))
@@ -329,7 +333,7 @@ class _Database:
             # backend, whatever else clashes too.
             if self._count(table.name, ["id = ?"], [record.id]):
                 raise StoreError(f"{table.name} id {record.id} already exists") from exc
-            raise _refusal(exc, what, on_unique) from exc
+            raise _refusal(exc, what, on_unique()) from exc
 
     def _count(self, table: str, conditions: list[str], params: Sequence[object]) -> int:
         row = self._db.execute(f"SELECT count(*) FROM {table}{_where(conditions)}", params)
@@ -360,7 +364,7 @@ class _Database:
 
     def create_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
-        self._insert(_USERS, user, "user", DuplicateEmail(user.email))
+        self._insert(_USERS, user, "user", lambda: DuplicateEmail(user.email))
         return user
 
     def get_user(self, user_id: str) -> User | None:
@@ -475,11 +479,15 @@ class _Database:
         ).rowcount
         if not updated:
             raise NotFound(f"chat {message.chat_id}")
-        duplicate = DuplicateMessage(
-            f"chat {message.chat_id} already has seq {message.seq}"
-            f" or client_msg_id {message.client_msg_id!r}"
+        self._insert(
+            _MESSAGES,
+            message,
+            "message",
+            lambda: DuplicateMessage(
+                f"chat {message.chat_id} already has seq {message.seq}"
+                f" or client_msg_id {message.client_msg_id!r}"
+            ),
         )
-        self._insert(_MESSAGES, message, "message", duplicate)
         return message
 
     def get_message(self, message_id: str) -> Message | None:
