@@ -37,6 +37,12 @@ In detail:
   `mark_notification_read` is True for an own notification even if it was read already;
   `mark_all_notifications_read` returns how many changed.
 - `append_activity` stores all entries or none.
+- Fencing (cluster mode: one arbiter at a time over one store): `claim_routing` returns a token
+  greater than every token it returned before, to any process; from then on `record_routing`
+  with an older token raises `Fenced` and changes nothing. A decision the previous holder had
+  recorded but not finished writing (a crash or a pause part way, where the database has no
+  transactions) is completed by the claim, so a caller that claims and then reads sees every
+  decision that was ever accepted. `record_routing` without a token is not fenced.
 """
 
 from __future__ import annotations
@@ -79,6 +85,11 @@ class DuplicateMessage(StoreError):
 
 class StoreUnavailable(StoreError):
     """The backing database cannot be reached right now; the caller may retry."""
+
+
+class Fenced(StoreError):
+    """A routing decision made under a fencing token that a later `claim_routing` replaced:
+    another process arbitrates now, and the decision was not stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +198,17 @@ class Store(Protocol):
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        *,
+        fence: int | None = None,
     ) -> None:
         """Write only the routing fields of the chats and agents named, and append the activity,
-        atomically. Rows that no longer exist (deleted meanwhile) are skipped."""
+        atomically. Rows that no longer exist (deleted meanwhile) are skipped. With `fence`,
+        refused with `Fenced` unless it is the token of the latest `claim_routing`."""
+        ...
+
+    async def claim_routing(self, holder: str) -> int:
+        """Become the one arbiter: a new fencing token, after completing the previous holder's
+        last decision. `holder` names the claimant for people reading the database."""
         ...
 
     # activity log (append only)

@@ -6,7 +6,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Protocol
 
-from store._protocol import ChatFilter
+from store._protocol import ChatFilter, Fenced
 from store._records import Activity, Chat, Message, MessageStatus, Notification, User
 
 
@@ -56,3 +56,11 @@ def check_record_times(record: User | Chat | Message | Notification | Activity) 
         value = getattr(record, field.name)
         if isinstance(value, datetime):
             check_aware(value)
+
+
+def check_fence(fence: int | None, current: int) -> None:
+    """Refuse a fenced routing decision whose token is not the latest claim's."""
+    if fence is not None and fence != current:
+        raise Fenced(
+            f"routing token {fence} was replaced by {current}: another node arbitrates now"
+        )

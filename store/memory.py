@@ -92,6 +92,7 @@ class MemoryStore:
         self._message_ids_by_client_id: dict[str, dict[str, str]] = {}
         self._notifications: dict[str, Notification] = {}
         self._activity: dict[str, Activity] = {}
+        self._routing_token = 0
 
     # users
 
@@ -374,8 +375,11 @@ class MemoryStore:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        *,
+        fence: int | None = None,
     ) -> None:
         await trio.lowlevel.checkpoint()
+        _rules.check_fence(fence, self._routing_token)
         self._check_new_activity(activity)
         for change in chats:
             if (chat := self._chats.get(change.chat_id)) is not None:
@@ -396,6 +400,11 @@ class MemoryStore:
                     updated_at=agent_change.updated_at,
                 )
         self._activity.update((entry.id, entry) for entry in activity)
+
+    async def claim_routing(self, holder: str) -> int:
+        await trio.lowlevel.checkpoint()
+        self._routing_token += 1
+        return self._routing_token
 
     def _check_new_activity(self, entries: Sequence[Activity]) -> None:
         ids = [entry.id for entry in entries]

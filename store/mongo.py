@@ -28,6 +28,16 @@ acknowledged, and every call still refuses duplicates through the unique indexes
 - `record_routing` appends the activity first (the only part that can be refused), then writes
   the chats' and agents' routing fields; a crash between leaves log entries whose decisions did
   not take effect, which the assignment actor reconciles when it reloads.
+
+Fencing (cluster mode): the `fences` collection holds one document, `routing`, with the latest
+token `claim_routing` gave out and a journal: the last fenced decision. A fenced `record_routing`
+commits by one single-document compare-and-set (the token must still be the latest; the journal
+becomes this decision), which is atomic on every server, then applies the journal to the chats,
+users and activity log. Each chat and user it writes carries the token (`routing_fence`) and is
+written only if it carries no later one. `claim_routing` raises the token in one atomic update
+and applies the journal it finds under the new token before returning, so a holder that was
+paused between its compare-and-set and its writes, and wakes up after the claim, finds every
+document it would write already stamped with a later token: its late writes change nothing.
 - `delete_chat` deletes the chat, then its messages (and always its messages, so calling it
   again clears what a crash left); `mark_messages` raises statuses, then clears the unread count.
 """
@@ -113,6 +123,11 @@ _EXACT = "_us"
 _TIME_HINTS = (datetime, datetime | None)
 
 _DUPLICATE_KEY = 11000
+
+_ROUTING = "routing"
+"""The `fences` document of the routing arbiter."""
+_FENCE_FIELD = "routing_fence"
+"""On chats and users: the token of the last fenced decision that wrote the document."""
 
 _ACTIVITY_COLLECTIONS = {
     ActivityKind.AGENT_STATUS: "agent_status_history",
@@ -333,6 +348,7 @@ class _Database:
         self._revoked_tokens = database["revoked_tokens"]
         self._login_failures = database["login_failures"]
         self._activity = {kind: database[name] for kind, name in _ACTIVITY_COLLECTIONS.items()}
+        self._fences = database["fences"]
 
     def _atomically(self, work: Callable[[ClientSession | None], R]) -> R:
         """`work` in one transaction where the server has them; else `work` as it is ordered."""
@@ -640,38 +656,70 @@ class _Database:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        fence: int | None,
     ) -> None:
         batches = _activity_batches(activity)
-        chat_updates = [
-            UpdateOne(
-                {"_id": c.chat_id},
-                {
-                    "$set": {"status": c.status.value, "agent_id": c.agent_id}
-                    | _time_fields("queued_at", c.queued_at)
-                    | _time_fields("resolved_at", c.resolved_at)
-                    | _time_fields("updated_at", c.updated_at)
-                },
-            )
-            for c in chats
-        ]
-        agent_updates = [
-            UpdateOne(
-                {"_id": a.agent_id},
-                {
-                    "$set": {"status": a.status.value, "max_load": a.max_load}
-                    | _time_fields("updated_at", a.updated_at)
-                },
-            )
-            for a in agents
-        ]
+        chat_fields = [(c.chat_id, _chat_routing_fields(c)) for c in chats]
+        agent_fields = [(a.agent_id, _agent_routing_fields(a)) for a in agents]
+        if fence is not None:
+            journal = _Journal(fence, chat_fields, agent_fields, batches)
+            self._commit_journal(journal)
+            self._apply_journal(journal, fence)
+            return
 
         def work(session: ClientSession | None) -> None:
             # The activity first: it is the only part the server can refuse (a reused id).
             self._insert_activity(batches, session)
-            if chat_updates:
-                self._chats.bulk_write(chat_updates, session=session)
-            if agent_updates:
-                self._users.bulk_write(agent_updates, session=session)
+            if chat_fields:
+                updates = [UpdateOne({"_id": i}, {"$set": f}) for i, f in chat_fields]
+                self._chats.bulk_write(updates, session=session)
+            if agent_fields:
+                updates = [UpdateOne({"_id": i}, {"$set": f}) for i, f in agent_fields]
+                self._users.bulk_write(updates, session=session)
+
+        self._atomically(work)
+
+    def claim_routing(self, holder: str) -> int:
+        document = self._fences.find_one_and_update(
+            {"_id": _ROUTING},
+            {"$inc": {"token": 1}, "$set": {"holder": holder}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert document is not None  # an upsert returning the document after it
+        token = int(document["token"])
+        journal = document.get("journal")
+        if journal is not None:
+            self._apply_journal(_Journal.decode(journal), token)
+        return token
+
+    def _commit_journal(self, journal: _Journal) -> None:
+        """The commit point of a fenced decision: one atomic compare-and-set of the token."""
+        committed = self._fences.update_one(
+            {"_id": _ROUTING, "token": journal.token}, {"$set": {"journal": journal.encode()}}
+        )
+        if not committed.matched_count:
+            current = self._fences.find_one({"_id": _ROUTING}, {"token": 1})
+            _rules.check_fence(journal.token, 0 if current is None else int(current["token"]))
+
+    def _apply_journal(self, journal: _Journal, stamp: int) -> None:
+        """Write a committed decision, stamping each document with `stamp`; a document that
+        carries a later stamp was written by a later decision and is left alone. Running it
+        again (a late holder, or a claim completing it) changes nothing more."""
+        unstamped_or_older = {
+            "$or": [{_FENCE_FIELD: {"$exists": False}}, {_FENCE_FIELD: {"$lte": stamp}}]
+        }
+        stamped = {_FENCE_FIELD: stamp}
+
+        def work(session: ClientSession | None) -> None:
+            self._insert_activity(journal.activity, session, again=True)
+            for collection, rows in ((self._chats, journal.chats), (self._users, journal.agents)):
+                if rows:
+                    updates = [
+                        UpdateOne({"_id": i} | unstamped_or_older, {"$set": f | stamped})
+                        for i, f in rows
+                    ]
+                    collection.bulk_write(updates, session=session)
 
         self._atomically(work)
 
@@ -681,14 +729,24 @@ class _Database:
             self._atomically(lambda session: self._insert_activity(batches, session))
 
     def _insert_activity(
-        self, batches: dict[ActivityKind, list[Document]], session: ClientSession | None
+        self,
+        batches: dict[ActivityKind, list[Document]],
+        session: ClientSession | None,
+        *,
+        again: bool = False,
     ) -> None:
+        """Insert every entry or none; with `again`, entries stored before are skipped (a
+        journal applied a second time)."""
         stored: list[tuple[Collection[Document], list[object]]] = []
         for kind, documents in batches.items():
             collection = self._activity[kind]
             try:
-                collection.insert_many(documents, ordered=True, session=session)
+                collection.insert_many(documents, ordered=not again, session=session)
             except BulkWriteError as exc:
+                if again:
+                    if _only_duplicates(exc):
+                        continue
+                    raise _activity_refusal(exc) from exc
                 if session is None:
                     # No transaction to abort: take back what this call stored. Ordered inserts
                     # stop at the refused entry, so exactly the ones before it went in.
@@ -715,6 +773,48 @@ class _Database:
         return Page(items=items, next_cursor=items[-1].id if len(merged) > limit else None)
 
 
+def _chat_routing_fields(change: ChatRouting) -> Document:
+    return (
+        {"status": change.status.value, "agent_id": change.agent_id}
+        | _time_fields("queued_at", change.queued_at)
+        | _time_fields("resolved_at", change.resolved_at)
+        | _time_fields("updated_at", change.updated_at)
+    )
+
+
+def _agent_routing_fields(change: AgentRouting) -> Document:
+    return {"status": change.status.value, "max_load": change.max_load} | _time_fields(
+        "updated_at", change.updated_at
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Journal:
+    """A fenced routing decision as the `fences` document keeps it until the next one."""
+
+    token: int
+    chats: list[tuple[str, Document]]
+    agents: list[tuple[str, Document]]
+    activity: dict[ActivityKind, list[Document]]
+
+    def encode(self) -> Document:
+        return {
+            "token": self.token,
+            "chats": [{"_id": i, "fields": f} for i, f in self.chats],
+            "agents": [{"_id": i, "fields": f} for i, f in self.agents],
+            "activity": [{"kind": k.value, "entries": d} for k, d in self.activity.items()],
+        }
+
+    @staticmethod
+    def decode(document: Document) -> _Journal:
+        return _Journal(
+            token=int(document["token"]),
+            chats=[(row["_id"], row["fields"]) for row in document["chats"]],
+            agents=[(row["_id"], row["fields"]) for row in document["agents"]],
+            activity={ActivityKind(b["kind"]): b["entries"] for b in document["activity"]},
+        )
+
+
 def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Document]]:
     """The entries as documents, grouped by the collection of their kind."""
     batches: dict[ActivityKind, list[Document]] = {}
@@ -728,9 +828,14 @@ def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Do
     return batches
 
 
+def _only_duplicates(exc: BulkWriteError) -> bool:
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(error.get("code") == _DUPLICATE_KEY for error in errors)
+
+
 def _activity_refusal(exc: BulkWriteError) -> StoreError:
     errors = exc.details.get("writeErrors", [])
-    if errors and all(error.get("code") == _DUPLICATE_KEY for error in errors):
+    if _only_duplicates(exc):
         return StoreError(f"activity id {errors[0]['op']['_id']} already exists")
     return StoreError(f"MongoDB refused the activity: {errors or exc}")
 
@@ -890,10 +995,15 @@ class MongoStore:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        *,
+        fence: int | None = None,
     ) -> None:
         # copies: the caller's other tasks may change theirs while a thread reads these
         chats, agents, activity = list(chats), list(agents), list(activity)
-        await self._call(lambda db: db.record_routing(chats, agents, activity))
+        await self._call(lambda db: db.record_routing(chats, agents, activity, fence))
+
+    async def claim_routing(self, holder: str) -> int:
+        return await self._call(lambda db: db.claim_routing(holder))
 
     async def append_activity(self, entries: Sequence[Activity]) -> None:
         entries = list(entries)

@@ -145,6 +145,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX activity_by_chat ON activity (chat_id, id)",
         "CREATE INDEX activity_by_agent ON activity (agent_id, id)",
     ),
+    # Fencing tokens of the routing arbiter (cluster mode needs MongoDB; kept for one contract).
+    ("CREATE TABLE fences (name TEXT PRIMARY KEY, token INTEGER NOT NULL, holder TEXT)",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -582,7 +584,10 @@ class _Database:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        fence: int | None,
     ) -> None:
+        if fence is not None:
+            _rules.check_fence(fence, self._routing_token())
         self._db.executemany(
             "UPDATE chats SET status = ?, agent_id = ?, queued_at = ?, resolved_at = ?,"
             " updated_at = ? WHERE id = ?",
@@ -603,6 +608,18 @@ class _Database:
             [(a.status.value, a.max_load, _encode_time(a.updated_at), a.agent_id) for a in agents],
         )
         self.append_activity(activity)
+
+    def claim_routing(self, holder: str) -> int:
+        self._db.execute(
+            "INSERT INTO fences (name, token, holder) VALUES ('routing', 1, ?)"
+            " ON CONFLICT (name) DO UPDATE SET token = token + 1, holder = excluded.holder",
+            [holder],
+        )
+        return self._routing_token()
+
+    def _routing_token(self) -> int:
+        row = self._db.execute("SELECT token FROM fences WHERE name = 'routing'").fetchone()
+        return 0 if row is None else int(row[0])
 
     # activity log
 
@@ -861,9 +878,14 @@ class SqliteStore:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        *,
+        fence: int | None = None,
     ) -> None:
         chats, agents, activity = list(chats), list(agents), list(activity)
-        await self._call(lambda db: db.record_routing(chats, agents, activity))
+        await self._call(lambda db: db.record_routing(chats, agents, activity, fence))
+
+    async def claim_routing(self, holder: str) -> int:
+        return await self._call(lambda db: db.claim_routing(holder))
 
     async def append_activity(self, entries: Sequence[Activity]) -> None:
         entries = list(entries)  # the caller may change theirs while this waits in the queue

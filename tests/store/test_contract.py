@@ -28,6 +28,7 @@ from store import (
     ChatStatus,
     DuplicateEmail,
     DuplicateMessage,
+    Fenced,
     MessageStatus,
     NotFound,
     Page,
@@ -715,6 +716,57 @@ async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Store) -> 
     unchanged = await store.get_chat(survivor.id)
     assert unchanged is not None
     assert unchanged.status is ChatStatus.NEW
+
+
+# fencing: one arbiter at a time
+
+
+async def test_each_claim_gives_a_later_token(store: Store) -> None:
+    first = await store.claim_routing("node-a")
+    second = await store.claim_routing("node-b")
+    assert second > first >= 1
+
+
+async def test_a_decision_under_a_replaced_token_is_refused_and_changes_nothing(
+    store: Store,
+) -> None:
+    agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
+    waiting = await store.create_chat(chat())
+    old = await store.claim_routing("node-a")
+    opened = ChatRouting(waiting.id, ChatStatus.OPEN, agent.id, None, None, at(5))
+    await store.record_routing([opened], [], [activity(chat_id=waiting.id)], fence=old)
+    new = await store.claim_routing("node-b")
+    # The former holder, unaware (paused past its lease), decides again: refused whole.
+    with pytest.raises(Fenced, match="another node"):
+        await store.record_routing(
+            [replace(opened, status=ChatStatus.PENDING, agent_id=None, updated_at=at(6))],
+            [AgentRouting(agent.id, AgentStatus.AWAY, 1, at(6))],
+            [activity(chat_id=waiting.id, reason="late")],
+            fence=old,
+        )
+    kept = await store.get_chat(waiting.id)
+    assert kept is not None
+    assert (kept.status, kept.agent_id) == (ChatStatus.OPEN, agent.id)
+    still = await store.get_user(agent.id)
+    assert still is not None
+    assert (still.status, still.max_load) == (agent.status, agent.max_load)
+    reasons = [e.reason for e in (await store.list_activity(ActivityFilter())).items]
+    assert "late" not in reasons
+    # The new holder decides freely; an unfenced write (one process, no cluster) is not checked.
+    await store.record_routing([replace(opened, agent_id=None)], [], [], fence=new)
+    await store.record_routing([replace(opened, status=ChatStatus.NEW)], [], [])
+    moved = await store.get_chat(waiting.id)
+    assert moved is not None
+    assert (moved.status, moved.agent_id) == (ChatStatus.NEW, agent.id)
+
+
+async def test_a_token_never_claimed_is_refused(store: Store) -> None:
+    waiting = await store.create_chat(chat())
+    with pytest.raises(Fenced):
+        await store.record_routing(
+            [ChatRouting(waiting.id, ChatStatus.OPEN, None, None, None, at(1))], [], [], fence=7
+        )
+    assert (await store.get_chat(waiting.id)) == waiting
 
 
 # argument validation

@@ -10,8 +10,10 @@ indexes exist. Runs against the tests' wire-protocol server, and MONGODB_URL's w
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,21 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from store import (
+    ActivityFilter,
+    AgentStatus,
+    ChatRouting,
+    ChatStatus,
     DuplicateMessage,
+    Fenced,
     Message,
     MongoStore,
+    Role,
     StoreError,
     StoreUnavailable,
     open_mongo_store,
     open_store,
 )
-from tests.store.factories import chat, message, user
+from tests.store.factories import activity, at, chat, message, user
 from tests.store.mongo_server import (
     WireServer,
     drop_database,
@@ -183,6 +191,59 @@ async def test_racing_appends_store_exactly_one(store: MongoStore, clash: str) -
     assert counted is not None
     assert (counted.last_message_id, counted.last_seq) == (stored[0].id, stored[0].seq)
     assert counted.agent_unread_count == 1
+
+
+# fencing
+
+
+async def test_a_holder_frozen_between_its_commit_and_its_writes_changes_nothing_late(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes' stores on one database. The first holder's decision passes its commit
+    point, then the holder freezes (as under SIGSTOP) before writing it out; the second claims,
+    which completes that decision, and decides again; the first wakes and writes: nothing it
+    writes lands, and its next decision is refused."""
+    async with open_mongo_store(database_url) as first, open_mongo_store(database_url) as second:
+        ann = await first.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
+        bob = await first.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
+        waiting = await first.create_chat(chat())
+        old = await first.claim_routing("first")
+        frozen, thawed = threading.Event(), threading.Event()
+        write_out = first._database._apply_journal
+
+        def freeze_then_write(*args: Any) -> None:
+            frozen.set()
+            thawed.wait(QUICKLY)
+            write_out(*args)
+
+        monkeypatch.setattr(first._database, "_apply_journal", freeze_then_write)
+        to_ann = ChatRouting(waiting.id, ChatStatus.OPEN, ann.id, None, None, at(1))
+        accepted = activity(chat_id=waiting.id, reason="to ann")
+
+        async def decide_then_freeze() -> None:
+            await first.record_routing([to_ann], [], [accepted], fence=old)
+
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(decide_then_freeze)
+                await trio.to_thread.run_sync(frozen.wait)
+                new = await second.claim_routing("second")
+                taken_over = await second.get_chat(waiting.id)
+                assert taken_over is not None
+                assert taken_over.agent_id == ann.id  # the claim completed the accepted decision
+                to_bob = replace(to_ann, agent_id=bob.id, updated_at=at(2))
+                await second.record_routing(
+                    [to_bob], [], [activity(chat_id=waiting.id, reason="to bob")], fence=new
+                )
+                thawed.set()
+        final = await second.get_chat(waiting.id)
+        assert final is not None
+        assert (final.agent_id, final.updated_at) == (bob.id, at(2))
+        log = (await second.list_activity(ActivityFilter(chat_id=waiting.id))).items
+        assert [entry.reason for entry in log] == ["to ann", "to bob"]
+        with pytest.raises(Fenced):
+            await first.record_routing([to_ann], [], [], fence=old)
+        assert (await second.get_chat(waiting.id)) == final
 
 
 # a lost server
