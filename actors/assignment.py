@@ -551,13 +551,29 @@ class AssignmentCore:
         return self._finish(effects, mark, now)
 
     def chat_parked(self, chat_id: str, *, by: Actor, now: float) -> list[Effect]:
-        """The agent set the chat pending: it waits for the customer, without owner or queue."""
+        """The chat is set pending: it waits for the customer, without owner or queue.
+
+        Its agent sets an open chat pending; an admin also a waiting one (it leaves the queue,
+        as the original backend let its admins set a new chat pending). Setting a chat that
+        waits for its customer pending again changes nothing."""
         chat = self._active_chat(chat_id)
         if chat.agent_id is None:
-            raise Refused(
-                "chat_not_open",
-                f"chat {chat_id} is {chat.status}; only an open chat can be set pending",
+            if by != Actor.ADMIN:
+                raise Refused(
+                    "chat_not_open",
+                    f"chat {chat_id} is {chat.status}; only an open chat can be set pending",
+                )
+            if chat.parked:
+                return []
+            effects, mark = self._begin(now)
+            effects.append(
+                ChatStatusChanged(
+                    chat_id, chat.status, ChatStatus.PENDING, by, "waiting for the customer"
+                )
             )
+            chat.status = ChatStatus.PENDING
+            self._queue.remove(chat)
+            return self._finish(effects, mark, now)
         effects, mark = self._begin(now)
         agent = self._agents[chat.agent_id]
         reason = "waiting for the customer"

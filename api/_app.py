@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 from actors import SystemConfig, open_system
 from api._auth import Passwords, Tokens
 from api._config import Settings
+from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
 from api._hypercorn import adjust_hypercorn
@@ -40,6 +41,8 @@ def create_app(found: Services) -> QuartTrio:
     # No static folder: nothing under the working directory is ever served by accident.
     app = QuartTrio("switchboard", static_folder=None)
     app.url_map.converters.update(CONVERTERS)
+    # As Express matched them: `/profile/` is `/profile` (no redirect), on every route.
+    app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = found.settings.max_body_bytes
     app.extensions[EXTENSION_KEY] = found
     QuartSchema(
@@ -55,6 +58,7 @@ def create_app(found: Services) -> QuartTrio:
         scalar_ui_path=None,
     )
     install_error_handlers(app)
+    install_cors(app)
     for blueprint in (
         auth,
         dev,

@@ -71,6 +71,8 @@ class Tokens:
         now = datetime.now(UTC)
         claims = {
             "sub": user.id,
+            # The original backend's claim: its admin panel reads the user's id from `id`.
+            "id": user.id,
             "role": user.role.value,
             "typ": ACCESS_TYP,
             "iat": now,

@@ -1,4 +1,7 @@
-"""One error shape everywhere: {"error": {"code", "message", "details"}}."""
+"""One error shape everywhere: {"error": {"code", "message", "details"}, "message"}.
+
+The top-level `message` repeats `error.message`: the original backend answered errors as
+`{"message": ...}`, and its front ends show `response.data.message` to the user."""
 
 from __future__ import annotations
 
@@ -29,7 +32,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response = jsonify(
+        {"error": {"code": code, "message": message, "details": details}, "message": message}
+    )
     response.status_code = status
     return response
 

@@ -49,6 +49,7 @@ from store import (
     User,
 )
 
+STATISTICS_FETCHED = "Statistics fetched successfully"  # the original's words
 # Ids are 24 hex digits (store.new_id); the same rule as the `id` path converter.
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 # Not only whitespace. Spelled out because `\s` means three different sets to Python,
@@ -85,9 +86,11 @@ class ErrorDetail(WireModel):
 
 class ErrorOut(WireModel):
     """Every error: a stable `code`, a `message` a person can act on, and `details` (for invalid
-    input, one entry per field) or null."""
+    input, one entry per field) or null; `message` again at the top, where the original backend's
+    front ends read it."""
 
     error: ErrorDetail
+    message: str
 
 
 # --- chats --------------------------------------------------------------------------------------
@@ -117,10 +120,13 @@ class AdminChatQuery(PageQuery):
 
 
 class AdminChatUpdate(WireModel):
-    """Both optional: `agentId` reassigns first, then `status` parks or resolves."""
+    """All optional: `agentId` reassigns first, then `status` parks or resolves, then `title`
+    and `description` change."""
 
     agent_id: Id | None = None
     status: Literal[ChatStatus.PENDING, ChatStatus.RESOLVED] | None = None
+    title: Title | None = None
+    description: Description | None = None
 
 
 class ReassignBody(WireModel):
@@ -193,13 +199,15 @@ class UserListQuery(PageQuery):
 
 
 class CreateAgentBody(WireModel):
+    """An agent (away until they choose available), or with `role` user a plain user."""
+
     name: Name
     email: Email
     password: Password
     confirm_password: str
     phone: Phone | None = None
     avatar: Url | None = None
-    role: Literal[Role.AGENT] = Role.AGENT
+    role: Literal[Role.AGENT, Role.USER] = Role.AGENT
     max_load: MaxLoad = 3
 
     @model_validator(mode="after")
@@ -210,14 +218,16 @@ class CreateAgentBody(WireModel):
 
 
 class AdminUserUpdate(WireModel):
-    """Profile fields, and the role between user and agent (approve or demote). Fields left
-    out stay as they are; phone and avatar are cleared with null."""
+    """Profile fields, the role between user and agent (approve or demote), and an agent's
+    availability (as PUT /admin/agents/{agentId}/status). Fields left out stay as they are;
+    phone and avatar are cleared with null."""
 
     name: NameChange = None
     email: EmailChange = None
     phone: Phone | None = None
     avatar: Url | None = None
     role: Literal[Role.USER, Role.AGENT] | None = None
+    status: Literal[AgentStatus.AVAILABLE, AgentStatus.AWAY] | None = None
 
 
 class ApproveBody(WireModel):
@@ -341,7 +351,35 @@ class ActivityList(RootModel[list[ActivityOut]]):
 # --- dashboards ---------------------------------------------------------------------------------
 
 
+class ChatCounts(WireModel):
+    """Chats by status, as the original's dashboards read them."""
+
+    total: int
+    resolved: int
+    pending: int
+    open: int
+    new: int
+
+
+class AgentStatisticsBody(WireModel):
+    chat: ChatCounts
+
+
+class UserCounts(WireModel):
+    total_agents: int
+    total_users: int
+
+
+class AdminStatisticsBody(WireModel):
+    user: UserCounts
+    chat: ChatCounts
+
+
 class AgentStatistics(WireModel):
+    """The original's `{message, statistics: {chat}}`, with the flat figures beside."""
+
+    message: str = STATISTICS_FETCHED
+    statistics: AgentStatisticsBody
     status: AgentStatus
     max_load: int
     open_chats: int
@@ -350,6 +388,10 @@ class AgentStatistics(WireModel):
 
 
 class AdminStatistics(WireModel):
+    """The original's `{message, statistics: {user, chat}}`, with the flat figures beside."""
+
+    message: str = STATISTICS_FETCHED
+    statistics: AdminStatisticsBody
     users: int
     agents: int
     admins: int

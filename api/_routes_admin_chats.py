@@ -23,7 +23,7 @@ from api._routes_chats import chat_page
 from api._schemas import ChatOut, MessageOut
 from api._services import services
 from api._shapes import chat_out
-from store import ActivityFilter, Actor, Chat, ChatFilter, ChatStatus, Role
+from store import ActivityFilter, Actor, Chat, ChatFilter, ChatStatus, Role, utcnow
 
 admin_chats = Blueprint("admin_chats", __name__)
 
@@ -76,8 +76,10 @@ async def get_chat(chat_id: str) -> Response:
 @validate_request(AdminChatUpdate)
 @document_response(ChatOut)
 async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
-    """Reassign (`agentId`) and/or set the status: pending (back to waiting for the customer,
-    freeing the agent's slot) or resolved. An empty body changes nothing."""
+    """Reassign (`agentId`), set the status: pending (waiting for the customer: an open chat
+    frees its agent's slot, a waiting one leaves the queue; the customer's next message queues
+    it again) or resolved, and change the title and description. An empty body changes
+    nothing."""
     chat = await _chat(chat_id)
     if data.agent_id is not None:
         chat = await _reassign(chat, data.agent_id)
@@ -87,6 +89,15 @@ async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
         admin_id = current_principal().user.id
         chat = await ask(
             None, services().system.park_chat(chat.id, by=Actor.ADMIN, actor_id=admin_id)
+        )
+    title = data.title if data.title is not None else chat.title
+    description = data.description if data.description is not None else chat.description
+    if (title, description) != (chat.title, chat.description):
+        chat = (
+            await services().store.set_chat_details(
+                chat.id, title=title, description=description, at=utcnow()
+            )
+            or chat
         )
     return respond(await chat_out(services().store, chat))
 
@@ -131,7 +142,7 @@ async def chat_history(chat_id: str, query_args: PageQuery) -> Response:
     """The chat's status changes and assignments, with who caused them and why, oldest first."""
     chat = await _chat(chat_id)
     page = await services().store.list_activity(
-        ActivityFilter(chat_id=chat.id), limit=query_args.limit, cursor=query_args.cursor
+        ActivityFilter(chat_id=chat.id), limit=query_args.size, cursor=query_args.cursor
     )
     return page_response(
         ActivityList([ActivityOut.model_validate(e, from_attributes=True) for e in page.items]),

@@ -46,7 +46,7 @@ async def list_agents(query_args: PageQuery) -> Response:
     """Every agent by id: status, live connections, load, max load, idle time."""
     snapshot = await ask(None, services().system.snapshot())
     page, next_cursor = page_after(
-        snapshot.core.agents, lambda agent: agent.agent_id, query_args.cursor, query_args.limit
+        snapshot.core.agents, lambda agent: agent.agent_id, query_args.cursor, query_args.size
     )
     return page_response(AgentList([await _agent_out(view) for view in page]), next_cursor)
 
@@ -91,7 +91,7 @@ async def agent_history(agent_id: str, query_args: PageQuery) -> Response:
     if await store.get_user(agent_id) is None:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id}")
     page = await store.list_activity(
-        ActivityFilter(agent_id=agent_id), limit=query_args.limit, cursor=query_args.cursor
+        ActivityFilter(agent_id=agent_id), limit=query_args.size, cursor=query_args.cursor
     )
     return page_response(
         ActivityList([ActivityOut.model_validate(e, from_attributes=True) for e in page.items]),
@@ -108,7 +108,7 @@ async def queue(query_args: NumberedPageQuery) -> Response:
     cursor is a position, so a page shows whichever chats hold the next positions by then."""
     snapshot = await ask(None, services().system.snapshot())
     page, next_cursor = page_after(
-        snapshot.core.queue, lambda entry: entry.position, query_args.after, query_args.limit
+        snapshot.core.queue, lambda entry: entry.position, query_args.after, query_args.size
     )
     return page_response(
         QueueList([QueueEntryOut.of(entry, snapshot.now) for entry in page]), next_cursor

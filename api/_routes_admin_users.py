@@ -15,13 +15,13 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from api._access import ask
 from api._errors import ApiError
-from api._guard import requires
+from api._guard import current_principal, requires
 from api._pages import PageHeaders, page_response
 from api._payloads import AdminUserUpdate, ApproveBody, CreateAgentBody, UserList, UserListQuery
 from api._respond import respond
 from api._schemas import MessageOut, UserOut
 from api._services import services
-from store import AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
+from store import Actor, AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
 
 admin_users = Blueprint("admin_users", __name__)
 
@@ -77,11 +77,23 @@ async def _make_user(agent: User) -> User:
 @validate_querystring(UserListQuery)
 @document_response(UserList, 200, PageHeaders)
 async def list_users(query_args: UserListQuery) -> Response:
-    """Accounts by id (creation order), optionally of one role."""
-    page = await services().store.list_users(
-        role=query_args.role, limit=query_args.limit, cursor=query_args.cursor
+    """Accounts by id (creation order): users and agents, as the original listed them, or the
+    accounts of the one `role` asked for (admins and customers too)."""
+    store = services().store
+    roles = (query_args.role,) if query_args.role is not None else tuple(sorted(MANAGED_ROLES))
+    # A page of each role, merged by id: the first `size` of them are this page, and there is
+    # another if any were left over or any role has more.
+    merged: list[User] = []
+    more = False
+    for role in roles:
+        page = await store.list_users(role=role, limit=query_args.size, cursor=query_args.cursor)
+        merged += page.items
+        more = more or page.next_cursor is not None
+    users = sorted(merged, key=lambda user: user.id)[: query_args.size]
+    more = more or len(merged) > len(users)
+    return page_response(
+        UserList([UserOut.of(user) for user in users]), users[-1].id if more else None
     )
-    return page_response(UserList([UserOut.of(user) for user in page.items]), page.next_cursor)
 
 
 @admin_users.post("/admin/users")
@@ -89,16 +101,16 @@ async def list_users(query_args: UserListQuery) -> Response:
 @validate_request(CreateAgentBody)
 @document_response(UserOut, 201)
 async def create_agent(data: CreateAgentBody) -> Response:
-    """Create an agent account; it starts away."""
+    """Create an agent account (it starts away), or with `role` user a plain user."""
     found = services()
     now = utcnow()
     try:
-        agent = await found.store.create_user(
+        account = await found.store.create_user(
             User(
                 id=new_id(),
                 email=data.email,
                 name=data.name,
-                role=Role.AGENT,
+                role=data.role,
                 password_hash=await found.passwords.hash(data.password),
                 phone=data.phone,
                 avatar=data.avatar,
@@ -110,7 +122,9 @@ async def create_agent(data: CreateAgentBody) -> Response:
         )
     except DuplicateEmail as error:
         raise _email_taken(error) from error
-    return respond(UserOut.of(await _register_agent(agent)), 201)
+    if account.role is Role.AGENT:
+        account = await _register_agent(account)
+    return respond(UserOut.of(account), 201)
 
 
 @admin_users.put("/admin/users/approve")
@@ -145,14 +159,19 @@ async def get_user(user_id: str) -> Response:
 @validate_request(AdminUserUpdate)
 @document_response(UserOut)
 async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
-    """Edit a user's or agent's profile, or change their role between user and agent.
+    """Edit a user's or agent's profile, change their role between user and agent, or an
+    agent's availability (`status`, as /admin/agents/{agentId}/status).
 
-    Fields left out stay as they are; phone and avatar are cleared with null. An agent's status
-    and max load have their own routes (/admin/agents/{agentId}/status and /max-load).
+    Fields left out stay as they are; phone and avatar are cleared with null. An agent's max load
+    has its own route (/admin/agents/{agentId}/max-load).
     """
     user = await _managed_user(user_id)
+    if data.status is AgentStatus.AVAILABLE and Role.AGENT not in (user.role, data.role):
+        raise ApiError(
+            409, "not_an_agent", f"user {user_id} is not an agent; only agents become available"
+        )
     # The profile first: a taken email refuses the request before the role has changed.
-    changes = data.model_dump(exclude_unset=True, exclude={"role"})
+    changes = data.model_dump(exclude_unset=True, exclude={"role", "status"})
     if changes:
         try:
             user = await services().store.update_user(
@@ -164,6 +183,13 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         user = await _make_agent(user)
     elif data.role is Role.USER and user.role is Role.AGENT:
         user = await _make_user(user)
+    if data.status is not None and user.role is Role.AGENT:
+        admin_id = current_principal().user.id
+        system = services().system
+        await ask(
+            None, system.set_agent_status(user.id, data.status, by=Actor.ADMIN, actor_id=admin_id)
+        )
+        user = await services().store.get_user(user.id) or user
     return respond(UserOut.of(user))
 
 

@@ -27,7 +27,7 @@ async def chat_page(chat_filter: ChatFilter, query: PageQuery) -> Response:
     """One page of the chats matching the filter, newest first: the lists of every role."""
     store = services().store
     page = await store.list_chats(
-        chat_filter, limit=query.limit, cursor=query.cursor, newest_first=True
+        chat_filter, limit=query.size, cursor=query.cursor, newest_first=True
     )
     items = [await chat_out(store, chat) for chat in page.items]
     return page_response(ChatList(items), page.next_cursor)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring
 
 from api._access import ask
 from api._guard import current_principal, requires
-from api._pages import PageHeaders, PageQuery
-from api._payloads import AdminStatistics, AgentStatistics, ChatList
+from api._pages import PageHeaders, RecentQuery
+from api._payloads import (
+    AdminStatistics,
+    AdminStatisticsBody,
+    AgentStatistics,
+    AgentStatisticsBody,
+    ChatCounts,
+    ChatList,
+    UserCounts,
+)
 from api._respond import respond
 from api._routes_chats import chat_page
 from api._services import services
@@ -17,33 +27,49 @@ from store import AgentStatus, ChatFilter, ChatStatus, Role
 dashboard = Blueprint("dashboard", __name__)
 
 
+async def _chat_counts(base: ChatFilter) -> ChatCounts:
+    store = services().store
+
+    async def count(status: ChatStatus | None) -> int:
+        return await store.count_chats(dataclasses.replace(base, status=status))
+
+    return ChatCounts(
+        total=await count(None),
+        resolved=await count(ChatStatus.RESOLVED),
+        pending=await count(ChatStatus.PENDING),
+        open=await count(ChatStatus.OPEN),
+        new=await count(ChatStatus.NEW),
+    )
+
+
 @dashboard.get("/dashboard/statistics")
 @requires(Role.AGENT)
 @document_response(AgentStatistics)
 async def agent_statistics() -> Response:
-    """Your status, max load and chat counts."""
+    """Your status, max load and chat counts: the chats assigned to you now, and the resolved
+    ones you handled last (a chat set pending has no agent until it is assigned again)."""
     me = current_principal().user
     store = services().store
     user = await store.get_user(me.id) or me
+    chats = await _chat_counts(ChatFilter(agent_id=me.id))
     return respond(
         AgentStatistics(
+            statistics=AgentStatisticsBody(chat=chats),
             status=user.status,
             max_load=user.max_load,
-            open_chats=await store.count_chats(ChatFilter(agent_id=me.id, status=ChatStatus.OPEN)),
-            resolved_chats=await store.count_chats(
-                ChatFilter(agent_id=me.id, status=ChatStatus.RESOLVED)
-            ),
-            total_chats=await store.count_chats(ChatFilter(agent_id=me.id)),
+            open_chats=chats.open,
+            resolved_chats=chats.resolved,
+            total_chats=chats.total,
         )
     )
 
 
 @dashboard.get("/dashboard/recent-chats")
 @requires(Role.AGENT)
-@validate_querystring(PageQuery)
+@validate_querystring(RecentQuery)
 @document_response(ChatList, 200, PageHeaders)
-async def agent_recent_chats(query_args: PageQuery) -> Response:
-    """Your chats, newest first."""
+async def agent_recent_chats(query_args: RecentQuery) -> Response:
+    """Your chats, newest first (4 without `limit`, as the original's)."""
     return await chat_page(ChatFilter(agent_id=current_principal().user.id), query_args)
 
 
@@ -60,20 +86,23 @@ async def admin_statistics() -> Response:
     def agents_with(status: AgentStatus) -> int:
         return sum(1 for agent in agents if agent.status is status)
 
-    async def chats_with(status: ChatStatus) -> int:
-        return await store.count_chats(ChatFilter(status=status))
-
+    chats = await _chat_counts(ChatFilter())
+    users = await store.count_users(role=Role.USER)
+    agent_accounts = await store.count_users(role=Role.AGENT)
     return respond(
         AdminStatistics(
-            users=await store.count_users(role=Role.USER),
-            agents=await store.count_users(role=Role.AGENT),
+            statistics=AdminStatisticsBody(
+                user=UserCounts(total_agents=agent_accounts, total_users=users), chat=chats
+            ),
+            users=users,
+            agents=agent_accounts,
             admins=await store.count_users(role=Role.ADMIN),
             customers=await store.count_users(role=Role.CUSTOMER),
-            total_chats=await store.count_chats(),
-            new_chats=await chats_with(ChatStatus.NEW),
-            open_chats=await chats_with(ChatStatus.OPEN),
-            pending_chats=await chats_with(ChatStatus.PENDING),
-            resolved_chats=await chats_with(ChatStatus.RESOLVED),
+            total_chats=chats.total,
+            new_chats=chats.new,
+            open_chats=chats.open,
+            pending_chats=chats.pending,
+            resolved_chats=chats.resolved,
             queued_chats=len(snapshot.core.queue),
             agents_online=sum(1 for agent in agents if agent.connections),
             agents_available=agents_with(AgentStatus.AVAILABLE),
@@ -85,8 +114,8 @@ async def admin_statistics() -> Response:
 
 @dashboard.get("/admin/dashboard/recent-chats")
 @requires(Role.ADMIN)
-@validate_querystring(PageQuery)
+@validate_querystring(RecentQuery)
 @document_response(ChatList, 200, PageHeaders)
-async def admin_recent_chats(query_args: PageQuery) -> Response:
-    """Every chat, newest first."""
+async def admin_recent_chats(query_args: RecentQuery) -> Response:
+    """Every chat, newest first (4 without `limit`, as the original's)."""
     return await chat_page(ChatFilter(), query_args)

@@ -56,10 +56,10 @@ async def _send(data: SendMessageBody, headers: IdempotencyHeaders) -> Response:
 async def _list(chat_id: str, query: NumberedPageQuery) -> Response:
     chat = await visible_chat(chat_id)
     listed = await services().store.list_messages(
-        chat.id, after_seq=query.after, limit=query.limit + 1
+        chat.id, after_seq=query.after, limit=query.size + 1
     )
-    page = listed[: query.limit]
-    next_cursor = page[-1].seq if len(listed) > query.limit else None
+    page = listed[: query.size]
+    next_cursor = page[-1].seq if len(listed) > query.size else None
     return page_response(MessageList([ChatMessageOut.of(m) for m in page]), next_cursor)
 
 

@@ -8,7 +8,7 @@ from quart_schema import document_response, validate_querystring
 
 from api._errors import ApiError
 from api._guard import current_principal, requires
-from api._pages import NumberedPageQuery, PageHeaders, page_response
+from api._pages import NotificationQuery, PageHeaders, page_response
 from api._payloads import CountOut, NotificationOut, NotificationPage, Pagination
 from api._respond import respond
 from api._schemas import MessageOut
@@ -24,11 +24,11 @@ def _not_found(notification_id: str) -> ApiError:
     return ApiError(404, "notification_not_found", f"no notification {notification_id} of yours")
 
 
-@notifications.get("/notification", strict_slashes=False)
+@notifications.get("/notification")
 @requires(*NOTIFIED)
-@validate_querystring(NumberedPageQuery)
+@validate_querystring(NotificationQuery)
 @document_response(NotificationPage, 200, PageHeaders)
-async def list_notifications(query_args: NumberedPageQuery) -> Response:
+async def list_notifications(query_args: NotificationQuery) -> Response:
     """Your notifications, newest first.
 
     The cursor counts notifications from the newest, so one arriving between two pages shows the
@@ -37,16 +37,14 @@ async def list_notifications(query_args: NumberedPageQuery) -> Response:
     me = current_principal().user
     offset = query_args.after
     items, total = await services().store.list_notifications(
-        me.id, limit=query_args.limit, offset=offset
+        me.id, limit=query_args.size, offset=offset
     )
     has_more = offset + len(items) < total
     body = NotificationPage(
         notifications=[
             NotificationOut.model_validate(item, from_attributes=True) for item in items
         ],
-        pagination=Pagination(
-            total=total, limit=query_args.limit, offset=offset, has_more=has_more
-        ),
+        pagination=Pagination(total=total, limit=query_args.size, offset=offset, has_more=has_more),
     )
     return page_response(body, offset + len(items) if has_more else None)
 

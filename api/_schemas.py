@@ -80,12 +80,16 @@ class ProfileUpdate(WireModel):
 
 
 class UserOut(WireModel):
+    """An account. `image` is `avatar` again, under the original's name; `status` is an agent's
+    availability (users and admins, who take no chats, show away, as the original's did)."""
+
     id: str
     name: str
     email: str
     role: Role
     phone: str | None
     avatar: str | None
+    image: str | None
     status: AgentStatus | None
     max_load: int | None
     email_verified_at: datetime | None
@@ -94,7 +98,8 @@ class UserOut(WireModel):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        staff_agent = user.role is Role.AGENT
+        agent = user.role is Role.AGENT
+        status = user.status if agent else None if user.role is Role.CUSTOMER else AgentStatus.AWAY
         return cls(
             id=user.id,
             name=user.name,
@@ -102,8 +107,9 @@ class UserOut(WireModel):
             role=user.role,
             phone=user.phone,
             avatar=user.avatar,
-            status=user.status if staff_agent else None,
-            max_load=user.max_load if staff_agent else None,
+            image=user.avatar,
+            status=status,
+            max_load=user.max_load if agent else None,
             email_verified_at=user.email_verified_at,
             created_at=user.created_at,
             updated_at=user.updated_at,

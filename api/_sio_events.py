@@ -2,12 +2,17 @@
 camelCase shapes (a message is `ChatMessageOut`, with `content`), validated like every other
 frame that crosses the wire.
 
-Client -> server: `joinNotification [userId]`, `authenticate {userId}`, `joinChat {chatId,
-userType}`, `sendMessage {chatId, message, clientMsgId?}`. Server -> client: `messageDelivered
-{message}`, `messageReceived {message}`, `notification`, `chatCreated` (a chat), `chatNotified`
-(a notification about a chat the socket joined), `authenticated {userId, role}`, `error
-{message, code}`. An event's ack, when the client asks for one, is one object: the success
-payload, or `{"error": {"code", "message"}}` (the REST error shape).
+Client -> server, the original's: `joinNotification [userId]`, `authenticate {userId}`,
+`joinChat {chatId, userType}`, `sendMessage {chatId, message, clientMsgId?}`; and what its
+front ends also emit, which it ignored and which mean something here: `joinRoom [userId]` (as
+joinNotification), `leaveChat {chatId}`, `startTyping`/`stopTyping [chatId]`,
+`fetchNotifications`, `markNotificationRead {notificationId}`, `markAllNotificationsRead`.
+Server -> client: `messageDelivered {message}`, `messageReceived {message}`, `notification`,
+`chatCreated` (a chat), `chatNotified` (a notification about a chat the socket joined),
+`authenticated {userId, role}`, `userNotifications`, `typingStarted`/`typingStopped`, `error
+{message, code, error?}`. The original emitted raw documents, read by `_id`: every message,
+chat and notification carries `_id` beside `id`. An event's ack, when the client asks for one,
+is one object: the success payload, or `{"error": {"code", "message"}}` (the REST error shape).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import Field, ValidationError
 
 from api._frames import MAX_CONTENT_CHARS, ChatId, ClientMsgId
-from api._schemas import ChatMessageOut, WireModel
-from store import Role, new_id, utcnow
+from api._pages import Limit
+from api._paths import ID_PATTERN
+from api._schemas import ChatMessageOut, ChatOut, WireModel
+from store import Message, Notification, Role, new_id, utcnow
 
 # --- client -> server ----------------------------------------------------------------------------
 
@@ -40,10 +47,26 @@ class SendMessageIn(WireModel):
 
 
 class UserRoomIn(WireModel):
-    """`authenticate {userId}`; `joinNotification` also accepts the bare id the original's
-    dashboard sends (`socket.emit("joinNotification", agentId)`)."""
+    """`authenticate {userId}`; `joinNotification` and `joinRoom` also accept the bare id the
+    original's dashboard sends (`socket.emit("joinNotification", agentId)`)."""
 
     user_id: UserId
+
+
+class ChatRefIn(WireModel):
+    """`leaveChat {chatId}`; `startTyping` and `stopTyping` also accept the bare id the
+    original's widget sends (`socket.emit("startTyping", chatId)`)."""
+
+    chat_id: ChatId
+
+
+class NotificationRefIn(WireModel):
+    notification_id: Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class FetchNotificationsIn(WireModel):
+    limit: Limit = 20
+    offset: Annotated[int, Field(ge=0, le=10**9)] = 0
 
 
 M = TypeVar("M", bound=WireModel)
@@ -78,6 +101,20 @@ def claimed_user(args: tuple[Any, ...]) -> str | None:
     return parse(UserRoomIn, args).user_id
 
 
+def named_chat(args: tuple[Any, ...]) -> str:
+    """The chat id an event names: a bare string or `{chatId}`."""
+    if args and isinstance(args[0], str):
+        return parse(ChatRefIn, ({"chatId": args[0]},)).chat_id
+    return parse(ChatRefIn, args).chat_id
+
+
+def optional(model: type[M], args: tuple[Any, ...]) -> M:
+    """An event's optional payload object: its defaults when there is none."""
+    if not args or args[0] is None:
+        return model()
+    return parse(model, args)
+
+
 def _fields(model: type[WireModel]) -> str:
     names = [field.alias or name for name, field in model.model_fields.items()]
     return "{" + ", ".join(names) + "}"
@@ -86,23 +123,53 @@ def _fields(model: type[WireModel]) -> str:
 # --- server -> client ----------------------------------------------------------------------------
 
 
+class SioMessage(ChatMessageOut):
+    """A message as REST answers it, with the original's `_id` beside `id`."""
+
+    doc_id: str = Field(alias="_id")
+
+    @classmethod
+    def of(cls, message: Message) -> SioMessage:
+        return cls(**dict(ChatMessageOut.of(message)), doc_id=message.id)
+
+
 class MessageOut(WireModel):
     """`messageDelivered`, `messageReceived` and the ack of `sendMessage`."""
 
-    message: ChatMessageOut
+    message: SioMessage
+
+
+class SioChat(ChatOut):
+    """`chatCreated`: a chat as REST answers it, with the original's `_id` beside `id`."""
+
+    doc_id: str = Field(alias="_id")
+
+    @classmethod
+    def of(cls, chat: ChatOut) -> SioChat:
+        return cls(**dict(chat), doc_id=chat.id)
+
+
+NotificationType = Literal["message", "chat_assignment", "status_change"]
 
 
 class Reference(WireModel):
+    """What a notification is about: always a chat here, so a click opens it. (`model` is the
+    original's name for the kind of record; `type` says the same.)"""
+
+    model: Literal["Chat"] = "Chat"
     type: Literal["chat"] = "chat"
     id: str
 
 
 class NotificationOut(WireModel):
-    """The original's notification document: its dashboard reads `title`, `content`, `type`
-    and `reference.id`. Pushed live; the stored ones are listed over REST."""
+    """The original's notification document: its front ends read `_id`, `title`, `content`,
+    `type`, `read`, `createdAt` and `reference.id`. Pushed live (`notification`,
+    `chatNotified`), and listed from the store (`userNotifications`)."""
 
+    doc_id: str = Field(alias="_id")
     id: str
-    type: Literal["message", "chat_assignment", "status_change"]
+    user_id: str
+    type: NotificationType
     title: str
     content: str
     read: bool = False
@@ -111,20 +178,62 @@ class NotificationOut(WireModel):
 
     @classmethod
     def about(
-        cls,
-        chat_id: str,
-        kind: Literal["message", "chat_assignment", "status_change"],
-        title: str,
-        content: str,
+        cls, user_id: str, chat_id: str, kind: NotificationType, title: str, content: str
     ) -> NotificationOut:
+        made = new_id()
         return cls(
-            id=new_id(),
+            doc_id=made,
+            id=made,
+            user_id=user_id,
             type=kind,
             title=title,
             content=content,
             reference=Reference(id=chat_id),
             created_at=utcnow(),
         )
+
+    @classmethod
+    def stored(cls, notification: Notification) -> NotificationOut:
+        return cls(
+            doc_id=notification.id,
+            id=notification.id,
+            user_id=notification.user_id,
+            # The only stored kind: a message that found its reader offline.
+            type="message",
+            title=notification.title,
+            content=notification.body,
+            read=notification.read,
+            reference=Reference(id=notification.chat_id or ""),
+            created_at=notification.created_at,
+        )
+
+
+class NotificationPagination(WireModel):
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class UserNotificationsOut(WireModel):
+    """`userNotifications`, the answer to `fetchNotifications`: the stored ones, newest first."""
+
+    notifications: list[NotificationOut]
+    pagination: NotificationPagination
+    unread_count: int
+
+
+class CountOut(WireModel):
+    """The ack of `markAllNotificationsRead`: how many were marked."""
+
+    count: int
+
+
+class TypingOut(WireModel):
+    """`typingStarted` / `typingStopped`: the other participant of a chat the socket joined."""
+
+    chat_id: str
+    user_id: str
 
 
 class AuthenticatedOut(WireModel):
@@ -133,16 +242,20 @@ class AuthenticatedOut(WireModel):
 
 
 class JoinedOut(WireModel):
-    """The ack of `joinChat` and `joinNotification`: which room the socket is in now."""
+    """The ack of `joinChat`, `joinNotification`, `joinRoom` and `authenticate`: which room the
+    socket is in now; of `leaveChat`, which room it left."""
 
     room: str
 
 
 class ErrorOut(WireModel):
-    """The `error` event: the original's `{message}`, plus a stable `code`."""
+    """The `error` event: the original's `{message}` (for a refused event, its summary, e.g.
+    "Failed to join chat", with the reason in `error` as its `sendMessage` had it), plus a
+    stable `code`."""
 
     message: str
     code: str
+    error: str | None = None
 
 
 class ErrorBody(WireModel):

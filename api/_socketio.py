@@ -33,6 +33,13 @@ user room, a `notification`. `sendMessage` maps to the core's `message.send`: th
 `messageDelivered` (and the ack) once the message is durable. Its idempotency key is the
 client's `clientMsgId` when given, else `sio:<socket id>:<ack id>` (or a per-socket counter
 without an ack): unique per emit, so only a resend with the same `clientMsgId` is stored once.
+
+The original's front ends also emit events it never handled. Those that mean something here are
+mapped (`joinRoom` as `joinNotification`, `leaveChat`, `startTyping`/`stopTyping` onto the core's
+typing, the notification reads onto the notification routes' actions); any other unknown event is
+ignored, as the original did. Typing has an allowance of its own beside the flood limit, and only
+a change of typing state reaches the domain, so the widget's `startTyping` per keystroke costs
+nothing and never cuts a fast typist.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from functools import partial
-from typing import Any, Literal, TypeAlias, TypeVar, assert_never
+from typing import Any, TypeAlias, TypeVar, assert_never
 
 import trio
 from quart import Blueprint, Response, current_app, request, websocket
@@ -67,6 +74,7 @@ from actors import (
 from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._cors import origin_allowed
 from api._engineio import (
     EngineConfig,
     EngineSession,
@@ -78,26 +86,37 @@ from api._engineio import (
 )
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._guard import bearer_token
-from api._schemas import ChatMessageOut
+from api._schemas import WireModel
 from api._services import Services, services
 from api._shapes import chat_out
 from api._sio_events import (
     AckError,
     AuthenticatedOut,
+    CountOut,
     ErrorBody,
     ErrorOut,
+    FetchNotificationsIn,
     InvalidPayload,
     JoinChatIn,
     JoinedOut,
     MessageOut,
     NotificationOut,
+    NotificationPagination,
+    NotificationRefIn,
+    NotificationType,
     SendMessageIn,
+    SioChat,
+    SioMessage,
+    TypingOut,
+    UserNotificationsOut,
     UserRoomIn,
     claimed_user,
+    named_chat,
+    optional,
     parse,
 )
 from api._ws import Transport as WebSocket
-from api._ws import origin_allowed, token_id
+from api._ws import token_id
 from api._ws_core import (
     CONNECT_ROLES,
     Ack,
@@ -106,6 +125,7 @@ from api._ws_core import (
     Error,
     Peer,
     SendMessage,
+    SetTyping,
     TokenBucket,
 )
 from store import Chat, Message, Role, StoreUnavailable, new_id
@@ -119,8 +139,28 @@ socketio = Blueprint("socketio", __name__)
 PATH = "/socket.io/"
 HUB_KEY = "switchboard.socketio"
 SEND_MESSAGE = "sendMessage"
-EVENTS = ("authenticate", "joinChat", "joinNotification", SEND_MESSAGE)
+TYPING = ("startTyping", "stopTyping")
+# The events the original handled; a refusal of one of them without an ack is its `error` event,
+# with its summary as `message` (the agent dashboard stays quiet on "Failed to join chat").
+FAILED = {
+    "authenticate": "Authentication failed",
+    "joinChat": "Failed to join chat",
+    "joinNotification": "Failed to join notification room",
+    SEND_MESSAGE: "Failed to send message",
+}
+EVENTS = (
+    *sorted(FAILED),
+    "fetchNotifications",
+    "joinRoom",
+    "leaveChat",
+    "markAllNotificationsRead",
+    "markNotificationRead",
+    *TYPING,
+)
 NOTIFICATION_PREVIEW_CHARS = 140
+# Typing events have this many times the flood limit's rate and burst to themselves, so a fast
+# typist (one `startTyping` per keystroke) is never cut; only beyond it do they count.
+TYPING_ALLOWANCE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +206,8 @@ class Ending:
 # --- the routes ----------------------------------------------------------------------------------
 
 
-@socketio.route(PATH, methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
+# Its CORS headers and preflights are the app's (api/_cors.py), as for every HTTP answer.
+@socketio.route(PATH, methods=["GET", "POST"], provide_automatic_options=False)
 @hide  # a transport with its own handshake, not a REST operation: out of /openapi.json, as /ws
 async def polling() -> Response:
     found = services()
@@ -175,43 +216,37 @@ async def polling() -> Response:
         return _refuse(
             403, "origin_not_allowed", f"origin {origin!r} may not connect", EngineIoCode.FORBIDDEN
         )
-    cors = _cors(origin)
-    if request.method == "OPTIONS":
-        return Response("", 204, headers=cors | _PREFLIGHT)
     refused = _check_query(request.args, Transport.POLLING)
     if refused is not None:
-        return _with(refused, cors)
+        return refused
     sid = request.args.get("sid")
     the_hub = hub()
     if sid is None:
         if request.method != "GET":
-            return _with(
-                _refuse(
-                    400,
-                    "bad_handshake",
-                    "a session starts with a GET without sid",
-                    EngineIoCode.BAD_HANDSHAKE_METHOD,
-                ),
-                cors,
+            return _refuse(
+                400,
+                "bad_handshake",
+                "a session starts with a GET without sid",
+                EngineIoCode.BAD_HANDSHAKE_METHOD,
             )
         try:
             session = await the_hub.open(
                 found, Transport.POLLING, request.headers.get("Authorization")
             )
         except Crowded:
-            return _with(_crowded(), cors)
+            return _crowded()
         handshake = session.engine.config.handshake(session.sid, [Transport.WEBSOCKET.value])
-        return _text(eio.encode_payload([handshake]), cors)
+        return _text(eio.encode_payload([handshake]))
     known = the_hub.get(sid)
     if known is None:
-        return _with(_unknown_session(sid), cors)
+        return _unknown_session(sid)
     try:
         if request.method == "GET":
-            return _text(await known.poll(), cors)
+            return _text(await known.poll())
         await known.post(await request.get_data(cache=False, as_text=False, parse_form_data=False))
     except ProtocolError as error:
-        return _with(_refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST), cors)
-    return _text("ok", cors)
+        return _refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST)
+    return _text("ok")
 
 
 @socketio.websocket(PATH)
@@ -255,25 +290,6 @@ def hub() -> Hub:
     return found
 
 
-_PREFLIGHT = {
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Max-Age": "600",
-}
-
-
-def _cors(origin: str | None) -> dict[str, str]:
-    """A browser page from an allowed origin may read the polling answers (with credentials);
-    no Origin is a client that is not a browser, which CORS does not concern."""
-    if origin is None:
-        return {}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Vary": "Origin",
-    }
-
-
 def _check_query(args: MultiDict[str, str], transport: Transport) -> Response | None:
     if args.get("EIO") != "4":
         return _refuse(
@@ -309,13 +325,8 @@ def _crowded() -> Response:
     return error_response(503, "unavailable", "too many Socket.IO sessions; retry shortly")
 
 
-def _with(response: Response, headers: dict[str, str]) -> Response:
-    response.headers.update(headers)
-    return response
-
-
-def _text(body: str, headers: dict[str, str]) -> Response:
-    return Response(body, 200, headers=headers, content_type="text/plain; charset=UTF-8")
+def _text(body: str) -> Response:
+    return Response(body, 200, content_type="text/plain; charset=UTF-8")
 
 
 # --- the sessions --------------------------------------------------------------------------------
@@ -389,10 +400,15 @@ class SioSession:
         # Items in the outbox or in the pump's hands: while there are any, later ones queue
         # behind them; while there are none, they skip the pump (one task switch less each).
         self._queued = 0
-        # Counts every inbound packet but `sendMessage`, which the core's own bucket counts.
+        # Counts every inbound packet but `sendMessage`, which the core's own bucket counts, and
+        # typing within its own allowance.
+        settings = found.settings
         self._bucket = TokenBucket(
-            found.settings.ws_max_frames_per_second,
-            found.settings.ws_frame_burst,
+            settings.ws_max_frames_per_second, settings.ws_frame_burst, trio.current_time()
+        )
+        self._typing_bucket = TokenBucket(
+            TYPING_ALLOWANCE * settings.ws_max_frames_per_second,
+            TYPING_ALLOWANCE * settings.ws_frame_burst,
             trio.current_time(),
         )
         self._socket: ChatSocket | None = None
@@ -519,10 +535,14 @@ class SioSession:
             self._malformed(str(error))
             return
         socket = self._socket
-        by_core = (
-            isinstance(packet, eio.Event) and packet.name == SEND_MESSAGE and socket is not None
+        now = trio.current_time()
+        event_name = packet.name if isinstance(packet, eio.Event) and socket is not None else None
+        allowed = (
+            event_name == SEND_MESSAGE
+            or (event_name in TYPING and self._typing_bucket.take(now))
+            or self._bucket.take(now)
         )
-        if not by_core and not self._bucket.take(trio.current_time()):
+        if not allowed:
             self._end("rate_limited", "too many packets; slow down and reconnect")
             return
         match packet:
@@ -654,7 +674,9 @@ class SioSession:
         if self.engine.closed is not None:
             return
         if self._socket is not None:
-            error = ErrorOut(message=message, code=code).model_dump(by_alias=True)
+            error = ErrorOut(message=message, code=code).model_dump(
+                by_alias=True, exclude_none=True
+            )
             self._send(eio.Event("error", (error,)))
             if disconnect:
                 self._send(eio.Disconnect())
@@ -795,7 +817,7 @@ def message_json(message: Message) -> RawJson:
     global _last_message_json  # one entry, used only on trio's thread
     if _last_message_json is not None and _last_message_json[0] is message:
         return _last_message_json[1]
-    made = RawJson(MessageOut(message=ChatMessageOut.of(message)).model_dump_json(by_alias=True))
+    made = RawJson(MessageOut(message=SioMessage.of(message)).model_dump_json(by_alias=True))
     _last_message_json = (message, made)
     return made
 
@@ -814,6 +836,8 @@ class ChatSocket:
         self.sid = secrets.token_urlsafe(15)
         self.user_id = principal.user.id
         self.role = principal.role
+        # The ids a room event may name for this user: the record's, and a customer's shop id.
+        self._own_ids = {self.user_id, principal.user.external_id} - {None}
         self._store = found.store
         self._emit = emit
         self.core = Connection(
@@ -824,6 +848,8 @@ class ChatSocket:
         )
         self.chats: set[str] = set()
         self.user_room = False
+        # Chats this socket last said it is typing in: repeats change nothing and cost nothing.
+        self._typing: set[str] = set()
         self._rooms_limit = rooms_limit
         self._unacked = itertools.count(1)
         # Keys of this socket's sends in flight -> the stored message, once the domain fans it
@@ -839,19 +865,36 @@ class ChatSocket:
                     return await self._send_message(event)
                 case "joinChat":
                     await self._join_chat(event)
-                case "joinNotification":
+                case "leaveChat":
+                    await self._leave_chat(event)
+                case "joinNotification" | "joinRoom":
                     await self._join_user_room(event, claimed_user(event.args))
                 case "authenticate":
-                    await self._join_user_room(event, parse(UserRoomIn, event.args).user_id)
-                    await self._emit(eio.Event("authenticated", (self._authenticated(),)))
+                    claimed = parse(UserRoomIn, event.args).user_id
+                    if await self._join_user_room(event, claimed):
+                        authenticated = AuthenticatedOut(user_id=claimed, role=self.role)
+                        await self._push("authenticated", authenticated)
+                case "startTyping" | "stopTyping":
+                    return await self._set_typing(event, on=event.name == "startTyping")
+                case "fetchNotifications":
+                    await self._fetch_notifications(event)
+                case "markNotificationRead":
+                    await self._mark_notification_read(event)
+                case "markAllNotificationsRead":
+                    await self._mark_all_notifications_read(event)
                 case name:
+                    # As the original: what it does not handle, it ignores. Asked for an ack, the
+                    # client gets one rather than a timeout.
+                    log.debug("socket.io %s: unknown event %r ignored", self.sid, name[:64])
                     await self._refuse(
                         event,
                         "unknown_event",
-                        f"unknown event {name!r}; known: {', '.join(EVENTS)}",
+                        f"unknown event {name[:64]!r}; known: {', '.join(EVENTS)}",
                     )
         except InvalidPayload as invalid:
             await self._refuse(event, "invalid_payload", f"{event.name}: {invalid}")
+        except (StoreUnavailable, trio.TooSlowError):
+            await self._refuse(event, "unavailable", "the database cannot be reached; retry")
         return None
 
     async def _send_message(self, event: eio.Event) -> Ending | None:
@@ -870,6 +913,8 @@ class ChatSocket:
         for effect in effects:
             match effect:
                 case Ack(message_id=message_id):
+                    # The message is said: the sender is not typing in the chat any more.
+                    self._typing.discard(data.chat_id)
                     stored = fanned_out or await self._stored(message_id)
                     if stored is None:
                         await self._refuse(
@@ -915,45 +960,115 @@ class ChatSocket:
                 event, "too_many_rooms", f"a socket joins at most {self._rooms_limit} chats"
             )
             return
-        try:
-            with trio.fail_after(ASK_SECONDS):
-                chat = await self._store.get_chat(data.chat_id)
-        except (StoreUnavailable, trio.TooSlowError):
-            await self._refuse(event, "unavailable", "cannot look the chat up now; retry")
-            return
+        with trio.fail_after(ASK_SECONDS):
+            chat = await self._store.get_chat(data.chat_id)
         # Whatever id was sent: only a chat of this socket's own user.
         if chat is None or self.user_id not in (chat.customer_id, chat.agent_id):
             await self._refuse(event, "chat_not_found", f"no chat {data.chat_id} of yours")
             return
         self.chats.add(chat.id)
-        await self._answer(event, JoinedOut(room=chat.id).model_dump(by_alias=True))
+        await self._answer(event, JoinedOut(room=chat.id))
 
-    async def _join_user_room(self, event: eio.Event, claimed: str | None) -> None:
-        if claimed is not None and claimed != self.user_id:
+    async def _leave_chat(self, event: eio.Event) -> None:
+        """Out of the chat's room: its messages then come as `notification`s to the user room."""
+        chat_id = named_chat(event.args)
+        self.chats.discard(chat_id)
+        await self._answer(event, JoinedOut(room=chat_id))
+
+    async def _join_user_room(self, event: eio.Event, claimed: str | None) -> bool:
+        if claimed is not None and claimed not in self._own_ids:
             await self._refuse(
                 event, "forbidden", "that is another user's room; join your own (your token's user)"
             )
-            return
+            return False
         self.user_room = True
-        await self._answer(event, JoinedOut(room=self.user_id).model_dump(by_alias=True))
+        await self._answer(event, JoinedOut(room=self.user_id))
+        return True
 
-    def _authenticated(self) -> dict[str, Any]:
-        return AuthenticatedOut(user_id=self.user_id, role=self.role).model_dump(
-            by_alias=True, mode="json"
+    async def _set_typing(self, event: eio.Event, *, on: bool) -> Ending | None:
+        """Only a change reaches the chat's other side (the widget says `startTyping` on every
+        keystroke); the change passes the core's rules as /ws's `typing` does."""
+        chat_id = named_chat(event.args)
+        if (chat_id in self._typing) == on:
+            await self._answer(event, JoinedOut(room=chat_id))
+            return None
+        effects = await self.core.handle(SetTyping(chat_id, on))
+        closing = any(isinstance(effect, Close) for effect in effects)
+        for effect in effects:
+            match effect:
+                case Error(code, message) if closing:
+                    return Ending(code, message)
+                case Error(code, message):
+                    await self._refuse(event, code, message)
+                    return None
+        if on:
+            self._typing.add(chat_id)
+        else:
+            self._typing.discard(chat_id)
+        await self._answer(event, JoinedOut(room=chat_id))
+        return None
+
+    async def _fetch_notifications(self, event: eio.Event) -> None:
+        """The stored notifications, newest first, as the `userNotifications` event."""
+        wanted = optional(FetchNotificationsIn, event.args)
+        with trio.fail_after(ASK_SECONDS):
+            items, total = await self._store.list_notifications(
+                self.user_id, limit=wanted.limit, offset=wanted.offset
+            )
+            unread = await self._store.count_unread_notifications(self.user_id)
+        page = UserNotificationsOut(
+            notifications=[NotificationOut.stored(item) for item in items],
+            pagination=NotificationPagination(
+                total=total,
+                limit=wanted.limit,
+                offset=wanted.offset,
+                has_more=wanted.offset + len(items) < total,
+            ),
+            unread_count=unread,
         )
+        await self._push("userNotifications", page)
+        await self._answer(event, page)
 
-    async def _answer(self, event: eio.Event, payload: Any) -> None:
+    async def _mark_notification_read(self, event: eio.Event) -> None:
+        """As `PUT /notification/{id}/read`; a live notice (never stored) is not found."""
+        notification_id = parse(NotificationRefIn, event.args).notification_id
+        with trio.fail_after(ASK_SECONDS):
+            marked = await self._store.mark_notification_read(self.user_id, notification_id)
+        if not marked:
+            await self._refuse(
+                event,
+                "notification_not_found",
+                f"no stored notification {notification_id} of yours",
+            )
+            return
+        await self._answer(event, CountOut(count=1))
+
+    async def _mark_all_notifications_read(self, event: eio.Event) -> None:
+        """As `PUT /notification/read-all`."""
+        with trio.fail_after(ASK_SECONDS):
+            count = await self._store.mark_all_notifications_read(self.user_id)
+        await self._answer(event, CountOut(count=count))
+
+    async def _push(self, name: str, payload: WireModel) -> None:
+        body = RawJson(payload.model_dump_json(by_alias=True))
+        await self._emit(eio.Event(name, (body,)))
+
+    async def _answer(self, event: eio.Event, payload: WireModel) -> None:
         if event.ack_id is not None:
-            await self._emit(eio.Ack(event.ack_id, (payload,)))
+            body = RawJson(payload.model_dump_json(by_alias=True))
+            await self._emit(eio.Ack(event.ack_id, (body,)))
 
     async def _refuse(self, event: eio.Event, code: str, message: str) -> None:
-        """Through the ack when the client asked for one, else as the original's `error`."""
+        """Through the ack when the client asked for one; else, for an event the original
+        handled, as its `error` event; else only logged (the original ignored those events)."""
         if event.ack_id is not None:
             refusal = AckError(error=ErrorBody(code=code, message=message))
             await self._emit(eio.Ack(event.ack_id, (refusal.model_dump(by_alias=True),)))
+        elif event.name in FAILED:
+            error = ErrorOut(message=FAILED[event.name], code=code, error=message)
+            await self._emit(eio.Event("error", (error.model_dump(by_alias=True),)))
         else:
-            error = ErrorOut(message=message, code=code).model_dump(by_alias=True)
-            await self._emit(eio.Event("error", (error,)))
+            log.debug("socket.io %s: %s refused (%s): %s", self.sid, event.name, code, message)
 
     # --- server -> client ----------------------------------------------------------------------
 
@@ -974,10 +1089,9 @@ class ChatSocket:
                     return [(received, partial(self.core.written, event))]
                 if self.user_room and message.sender_id != self.user_id:
                     preview = message.content[:NOTIFICATION_PREVIEW_CHARS]
+                    title = f"New message from {message.sender_role}"  # the original's title
                     return [
-                        self._notice(
-                            "notification", message.chat_id, "message", "New message", preview
-                        )
+                        self._notice("notification", message.chat_id, "message", title, preview)
                     ]
                 return []
             case ChatAssigned(chat, reason):
@@ -1004,7 +1118,13 @@ class ChatSocket:
                         f"the chat is {status}",
                     )
                 ]
-            case QueuePosition() | AgentStatusEvent() | TypingEvent() | ReadEvent():
+            case TypingEvent(chat_id, user_id, on):
+                if chat_id not in self.chats:
+                    return []
+                typing = TypingOut(chat_id=chat_id, user_id=user_id)
+                name = "typingStarted" if on else "typingStopped"  # what the widget listens to
+                return [(eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None)]
+            case QueuePosition() | AgentStatusEvent() | ReadEvent():
                 return []  # the original had no such events; /ws carries them
             case _ as unreachable:
                 assert_never(unreachable)
@@ -1014,7 +1134,7 @@ class ChatSocket:
     ) -> list[tuple[eio.SioPacket, Written | None]]:
         """`chatCreated` for the agent's own room, then what `render` makes of it."""
         with trio.fail_after(ASK_SECONDS):
-            shape = await chat_out(self._store, event.chat)
+            shape = SioChat.of(await chat_out(self._store, event.chat))
         created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
         return [(created, None), *self._assigned_notice(event.chat, event.reason)]
 
@@ -1027,13 +1147,8 @@ class ChatSocket:
         said = reason if self.role is Role.AGENT else "an agent is handling your chat"
         return [self._notice("chatNotified", chat.id, "chat_assignment", "Chat assigned", said)]
 
-    @staticmethod
     def _notice(
-        name: str,
-        chat_id: str,
-        kind: Literal["message", "chat_assignment", "status_change"],
-        title: str,
-        content: str,
+        self, name: str, chat_id: str, kind: NotificationType, title: str, content: str
     ) -> tuple[eio.SioPacket, Written | None]:
-        notice = NotificationOut.about(chat_id, kind, title, content)
+        notice = NotificationOut.about(self.user_id, chat_id, kind, title, content)
         return eio.Event(name, (RawJson(notice.model_dump_json(by_alias=True)),)), None

@@ -42,6 +42,7 @@ from actors import (
     TypingEvent,
 )
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._cors import origin_allowed
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
     AckOut,
@@ -134,14 +135,6 @@ async def socket() -> Response | None:
     await websocket.accept(subprotocol=subprotocol)
     await JsonEdge(found, principal, token, websocket).run()
     return None
-
-
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
-    """Browsers always send Origin on a websocket; a client without one is not a browser, and
-    cannot be a victim of cross-site websocket hijacking."""
-    if origin is None:
-        return True
-    return origin.rstrip("/").lower() in {entry.rstrip("/").lower() for entry in allowed}
 
 
 def credentials(authorization: str | None, subprotocols: list[str]) -> tuple[str, str | None]:

@@ -210,6 +210,18 @@ class MemoryStore:
         self._chats[chat.id] = chat
         return chat
 
+    async def set_chat_details(
+        self, chat_id: str, *, title: str, description: str, at: datetime
+    ) -> Chat | None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(at)
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return None
+        chat = replace(chat, title=title, description=description, updated_at=at)
+        self._chats[chat_id] = chat
+        return chat
+
     async def delete_chat(self, chat_id: str) -> bool:
         await trio.lowlevel.checkpoint()
         if self._chats.pop(chat_id, None) is None:

@@ -497,6 +497,13 @@ class _Database:
             raise NotFound(f"chat {chat.id}")
         return chat
 
+    def set_chat_details(
+        self, chat_id: str, title: str, description: str, at: datetime
+    ) -> Chat | None:
+        fields = {"title": title, "description": description} | _time_fields("updated_at", at)
+        self._chats.update_one({"_id": chat_id}, {"$set": fields})
+        return self.get_chat(chat_id)
+
     def delete_chat(self, chat_id: str) -> bool:
         def work(session: ClientSession | None) -> bool:
             # The chat first: an append racing with this either finds no chat (and takes its
@@ -922,6 +929,12 @@ class MongoStore:
 
     async def update_chat(self, chat: Chat) -> Chat:
         return await self._call(lambda db: db.update_chat(chat))
+
+    async def set_chat_details(
+        self, chat_id: str, *, title: str, description: str, at: datetime
+    ) -> Chat | None:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.set_chat_details(chat_id, title, description, at))
 
     async def delete_chat(self, chat_id: str) -> bool:
         return await self._call(lambda db: db.delete_chat(chat_id))

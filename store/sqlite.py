@@ -444,6 +444,15 @@ class _Database:
             raise NotFound(f"chat {chat.id}")
         return chat
 
+    def set_chat_details(
+        self, chat_id: str, title: str, description: str, at: datetime
+    ) -> Chat | None:
+        self._db.execute(
+            "UPDATE chats SET title = ?, description = ?, updated_at = ? WHERE id = ?",
+            [title, description, _encode_time(at), chat_id],
+        )
+        return self.get_chat(chat_id)
+
     def delete_chat(self, chat_id: str) -> bool:
         # messages go with it (ON DELETE CASCADE)
         return self._db.execute("DELETE FROM chats WHERE id = ?", [chat_id]).rowcount > 0
@@ -805,6 +814,12 @@ class SqliteStore:
 
     async def update_chat(self, chat: Chat) -> Chat:
         return await self._call(lambda db: db.update_chat(chat))
+
+    async def set_chat_details(
+        self, chat_id: str, *, title: str, description: str, at: datetime
+    ) -> Chat | None:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.set_chat_details(chat_id, title, description, at))
 
     async def delete_chat(self, chat_id: str) -> bool:
         return await self._call(lambda db: db.delete_chat(chat_id))

@@ -428,6 +428,23 @@ def test_only_an_open_chat_can_be_parked() -> None:
     assert queue(core) == ["c1"]
 
 
+def test_an_admin_sets_a_waiting_chat_pending_and_it_waits_for_its_customer() -> None:
+    core = AssignmentCore()
+    core.chat_opened("c1", priority=MEDIUM, now=0.0)
+    assert core.chat_parked("c1", by=ADMIN, now=1.0) == [
+        ChatStatusChanged("c1", NEW, PENDING, ADMIN, "waiting for the customer"),
+        QueueChanged(),
+    ]
+    assert core.snapshot(1.0).parked == ("c1",)
+    assert queue(core) == []
+    assert core.chat_parked("c1", by=ADMIN, now=2.0) == []  # pending already: nothing changes
+    # An agent who becomes available does not get it; the customer writing queues it again.
+    ready(core, "ann", 1, now=2.0)
+    assert agent(core, "ann").load == 0
+    assert assignments(core.customer_wrote("c1", 3.0)) == [("c1", "ann")]
+    assert_sound(core)
+
+
 def test_resolving_from_each_active_state() -> None:
     core = AssignmentCore()
     ready(core, "ann", 2)

@@ -134,10 +134,11 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     """The common error shape, with the given status (and code)."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "message"}
     error: dict[str, Any] = body["error"]
     assert set(error) == {"code", "message", "details"}
     assert isinstance(error["message"], str)
+    assert body["message"] == error["message"]
     assert error["message"]
     if code is not None:
         assert error["code"] == code, error

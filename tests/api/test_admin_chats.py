@@ -152,3 +152,49 @@ async def test_deleting_an_active_chat_resolves_it_first(live: Live) -> None:
     assert deleted.status_code == 200
     agents = (await live.http.get("/admin/agents", headers=admin.headers)).json()
     assert next(a for a in agents if a["id"] == ann.id)["load"] == 0
+
+
+async def test_the_edit_form_reassigns_and_renames_and_a_waiting_chat_can_be_set_pending(
+    live: Live,
+) -> None:
+    admin = await staff(live, ADMIN)
+    ann = await available_agent(live, ANN)
+    chat = await open_chat(live, await customer(live), description="my parcel never came")
+    cy = await available_agent(live, CY)
+    # The original admin panel's edit form sends the agent, the title and the description.
+    edited = await live.http.put(
+        f"/admin/chats/{chat['id']}",
+        headers=admin.headers,
+        json={"agentId": cy.id, "title": "Lost parcel", "description": "order 42"},
+    )
+    assert edited.status_code == 200, edited.text
+    body = edited.json()
+    assert (body["title"], body["description"], body["agent"]["_id"]) == (
+        "Lost parcel",
+        "order 42",
+        cy.id,
+    )
+    assert any(isinstance(e, ChatUnassigned) and e.chat_id == chat["id"] for e in ann.events)
+    too_long = {"title": "x" * 201}
+    refused = await live.http.put(
+        f"/admin/chats/{chat['id']}", headers=admin.headers, json=too_long
+    )
+    assert_error(refused, 400, "invalid_body")
+
+    # A chat waiting for an agent set pending by an admin, as the original allowed: it leaves
+    # the queue and waits for its customer.
+    await live.http.put("/profile/agent/away", headers=cy.headers)
+    await live.http.put("/profile/agent/away", headers=ann.headers)
+    waiting = await open_chat(live, await customer(live, CUSTOMER_2))
+    assert waiting["status"] == "new"
+    pending = await live.http.put(
+        f"/admin/chats/{waiting['id']}", headers=admin.headers, json={"status": "pending"}
+    )
+    assert pending.status_code == 200, pending.text
+    assert (pending.json()["status"], pending.json()["agent"]) == ("pending", None)
+    queue = await live.http.get("/admin/queue", headers=admin.headers)
+    assert waiting["id"] not in [entry["chatId"] for entry in queue.json()]
+    again = await live.http.put(
+        f"/admin/chats/{waiting['id']}", headers=admin.headers, json={"status": "pending"}
+    )
+    assert again.json()["status"] == "pending"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from actors import ChatUnassigned
 from actors.events import CLOSE_SIGNED_OUT
+from store import Role
 from tests.api.support import (
     ADMIN,
     ANN,
@@ -47,8 +48,20 @@ async def test_users_are_listed_by_role_and_paged(live: Live) -> None:
         if "X-Next-Cursor" not in page.headers:
             break
         params = {"limit": 3, "cursor": page.headers["X-Next-Cursor"]}
-    assert len(seen) == len(set(seen)) == await live.services.store.count_users()
+    store = live.services.store
+    managed = await store.count_users(role=Role.USER) + await store.count_users(role=Role.AGENT)
+    assert len(seen) == len(set(seen)) == managed
     assert seen == sorted(seen)
+    # Without `limit`, users and agents in one answer, as the original's admin panel expects.
+    everyone = await live.http.get("/admin/users", headers=admin.headers)
+    assert [u["id"] for u in everyone.json()] == seen
+    assert {u["role"] for u in everyone.json()} == {"user", "agent"}
+    assert "X-Next-Cursor" not in everyone.headers
+    # Admins and customers on request.
+    for role in ("admin", "customer"):
+        listed = await live.http.get("/admin/users", headers=admin.headers, params={"role": role})
+        assert {u["role"] for u in listed.json()} == {role}
+        assert len(listed.json()) == await store.count_users(role=Role(role))
 
 
 async def test_admin_creates_an_agent_who_can_take_chats(live: Live) -> None:
@@ -174,3 +187,36 @@ async def test_admins_and_customers_are_not_managed_here(live: Live) -> None:
     assert_error(malformed, 404)
     await connect(live, carla)  # still a customer with a working token
     assert (await live.http.get("/profile", headers=carla.headers)).is_success
+
+
+async def test_the_original_panels_add_and_edit_forms(live: Live) -> None:
+    admin = await staff(live, ADMIN)
+    # Its add form lets the role be user; its edit form sends the agent's status.
+    plain = {**NEW_AGENT, "role": "user"}
+    del plain["maxLoad"]
+    created = await live.http.post("/admin/users", headers=admin.headers, json=plain)
+    assert created.status_code == 201, created.text
+    nina = created.json()
+    assert (nina["role"], nina["status"], nina["maxLoad"]) == ("user", "away", None)
+    refused = await live.http.put(
+        f"/admin/users/{nina['id']}", headers=admin.headers, json={"status": "available"}
+    )
+    assert_error(refused, 409, "not_an_agent")
+    approved = await live.http.put(
+        f"/admin/users/{nina['id']}",
+        headers=admin.headers,
+        json={"role": "agent", "status": "available", "phone": "01012345678"},
+    )
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["role"], approved.json()["status"]) == ("agent", "available")
+    assert approved.json()["phone"] == "01012345678"
+    away = await live.http.put(
+        f"/admin/users/{nina['id']}", headers=admin.headers, json={"status": "away"}
+    )
+    assert away.json()["status"] == "away"
+    history = await live.http.get(f"/admin/agents/{nina['id']}/history", headers=admin.headers)
+    changes = [
+        (e["from"], e["to"], e["actor"]) for e in history.json() if e["kind"] == "agent_status"
+    ]
+    assert ("away", "available", "admin") in changes
+    assert ("available", "away", "admin") in changes

@@ -23,6 +23,9 @@ async def test_agent_statistics_and_recent_chats(live: Live) -> None:
 
     figures = await live.http.get("/dashboard/statistics", headers=ann.headers)
     assert figures.json() == {
+        # The original's shape, read by the agent dashboard's tiles.
+        "message": "Statistics fetched successfully",
+        "statistics": {"chat": {"total": 2, "resolved": 1, "pending": 0, "open": 1, "new": 0}},
         "status": "available",
         "maxLoad": 3,
         "openChats": 1,
@@ -49,6 +52,12 @@ async def test_admin_statistics_count_accounts_chats_queue_and_agents(live: Live
     figures = await live.http.get("/admin/dashboard/statistics", headers=admin.headers)
     assert figures.status_code == 200, figures.text
     assert figures.json() == {
+        # The original's shape, read by the admin panel's tiles.
+        "message": "Statistics fetched successfully",
+        "statistics": {
+            "user": {"totalAgents": 3, "totalUsers": 1},
+            "chat": {"total": 3, "resolved": 0, "pending": 0, "open": 2, "new": 1},
+        },
         "users": 1,
         "agents": 3,
         "admins": 1,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from store import Role
+import pytest
+
+from api import _pages
+from store import Role, User, new_id, utcnow
 from tests.api.support import (
     ADMIN,
     ANN,
@@ -73,3 +76,33 @@ async def test_pages_neither_skip_nor_repeat(live: Live) -> None:
     for limit in (1, 2, 3):
         assert await _walk(live, admin, "/admin/chats", limit) == everything
         assert await _walk(live, ann, "/chats/agent", limit) == everything
+
+
+async def test_without_limit_a_list_is_whole_up_to_its_cap(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The original's admin panel asks for every user and chat at once and pages in the
+    browser: beyond the old default of 20, nothing may be missing."""
+    admin = await staff(live, ADMIN)
+    store = live.services.store
+    managed = await store.count_users(role=Role.USER) + await store.count_users(role=Role.AGENT)
+    for i in range(25 - managed):
+        now = utcnow()
+        await store.create_user(
+            User(new_id(), f"u{i}@shop.example", f"User {i}", Role.USER, created_at=now)
+        )
+    everyone = await live.http.get("/admin/users", headers=admin.headers)
+    assert len(everyone.json()) == 25
+    assert "X-Next-Cursor" not in everyone.headers
+
+    # Beyond the cap (1,000; 20 here), the rest is one X-Next-Cursor away.
+    monkeypatch.setattr(_pages._Sized, "default_size", 20)
+    first = await live.http.get("/admin/users", headers=admin.headers)
+    assert len(first.json()) == 20
+    rest = await live.http.get(
+        "/admin/users", headers=admin.headers, params={"cursor": first.headers["X-Next-Cursor"]}
+    )
+    assert len(rest.json()) == 5
+    assert "X-Next-Cursor" not in rest.headers
+    assert [u["id"] for u in first.json() + rest.json()] == [u["id"] for u in everyone.json()]
+    assert _pages.WHOLE_LIST == 1000

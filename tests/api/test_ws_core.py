@@ -24,8 +24,9 @@ from actors import (
     TypingEvent,
     open_system,
 )
+from api._cors import origin_allowed
 from api._errors import ApiError
-from api._ws import credentials, decode, origin_allowed, too_big
+from api._ws import credentials, decode, too_big
 from api._ws_core import (
     ALLOWED_ROLES,
     CLOSE_POLICY,

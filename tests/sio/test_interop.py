@@ -125,7 +125,9 @@ async def test_a_socketio_customer_talks_to_a_native_ws_agent(
 
         acked = await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "hi"})
         frame = await agent.expect("message", chatId=chat_id, seq=1)
-        assert frame["message"] == acked["message"]
+        # The same message; Socket.IO also carries the original's `_id`.
+        assert frame["message"] == {k: v for k, v in acked["message"].items() if k != "_id"}
+        assert acked["message"]["_id"] == acked["message"]["id"]
 
         ack = await say(agent, chat_id, "a1", "hello from /ws")
         received = (await node.event("customer", "messageReceived"))["message"]
@@ -185,9 +187,14 @@ async def test_a_socket_joins_only_what_its_own_user_belongs_to(
     }
     mismatch = await node.call("ann", "joinChat", {"chatId": carlas_chat, "userType": "customer"})
     assert mismatch["error"]["code"] == "forbidden"
-    # Without an ack, the original's `error` event says it.
+    # Without an ack, the original's `error` event says it, in its words (the agent dashboard
+    # shows no toast for this one), with the reason beside.
     await node.emit("dan", "joinChat", {"chatId": carlas_chat, "userType": "customer"})
-    assert await node.event("dan", "error") == not_yours["error"]
+    assert await node.event("dan", "error") == {
+        "message": "Failed to join chat",
+        "error": f"no chat {carlas_chat} of yours",
+        "code": "chat_not_found",
+    }
 
     # Rooms named after users: only your own.
     assert (await node.call("bob", "joinNotification", ann_id))["error"]["code"] == "forbidden"
@@ -196,6 +203,13 @@ async def test_a_socket_joins_only_what_its_own_user_belongs_to(
     )
     assert await node.call("bob", "authenticate", {"userId": bob_id}) == {"room": bob_id}
     assert await node.event("bob", "authenticated") == {"userId": bob_id, "role": "agent"}
+    # The refusal above was the only answer to it: one `authenticated`, for bob's own id.
+    assert len(node.seen("bob", "authenticated")) == 1
+    await node.emit("bob", "authenticate", {"userId": ann_id})
+    refused_auth = await node.event("bob", "error")
+    assert (refused_auth["message"], refused_auth["code"]) == ("Authentication failed", "forbidden")
+    await node.call("bob", "joinNotification")  # a round trip: whatever followed it is in
+    assert len(node.seen("bob", "authenticated")) == 1
 
     # Writing into someone else's chat is refused by the core, whatever the room.
     refused = await node.call("dan", "sendMessage", {"chatId": carlas_chat, "message": "psst"})
@@ -210,7 +224,7 @@ async def test_a_socket_joins_only_what_its_own_user_belongs_to(
     assert (notice["type"], notice["content"], notice["reference"]) == (
         "message",
         "where is it?",
-        {"type": "chat", "id": carlas_chat},
+        {"model": "Chat", "type": "chat", "id": carlas_chat},
     )
     await node.call("bob", "joinNotification")  # a round trip: bob's earlier events are in
     for name in ("bob", "dan"):
@@ -234,10 +248,13 @@ async def test_bad_payloads_and_unknown_events_get_errors_and_the_socket_stays(
     }
     typo = await node.call("carla", "joinChat", {"chatID": "c"})
     assert "chatId: Field required" in typo["error"]["message"]
-    unknown = await node.call("carla", "leaveChat", {"chatId": "c"})
-    assert unknown["error"]["message"].startswith("unknown event 'leaveChat'; known: authenticate")
+    # Unknown events are ignored, as the original did; asked for an ack, it says so.
+    unknown = await node.call("carla", "shout", {"chatId": "c"})
+    assert unknown["error"]["code"] == "unknown_event"
+    assert unknown["error"]["message"].startswith("unknown event 'shout'; known: authenticate")
+    await node.emit("carla", "shout", "hello?")
     assert (await node.call("carla", "joinNotification"))["room"] == carla_id
-    assert node.seen("carla", "disconnect") == []
+    assert node.seen("carla", "error") == node.seen("carla", "disconnect") == []
 
 
 async def test_signing_out_ends_the_socket_for_good(live: Live, node: NodeClients) -> None:

@@ -262,6 +262,20 @@ async def test_update_chat_replaces_the_record(store: Store) -> None:
         await store.update_chat(chat())
 
 
+async def test_set_chat_details_changes_only_title_and_description(store: Store) -> None:
+    original = await store.create_chat(chat())
+    await store.append_message(message(original, 1))
+    counted = await store.get_chat(original.id)
+    assert counted is not None
+    changed = await store.set_chat_details(
+        original.id, title="Refund", description="for order 42", at=at(9)
+    )
+    assert changed == replace(counted, title="Refund", description="for order 42", updated_at=at(9))
+    assert await store.get_chat(original.id) == changed
+    missing = await store.set_chat_details(new_id(), title="x", description="", at=at(9))
+    assert missing is None
+
+
 async def test_delete_chat_deletes_its_messages(store: Store) -> None:
     doomed = await store.create_chat(chat())
     kept = await store.create_chat(chat())
