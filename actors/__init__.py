@@ -10,6 +10,10 @@ from actors.events import ChatAssigned as ChatAssigned
 from actors.events import ChatStatusEvent as ChatStatusEvent
 from actors.events import ChatUnassigned as ChatUnassigned
 from actors.events import Event as Event
+from actors.events import FloorAgent as FloorAgent
+from actors.events import FloorChat as FloorChat
+from actors.events import FloorQueueEntry as FloorQueueEntry
+from actors.events import FloorUpdate as FloorUpdate
 from actors.events import MessageAdded as MessageAdded
 from actors.events import QueuePosition as QueuePosition
 from actors.events import ReadEvent as ReadEvent

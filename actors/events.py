@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from store import AgentStatus, Chat, ChatStatus, Message, MessageStatus
+from store import AgentStatus, Chat, ChatStatus, Message, MessageStatus, Priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,50 @@ class ReadEvent:
     status: MessageStatus
 
 
+@dataclass(frozen=True, slots=True)
+class FloorChat:
+    chat_id: str
+    title: str
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class FloorAgent:
+    agent_id: str
+    name: str
+    email: str
+    status: AgentStatus
+    connections: int
+    load: int
+    max_load: int
+    idle_seconds: float  # as of the update
+    chats: tuple[FloorChat, ...]  # open chats, in assignment order
+
+
+@dataclass(frozen=True, slots=True)
+class FloorQueueEntry:
+    chat_id: str
+    title: str
+    position: int
+    priority: Priority
+    effective_priority: Priority
+    status: ChatStatus
+    requeued: bool
+    waiting_seconds: float  # as of the update
+
+
+@dataclass(frozen=True, slots=True)
+class FloorUpdate:
+    """The floor (`full`) or what changed on it: agents changed or added, agents gone, and the
+    queue's head when it changed (None: unchanged)."""
+
+    full: bool
+    agents: tuple[FloorAgent, ...]
+    removed: tuple[str, ...]
+    queue: tuple[FloorQueueEntry, ...] | None
+    queue_length: int
+
+
 Event: TypeAlias = (
     MessageAdded
     | ChatAssigned
@@ -75,6 +119,7 @@ Event: TypeAlias = (
     | AgentStatusEvent
     | TypingEvent
     | ReadEvent
+    | FloorUpdate
 )
 
 

@@ -71,6 +71,19 @@ class Presence:
                 log.warning("session %s of %s reads too slowly; closing it", session.id, user_id)
                 session.close(CLOSE_SLOW_READER, "too slow reading events; reconnect and resume")
 
+    def offer_to(self, user_id: str, session_id: str, event: Event) -> bool:
+        """Offer the event to one session; False if it is gone, or was closed for being full."""
+        session = self._by_user.get(user_id, {}).get(session_id)
+        if session is None:
+            return False
+        try:
+            session.offer(event)
+        except trio.WouldBlock:
+            log.warning("session %s of %s reads too slowly; closing it", session.id, user_id)
+            session.close(CLOSE_SLOW_READER, "too slow reading events; reconnect and resume")
+            return False
+        return True
+
     def close_user(self, user_id: str, code: int, reason: str) -> int:
         """Close every session of the user (signed out, demoted, deleted); returns how many."""
         sessions = tuple(self._by_user.get(user_id, {}).values())

@@ -40,6 +40,7 @@ from actors.events import (
     ChatUnassigned,
     QueuePosition,
 )
+from actors.floor import FloorSignal
 from actors.messages import (
     AddAgent,
     CustomerWrote,
@@ -97,8 +98,10 @@ class SupervisorActor(Actor[SupervisorMessage]):
         *,
         grace_period_seconds: float,
         starvation_after_seconds: float,
+        floor: FloorSignal | None = None,
     ) -> None:
         self._store = store
+        self._floor = floor if floor is not None else FloorSignal()
         self._presence = presence
         self._routes = routes
         self._grace = grace_period_seconds
@@ -142,6 +145,7 @@ class SupervisorActor(Actor[SupervisorMessage]):
             effects += self._sync_presence(user_id, now)
         effects += self._core.drain(now)
         await self._perform(effects, None, chats=self._customers)
+        self._floor.changed()
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -189,10 +193,13 @@ class SupervisorActor(Actor[SupervisorMessage]):
             case RefreshQueuePositions():
                 self._refresh_pending = False
                 self._push_queue_positions(now)
+                return
             case GetSnapshot(reply):
                 reply.send(core.snapshot(now))
+                return  # changes nothing: the floor feed's own question
             case _ as unreachable:
                 assert_never(unreachable)
+        self._floor.changed()
 
     async def _open_chat(self, message: OpenChat, now: float) -> OpenedChat:
         active_id = self._active_chat_of.get(message.customer_id)

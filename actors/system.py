@@ -19,6 +19,7 @@ import trio
 from actors.assignment import AgentView, CoreSnapshot
 from actors.conversation import ConversationActor
 from actors.events import CLOSE_SIGNED_OUT, Session
+from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, WatchFloor
 from actors.messages import (
     AddAgent,
     ConversationMessage,
@@ -60,12 +61,15 @@ log = logging.getLogger("actors")
 R = TypeVar("R")
 
 SUPERVISOR = "supervisor"
+FLOOR = "floor"
 # Room for a burst of connects and chat openings from many sockets; beyond it, senders wait.
 SUPERVISOR_MAILBOX = 1024
 # One chat has a handful of writers; more queued than this is a flood, and the senders wait.
 CONVERSATION_MAILBOX = 64
 # A conversation stopping while a message was on its way is retried on its next incarnation.
 _DELIVERY_ATTEMPTS = 3
+# The floor feed needs room for one refresh request and the watch requests of a few admins.
+FLOOR_MAILBOX = 64
 # Past this, a supervisor that keeps crashing takes the process down: nothing can be assigned.
 SUPERVISOR_RESTARTS = RestartPolicy(max_restarts=5, within_seconds=60.0)
 
@@ -89,6 +93,7 @@ class System:
         presence: Presence,
         routes: Routes,
         supervisor: ActorRef[SupervisorMessage],
+        floor: ActorRef[FloorMessage],
     ) -> None:
         self.store = store
         self.config = config
@@ -96,6 +101,7 @@ class System:
         self._presence = presence
         self._routes = routes
         self._supervisor = supervisor
+        self._floor = floor
         self._activating: dict[str, trio.Event] = {}
 
     # --- sessions ------------------------------------------------------------------------------
@@ -171,6 +177,15 @@ class System:
             actors=tuple(self._actors.snapshot()),
             sessions=self._presence.count,
         )
+
+    # --- the floor feed ------------------------------------------------------------------------
+
+    async def watch_floor(self, user_id: str, session_id: str) -> None:
+        """The session gets the whole floor now, then every change (see actors/floor.py)."""
+        await self._floor.ask(lambda reply: WatchFloor(user_id, session_id, reply))
+
+    async def unwatch_floor(self, session_id: str) -> None:
+        await self._floor.ask(lambda reply: UnwatchFloor(session_id, reply))
 
     # --- conversations -------------------------------------------------------------------------
 
@@ -255,7 +270,7 @@ def _log_give_up(name: str, error: BaseException) -> None:
 async def open_system(store: Store, config: SystemConfig = SystemConfig()) -> AsyncIterator[System]:
     """Start the supervisor (which rebuilds the assignment state from the store) and run the
     domain for the duration of the block."""
-    presence, routes = Presence(), Routes()
+    presence, routes, signal = Presence(), Routes(), FloorSignal()
     async with open_actor_system() as actors:
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,
@@ -265,8 +280,22 @@ async def open_system(store: Store, config: SystemConfig = SystemConfig()) -> As
                 routes,
                 grace_period_seconds=config.grace_period_seconds,
                 starvation_after_seconds=config.starvation_after_seconds,
+                floor=signal,
             ),
             mailbox_size=SUPERVISOR_MAILBOX,
             restart=config.supervisor_restarts,
         )
-        yield System(actors, store, config, presence, routes, supervisor)
+        floor: ActorRef[FloorMessage] = await actors.spawn(
+            FLOOR,
+            lambda: FloorActor(
+                store,
+                presence,
+                supervisor,
+                signal,
+                starvation_after_seconds=config.starvation_after_seconds,
+            ),
+            mailbox_size=FLOOR_MAILBOX,
+            on_give_up=_log_give_up,
+        )
+        signal.bind(floor)
+        yield System(actors, store, config, presence, routes, supervisor, floor)

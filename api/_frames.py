@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from actors import FloorAgent, FloorQueueEntry, FloorUpdate
 from api._schemas import ChatMessageOut, ChatOut, WireModel
 from api._ws_core import (
     Command,
@@ -21,6 +22,7 @@ from api._ws_core import (
     SendMessage,
     SetStatus,
     SetTyping,
+    WatchFloor,
 )
 from store import AgentStatus, ChatStatus, MessageStatus, Priority
 
@@ -94,8 +96,16 @@ class PingIn(WireModel):
         return Ping()
 
 
+class FloorWatchIn(WireModel):
+    type: Literal["floor.watch"]
+    on: bool = True
+
+    def command(self) -> Command:
+        return WatchFloor(self.on)
+
+
 ClientFrame = Annotated[
-    MessageSendIn | TypingIn | ReadIn | StatusSetIn | ResumeIn | ChatOpenIn | PingIn,
+    MessageSendIn | TypingIn | ReadIn | StatusSetIn | ResumeIn | ChatOpenIn | PingIn | FloorWatchIn,
     Field(discriminator="type"),
 ]
 client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
@@ -194,6 +204,89 @@ class ErrorOut(WireModel):
     ref: str | None
 
 
+class FloorChatOut(WireModel):
+    id: str
+    title: str
+    priority: Priority
+
+
+class FloorAgentOut(WireModel):
+    id: str
+    name: str
+    email: str
+    status: AgentStatus
+    connections: int
+    load: int
+    max_load: int
+    idle_seconds: float
+    chats: list[FloorChatOut]
+
+    @classmethod
+    def of(cls, agent: FloorAgent) -> FloorAgentOut:
+        return cls(
+            id=agent.agent_id,
+            name=agent.name,
+            email=agent.email,
+            status=agent.status,
+            connections=agent.connections,
+            load=agent.load,
+            max_load=agent.max_load,
+            idle_seconds=agent.idle_seconds,
+            chats=[
+                FloorChatOut(id=chat.chat_id, title=chat.title, priority=chat.priority)
+                for chat in agent.chats
+            ],
+        )
+
+
+class FloorQueueEntryOut(WireModel):
+    chat_id: str
+    title: str
+    position: int
+    priority: Priority
+    effective_priority: Priority
+    status: ChatStatus
+    requeued: bool
+    waiting_seconds: float
+
+    @classmethod
+    def of(cls, entry: FloorQueueEntry) -> FloorQueueEntryOut:
+        return cls(
+            chat_id=entry.chat_id,
+            title=entry.title,
+            position=entry.position,
+            priority=entry.priority,
+            effective_priority=entry.effective_priority,
+            status=entry.status,
+            requeued=entry.requeued,
+            waiting_seconds=entry.waiting_seconds,
+        )
+
+
+class FloorOut(WireModel):
+    """The whole floor (`full`), or what changed: `agents` changed or new, `removedAgents` gone,
+    `queue` the queue's first 100 entries when it changed (null: unchanged)."""
+
+    type: Literal["floor"] = "floor"
+    full: bool
+    agents: list[FloorAgentOut]
+    removed_agents: list[str]
+    queue: list[FloorQueueEntryOut] | None
+    queue_length: int
+
+    @classmethod
+    def of(cls, update: FloorUpdate) -> FloorOut:
+        return cls(
+            full=update.full,
+            agents=[FloorAgentOut.of(agent) for agent in update.agents],
+            removed_agents=list(update.removed),
+            queue=None
+            if update.queue is None
+            else [FloorQueueEntryOut.of(entry) for entry in update.queue],
+            queue_length=update.queue_length,
+        )
+
+
 ServerFrame = (
     AckOut
     | MessageFrameOut
@@ -208,4 +301,5 @@ ServerFrame = (
     | ChatOpenedOut
     | PongOut
     | ErrorOut
+    | FloorOut
 )

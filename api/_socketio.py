@@ -65,6 +65,7 @@ from actors import (
     ChatAssigned,
     ChatStatusEvent,
     ChatUnassigned,
+    FloorUpdate,
     MessageAdded,
     QueuePosition,
     ReadEvent,
@@ -575,9 +576,12 @@ class SioSession:
         except Unauthenticated as error:
             await self._emit(eio.ConnectError(str(error)))
             return
-        socket = ChatSocket(self._found, principal, self._emit, self._limits.rooms_per_socket)
+        session_id = new_id()
+        socket = ChatSocket(
+            self._found, principal, self._emit, self._limits.rooms_per_socket, session_id
+        )
         session = Session(
-            new_id(), principal.user.id, self._offer, self._close, token_id(principal, token)
+            session_id, principal.user.id, self._offer, self._close, token_id(principal, token)
         )
         # Events flow from the moment of attaching (a waiting chat may be assigned at once):
         # the socket must be there to take them.
@@ -831,6 +835,7 @@ class ChatSocket:
         principal: Principal,
         emit: Callable[[Outgoing], Awaitable[None]],
         rooms_limit: int,
+        session_id: str,
     ) -> None:
         settings = found.settings
         self.sid = secrets.token_urlsafe(15)
@@ -842,7 +847,7 @@ class ChatSocket:
         self._emit = emit
         self.core = Connection(
             found.system,
-            Peer(self.user_id, self.role),
+            Peer(self.user_id, self.role, session_id),
             frames_per_second=settings.ws_max_frames_per_second,
             burst=settings.ws_frame_burst,
         )
@@ -1126,6 +1131,8 @@ class ChatSocket:
                 return [(eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None)]
             case QueuePosition() | AgentStatusEvent() | ReadEvent():
                 return []  # the original had no such events; /ws carries them
+            case FloorUpdate():
+                return []  # only /ws can watch the floor
             case _ as unreachable:
                 assert_never(unreachable)
 

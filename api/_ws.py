@@ -34,6 +34,7 @@ from actors import (
     ChatStatusEvent,
     ChatUnassigned,
     Event,
+    FloorUpdate,
     MessageAdded,
     QueuePosition,
     ReadEvent,
@@ -52,6 +53,7 @@ from api._frames import (
     ChatStatusOut,
     ChatUnassignedOut,
     ErrorOut,
+    FloorOut,
     MessageFrameOut,
     PongOut,
     QueuePositionOut,
@@ -229,7 +231,8 @@ class JsonEdge:
         self._token = token
         self._transport = transport
         self._max_frame_bytes = settings.ws_max_frame_bytes
-        self._peer = Peer(principal.user.id, principal.role)
+        session_id = new_id()
+        self._peer = Peer(principal.user.id, principal.role, session_id)
         self._core = Connection(
             found.system,
             self._peer,
@@ -247,7 +250,7 @@ class JsonEdge:
         self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
         self._closing: Close | None = None
         self.session = Session(
-            new_id(), self._peer.user_id, self._offer, self._close, token_id(principal, token)
+            session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
 
     async def run(self) -> None:
@@ -387,6 +390,8 @@ class JsonEdge:
                 frame = TypingOut(chat_id=chat_id, user_id=user_id, on=on)
             case ReadEvent(chat_id, reader_id, seq, status):
                 frame = ReadOut(chat_id=chat_id, reader_id=reader_id, seq=seq, status=status)
+            case FloorUpdate():
+                frame = FloorOut.of(item)
             case Ack(client_msg_id, chat_id, seq, message_id):
                 frame = AckOut(
                     client_msg_id=client_msg_id, chat_id=chat_id, seq=seq, message_id=message_id

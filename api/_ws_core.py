@@ -99,7 +99,15 @@ class Ping:
     kind: ClassVar[str] = "ping"
 
 
-Command: TypeAlias = SendMessage | SetTyping | MarkSeen | SetStatus | Resume | OpenChat | Ping
+@dataclass(frozen=True, slots=True)
+class WatchFloor:
+    kind: ClassVar[str] = "floor.watch"
+    on: bool
+
+
+Command: TypeAlias = (
+    SendMessage | SetTyping | MarkSeen | SetStatus | Resume | OpenChat | Ping | WatchFloor
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +133,7 @@ ALLOWED_ROLES: Mapping[type[Command], frozenset[Role]] = {
     Resume: _EVERYONE,
     OpenChat: frozenset({Role.CUSTOMER}),
     Ping: _EVERYONE,
+    WatchFloor: frozenset({Role.ADMIN}),
 }
 # Who may open a connection at all: a plain `user` has nothing to do on it.
 CONNECT_ROLES = _EVERYONE
@@ -192,10 +201,12 @@ Effect: TypeAlias = Reply | AgentStatusEvent | MessageAdded | Close
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Who is on the other end, as authenticated before the connection was accepted."""
+    """Who is on the other end, as authenticated before the connection was accepted, and the
+    id of the connection's `Session` (what the floor feed addresses its updates to)."""
 
     user_id: str
     role: Role
+    session_id: str
 
 
 class TokenBucket:
@@ -318,6 +329,12 @@ class Connection:
                 return [ChatOpened(opened.chat, opened.created)]
             case Ping():
                 return [Pong()]
+            case WatchFloor(on):
+                if on:
+                    await system.watch_floor(self.peer.user_id, self.peer.session_id)
+                else:
+                    await system.unwatch_floor(self.peer.session_id)
+                return []
             case _ as unreachable:
                 assert_never(unreachable)
 

@@ -95,7 +95,10 @@ class World:
 
     def connection(self, user: User, *, rate: float = 1000.0, burst: int = 1000) -> Connection:
         return Connection(
-            self.system, Peer(user.id, user.role), frames_per_second=rate, burst=burst
+            self.system,
+            Peer(user.id, user.role, f"s-{user.id}"),
+            frames_per_second=rate,
+            burst=burst,
         )
 
 
