@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 from actors import SystemConfig, open_system
 from api._auth import Passwords, Tokens
 from api._config import Settings
+from api._console import console
 from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
@@ -72,6 +73,7 @@ def create_app(found: Services) -> QuartTrio:
         admin_chats,
         admin_routing,
         docs,
+        console,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
+    # The console's pages (/console, /console/agent; /console/customer in development only).
+    console: bool = True
     # The websocket's limits (README, "Websocket protocol").
     ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     ws_max_frames_per_second: float = Field(default=20.0, gt=0)

@@ -24,12 +24,20 @@ EXPOSED_HEADERS = "X-Next-Cursor"
 MAX_AGE_SECONDS = 600
 
 
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+def origin_allowed(origin: str | None, allowed: list[str], host: str | None = None) -> bool:
     """Browsers always send Origin on a websocket and on a cross-origin request; a client without
-    one is not a browser, and cannot be a victim of cross-site requests or websocket hijacking."""
+    one is not a browser, and cannot be a victim of cross-site requests or websocket hijacking.
+    With `host` (the Host asked for), a page of this server itself (the console) is allowed."""
     if origin is None:
         return True
+    if host is not None and _same_origin(origin, host):
+        return True
     return origin.rstrip("/").lower() in {entry.rstrip("/").lower() for entry in allowed}
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    scheme, _, rest = origin.lower().partition("://")
+    return scheme in ("http", "https") and rest.rstrip("/") == host.lower()
 
 
 def cors_headers(origin: str | None, allowed: list[str]) -> dict[str, str]:

@@ -111,7 +111,7 @@ class Transport(Protocol):
 async def socket() -> Response | None:
     found = services()
     origin = websocket.headers.get("Origin")
-    if not origin_allowed(origin, found.settings.allowed_origins):
+    if not origin_allowed(origin, found.settings.allowed_origins, websocket.headers.get("Host")):
         return error_response(
             403, "origin_not_allowed", f"origin {origin!r} may not open this websocket"
         )

@@ -34,7 +34,8 @@ async def test_a_watcher_gets_the_whole_floor_then_only_what_changed(
     admin = await watcher(system)
     [whole] = updates(admin)
     assert whole.full
-    assert [(a.agent_id, a.name, a.status, a.connections, a.load, a.max_load) for a in whole.agents] == [
+    rows = [(a.agent_id, a.name, a.status, a.connections, a.load, a.max_load) for a in whole.agents]
+    assert rows == [
         ("ann", "Ann", AgentStatus.AWAY, 0, 0, 3),
         ("bob", "Bob", AgentStatus.AWAY, 0, 0, 2),
         ("cy", "Cy", AgentStatus.AWAY, 0, 0, 1),
