@@ -48,7 +48,7 @@ function start() {
 
 function onFrame(frame) {
   if (frame.type === "floor") applyFloor(frame);
-  else if (frame.type === "error") say(frame.message);
+  else if (frame.type === "error") say(frame.message, "error");
 }
 
 function applyFloor(frame) {
@@ -225,13 +225,15 @@ async function refreshStats() {
 
 // --- actions -------------------------------------------------------------------------------
 
-function say(text) {
+/** Tell the admin how an action went (an error in red, announced at once). */
+function say(text, kind = "ok") {
   $("#alert").textContent = text;
+  $("#alert").dataset.kind = kind;
 }
 
 function failed(error) {
   if (error.status === 401) signOut("your session ended");
-  else say(error.message);
+  else say(error.message, "error");
 }
 
 async function setMaxLoad(event, agentId, input) {
