@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check clean
+# The browser tests (tests/browser) drive Debian's chromium headless through Playwright; Playwright
+# never downloads a browser of its own.
+SWITCHBOARD_CHROMIUM ?= /usr/bin/chromium
+export SWITCHBOARD_CHROMIUM
+
+.PHONY: run test check clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +20,26 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/switchboard serve --seed-if-empty
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
+# Installs Debian's chromium when it is missing and this can (root, apt-get; CI runs as root);
+# otherwise says how, and the browser tests fail saying the same.
+chromium:
+	@test -x "$(SWITCHBOARD_CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=600 chromium >/dev/null; \
+	  else \
+	    echo "note: $(SWITCHBOARD_CHROMIUM) is missing and only root can install it here:" \
+	         "sudo apt-get install chromium (the browser tests fail without it)"; \
+	  fi; }
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .artifacts

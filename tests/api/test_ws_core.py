@@ -50,6 +50,7 @@ from api._ws_core import (
     SetStatus,
     SetTyping,
     TokenBucket,
+    WatchFloor,
 )
 from store import AgentStatus, MemoryStore, MessageStatus, Priority, Role, User, utcnow
 
@@ -156,6 +157,7 @@ SAMPLES: list[Command] = [
     Resume(UNKNOWN_CHAT, 0),
     OpenChat("t", "", Priority.LOW),
     Ping(),
+    WatchFloor(True),
 ]
 
 
@@ -163,6 +165,7 @@ def test_every_command_kind_has_an_allowed_roles_rule() -> None:
     assert {type(command) for command in SAMPLES} == set(ALLOWED_ROLES)
     assert ALLOWED_ROLES[SetStatus] == {Role.AGENT}
     assert ALLOWED_ROLES[OpenChat] == {Role.CUSTOMER}
+    assert ALLOWED_ROLES[WatchFloor] == {Role.ADMIN}
     assert ALLOWED_ROLES[SendMessage] == {Role.CUSTOMER, Role.AGENT}
     assert ALLOWED_ROLES[Resume] == ALLOWED_ROLES[MarkSeen] == ALLOWED_ROLES[Ping]
 
@@ -370,3 +373,9 @@ def test_origin_allow_list() -> None:
     assert not origin_allowed("https://evil.example", allowed)
     assert not origin_allowed("null", allowed)
     assert not origin_allowed("https://shop.example", [])
+    # The server's own pages (the console): Origin names the host the socket was asked for.
+    assert origin_allowed("http://127.0.0.1:8080", [], "127.0.0.1:8080")
+    assert origin_allowed("https://Support.Example", [], "support.example")
+    assert not origin_allowed("http://127.0.0.1:8081", [], "127.0.0.1:8080")
+    assert not origin_allowed("null", [], "null")
+    assert not origin_allowed("ws://support.example", [], "support.example")

@@ -17,12 +17,22 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Route,
+    ViewportSize,
+    sync_playwright,
+)
 
 from tests.browser.proxy import Proxy
 from tests.conftest import TEST_CUSTOMER_SECRET, TEST_SECRET
@@ -69,6 +79,13 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
     )
+    # The system's browser, not one of Playwright's own builds.
+    assert (
+        launched.version
+        in subprocess.run(
+            [str(CHROMIUM), "--version"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     yield launched
     launched.close()
 
@@ -82,6 +99,12 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
+    with serving(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def serving(tmp_path: Path) -> Iterator[Server]:
     """`switchboard serve` on a free port, seeded, in development mode; stopped with SIGINT."""
     log = tmp_path / "server.log"
     env = {
@@ -95,7 +118,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "--store", f"sqlite:///{tmp_path / 'browser.db'}",
     ]  # fmt: skip
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
         try:
             yield Server(_wait_for_url(process, log), process, log)
         finally:
@@ -137,10 +162,16 @@ class Pages:
     opened: dict[str, Page] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    # Requests for another host that got past the page's CSP (stopped here, never sent).
+    escaped: list[str] = field(default_factory=list)
 
     def open(self, name: str, url: str, *, phone: bool = False) -> Page:
-        size = {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
+        size: ViewportSize = (
+            {"width": 390, "height": 844} if phone else {"width": 1280, "height": 900}
+        )
         context = self.browser.new_context(viewport=size, device_scale_factor=1)
+        origin = urlsplit(url).netloc
+        context.route(lambda target: urlsplit(target).netloc != origin, self._stop)
         self.contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{name}: {error}"))
@@ -150,9 +181,15 @@ class Pages:
         page.goto(url)
         return page
 
+    def _stop(self, route: Route) -> None:
+        self.escaped.append(route.request.url)
+        route.abort()
+
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
         item.stash[_FAILED] = report.failed

@@ -7,6 +7,7 @@ socket fail, tries again, and gets through the moment the network is back.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from types import TracebackType
@@ -31,7 +32,10 @@ class Proxy:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._closed = True
         self._listener.close()
@@ -83,10 +87,8 @@ class Proxy:
             pass
         finally:
             for end in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             with self._lock:
                 self._open.discard(source)
                 self._open.discard(sink)
@@ -95,8 +97,7 @@ class Proxy:
 def _reset(connection: socket.socket) -> None:
     """End a connection without a websocket close: to the page, the network went away.
     (shutdown, not only close, so that the pump blocked reading it wakes up.)"""
-    for end in (lambda: connection.shutdown(socket.SHUT_RDWR), connection.close):
-        try:
-            end()
-        except OSError:
-            pass
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        connection.close()

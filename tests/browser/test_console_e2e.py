@@ -11,7 +11,7 @@ import re
 import shutil
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from api import DEMO_PASSWORD
 from tests.browser.conftest import ARTIFACTS, ROOT, Pages, Server
@@ -38,7 +38,7 @@ def shown(page: Page) -> list[str]:
     return page.locator(".message:not(.pending) .body").all_inner_texts()
 
 
-def card(admin: Page, name: str) -> object:
+def card(admin: Page, name: str) -> Locator:
     return admin.locator(".agent-card").filter(has=admin.get_by_role("heading", name=name))
 
 
