@@ -3,7 +3,7 @@
 // its chats, resumes each from the last seq it shows and resends what was not acknowledged.
 
 import { $, Live, Session, all, api, el, notify, replaceChildren, showState, signInForm } from "./common.js";
-import { Thread, TypingNotice, TypingSignal } from "./conversation.js";
+import { Thread, TypingNotice, TypingSignal, wireComposer } from "./conversation.js";
 
 const session = new Session("agent");
 const chats = new Map(); // chat id -> {chat, thread, unread}
@@ -235,22 +235,7 @@ function wire() {
   });
   $("#resolve").addEventListener("click", () => setChatStatus("resolved"));
   $("#set-pending").addEventListener("click", () => setChatStatus("pending"));
-  const message = $("#message");
-  message.addEventListener("input", () => typingSignal.typed());
-  message.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      $("#composer").requestSubmit();
-    }
-  });
-  $("#composer").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const content = message.value.trim();
-    if (!content || !selected) return;
-    typingSignal.stop();
-    chats.get(selected).thread.send(content);
-    message.value = "";
-  });
+  wireComposer($("#composer"), () => typingSignal, () => (selected ? chats.get(selected).thread : null));
   document.addEventListener("visibilitychange", () => {
     const entry = selected && chats.get(selected);
     if (entry && seenNow(entry)) entry.thread.markSeen();

@@ -214,3 +214,24 @@ export class TypingNotice {
   }
 }
 
+
+/** The message box: Enter sends (Shift+Enter for a new line), typing is signalled. */
+export function wireComposer(form, typingSignal, currentThread) {
+  const box = form.elements.message;
+  box.addEventListener("input", () => typingSignal().typed());
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const content = box.value.trim();
+    const thread = currentThread();
+    if (!content || !thread) return;
+    typingSignal().stop();
+    thread.send(content);
+    box.value = "";
+  });
+}

@@ -3,7 +3,7 @@
 // agent, with typing and seen receipts, resuming after a drop like the agent's desk.
 
 import { $, Live, Session, api, duration, el, notify, showState } from "./common.js";
-import { Thread, TypingNotice, TypingSignal } from "./conversation.js";
+import { Thread, TypingNotice, TypingSignal, wireComposer } from "./conversation.js";
 
 const session = new Session("customer");
 let live = null;
@@ -151,22 +151,7 @@ function wire() {
     $("#transcript").replaceChildren();
     onOpen();
   });
-  const message = $("#message");
-  message.addEventListener("input", () => typingSignal.typed());
-  message.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      $("#composer").requestSubmit();
-    }
-  });
-  $("#composer").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const content = message.value.trim();
-    if (!content || !thread) return;
-    typingSignal.stop();
-    thread.send(content);
-    message.value = "";
-  });
+  wireComposer($("#composer"), () => typingSignal, () => thread);
   document.addEventListener("visibilitychange", () => {
     if (thread && document.visibilityState === "visible") thread.markSeen();
   });
