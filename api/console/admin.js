@@ -309,7 +309,10 @@ async function confirmReassign(event) {
     say(`Reassigned to ${agents.get(agentId)?.name ?? agentId}.`);
   } catch (error) {
     if (error.status === 401) failed(error);
-    else $("#reassign-error").textContent = `Refused: ${error.message}`;
+    else {
+      // The server names agents by id; the admin knows them by name.
+      $("#reassign-error").textContent = `Refused: ${withNames(error.message)}`;
+    }
   }
 }
 
@@ -344,6 +347,13 @@ function nameOf(id) {
   return id ? agents.get(id)?.name ?? id : "nobody";
 }
 
+/** Reasons name agents by id; show the names the floor knows. */
+function withNames(text) {
+  let named = text;
+  for (const agent of agents.values()) named = named.replaceAll(agent.id, agent.name);
+  return named;
+}
+
 function historyItem(entry) {
   const when = new Date(entry.at).toLocaleString();
   let what;
@@ -356,7 +366,7 @@ function historyItem(entry) {
     {},
     el("time", { datetime: entry.at }, when),
     el("span", { class: "what" }, what),
-    el("span", { class: "why" }, `by ${by}: ${entry.reason}`),
+    el("span", { class: "why" }, `by ${by}: ${withNames(entry.reason)}`),
   );
 }
 
