@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INSTALL ?= $(BIN)/python -m pip install --quiet --disable-pip-version-check
+NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
 
 # The browser tests (tests/browser) drive Debian's chromium headless through Playwright; Playwright
 # never downloads a browser of its own.
@@ -11,10 +13,25 @@ export SWITCHBOARD_CHROMIUM
 
 .PHONY: run test check clean chromium
 
+# A .venv whose interpreter is gone or too old (made by another Python) is rebuilt, not used.
+VENV_OK := $(shell $(BIN)/python -c '$(NEW_ENOUGH)' >/dev/null 2>&1 && echo ok)
+ifneq ($(VENV_OK),ok)
+  ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),run)),)
+    ifneq ($(shell $(PYTHON) -c '$(NEW_ENOUGH)' >/dev/null 2>&1 && echo ok),ok)
+      $(error Switchboard needs Python 3.11 or newer, and $(PYTHON) is $(or $(shell command -v $(PYTHON) >/dev/null && $(PYTHON) --version 2>&1 | head -n 1),not installed); run: make PYTHON=python3.11 $(MAKECMDGOALS))
+    endif
+  endif
+  .PHONY: $(STAMP)
+endif
+
 $(STAMP): pyproject.toml
+	@if [ -e $(VENV) ] && [ "$(VENV_OK)" != ok ]; then \
+		echo "make: .venv's Python is missing or older than 3.11; rebuilding .venv with $(PYTHON)"; \
+		rm -rf $(VENV); \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(INSTALL) --upgrade pip
+	$(INSTALL) -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)

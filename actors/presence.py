@@ -13,15 +13,13 @@ other's full mailboxes).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import trio
 
 from actors.events import CLOSE_SLOW_READER, Event, Session
 from store import ChatStatus
-
-log = logging.getLogger("actors")
+from telemetry import limit_hit
 
 
 class Presence:
@@ -68,7 +66,7 @@ class Presence:
             try:
                 session.offer(event)
             except trio.WouldBlock:
-                log.warning("session %s of %s reads too slowly; closing it", session.id, user_id)
+                limit_hit("slow_reader", session=session.id, principal=user_id)
                 session.close(CLOSE_SLOW_READER, "too slow reading events; reconnect and resume")
 
     def offer_to(self, user_id: str, session_id: str, event: Event) -> bool:

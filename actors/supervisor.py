@@ -59,6 +59,7 @@ from actors.messages import (
     SupervisorMessage,
 )
 from actors.presence import Presence, Route, Routes
+from actors.reporting import report_decisions
 from router import Actor, Refused
 from store import (
     ACTIVE_CHAT_STATUSES,
@@ -324,6 +325,7 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 ],
                 activity,
             )
+        report_decisions(effects)
         for chat_id in chat_ids:
             self._publish_route(chat_id)
         for effect in effects:

@@ -47,6 +47,7 @@ from actors.presence import Presence, Route, Routes
 from actors.supervisor import SupervisorActor
 from router import (
     ActorDead,
+    ActorInfo,
     ActorRef,
     ActorSystem,
     MailboxFull,
@@ -55,6 +56,7 @@ from router import (
     open_actor_system,
 )
 from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role, Store
+from telemetry import actor_restarted
 
 log = logging.getLogger("actors")
 
@@ -126,6 +128,15 @@ class System:
 
     def connections(self, user_id: str) -> int:
         return self._presence.connections(user_id)
+
+    @property
+    def assignment_running(self) -> bool:
+        """The assignment actor is handling messages: what /readyz reports."""
+        return self._supervisor.running
+
+    def actor_states(self) -> list[ActorInfo]:
+        """Every actor's mailbox depth and restarts now, without asking any of them."""
+        return self._actors.snapshot()
 
     def route(self, chat_id: str) -> Route | None:
         """Who is in an active chat now; None when resolved or unknown."""
@@ -271,7 +282,7 @@ async def open_system(store: Store, config: SystemConfig = SystemConfig()) -> As
     """Start the supervisor (which rebuilds the assignment state from the store) and run the
     domain for the duration of the block."""
     presence, routes, signal = Presence(), Routes(), FloorSignal()
-    async with open_actor_system() as actors:
+    async with open_actor_system(on_restart=actor_restarted) as actors:
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,
             lambda: SupervisorActor(

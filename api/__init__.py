@@ -1,5 +1,6 @@
 """The edge: the Quart-Trio app, REST blueprints, auth and the wire schemas."""
 
+from api._app import CannotListen as CannotListen
 from api._app import create_app as create_app
 from api._app import open_services as open_services
 from api._app import serve as serve
@@ -8,6 +9,7 @@ from api._auth import Passwords as Passwords
 from api._auth import Tokens as Tokens
 from api._config import ConfigError as ConfigError
 from api._config import Settings as Settings
+from api._config import load_settings as load_settings
 from api._seed import DEMO_PASSWORD as DEMO_PASSWORD
 from api._seed import SeedReport as SeedReport
 from api._seed import demo_logins as demo_logins

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gc
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -22,7 +24,10 @@ from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
 from api._hypercorn import adjust_hypercorn
+from api._observed_store import observe_store
+from api._ops import ops
 from api._paths import CONVERTERS
+from api._request_log import install_request_log
 from api._routes_admin_chats import admin_chats
 from api._routes_admin_routing import admin_routing
 from api._routes_admin_users import admin_users
@@ -36,6 +41,7 @@ from api._services import EXTENSION_KEY, Services
 from api._socketio import socketio
 from api._ws import ws
 from store import open_store
+from telemetry import watch_runtime
 
 
 def create_app(found: Services) -> QuartTrio:
@@ -60,6 +66,7 @@ def create_app(found: Services) -> QuartTrio:
     )
     install_error_handlers(app)
     install_cors(app)
+    install_request_log(app)
     for blueprint in (
         auth,
         dev,
@@ -74,6 +81,7 @@ def create_app(found: Services) -> QuartTrio:
         admin_routing,
         docs,
         console,
+        ops,
     ):
         app.register_blueprint(blueprint)
     return app
@@ -82,19 +90,18 @@ def create_app(found: Services) -> QuartTrio:
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the configured store and the actor system on it, for as long as the block runs."""
-    async with (
-        open_store(settings.store_url) as store,
-        open_system(
+    async with open_store(settings.store_url) as opened:
+        store = observe_store(opened)
+        async with open_system(
             store, SystemConfig(grace_period_seconds=settings.grace_period_seconds)
-        ) as system,
-    ):
-        yield Services(
-            settings=settings,
-            store=store,
-            system=system,
-            tokens=Tokens(settings, store),
-            passwords=Passwords(),
-        )
+        ) as system:
+            yield Services(
+                settings=settings,
+                store=store,
+                system=system,
+                tokens=Tokens(settings, store),
+                passwords=Passwords(),
+            )
 
 
 async def serve(
@@ -104,12 +111,45 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on the configured host and port; reports the bound URLs once listening."""
-    await serve_asgi(
-        create_app(found),
-        found.settings,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
-    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch_runtime)
+        await serve_asgi(
+            create_app(found),
+            found.settings,
+            shutdown_trigger=shutdown_trigger,
+            task_status=task_status,
+        )
+        nursery.cancel_scope.cancel()
+
+
+class CannotListen(Exception):
+    """The server cannot listen where it was told to; the message says what to do."""
+
+
+def _sole_error(error: BaseException) -> BaseException:
+    """The one error inside nested one-error groups (hypercorn's nurseries wrap its bind)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def _cannot_listen(settings: Settings, error: OSError) -> CannotListen:
+    where = f"{settings.host}:{settings.port}"
+    match error.errno:
+        case errno.EADDRINUSE:
+            advice = (
+                "another process listens there; stop it, or pick another port with --port or "
+                "SWITCHBOARD_PORT (0 picks a free one)"
+            )
+        case errno.EACCES:
+            advice = "ports below 1024 need privileges; use a port above 1023 behind a proxy"
+        case errno.EADDRNOTAVAIL:
+            advice = (
+                "no interface of this machine has that address; check --host or SWITCHBOARD_HOST"
+            )
+        case _:
+            advice = error.strerror or str(error)
+    return CannotListen(f"cannot listen on {where}: {advice}")
 
 
 async def serve_asgi(
@@ -122,17 +162,23 @@ async def serve_asgi(
     """Serve an ASGI app as the server serves ours (the benchmarks' floor uses it too)."""
     config = HypercornConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
-    config.errorlog = "-"
+    config.accesslog = None  # every request is logged by the app (api/_request_log.py)
+    config.errorlog = logging.getLogger("hypercorn.error")
     # The websocket's frame cap (closes with 1009) and keep-alive pings, enforced by hypercorn.
     config.websocket_max_message_size = settings.ws_max_frame_bytes
     config.websocket_ping_interval = settings.ws_ping_interval_seconds
     adjust_hypercorn()
 
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            partial(hypercorn_serve, app, config, shutdown_trigger=shutdown_trigger)
-        )
+        try:
+            binds = await nursery.start(
+                partial(hypercorn_serve, app, config, shutdown_trigger=shutdown_trigger)
+            )
+        except BaseExceptionGroup as group:
+            error = _sole_error(group)
+            if isinstance(error, OSError):
+                raise _cannot_listen(settings, error) from None
+            raise
         # What start-up made (modules, the app, its schemas) lives as long as the process; kept
         # out of the cyclic collector's sight, full collections under load stop every
         # connection for much less (README, Performance).

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from telemetry import LogFormat, LogLevel
 
 # Demo secrets let `make run` work with no set-up; production mode refuses them.
 DEMO_JWT_SECRET = "switchboard-demo-secret-do-not-use-in-production"
@@ -42,12 +45,22 @@ class Settings(BaseSettings):
     ws_frame_burst: int = Field(default=40, ge=1)
     ws_outbox_frames: int = Field(default=256, ge=1)
     ws_ping_interval_seconds: float = Field(default=20.0, gt=0)
+    # Operations (README, "Running in production").
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+    metrics_token: str | None = Field(default=None, min_length=16)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def store_url(self) -> str:
         if self.store:
             return self.store
-        return f"sqlite:///{(self.data_dir / 'switchboard.db').resolve()}"
+        # sqlite:// and an absolute path: sqlite:///var/lib/switchboard/switchboard.db
+        return f"sqlite://{(self.data_dir / 'switchboard.db').resolve()}"
 
     @property
     def production(self) -> bool:
@@ -76,3 +89,71 @@ class Settings(BaseSettings):
                 "SWITCHBOARD_JWT_SECRET and SWITCHBOARD_CUSTOMER_JWT_SECRET must differ, or a shop "
                 "token could pass as a staff token"
             )
+
+
+ENV_PREFIX = "SWITCHBOARD_"
+
+# A valid value of each setting, for the error that refuses an invalid one.
+EXAMPLES: Mapping[str, str] = {
+    "mode": "production",
+    "host": "0.0.0.0",
+    "port": "8080",
+    "data_dir": "/var/lib/switchboard",
+    "store": "sqlite:///var/lib/switchboard/switchboard.db",
+    "jwt_secret": "<48 random characters>",
+    "customer_jwt_secret": "<48 random characters>",
+    "token_ttl_seconds": "86400",
+    "grace_period_seconds": "15",
+    "max_body_bytes": "65536",
+    "login_max_failures": "5",
+    "login_window_seconds": "900",
+    "allowed_origins": "'[\"https://shop.example.com\"]'",
+    "ws_max_frame_bytes": "65536",
+    "ws_max_frames_per_second": "20",
+    "ws_frame_burst": "40",
+    "ws_outbox_frames": "256",
+    "ws_ping_interval_seconds": "20",
+    "log_level": "info",
+    "log_format": "json",
+    "metrics_token": "<32 random characters>",
+}
+
+
+def load_settings(overrides: Mapping[str, Any] = {}, flags: Mapping[str, str] = {}) -> Settings:
+    """The environment's settings with `overrides` (from command-line flags) on top, checked for
+    the mode. An invalid value is a `ConfigError` of one line naming the variable, or the flag
+    it came from (`flags` maps fields to flags), with a valid example."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        value = None if _secret(field) else str(problem.get("input"))
+        raise ConfigError(_invalid(field, value, problem["msg"], overrides, flags)) from None
+    except SettingsError as error:
+        # A list or object variable that is not JSON (pydantic-settings parses them first).
+        field = next((name for name in Settings.model_fields if f'"{name}"' in str(error)), "")
+        raise ConfigError(_invalid(field, None, "it must be JSON", overrides, flags)) from None
+    settings.check()
+    return settings
+
+
+def _invalid(
+    field: str,
+    value: str | None,
+    problem: str,
+    overrides: Mapping[str, Any],
+    flags: Mapping[str, str],
+) -> str:
+    example = EXAMPLES.get(field, "")
+    if field in overrides and field in flags:
+        flag = flags[field]
+        given = f"{flag} {value}" if value is not None else flag
+        return f"{given} is not valid: {problem}; for example {flag} {example}"
+    variable = ENV_PREFIX + field.upper()
+    given = f"{variable}={value}" if value is not None else variable
+    return f"{given} is not valid: {problem}; for example {variable}={example}"
+
+
+def _secret(field: str) -> bool:
+    return "secret" in field or "token" in field

@@ -17,6 +17,7 @@ from api._services import services
 from api._signin_gate import SignInGate, Ticket
 from api._ws import token_id
 from store import DuplicateEmail, Role, User, new_id, utcnow
+from telemetry import limit_hit
 
 auth = Blueprint("auth", __name__)
 
@@ -96,6 +97,7 @@ async def _admitted(keys: tuple[str, ...], since: datetime) -> Ticket:
         with trio.move_on_after(ASK_SECONDS):
             await ticket.changed.wait()
     minutes = found.settings.login_window_seconds // 60
+    limit_hit("signin_throttle", keys=", ".join(keys))
     raise ApiError(
         429, "too_many_attempts", f"too many failed sign-ins; try again in {minutes} minutes"
     )

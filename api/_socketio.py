@@ -130,6 +130,7 @@ from api._ws_core import (
     TokenBucket,
 )
 from store import Chat, Message, Role, StoreUnavailable, new_id
+from telemetry import connection_closed, connection_opened, limit_hit
 
 log = logging.getLogger("api.socketio")
 
@@ -357,6 +358,7 @@ class Hub:
     ) -> SioSession:
         """A new session, running in the app's nursery until it closes."""
         if len(self._sessions) >= self.limits.max_sessions:
+            limit_hit("socketio_sessions", sessions=len(self._sessions))
             raise Crowded
         session = SioSession(found, self.limits, self.config, transport, authorization)
         self._sessions[session.sid] = session
@@ -417,6 +419,8 @@ class SioSession:
         self._connected = trio.Event()
         # Its own event, so the tasks that only wait for the end do not wake on every packet.
         self._closed = trio.Event()
+        self._opened_at: float | None = None  # when the Socket.IO CONNECT succeeded
+        self._end_code = "closed"  # why the server ended it, or the client's doing
 
     @property
     def sid(self) -> str:
@@ -450,6 +454,7 @@ class SioSession:
         finally:
             # Closed already, unless a task crashed: then its transports must stop waiting.
             self.engine.close("internal error; reconnect")
+            self._log_close()
             await self._detach()
             self._inbound.close()
             self._outgoing.close()
@@ -544,6 +549,7 @@ class SioSession:
             or self._bucket.take(now)
         )
         if not allowed:
+            limit_hit("frame_rate", edge="socketio", session=self.sid)
             self._end("rate_limited", "too many packets; slow down and reconnect")
             return
         match packet:
@@ -551,6 +557,7 @@ class SioSession:
                 await self._connect(namespace, auth, nursery)
             case eio.Disconnect(namespace):
                 if namespace == eio.DEFAULT_NAMESPACE:
+                    self._end_code = "client"
                     self.engine.close("the client disconnected")
             case eio.Event(namespace=namespace):
                 # Like the stock server: an event for a namespace not connected is ignored.
@@ -602,6 +609,15 @@ class SioSession:
             await self._emit(eio.ConnectError(failure))
             return
         self._connected.set()
+        self._opened_at = trio.current_time()
+        connection_opened(
+            "socketio",
+            principal.role.value,
+            session=self.sid,
+            principal=principal.user.id,
+            client=None,
+            transport=self.engine.transport.value,
+        )
         await self._emit(eio.Connect(data={"sid": socket.sid}))
         nursery.start_soon(socket.core.send_receipts)
         nursery.start_soon(self._expire, principal.expires_at)
@@ -667,6 +683,21 @@ class SioSession:
 
     # --- ending --------------------------------------------------------------------------------
 
+    def _log_close(self) -> None:
+        """The close of a connected socket: why, in Socket.IO's terms (there is no code)."""
+        if self._attached is None or self._opened_at is None:
+            return
+        session, role = self._attached
+        connection_closed(
+            "socketio",
+            role.value,
+            session=self.sid,
+            principal=session.user_id,
+            code=self._end_code,
+            reason=self.engine.closed or "",
+            seconds=trio.current_time() - self._opened_at,
+        )
+
     def _malformed(self, reason: str) -> None:
         log.info("socket.io session %s sent a malformed packet: %s", self.sid, reason)
         self._end("invalid_packet", f"malformed packet: {reason}")
@@ -677,6 +708,7 @@ class SioSession:
         With `disconnect` the client does not reconnect by itself."""
         if self.engine.closed is not None:
             return
+        self._end_code = code
         if self._socket is not None:
             error = ErrorOut(message=message, code=code).model_dump(
                 by_alias=True, exclude_none=True
@@ -850,6 +882,7 @@ class ChatSocket:
             Peer(self.user_id, self.role, session_id),
             frames_per_second=settings.ws_max_frames_per_second,
             burst=settings.ws_frame_burst,
+            edge="socketio",
         )
         self.chats: set[str] = set()
         self.user_room = False

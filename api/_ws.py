@@ -64,6 +64,7 @@ from api._frames import (
     client_frame,
 )
 from api._guard import bearer_token
+from api._hypercorn import CLOSE_KEY
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_out
@@ -89,6 +90,7 @@ from api._ws_core import (
     Resumed,
 )
 from store import Store, StoreUnavailable, new_id
+from telemetry import connection_closed, connection_opened, limit_hit
 
 log = logging.getLogger("api.ws")
 
@@ -135,8 +137,45 @@ async def socket() -> Response | None:
             f"you are signed in as {principal.role}",
         )
     await websocket.accept(subprotocol=subprotocol)
-    await JsonEdge(found, principal, token, websocket).run()
+    edge = JsonEdge(found, principal, token, websocket)
+    opened, role = trio.current_time(), principal.role.value
+    connection_opened(
+        "ws",
+        role,
+        session=edge.session.id,
+        principal=principal.user.id,
+        client=websocket.remote_addr,
+        transport="websocket",
+    )
+    try:
+        await edge.run()
+    finally:
+        code, reason = _how_closed(edge.closing, websocket.scope.get(CLOSE_KEY))
+        if code == CLOSE_TOO_BIG and edge.closing is None:
+            limit_hit("frame_size", edge="ws", principal=principal.user.id)
+        connection_closed(
+            "ws",
+            role,
+            session=edge.session.id,
+            principal=principal.user.id,
+            code=code,
+            reason=reason,
+            seconds=trio.current_time() - opened,
+        )
     return None
+
+
+def _how_closed(ours: Close | None, noted: object) -> tuple[int | str, str]:
+    """The close code and why: ours with its reason, else what the HTTP server saw go out."""
+    if ours is not None:
+        return ours.code, ours.reason
+    match noted:
+        case ("server", int(code)):
+            return code, "closed by the HTTP server (a frame over the size limit is 1009)"
+        case ("client", int(code)):
+            return code, "closed by the client"
+        case _:
+            return "gone", "the client went away without a close"
 
 
 def credentials(authorization: str | None, subprotocols: list[str]) -> tuple[str, str | None]:
@@ -269,6 +308,11 @@ class JsonEdge:
 
     # --- the domain's side: never blocks -------------------------------------------------------
 
+    @property
+    def closing(self) -> Close | None:
+        """Why the server is ending the connection (None: it is not)."""
+        return self._closing
+
     def _offer(self, event: Event) -> None:
         if self._closing is not None:
             return  # closing: the client resumes what it missed after reconnecting
@@ -314,6 +358,7 @@ class JsonEdge:
             if data is None:  # Quart hands an empty binary frame over as None (b"" is falsy)
                 data = b""
             if too_big(data, self._max_frame_bytes):
+                limit_hit("frame_size", edge="ws", principal=self._peer.user_id)
                 await self._finish(
                     Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
                 )

@@ -20,8 +20,10 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import ClassVar, TypeAlias, assert_never
 
 import trio
@@ -31,6 +33,7 @@ from api._errors import ASK_SECONDS
 from router import Refused, RouterError
 from store import Actor as By
 from store import AgentStatus, Chat, MessageStatus, Priority, Role, StoreUnavailable
+from telemetry import limit_hit, message_acknowledged, message_delivered
 
 log = logging.getLogger("api.ws")
 
@@ -238,8 +241,10 @@ class Connection:
         frames_per_second: float,
         burst: int,
         clock: Callable[[], float] = trio.current_time,
+        edge: str = "ws",
     ) -> None:
         self.peer = peer
+        self._edge = edge  # for the metrics: "ws" or "socketio"
         self._system = system
         self._speaker = Speaker(peer.user_id, peer.role)
         self._clock = clock
@@ -254,6 +259,7 @@ class Connection:
     async def handle(self, inbound: Inbound) -> list[Effect]:
         """Answer one frame. Never raises for anything a client can send."""
         if not self._bucket.take(self._clock()):
+            limit_hit("frame_rate", edge=self._edge, principal=self.peer.user_id)
             return [
                 Error("rate_limited", "too many frames; slow down and reconnect", _ref(inbound)),
                 Close(CLOSE_POLICY, "too many frames"),
@@ -299,9 +305,11 @@ class Connection:
         system, me = self._system, self._speaker
         match command:
             case SendMessage(chat_id, client_msg_id, content):
+                arrived = time.perf_counter()
                 sent = await system.send_message(
                     chat_id, me, client_msg_id=client_msg_id, content=content
                 )
+                message_acknowledged(self._edge, time.perf_counter() - arrived)
                 message = sent.message
                 return [Ack(client_msg_id, chat_id, message.seq, message.id)]
             case SetTyping(chat_id, on):
@@ -362,6 +370,7 @@ class Connection:
         message = item.message
         if message.sender_id == self.peer.user_id or message.status != MessageStatus.SENT:
             return
+        message_delivered(self._edge, (datetime.now(UTC) - message.created_at).total_seconds())
         if message.seq > self._delivered.get(message.chat_id, 0):
             self._delivered[message.chat_id] = message.seq
             self._receipts_due.set()

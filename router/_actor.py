@@ -110,6 +110,11 @@ class ActorRef(Generic[M]):
         return self._cell.alive
 
     @property
+    def running(self) -> bool:
+        """Handling messages: alive, and not between a crash and its restart."""
+        return self._cell.alive and not self._cell.restarting
+
+    @property
     def mailbox_depth(self) -> int:
         return self._cell.mailbox_depth
 
@@ -182,6 +187,7 @@ class _ActorCell(Generic[M]):
         mailbox_size: int,
         restart: RestartPolicy,
         on_give_up: Callable[[str, BaseException], None] | None,
+        on_restart: Callable[[str, int], None] | None,
         timers: TimerQueue,
         nursery: trio.Nursery,
         on_closed: Callable[[_ActorCell[Any]], None],
@@ -190,6 +196,7 @@ class _ActorCell(Generic[M]):
         self._factory = factory
         self._policy = restart
         self._on_give_up = on_give_up
+        self._on_restart = on_restart
         self._timer_queue = timers
         self._nursery = nursery
         self._on_closed = on_closed
@@ -198,6 +205,7 @@ class _ActorCell(Generic[M]):
         self.stopping = False
         self._stopped = trio.Event()
         self.restarts = 0
+        self.restarting = False  # between a crash and the next instance's successful on_start
         self._timers: set[Timer] = set()
         self._current: object = None  # the message being handled, failed if the task is cancelled
         self._task: trio.lowlevel.Task | None = None
@@ -280,6 +288,7 @@ class _ActorCell(Generic[M]):
             if crash is None:
                 await self._stop_cleanly(actor)
                 return None
+            self.restarting = True
             while crash is not None:
                 logger.error("actor %r crashed", self.name, exc_info=crash)
                 self._cancel_timers()
@@ -305,6 +314,9 @@ class _ActorCell(Generic[M]):
                     crash = exc
                 else:
                     crash = None
+            self.restarting = False
+            if self._on_restart is not None:
+                self._on_restart(self.name, self.restarts)
 
     async def _process(self, actor: Actor[M]) -> Exception | None:
         """Handle messages until a stop is requested (returns None) or `handle` crashes (returns

@@ -30,9 +30,15 @@ class ActorInfo:
 class ActorSystem:
     """Made by `open_actor_system`; spawns, finds and stops actors."""
 
-    def __init__(self, nursery: trio.Nursery, timers: TimerQueue) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        timers: TimerQueue,
+        on_restart: Callable[[str, int], None] | None = None,
+    ) -> None:
         self._nursery = nursery
         self._timers = timers
+        self._on_restart = on_restart
         # Every actor from spawn until fully stopped, including ones starting or stopping.
         self._cells: dict[str, _ActorCell[Any]] = {}
         self._closing = False
@@ -68,6 +74,7 @@ class ActorSystem:
             mailbox_size=mailbox_size,
             restart=restart,
             on_give_up=on_give_up,
+            on_restart=self._on_restart,
             timers=self._timers,
             nursery=self._nursery,
             on_closed=self._unregister,
@@ -124,8 +131,13 @@ class ActorSystem:
 
 
 @asynccontextmanager
-async def open_actor_system() -> AsyncIterator[ActorSystem]:
+async def open_actor_system(
+    *, on_restart: Callable[[str, int], None] | None = None
+) -> AsyncIterator[ActorSystem]:
     """Run an actor system for the duration of the block; on exit every actor is stopped cleanly.
+
+    `on_restart(name, restarts)` is called each time a crashed actor has started again (for
+    logs and metrics).
 
     An actor given up on without an `on_give_up` callback cancels the block and `ActorGaveUp`
     is raised from here. Errors come out as themselves, not wrapped in an ExceptionGroup: the
@@ -135,7 +147,7 @@ async def open_actor_system() -> AsyncIterator[ActorSystem]:
         async with trio.open_nursery() as nursery:
             timers = TimerQueue()
             await nursery.start(timers.run)
-            system = ActorSystem(nursery, timers)
+            system = ActorSystem(nursery, timers, on_restart)
             try:
                 yield system
             finally:

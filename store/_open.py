@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 
+from store._lock import single_process
 from store._protocol import Store, StoreError
 from store.memory import MemoryStore
 from store.mongo import open_mongo_store
@@ -20,22 +21,40 @@ ACCEPTED_FORMS = (
 
 
 @asynccontextmanager
-async def open_store(url: str) -> AsyncIterator[Store]:
-    """Open the backend `url` names, for the duration of the block."""
+async def open_store(url: str, *, existing: bool = False) -> AsyncIterator[Store]:
+    """Open the backend `url` names, for the duration of the block. With `existing`, a store
+    that is not there yet is refused (StoreError) instead of created: a source to copy from.
+
+    A SQLite database is locked for the block: a second process opening it is refused."""
     scheme, separator, rest = url.partition("://")
     match (scheme, separator, rest):
         case ("memory", "://", ""):
             yield MemoryStore()
         case ("sqlite", "://", path) if path:
-            await trio.to_thread.run_sync(_make_folder, Path(path))
-            async with open_sqlite_store(Path(path)) as store:
-                yield store
+            database = Path(path)
+            if existing:
+                _must_exist(url, database)
+            else:
+                await trio.to_thread.run_sync(_make_folder, database)
+            with single_process(database):
+                async with open_sqlite_store(database) as store:
+                    yield store
         case ("mongodb" | "mongodb+srv", "://", rest) if rest:
-            async with open_mongo_store(url) as store:
+            async with open_mongo_store(url, existing=existing) as store:
                 yield store
         # Each new backend is one more case here.
         case _:
             raise ValueError(f"unknown store URL {url!r}; use {ACCEPTED_FORMS}")
+
+
+def _must_exist(url: str, database: Path) -> None:
+    if database.is_file():
+        return
+    hint = ""
+    if url.startswith("sqlite:///") and not database.parent.exists():
+        relative = url.removeprefix("sqlite:///")
+        hint = f"; three slashes make an absolute path: for ./{relative} write sqlite://{relative}"
+    raise StoreError(f"there is no SQLite database at {database} ({url}){hint}")
 
 
 def _make_folder(database: Path) -> None:

@@ -1062,8 +1062,12 @@ def _supports_transactions(client: MongoClient[Document]) -> bool:
     return bool(kinds & {SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos, SERVER_TYPE.LoadBalancer})
 
 
-def _prepare(client: MongoClient[Document], transactions: bool | None) -> _Database:
+def _prepare(
+    client: MongoClient[Document], transactions: bool | None, existing: bool = False
+) -> _Database:
     name = client.get_default_database(DEFAULT_DATABASE).name
+    if existing and name not in client.list_database_names():
+        raise StoreError(f"there is no database {name!r} on this MongoDB server")
     database = client.get_database(
         name,
         codec_options=_CODEC_OPTIONS,
@@ -1079,20 +1083,21 @@ def _prepare(client: MongoClient[Document], transactions: bool | None) -> _Datab
 
 @asynccontextmanager
 async def open_mongo_store(
-    url: str, *, transactions: bool | None = None
+    url: str, *, transactions: bool | None = None, existing: bool = False
 ) -> AsyncIterator[MongoStore]:
     """Connect to the MongoDB `url` names (its database, or `switchboard`), create the indexes,
     and keep the connection until exit; calls made after it raise StoreError.
 
     An unreachable server raises StoreUnavailable within serverSelectionTimeoutMS (the URL's,
     or SERVER_SELECTION_TIMEOUT_MS). `transactions` is decided from the server's type unless
-    given (tests use it to run both ways against one server).
+    given (tests use it to run both ways against one server). With `existing`, a database
+    that is not there yet is refused (StoreError) rather than created.
     """
     where = _redact(url)
     client = await trio.to_thread.run_sync(_connect, url, where)
     try:
         with _translated(where):
-            database = await trio.to_thread.run_sync(_prepare, client, transactions)
+            database = await trio.to_thread.run_sync(_prepare, client, transactions, existing)
         store = MongoStore(database, where)
         try:
             yield store

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +72,14 @@ async def running_server(settings: Settings, *, seed: bool = True) -> AsyncItera
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
     async with running_server(make_settings(tmp_path)) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs a command (`tools.cli.main`) configures logging for the process: put the
+    root logger back, so no later test writes into a stream that test captured."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -14,8 +14,18 @@ from typing import Any
 import trio
 from pydantic import ValidationError
 
-from api import ConfigError, Settings, demo_logins, open_services, seed_demo_data, serve
+from api import (
+    CannotListen,
+    ConfigError,
+    Settings,
+    demo_logins,
+    load_settings,
+    open_services,
+    seed_demo_data,
+    serve,
+)
 from store import StoreError
+from telemetry import configure_logging
 from tools import bench_assignment, bench_socketio, bench_ws
 from tools._errors import sole_error
 from tools.inspect import add_inspect_parser, inspect_command
@@ -30,12 +40,13 @@ BENCHMARKS = {
 
 
 def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
-    """Environment first, then the flags given on the command line."""
+    """Environment first, then the flags given on the command line; logging as they say."""
     overrides: dict[str, Any] = {
         name: getattr(args, name) for name in fields if getattr(args, name, None) is not None
     }
-    settings = Settings(**overrides)
-    settings.check()
+    flags = {name: "--" + name.replace("_", "-") for name in fields}
+    settings = load_settings(overrides, flags)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -150,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What a person can act on from one line: a bad setting, flag or store URL, an unreachable store.
-USER_ERRORS = (ConfigError, ValidationError, ValueError, StoreError)
+USER_ERRORS = (ConfigError, ValidationError, ValueError, StoreError, CannotListen)
 
 
 def _refuse(error: BaseException) -> int:

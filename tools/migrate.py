@@ -162,7 +162,9 @@ async def migrate(source_url: str, target_url: str) -> int:
 
 async def _copy_everything(source_url: str, target_url: str) -> list[User]:
     """Copy, printing a line per kind of record; returns the users left out for their email."""
-    async with open_store(source_url) as source, open_store(target_url) as target:
+    # The source must be there already: opening a store creates it, and a mistyped --from
+    # would be copied from an empty new store ("0 copied") and left behind.
+    async with open_store(source_url, existing=True) as source, open_store(target_url) as target:
         users, clashes = await _copy_users(source, target)
         print(users.line("users"), flush=True)
         chats, messages = await _copy_chats(source, target)

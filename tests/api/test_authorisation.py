@@ -33,6 +33,9 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/console/customer"): ANYONE,
     ("GET", "/console/assets/{name}"): ANYONE,
     ("GET", "/dev/test"): ANYONE,
+    ("GET", "/healthz"): ANYONE,
+    ("GET", "/readyz"): ANYONE,
+    ("GET", "/metrics"): ANYONE,  # loopback only, or SWITCHBOARD_METRICS_TOKEN (tests/ops)
     ("GET", "/dev/seed"): ANYONE,
     ("POST", "/dev/customer-token"): ANYONE,
     ("POST", "/auth/register"): ANYONE,

@@ -227,7 +227,9 @@ def test_an_unreachable_mongodb_is_one_error_line(
 ) -> None:
     port = free_port()  # nothing listens there
     target = f"mongodb://127.0.0.1:{port}/switchboard?serverSelectionTimeoutMS=300"
-    assert migrate(sqlite_url(tmp_path, "source.db"), target) == 2
+    source = sqlite_url(tmp_path, "source.db")
+    trio.run(fill, source)  # a source must exist: migrate never creates one
+    assert migrate(source, target) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"switchboard: error: cannot reach MongoDB at mongodb://127.0.0.1:{port}")
     assert err.count("\n") == 1
@@ -255,3 +257,13 @@ def test_migrate_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     help_text = capsys.readouterr().out
     assert "--from URL" in help_text
     assert "--to URL" in help_text
+
+
+def test_a_mongodb_source_that_is_not_there_is_refused_not_created(
+    tmp_path: Path, mongo_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert migrate(mongo_url, sqlite_url(tmp_path, "copy.db")) == 2
+    err = capsys.readouterr().err
+    database = mongo_url.partition("?")[0].rpartition("/")[2]
+    assert err == f"switchboard: error: there is no database {database!r} on this MongoDB server\n"
+    assert not (tmp_path / "copy.db").exists()

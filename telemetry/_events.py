@@ -1,0 +1,162 @@
+"""The events an operator watches, each one call: a log line and the metrics that go with it.
+
+Call sites stay one line long; what is logged and counted for an event is decided here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from telemetry import _metrics as m
+from telemetry._logs import event
+from telemetry._runtime import GcPauses, watch_loop_lag
+
+http_log = logging.getLogger("api.http")
+routing_log = logging.getLogger("actors.routing")
+actors_log = logging.getLogger("actors")
+store_log = logging.getLogger("store")
+limits_log = logging.getLogger("api.limits")
+
+UNMATCHED_ROUTE = "<unmatched>"
+"""The route label of a request no route matched (its path is not used: unbounded)."""
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def http_request(
+    method: str,
+    route: str | None,
+    status: int,
+    seconds: float,
+    *,
+    principal: str | None,
+    client: str | None,
+) -> None:
+    """One HTTP request answered (the route's template, never the path with its ids)."""
+    template = route or UNMATCHED_ROUTE
+    m.HTTP_REQUESTS.labels(method, template, str(status)).inc()
+    m.HTTP_SECONDS.labels(method, template).observe(seconds)
+    level = logging.WARNING if status >= 500 else logging.INFO
+    event(
+        http_log,
+        "http.request",
+        level=level,
+        method=method,
+        route=template,
+        status=status,
+        ms=_ms(seconds),
+        principal=principal,
+        client=client,
+    )
+
+
+def connection_opened(
+    edge: str, role: str, *, session: str, principal: str, client: str | None, transport: str
+) -> None:
+    """A websocket or Socket.IO connection is authenticated and live."""
+    m.CONNECTIONS.labels(edge, role).inc()
+    event(
+        logging.getLogger(f"api.{edge}"),
+        f"{edge}.connect",
+        session=session,
+        principal=principal,
+        role=role,
+        client=client,
+        transport=transport,
+    )
+
+
+def connection_closed(
+    edge: str,
+    role: str,
+    *,
+    session: str,
+    principal: str,
+    code: int | str,
+    reason: str,
+    seconds: float,
+) -> None:
+    """A connection `connection_opened` announced has ended, with its close code and why."""
+    m.CONNECTIONS.labels(edge, role).dec()
+    m.CONNECTIONS_CLOSED.labels(edge, str(code)).inc()
+    event(
+        logging.getLogger(f"api.{edge}"),
+        f"{edge}.close",
+        session=session,
+        principal=principal,
+        role=role,
+        code=code,
+        reason=reason,
+        seconds=round(seconds, 3),
+    )
+
+
+def message_acknowledged(edge: str, seconds: float) -> None:
+    m.ACK_SECONDS.labels(edge).observe(seconds)
+
+
+def message_delivered(edge: str, seconds: float) -> None:
+    m.MESSAGES_DELIVERED.labels(edge).inc()
+    m.DELIVERY_SECONDS.labels(edge).observe(max(seconds, 0.0))
+
+
+def message_stored(role: str) -> None:
+    m.MESSAGES_STORED.labels(role).inc()
+
+
+def limit_hit(limit: str, /, **fields: object) -> None:
+    """A limit refused or cut something: a sign-in throttle, a flood, a frame or body too big,
+    a slow reader, too many sessions."""
+    m.LIMIT_EVENTS.labels(limit).inc()
+    event(limits_log, "limit", level=logging.WARNING, limit=limit, **fields)
+
+
+def routing_decision(
+    decision: str, category: str, *, chat: str, agent: str, by: str, reason: str
+) -> None:
+    """`assigned` or `unassigned`, with the activity log's reason (names agents, never
+    customers' words) and the metric's bounded category of it."""
+    family = m.ASSIGNMENTS if decision == "assigned" else m.UNASSIGNMENTS
+    family.labels(category).inc()
+    event(
+        routing_log,
+        f"chat.{decision}",
+        chat=chat,
+        agent=agent,
+        by=by,
+        category=category,
+        reason=reason,
+    )
+
+
+def actor_restarted(name: str, restarts: int) -> None:
+    m.ACTOR_RESTARTS.labels(m.actor_kind(name)).inc()
+    event(actors_log, "actor.restarted", level=logging.WARNING, actor=name, restarts=restarts)
+
+
+def store_call(operation: str, seconds: float) -> None:
+    m.STORE_SECONDS.labels(operation).observe(seconds)
+
+
+def store_failed(operation: str, error: BaseException, *, unavailable: bool) -> None:
+    kind = "unavailable" if unavailable else type(error).__name__
+    m.STORE_ERRORS.labels(operation, kind).inc()
+    event(
+        store_log,
+        "store.error",
+        level=logging.WARNING if unavailable else logging.ERROR,
+        operation=operation,
+        error=kind,
+        detail=str(error),
+    )
+
+
+async def watch_runtime(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """For the process's life: garbage-collection pauses and event-loop lag into their
+    histograms."""
+    with GcPauses(lambda generation, seconds: m.GC_PAUSES.labels(str(generation)).observe(seconds)):
+        await watch_loop_lag(m.LOOP_LAG.observe, task_status=task_status)
