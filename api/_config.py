@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     log_format: LogFormat = "text"
     metrics_token: str | None = Field(default=None, min_length=16)
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `SWITCHBOARD_METRICS_TOKEN=` (as compose passes an unset variable) means no token.
+        return None if value == "" else value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:

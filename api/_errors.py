@@ -117,7 +117,7 @@ def install_error_handlers(app: Quart) -> None:
         if status == 400:
             message = "the request body is not valid JSON or not a JSON object"
         elif status == 413:
-            limit_hit("body_size", limit=app.config["MAX_CONTENT_LENGTH"])
+            limit_hit("body_size", max_bytes=app.config["MAX_CONTENT_LENGTH"])
             message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         elif status == 404:
             message = "no such endpoint"

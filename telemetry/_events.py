@@ -108,11 +108,11 @@ def message_stored(role: str) -> None:
     m.MESSAGES_STORED.labels(role).inc()
 
 
-def limit_hit(limit: str, /, **fields: object) -> None:
+def limit_hit(which: str, /, **fields: object) -> None:
     """A limit refused or cut something: a sign-in throttle, a flood, a frame or body too big,
     a slow reader, too many sessions."""
-    m.LIMIT_EVENTS.labels(limit).inc()
-    event(limits_log, "limit", level=logging.WARNING, limit=limit, **fields)
+    m.LIMIT_EVENTS.labels(which).inc()
+    event(limits_log, "limit", level=logging.WARNING, limit=which, **fields)
 
 
 def routing_decision(

@@ -44,9 +44,13 @@ def secret_field(name: str) -> bool:
     return lowered in _SECRET_NAMES or any(word in lowered for word in _SECRET_WORDS)
 
 
+# The password of a URL's user (mongodb://switchboard:PASSWORD@db.example.net/switchboard).
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")
+
+
 def scrub(text: str) -> str:
-    """The text with anything that looks like a token cut out."""
-    return _SECRET_VALUE.sub(REDACTED, text)
+    """The text with anything that looks like a token, and URLs' passwords, cut out."""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", _SECRET_VALUE.sub(REDACTED, text))
 
 
 def _clean(name: str, value: object) -> object:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import assert_never
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +25,29 @@ from tools._inspect_views import (
 )
 
 STATUS_STYLE = {"available": "green", "busy": "yellow", "away": "dim"}
+# Ids are time-ordered and share their first digits: cut with an ellipsis, every id of a table
+# reads alike. An id column folds instead (the whole id, on two lines when narrow), and tables
+# are compact enough for 80 columns.
+ID_COLUMNS = {"id", "chat", "customer", "open chats"}
+ID_MIN_WIDTH = 12
+
+
+def _table(title: str, columns: tuple[str, ...], right: tuple[str, ...] = ()) -> Table:
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        show_edge=False,
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in right else "left",
+            overflow="fold",
+            min_width=ID_MIN_WIDTH if column in ID_COLUMNS else None,
+        )
+    return table
 
 
 # --- showing it ---------------------------------------------------------------------------------
@@ -51,9 +75,8 @@ def _agent_name(agent: AgentRow) -> Text:
 
 
 def agents_table(agents: tuple[AgentRow, ...]) -> Table:
-    table = Table(title=f"Agents ({len(agents)})", title_justify="left", expand=False)
-    for column in ("agent", "id", "status", "conn", "load/max", "idle", "open chats"):
-        table.add_column(column, justify="right" if column in ("conn", "idle") else "left")
+    columns = ("agent", "id", "status", "conn", "load/max", "idle", "open chats")
+    table = _table(f"Agents ({len(agents)})", columns, right=("conn", "idle"))
     for agent in agents:
         over = agent.load >= agent.max_load
         table.add_row(
@@ -63,7 +86,7 @@ def agents_table(agents: tuple[AgentRow, ...]) -> Table:
             str(agent.connections),
             Text(f"{agent.load}/{agent.max_load}", style="yellow" if over else ""),
             _seconds(agent.idle_seconds),
-            Text(", ".join(agent.chat_ids)),
+            Text("\n".join(agent.chat_ids)),
         )
     return table
 
@@ -75,9 +98,8 @@ def _priority(entry: QueueRow) -> Text:
 
 
 def queue_table(queue: tuple[QueueRow, ...]) -> Table:
-    table = Table(title=f"Queue ({len(queue)} waiting)", title_justify="left")
-    for column in ("#", "chat", "priority", "status", "waiting", "requeued"):
-        table.add_column(column, justify="right" if column in ("#", "waiting") else "left")
+    columns = ("#", "chat", "priority", "status", "waiting", "requeued")
+    table = _table(f"Queue ({len(queue)} waiting)", columns, right=("#", "waiting"))
     for entry in queue:
         table.add_row(
             str(entry.position),
@@ -92,9 +114,8 @@ def queue_table(queue: tuple[QueueRow, ...]) -> Table:
 
 def conversations_table(rows: tuple[ConversationRow, ...], not_shown: int) -> Table:
     more = f", {not_shown} more not shown" if not_shown else ""
-    table = Table(title=f"Conversations ({len(rows)}{more})", title_justify="left")
-    for column in ("chat", "status", "customer", "agent", "last seq", "mailbox", "restarts"):
-        table.add_column(column, justify="right" if column in ("last seq", "mailbox") else "left")
+    columns = ("chat", "status", "customer", "agent", "last seq", "mailbox", "restarts")
+    table = _table(f"Conversations ({len(rows)}{more})", columns, right=("last seq", "mailbox"))
     for row in rows:
         chat = row.chat
         table.add_row(
@@ -110,9 +131,7 @@ def conversations_table(rows: tuple[ConversationRow, ...], not_shown: int) -> Ta
 
 
 def actors_table(title: str, actors: tuple[ActorRow, ...]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("actor", "alive", "mailbox", "restarts"):
-        table.add_column(column)
+    table = _table(title, ("actor", "alive", "mailbox", "restarts"))
     for actor in actors:
         table.add_row(
             Text(actor.name),
@@ -134,9 +153,7 @@ def history_table(
         return Text(text)
 
     shown = f"last {len(rows)} of {total}" if len(rows) < total else f"{total}"
-    table = Table(title=f"Activity ({shown}, oldest first)", title_justify="left")
-    for column in ("at", "kind", "change", "by", "reason"):
-        table.add_column(column, overflow="fold")
+    table = _table(f"Activity ({shown}, oldest first)", ("at", "kind", "change", "by", "reason"))
     for row in rows:
         change = f"{row.from_value or '-'} -> {row.to_value or '-'}"
         if show_chat and row.chat_id:

@@ -12,6 +12,11 @@ from typing import Any
 
 from tools._remote import RemoteError, Server, each
 
+
+class NoSuch(RemoteError):
+    """The server has no agent or chat by that id or email."""
+
+
 CHAT_ACTOR_PREFIX = "chat:"
 SUPERVISOR_ACTOR = "supervisor"
 # Conversation details cost a request each; the busiest (deepest mailbox) are shown first.
@@ -242,7 +247,7 @@ async def fetch_agent(server: Server, wanted: str, history: int) -> AgentDetail:
     agent_id = by_email.get(wanted.lower(), wanted)
     state = next((agent for agent in system["agents"] if agent["id"] == agent_id), None)
     if state is None:
-        raise RemoteError(f"no agent {wanted!r} at {server.url} (give an agent's id or email)")
+        raise NoSuch(f"no agent {wanted!r} at {server.url} (give an agent's id or email)")
     entries = await server.every(f"/admin/agents/{agent_id}/history")
     return AgentDetail(
         agent=AgentRow.of(state, users.get(agent_id)),
@@ -252,10 +257,22 @@ async def fetch_agent(server: Server, wanted: str, history: int) -> AgentDetail:
     )
 
 
+async def fetch_either(server: Server, wanted: str, history: int) -> AgentDetail | ChatDetail:
+    """An agent's id (or email), else a chat's id."""
+    try:
+        return await fetch_agent(server, wanted, history)
+    except NoSuch:
+        pass
+    try:
+        return await fetch_chat(server, wanted, history)
+    except NoSuch:
+        raise NoSuch(f"no agent or chat {wanted!r} at {server.url}") from None
+
+
 async def fetch_chat(server: Server, chat_id: str, history: int) -> ChatDetail:
     chat = await _chat(server, chat_id)
     if chat is None:
-        raise RemoteError(f"no chat {chat_id!r} at {server.url}")
+        raise NoSuch(f"no chat {chat_id!r} at {server.url}")
     system = await server.json("/admin/system")
     actor = next(
         (a for a in system["actors"] if a["name"] == f"{CHAT_ACTOR_PREFIX}{chat_id}"), None

@@ -239,8 +239,28 @@ def plot(
     title: str,
     timeline: Sequence[tuple[float, float]],
     backlog: Sequence[tuple[float, int]],
+    *,
+    warmup: float = 0.0,
+    latency: Summary | None = None,
 ) -> None:
-    """Latency of each customer message over time, with the queue's length below it."""
+    """Latency of each customer message over time, with the queue's length below it: the
+    warm-up (left out of the figures) shaded, and the measured p50 and p99 as lines."""
+    figure = draw(title, timeline, backlog, warmup=warmup, latency=latency)
+    figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def draw(
+    title: str,
+    timeline: Sequence[tuple[float, float]],
+    backlog: Sequence[tuple[float, int]],
+    *,
+    warmup: float = 0.0,
+    latency: Summary | None = None,
+) -> Any:
+    """The figure `plot` saves (a matplotlib Figure)."""
     try:
         import matplotlib
 
@@ -252,6 +272,16 @@ def plot(
         ) from None
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), height_ratios=[3, 1])
     top.scatter([t for t, _ in timeline], [v * 1000 for _, v in timeline], s=2, alpha=0.4)
+    if warmup > 0:
+        for axes in (top, bottom):
+            axes.axvspan(0, warmup, color="grey", alpha=0.15, label="warm-up (not measured)")
+    if latency is not None:
+        for name, value, style in (("p50", latency.p50, "--"), ("p99", latency.p99, "-")):
+            if value is not None:
+                label = f"{name} {value:,.1f} ms"
+                top.axhline(value, color="tab:red", linestyle=style, linewidth=1, label=label)
+    if warmup > 0 or latency is not None:
+        top.legend(loc="upper right", fontsize="small")
     top.set_ylabel("end-to-end latency (ms)")
     top.set_yscale("log")
     top.set_title(title)
@@ -259,5 +289,4 @@ def plot(
     bottom.set_ylabel("chats waiting")
     bottom.set_xlabel("seconds since the load started")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,12 +27,14 @@ from api import (
     serve,
 )
 from store import StoreError
-from telemetry import configure_logging
+from telemetry import configure_logging, event, scrub
 from tools import bench_assignment, bench_socketio, bench_ws
 from tools._errors import sole_error
 from tools.inspect import add_inspect_parser, inspect_command
 from tools.loadsim import add_loadsim_parser, loadsim_command
 from tools.migrate import migrate
+
+log = logging.getLogger("tools.serve")
 
 BENCHMARKS = {
     "assignment": bench_assignment.main,
@@ -68,7 +72,8 @@ async def _serve(settings: Settings, seed_if_empty: bool) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
         async def shutdown_requested() -> None:
-            async for _ in signals:
+            async for received in signals:
+                event(log, "server.stopping", signal=signal.Signals(received).name)
                 print("\nstopping...", flush=True)
                 return
 
@@ -82,7 +87,9 @@ async def _serve(settings: Settings, seed_if_empty: bool) -> None:
                 )
             )
             base = binds[0]
-            print(f"Switchboard serving on {base}  (store: {settings.store_url})", flush=True)
+            store = scrub(settings.store_url)
+            event(log, "server.started", url=base, store=store, mode=settings.mode, pid=os.getpid())
+            print(f"Switchboard serving on {base}  (store: {store})", flush=True)
             if not settings.production:
                 print("Demo logins (development mode):", flush=True)
                 print(demo_logins(), flush=True)

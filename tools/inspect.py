@@ -3,11 +3,13 @@
     switchboard inspect                 agents, queue, conversations, supervisor, restarts
     switchboard inspect agent ID|EMAIL  one agent and their activity history
     switchboard inspect chat ID         one chat, its actor and its history ("why this agent")
+    switchboard inspect EMAIL|ID        the same, for an agent's email, or an agent's or chat's id
 
 Everything comes from the admin API (/admin/system for the actors and the assignment state, which
 the assignment actor answers in one consistent snapshot; /admin/agents for names; /admin/chats
 for a conversation's participants and last seq). `--watch` redraws every `--interval` seconds
-until Ctrl-C; `--json` prints the same data as JSON (one document per refresh).
+until Ctrl-C, in place on a terminal and as one frame after another when piped; `--json` prints
+the same data as JSON (one document per refresh).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tools._inspect_views import (
     View,
     fetch_agent,
     fetch_chat,
+    fetch_either,
     fetch_overview,
 )
 from tools._remote import (
@@ -50,6 +53,8 @@ class InspectOptions:
     """An agent's id or email: that agent instead of the overview."""
     chat: str | None = None
     """A chat's id: that chat instead of the overview."""
+    either: str | None = None
+    """An id that may be an agent's or a chat's: whichever it is."""
     json: bool = False
     watch: bool = False
     interval: float = 2.0
@@ -59,11 +64,13 @@ class InspectOptions:
 
 
 def _fetcher(options: InspectOptions, server: Server) -> Callable[[], Awaitable[View]]:
-    agent, chat = options.agent, options.chat
+    agent, chat, either = options.agent, options.chat, options.either
     if agent is not None:
         return lambda: fetch_agent(server, agent, options.history)
     if chat is not None:
         return lambda: fetch_chat(server, chat, options.history)
+    if either is not None:
+        return lambda: fetch_either(server, either, options.history)
     return lambda: fetch_overview(server, options.max_chats)
 
 
@@ -96,9 +103,11 @@ async def _watch(
     """Redraw every interval until Ctrl-C (or --count refreshes). A server that stops answering
     is shown and retried: it may be restarting. Refused credentials end the watch."""
     shown = 1
-    if options.json:
+    # Redrawn in place only on a terminal; piped, every refresh is printed after the last.
+    in_place = console.is_terminal and not options.json
+    if not in_place:
         _print(console, options, view)
-    live = None if options.json else Live(render(view), console=console, auto_refresh=False)
+    live = Live(render(view), console=console, auto_refresh=False) if in_place else None
     with live or nullcontext():
         while options.count is None or shown < options.count:
             await trio.sleep(options.interval)
@@ -107,6 +116,8 @@ async def _watch(
             except Unreachable as error:
                 if live is not None:
                     live.update(Group(Text(str(error), style="red"), render(view)), refresh=True)
+                else:
+                    print(f"switchboard: {error}", file=sys.stderr)
                 continue
             shown += 1
             if live is None:
@@ -126,8 +137,9 @@ def add_inspect_parser(commands: Any) -> None:
     parser.add_argument(
         "target",
         nargs="*",
-        metavar="agent ID|EMAIL / chat ID",
-        help="one agent or one chat, with its activity history; nothing for the overview",
+        metavar="agent ID|EMAIL / chat ID / EMAIL|ID",
+        help="one agent or one chat, with its activity history (an email alone is an agent's; "
+        "an id alone, whichever has it); nothing for the overview",
     )
     add_server_flags(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -150,9 +162,12 @@ def add_inspect_parser(commands: Any) -> None:
 
 def inspect_command(args: argparse.Namespace) -> int:
     target = args.target
-    if target and (len(target) != 2 or target[0] not in ("agent", "chat")):
+    if len(target) == 1 and target[0] not in ("agent", "chat"):
+        target = ["agent" if "@" in target[0] else "either", target[0]]
+    if target and (len(target) != 2 or target[0] not in ("agent", "chat", "either")):
         print(
-            "switchboard: error: inspect takes nothing, `agent ID|EMAIL` or `chat ID`",
+            "switchboard: error: inspect takes nothing, `agent ID|EMAIL`, `chat ID`, or an "
+            "agent's email or an agent's or chat's id alone",
             file=sys.stderr,
         )
         return 2
@@ -162,6 +177,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         credentials=Credentials.of(args),
         agent=wanted if kind == "agent" else None,
         chat=wanted if kind == "chat" else None,
+        either=wanted if kind == "either" else None,
         json=args.json,
         watch=args.watch,
         interval=args.interval,

@@ -311,7 +311,9 @@ async def _arrivals(run: Run, customers: Sequence[Customer], nursery: trio.Nurse
 
 async def _show_progress(run: Run, started: float, progress: Progress) -> None:
     ledger, duration = run.ledger, run.scenario.duration
-    task = progress.add_task(run.scenario.preset, total=duration)
+    # Every field the columns show must be there from the first frame: the bar is drawn by
+    # its own thread, possibly before the first update.
+    task = progress.add_task(run.scenario.preset, total=duration, status="starting")
     while True:
         counts = ledger.counts
         progress.update(
@@ -524,6 +526,8 @@ def loadsim_command(args: argparse.Namespace) -> int:
             f"loadsim {report.preset}: {report.messages.per_second:,.0f} msg/s",
             [(at - origin, latency) for at, latency in ledger.timeline],
             [(at - origin, waiting) for at, waiting in ledger.backlog],
+            warmup=ledger.measure_from - origin,
+            latency=report.latency_ms["end_to_end"],
         )
         console.print(f"plot written to {args.plot}")
     return 0 if report.ok else 1

@@ -143,6 +143,7 @@ def test_text_lines_are_one_per_record_with_fields_and_no_secrets(text_logs: Log
     log = logging.getLogger("api.test")
     event(log, "http.request", method="GET", route="/chats", status=200, ms=1.25, principal=None)
     event(log, "login", password="hunter2", token="abc", note=f"header Bearer {JWT} sent")
+    event(log, "server.started", store="mongodb://switchboard:hunter3@db.example.net/switchboard")
     log.warning("plain message with %s inside", JWT)
     try:
         raise ValueError(f"a failure quoting {JWT}")
@@ -155,7 +156,11 @@ def test_text_lines_are_one_per_record_with_fields_and_no_secrets(text_logs: Log
     assert lines[1].endswith(
         'login password=[redacted] token=[redacted] note="header [redacted] sent"'
     )
-    assert lines[2].endswith("WARNING api.test plain message with [redacted] inside")
+    assert lines[2].endswith(
+        "server.started store=mongodb://switchboard:[redacted]@db.example.net/switchboard"
+    )
+    assert lines[3].endswith("WARNING api.test plain message with [redacted] inside")
+    assert "hunter3" not in text_logs.text
     assert "hunter2" not in text_logs.text
     assert JWT not in text_logs.text
     assert "ValueError: a failure quoting [redacted]" in text_logs.text
@@ -195,3 +200,14 @@ def test_the_level_setting_silences_our_detail_and_libraries_stay_at_warning() -
         assert not logging.getLogger("trio-websocket").isEnabledFor(logging.INFO)
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+async def test_a_limit_hit_is_a_warning_line_and_a_count(live: Live, json_logs: Logs) -> None:
+    too_big = {"email": "x@shop.example", "password": "p" * 70_000}
+    assert (await live.http.post("/auth/login", json=too_big)).status_code == 413
+    (hit,) = json_logs.events("limit", limit="body_size")
+    assert hit["level"] == "warning"
+    assert hit["max_bytes"] == 65536
+    assert "p" * 100 not in json_logs.text
+    metrics = (await live.http.get("/metrics")).text
+    assert 'switchboard_limit_events_total{limit="body_size"}' in metrics

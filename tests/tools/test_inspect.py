@@ -20,6 +20,7 @@ from rich.console import Console
 from api import DEMO_PASSWORD
 from tests.conftest import Live
 from tests.e2e.wsclient import connect, open_chat, ready_agent, say
+from tools import inspect as tools_inspect
 from tools._remote import DEMO_ADMIN_EMAIL, Credentials
 from tools.cli import main
 from tools.inspect import InspectOptions, inspect
@@ -65,10 +66,10 @@ def options(live: Live, **changes: object) -> InspectOptions:
     return InspectOptions(**fields)  # type: ignore[arg-type]
 
 
-async def shown(live: Live, **changes: object) -> tuple[int, str]:
-    """The exit code and what inspect printed."""
+async def shown(live: Live, width: int = 250, **changes: object) -> tuple[int, str]:
+    """The exit code and what inspect printed (not on a terminal: as when piped)."""
     out = io.StringIO()
-    console = Console(file=out, width=250, color_system=None)
+    console = Console(file=out, width=width, color_system=None)
     with trio.fail_after(WAIT_SECONDS):
         code = await inspect(options(live, **changes), console)
     return code, out.getvalue()
@@ -83,12 +84,13 @@ async def test_overview_tables_show_agents_queue_conversations_and_supervisor(li
     assert busy.ann_id in ann_row
     assert "busy" in ann_row
     assert f"{ANN_MAX_LOAD}/{ANN_MAX_LOAD}" in ann_row
-    assert all(chat_id in ann_row for chat_id in busy.assigned)
+    ann_rows = text[text.index(ANN) : text.index("Bob Agent")]  # an id a line
+    assert all(chat_id in ann_rows for chat_id in busy.assigned)
     assert "Queue (1 waiting)" in text
     queue_row = next(line for line in text.splitlines() if busy.queued in line and "new" in line)
     assert "medium" in queue_row
     conversation_row = next(
-        line for line in text.splitlines() if line.startswith(f"│ {busy.assigned[0]}")
+        line for line in text.splitlines() if line.startswith(f" {busy.assigned[0]}")
     )
     assert "open" in conversation_row
     assert "supervisor mailbox 0" in text
@@ -151,9 +153,62 @@ async def test_watch_redraws_until_its_count(live: Live) -> None:
     documents = [json.loads(line) for line in text.splitlines()]
     assert len(documents) == 3
     assert all(document["view"] == "overview" for document in documents)
-    code, text = await shown(live, watch=True, interval=0.0, count=2)
+    # Piped, each refresh is printed after the one before (a terminal redraws in place).
+    code, text = await shown(live, watch=True, interval=0.0, count=3)
     assert code == 0
-    assert "Agents (3)" in text
+    assert text.count("Agents (3)") == 3
+
+
+async def test_ids_stay_whole_and_distinct_at_80_columns(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, text = await shown(live, width=80)
+    assert code == 0
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for whole in [busy.ann_id, *busy.assigned, busy.queued]:
+        assert shown_whole(text, whole), whole
+    assert "…" not in "".join(line for line in text.splitlines() if "0006" in line)
+
+
+def shown_whole(text: str, whole: str) -> bool:
+    """On one line, or folded: its start at the end of a line's cell, its rest right below."""
+    lines = text.splitlines()
+    for above, below in zip(lines, [*lines[1:], ""], strict=True):
+        if whole in above:
+            return True
+        for cut in range(8, len(whole)):
+            column = above.find(whole[:cut] + " ")
+            if column >= 0 and below[column:].startswith(whole[cut:]):
+                return True
+    return False
+
+
+async def test_an_email_or_an_id_alone_finds_the_agent_or_the_chat(live: Live) -> None:
+    async with ann_at_max_load(live) as busy:
+        code, by_id = await shown(live, either=busy.ann_id, json=True)
+        assert code == 0
+        assert json.loads(by_id)["view"] == "agent"
+        code, chat = await shown(live, either=busy.queued, json=True)
+        assert code == 0
+        assert json.loads(chat)["chat"]["id"] == busy.queued
+        assert (await shown(live, either="0" * 24))[0] == 2
+
+
+def test_the_command_line_takes_an_email_or_an_id_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[InspectOptions] = []
+
+    async def capture(options: InspectOptions, console: Console) -> int:
+        seen.append(options)
+        return 0
+
+    monkeypatch.setattr(tools_inspect, "inspect", capture)
+    assert main(["inspect", ANN]) == 0
+    assert main(["inspect", "0" * 24]) == 0
+    assert main(["inspect", "chat", "1" * 24]) == 0
+    assert [(o.agent, o.either, o.chat) for o in seen] == [
+        (ANN, None, None),
+        (None, "0" * 24, None),
+        (None, None, "1" * 24),
+    ]
 
 
 def free_port() -> int:
@@ -203,4 +258,4 @@ async def test_unknown_agent_and_chat(live: Live, capsys: pytest.CaptureFixture[
 def test_target_must_be_agent_or_chat(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "agent"]) == 2
     assert main(["inspect", "queue", "x"]) == 2
-    assert "`agent ID|EMAIL` or `chat ID`" in capsys.readouterr().err
+    assert "`agent ID|EMAIL`, `chat ID`" in capsys.readouterr().err
