@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -163,3 +164,19 @@ def _invalid(
 
 def _secret(field: str) -> bool:
     return "secret" in field or "token" in field
+
+
+def misspelt_variables(
+    environ: Mapping[str, str], also_known: frozenset[str] = frozenset()
+) -> list[str]:
+    """A warning for each SWITCHBOARD_* variable that is no setting but close to one (a typo
+    would otherwise leave the default in force without a word)."""
+    settings = [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in settings or name in also_known:
+            continue
+        close = difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} is not a setting; did you mean {close[0]}?")
+    return warnings

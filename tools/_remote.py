@@ -52,6 +52,17 @@ class Credentials:
         return cls(token=args.token, email=args.email, password=args.password)
 
 
+CLIENT_VARIABLES = frozenset(
+    {
+        "SWITCHBOARD_URL",
+        "SWITCHBOARD_TOKEN",
+        "SWITCHBOARD_ADMIN_EMAIL",
+        "SWITCHBOARD_ADMIN_PASSWORD",
+    }
+)
+"""The variables `add_server_flags` reads: the client side's, not the server's settings."""
+
+
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
     """--url and the admin credentials, each with its environment variable."""
     parser.add_argument(

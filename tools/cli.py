@@ -22,6 +22,7 @@ from api import (
     Settings,
     demo_logins,
     load_settings,
+    misspelt_variables,
     open_services,
     seed_demo_data,
     serve,
@@ -30,6 +31,8 @@ from store import StoreError
 from telemetry import configure_logging, event, scrub
 from tools import bench_assignment, bench_socketio, bench_ws
 from tools._errors import sole_error
+from tools._remote import CLIENT_VARIABLES
+from tools.backup import backup, sqlite_path
 from tools.inspect import add_inspect_parser, inspect_command
 from tools.loadsim import add_loadsim_parser, loadsim_command
 from tools.migrate import migrate
@@ -51,6 +54,8 @@ def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
     flags = {name: "--" + name.replace("_", "-") for name in fields}
     settings = load_settings(overrides, flags)
     configure_logging(settings.log_level, settings.log_format)
+    for warning in misspelt_variables(os.environ, CLIENT_VARIABLES):
+        print(f"switchboard: warning: {warning}", file=sys.stderr)
     return settings
 
 
@@ -152,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the store to copy into, e.g. mongodb://localhost/switchboard",
     )
 
+    backup_parser = commands.add_parser(
+        "backup",
+        help="copy the SQLite database to FILE, consistently, while the server runs",
+    )
+    backup_parser.add_argument("file", type=Path, metavar="FILE", help="the new backup file")
+    _add_store_flags(backup_parser)
+
     add_inspect_parser(commands)
     add_loadsim_parser(commands)
     bench_parser = commands.add_parser(
@@ -186,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trio.run(_serve, settings, args.seed_if_empty)
             case "seed":
                 trio.run(_seed, _settings(args, ["store", "data_dir"]))
+            case "backup":
+                settings = _settings(args, ["store", "data_dir"])
+                print(backup(sqlite_path(settings.store_url), args.file))
             case "migrate":
                 return trio.run(migrate, args.source, args.target)
             case "bench":

@@ -81,6 +81,21 @@ def test_an_invalid_variable_is_named_with_a_valid_example(
     assert line.endswith(f"; for example {variable}={EXAMPLES[field]}")
 
 
+def test_a_misspelt_variable_is_pointed_out(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_PROT", "9000")
+    monkeypatch.setenv("SWITCHBOARD_LOGLEVEL", "debug")
+    monkeypatch.setenv("SWITCHBOARD_URL", "http://127.0.0.1:8080")  # inspect's, not a typo
+    monkeypatch.setenv("SWITCHBOARD_CHAOS_SEED", "7")  # nothing like a setting
+    assert main(["seed", "--store", "memory://"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "switchboard: warning: SWITCHBOARD_LOGLEVEL is not a setting; did you mean "
+        "SWITCHBOARD_LOG_LEVEL?",
+        "switchboard: warning: SWITCHBOARD_PROT is not a setting; did you mean SWITCHBOARD_PORT?",
+    ]
+
+
 def test_every_setting_has_an_example_for_its_error() -> None:
     missing = set(Settings.model_fields) - set(EXAMPLES)
     assert not missing, f"add an example for {missing} to api/_config.EXAMPLES"

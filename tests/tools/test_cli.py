@@ -21,7 +21,7 @@ SERVE_START_LIMIT = 60
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = ("serve", "seed", "migrate", "inspect", "loadsim", "bench", "version")
+    commands = ("serve", "seed", "migrate", "backup", "inspect", "loadsim", "bench", "version")
     for argv in (["--help"], *([command, "--help"] for command in commands)):
         with pytest.raises(SystemExit) as stopped:
             main(argv)
