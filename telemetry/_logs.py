@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal, TextIO
 
 LogFormat = Literal["text", "json"]
@@ -39,6 +40,7 @@ _SECRET_VALUE = re.compile(
 )
 
 
+@cache  # field names are few: decided once each
 def secret_field(name: str) -> bool:
     lowered = name.lower()
     return lowered in _SECRET_NAMES or any(word in lowered for word in _SECRET_WORDS)
@@ -48,8 +50,14 @@ def secret_field(name: str) -> bool:
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")
 
 
+# Cheap to search for, and found in every text either pattern above could match.
+_MAYBE_SECRET = re.compile(r"eyJ|(?i:bearer)|://")
+
+
 def scrub(text: str) -> str:
     """The text with anything that looks like a token, and URLs' passwords, cut out."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", _SECRET_VALUE.sub(REDACTED, text))
 
 
@@ -82,6 +90,9 @@ def _timestamp(record: logging.LogRecord) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
+
+
 def _text_value(value: object) -> str:
     if value is None:
         return "-"
@@ -90,7 +101,7 @@ def _text_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value else "0"
     text = str(value)
-    if not text or any(c.isspace() or c in '"=' for c in text):
+    if not text or _NEEDS_QUOTES.search(text):
         return json.dumps(text, ensure_ascii=False)
     return text
 
