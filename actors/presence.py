@@ -77,7 +77,7 @@ class Presence:
         try:
             session.offer(event)
         except trio.WouldBlock:
-            log.warning("session %s of %s reads too slowly; closing it", session.id, user_id)
+            limit_hit("slow_reader", session=session.id, principal=user_id)
             session.close(CLOSE_SLOW_READER, "too slow reading events; reconnect and resume")
             return False
         return True

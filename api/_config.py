@@ -120,6 +120,7 @@ EXAMPLES: Mapping[str, str] = {
     "ws_frame_burst": "40",
     "ws_outbox_frames": "256",
     "ws_ping_interval_seconds": "20",
+    "console": "false",
     "log_level": "info",
     "log_format": "json",
     "metrics_token": "<32 random characters>",
