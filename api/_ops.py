@@ -141,6 +141,7 @@ async def metrics() -> Response:
     if refusal is not None:
         return refusal
     await _read_routing_state(services().system)
+    await readiness().problems()  # switchboard_ready is current whether or not /readyz is polled
     body, content_type = exposition()
     return Response(body, content_type=content_type)
 
