@@ -18,16 +18,19 @@ from quart_trio import QuartTrio
 
 from actors import SystemConfig, open_system
 from api._auth import Passwords, Tokens
+from api._codes import Codes
 from api._config import Settings
 from api._console import console
 from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
 from api._hypercorn import adjust_hypercorn
+from api._mail import Outbox
 from api._observed_store import observe_store
 from api._ops import ops
 from api._paths import CONVERTERS
 from api._request_log import install_request_log
+from api._routes_accounts import accounts
 from api._routes_admin_chats import admin_chats
 from api._routes_admin_routing import admin_routing
 from api._routes_admin_users import admin_users
@@ -69,6 +72,7 @@ def create_app(found: Services) -> QuartTrio:
     install_request_log(app)
     for blueprint in (
         auth,
+        accounts,
         dev,
         ws,
         socketio,
@@ -101,6 +105,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 system=system,
                 tokens=Tokens(settings, store),
                 passwords=Passwords(),
+                outbox=Outbox(store, settings),
+                codes=Codes(settings),
             )
 
 
@@ -110,9 +116,11 @@ async def serve(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve on the configured host and port; reports the bound URLs once listening."""
+    """Serve on the configured host and port, with the outbox's sender beside; reports the
+    bound URLs once listening."""
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_runtime)
+        await nursery.start(found.outbox.run)
         await serve_asgi(
             create_app(found),
             found.settings,

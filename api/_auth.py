@@ -20,6 +20,7 @@ ACCESS_TYP = "access"
 CUSTOMER_TYP = "customer"
 LEEWAY_SECONDS = 10
 MAX_TOKEN_BYTES = 4096
+GENERATION_CLAIM = "gen"
 
 
 class Passwords:
@@ -78,6 +79,8 @@ class Tokens:
             "iat": now,
             "exp": now + timedelta(seconds=self._settings.token_ttl_seconds),
             "jti": uuid.uuid4().hex,
+            # A password reset or change moves the user's generation on: older tokens stop.
+            GENERATION_CLAIM: user.token_generation,
         }
         return jwt.encode(claims, self._settings.jwt_secret, algorithm=ALGORITHM)
 
@@ -114,6 +117,10 @@ class Tokens:
         user = await self._store.get_user(str(claims["sub"]))
         if user is None or user.role is Role.CUSTOMER:
             raise Unauthenticated("the account of this token no longer exists")
+        if claims.get(GENERATION_CLAIM, 0) != user.token_generation:
+            raise Unauthenticated(
+                "the password was changed since this token was issued; sign in again"
+            )
         return Principal(user, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC))
 
     async def revoke(self, principal: Principal) -> None:

@@ -12,10 +12,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from telemetry import LogFormat, LogLevel
 
+from api._smtp import SmtpConfigError, SmtpTarget, smtp_target
+
 # Demo secrets let `make run` work with no set-up; production mode refuses them.
 DEMO_JWT_SECRET = "switchboard-demo-secret-do-not-use-in-production"
 DEMO_CUSTOMER_JWT_SECRET = "switchboard-demo-customer-secret-not-for-production"
 MIN_SECRET_BYTES = 32
+# Where mail comes from and where reports go when nobody said: fine for `make run`, which keeps
+# mail in the outbox; production with SMTP needs real ones.
+DEMO_MAIL_FROM = "Switchboard <no-reply@switchboard.example>"
+DEMO_SUPPORT_EMAIL = "support@switchboard.example"
 
 
 class ConfigError(Exception):
@@ -50,6 +56,18 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
     metrics_token: str | None = Field(default=None, min_length=16)
+    # Accounts by email (README, "Accounts and email").
+    smtp_url: str | None = Field(default=None, description="smtp://user:pass@host:587 or smtps://")
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0)
+    mail_from: str = DEMO_MAIL_FROM
+    support_email: str = DEMO_SUPPORT_EMAIL
+    mail_retry_seconds: float = Field(default=5.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    code_ttl_seconds: int = Field(default=600, ge=60)
+    code_max_wrong_tries: int = Field(default=5, ge=1)
+    code_max_requests: int = Field(default=5, ge=1)
+    code_window_seconds: int = Field(default=3600, ge=1)
 
     @field_validator("metrics_token", mode="before")
     @classmethod
@@ -70,11 +88,17 @@ class Settings(BaseSettings):
         return f"sqlite://{(self.data_dir / 'switchboard.db').resolve()}"
 
     @property
+    def smtp(self) -> SmtpTarget | None:
+        """Where mail goes; None when mail stays in the outbox (development without SMTP)."""
+        return smtp_target(self.smtp_url, self.smtp_ca_file, self.smtp_timeout_seconds)
+
+    @property
     def production(self) -> bool:
         return self.mode == "production"
 
     def check(self) -> None:
         """Refuse, loudly, a configuration that is unsafe for its mode."""
+        self._check_mail()
         if not self.production:
             return
         for name, value, demo in (
@@ -97,6 +121,20 @@ class Settings(BaseSettings):
                 "token could pass as a staff token"
             )
 
+    def _check_mail(self) -> None:
+        try:
+            _ = self.smtp
+        except SmtpConfigError as error:
+            raise ConfigError(str(error)) from error
+        if self.production and self.smtp_url:
+            for name, value, demo in (
+                ("SWITCHBOARD_MAIL_FROM", self.mail_from, DEMO_MAIL_FROM),
+                ("SWITCHBOARD_SUPPORT_EMAIL", self.support_email, DEMO_SUPPORT_EMAIL),
+            ):
+                if value == demo:
+                    raise ConfigError(
+                        f"{name} is the demo address {demo!r}; production mail needs yours"
+                    )
 
 ENV_PREFIX = "SWITCHBOARD_"
 
@@ -124,6 +162,18 @@ EXAMPLES: Mapping[str, str] = {
     "log_level": "info",
     "log_format": "json",
     "metrics_token": "<32 random characters>",
+    "smtp_url": "smtp://switchboard:PASSWORD@mail.example.com:587",
+    "smtp_ca_file": "/etc/ssl/certs/mail-ca.pem",
+    "smtp_timeout_seconds": "20",
+    "mail_from": "'Support <support@example.com>'",
+    "support_email": "support@example.com",
+    "mail_retry_seconds": "5",
+    "mail_retry_max_seconds": "3600",
+    "code_ttl_seconds": "600",
+    "code_max_wrong_tries": "5",
+    "code_max_requests": "5",
+    "code_window_seconds": "3600",
+    "forgot_answer_seconds": "0.3",
 }
 
 

@@ -48,6 +48,15 @@ async def _managed_user(user_id: str) -> User:
 
 
 async def _make_agent(user: User) -> User:
+    # An agent answers customers in the desk's name: an address nobody has proven to own
+    # is not enough (an admin who creates an agent directly vouches for it instead).
+    if user.email_verified_at is None:
+        raise ApiError(
+            409,
+            "email_not_verified",
+            f"{user.email} is not verified yet: the user verifies it (POST /email/send, then"
+            " /email/verify) before becoming an agent",
+        )
     found = services()
     agent = await found.store.update_user(
         dataclasses.replace(user, role=Role.AGENT, status=AgentStatus.AWAY, updated_at=utcnow())
@@ -172,6 +181,8 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         )
     # The profile first: a taken email refuses the request before the role has changed.
     changes = data.model_dump(exclude_unset=True, exclude={"role", "status"})
+    if changes.get("email", user.email) != user.email:
+        changes["email_verified_at"] = None  # a new address is not verified
     if changes:
         try:
             user = await services().store.update_user(

@@ -8,7 +8,9 @@ from quart import current_app
 
 from actors import System
 from api._auth import Passwords, Tokens
+from api._codes import Codes
 from api._config import Settings
+from api._mail import Outbox
 from store import Store
 
 
@@ -19,6 +21,8 @@ class Services:
     system: System
     tokens: Tokens
     passwords: Passwords
+    outbox: Outbox
+    codes: Codes
 
 
 EXTENSION_KEY = "switchboard"

@@ -19,9 +19,12 @@ from store._records import Actor as Actor
 from store._records import AgentStatus as AgentStatus
 from store._records import Chat as Chat
 from store._records import ChatStatus as ChatStatus
+from store._records import CodePurpose as CodePurpose
+from store._records import Mail as Mail
 from store._records import Message as Message
 from store._records import MessageStatus as MessageStatus
 from store._records import Notification as Notification
+from store._records import OneTimeCode as OneTimeCode
 from store._records import Page as Page
 from store._records import Priority as Priority
 from store._records import Role as Role

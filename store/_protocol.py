@@ -43,6 +43,23 @@ In detail:
   recorded but not finished writing (a crash or a pause part way, where the database has no
   transactions) is completed by the claim, so a caller that claims and then reads sees every
   decision that was ever accepted. `record_routing` without a token is not fenced.
+- Accounts by email (a group of its own, below):
+  - `update_user` leaves `password_hash` and `token_generation` as stored: only `set_password`
+    writes them (it moves the generation on by one, revoking every token issued before), so a
+    profile edit made from a copy read before a password change cannot undo it.
+  - `mark_email_verified` sets `email_verified_at` (and `updated_at`) only while the user's
+    email is still `email`; None if not (or no such user). A verified address stays verified at
+    its first time.
+  - One live code per (user, purpose): `issue_code` replaces the user's earlier one and queues
+    its mail in the same step (both or neither). `use_code` is True only for the live code's
+    digest before `expires_at` with fewer than `max_wrong_tries` wrong tries, and then deletes
+    it (single use); a wrong digest on a live code counts one wrong try; otherwise nothing
+    changes.
+  - The outbox: `due_mail` gives unsent mail with `next_attempt_at <= before`, by
+    `next_attempt_at` then id; `mail_sent` sets `sent_at` and drops the body (text and html:
+    a delivered code does not stay readable in the store); `mail_failed` counts the attempt,
+    keeps the error and sets the next attempt; both ignore an unknown id. `list_mail` pages the
+    whole outbox newest first.
 """
 
 from __future__ import annotations
@@ -57,9 +74,12 @@ from store._records import (
     AgentStatus,
     Chat,
     ChatStatus,
+    CodePurpose,
+    Mail,
     Message,
     MessageStatus,
     Notification,
+    OneTimeCode,
     Page,
     Priority,
     Role,
@@ -223,3 +243,22 @@ class Store(Protocol):
     async def list_activity(
         self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
     ) -> Page[Activity]: ...
+
+    # accounts by email: credentials, one-time codes and the mail outbox
+    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User: ...
+    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None: ...
+    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None: ...
+    async def use_code(
+        self,
+        user_id: str,
+        purpose: CodePurpose,
+        digest: str,
+        *,
+        now: datetime,
+        max_wrong_tries: int,
+    ) -> bool: ...
+    async def queue_mail(self, mail: Mail) -> None: ...
+    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]: ...
+    async def mail_sent(self, mail_id: str, at: datetime) -> None: ...
+    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None: ...
+    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]: ...

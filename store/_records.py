@@ -101,6 +101,9 @@ class User:
     email_verified_at: datetime | None = None
     created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     updated_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    # Tokens carry the generation they were issued in; `set_password` moves it on, which
+    # revokes every token issued before.
+    token_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,42 @@ class Activity:
     from_value: str | None = None
     to_value: str | None = None
     actor_id: str | None = None
+
+
+# accounts by email: one-time codes and the mail outbox
+
+
+class CodePurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeCode:
+    """A user's live code for one purpose, as stored: its digest only, never the code."""
+
+    user_id: str
+    purpose: CodePurpose
+    digest: str
+    expires_at: datetime
+    wrong_tries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One mail in the outbox, kept until the SMTP server accepted it (then `sent_at`)."""
+
+    id: str
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    reply_to: str | None = None
+    created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    attempts: int = 0
+    next_attempt_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    sent_at: datetime | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

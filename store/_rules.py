@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from store._protocol import ChatFilter, Fenced
-from store._records import Activity, Chat, Message, MessageStatus, Notification, User
+from store._records import Activity, Chat, Mail, Message, MessageStatus, Notification, User
 
 
 class HasId(Protocol):
@@ -20,6 +20,12 @@ class HasId(Protocol):
 ROUTING_USER_FIELDS = ("status", "max_load")
 """What `update_user` leaves as stored: only the assignment actor writes these (`record_routing`),
 so a profile edit racing an assignment decision cannot undo it."""
+
+CREDENTIAL_USER_FIELDS = ("password_hash", "token_generation")
+"""What `update_user` leaves as stored too: only `set_password` writes these, so a profile edit
+made from a copy read before a password change cannot bring the old password back."""
+
+KEPT_USER_FIELDS = ROUTING_USER_FIELDS + CREDENTIAL_USER_FIELDS
 
 ANY_CHAT = ChatFilter()
 """The default chat filter: every chat matches."""
@@ -51,7 +57,7 @@ def check_aware(value: datetime | None) -> None:
         raise ValueError(f"datetimes given to the store must be timezone-aware, got {value!r}")
 
 
-def check_record_times(record: User | Chat | Message | Notification | Activity) -> None:
+def check_record_times(record: User | Chat | Message | Notification | Activity | Mail) -> None:
     for field in fields(record):
         value = getattr(record, field.name)
         if isinstance(value, datetime):

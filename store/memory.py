@@ -27,9 +27,12 @@ from store._protocol import (
 from store._records import (
     Activity,
     Chat,
+    CodePurpose,
+    Mail,
     Message,
     MessageStatus,
     Notification,
+    OneTimeCode,
     Page,
     Role,
     User,
@@ -93,6 +96,8 @@ class MemoryStore:
         self._notifications: dict[str, Notification] = {}
         self._activity: dict[str, Activity] = {}
         self._routing_token = 0
+        self._codes: dict[tuple[str, CodePurpose], OneTimeCode] = {}
+        self._mail: dict[str, Mail] = {}
 
     # users
 
@@ -136,7 +141,7 @@ class MemoryStore:
         if self._user_ids_by_email.get(user.email, user.id) != user.id:
             raise DuplicateEmail(user.email)
         del self._user_ids_by_email[old.email]
-        user = replace(user, status=old.status, max_load=old.max_load)
+        user = replace(user, **{name: getattr(old, name) for name in _rules.KEPT_USER_FIELDS})
         self._users[user.id] = user
         self._user_ids_by_email[user.email] = user.id
         return user
@@ -437,3 +442,93 @@ class MemoryStore:
         _rules.check_page(limit)
         entries = filter(_activity_predicate(activity_filter), self._activity.values())
         return _page(entries, limit=limit, cursor=cursor)
+
+    # accounts by email: credentials, one-time codes and the mail outbox
+
+    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(at)
+        old = self._users.get(user_id)
+        if old is None:
+            raise NotFound(f"user {user_id}")
+        user = self._users[user_id] = replace(
+            old,
+            password_hash=password_hash,
+            token_generation=old.token_generation + 1,
+            updated_at=at,
+        )
+        return user
+
+    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(at)
+        old = self._users.get(user_id)
+        if old is None or old.email != _rules.normalise_email(email):
+            return None
+        if old.email_verified_at is not None:
+            return old
+        user = self._users[user_id] = replace(old, email_verified_at=at, updated_at=at)
+        return user
+
+    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(code.expires_at)
+        self._check_new_mail(mail)
+        self._codes[code.user_id, code.purpose] = code
+        self._mail[mail.id] = mail
+
+    async def use_code(
+        self,
+        user_id: str,
+        purpose: CodePurpose,
+        digest: str,
+        *,
+        now: datetime,
+        max_wrong_tries: int,
+    ) -> bool:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(now)
+        code = self._codes.get((user_id, purpose))
+        if code is None or code.expires_at <= now or code.wrong_tries >= max_wrong_tries:
+            return False
+        if code.digest == digest:
+            del self._codes[user_id, purpose]
+            return True
+        self._codes[user_id, purpose] = replace(code, wrong_tries=code.wrong_tries + 1)
+        return False
+
+    def _check_new_mail(self, mail: Mail) -> None:
+        _rules.check_record_times(mail)
+        if mail.id in self._mail:
+            raise StoreError(f"mail id {mail.id} already exists")
+
+    async def queue_mail(self, mail: Mail) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check_new_mail(mail)
+        self._mail[mail.id] = mail
+
+    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(before)
+        _rules.check_page(limit)
+        due = (m for m in self._mail.values() if m.sent_at is None and m.next_attempt_at <= before)
+        return sorted(due, key=lambda m: (m.next_attempt_at, m.id))[:limit]
+
+    async def mail_sent(self, mail_id: str, at: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(at)
+        if (mail := self._mail.get(mail_id)) is not None:
+            self._mail[mail_id] = replace(mail, sent_at=at, text="", html="")
+
+    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(retry_at)
+        if (mail := self._mail.get(mail_id)) is not None:
+            self._mail[mail_id] = replace(
+                mail, attempts=mail.attempts + 1, last_error=error, next_attempt_at=retry_at
+            )
+
+    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_page(limit)
+        return _page(self._mail.values(), limit=limit, cursor=cursor, newest_first=True)

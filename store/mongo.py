@@ -5,8 +5,9 @@ never abandoned on cancel, so a write a caller gave up on still finishes or fail
 Motor is deprecated, and it and PyMongo's asyncio client run on asyncio only, not on Trio.
 
 Layout: one document per record, `_id` = the record's id (the 24-hex string of `new_id`), in the
-collections users, chats, messages, notifications, revoked_tokens, login_failures, and one
-collection per activity kind (agent_status_history, chat_status_history, assignments).
+collections users, chats, messages, notifications, revoked_tokens, login_failures, one
+collection per activity kind (agent_status_history, chat_status_history, assignments), and
+one_time_codes (`_id` = user id and purpose) and mail (the outbox).
 
 Datetimes: each is stored twice, as a BSON date under its own name (UTC, milliseconds: what
 people, tools and TTL indexes read) and as exact microseconds since the epoch under the name
@@ -88,9 +89,12 @@ from store._records import (
     Activity,
     ActivityKind,
     Chat,
+    CodePurpose,
+    Mail,
     Message,
     MessageStatus,
     Notification,
+    OneTimeCode,
     Page,
     Role,
     User,
@@ -166,6 +170,7 @@ _INDEXES = (
     # A revocation is only worth keeping until its token expires anyway.
     _Index("revoked_tokens", "expiry", ("expires_at",), (("expireAfterSeconds", 0),)),
     _Index("login_failures", "by_key", ("key", "at" + _EXACT)),
+    _Index("mail", "due", ("sent_at" + _EXACT, "next_attempt_at" + _EXACT, "_id")),
     *(
         _Index(collection, f"by_{key}", (key, "_id"))
         for collection in _ACTIVITY_COLLECTIONS.values()
@@ -228,6 +233,8 @@ class _Shape(Generic[RecordT]):
         for name, hint in self.hints:
             if name == "id":
                 values[name] = document["_id"]
+            elif name not in document:
+                continue  # a field added since the document was written: the record's default
             elif hint in _TIME_HINTS:
                 micros = document[name + _EXACT]
                 values[name] = None if micros is None else _EPOCH + micros * _MICROSECOND
@@ -247,6 +254,7 @@ _CHATS = _shape(Chat)
 _MESSAGES = _shape(Message)
 _NOTIFICATIONS = _shape(Notification)
 _ACTIVITY = _shape(Activity)
+_MAIL = _shape(Mail)
 
 
 def _chat_query(chat_filter: ChatFilter) -> Document:
@@ -349,6 +357,8 @@ class _Database:
         self._login_failures = database["login_failures"]
         self._activity = {kind: database[name] for kind, name in _ACTIVITY_COLLECTIONS.items()}
         self._fences = database["fences"]
+        self._codes = database["one_time_codes"]
+        self._mail = database["mail"]
 
     def _atomically(self, work: Callable[[ClientSession | None], R]) -> R:
         """`work` in one transaction where the server has them; else `work` as it is ordered."""
@@ -437,7 +447,7 @@ class _Database:
     def update_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
         fields = _USERS.encode(user)
-        for name in ("_id", *_rules.ROUTING_USER_FIELDS):
+        for name in ("_id", *_rules.KEPT_USER_FIELDS):
             del fields[name]
         try:
             result = self._users.update_one({"_id": user.id}, {"$set": fields})
@@ -779,6 +789,101 @@ class _Database:
         items = [_ACTIVITY.decode(d) for d in merged[:limit]]
         return Page(items=items, next_cursor=items[-1].id if len(merged) > limit else None)
 
+    # accounts by email: credentials, one-time codes and the mail outbox
+
+    def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+        document = self._users.find_one_and_update(
+            {"_id": user_id},
+            {
+                "$set": {"password_hash": password_hash} | _time_fields("updated_at", at),
+                "$inc": {"token_generation": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            raise NotFound(f"user {user_id}")
+        return _USERS.decode(document)
+
+    def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
+        email = _rules.normalise_email(email)
+        self._users.update_one(
+            {"_id": user_id, "email": email, "email_verified_at" + _EXACT: None},
+            {"$set": _time_fields("email_verified_at", at) | _time_fields("updated_at", at)},
+        )
+        user = self.get_user(user_id)
+        return user if user is not None and user.email == email else None
+
+    @staticmethod
+    def _code_id(user_id: str, purpose: CodePurpose) -> str:
+        return f"{user_id}:{purpose.value}"
+
+    def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
+        document = {
+            "_id": self._code_id(code.user_id, code.purpose),
+            "digest": code.digest,
+            "wrong_tries": code.wrong_tries,
+        } | _time_fields("expires_at", code.expires_at)
+
+        def work(session: ClientSession | None) -> None:
+            # The mail first: it is the only part the server can refuse (a reused id). A crash
+            # between the two sends a code that does not work, and the user asks again.
+            self._insert_mail(mail, session)
+            self._codes.replace_one(
+                {"_id": document["_id"]}, document, upsert=True, session=session
+            )
+
+        self._atomically(work)
+
+    def use_code(
+        self, user_id: str, purpose: CodePurpose, digest: str, now: datetime, max_wrong_tries: int
+    ) -> bool:
+        live = {
+            "_id": self._code_id(user_id, purpose),
+            "expires_at" + _EXACT: {"$gt": _micros(now)},
+            "wrong_tries": {"$lt": max_wrong_tries},
+        }
+        # Each is one atomic write on one document, so racing guesses are all counted.
+        if self._codes.delete_one(live | {"digest": digest}).deleted_count:
+            return True
+        self._codes.update_one(live, {"$inc": {"wrong_tries": 1}})
+        return False
+
+    def _insert_mail(self, mail: Mail, session: ClientSession | None = None) -> None:
+        try:
+            self._mail.insert_one(_MAIL.encode(mail), session=session)
+        except DuplicateKeyError as exc:
+            raise StoreError(f"mail id {mail.id} already exists") from exc
+
+    def queue_mail(self, mail: Mail) -> None:
+        self._insert_mail(mail)
+
+    def due_mail(self, before: datetime, limit: int) -> list[Mail]:
+        documents = (
+            self._mail.find(
+                {"sent_at" + _EXACT: None, "next_attempt_at" + _EXACT: {"$lte": _micros(before)}}
+            )
+            .sort([("next_attempt_at" + _EXACT, ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [_MAIL.decode(d) for d in documents]
+
+    def mail_sent(self, mail_id: str, at: datetime) -> None:
+        self._mail.update_one(
+            {"_id": mail_id}, {"$set": {"text": "", "html": ""} | _time_fields("sent_at", at)}
+        )
+
+    def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
+        self._mail.update_one(
+            {"_id": mail_id},
+            {
+                "$set": {"last_error": error} | _time_fields("next_attempt_at", retry_at),
+                "$inc": {"attempts": 1},
+            },
+        )
+
+    def list_mail(self, limit: int, cursor: str | None) -> Page[Mail]:
+        return self._page(self._mail, _MAIL, {}, limit=limit, cursor=cursor, newest_first=True)
+
 
 def _chat_routing_fields(change: ChatRouting) -> Document:
     return (
@@ -1027,6 +1132,56 @@ class MongoStore:
     ) -> Page[Activity]:
         _rules.check_page(limit)
         return await self._call(lambda db: db.list_activity(activity_filter, limit, cursor))
+
+    # accounts by email: credentials, one-time codes and the mail outbox
+
+    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.set_password(user_id, password_hash, at))
+
+    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.mark_email_verified(user_id, email, at))
+
+    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
+        _rules.check_aware(code.expires_at)
+        _rules.check_record_times(mail)
+        await self._call(lambda db: db.issue_code(code, mail))
+
+    async def use_code(
+        self,
+        user_id: str,
+        purpose: CodePurpose,
+        digest: str,
+        *,
+        now: datetime,
+        max_wrong_tries: int,
+    ) -> bool:
+        _rules.check_aware(now)
+        return await self._call(
+            lambda db: db.use_code(user_id, purpose, digest, now, max_wrong_tries)
+        )
+
+    async def queue_mail(self, mail: Mail) -> None:
+        _rules.check_record_times(mail)
+        await self._call(lambda db: db.queue_mail(mail))
+
+    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]:
+        _rules.check_aware(before)
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.due_mail(before, limit))
+
+    async def mail_sent(self, mail_id: str, at: datetime) -> None:
+        _rules.check_aware(at)
+        await self._call(lambda db: db.mail_sent(mail_id, at))
+
+    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
+        _rules.check_aware(retry_at)
+        await self._call(lambda db: db.mail_failed(mail_id, error, retry_at))
+
+    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]:
+        _rules.check_page(limit)
+        return await self._call(lambda db: db.list_mail(limit, cursor))
 
 
 # opening

@@ -39,9 +39,12 @@ from store._protocol import (
 from store._records import (
     Activity,
     Chat,
+    CodePurpose,
+    Mail,
     Message,
     MessageStatus,
     Notification,
+    OneTimeCode,
     Page,
     Role,
     User,
@@ -147,6 +150,32 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Fencing tokens of the routing arbiter (cluster mode needs MongoDB; kept for one contract).
     ("CREATE TABLE fences (name TEXT PRIMARY KEY, token INTEGER NOT NULL, holder TEXT)",),
+    # accounts by email: token generations, one-time codes, the mail outbox
+    (
+        "ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE one_time_codes (
+            user_id TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            wrong_tries INTEGER NOT NULL,
+            PRIMARY KEY (user_id, purpose)
+        )""",
+        """CREATE TABLE mail (
+            id TEXT PRIMARY KEY,
+            recipient TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            html TEXT NOT NULL,
+            reply_to TEXT,
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            sent_at TEXT,
+            last_error TEXT
+        )""",
+        "CREATE INDEX mail_due ON mail (next_attempt_at, id) WHERE sent_at IS NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -245,11 +274,12 @@ def _table(
     return _Table(name, record_type, tuple(hints), decoders, kept)
 
 
-_USERS = _table("users", User, kept=_rules.ROUTING_USER_FIELDS)
+_USERS = _table("users", User, kept=_rules.KEPT_USER_FIELDS)
 _CHATS = _table("chats", Chat)
 _MESSAGES = _table("messages", Message)
 _NOTIFICATIONS = _table("notifications", Notification)
 _ACTIVITY = _table("activity", Activity)
+_MAIL = _table("mail", Mail)
 
 
 def _refusal(
@@ -644,6 +674,87 @@ class _Database:
         conditions, params = _activity_conditions(activity_filter)
         return self._page(_ACTIVITY, conditions, params, limit=limit, cursor=cursor)
 
+    # accounts by email: credentials, one-time codes and the mail outbox
+
+    def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+        self._db.execute(
+            "UPDATE users SET password_hash = ?, token_generation = token_generation + 1,"
+            " updated_at = ? WHERE id = ?",
+            [password_hash, _encode_time(at), user_id],
+        )
+        user = self.get_user(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id}")
+        return user
+
+    def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
+        self._db.execute(
+            "UPDATE users SET email_verified_at = ?, updated_at = ?"
+            " WHERE id = ? AND email = ? AND email_verified_at IS NULL",
+            [_encode_time(at), _encode_time(at), user_id, _rules.normalise_email(email)],
+        )
+        user = self.get_user(user_id)
+        return user if user is not None and user.email == _rules.normalise_email(email) else None
+
+    def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO one_time_codes"
+            " (user_id, purpose, digest, expires_at, wrong_tries) VALUES (?, ?, ?, ?, ?)",
+            [
+                code.user_id,
+                code.purpose.value,
+                code.digest,
+                _encode_time(code.expires_at),
+                code.wrong_tries,
+            ],
+        )
+        self.queue_mail(mail)
+
+    def use_code(
+        self, user_id: str, purpose: CodePurpose, digest: str, now: datetime, max_wrong_tries: int
+    ) -> bool:
+        live = ["user_id = ?", "purpose = ?", "expires_at > ?", "wrong_tries < ?"]
+        params = [user_id, purpose.value, _encode_time(now), max_wrong_tries]
+        used = self._db.execute(
+            f"DELETE FROM one_time_codes{_where([*live, 'digest = ?'])}", [*params, digest]
+        ).rowcount
+        if used:
+            return True
+        self._db.execute(
+            f"UPDATE one_time_codes SET wrong_tries = wrong_tries + 1{_where(live)}", params
+        )
+        return False
+
+    def queue_mail(self, mail: Mail) -> None:
+        try:
+            self._db.execute(_MAIL.insert, _MAIL.encode(mail))
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "mail") from exc
+
+    def due_mail(self, before: datetime, limit: int) -> list[Mail]:
+        rows = self._db.execute(
+            f"{_MAIL.select} WHERE sent_at IS NULL AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            [_encode_time(before), limit],
+        )
+        return [_MAIL.decode(row) for row in rows]
+
+    def mail_sent(self, mail_id: str, at: datetime) -> None:
+        self._db.execute(
+            "UPDATE mail SET sent_at = ?, text = '', html = '' WHERE id = ?",
+            [_encode_time(at), mail_id],
+        )
+
+    def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE mail SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            [error, _encode_time(retry_at), mail_id],
+        )
+
+    def list_mail(self, limit: int, cursor: str | None) -> Page[Mail]:
+        return self._page(_MAIL, [], [], limit=limit, cursor=cursor, newest_first=True)
+
 
 # the writer
 
@@ -911,6 +1022,56 @@ class SqliteStore:
     ) -> Page[Activity]:
         _rules.check_page(limit)
         return await self._read(lambda db: db.list_activity(activity_filter, limit, cursor))
+
+    # accounts by email: credentials, one-time codes and the mail outbox
+
+    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.set_password(user_id, password_hash, at))
+
+    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
+        _rules.check_aware(at)
+        return await self._call(lambda db: db.mark_email_verified(user_id, email, at))
+
+    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
+        _rules.check_aware(code.expires_at)
+        _rules.check_record_times(mail)
+        await self._call(lambda db: db.issue_code(code, mail))
+
+    async def use_code(
+        self,
+        user_id: str,
+        purpose: CodePurpose,
+        digest: str,
+        *,
+        now: datetime,
+        max_wrong_tries: int,
+    ) -> bool:
+        _rules.check_aware(now)
+        return await self._call(
+            lambda db: db.use_code(user_id, purpose, digest, now, max_wrong_tries)
+        )
+
+    async def queue_mail(self, mail: Mail) -> None:
+        _rules.check_record_times(mail)
+        await self._call(lambda db: db.queue_mail(mail))
+
+    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]:
+        _rules.check_aware(before)
+        _rules.check_page(limit)
+        return await self._read(lambda db: db.due_mail(before, limit))
+
+    async def mail_sent(self, mail_id: str, at: datetime) -> None:
+        _rules.check_aware(at)
+        await self._call(lambda db: db.mail_sent(mail_id, at))
+
+    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
+        _rules.check_aware(retry_at)
+        await self._call(lambda db: db.mail_failed(mail_id, error, retry_at))
+
+    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]:
+        _rules.check_page(limit)
+        return await self._read(lambda db: db.list_mail(limit, cursor))
 
 
 def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:

@@ -22,6 +22,7 @@ AGENT = frozenset({Role.AGENT})
 CUSTOMER = frozenset({Role.CUSTOMER})
 NOTIFIED = AGENT | CUSTOMER
 SIGNED_IN = frozenset({Role.USER, Role.AGENT, Role.CUSTOMER})
+STAFF = frozenset({Role.USER, Role.AGENT, Role.ADMIN})
 
 ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/openapi.json"): ANYONE,
@@ -91,6 +92,14 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/admin/agents/{agent_id}/history"): ADMIN,
     ("GET", "/admin/queue"): ADMIN,
     ("GET", "/admin/system"): ADMIN,
+    ("GET", "/dev/mail"): ANYONE,
+    ("POST", "/email/send"): STAFF,
+    ("POST", "/email/verify"): STAFF,
+    ("POST", "/email/report"): STAFF,
+    ("POST", "/password/forgot"): ANYONE,
+    ("POST", "/password/reset"): ANYONE,
+    ("POST", "/password/confirm"): STAFF,
+    ("POST", "/password/update"): STAFF,
 }
 
 _PARAMETER = re.compile(r"<(?:([^<>:(]*)(?:\(([^<>]*)\))?:)?([^<>]+)>")
