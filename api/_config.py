@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     code_max_wrong_tries: int = Field(default=5, ge=1)
     code_max_requests: int = Field(default=5, ge=1)
     code_window_seconds: int = Field(default=3600, ge=1)
+    forgot_answer_seconds: float = Field(default=0.3, ge=0)
 
     @field_validator("metrics_token", mode="before")
     @classmethod

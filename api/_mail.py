@@ -190,7 +190,12 @@ class Outbox:
                 # The store is away: try again later; nothing is lost, it is all still there.
                 failures += 1
                 log.warning("the outbox cannot be read: %s", error)
-                upcoming = []
+                await trio.sleep(backoff(self._settings, failures))
+                continue
+            except Exception:
+                # A bug: said loudly, and retried later; the server goes on serving.
+                failures += 1
+                log.exception("the mail sender failed; it starts again shortly")
                 await trio.sleep(backoff(self._settings, failures))
                 continue
             wait = self._settings.mail_retry_max_seconds

@@ -185,21 +185,27 @@ async def _new_password(user: User, password: str, reason: str) -> User:
 # email
 
 
+def _unverified_caller(email: str | None) -> User:
+    """The signed-in user, whose address (`email`, if given, must be it) is not verified yet."""
+    user = current_principal().user
+    if email is not None and email != user.email:
+        raise ApiError(
+            403,
+            "not_your_email",
+            f"this is only for your account's own address ({user.email}); leave email out",
+        )
+    if user.email_verified_at is not None:
+        raise ApiError(409, "email_already_verified", f"{user.email} is verified already")
+    return user
+
+
 @accounts.post("/email/send")
 @requires(*STAFF)
 @validate_request(SendCodeBody)
 @document_response(MessageOut)
 async def send_verification(data: SendCodeBody) -> Response:
     """Mail the signed-in user a code that verifies their email (POST /email/verify)."""
-    user = current_principal().user
-    if data.email is not None and data.email != user.email:
-        raise ApiError(
-            403,
-            "not_your_email",
-            f"a code goes only to your account's own address ({user.email}); leave email out",
-        )
-    if user.email_verified_at is not None:
-        raise ApiError(409, "email_already_verified", f"{user.email} is verified already")
+    user = _unverified_caller(data.email)
     _mail_leaves()
     await _issue(user, user.email, CodePurpose.VERIFY_EMAIL)
     return respond(
@@ -216,11 +222,7 @@ async def send_verification(data: SendCodeBody) -> Response:
 @document_response(UserOut)
 async def verify_email(data: VerifyEmailBody) -> Response:
     """Verify the signed-in user's email with the mailed code; answers the profile."""
-    user = current_principal().user
-    if data.email is not None and data.email != user.email:
-        raise ApiError(403, "not_your_email", f"your account's address is {user.email}")
-    if user.email_verified_at is not None:
-        raise ApiError(409, "email_already_verified", f"{user.email} is verified already")
+    user = _unverified_caller(data.email)
     if not await _use(user, CodePurpose.VERIFY_EMAIL, data.otp):
         raise _bad_code()
     verified = await services().store.mark_email_verified(user.id, user.email, utcnow())
@@ -256,12 +258,17 @@ async def report(data: ReportBody) -> Response:
 @document_response(MessageOut)
 async def forgot(data: ForgotBody) -> Response:
     """Mail a code to reset the password, if the email has an account. The answer is the same
-    either way."""
+    either way, and comes no sooner than `forgot_answer_seconds` after the request."""
+    found = services()
+    # What is left of the time after the work is waited out, so that the work for a known
+    # address (a code and its mail to store) cannot be told from the time of the answer.
+    answer_at = trio.current_time() + found.settings.forgot_answer_seconds
     _mail_leaves()
-    user = await services().store.get_user_by_email(data.email)
+    user = await found.store.get_user_by_email(data.email)
     if user is not None and user.role is Role.CUSTOMER:
         user = None  # a shop's customers have no password here
     await _issue(user, data.email, CodePurpose.RESET_PASSWORD)
+    await trio.sleep_until(answer_at)
     return respond(MessageOut(message=_FORGOT_ANSWER.format(minutes=_minutes())))
 
 

@@ -29,7 +29,7 @@ from api import (
 )
 from store import StoreError
 from telemetry import configure_logging, event, scrub
-from tools import bench_assignment, bench_socketio, bench_ws
+from tools import bench_assignment, bench_forgot, bench_socketio, bench_ws
 from tools._errors import sole_error
 from tools._remote import CLIENT_VARIABLES
 from tools.backup import backup, sqlite_path
@@ -41,6 +41,7 @@ log = logging.getLogger("tools.serve")
 
 BENCHMARKS = {
     "assignment": bench_assignment.main,
+    "forgot": bench_forgot.main,
     "ws": bench_ws.main,
     "socketio": bench_socketio.main,
 }

@@ -26,6 +26,8 @@ def mailbox(smtp_server: SmtpServer) -> Mailbox:
 
 @pytest.fixture
 async def live(tmp_path: Path, smtp_server: SmtpServer, mailbox: Mailbox) -> AsyncIterator[Live]:
-    settings = make_settings(tmp_path, smtp_url=smtp_server.url, mail_retry_seconds=0.05)
+    settings = make_settings(
+        tmp_path, smtp_url=smtp_server.url, mail_retry_seconds=0.05, forgot_answer_seconds=0.01
+    )
     async with running_server(settings) as server:
         yield server

@@ -128,6 +128,16 @@ async def test_calls_after_close_raise_store_error(database_url: str) -> None:
 # layout
 
 
+async def test_a_user_stored_before_token_generations_reads_as_generation_zero(
+    store: MongoStore, database_url: str
+) -> None:
+    ada = await store.create_user(user())
+    with _looking_at(database_url) as database:
+        database["users"].update_one({"_id": ada.id}, {"$unset": {"token_generation": ""}})
+    assert await store.get_user(ada.id) == ada
+    assert (await store.set_password(ada.id, "new", ada.updated_at)).token_generation == 1
+
+
 async def test_datetimes_are_bson_dates_with_exact_microseconds(
     store: MongoStore, database_url: str
 ) -> None:

@@ -27,7 +27,7 @@ from store import (
     open_sqlite_store,
     utcnow,
 )
-from store.sqlite import SCHEMA_VERSION
+from store.sqlite import _MIGRATIONS, SCHEMA_VERSION
 from tests.store.factories import activity, at, chat, message, notification, user
 
 
@@ -76,6 +76,26 @@ async def test_schema_version_and_wal_mode_are_recorded(tmp_path: Path) -> None:
     # reopening an up-to-date database migrates nothing and keeps working
     async with open_sqlite_store(path) as store:
         assert await store.count_users() == 0
+    assert _pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_a_first_version_database_is_migrated_with_its_users(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    for statement in _MIGRATIONS[0]:
+        connection.execute(statement)
+    connection.execute(
+        "INSERT INTO users (id, email, name, role, status, max_load, created_at, updated_at)"
+        " VALUES ('000000000000000000000001', 'ada@example.com', 'Ada', 'user', 'away', 3,"
+        " '2024-05-01T12:00:00.000000Z', '2024-05-01T12:00:00.000000Z')"
+    )
+    connection.execute("PRAGMA user_version = 1")
+    connection.close()
+    async with open_sqlite_store(path) as store:
+        ada = await store.get_user("000000000000000000000001")
+        assert ada is not None
+        assert ada.token_generation == 0
+        assert await store.due_mail(ada.created_at) == []
     assert _pragma(path, "user_version") == SCHEMA_VERSION
 
 
