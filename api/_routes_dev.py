@@ -94,5 +94,5 @@ class MailList(RootModel[list[MailOut]]):
 async def mail(query_args: PageQuery) -> Response:
     """The mail outbox, newest first: where codes are read when no SMTP server is set."""
     _development_only()
-    page = await services().store.list_mail(limit=query_args.limit, cursor=query_args.cursor)
+    page = await services().store.list_mail(limit=query_args.size, cursor=query_args.cursor)
     return page_response(MailList([MailOut.of(m) for m in page.items]), page.next_cursor)
