@@ -48,15 +48,6 @@ async def _managed_user(user_id: str) -> User:
 
 
 async def _make_agent(user: User) -> User:
-    # An agent answers customers in the desk's name: an address nobody has proven to own
-    # is not enough (an admin who creates an agent directly vouches for it instead).
-    if user.email_verified_at is None:
-        raise ApiError(
-            409,
-            "email_not_verified",
-            f"{user.email} is not verified yet: the user verifies it (POST /email/send, then"
-            " /email/verify) before becoming an agent",
-        )
     found = services()
     agent = await found.store.update_user(
         dataclasses.replace(user, role=Role.AGENT, status=AgentStatus.AWAY, updated_at=utcnow())
