@@ -10,9 +10,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from telemetry import LogFormat, LogLevel
-
 from api._smtp import SmtpConfigError, SmtpTarget, smtp_target
+from telemetry import LogFormat, LogLevel
 
 # Demo secrets let `make run` work with no set-up; production mode refuses them.
 DEMO_JWT_SECRET = "switchboard-demo-secret-do-not-use-in-production"
@@ -136,6 +135,7 @@ class Settings(BaseSettings):
                     raise ConfigError(
                         f"{name} is the demo address {demo!r}; production mail needs yours"
                     )
+
 
 ENV_PREFIX = "SWITCHBOARD_"
 
