@@ -12,6 +12,7 @@ import pytest
 import trio
 import trustme
 
+from api import ConfigError
 from store import Mail, Store
 from tests.api.support import ANN
 from tests.conftest import Live, make_settings, running_server
@@ -143,3 +144,24 @@ async def test_starttls_is_required_unless_the_url_says_otherwise(tmp_path: Path
             assert waiting.last_error is not None
             assert "STARTTLS" in waiting.last_error
             assert smtp.mailbox.received == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"smtp_url": "http://mail.example.com"}, "must start with smtp://"),
+        ({"smtp_url": "smtp://"}, "names no host"),
+        ({"smtp_url": "smtps://mail.example.com?tls=none"}, "tls= takes starttls or none"),
+        ({"smtp_url": "smtp://mail.example.com?bcc=x"}, "unknown option 'bcc'"),
+        (
+            {"smtp_url": "smtp://mail.example.com", "mode": "production"},
+            "SWITCHBOARD_MAIL_FROM is the demo address",
+        ),
+    ],
+)
+def test_an_unusable_mail_setting_is_refused_at_start(
+    tmp_path: Path, overrides: dict[str, str], said: str
+) -> None:
+    settings = make_settings(tmp_path, **overrides)
+    with pytest.raises(ConfigError, match=said):
+        settings.check()
