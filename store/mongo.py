@@ -308,6 +308,22 @@ def _redact(url: str) -> str:
     return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
 
 
+def with_database(url: str, database: str) -> str:
+    """`url` naming `database`, keeping its hosts, credentials and options."""
+    scheme, separator, rest = url.partition("://")
+    authority, _, path = rest.partition("/")
+    options = path.partition("?")[2]
+    return f"{scheme}{separator}{authority}/{database}" + (f"?{options}" if options else "")
+
+
+def drop_database(url: str) -> None:
+    """Drop the database `url` names (blocking: run it in a thread). For tests and benchmarks,
+    which each use a database of their own."""
+    client: MongoClient[Document] = MongoClient(url)
+    with client:
+        client.drop_database(client.get_default_database().name)
+
+
 def _url_options(url: str) -> set[str]:
     query = url.partition("?")[2]
     return {part.partition("=")[0].lower() for part in query.replace(";", "&").split("&") if part}

@@ -1,13 +1,14 @@
 """Benchmark: the /socket.io/ endpoint driven by the stock Node.js client, as the original front
 ends use it.
 
-The server is a subprocess (this module with `--serve`): the real app on a fresh SQLite store in
-a temporary folder (synchronous FULL, group commit), with `--agents` agents and `--customers`
-customers created up front and the per-connection flood limit lifted (a benchmark client is a
-flood by design). The clients are one Node.js process (tools/sio_bench.cjs, socket.io-client
-pinned in tools/_node.py): agents connect, join their notification room and go available over
-REST; each customer connects, opens its chat over REST (`POST /chats/customer`) and joins it;
-each agent joins the chats it is given (`chatCreated`).
+The server is a subprocess (this module with `--serve`): the real app on a fresh store (`--store`:
+by default SQLite in a temporary folder, synchronous FULL, group commit; or a database of its own
+on a MongoDB server, see tools/_bench_store.py), with `--agents` agents and `--customers` customers
+created up front and the per-connection flood limit lifted (a benchmark client is a flood by
+design). The clients are one Node.js process (tools/sio_bench.cjs, socket.io-client pinned in
+tools/_node.py): agents connect, join their notification room and go available over REST; each
+customer connects, opens its chat over REST (`POST /chats/customer`) and joins it; each agent joins
+the chats it is given (`chatCreated`).
 
 A message is delivered when the agent's socket receives it (`messageReceived`), which the server
 sends only after the message is durable; the customer's ack is counted beside it. Phases, each
@@ -28,7 +29,7 @@ server's), and the server CPU per message beside the real server's is what the a
 adds on top of the transport.
 
     python -m tools.bench_socketio [--agents 10] [--customers 100] [--seconds 5] [--rates 200]
-        [--no-floor]
+        [--store sqlite|memory://|mongodb://...] [--no-floor]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from rich.table import Table
 from api import Services, Settings, open_services, serve
 from store import AgentStatus, Role, User, new_id, utcnow
 from tools import _sio_floor
+from tools._bench_store import STORE_HELP, bench_store, check_store, describe
 from tools._node import SOCKET_IO_CLIENT, install, node_env
 from tools.bench_ws import subprocess_server
 
@@ -67,14 +69,14 @@ FLOOR_SETUP_SECONDS = 60.0  # the real server stopped, the floor's sockets conne
 # --- the server subprocess -----------------------------------------------------------------------
 
 
-async def serve_bench(folder: Path, agents: int, customers: int) -> None:
+async def serve_bench(folder: Path, store: str, agents: int, customers: int) -> None:
     """Serve on a free port with the bench users; write their tokens and the URL to a file."""
     settings = Settings(
         host="127.0.0.1",
         port=0,
         mode="development",
         data_dir=folder,
-        store=f"sqlite:///{folder / 'bench.db'}",
+        store=store,
         ws_max_frames_per_second=1_000_000,
         ws_frame_burst=1_000_000,
     )
@@ -171,7 +173,7 @@ class Server:
 async def _hold(command: list[str], ready: str, *, task_status: trio.TaskStatus[Server]) -> None:
     stop, stopped = trio.Event(), trio.Event()
     try:
-        async with subprocess_server(command, ready, {}) as described:
+        async with subprocess_server(command, ready, {}) as (described, _):
             found = json.loads(await trio.Path(described).read_text())
             task_status.started(Server(found, stop, stopped))
             await stop.wait()
@@ -185,10 +187,14 @@ async def run(args: argparse.Namespace, console: Console) -> Report:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         bench = [sys.executable, "-m", "tools.bench_socketio", "--agents", str(args.agents)]
-        async with trio.open_nursery() as servers:
+        async with bench_store(args.store, folder) as store, trio.open_nursery() as servers:
             real: Server = await servers.start(
                 _hold,
-                [*bench, "--customers", str(args.customers), "--serve", str(folder)],
+                [
+                    *bench,
+                    *("--customers", str(args.customers), "--store", store),
+                    *("--serve", str(folder)),
+                ],
                 READY,
             )
             report.rss_kib["idle"] = memory_kib(real.pid)[0]
@@ -303,7 +309,8 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
     table = Table(
         title=(
             f"Socket.IO ({transport}; socket.io-client {SOCKET_IO_CLIENT}): {args.customers} "
-            f"customers, {args.agents} agents, {args.size}-character messages"
+            f"customers, {args.agents} agents, {args.size}-character messages; store "
+            f"{describe(args.store)}"
         )
     )
     for column in ("phase", "offered", "delivered", "acked", "msg/s", "p50 ms", "p99 ms", "RSS"):
@@ -389,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         help="offered rates of the open-loop phases, msg/s, comma-separated",
     )
     parser.add_argument("--websocket-only", action="store_true", help="skip the polling start")
+    parser.add_argument("--store", type=check_store, default="sqlite", help=STORE_HELP)
     parser.add_argument(
         "--no-floor",
         dest="floor",
@@ -399,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
-        trio.run(serve_bench, args.serve, args.agents, args.customers)
+        trio.run(serve_bench, args.serve, args.store, args.agents, args.customers)
         return 0
     if args.serve_floor is not None:
         trio.run(_sio_floor.serve_floor, args.serve_floor, args.agents)

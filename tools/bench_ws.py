@@ -6,17 +6,22 @@ with `--size` characters of content) and the same number of connections on both 
 
 - echo: a bare trio-websocket server that sends every frame back; a message is done when its
   echo arrives;
-- switchboard: `switchboard serve` on a fresh SQLite store (seeded, development mode, flood limit
-  lifted); each customer connection has an open chat with one of the three demo agents, and a
-  message is done when the agent's socket receives it, i.e. after it was persisted (synchronous
-  FULL, group commit), acknowledged, fanned out and written. Delivery receipts run as in
-  production.
+- switchboard: `switchboard serve` on a fresh store (`--store`: SQLite by default, synchronous
+  FULL with group commit; or a database of its own on a MongoDB server; see
+  tools/_bench_store.py), seeded, development mode, flood limit lifted; each customer connection
+  has an open chat with one of the three demo agents, and a message is done when the agent's
+  socket receives it, i.e. after it was persisted, acknowledged, fanned out and written.
+  Delivery receipts run as in production.
 
 Two phases per side: throughput (each connection sends its next message as soon as the previous
 one is done, for `--seconds`), then latency at a fixed offered rate (`--rate` messages a second
 spread over the connections, open loop, timed from the scheduled send so a stall is not hidden).
+The echo server is the floor: what the transport reaches on this machine with no application.
+Beside each side's throughput the report gives its server's CPU time (user + system, every
+thread) per message in the throughput phase, which other work on the machine barely changes.
 
     python -m tools.bench_ws [--connections 9] [--size 256] [--seconds 5] [--rate 200]
+        [--store sqlite|memory://|mongodb://...]
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ from trio_websocket import (
     open_websocket_url,
     serve_websocket,
 )
+
+from tools._bench_store import STORE_HELP, bench_store, check_store, describe
+from tools._sim_server import cpu_seconds
 
 DEMO_AGENTS = ("ann@switchboard.example", "bob@switchboard.example", "cy@switchboard.example")
 DEMO_PASSWORD = "switchboard-demo"
@@ -89,6 +97,7 @@ class Tracker:
 class Result:
     name: str
     throughput: float  # messages a second, closed loop
+    cpu_ms: float  # the server's CPU time per message in the closed loop
     p50_ms: float
     p99_ms: float
     offered: int
@@ -116,6 +125,7 @@ class Sender:
 
 async def run_phases(
     name: str,
+    server_pid: int,
     senders: list[Sender],
     tracker: Tracker,
     args: argparse.Namespace,
@@ -146,12 +156,18 @@ async def run_phases(
             completed += 1
             progress.update(task, completed=completed)
 
-    began = trio.current_time()
+    began, cpu_before = trio.current_time(), cpu_seconds(server_pid)
     with trio.move_on_after(args.seconds):
         async with trio.open_nursery() as nursery:
             for sender in senders:
                 nursery.start_soon(closed_loop, sender)
     throughput = completed / (trio.current_time() - began)
+    cpu_after = cpu_seconds(server_pid)
+    cpu_ms = (
+        1000 * (cpu_after - cpu_before) / completed
+        if completed and cpu_before is not None and cpu_after is not None
+        else float("nan")
+    )
     progress.remove_task(task)
     # Let what is still in flight arrive before the next phase.
     with trio.move_on_after(DRAIN_SECONDS):
@@ -178,7 +194,7 @@ async def run_phases(
     progress.remove_task(task)
     latencies = sorted(tracker.latencies)
     p50, p99 = _percentiles(latencies)
-    return Result(name, throughput, p50 * 1000, p99 * 1000, total, len(latencies))
+    return Result(name, throughput, cpu_ms, p50 * 1000, p99 * 1000, total, len(latencies))
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -194,9 +210,10 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 @asynccontextmanager
 async def subprocess_server(
     command: list[str], ready: str, env: dict[str, str]
-) -> AsyncIterator[str]:
-    """Start `command`, yield the URL on the first stdout line containing `ready`, stop it (SIGTERM)
-    when the block ends. Its output is kept (last lines) to explain a failure."""
+) -> AsyncIterator[tuple[str, int]]:
+    """Start `command`, yield what follows `ready` on the first stdout line containing it (a URL,
+    a file) and the process id; stop it (SIGTERM) when the block ends. Its output is kept (last
+    lines) to explain a failure."""
     tail: deque[str] = deque(maxlen=40)
     url_found: trio.MemorySendChannel[str]
     url_found, url_read = trio.open_memory_channel[str](1)
@@ -230,7 +247,7 @@ async def subprocess_server(
                 url = await url_read.receive()
         except trio.TooSlowError:
             raise RuntimeError(f"{command[2]} did not start:\n" + "\n".join(tail)) from None
-        yield url
+        yield url, process.pid
         nursery.cancel_scope.cancel()
 
 
@@ -257,7 +274,7 @@ async def serve_echo() -> None:
 async def bench_echo(args: argparse.Namespace, progress: Progress) -> Result:
     command = [sys.executable, "-m", "tools.bench_ws", "--serve-echo"]
     async with (
-        subprocess_server(command, "listening on ", {}) as url,
+        subprocess_server(command, "listening on ", {}) as (url, pid),
         trio.open_nursery() as nursery,
     ):
         tracker = Tracker()
@@ -266,7 +283,7 @@ async def bench_echo(args: argparse.Namespace, progress: Progress) -> Result:
             conn = await nursery.start(_connect, url, [])
             nursery.start_soon(_read_echoes, conn, tracker)
             senders.append(Sender(conn, "0" * 24))  # the same frame size as a real chat id
-        result = await run_phases("echo", senders, tracker, args, progress)
+        result = await run_phases("echo", pid, senders, tracker, args, progress)
         nursery.cancel_scope.cancel()
     return result
 
@@ -279,43 +296,46 @@ async def _read_echoes(conn: WebSocketConnection, tracker: Tracker) -> None:
 
 async def bench_switchboard(args: argparse.Namespace, progress: Progress) -> Result:
     with tempfile.TemporaryDirectory() as folder:
-        command = [
-            sys.executable, "-m", "tools.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--store", f"sqlite:///{Path(folder) / 'bench.db'}", "--seed-if-empty",
-        ]  # fmt: skip
-        env = {
-            "SWITCHBOARD_MODE": "development",
-            # A benchmark client is a flood by design.
-            "SWITCHBOARD_WS_MAX_FRAMES_PER_SECOND": "1000000",
-            "SWITCHBOARD_WS_FRAME_BURST": "1000000",
-        }
-        async with (
-            subprocess_server(command, "serving on ", env) as base,
-            httpx.AsyncClient(base_url=base) as http,
-            trio.open_nursery() as nursery,
-        ):
-            url = base.replace("http://", "ws://", 1) + "/ws"
-            tracker = Tracker()
-            with trio.fail_after(SETUP_SECONDS):
-                for email in DEMO_AGENTS:
-                    token = await _login(http, email)
-                    agent = await nursery.start(_connect, url, [token])
-                    await agent.send_message(
-                        json.dumps({"type": "status.set", "status": "available"})
-                    )
-                    await _until(agent, lambda f: f["type"] == "agent.status")
-                    nursery.start_soon(_read_deliveries, agent, tracker)
-                senders: list[Sender] = []
-                for i in range(args.connections):
-                    token = await _customer_token(http, f"bench-customer-{i}")
-                    customer = await nursery.start(_connect, url, [token])
-                    await customer.send_message(json.dumps({"type": "chat.open", "title": "bench"}))
-                    opened = await _until(customer, lambda f: f["type"] == "chat.opened")
-                    assert opened["chat"]["agent"] is not None, "no agent had room for the chat"
-                    nursery.start_soon(_drain, customer)
-                    senders.append(Sender(customer, opened["chat"]["id"]))
-            result = await run_phases("switchboard", senders, tracker, args, progress)
-            nursery.cancel_scope.cancel()
+        async with bench_store(args.store, Path(folder)) as store:
+            return await _bench_switchboard(store, args, progress)
+
+
+async def _bench_switchboard(store: str, args: argparse.Namespace, progress: Progress) -> Result:
+    command = [
+        sys.executable, "-m", "tools.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+        "--store", store, "--seed-if-empty",
+    ]  # fmt: skip
+    env = {
+        "SWITCHBOARD_MODE": "development",
+        # A benchmark client is a flood by design.
+        "SWITCHBOARD_WS_MAX_FRAMES_PER_SECOND": "1000000",
+        "SWITCHBOARD_WS_FRAME_BURST": "1000000",
+    }
+    async with (
+        subprocess_server(command, "serving on ", env) as (base, pid),
+        httpx.AsyncClient(base_url=base) as http,
+        trio.open_nursery() as nursery,
+    ):
+        url = base.replace("http://", "ws://", 1) + "/ws"
+        tracker = Tracker()
+        with trio.fail_after(SETUP_SECONDS):
+            for email in DEMO_AGENTS:
+                token = await _login(http, email)
+                agent = await nursery.start(_connect, url, [token])
+                await agent.send_message(json.dumps({"type": "status.set", "status": "available"}))
+                await _until(agent, lambda f: f["type"] == "agent.status")
+                nursery.start_soon(_read_deliveries, agent, tracker)
+            senders: list[Sender] = []
+            for i in range(args.connections):
+                token = await _customer_token(http, f"bench-customer-{i}")
+                customer = await nursery.start(_connect, url, [token])
+                await customer.send_message(json.dumps({"type": "chat.open", "title": "bench"}))
+                opened = await _until(customer, lambda f: f["type"] == "chat.opened")
+                assert opened["chat"]["agent"] is not None, "no agent had room for the chat"
+                nursery.start_soon(_drain, customer)
+                senders.append(Sender(customer, opened["chat"]["id"]))
+        result = await run_phases("switchboard", pid, senders, tracker, args, progress)
+        nursery.cancel_scope.cancel()
     return result
 
 
@@ -391,17 +411,20 @@ async def run(args: argparse.Namespace, console: Console) -> list[Result]:
 def report(results: list[Result], args: argparse.Namespace, console: Console) -> None:
     echo, switchboard = results
     table = Table(
-        title=f"Websocket relay: {args.connections} connections, {args.size}-character messages"
+        title=f"Websocket relay: {args.connections} connections, {args.size}-character messages; "
+        f"store {describe(args.store)}"
     )
     table.add_column("server")
     table.add_column("throughput (msg/s)", justify="right")
+    table.add_column("server CPU per message", justify="right")
     table.add_column(f"p50 at {args.rate:g}/s (ms)", justify="right")
     table.add_column(f"p99 at {args.rate:g}/s (ms)", justify="right")
     table.add_column("delivered / offered", justify="right")
     for result in results:
         table.add_row(
-            result.name,
+            "echo (the transport floor)" if result is echo else result.name,
             f"{result.throughput:,.0f}",
+            f"{result.cpu_ms:.3f} ms",
             f"{result.p50_ms:.2f}",
             f"{result.p99_ms:.2f}",
             f"{result.delivered}/{result.offered}",
@@ -409,7 +432,8 @@ def report(results: list[Result], args: argparse.Namespace, console: Console) ->
     console.print(table)
     console.print(
         f"switchboard / echo throughput: {switchboard.throughput / echo.throughput:.3f} "
-        f"({os.cpu_count()} cores; {args.seconds:g} s per phase)"
+        f"({os.cpu_count()} cores; {args.seconds:g} s per phase; load average before the run "
+        f"{args.load:.1f})"
     )
 
 
@@ -430,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=200.0, help="offered rate in the latency phase (msg/s)"
     )
+    parser.add_argument("--store", type=check_store, default="sqlite", help=STORE_HELP)
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_echo:
@@ -437,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.size < ID_DIGITS or args.size > 16_000:
         parser.error(f"--size must be within {ID_DIGITS}..16000")
-    console = Console()
+    console = Console(width=max(Console().width, 100))
+    # Other work on the machine shares its cores with both processes: say how much there was.
+    args.load = os.getloadavg()[0]
     results = trio.run(run, args, console)
     report(results, args, console)
     return 0

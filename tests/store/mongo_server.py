@@ -23,6 +23,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConnectionFailure
 
 from store import MongoStore, open_mongo_store
+from store.mongo import drop_database, with_database
 
 START_LIMIT_SECONDS = 30.0
 
@@ -52,14 +53,6 @@ class WireServer:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-
-
-def with_database(url: str, database: str) -> str:
-    """`url` naming `database`, keeping its hosts, credentials and options."""
-    scheme, separator, rest = url.partition("://")
-    authority, _, path = rest.partition("/")
-    options = path.partition("?")[2]
-    return f"{scheme}{separator}{authority}/{database}" + (f"?{options}" if options else "")
 
 
 def wait_until_answering(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -115,12 +108,6 @@ def running_wire_server(data_dir: Path, port: int | None = None) -> Iterator[Wir
 def fresh_database_url(server_url: str) -> str:
     """`server_url` naming a database no other test uses."""
     return with_database(server_url, f"switchboard_test_{uuid.uuid4().hex[:16]}")
-
-
-def drop_database(url: str) -> None:
-    client: MongoClient[dict[str, Any]] = MongoClient(url)
-    with client:
-        client.drop_database(client.get_default_database().name)
 
 
 @asynccontextmanager

@@ -37,10 +37,10 @@ from store import (
     open_mongo_store,
     open_store,
 )
+from store.mongo import drop_database
 from tests.store.factories import activity, at, chat, message, user
 from tests.store.mongo_server import (
     WireServer,
-    drop_database,
     free_port,
     fresh_database_url,
     fresh_mongo_store,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from store import MemoryStore, MongoStore, SqliteStore, open_store
+from store.mongo import drop_database
 from tests.store.factories import user
-from tests.store.mongo_server import WireServer, drop_database, fresh_database_url
+from tests.store.mongo_server import WireServer, fresh_database_url
 
 
 async def test_memory_url_gives_a_memory_store() -> None:

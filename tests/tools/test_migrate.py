@@ -30,10 +30,10 @@ from store import (
     open_store,
     pages,
 )
+from store.mongo import drop_database
 from tests.store.factories import activity, at, chat, message, notification, user
 from tests.store.mongo_server import (
     WireServer,
-    drop_database,
     free_port,
     fresh_database_url,
     running_wire_server,

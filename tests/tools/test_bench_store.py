@@ -1,0 +1,49 @@
+"""The benchmarks' `--store`: every run on a store of its own, a MongoDB database dropped after."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from pymongo import MongoClient
+
+from store import open_store
+from tests.store.mongo_server import running_wire_server
+from tools._bench_store import bench_store, check_store, describe
+
+
+def test_only_the_stores_a_benchmark_can_make_fresh_are_accepted() -> None:
+    for spec in ("sqlite", "memory://", "mongodb://127.0.0.1:27017/x", "mongodb+srv://h/x"):
+        assert check_store(spec) == spec
+    for spec in ("sqlite:///shared.db", "postgres://h/x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="sqlite, memory:// or a mongodb"):
+            check_store(spec)
+    assert (
+        describe("mongodb://user:secret@db.example:27017/x?tls=true")
+        == "mongodb://db.example:27017"
+    )
+
+
+async def test_sqlite_is_a_new_file_in_the_run_folder(tmp_path: Path) -> None:
+    async with bench_store("sqlite", tmp_path) as url:
+        assert url == f"sqlite:///{tmp_path / 'bench.db'}"
+
+
+def _databases(url: str) -> list[str]:
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    with client:
+        return client.list_database_names()
+
+
+async def test_a_mongodb_run_gets_a_database_of_its_own_dropped_at_the_end(tmp_path: Path) -> None:
+    with running_wire_server(tmp_path / "nx") as server:
+        async with bench_store(server.url, tmp_path) as url:
+            name = url.partition("://")[2].partition("/")[2].partition("?")[0]
+            assert name.startswith("switchboard_bench_")
+            async with open_store(url) as store:
+                assert await store.count_users() == 0
+            assert name in await trio.to_thread.run_sync(_databases, server.url)
+        assert name not in await trio.to_thread.run_sync(_databases, server.url)
