@@ -11,6 +11,7 @@ from api._config import ConfigError as ConfigError
 from api._config import Settings as Settings
 from api._config import load_settings as load_settings
 from api._config import misspelt_variables as misspelt_variables
+from api._gc import keep_collections_short as keep_collections_short
 from api._seed import DEMO_PASSWORD as DEMO_PASSWORD
 from api._seed import SeedReport as SeedReport
 from api._seed import demo_logins as demo_logins

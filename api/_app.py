@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -24,6 +22,7 @@ from api._console import console
 from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
+from api._gc import keep_collections_short
 from api._hypercorn import adjust_hypercorn
 from api._mail import Outbox
 from api._observed_store import observe_store
@@ -178,17 +177,20 @@ async def serve_asgi(
     adjust_hypercorn()
 
     async with trio.open_nursery() as nursery:
-        try:
-            binds = await nursery.start(
-                partial(hypercorn_serve, app, config, shutdown_trigger=shutdown_trigger)
+
+        async def serving(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn_serve(
+                app, config, shutdown_trigger=shutdown_trigger, task_status=task_status
             )
+            nursery.cancel_scope.cancel()  # served: the collector's policy ends with it
+
+        try:
+            binds = await nursery.start(serving)
         except BaseExceptionGroup as group:
             error = _sole_error(group)
             if isinstance(error, OSError):
                 raise _cannot_listen(settings, error) from None
             raise
-        # What start-up made (modules, the app, its schemas) lives as long as the process; kept
-        # out of the cyclic collector's sight, full collections under load stop every
-        # connection for much less (README, Performance).
-        gc.freeze()
+        # Once start-up is done, so that what it made is frozen at once (api/_gc.py).
+        await nursery.start(keep_collections_short)
         task_status.started(binds)
