@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tools._sim_ledger import Outcome
+from tools._sim_stalls import Stalls
 
 # Latencies in the report, in the order shown, with what each measures.
 MEASURES = {
@@ -123,6 +124,9 @@ class Report:
     invariants: tuple[Outcome, ...]
     memory: Memory | None
     cpu: Cpu | None
+    stalls: dict[str, Stalls]
+    """Garbage-collection pauses and event-loop lag within the measured load, by process:
+    "server" (when its /metrics could be read) and "simulator"."""
 
     @property
     def ok(self) -> bool:
@@ -147,6 +151,25 @@ class Report:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
+
+
+def _stall_rows(who: str, stalls: Stalls) -> list[tuple[str, str]]:
+    at_most = "≤ " if stalls.bounded else ""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{at_most}{value:,.1f} ms"
+
+    return [
+        (
+            f"GC pauses: {who}",
+            f"{stalls.gc_collections} ({stalls.gc_total_ms:,.0f} ms in all), "
+            f"longest {ms(stalls.gc_longest_ms)}",
+        ),
+        (
+            f"event-loop lag: {who}",
+            f"p99 {ms(stalls.loop_lag_p99_ms)}, longest {ms(stalls.loop_lag_longest_ms)}",
+        ),
+    ]
 
 
 def render(report: Report) -> RenderableType:
@@ -195,6 +218,9 @@ def render(report: Report) -> RenderableType:
             else f"{cpu.server_seconds:.1f} s ({cpu.server_ms_per_message or 0:.2f} ms/message)"
         )
         rows.append(("CPU: server / simulator", f"{server} / {cpu.simulator_seconds:.1f} s"))
+    for who in ("server", "simulator"):
+        if who in report.stalls:
+            rows.extend(_stall_rows(who, report.stalls[who]))
     for name, value in rows:
         summary.add_row(name, value)
 

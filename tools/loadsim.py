@@ -67,6 +67,15 @@ from tools._sim_server import (
     rss_kib,
     spawn_server,
 )
+from tools._sim_stalls import (
+    Histogram,
+    OwnStalls,
+    Stalls,
+    server_histograms,
+    server_stalls,
+    watch_own_lag,
+    watching_own_pauses,
+)
 
 SETUP_REQUESTS_AT_ONCE = 8
 # A server checks only a few sign-ins from one address at a time (its guard against parallel
@@ -228,12 +237,28 @@ class Phase:
     rss_after: int | None
     cpu_used: tuple[float | None, float | None]
     """CPU seconds of the server and of the simulator from the warm-up's end to `ended`."""
+    stalls: dict[str, Stalls]
+    """The server's (when its /metrics can be read) and the simulator's, over the same time."""
 
 
 async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | None) -> Phase:
-    scenario = run.scenario
     setup_bound = SETUP_SECONDS + len(cast.everyone) / 100
+    own = OwnStalls()
+    with watching_own_pauses(own):
+        return await _drive_watched(run, cast, pid, progress, own, setup_bound)
+
+
+async def _drive_watched(
+    run: Run,
+    cast: Cast,
+    pid: int | None,
+    progress: Progress | None,
+    own: OwnStalls,
+    setup_bound: float,
+) -> Phase:
+    scenario = run.scenario
     async with trio.open_nursery() as nursery:
+        await nursery.start(watch_own_lag, own)
         for agent in cast.agents:
             nursery.start_soon(agent.life)
         await _all_connected(cast.agents, setup_bound, "agents")
@@ -250,24 +275,40 @@ async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | Non
             with trio.fail_after(setup_bound):
                 await _round_trips(cast.everyone)
         cpu_from: list[float | None] = []
-        nursery.start_soon(_cpu_at, run.ledger.measure_from, pid, cpu_from)
+        stalls_from: list[dict[str, Histogram] | None] = []
+        nursery.start_soon(
+            _measure_from, run.ledger.measure_from, pid, run.http, cpu_from, stalls_from
+        )
         with trio.move_on_after(scenario.duration):
             await run.stopping.wait()
         run.stop()
         ended = trio.current_time()
         rss_after = rss_kib(pid) if pid else None
         cpu_used = _cpu_since(cpu_from, pid)
+        stalls = {"simulator": own.since(run.ledger.measure_from, ended)}
+        server_then = stalls_from[0] if stalls_from else None
+        server_now = await server_histograms(run.http) if server_then else None
+        if server_then and server_now:
+            stalls["server"] = server_stalls(server_then, server_now)
         with trio.move_on_after(scenario.drain):
             await run.acked_all.wait()
             await _round_trips(cast.everyone)
         outcomes = run.ledger.finish(trio.current_time())
         nursery.cancel_scope.cancel()
-    return Phase(started, ended, outcomes, rss_after, cpu_used)
+    return Phase(started, ended, outcomes, rss_after, cpu_used, stalls)
 
 
-async def _cpu_at(when: float, pid: int | None, into: list[float | None]) -> None:
+async def _measure_from(
+    when: float,
+    pid: int | None,
+    http: httpx.AsyncClient,
+    cpu: list[float | None],
+    stalls: list[dict[str, Histogram] | None],
+) -> None:
+    """At the warm-up's end: the CPU clocks, then the server's stall histograms."""
     await trio.sleep_until(when)
-    into.extend((cpu_seconds(pid) if pid else None, cpu_seconds(None)))
+    cpu.extend((cpu_seconds(pid) if pid else None, cpu_seconds(None)))
+    stalls.append(await server_histograms(http))
 
 
 def _cpu_since(start: list[float | None], pid: int | None) -> tuple[float | None, float | None]:
@@ -373,6 +414,7 @@ def _report(
         invariants=phase.outcomes,
         memory=memory,
         cpu=_cpu(phase, acked_in_load),
+        stalls=phase.stalls,
     )
 
 

@@ -59,7 +59,8 @@ def assert_json_shape(report: Report) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(json.dumps(report.to_json()))
     assert set(document) == {
         "preset", "url", "spawned", "scenario", "load_seconds", "messages", "latency_ms",
-        "chats", "agents", "errors", "frames_received", "invariants", "memory", "cpu", "ok",
+        "chats", "agents", "errors", "frames_received", "invariants", "memory", "cpu", "stalls",
+        "ok",
     }  # fmt: skip
     assert set(document["messages"]) == {
         "sent", "acked", "refused", "unacked", "per_second", "offered_per_second",
@@ -95,6 +96,18 @@ async def test_steady_runs_to_its_message_cap_with_every_invariant(live: Live) -
     assert document["spawned"] is False
     assert document["frames_received"]["ack"] == report.messages.acked
     assert document["scenario"]["preset"] == "steady"
+    # The live server answers /metrics on loopback: its stalls beside the simulator's own.
+    assert set(document["stalls"]) == {"server", "simulator"}
+    for stalls in document["stalls"].values():
+        assert set(stalls) == {
+            "gc_collections", "gc_total_ms", "gc_longest_ms", "loop_lag_p99_ms",
+            "loop_lag_longest_ms", "bounded",
+        }  # fmt: skip
+    assert report.stalls["server"].bounded
+    assert not report.stalls["simulator"].bounded
+    # Sampled ten times a second through a load of some seconds.
+    assert report.stalls["simulator"].loop_lag_longest_ms is not None
+    assert report.stalls["server"].loop_lag_longest_ms is not None
 
 
 async def test_burst_backlog_drains_every_chat(live: Live) -> None:
@@ -186,7 +199,12 @@ def test_a_failed_invariant_exits_1(
     for chat_id in ("chat-1", "chat-2"):
         ledger.agent_took("agent-a", chat_id, now=1.0)
     phase = Phase(
-        started=0.0, ended=1.0, outcomes=ledger.finish(2.0), rss_after=None, cpu_used=(None, None)
+        started=0.0,
+        ended=1.0,
+        outcomes=ledger.finish(2.0),
+        rss_after=None,
+        cpu_used=(None, None),
+        stalls={},
     )
 
     async def overloaded(scenario: Scenario, target: Target, progress: Any = None) -> Any:
