@@ -24,6 +24,7 @@ from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
 from api._gc import keep_collections_short
 from api._hypercorn import adjust_hypercorn
+from api._json_body import limit_body_depth
 from api._mail import Outbox
 from api._observed_store import observe_store
 from api._ops import ops
@@ -66,6 +67,7 @@ def create_app(found: Services) -> QuartTrio:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    limit_body_depth(app)
     install_error_handlers(app)
     install_cors(app)
     install_request_log(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ CUSTOMER_TYP = "customer"
 LEEWAY_SECONDS = 10
 MAX_TOKEN_BYTES = 4096
 GENERATION_CLAIM = "gen"
+MAX_CLAIM_CHARS = 200
 
 
 class Passwords:
@@ -85,13 +87,18 @@ class Tokens:
         return jwt.encode(claims, self._settings.jwt_secret, algorithm=ALGORITHM)
 
     def mint_customer(self, external_id: str, name: str | None = None) -> str:
-        """A shop token as the shop's own system would sign it (demos and tests)."""
+        """A shop token as the shop's own system would sign it (demos and tests), with a `jti`
+        so that signing out revokes exactly this token."""
         now = datetime.now(UTC)
+        lifetime = min(
+            self._settings.token_ttl_seconds, self._settings.customer_token_max_lifetime_seconds
+        )
         claims: dict[str, Any] = {
             "sub": external_id,
             "typ": CUSTOMER_TYP,
             "iat": now,
-            "exp": now + timedelta(seconds=self._settings.token_ttl_seconds),
+            "exp": now + timedelta(seconds=lifetime),
+            "jti": uuid.uuid4().hex,
         }
         if name:
             claims["name"] = name
@@ -110,18 +117,19 @@ class Tokens:
             raise Unauthenticated("token expired; sign in again") from error
         except jwt.InvalidTokenError as error:
             raise Unauthenticated(f"invalid token: {error}") from error
-        if claims["typ"] != ACCESS_TYP:
+        staff = _staff_claims(claims)
+        if staff.typ != ACCESS_TYP:
             raise Unauthenticated("invalid token: wrong token type")
-        if await self._store.is_token_revoked(claims["jti"]):
+        if await self._store.is_token_revoked(staff.jti):
             raise Unauthenticated("token revoked; sign in again")
-        user = await self._store.get_user(str(claims["sub"]))
+        user = await self._store.get_user(staff.sub)
         if user is None or user.role is Role.CUSTOMER:
             raise Unauthenticated("the account of this token no longer exists")
-        if claims.get(GENERATION_CLAIM, 0) != user.token_generation:
+        if staff.generation != user.token_generation:
             raise Unauthenticated(
                 "the password was changed since this token was issued; sign in again"
             )
-        return Principal(user, claims["jti"], datetime.fromtimestamp(claims["exp"], UTC))
+        return Principal(user, staff.jti, staff.expires_at)
 
     async def revoke(self, principal: Principal) -> None:
         if principal.jti is not None:
@@ -129,25 +137,20 @@ class Tokens:
 
     async def _customer(self, token: str) -> Principal:
         try:
-            claims = self._decode(token, self._settings.customer_jwt_secret, ["exp", "iat", "sub"])
+            claims = self._decode(token, self._settings.customer_jwt_secret, [])
         except jwt.ExpiredSignatureError as error:
             raise Unauthenticated("token expired; sign in again") from error
         except jwt.InvalidTokenError as error:
             raise Unauthenticated(f"invalid token: {error}") from error
-        if claims.get("typ", CUSTOMER_TYP) != CUSTOMER_TYP:
-            raise Unauthenticated("invalid token: wrong token type")
-        jti = claims.get("jti")
-        if isinstance(jti, str) and await self._store.is_token_revoked(jti):
-            raise Unauthenticated("token revoked; sign in again")
-        external_id = str(claims["sub"])
-        if not external_id or len(external_id) > 200:
-            raise Unauthenticated("invalid token: bad subject")
-        customer = await self._customer_record(external_id, claims.get("name"))
-        return Principal(
-            customer,
-            jti if isinstance(jti, str) else None,
-            datetime.fromtimestamp(claims["exp"], UTC),
+        shop = _shop_claims(
+            claims, self._settings.customer_token_max_lifetime_seconds, datetime.now(UTC)
         )
+        # Without a jti, the token's digest names it: signing out revokes this token alone.
+        jti = shop.jti or token_digest(token)
+        if await self._store.is_token_revoked(jti):
+            raise Unauthenticated("token revoked; sign in again")
+        customer = await self._customer_record(shop.external_id, shop.name)
+        return Principal(customer, jti, shop.expires_at)
 
     async def _customer_record(self, external_id: str, name: object) -> User:
         existing = await self._store.get_customer_by_external_id(external_id)
@@ -183,3 +186,119 @@ class Tokens:
             leeway=LEEWAY_SECONDS,
         )
         return claims
+
+
+def token_digest(token: str) -> str:
+    """What names a token without a `jti` (revocation, closing its connections)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# NumericDate (RFC 7519): seconds since the epoch; beyond year 9999 no date can hold it.
+_LAST_INSTANT = 253402300799
+
+
+def _instant(claims: dict[str, Any], name: str) -> datetime | None:
+    """A NumericDate claim as a datetime, None when absent. PyJWT takes "1700000000" (a string)
+    for a number; a claim of the wrong type is refused here, never met later as a crash."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= _LAST_INSTANT  # NaN fails this too
+    ):
+        raise Unauthenticated(
+            f"invalid token: {name} must be a number of seconds since 1970 (RFC 7519 NumericDate)"
+        )
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _text(claims: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_CHARS:
+        raise Unauthenticated(
+            f"invalid token: {name} must be a string of 1 to {MAX_CLAIM_CHARS} characters"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _StaffClaims:
+    sub: str
+    typ: str
+    jti: str
+    generation: int
+    expires_at: datetime
+
+
+def _staff_claims(claims: dict[str, Any]) -> _StaffClaims:
+    expires_at = _instant(claims, "exp")
+    _instant(claims, "iat")
+    generation = claims.get(GENERATION_CLAIM, 0)
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise Unauthenticated(f"invalid token: {GENERATION_CLAIM} must be an integer")
+    assert expires_at is not None  # required by the decoder
+    return _StaffClaims(
+        sub=str(_text(claims, "sub", required=True)),
+        typ=str(_text(claims, "typ", required=True)),
+        jti=str(_text(claims, "jti", required=True)),
+        generation=generation,
+        expires_at=expires_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ShopClaims:
+    external_id: str
+    jti: str | None
+    name: str | None
+    expires_at: datetime
+
+
+def _shop_claims(claims: dict[str, Any], max_lifetime: int, now: datetime) -> _ShopClaims:
+    """A shop's customer token: `sub`, or the original shop's `id`; `exp`, or only `iat` and
+    then it lasts `max_lifetime`; never longer than `max_lifetime` from `iat` (or from now)."""
+    if claims.get("typ", CUSTOMER_TYP) != CUSTOMER_TYP:
+        raise Unauthenticated("invalid token: wrong token type")
+    if "sub" in claims:
+        external_id = str(_text(claims, "sub", required=True))
+    else:
+        # The original shop signs {id, ...}: a MongoDB ObjectId, or a number elsewhere.
+        subject = claims.get("id")
+        if isinstance(subject, int) and not isinstance(subject, bool):
+            subject = str(subject)
+        if not isinstance(subject, str) or not subject or len(subject) > MAX_CLAIM_CHARS:
+            raise Unauthenticated(
+                "invalid token: the shop token names no customer; add sub (or id): the "
+                "customer's id in the shop"
+            )
+        external_id = subject
+    name = claims.get("name")
+    expires_at, issued_at = _instant(claims, "exp"), _instant(claims, "iat")
+    longest = timedelta(seconds=max_lifetime)
+    if expires_at is None:
+        if issued_at is None:
+            raise Unauthenticated(
+                f"invalid token: the shop token has no exp; add exp (at most {max_lifetime} s "
+                f"after iat), or iat (then it is accepted for {max_lifetime} s)"
+            )
+        expires_at = issued_at + longest
+        if now > expires_at + timedelta(seconds=LEEWAY_SECONDS):
+            raise Unauthenticated(
+                f"token expired: a shop token without exp is accepted for {max_lifetime} s "
+                "after its iat; sign in again"
+            )
+    elif expires_at - (issued_at or now) > longest:
+        raise Unauthenticated(
+            f"invalid token: the shop token lives longer than {max_lifetime} s; sign shop tokens "
+            "with an exp closer to their iat (SWITCHBOARD_CUSTOMER_TOKEN_MAX_LIFETIME_SECONDS)"
+        )
+    return _ShopClaims(
+        external_id=external_id,
+        jti=_text(claims, "jti", required=False),
+        name=name if isinstance(name, str) and name else None,
+        expires_at=expires_at,
+    )

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     store: str | None = Field(default=None, description="store URL; default sqlite under data_dir")
     jwt_secret: str = DEMO_JWT_SECRET
     customer_jwt_secret: str = DEMO_CUSTOMER_JWT_SECRET
+    # A shop token living longer is refused; one without exp lasts this long from its iat.
+    customer_token_max_lifetime_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     grace_period_seconds: float = Field(default=15.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -148,6 +150,7 @@ EXAMPLES: Mapping[str, str] = {
     "store": "sqlite:///var/lib/switchboard/switchboard.db",
     "jwt_secret": "<48 random characters>",
     "customer_jwt_secret": "<48 random characters>",
+    "customer_token_max_lifetime_seconds": "604800",
     "token_ttl_seconds": "86400",
     "grace_period_seconds": "15",
     "max_body_bytes": "65536",

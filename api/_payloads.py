@@ -8,7 +8,7 @@ accepted: a request the schema allows is never refused as malformed.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -72,7 +72,15 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+def _in_utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00:00+00:01 is a valid RFC 3339 date-time with no UTC equivalent.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range: in UTC it falls before year 1 or after 9999") from None
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 
 # --- errors (documentation: api/_errors.py writes them) -----------------------------------------

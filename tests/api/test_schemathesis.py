@@ -9,19 +9,25 @@ checks the guard by repeating requests without and with a bad token.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
+import jwt
 import pytest
 import schemathesis
 import trio
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import Settings, create_app, open_services
+from api._json_body import MAX_DEPTH
 from store import Role
 from tests.conftest import TEST_CUSTOMER_SECRET, TEST_SECRET, Live, make_settings, running_server
 
@@ -99,7 +105,8 @@ def _served_openapi() -> dict[str, Any]:
     return trio.run(fetch)
 
 
-schema = schemathesis.openapi.from_dict(_served_openapi())
+_DOCUMENT = _served_openapi()
+schema = schemathesis.openapi.from_dict(_DOCUMENT)
 # The token is ours to send (one of a role each operation allows); schemathesis still tries
 # every guarded operation without it and with a bad one (its ignored_auth check).
 schema.config.generation.update(with_security_parameters=False)
@@ -146,3 +153,109 @@ def test_every_operation(case: Any, server: BackgroundServer) -> None:
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_thoroughly(case: Any, server: BackgroundServer) -> None:
     _call(case, server)
+
+
+# --- beyond the schema: depth, extreme dates, claim types ---------------------------------------
+# schemathesis generates what the schema describes; these generate what it does not, and no
+# answer may be a 500.
+
+_WITH_BODY = sorted(
+    (
+        method.upper(),
+        re.sub(r"\{[^}]+\}", "0" * 24, path),
+        operation.get("x-roles", []),
+        "requestBody" in operation,
+    )
+    for path, item in _DOCUMENT["paths"].items()
+    for method, operation in item.items()
+    if method in ("post", "put", "patch")
+)
+
+
+def _nested(depth: int, shape: str) -> str:
+    if shape == "[":
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@given(
+    operation=st.sampled_from(_WITH_BODY),
+    depth=st.integers(1, 5000),
+    shape=st.sampled_from(["[", "{"]),
+    signed_in=st.booleans(),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_nested_bodies_are_never_a_500(
+    operation: tuple[str, str, list[str], bool],
+    depth: int,
+    shape: str,
+    signed_in: bool,
+    server: Any,
+) -> None:
+    method, path, roles, reads_body = operation
+    headers = {"Content-Type": "application/json"}
+    if signed_in and roles:
+        headers["Authorization"] = f"Bearer {server.token_for(roles, path)}"
+    response = httpx.request(
+        method, server.live.url + path, content=_nested(depth, shape), headers=headers
+    )
+    assert response.status_code < 500, response.text
+    if depth > MAX_DEPTH and reads_body and (signed_in or not roles):
+        assert response.status_code == 400, response.text
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    offset_minutes=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+    field=st.sampled_from(["createdFrom", "createdTo"]),
+)
+@example(moment=datetime(1, 1, 1), offset_minutes=1, field="createdFrom")  # 0001-01-01T00:00+00:01
+@example(moment=datetime(9999, 12, 31, 23, 59, 59), offset_minutes=-1, field="createdTo")
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_extreme_dates_are_400_or_answered_never_a_500(
+    moment: datetime, offset_minutes: int, field: str, server: Any
+) -> None:
+    sign = "+" if offset_minutes >= 0 else "-"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    text = f"{moment.isoformat()}{sign}{hours:02}:{minutes:02}"
+    try:
+        moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes))).astimezone(UTC)
+        expected = 200
+    except OverflowError:
+        expected = 400
+    response = httpx.get(
+        server.live.url + "/admin/chats",
+        params={field: text},
+        headers={"Authorization": f"Bearer {server.tokens[Role.ADMIN]}"},
+    )
+    assert response.status_code == expected, (text, response.text)
+
+
+_CLAIM_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["1700000000", "9999999999", "access", "customer", "shop-customer-1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=4,
+)
+_CLAIMS = st.dictionaries(
+    st.sampled_from(["sub", "id", "exp", "iat", "nbf", "typ", "jti", "gen", "name", "role"]),
+    _CLAIM_VALUES,
+)
+
+
+@given(claims=_CLAIMS, staff_secret=st.booleans())
+@example(
+    claims={"sub": "shop-customer-1", "exp": "9999999999", "iat": 1700000000}, staff_secret=False
+)
+@example(claims={"sub": "shop-customer-1", "exp": 10**12, "iat": 10**12 - 60}, staff_secret=False)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_signed_tokens_with_claims_of_any_type_are_401_or_accepted(
+    claims: dict[str, Any], staff_secret: bool, server: Any
+) -> None:
+    token = jwt.encode(claims, TEST_SECRET if staff_secret else TEST_CUSTOMER_SECRET)
+    response = httpx.get(server.live.url + "/profile", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code in (200, 401), (claims, response.text)

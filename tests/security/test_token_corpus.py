@@ -1,5 +1,6 @@
-"""A corpus of bad tokens, each refused on REST (401, the common error shape) and on the
-websocket handshake (refused before accept, 401).
+"""A corpus of bad tokens, each refused on REST (401, the common error shape), on the
+websocket handshake (refused before accept, 401) and by Socket.IO's CONNECT (a CONNECT_ERROR with
+its reason).
 
 Each case is built from a real, valid token of the live server (so a refusal is due to the one
 thing the case breaks), and a control case checks the untouched token is accepted on both edges:
@@ -22,6 +23,7 @@ from trio_websocket import ConnectionRejected
 
 from tests.conftest import TEST_CUSTOMER_SECRET, TEST_SECRET, Live
 from tests.e2e.wsclient import connect
+from tests.sio.test_protocol import Polling
 
 AGENT = "ann@switchboard.example"
 ATTACKER_KEY = "an-attacker-controlled-key-of-32-bytes!!"
@@ -92,9 +94,26 @@ async def _customer_wrong_typ(live: Live, token: str) -> str:
     return _resign(customer, TEST_CUSTOMER_SECRET, typ="access")
 
 
-async def _customer_no_exp(live: Live, token: str) -> str:
+async def _customer_no_exp_too_old(live: Live, token: str) -> str:
+    # Without exp a shop token lasts the maximum lifetime (7 days here) from its iat.
     customer = await live.customer_token("shop-customer-1")
-    return _resign(customer, TEST_CUSTOMER_SECRET, exp=None)
+    return _resign(customer, TEST_CUSTOMER_SECRET, exp=None, iat=_now(-8 * 24 * 3600))
+
+
+async def _customer_no_exp_no_iat(live: Live, token: str) -> str:
+    customer = await live.customer_token("shop-customer-1")
+    return _resign(customer, TEST_CUSTOMER_SECRET, exp=None, iat=None)
+
+
+def _customer_claims(**changes: Any) -> Callable[[Live, str], Awaitable[str]]:
+    async def make(live: Live, token: str) -> str:
+        customer = await live.customer_token("shop-customer-1")
+        return _resign(customer, TEST_CUSTOMER_SECRET, **changes)
+
+    return make
+
+
+_LATER = int(_now(3600).timestamp())
 
 
 async def _customer_staff_secret(live: Live, token: str) -> str:
@@ -133,7 +152,25 @@ CORPUS = [
     Case("revoked (logged out)", _revoked),
     Case("deleted user", _deleted_user),
     Case("customer token with typ access", _customer_wrong_typ),
-    Case("customer token without exp", _customer_no_exp),
+    Case(
+        "customer token without exp, iat older than the maximum lifetime", _customer_no_exp_too_old
+    ),
+    Case("customer token without exp or iat", _customer_no_exp_no_iat),
+    Case("customer token living longer than the maximum", _customer_claims(exp=_now(8 * 86400))),
+    # Claims of the wrong type: PyJWT takes a numeric string for exp; none may reach a 500.
+    case("exp as a numeric string", lambda t: _resign(t, exp=str(_LATER))),
+    case("exp beyond year 9999", lambda t: _resign(t, exp=10**12)),
+    case("iat as a string", lambda t: _resign(t, iat=str(int(_now().timestamp())))),
+    case("iat true", lambda t: _resign(t, iat=True)),
+    case("jti as a list", lambda t: _resign(t, jti=["a"])),
+    case("gen as a string", lambda t: _resign(t, gen="0")),
+    case("sub as an object", lambda t: _resign(t, sub={"id": "x"})),
+    Case("customer exp as a numeric string", _customer_claims(exp=str(_LATER))),
+    Case("customer exp beyond year 9999", _customer_claims(exp=10**12, iat=10**12 - 60)),
+    Case("customer iat as a string", _customer_claims(iat="1")),
+    Case("customer id (no sub) as a list", _customer_claims(sub=None, id=["x"])),
+    Case("customer without sub or id", _customer_claims(sub=None)),
+    Case("customer jti as a number", _customer_claims(jti=7)),
     Case("customer token with a foreign key", _customer_staff_secret),
 ]
 
@@ -146,6 +183,12 @@ async def _refused_on_both_edges(live: Live, token: str) -> None:
         async with connect(live, token):
             pass
     assert refused.value.status_code == 401
+    session, _ = await Polling.open(live)
+    await session.post("40" + json.dumps({"token": token}))
+    answers = await session.until_prefix("44")
+    refusal = next(answer for answer in answers if answer.startswith("44"))
+    assert "message" in json.loads(refusal[2:]), refusal
+    assert not any(answer.startswith("40") for answer in answers), answers
 
 
 # The HS512 case is signed with the test secret, which PyJWT finds short for SHA-512.
@@ -157,12 +200,23 @@ async def test_bad_token_refused_on_rest_and_websocket(live: Live, bad: Case) ->
         await _refused_on_both_edges(live, token)
 
 
-async def test_the_untouched_tokens_are_accepted_on_both_edges(live: Live) -> None:
+def _original_shop_token() -> str:
+    """As the original shop signs its customers' tokens: `id`, `iat`, no `sub`, no `exp`."""
+    return jwt.encode(
+        {"id": "65f1c0ffee0000000000beef", "email": "carla@shop.example", "iat": _now()},
+        TEST_CUSTOMER_SECRET,
+    )
+
+
+async def test_the_untouched_tokens_are_accepted_on_all_edges(live: Live) -> None:
     with trio.fail_after(30):
-        for token in (await live.login(AGENT), await live.customer_token("shop-customer-1")):
+        tokens = [await live.login(AGENT), await live.customer_token("shop-customer-1")]
+        for token in [*tokens, _original_shop_token()]:
             response = await live.http.get("/profile", headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 200, response.text
             async with connect(live, token) as client:
                 await client.ping()
+            session, _ = await Polling.open(live)
+            assert await session.connect(token)
             # Re-signing without a change keeps it valid: the corpus's refusals are its changes.
             assert _claims(_resign(token, TEST_SECRET)) == _claims(token)
