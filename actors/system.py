@@ -278,10 +278,19 @@ def _log_give_up(name: str, error: BaseException) -> None:
 
 
 @asynccontextmanager
-async def open_system(store: Store, config: SystemConfig = SystemConfig()) -> AsyncIterator[System]:
+async def open_system(
+    store: Store,
+    config: SystemConfig = SystemConfig(),
+    *,
+    presence: Presence | None = None,
+    routes: Routes | None = None,
+) -> AsyncIterator[System]:
     """Start the supervisor (which rebuilds the assignment state from the store) and run the
-    domain for the duration of the block."""
-    presence, routes, signal = Presence(), Routes(), FloorSignal()
+    domain for the duration of the block. Cluster mode passes its own `presence` (sessions that
+    outlive this domain's run on the node) and `routes` (mirrored to the other nodes)."""
+    presence = Presence() if presence is None else presence
+    routes = Routes() if routes is None else routes
+    signal = FloorSignal()
     async with open_actor_system(on_restart=actor_restarted) as actors:
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,

@@ -14,7 +14,7 @@ from hypercorn.typing import ASGIFramework
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
-from actors import SystemConfig, open_system
+from actors import System, SystemConfig, open_system
 from api._auth import Passwords, Tokens
 from api._codes import Codes
 from api._config import Settings
@@ -43,7 +43,8 @@ from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
 from api._socketio import socketio
 from api._ws import ws
-from store import open_store
+from cluster import ClusterConfig, default_node_id, open_cluster
+from store import Store, open_store
 from telemetry import watch_runtime
 
 
@@ -97,9 +98,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the configured store and the actor system on it, for as long as the block runs."""
     async with open_store(settings.store_url) as opened:
         store = observe_store(opened)
-        async with open_system(
-            store, SystemConfig(grace_period_seconds=settings.grace_period_seconds)
-        ) as system:
+        async with _open_domain(store, settings) as system:
             yield Services(
                 settings=settings,
                 store=store,
@@ -109,6 +108,21 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 outbox=Outbox(store, settings),
                 codes=Codes(settings),
             )
+
+
+@asynccontextmanager
+async def _open_domain(store: Store, settings: Settings) -> AsyncIterator[System]:
+    """The domain on this process alone, or this process's part in a cluster."""
+    config = SystemConfig(grace_period_seconds=settings.grace_period_seconds)
+    if settings.bus_url is None:
+        async with open_system(store, config) as system:
+            yield system
+        return
+    node = ClusterConfig(
+        node_id=settings.node_id or default_node_id(), lease_seconds=settings.lease_seconds
+    )
+    async with open_cluster(store, settings.bus_url, node, config) as clustered:
+        yield clustered
 
 
 async def serve(

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from api._smtp import SmtpConfigError, SmtpTarget, smtp_target
+from bus import BusError, check_bus_url
 from telemetry import LogFormat, LogLevel
 
 # Demo secrets let `make run` work with no set-up; production mode refuses them.
@@ -70,8 +71,12 @@ class Settings(BaseSettings):
     code_max_requests: int = Field(default=5, ge=1)
     code_window_seconds: int = Field(default=3600, ge=1)
     forgot_answer_seconds: float = Field(default=0.3, ge=0)
+    # Cluster mode (README, "Running several nodes"): set the bus to turn it on.
+    bus_url: str | None = Field(default=None, description="redis://, valkey:// or rediss://")
+    node_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[\w.-]+$")
+    lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
 
-    @field_validator("metrics_token", mode="before")
+    @field_validator("metrics_token", "bus_url", "node_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `SWITCHBOARD_METRICS_TOKEN=` (as compose passes an unset variable) means no token.
@@ -101,6 +106,7 @@ class Settings(BaseSettings):
     def check(self) -> None:
         """Refuse, loudly, a configuration that is unsafe for its mode."""
         self._check_mail()
+        self._check_cluster()
         if not self.production:
             return
         for name, value, demo in (
@@ -121,6 +127,19 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "SWITCHBOARD_JWT_SECRET and SWITCHBOARD_CUSTOMER_JWT_SECRET must differ, or a shop "
                 "token could pass as a staff token"
+            )
+
+    def _check_cluster(self) -> None:
+        if self.bus_url is None:
+            return
+        try:
+            check_bus_url(self.bus_url)
+        except BusError as error:
+            raise ConfigError(f"SWITCHBOARD_BUS_URL: {error}") from error
+        if not self.store_url.startswith(("mongodb://", "mongodb+srv://")):
+            raise ConfigError(
+                "cluster mode (SWITCHBOARD_BUS_URL) needs the nodes to share a MongoDB store: "
+                f"set SWITCHBOARD_STORE=mongodb://..., not {self.store_url.partition(':')[0]}"
             )
 
     def _check_mail(self) -> None:
@@ -178,6 +197,9 @@ EXAMPLES: Mapping[str, str] = {
     "code_max_requests": "5",
     "code_window_seconds": "3600",
     "forgot_answer_seconds": "0.3",
+    "bus_url": "redis://valkey:6379/0",
+    "node_id": "switchboard-1",
+    "lease_seconds": "5",
 }
 
 

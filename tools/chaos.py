@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -215,7 +215,14 @@ def free_port() -> int:
 class ServerProcess:
     """`switchboard serve` in a subprocess, on a fixed port; its output goes to `log`."""
 
-    def __init__(self, store_url: str, port: int, data_dir: Path, grace: float) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        port: int,
+        data_dir: Path,
+        grace: float,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.store_url = store_url
         self._command = [
@@ -229,17 +236,21 @@ class ServerProcess:
             store_url,
             "--seed-if-empty",
         ]
-        self._env = os.environ | {
-            "SWITCHBOARD_MODE": "development",
-            "SWITCHBOARD_HOST": "127.0.0.1",
-            "SWITCHBOARD_DATA_DIR": str(data_dir),
-            "SWITCHBOARD_JWT_SECRET": STAFF_SECRET,
-            "SWITCHBOARD_CUSTOMER_JWT_SECRET": CUSTOMER_SECRET,
-            "SWITCHBOARD_GRACE_PERIOD_SECONDS": str(grace),
-            # The clients are programs that send as fast as acks come back.
-            "SWITCHBOARD_WS_MAX_FRAMES_PER_SECOND": "100000",
-            "SWITCHBOARD_WS_FRAME_BURST": "100000",
-        }
+        self._env = (
+            os.environ
+            | {
+                "SWITCHBOARD_MODE": "development",
+                "SWITCHBOARD_HOST": "127.0.0.1",
+                "SWITCHBOARD_DATA_DIR": str(data_dir),
+                "SWITCHBOARD_JWT_SECRET": STAFF_SECRET,
+                "SWITCHBOARD_CUSTOMER_JWT_SECRET": CUSTOMER_SECRET,
+                "SWITCHBOARD_GRACE_PERIOD_SECONDS": str(grace),
+                # The clients are programs that send as fast as acks come back.
+                "SWITCHBOARD_WS_MAX_FRAMES_PER_SECOND": "100000",
+                "SWITCHBOARD_WS_FRAME_BURST": "100000",
+            }
+            | dict(env or {})
+        )
         self.log_path = data_dir / "server.log"
         self._log: BinaryIO = self.log_path.open("ab")
         self._process: trio.Process | None = None
@@ -275,6 +286,11 @@ class ServerProcess:
                     up.set()
                 pending = pending[-4096:]
         up.set()  # exited (or closed its output) without serving
+
+    def send_signal(self, signum: int) -> None:
+        """SIGSTOP and SIGCONT, to freeze a node and let it run again."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signum)
 
     async def kill(self) -> None:
         """SIGKILL, and wait (bounded) until it is gone."""

@@ -1,0 +1,184 @@
+"""`ClusterSystem`: the domain as the API sees it on a node of a cluster.
+
+It answers as `actors.System` does, and the API cannot tell the difference: on the arbiter each
+call runs in the domain here, on any other node it is forwarded to the arbiter (`Node.call`).
+Connections stay with the node that holds their socket.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from actors import (
+    AgentView,
+    History,
+    OpenedChat,
+    Route,
+    Sent,
+    Session,
+    Speaker,
+    System,
+    SystemSnapshot,
+)
+from cluster._node import Node
+from router import ActorDead, ActorInfo
+from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What inspect and /admin/system show of the cluster."""
+
+    node_id: str
+    leader_id: str | None
+    routing_token: int | None  # this node's, while it arbitrates
+    members: dict[str, dict[str, Any]]  # node id -> what it says of itself (connections, ...)
+
+
+class ClusterSystem(System):
+    # The parent's state is the arbiter's domain, which this node may or may not run: it is
+    # reached through the node, so the parent's constructor is not called.
+    def __init__(self, node: Node) -> None:
+        self.store = node.store
+        self.config = node.system_config
+        self.node = node
+
+    def cluster(self) -> ClusterView:
+        node = self.node
+        return ClusterView(node.node_id, node.leader_id, node.token, dict(node.members))
+
+    # --- sessions: kept where their socket is --------------------------------------------------
+
+    async def connect(self, session: Session, role: Role) -> None:
+        await self.node.connect(session, role)
+
+    async def disconnect(self, session: Session, role: Role) -> None:
+        await self.node.disconnect(session, role)
+
+    def sign_out(self, user_id: str, reason: str) -> int:
+        return self.node.sign_out(user_id, reason)
+
+    def close_token(self, token_id: str, reason: str) -> int:
+        return self.node.close_token(token_id, reason)
+
+    def connections(self, user_id: str) -> int:
+        return self.node.presence.connections(user_id)
+
+    @property
+    def assignment_running(self) -> bool:
+        system = self.node.system
+        if system is not None:
+            return system.assignment_running
+        return self.node.leader_id is not None
+
+    def actor_states(self) -> list[ActorInfo]:
+        system = self.node.system
+        return [] if system is None else system.actor_states()
+
+    def route(self, chat_id: str) -> Route | None:
+        return self.node.routes.get(chat_id)
+
+    # --- the domain: on the arbiter --------------------------------------------------------------
+
+    async def open_chat(
+        self, customer_id: str, *, title: str, description: str, priority: Priority
+    ) -> OpenedChat:
+        answer: OpenedChat = await self.node.call(
+            "open_chat",
+            {
+                "customer_id": customer_id,
+                "title": title,
+                "description": description,
+                "priority": priority,
+            },
+        )
+        return answer
+
+    async def set_agent_status(
+        self, agent_id: str, status: AgentStatus, *, by: Actor, actor_id: str | None
+    ) -> AgentView:
+        answer: AgentView = await self.node.call(
+            "set_agent_status",
+            {"agent_id": agent_id, "status": status, "by": by, "actor_id": actor_id},
+        )
+        return answer
+
+    async def set_max_load(self, agent_id: str, max_load: int, *, actor_id: str) -> AgentView:
+        answer: AgentView = await self.node.call(
+            "set_max_load", {"agent_id": agent_id, "max_load": max_load, "actor_id": actor_id}
+        )
+        return answer
+
+    async def park_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+        answer: Chat = await self.node.call(
+            "park_chat", {"chat_id": chat_id, "by": by, "actor_id": actor_id}
+        )
+        return answer
+
+    async def resolve_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+        answer: Chat = await self.node.call(
+            "resolve_chat", {"chat_id": chat_id, "by": by, "actor_id": actor_id}
+        )
+        return answer
+
+    async def reassign_chat(self, chat_id: str, agent_id: str, *, actor_id: str) -> Chat:
+        answer: Chat = await self.node.call(
+            "reassign_chat", {"chat_id": chat_id, "agent_id": agent_id, "actor_id": actor_id}
+        )
+        return answer
+
+    async def add_agent(self, agent_id: str, max_load: int) -> None:
+        await self.node.call("add_agent", {"agent_id": agent_id, "max_load": max_load})
+
+    async def remove_agent(self, agent_id: str) -> None:
+        await self.node.call("remove_agent", {"agent_id": agent_id})
+
+    async def snapshot(self) -> SystemSnapshot:
+        answer: SystemSnapshot = await self.node.call("snapshot", {})
+        return answer
+
+    async def watch_floor(self, user_id: str, session_id: str) -> None:
+        await self.node.call("watch_floor", {"user_id": user_id, "session_id": session_id})
+
+    async def unwatch_floor(self, session_id: str) -> None:
+        await self.node.call("unwatch_floor", {"session_id": session_id})
+
+    async def send_message(
+        self, chat_id: str, sender: Speaker, *, client_msg_id: str, content: str
+    ) -> Sent:
+        answer: Sent = await self.node.call(
+            "send_message",
+            {
+                "chat_id": chat_id,
+                "sender": sender,
+                "client_msg_id": client_msg_id,
+                "content": content,
+            },
+        )
+        return answer
+
+    async def mark_read(
+        self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus
+    ) -> int:
+        answer: int = await self.node.call(
+            "mark_read", {"chat_id": chat_id, "reader": reader, "seq": seq, "status": status}
+        )
+        return answer
+
+    async def history(
+        self, chat_id: str, reader: Speaker, *, after_seq: int, limit: int
+    ) -> History:
+        answer: History = await self.node.call(
+            "history",
+            {"chat_id": chat_id, "reader": reader, "after_seq": after_seq, "limit": limit},
+        )
+        return answer
+
+    async def typing(self, chat_id: str, speaker: Speaker, *, on: bool) -> None:
+        """Best effort, as on one node: typing that cannot reach the arbiter is dropped."""
+        with suppress(ActorDead, trio.TooSlowError):
+            await self.node.call("typing", {"chat_id": chat_id, "speaker": speaker, "on": on})
