@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 from quart_schema import QuartSchema
@@ -23,7 +22,7 @@ from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._errors import install_error_handlers
 from api._gc import keep_collections_short
-from api._hypercorn import adjust_hypercorn
+from api._hypercorn import ServerConfig, adjust_hypercorn
 from api._json_body import limit_body_depth
 from api._mail import Outbox
 from api._observed_store import observe_store
@@ -183,13 +182,17 @@ async def serve_asgi(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an ASGI app as the server serves ours (the benchmarks' floor uses it too)."""
-    config = HypercornConfig()
+    config = ServerConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None  # every request is logged by the app (api/_request_log.py)
     config.errorlog = logging.getLogger("hypercorn.error")
     # The websocket's frame cap (closes with 1009) and keep-alive pings, enforced by hypercorn.
     config.websocket_max_message_size = settings.ws_max_frame_bytes
     config.websocket_ping_interval = settings.ws_ping_interval_seconds
+    # Every connection ends with its peer (api/_hypercorn.py).
+    config.websocket_ping_timeout = settings.ws_ping_timeout_seconds
+    config.websocket_close_timeout = settings.ws_close_timeout_seconds
+    config.send_timeout = settings.ws_ping_timeout_seconds
     adjust_hypercorn()
 
     async with trio.open_nursery() as nursery:

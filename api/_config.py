@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     ws_frame_burst: int = Field(default=40, ge=1)
     ws_outbox_frames: int = Field(default=256, ge=1)
     ws_ping_interval_seconds: float = Field(default=20.0, gt=0)
+    # A peer that answers no ping, or reads nothing, for this long is cut.
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    # A close the server starts: how long the peer has to answer it before the cut.
+    ws_close_timeout_seconds: float = Field(default=5.0, gt=0)
     # Operations (README, "Running in production").
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
@@ -181,6 +185,8 @@ EXAMPLES: Mapping[str, str] = {
     "ws_frame_burst": "40",
     "ws_outbox_frames": "256",
     "ws_ping_interval_seconds": "20",
+    "ws_ping_timeout_seconds": "20",
+    "ws_close_timeout_seconds": "5",
     "console": "false",
     "log_level": "info",
     "log_format": "json",

@@ -1,5 +1,7 @@
-"""Three changes to hypercorn's trio worker: one failing connection never takes the server
-down, websockets are never compressed, and the app learns how each websocket was closed.
+"""Changes to hypercorn's trio worker: one failing connection never takes the server down,
+websockets are never compressed, the app learns how each websocket was closed, and no
+connection outlives its peer: every close completes or is cut, and a peer that stops reading
+or answering is cut.
 
 hypercorn (0.18, trio worker) lets an exception escape a connection's handler into the
 listeners' nursery, which ends the whole server. Any client can cause one: a websocket upgrade
@@ -16,37 +18,116 @@ JSON, so compressing them costs both sides more CPU than it saves bytes on the w
 declines the extension; a frame marked compressed is then a protocol error.
 
 ASGI tells an app only that its websocket is gone, with 1000 or 1006, whoever closed it and
-with whatever code. `NotedCloses` writes the first close frame that goes out into the
+with whatever code. `Websocket` writes the first close frame that goes out into the
 connection's scope (`CLOSE_KEY`): `("server", code)` for a close the server started (the app's
 own, or hypercorn's 1009 for a frame over its size limit), `("client", code)` for the answer to
 a client's close, which echoes the client's code. The /ws edge logs it.
+
+Connections that would never end in hypercorn as it is (each held a file handle for good):
+- A websocket whose app stopped reading (it is closing a flooder) stopped the connection's
+  reader too: the frames still coming filled the app's queue, the reader waited for room, and
+  the close that follows the app's return waited for the same room. `Websocket` discards what
+  arrives once a close frame has gone out, and a websocket that is gone cancels its app, as
+  Quart-Trio does on a disconnect, instead of queueing the news behind unread frames.
+- hypercorn ends the TCP connection as soon as the app returns, before the peer's close frame
+  (closing with unread data makes the kernel answer with a reset, which may destroy the close
+  frame in flight). A close the server starts now completes: frames are read and discarded
+  until the peer's close arrives, and after `websocket_close_timeout` the connection is aborted.
+- hypercorn's pings were never checked: a peer that vanished without a FIN was kept forever.
+  A peer that does not answer a ping within `websocket_ping_timeout` is cut.
+- A write to a peer that stopped reading waited forever (shielded). `OneConnection` gives each
+  write `send_timeout`, then aborts the connection.
+Aborting resets the TCP connection (SO_LINGER 0): the file handle and the kernel's buffers are
+freed at once, nothing is retransmitted to a peer that is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import struct
+from contextvars import ContextVar
+from math import inf
 from typing import Any
 
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 import hypercorn.trio.run
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import Data, Request, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.tcp_server import TCPServer
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, Message, Ping, Pong
+from wsproto.frame_protocol import CloseReason
 
 log = logging.getLogger("api.server")
 
 
+class ServerConfig(Config):
+    """hypercorn's configuration with the bounds this module adds (seconds)."""
+
+    # A close the server started: how long the peer has to answer with its own close frame.
+    websocket_close_timeout: float = 5.0
+    # How long a peer has to answer a websocket ping.
+    websocket_ping_timeout: float = 20.0
+    # How long one write may wait for a peer to read.
+    send_timeout: float = 20.0
+
+
+_connection: ContextVar[OneConnection] = ContextVar("switchboard_connection")
+
+
 class OneConnection(TCPServer):
     """hypercorn's connection handler, except that what escapes it ends only its connection
-    (hypercorn closes the stream on the way out)."""
+    (hypercorn closes the stream on the way out), and a write waits at most `send_timeout`."""
 
     async def run(self) -> None:
+        # The connection's streams are made in this task (and their tasks inherit its context):
+        # they find the connection to abort here.
+        _connection.set(self)
         try:
             await super().run()
         except Exception as error:  # trio's Cancelled is a BaseException: it still goes through
             log.warning("a connection failed inside the HTTP server and was closed: %r", error)
+
+    async def protocol_send(self, event: Event) -> None:
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        broken = False
+        async with self.send_lock:
+            # Shielded as hypercorn does (a cancelled write would corrupt the stream), but
+            # bounded: a peer that does not read for `send_timeout` is aborted.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(_send_timeout(self.config)) as bound:
+                    try:
+                        await self.stream.send_all(event.data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        broken = True
+        if bound.cancelled_caught:
+            log.info("a peer read nothing for %gs and was cut", _send_timeout(self.config))
+            await self.abort()
+        if broken or bound.cancelled_caught:
+            await self.protocol.handle(Closed())
+
+    async def abort(self) -> None:
+        """Reset the TCP connection: its file handle and buffers are freed at once."""
+        raw = getattr(self.stream, "socket", None)
+        if raw is not None:
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass  # closed already
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+def _send_timeout(config: Config) -> float:
+    return getattr(config, "send_timeout", inf)
 
 
 class UncompressedHandshake(ws_stream.Handshake):
@@ -61,20 +142,157 @@ CLOSE_KEY = "switchboard.websocket_close"
 """The scope's entry for how a websocket was closed: (who started it, the code)."""
 
 
-class NotedCloses(ws_stream.WSStream):
-    """hypercorn's websocket stream, noting the first close frame it sends in the scope."""
+class _CancellableApp:
+    """The app of one websocket, run in a scope the stream can cancel."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.scope = trio.CancelScope()
+
+    async def __call__(self, *args: Any) -> None:
+        with self.scope:
+            await self.app(*args)
+
+
+class Websocket(ws_stream.WSStream):
+    """hypercorn's websocket stream: notes the first close frame it sends in the scope, and
+    ends when its peer does (see the module's doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connection = _connection.get(None)
+        self._app: _CancellableApp | None = None
+        self._app_done = False
+        self._closing = False  # a close frame went out: what arrives is discarded
+        self._put = trio.CancelScope()  # a frame waiting for room in the app's queue
+        self._ended = trio.Event()
+        self._ponged_at = -inf
+
+    async def handle(self, event: Event) -> None:
+        if self.closed:
+            return
+        if isinstance(event, Request):
+            self._app = _CancellableApp(self.app)
+            self.app = self._app
+        elif isinstance(event, StreamClosed):
+            self.closed = True
+            self._end()
+            return
+        elif isinstance(event, Data) and self.handshake.accepted:
+            self.connection.receive_data(event.data)
+            await self._handle_events()
+            return
+        await super().handle(event)
+
+    def _end(self) -> None:
+        """The stream is over: its app stops (Quart-Trio cancels it on a disconnect too)."""
+        self._ended.set()
+        self._put.cancel()
+        if self._app is not None and not self._app_done:
+            self._app.scope.cancel()
+
+    async def app_send(self, message: Any) -> None:
+        if message is None and not self.closed:
+            self._app_done = True
+            if self.state is ASGIWebsocketState.CONNECTED:
+                await self._send_wsproto_event(CloseConnection(code=CloseReason.INTERNAL_ERROR))
+                self.state = ASGIWebsocketState.CLOSED
+            if self.state is ASGIWebsocketState.CLOSED and self._awaiting_peer_close():
+                return  # the peer's close frame, or the close timeout, ends the stream
+        await super().app_send(message)
+
+    def _awaiting_peer_close(self) -> bool:
+        return self.connection.state is ConnectionState.LOCAL_CLOSING
+
+    async def _handle_events(self) -> None:
+        for event in self.connection.events():
+            if isinstance(event, Message):
+                if self._closing or self.closed:
+                    continue  # the app reads no more
+                try:
+                    self.buffer.extend(event)
+                except FrameTooLargeError:
+                    await self._send_wsproto_event(
+                        CloseConnection(code=CloseReason.MESSAGE_TOO_BIG)
+                    )
+                    continue
+                if event.message_finished:
+                    assert self.app_put is not None
+                    # The app's queue is full while it does not read: a close frame going out
+                    # releases this wait, and the frame is dropped.
+                    with trio.CancelScope() as self._put:
+                        await self.app_put(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, Pong):
+                self._ponged_at = trio.current_time()
+            elif isinstance(event, CloseConnection):
+                if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def _send_wsproto_event(self, event: Any) -> None:
-        if isinstance(event, CloseConnection) and CLOSE_KEY not in self.scope:
+        if isinstance(event, CloseConnection):
             answering = self.connection.state == ConnectionState.REMOTE_CLOSING
-            self.scope[CLOSE_KEY] = ("client" if answering else "server", event.code)  # type: ignore[literal-required]
+            if CLOSE_KEY not in self.scope:
+                self.scope[CLOSE_KEY] = ("client" if answering else "server", event.code)  # type: ignore[literal-required]
+            if not answering and not self._closing:
+                self._closing = True
+                self._put.cancel()
+                self.task_group.spawn(self._cut_after_close_timeout)
         await super()._send_wsproto_event(event)
+
+    async def _cut_after_close_timeout(self) -> None:
+        with trio.move_on_after(getattr(self.config, "websocket_close_timeout", inf)):
+            await self._ended.wait()
+            return
+        await self._abort("no close frame answered the server's close in time")
+
+    async def _send_pings(self) -> None:
+        """Ping every interval; cut the peer when a ping stays unanswered for the timeout."""
+        interval = self.config.websocket_ping_interval
+        assert interval is not None
+        timeout = getattr(self.config, "websocket_ping_timeout", inf)
+        next_ping = trio.current_time()
+        unanswered_since: float | None = None  # when the oldest ping not yet answered went out
+        while True:
+            now = trio.current_time()
+            if unanswered_since is not None and self._ponged_at >= unanswered_since:
+                unanswered_since = None
+            # While closing, the close timeout decides.
+            if unanswered_since is not None and now >= unanswered_since + timeout:
+                if not self._closing:
+                    await self._abort("no pong within the ping timeout")
+                    return
+                unanswered_since = None
+            if now >= next_ping:
+                await self._send_wsproto_event(Ping())
+                next_ping = now + interval
+                if unanswered_since is None:
+                    unanswered_since = now
+            wake = (
+                next_ping
+                if unanswered_since is None
+                else min(next_ping, unanswered_since + timeout)
+            )
+            with trio.move_on_at(wake):
+                await self._ended.wait()
+                return
+
+    async def _abort(self, why: str) -> None:
+        if self.closed:
+            return
+        log.info("websocket cut: %s", why)
+        if self._connection is not None:
+            await self._connection.abort()
+        await self.send(StreamClosed(stream_id=self.stream_id))
 
 
 def adjust_hypercorn() -> None:
-    """Serve every connection with `OneConnection`, `UncompressedHandshake` and `NotedCloses`
+    """Serve every connection with `OneConnection`, `UncompressedHandshake` and `Websocket`
     (idempotent)."""
     hypercorn.trio.run.TCPServer = OneConnection  # type: ignore[attr-defined]
     ws_stream.Handshake = UncompressedHandshake  # type: ignore[misc]
-    hypercorn.protocol.h11.WSStream = NotedCloses  # type: ignore[attr-defined]
-    hypercorn.protocol.h2.WSStream = NotedCloses  # type: ignore[attr-defined]
+    hypercorn.protocol.h11.WSStream = Websocket  # type: ignore[attr-defined]
+    hypercorn.protocol.h2.WSStream = Websocket  # type: ignore[attr-defined]

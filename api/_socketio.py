@@ -344,7 +344,7 @@ class Hub:
         # The same heartbeat as /ws (Engine.IO's own defaults are 25 s and 20 s).
         self.config = EngineConfig(
             ping_interval=settings.ws_ping_interval_seconds,
-            ping_timeout=settings.ws_ping_interval_seconds,
+            ping_timeout=settings.ws_ping_timeout_seconds,
             max_payload=max_payload,
             max_buffered=4 * max_payload,
         )

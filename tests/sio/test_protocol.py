@@ -197,7 +197,8 @@ async def test_overlapping_polls_close_the_session(live: Live) -> None:
 async def test_the_server_pings_and_closes_a_session_that_stops_answering(
     tmp_path: Path,
 ) -> None:
-    async with running_server(make_settings(tmp_path, ws_ping_interval_seconds=0.2)) as quick:
+    quickly = make_settings(tmp_path, ws_ping_interval_seconds=0.2, ws_ping_timeout_seconds=0.2)
+    async with running_server(quickly) as quick:
         session, handshake = await Polling.open(quick)
         assert (handshake["pingInterval"], handshake["pingTimeout"]) == (200, 200)
         assert await session.until("2") == ["2"]

@@ -1,0 +1,150 @@
+"""No client can hold a connection (and its file handle) after the server is done with it.
+
+A real `switchboard serve` subprocess, whose open file handles are counted in /proc/<pid>/fd;
+raw websocket clients that flood until the server closes them, then vanish with a reset or in
+silence; a normal client is served throughout. Waits are for a condition, bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from tests.security.rawws import RawWebsocket, open_raw
+from tests.server_process import ServerProcess, server_process
+
+CLOSE_TIMEOUT = 2.0
+FLOODERS = 200
+# Scheduling slack on a busy machine, beyond the close timeout.
+SLACK_SECONDS = 3.0
+
+
+async def files_back_to(server: ServerProcess, baseline: int, within: float) -> float:
+    """Seconds until the server's open files are back to `baseline` (fails past `within`)."""
+    started = trio.current_time()
+    with trio.move_on_after(within):
+        while server.open_files() > baseline:
+            await trio.sleep(0.05)
+        return trio.current_time() - started
+    raise AssertionError(
+        f"{server.open_files()} open files after {within}s, {baseline} before; "
+        f"server said: {server.output.decode()[-3000:]}"
+    )
+
+
+async def served_throughout(
+    server: ServerProcess,
+    done: trio.Event,
+    answered: list[float],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A normal client on one kept-alive connection, asking again and again until `done`:
+    each answer within a bound. Started once answered."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        while not done.is_set():
+            with trio.fail_after(5):
+                started = trio.current_time()
+                response = await http.get("/healthz")
+            assert response.status_code == 200
+            answered.append(trio.current_time() - started)
+            if len(answered) == 1:
+                task_status.started()
+            await trio.sleep(0.05)
+
+
+async def flood_ws(server: ServerProcess, n: int, vanish: str) -> RawWebsocket:
+    token = server.customer_token(f"flooder-{n}")
+    client = await open_raw(
+        server.host, server.port, "/ws", [(b"Authorization", f"Bearer {token}".encode())]
+    )
+    await client.send_text(*[json.dumps({"type": "ping"})] * 100)
+    return await vanishing(client, vanish)
+
+
+async def flood_socketio(server: ServerProcess, n: int, vanish: str) -> RawWebsocket:
+    client = await open_raw(server.host, server.port, "/socket.io/?EIO=4&transport=websocket")
+    await client.send_text(*['42["x"]'] * 200)
+    return await vanishing(client, vanish)
+
+
+async def vanishing(client: RawWebsocket, how: str) -> RawWebsocket:
+    if how == "reset-after-close":
+        await client.until_close()  # the server has started its close
+        await client.reset()
+    elif how == "reset":
+        await client.reset()
+    # "silent": reads nothing, answers nothing, keeps the connection open
+    return client
+
+
+async def test_flooders_that_vanish_leave_no_open_file_behind(tmp_path: Path) -> None:
+    async with server_process(tmp_path, ws_close_timeout_seconds=str(CLOSE_TIMEOUT)) as server:
+        done, answered = trio.Event(), []
+        silent: list[RawWebsocket] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(served_throughout, server, done, answered)
+            baseline = server.open_files()  # the normal client's connection included
+            async with trio.open_nursery() as flood:
+                rng = random.Random(14)
+
+                async def one(n: int) -> None:
+                    opener = flood_ws if n % 2 else flood_socketio
+                    how = rng.choice(["reset-after-close", "reset", "silent"])
+                    client = await opener(server, n, how)
+                    if how == "silent":
+                        silent.append(client)
+
+                for n in range(FLOODERS):
+                    flood.start_soon(one, n)
+            assert silent, "some flooders stay silent"
+            peak = server.open_files()
+            took = await files_back_to(server, baseline, CLOSE_TIMEOUT + SLACK_SECONDS)
+            done.set()
+        print(
+            f"{FLOODERS} flooders ({len(silent)} silent): open files {baseline} -> {peak} -> "
+            f"back in "
+            f"{took:.2f}s; normal client: {len(answered)} answers, slowest {max(answered):.2f}s"
+        )
+        assert answered
+        for client in silent:
+            await client.stream.aclose()
+
+
+async def test_peers_that_answer_no_ping_are_cut_and_live_ones_kept(tmp_path: Path) -> None:
+    """A peer that reads nothing and answers nothing (as one that vanished without a FIN) is
+    cut after the ping timeout; a client that answers pings stays."""
+    interval, timeout = 0.5, 1.0
+    async with server_process(
+        tmp_path, ws_ping_interval_seconds=str(interval), ws_ping_timeout_seconds=str(timeout)
+    ) as server:
+        token = server.customer_token("steady")
+        async with open_websocket_url(
+            server.url.replace("http", "ws", 1) + "/ws",
+            extra_headers=[("Authorization", f"Bearer {token}")],
+        ) as steady:
+            await steady.send_message(json.dumps({"type": "ping"}))
+            assert json.loads(await steady.get_message())["type"] == "pong"
+            baseline = server.open_files()
+            mute = [
+                await open_raw(
+                    server.host,
+                    server.port,
+                    "/ws",
+                    [(b"Authorization", f"Bearer {server.customer_token(f'mute-{n}')}".encode())],
+                )
+                for n in range(20)
+            ]
+            assert server.open_files() >= baseline + len(mute)
+            took = await files_back_to(server, baseline, interval + timeout + SLACK_SECONDS)
+            print(f"{len(mute)} mute peers cut {took:.2f}s after they were all open")
+            # Several ping rounds later, the client that answers them is still served.
+            await steady.send_message(json.dumps({"type": "ping"}))
+            assert json.loads(await steady.get_message())["type"] == "pong"
+        for client in mute:
+            await client.stream.aclose()
