@@ -43,9 +43,11 @@ freed at once, nothing is retransmitted to a peer that is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from contextvars import ContextVar
 from math import inf
 from typing import Any
@@ -58,8 +60,10 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, Request, StreamClosed
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, Scope
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
@@ -118,10 +122,8 @@ class OneConnection(TCPServer):
         """Reset the TCP connection: its file handle and buffers are freed at once."""
         raw = getattr(self.stream, "socket", None)
         if raw is not None:
-            try:
+            with contextlib.suppress(OSError):  # closed already
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass  # closed already
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
 
@@ -145,13 +147,20 @@ CLOSE_KEY = "switchboard.websocket_close"
 class _CancellableApp:
     """The app of one websocket, run in a scope the stream can cancel."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: AppWrapper) -> None:
         self.app = app
         self.scope = trio.CancelScope()
 
-    async def __call__(self, *args: Any) -> None:
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
         with self.scope:
-            await self.app(*args)
+            await self.app(scope, receive, send, sync_spawn, call_soon)
 
 
 class Websocket(ws_stream.WSStream):
@@ -168,7 +177,7 @@ class Websocket(ws_stream.WSStream):
         self._ended = trio.Event()
         self._ponged_at = -inf
 
-    async def handle(self, event: Event) -> None:
+    async def handle(self, event: StreamEvent) -> None:
         if self.closed:
             return
         if isinstance(event, Request):

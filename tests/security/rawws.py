@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -58,13 +59,13 @@ class RawWebsocket:
 
 
 async def open_raw(
-    host: str, port: int, target: str, headers: list[tuple[bytes, bytes]] = []
+    host: str, port: int, target: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> RawWebsocket:
     """A websocket past its handshake (the handshake must be accepted)."""
     stream = await trio.open_tcp_stream(host, port)
     ws = WSConnection(ConnectionType.CLIENT)
     await stream.send_all(
-        ws.send(Request(host=f"{host}:{port}", target=target, extra_headers=headers))
+        ws.send(Request(host=f"{host}:{port}", target=target, extra_headers=list(headers)))
     )
     client = RawWebsocket(stream, ws)
     with trio.fail_after(WAIT_SECONDS):
