@@ -28,6 +28,7 @@ from api._mail import Outbox
 from api._observed_store import observe_store
 from api._ops import ops
 from api._paths import CONVERTERS
+from api._rates import Throttles
 from api._request_log import install_request_log
 from api._routes_accounts import accounts
 from api._routes_admin_chats import admin_chats
@@ -103,9 +104,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 store=store,
                 system=system,
                 tokens=Tokens(settings, store),
-                passwords=Passwords(),
+                passwords=Passwords(
+                    concurrency=settings.password_hash_concurrency,
+                    queue_seconds=settings.password_queue_seconds,
+                ),
                 outbox=Outbox(store, settings),
                 codes=Codes(settings),
+                throttles=Throttles.of(settings),
             )
 
 

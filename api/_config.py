@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,10 @@ DEMO_MAIL_FROM = "Switchboard <no-reply@switchboard.example>"
 DEMO_SUPPORT_EMAIL = "support@switchboard.example"
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to change."""
 
@@ -43,6 +48,13 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     grace_period_seconds: float = Field(default=15.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Password hashing (argon2id: a core and 64 MiB each): at most this many at once, default
+    # the cores this process may use; a caller waits this long for a turn, then gets 503 busy.
+    password_hash_concurrency: int = Field(default_factory=lambda: _cores(), ge=1)
+    password_queue_seconds: float = Field(default=5.0, gt=0)
+    # Registrations per client address: a burst of this many, refilled over the window.
+    register_per_address: int = Field(default=10, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=15 * 60, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
@@ -177,6 +189,10 @@ EXAMPLES: Mapping[str, str] = {
     "token_ttl_seconds": "86400",
     "grace_period_seconds": "15",
     "max_body_bytes": "65536",
+    "password_hash_concurrency": "2",
+    "password_queue_seconds": "5",
+    "register_per_address": "10",
+    "register_window_seconds": "3600",
     "login_max_failures": "5",
     "login_window_seconds": "900",
     "allowed_origins": "'[\"https://shop.example.com\"]'",

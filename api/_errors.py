@@ -6,6 +6,7 @@ The top-level `message` repeats `error.message`: the original backend answered e
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import trio
@@ -14,6 +15,7 @@ from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError, RequestHeadersValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from api._auth import Busy
 from router import Refused, RouterError
 from store import StoreUnavailable
 from telemetry import limit_hit
@@ -22,14 +24,23 @@ log = logging.getLogger("api")
 
 
 class ApiError(Exception):
-    """A refusal a client can act on."""
+    """A refusal a client can act on; `retry_after` (seconds) becomes a Retry-After header."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after = retry_after
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -87,7 +98,20 @@ _HTTP_CODES = {
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details)
+        response = error_response(error.status, error.code, error.message, error.details)
+        if error.retry_after is not None:
+            # Whole seconds (RFC 9110), never 0: a client retrying at once would be refused again.
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
+
+    @app.errorhandler(Busy)
+    async def _busy(error: Busy) -> Response:
+        limit_hit("password_hashing", reason=str(error))
+        response = error_response(
+            503, "busy", "the server is busy checking passwords; retry in a moment"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid_body(error: RequestSchemaValidationError) -> Response:

@@ -34,6 +34,16 @@ _GATE_ROUNDS = 100
 @document_response(AuthOut, 201)
 async def register(data: RegisterBody) -> Response:
     found = services()
+    address = request.remote_addr or "unknown"
+    wait = found.throttles.registrations.take(address)
+    if wait:
+        limit_hit("register_throttle", client=address)
+        raise ApiError(
+            429,
+            "too_many_registrations",
+            "too many accounts registered from this address; retry later",
+            retry_after=wait,
+        )
     now = utcnow()
     user = User(
         id=new_id(),

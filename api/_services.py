@@ -11,6 +11,7 @@ from api._auth import Passwords, Tokens
 from api._codes import Codes
 from api._config import Settings
 from api._mail import Outbox
+from api._rates import Throttles
 from store import Store
 
 
@@ -23,6 +24,7 @@ class Services:
     passwords: Passwords
     outbox: Outbox
     codes: Codes
+    throttles: Throttles
 
 
 EXTENSION_KEY = "switchboard"
