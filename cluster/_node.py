@@ -239,7 +239,16 @@ class Node:
         try:
             with trio.CancelScope() as scope:
                 self._step_down = scope
-                fenced = FencedStore(self.store, token, on_fenced=scope.cancel)
+
+                def refused() -> None:
+                    log.warning(
+                        "a routing decision under token %d was refused: another node "
+                        "arbitrates now; stepping down",
+                        token,
+                    )
+                    scope.cancel()
+
+                fenced = FencedStore(self.store, token, on_fenced=refused)
                 async with (
                     trio.open_nursery() as nursery,
                     open_system(
@@ -273,6 +282,7 @@ class Node:
             await trio.sleep(self.config.tick_seconds)
             try:
                 if not await self.lease.renew():
+                    log.warning("node %s lost the arbiter lease; stepping down", self.node_id)
                     scope.cancel()
                     return
                 renewed = trio.current_time()

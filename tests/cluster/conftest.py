@@ -83,14 +83,16 @@ class Cluster:
         self.bus_url = bus_url
         self.nodes: dict[str, ClusterNode] = {}
 
-    async def start(self, nursery: trio.Nursery, name: str, **env: str) -> ClusterNode:
+    async def start(
+        self, nursery: trio.Nursery, name: str, *, grace: float = 30.0, **env: str
+    ) -> ClusterNode:
         data_dir = self.workdir / name
         data_dir.mkdir(parents=True, exist_ok=True)
         server = ServerProcess(
             self.store_url,
             free_port(),
             data_dir,
-            grace=30.0,
+            grace=grace,
             env={
                 "SWITCHBOARD_BUS_URL": self.bus_url,
                 "SWITCHBOARD_NODE_ID": name,
@@ -115,6 +117,15 @@ class Cluster:
                 await trio.sleep(0.05)
         assert holder is not None
         return holder, trio.current_time() - started
+
+    def log(self, name: str) -> str:
+        return self.nodes[name].server.log_path.read_text(errors="replace")
+
+    async def wait_log(self, name: str, line: str) -> None:
+        """Until the node's log says `line` (it writes it when it happens; files send no event)."""
+        with trio.fail_after(20):
+            while line not in self.log(name):  # noqa: ASYNC110
+                await trio.sleep(0.05)
 
     async def close(self) -> None:
         for node in self.nodes.values():

@@ -1,0 +1,41 @@
+"""The arbiter's domain writes through the fenced store: once another node has claimed the
+routing token, a decision of the former arbiter is refused whole, changes nothing in the store,
+and tells the node to step down (here, without waiting for its lease renewal to fail)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+import trio
+
+from actors import SystemConfig, open_system
+from cluster._fencing import FencedStore
+from router import HandlerCrashed, RestartPolicy
+from store import Actor as By
+from store import AgentStatus, Fenced, MemoryStore, Priority, Role, Store
+from tests.actors.conftest import Recorder, seed_agents
+
+
+async def test_a_former_arbiter_cannot_write_a_decision_and_steps_down() -> None:
+    store = MemoryStore()
+    await seed_agents(store)
+    stepped_down = trio.Event()
+    old = await store.claim_routing("node-a")
+    fenced = FencedStore(store, old, on_fenced=stepped_down.set)
+    config = SystemConfig(supervisor_restarts=RestartPolicy(max_restarts=100, within_seconds=1))
+    async with open_system(cast(Store, fenced), config) as system:
+        ann = Recorder("ann")
+        await system.connect(ann.session, Role.AGENT)
+        await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")
+        opened = await system.open_chat("cust-1", title="t", description="", priority=Priority.LOW)
+        assert opened.chat.agent_id == "ann"
+
+        await store.claim_routing("node-b")  # node-a was paused past its lease; node-b took over
+        before = (await store.get_user("ann"), await store.get_chat(opened.chat.id))
+        with pytest.raises(HandlerCrashed) as refused:
+            await system.set_agent_status("ann", AgentStatus.AWAY, by=By.SELF, actor_id="ann")
+        assert isinstance(refused.value.cause, Fenced)
+        assert stepped_down.is_set()
+        after = (await store.get_user("ann"), await store.get_chat(opened.chat.id))
+        assert after == before  # the chat is still ann's, and ann is not away
