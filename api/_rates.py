@@ -55,6 +55,9 @@ class Throttles:
     """The server's keyed buckets."""
 
     registrations: KeyedBuckets  # by client address
+    # By principal: REST message sends pass the bucket a websocket's frames pass (same rate and
+    # burst), so REST is no way around it.
+    sends: KeyedBuckets
 
     @classmethod
     def of(cls, settings: Settings) -> Throttles:
@@ -62,5 +65,6 @@ class Throttles:
             registrations=KeyedBuckets(
                 settings.register_per_address / settings.register_window_seconds,
                 settings.register_per_address,
-            )
+            ),
+            sends=KeyedBuckets(settings.ws_max_frames_per_second, settings.ws_frame_burst),
         )

@@ -23,6 +23,7 @@ from api._respond import respond
 from api._schemas import ChatMessageOut
 from api._services import services
 from store import MessageStatus, Role, new_id
+from telemetry import limit_hit
 
 messages = Blueprint("messages", __name__)
 
@@ -41,9 +42,15 @@ def _client_msg_id(data: SendMessageBody, headers: IdempotencyHeaders) -> str:
 
 
 async def _send(data: SendMessageBody, headers: IdempotencyHeaders) -> Response:
+    me = current_principal().user
+    wait = services().throttles.sends.take(me.id)
+    if wait:
+        limit_hit("message_rate", edge="rest", principal=me.id)
+        raise ApiError(
+            429, "rate_limited", "too many messages; slow down and retry", retry_after=wait
+        )
     client_msg_id = _client_msg_id(data, headers)
     chat = await visible_chat(data.chat_id)
-    me = current_principal().user
     sent = await ask(
         chat.id,
         services().system.send_message(
