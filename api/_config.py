@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     ws_ping_timeout_seconds: float = Field(default=20.0, gt=0)
     # A close the server starts: how long the peer has to answer it before the cut.
     ws_close_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A Socket.IO session must complete an authenticated CONNECT this soon after its handshake;
+    # one client address may have this many sessions still waiting for theirs.
+    socketio_connect_seconds: float = Field(default=10.0, gt=0)
+    socketio_pending_per_address: int = Field(default=20, ge=1)
     # Operations (README, "Running in production").
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
@@ -203,6 +207,8 @@ EXAMPLES: Mapping[str, str] = {
     "ws_ping_interval_seconds": "20",
     "ws_ping_timeout_seconds": "20",
     "ws_close_timeout_seconds": "5",
+    "socketio_connect_seconds": "10",
+    "socketio_pending_per_address": "20",
     "console": "false",
     "log_level": "info",
     "log_format": "json",

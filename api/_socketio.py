@@ -23,7 +23,9 @@ closes; the server carries on.
 
 Authentication as the original: `auth: {token}` in the Socket.IO CONNECT, else an
 `Authorization: Bearer` header on the handshake; staff and shop (customer) tokens. A refusal is
-a CONNECT_ERROR `{message}`. A session that has not connected within `connect_seconds` closes.
+a CONNECT_ERROR `{message}`. A session that has not connected within `socketio_connect_seconds`
+closes, and one client address may have at most `socketio_pending_per_address` sessions waiting
+for their CONNECT, so nobody without a token holds the session slots.
 
 Rooms. The original joined sockets to rooms by ids the client sent; here a socket joins only
 its own user's room (`joinNotification`, `authenticate`) and chats its user is in (`joinChat`),
@@ -46,7 +48,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,8 +172,11 @@ TYPING_ALLOWANCE = 4
 @dataclass(frozen=True, slots=True)
 class SocketIOLimits:
     max_sessions: int = 10_000
-    # A session must send its Socket.IO CONNECT this soon after the handshake.
-    connect_seconds: float = 45.0
+    # A session must complete an authenticated Socket.IO CONNECT this soon after the handshake.
+    connect_seconds: float = 10.0
+    # Sessions of one client address still waiting for their CONNECT (a stock client sends it
+    # right after the handshake): one address cannot hold the session slots.
+    pending_per_address: int = 20
     # An upgrading websocket must probe and upgrade this soon after it opens.
     upgrade_seconds: float = 10.0
     # How long a closing session waits for the client to collect its last packets.
@@ -191,6 +198,10 @@ class EngineIoCode(IntEnum):
 
 class Crowded(Exception):
     """No room for another session."""
+
+
+class TooManyPending(Exception):
+    """The client's address has as many sessions waiting for their CONNECT as it may."""
 
 
 # What the pump writes: Socket.IO packets made by the dispatcher, and the domain's events.
@@ -233,10 +244,12 @@ async def polling() -> Response:
             )
         try:
             session = await the_hub.open(
-                found, Transport.POLLING, request.headers.get("Authorization")
+                found, Transport.POLLING, request.headers.get("Authorization"), request.remote_addr
             )
         except Crowded:
             return _crowded()
+        except TooManyPending:
+            return _too_many_pending(the_hub.limits)
         handshake = session.engine.config.handshake(session.sid, [Transport.WEBSOCKET.value])
         return _text(eio.encode_payload([handshake]))
     known = the_hub.get(sid)
@@ -264,12 +277,18 @@ async def websocket_transport() -> Response | None:
         return refused
     sid = websocket.args.get("sid")
     if sid is None:
+        the_hub = hub()
         try:
-            session = await hub().open(
-                found, Transport.WEBSOCKET, websocket.headers.get("Authorization")
+            session = await the_hub.open(
+                found,
+                Transport.WEBSOCKET,
+                websocket.headers.get("Authorization"),
+                websocket.remote_addr,
             )
         except Crowded:
             return _crowded()
+        except TooManyPending:
+            return _too_many_pending(the_hub.limits)
         await websocket.accept()
         await session.serve_websocket(websocket)
         return None
@@ -327,6 +346,17 @@ def _crowded() -> Response:
     return error_response(503, "unavailable", "too many Socket.IO sessions; retry shortly")
 
 
+def _too_many_pending(limits: SocketIOLimits) -> Response:
+    response = error_response(
+        429,
+        "too_many_pending_sessions",
+        f"this address has {limits.pending_per_address} Socket.IO sessions that have not sent "
+        "their CONNECT; connect them (CONNECT with a token) or let them close",
+    )
+    response.headers["Retry-After"] = str(math.ceil(limits.connect_seconds))
+    return response
+
+
 def _text(body: str) -> Response:
     return Response(body, 200, content_type="text/plain; charset=UTF-8")
 
@@ -337,9 +367,12 @@ def _text(body: str) -> Response:
 class Hub:
     """Every live session by sid, bounded in number."""
 
-    def __init__(self, found: Services, limits: SocketIOLimits = SocketIOLimits()) -> None:
+    def __init__(self, found: Services, limits: SocketIOLimits | None = None) -> None:
         settings = found.settings
-        self.limits = limits
+        self.limits = limits or SocketIOLimits(
+            connect_seconds=settings.socketio_connect_seconds,
+            pending_per_address=settings.socketio_pending_per_address,
+        )
         max_payload = min(settings.max_body_bytes, settings.ws_max_frame_bytes)
         # The same heartbeat as /ws (Engine.IO's own defaults are 25 s and 20 s).
         self.config = EngineConfig(
@@ -349,18 +382,36 @@ class Hub:
             max_buffered=4 * max_payload,
         )
         self._sessions: dict[str, SioSession] = {}
+        # Sessions without a CONNECT yet, by client address.
+        self._pending: Counter[str] = Counter()
 
     def get(self, sid: str) -> SioSession | None:
         return self._sessions.get(sid)
 
     async def open(
-        self, found: Services, transport: Transport, authorization: str | None
+        self,
+        found: Services,
+        transport: Transport,
+        authorization: str | None,
+        address: str | None,
     ) -> SioSession:
         """A new session, running in the app's nursery until it closes."""
         if len(self._sessions) >= self.limits.max_sessions:
             limit_hit("socketio_sessions", sessions=len(self._sessions))
             raise Crowded
-        session = SioSession(found, self.limits, self.config, transport, authorization)
+        address = address or "unknown"
+        if self._pending[address] >= self.limits.pending_per_address:
+            limit_hit("socketio_pending", client=address)
+            raise TooManyPending
+        self._pending[address] += 1
+        session = SioSession(
+            found,
+            self.limits,
+            self.config,
+            transport,
+            authorization,
+            settle=partial(self._settle, address),
+        )
         self._sessions[session.sid] = session
         nursery: trio.Nursery = current_app.nursery  # type: ignore[attr-defined]
         await nursery.start(self._run, session)
@@ -377,6 +428,12 @@ class Hub:
         finally:
             del self._sessions[session.sid]
 
+    def _settle(self, address: str) -> None:
+        """A session of `address` connected or closed: one fewer waiting for its CONNECT."""
+        self._pending[address] -= 1
+        if self._pending[address] <= 0:
+            del self._pending[address]
+
 
 class SioSession:
     """One Engine.IO session and its default-namespace socket."""
@@ -388,8 +445,12 @@ class SioSession:
         config: EngineConfig,
         transport: Transport,
         authorization: str | None,
+        *,
+        settle: Callable[[], None],
     ) -> None:
         self._found = found
+        # Called once, at the CONNECT or the close: the session no longer waits for its CONNECT.
+        self._settle: Callable[[], None] | None = settle
         self._limits = limits
         self._authorization = authorization
         self._changed = trio.Event()
@@ -454,10 +515,16 @@ class SioSession:
         finally:
             # Closed already, unless a task crashed: then its transports must stop waiting.
             self.engine.close("internal error; reconnect")
+            self._settled()
             self._log_close()
             await self._detach()
             self._inbound.close()
             self._outgoing.close()
+
+    def _settled(self) -> None:
+        settle, self._settle = self._settle, None
+        if settle is not None:
+            settle()
 
     async def _heartbeat(self) -> None:
         while self.engine.closed is None:
@@ -609,6 +676,7 @@ class SioSession:
             await self._emit(eio.ConnectError(failure))
             return
         self._connected.set()
+        self._settled()
         self._opened_at = trio.current_time()
         connection_opened(
             "socketio",

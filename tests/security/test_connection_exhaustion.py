@@ -85,7 +85,13 @@ async def vanishing(client: RawWebsocket, how: str) -> RawWebsocket:
 
 
 async def test_flooders_that_vanish_leave_no_open_file_behind(tmp_path: Path) -> None:
-    async with server_process(tmp_path, ws_close_timeout_seconds=str(CLOSE_TIMEOUT)) as server:
+    # Every flooder comes from 127.0.0.1: the Socket.IO ones must not meet the cap of sessions
+    # waiting for a CONNECT per address (tests/security/test_session_exhaustion.py).
+    async with server_process(
+        tmp_path,
+        ws_close_timeout_seconds=str(CLOSE_TIMEOUT),
+        socketio_pending_per_address=str(FLOODERS),
+    ) as server:
         done, answered = trio.Event(), list[float]()
         silent: list[RawWebsocket] = []
         async with trio.open_nursery() as nursery:

@@ -1,0 +1,126 @@
+"""Engine.IO sessions without a Socket.IO CONNECT: one client address cannot hold the session
+slots, and a session that does not connect is dropped.
+
+Client addresses are real: the clients bind to other loopback addresses (127.0.0.2, ...) and
+talk to the server on 127.0.0.1. Waits are for the server's answers, bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import Live, make_settings, running_server
+
+PATH = "/socket.io/"
+HANDSHAKE = {"EIO": "4", "transport": "polling"}
+WAIT_SECONDS = 10.0
+
+
+@asynccontextmanager
+async def client_at(live: Live, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(base_url=live.url, transport=transport) as client:
+        yield client
+
+
+async def handshake(http: httpx.AsyncClient) -> httpx.Response:
+    with trio.fail_after(WAIT_SECONDS):
+        return await http.get(PATH, params=HANDSHAKE)
+
+
+async def poll(http: httpx.AsyncClient, sid: str) -> list[str]:
+    with trio.fail_after(WAIT_SECONDS):
+        response = await http.get(PATH, params={**HANDSHAKE, "sid": sid}, timeout=None)
+    assert response.status_code == 200, response.text
+    return response.text.split("\x1e")
+
+
+async def connects_at_once(live: Live, http: httpx.AsyncClient, customer: str) -> float:
+    """Handshake and an authenticated CONNECT; how long it took."""
+    started = trio.current_time()
+    opened = await handshake(http)
+    assert opened.status_code == 200, opened.text
+    sid = json.loads(opened.text[1:])["sid"]
+    token = await live.customer_token(customer)
+    with trio.fail_after(WAIT_SECONDS):
+        posted = await http.post(
+            PATH, params={**HANDSHAKE, "sid": sid}, content="40" + json.dumps({"token": token})
+        )
+    assert posted.text == "ok"
+    packets = await poll(http, sid)
+    assert packets[0].startswith("40{"), packets  # connected: {"sid": ...}
+    return trio.current_time() - started
+
+
+@pytest.mark.parametrize(
+    "attempts", [2_000, pytest.param(10_000, marks=pytest.mark.slow)], ids=["2k", "10k"]
+)
+async def test_one_address_cannot_hold_the_sessions(tmp_path: Path, attempts: int) -> None:
+    # A deadline longer than the attack, so every refusal is the per-address cap's.
+    settings = make_settings(tmp_path, socketio_connect_seconds=300)
+    workers = 20
+    async with (
+        running_server(settings) as live,
+        client_at(live, "127.0.0.2") as attacker,
+        client_at(live, "127.0.0.3") as customer,
+    ):
+        answers: Counter[int] = Counter()
+        retry_after: set[str | None] = set()
+        halfway = trio.Event()
+        waits: list[float] = []
+
+        async def hammer() -> None:
+            for _ in range(attempts // workers):
+                response = await handshake(attacker)
+                answers[response.status_code] += 1
+                if response.status_code == 429:
+                    assert response.json()["error"]["code"] == "too_many_pending_sessions"
+                    retry_after.add(response.headers.get("Retry-After"))
+                if answers.total() >= attempts // 2:
+                    halfway.set()
+
+        async def meanwhile() -> None:
+            await halfway.wait()
+            waits.append(await connects_at_once(live, customer, "shop-customer-1"))
+
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(workers):
+                nursery.start_soon(hammer)
+            nursery.start_soon(meanwhile)
+        took = trio.current_time() - started
+        print(
+            f"{attempts} handshakes from one address in {took:.1f}s: {dict(answers)}; "
+            f"another address connected in {waits[0] * 1000:.0f} ms"
+        )
+        assert answers == {200: 20, 429: attempts - 20}
+        assert retry_after == {"300"}
+        # After the attack too, with the attacker's 20 sessions still waiting.
+        await connects_at_once(live, customer, "shop-customer-2")
+
+
+async def test_a_session_without_a_connect_is_dropped(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, socketio_connect_seconds=0.5, socketio_pending_per_address=2)
+    async with running_server(settings) as live, client_at(live, "127.0.0.4") as idle:
+        sids = []
+        for _ in range(2):
+            opened = await handshake(idle)
+            assert opened.status_code == 200
+            sids.append(json.loads(opened.text[1:])["sid"])
+        assert (await handshake(idle)).status_code == 429
+        for sid in sids:
+            seen: list[str] = []
+            while "1" not in seen:  # the close packet, once the deadline passed
+                seen += await poll(idle, sid)
+        with trio.fail_after(WAIT_SECONDS):
+            while (opened := await handshake(idle)).status_code == 429:  # noqa: ASYNC110
+                await trio.sleep(0.05)  # the closing sessions hand out their last packets
+        assert opened.status_code == 200
