@@ -194,14 +194,7 @@ class Tokens:
             created_at=now,
             updated_at=now,
         )
-        try:
-            return await self._store.create_user(customer)
-        except Exception:
-            # Two first requests raced: the other one created it.
-            existing = await self._store.get_customer_by_external_id(external_id)
-            if existing is None:
-                raise
-            return existing
+        return await self._store.find_or_create_customer(customer)
 
     @staticmethod
     def _decode(token: str, secret: str, required: list[str]) -> dict[str, Any]:

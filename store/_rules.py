@@ -6,8 +6,17 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Protocol
 
-from store._protocol import ChatFilter, Fenced
-from store._records import Activity, Chat, Mail, Message, MessageStatus, Notification, User
+from store._protocol import ChatFilter, Fenced, StoreError
+from store._records import (
+    Activity,
+    Chat,
+    Mail,
+    Message,
+    MessageStatus,
+    Notification,
+    Role,
+    User,
+)
 
 
 class HasId(Protocol):
@@ -31,6 +40,18 @@ ANY_CHAT = ChatFilter()
 """The default chat filter: every chat matches."""
 
 _MESSAGE_STATUS_RANK = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.SEEN: 2}
+
+
+def customer_key(customer: User) -> str:
+    """The shop id `find_or_create_customer` finds a customer by; refuses a record that is not a
+    customer's or has none."""
+    if customer.role != Role.CUSTOMER or not customer.external_id:
+        raise ValueError("find_or_create_customer takes a customer record with its shop id")
+    return customer.external_id
+
+
+def customer_exists(customer: User) -> StoreError:
+    return StoreError(f"a customer with shop id {customer.external_id!r} exists already")
 
 
 def normalise_email(email: str) -> str:

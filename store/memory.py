@@ -103,12 +103,18 @@ class MemoryStore:
 
     async def create_user(self, user: User) -> User:
         await trio.lowlevel.checkpoint()
+        return self._insert_user(user)
+
+    def _insert_user(self, user: User) -> User:
         _rules.check_record_times(user)
         user = replace(user, email=_rules.normalise_email(user.email))
         if user.id in self._users:
             raise StoreError(f"user id {user.id} already exists")
         if user.email in self._user_ids_by_email:
             raise DuplicateEmail(user.email)
+        customer_key = user.external_id if user.role == Role.CUSTOMER else None
+        if customer_key is not None and self._customer(customer_key) is not None:
+            raise _rules.customer_exists(user)
         self._users[user.id] = user
         self._user_ids_by_email[user.email] = user.id
         return user
@@ -124,6 +130,15 @@ class MemoryStore:
 
     async def get_customer_by_external_id(self, external_id: str) -> User | None:
         await trio.lowlevel.checkpoint()
+        return self._customer(external_id)
+
+    async def find_or_create_customer(self, customer: User) -> User:
+        external_id = _rules.customer_key(customer)
+        # No checkpoint between the look-up and the insert: one step, as the unique key is.
+        await trio.lowlevel.checkpoint()
+        return self._customer(external_id) or self._insert_user(customer)
+
+    def _customer(self, external_id: str) -> User | None:
         matching = [
             u
             for u in self._users.values()

@@ -153,6 +153,7 @@ class _Index:
 
 
 _UNIQUE = (("unique", True),)
+_CUSTOMER_KEY = "customer_key"
 
 # The lists page by _id within a filter, so their indexes end in _id: the page is then read
 # in order from the index instead of sorting every match.
@@ -160,6 +161,9 @@ _INDEXES = (
     _Index("users", "email_unique", ("email",), _UNIQUE),
     _Index("users", "by_role", ("role", "_id")),
     _Index("users", "by_external_id", ("external_id", "_id")),
+    # A shop id names one customer. Only customers carry the key (written by create_user), so
+    # the index leaves everyone else out; customers stored before it existed lack it too.
+    _Index("users", "customer_key", (_CUSTOMER_KEY,), (*_UNIQUE, ("sparse", True))),
     _Index("chats", "by_status", ("status", "_id")),
     _Index("chats", "by_agent", ("agent_id", "_id")),
     _Index("chats", "by_customer", ("customer_id", "_id")),
@@ -442,11 +446,30 @@ class _Database:
 
     def create_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
+        document = _USERS.encode(user)
+        if user.role == Role.CUSTOMER and user.external_id:
+            document[_CUSTOMER_KEY] = user.external_id
         try:
-            self._users.insert_one(_USERS.encode(user))
+            self._users.insert_one(document)
         except DuplicateKeyError as exc:
-            raise self._clash(self._users, user.id, "user", DuplicateEmail(user.email)) from exc
+            taken = self._users.find_one({"email": user.email}, {"_id": 1}) is not None
+            other = DuplicateEmail(user.email) if taken else _rules.customer_exists(user)
+            raise self._clash(self._users, user.id, "user", other) from exc
         return user
+
+    def find_or_create_customer(self, customer: User) -> User:
+        # The unique customer key lets exactly one of racing inserts in; the others find it.
+        external_id = _rules.customer_key(customer)
+        existing = self.get_customer_by_external_id(external_id)
+        if existing is not None:
+            return existing
+        try:
+            return self.create_user(customer)
+        except StoreError:
+            existing = self.get_customer_by_external_id(external_id)
+            if existing is None:
+                raise
+            return existing
 
     def get_user(self, user_id: str) -> User | None:
         return self._one(self._users, _USERS, {"_id": user_id})
@@ -1007,6 +1030,9 @@ class MongoStore:
 
     async def get_customer_by_external_id(self, external_id: str) -> User | None:
         return await self._call(lambda db: db.get_customer_by_external_id(external_id))
+
+    async def find_or_create_customer(self, customer: User) -> User:
+        return await self._call(lambda db: db.find_or_create_customer(customer))
 
     async def update_user(self, user: User) -> User:
         return await self._call(lambda db: db.update_user(user))

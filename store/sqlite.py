@@ -176,6 +176,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX mail_due ON mail (next_attempt_at, id) WHERE sent_at IS NULL",
     ),
+    # One customer per shop id. First requests that raced before this key existed may have
+    # made several; the first made (lowest id) is the one every look-up found, so the others
+    # lose the shop id (their chats stay, as they were already out of the customer's reach).
+    (
+        """UPDATE users SET external_id = NULL
+        WHERE role = 'customer' AND external_id IS NOT NULL AND id > (
+            SELECT min(first.id) FROM users AS first
+            WHERE first.role = 'customer' AND first.external_id = users.external_id
+        )""",
+        "DROP INDEX customers_by_external_id",
+        "CREATE UNIQUE INDEX customer_by_external_id ON users (external_id)"
+        " WHERE role = 'customer'",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -396,7 +409,13 @@ class _Database:
 
     def create_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
-        self._insert(_USERS, user, "user", lambda: DuplicateEmail(user.email))
+
+        def clash() -> StoreError:
+            if self._count("users", ["email = ?"], [user.email]):
+                return DuplicateEmail(user.email)
+            return _rules.customer_exists(user)
+
+        self._insert(_USERS, user, "user", clash)
         return user
 
     def get_user(self, user_id: str) -> User | None:
@@ -406,9 +425,12 @@ class _Database:
         return self._one(_USERS, "email = ?", [_rules.normalise_email(email)])
 
     def get_customer_by_external_id(self, external_id: str) -> User | None:
-        return self._one(
-            _USERS, "role = 'customer' AND external_id = ? ORDER BY id LIMIT 1", [external_id]
-        )
+        return self._one(_USERS, "role = 'customer' AND external_id = ?", [external_id])
+
+    def find_or_create_customer(self, customer: User) -> User:
+        # One operation of the single writer: nothing runs between the look-up and the insert.
+        existing = self.get_customer_by_external_id(_rules.customer_key(customer))
+        return existing if existing is not None else self.create_user(customer)
 
     def update_user(self, user: User) -> User:
         user = replace(user, email=_rules.normalise_email(user.email))
@@ -882,6 +904,9 @@ class SqliteStore:
 
     async def get_customer_by_external_id(self, external_id: str) -> User | None:
         return await self._read(lambda db: db.get_customer_by_external_id(external_id))
+
+    async def find_or_create_customer(self, customer: User) -> User:
+        return await self._call(lambda db: db.find_or_create_customer(customer))
 
     async def update_user(self, user: User) -> User:
         return await self._call(lambda db: db.update_user(user))

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
+from store import Priority, Role
 from tests.api.support import assert_error, bearer
 from tests.conftest import Live
 
@@ -153,3 +155,30 @@ async def test_customer_record_created_on_first_use(live: Live) -> None:
     created = await live.services.store.get_customer_by_external_id("brand-new-7")
     assert created is not None
     assert created.id == first.json()["id"]
+
+
+async def test_concurrent_first_requests_make_one_customer(live: Live) -> None:
+    """First requests with one new shop token race: one customer record, so a chat opened under
+    any of them is the customer's own (with two records, the later one's chat answered 404)."""
+    token = await live.customer_token("brand-new-racer", "Rae Racer")
+    user_ids: list[str] = []
+
+    async def first_request() -> None:
+        principal = await live.services.tokens.authenticate(token)
+        user_ids.append(principal.user.id)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(first_request)
+    customers = await live.services.store.list_users(role=Role.CUSTOMER, limit=100)
+    racers = {user.id for user in customers.items if user.external_id == "brand-new-racer"}
+    for user_id in dict.fromkeys(user_ids):
+        opened = await live.services.system.open_chat(
+            user_id, title="Help", description="", priority=Priority.MEDIUM
+        )
+        messages = await live.http.get(
+            f"/messages/customer/{opened.chat.id}", headers=bearer(token)
+        )
+        assert messages.status_code == 200, messages.text
+    assert racers == set(user_ids)
+    assert len(racers) == 1

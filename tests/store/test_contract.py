@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
 
 import pytest
+import trio
 
 from store import (
     Activity,
@@ -155,12 +156,38 @@ async def test_customer_by_external_id_finds_only_customers(store: Store) -> Non
     await store.create_user(user(role=Role.AGENT, external_id="shop-7"))
     assert await store.get_customer_by_external_id("shop-7") is None
     first = await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
-    second = await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
     await store.create_user(user(role=Role.CUSTOMER, external_id="shop-8"))
-    assert await store.get_customer_by_external_id("shop-7") == min(
-        first, second, key=lambda u: u.id
-    )
+    assert await store.get_customer_by_external_id("shop-7") == first
     assert await store.get_customer_by_external_id("shop-9") is None
+
+
+async def test_a_shop_id_names_one_customer(store: Store) -> None:
+    first = await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
+    with pytest.raises(StoreError) as refused:
+        await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
+    assert not isinstance(refused.value, DuplicateEmail)
+    assert await store.get_customer_by_external_id("shop-7") == first
+    assert await store.count_users(role=Role.CUSTOMER) == 1
+
+
+async def test_find_or_create_customer_makes_one_for_racing_first_requests(store: Store) -> None:
+    found: list[User] = []
+
+    async def first_request() -> None:
+        found.append(
+            await store.find_or_create_customer(user(role=Role.CUSTOMER, external_id="shop-7"))
+        )
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            nursery.start_soon(first_request)
+    assert len({customer.id for customer in found}) == 1
+    assert await store.count_users(role=Role.CUSTOMER) == 1
+    assert await store.get_customer_by_external_id("shop-7") == found[0]
+    again = await store.find_or_create_customer(user(role=Role.CUSTOMER, external_id="shop-7"))
+    assert again == found[0]
+    with pytest.raises(ValueError, match="customer record"):
+        await store.find_or_create_customer(user(role=Role.AGENT, external_id="shop-9"))
 
 
 @pytest.mark.parametrize("page_size", [1, 3, 7, 50])

@@ -99,6 +99,33 @@ async def test_a_first_version_database_is_migrated_with_its_users(tmp_path: Pat
     assert _pragma(path, "user_version") == SCHEMA_VERSION
 
 
+async def test_customers_a_race_made_twice_keep_one_shop_id(tmp_path: Path) -> None:
+    """Before the unique key, racing first requests could store two customers with one shop id;
+    the first (which every look-up found) keeps it, so the key can be made."""
+    path = tmp_path / "store.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    for statements in _MIGRATIONS[:3]:
+        for statement in statements:
+            connection.execute(statement)
+    for number in (1, 2):
+        connection.execute(
+            "INSERT INTO users (id, email, name, role, status, max_load, external_id, created_at,"
+            f" updated_at) VALUES ('00000000000000000000000{number}', 'c{number}@example.com',"
+            " 'Cy', 'customer', 'away', 3, 'shop-7', '2024-05-01T12:00:00.000000Z',"
+            " '2024-05-01T12:00:00.000000Z')"
+        )
+    connection.execute("PRAGMA user_version = 3")
+    connection.close()
+    async with open_sqlite_store(path) as store:
+        kept = await store.get_customer_by_external_id("shop-7")
+        assert kept is not None
+        assert kept.id == "000000000000000000000001"
+        other = await store.get_user("000000000000000000000002")
+        assert other is not None
+        assert other.external_id is None
+    assert _pragma(path, "user_version") == SCHEMA_VERSION
+
+
 async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with open_sqlite_store(path):
