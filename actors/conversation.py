@@ -20,6 +20,7 @@ import trio
 from actors.events import MessageAdded, ReadEvent, TypingEvent
 from actors.messages import (
     ConversationMessage,
+    DeleteTranscript,
     History,
     IdleCheck,
     MarkRead,
@@ -38,6 +39,7 @@ from store import (
     ChatStatus,
     DuplicateMessage,
     Message,
+    NotFound,
     Notification,
     Role,
     Store,
@@ -156,6 +158,15 @@ class ConversationActor(Actor[ConversationMessage]):
         self.context.send_after(self._idle_seconds, IdleCheck())
 
     async def handle(self, message: ConversationMessage) -> None:
+        try:
+            await self._handle(message)
+        except NotFound as gone:
+            # Deleted by another process of the cluster or a tool: a refusal, not a crash
+            # whose restart could only fail to find the chat again.
+            self.context.stop()
+            raise Refused("chat_not_found", f"chat {self._chat_id} does not exist") from gone
+
+    async def _handle(self, message: ConversationMessage) -> None:
         if not isinstance(message, IdleCheck):
             self._last_activity = trio.current_time()
         transcript = self._transcript
@@ -197,6 +208,12 @@ class ConversationActor(Actor[ConversationMessage]):
                 reply.send(
                     History(tuple(messages[:limit]), transcript.last_seq, len(messages) <= limit)
                 )
+            case DeleteTranscript(reply):
+                # The transcript's writer deletes it and stops in the same step, so no message
+                # waiting behind this one is written to a chat that is gone: each fails with
+                # ActorDead, and the next activation finds no chat.
+                reply.send(await self._store.delete_chat(self._chat_id))
+                self.context.stop()
             case IdleCheck():
                 idle = trio.current_time() - self._last_activity
                 if idle >= self._idle_seconds:

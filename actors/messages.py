@@ -216,8 +216,18 @@ class ReadHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteTranscript:
+    """Delete the chat and its messages, then stop: nothing is written to it afterwards.
+    Answers whether the chat was there."""
+
+    reply: Reply[bool]
+
+
+@dataclass(frozen=True, slots=True)
 class IdleCheck:
     """Timer: passivate if nothing happened for the idle time."""
 
 
-ConversationMessage: TypeAlias = SendMessage | MarkRead | Typing | ReadHistory | IdleCheck
+ConversationMessage: TypeAlias = (
+    SendMessage | MarkRead | Typing | ReadHistory | DeleteTranscript | IdleCheck
+)

@@ -23,6 +23,7 @@ from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, Wa
 from actors.messages import (
     AddAgent,
     ConversationMessage,
+    DeleteTranscript,
     GetSnapshot,
     History,
     MarkRead,
@@ -51,6 +52,7 @@ from router import (
     ActorRef,
     ActorSystem,
     MailboxFull,
+    Refused,
     Reply,
     RestartPolicy,
     open_actor_system,
@@ -168,6 +170,21 @@ class System:
 
     async def resolve_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
         return await self._supervisor.ask(lambda reply: ResolveChat(chat_id, by, actor_id, reply))
+
+    async def delete_chat(self, chat_id: str, *, actor_id: str) -> bool:
+        """Resolve the chat (freeing its agent), then have its conversation delete it and stop:
+        the chat's owners decide, one after the other. False if it was not there."""
+        try:
+            await self.resolve_chat(chat_id, by=Actor.ADMIN, actor_id=actor_id)
+        except Refused as refusal:
+            if refusal.code != "chat_not_active":
+                raise
+        try:
+            return await self._ask_conversation(chat_id, DeleteTranscript)
+        except Refused as refusal:
+            if refusal.code == "chat_not_found":
+                return False
+            raise
 
     async def reassign_chat(self, chat_id: str, agent_id: str, *, actor_id: str) -> Chat:
         return await self._supervisor.ask(

@@ -109,9 +109,9 @@ async def delete_chat(chat_id: str) -> Response:
     """Delete a chat and its messages; an active chat is resolved first. Its activity history
     stays."""
     chat = await _chat(chat_id)
-    if chat.status is not ChatStatus.RESOLVED:
-        await _resolve(chat)
-    await services().store.delete_chat(chat.id)
+    admin_id = current_principal().user.id
+    if not await ask(None, services().system.delete_chat(chat.id, actor_id=admin_id)):
+        raise chat_not_found(chat.id)
     return respond(MessageOut(message=f"chat {chat.id} deleted"))
 
 

@@ -62,6 +62,7 @@ FORWARDED = frozenset(
         "set_max_load",
         "park_chat",
         "resolve_chat",
+        "delete_chat",
         "reassign_chat",
         "add_agent",
         "remove_agent",

@@ -125,6 +125,12 @@ class ClusterSystem(System):
         )
         return answer
 
+    async def delete_chat(self, chat_id: str, *, actor_id: str) -> bool:
+        answer: bool = await self.node.call(
+            "delete_chat", {"chat_id": chat_id, "actor_id": actor_id}
+        )
+        return answer
+
     async def reassign_chat(self, chat_id: str, agent_id: str, *, actor_id: str) -> Chat:
         answer: Chat = await self.node.call(
             "reassign_chat", {"chat_id": chat_id, "agent_id": agent_id, "actor_id": actor_id}

@@ -247,3 +247,37 @@ async def test_a_message_to_an_offline_reader_leaves_one_notification_per_chat(
     await system.send_message(chat_id, ANN, client_msg_id="a1", content="here")
     # The customer has no live connection in this test either: the reply waits for them.
     assert await store.count_unread_notifications("cust-1") == 1
+
+
+async def test_a_chat_deleted_under_its_conversation_is_refused_not_a_crash(
+    system: System, store: MemoryStore
+) -> None:
+    """Deleted by something else than the conversation (another node, a tool): the receipt is
+    refused as a missing chat and the conversation stops, with no restart that cannot load."""
+    chat_id = await assigned_chat(system)
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="a", content="hi")
+    assert await store.delete_chat(chat_id)
+    with pytest.raises(Refused) as refused:
+        await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.SEEN)
+    assert refused.value.code == "chat_not_found"
+    await settle()
+    assert f"chat:{chat_id}" not in {actor.name for actor in system.actor_states()}
+    assert not any(actor.restarts for actor in system.actor_states())
+
+
+async def test_delete_resolves_then_the_conversation_deletes_and_stops(
+    system: System, store: MemoryStore
+) -> None:
+    chat_id = await assigned_chat(system)
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="a", content="hi")
+    assert await system.delete_chat(chat_id, actor_id="admin")
+    assert await store.get_chat(chat_id) is None
+    assert await store.list_messages(chat_id) == []
+    assert system.route(chat_id) is None
+    snapshot = await system.snapshot()
+    assert next(agent for agent in snapshot.core.agents if agent.agent_id == "ann").load == 0
+    assert f"chat:{chat_id}" not in {actor.name for actor in system.actor_states()}
+    assert not await system.delete_chat(chat_id, actor_id="admin")
+    with pytest.raises(Refused) as refused:
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="b", content="again")
+    assert refused.value.code == "chat_not_found"

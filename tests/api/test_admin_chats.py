@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from actors import ChatAssigned, ChatUnassigned
+from actors import ChatAssigned, ChatUnassigned, Speaker
+from router import Refused
+from store import MessageStatus, Role
 from tests.api.support import (
     ADMIN,
     ANN,
@@ -152,6 +155,35 @@ async def test_deleting_an_active_chat_resolves_it_first(live: Live) -> None:
     assert deleted.status_code == 200
     agents = (await live.http.get("/admin/agents", headers=admin.headers)).json()
     assert next(a for a in agents if a["id"] == ann.id)["load"] == 0
+
+
+async def test_deleting_a_chat_with_a_live_conversation_stops_it_first(live: Live) -> None:
+    """The conversation is stopped before the chat is deleted: a receipt arriving afterwards is
+    refused as a missing chat, not a crash of an actor writing a chat that is gone."""
+    admin = await staff(live, ADMIN)
+    ann = await available_agent(live, ANN)
+    carla = await customer(live)
+    chat_id = (await open_chat(live, carla))["id"]
+    system = live.services.system
+    await system.send_message(
+        chat_id, Speaker(carla.id, Role.CUSTOMER), client_msg_id="m1", content="hello"
+    )
+    conversation = f"chat:{chat_id}"
+    assert conversation in {actor.name for actor in system.actor_states()}
+    deleted = await live.http.delete(f"/admin/chats/{chat_id}", headers=admin.headers)
+    assert deleted.status_code == 200
+    assert conversation not in {actor.name for actor in system.actor_states()}
+    with pytest.raises(Refused) as refused:
+        await system.mark_read(
+            chat_id, Speaker(ann.id, Role.AGENT), seq=1, status=MessageStatus.SEEN
+        )
+    assert refused.value.code == "chat_not_found"
+    assert not any(actor.restarts for actor in system.actor_states())
+    assert_error(
+        await live.http.get(f"/messages/customer/{chat_id}", headers=carla.headers),
+        404,
+        "chat_not_found",
+    )
 
 
 async def test_the_edit_form_reassigns_and_renames_and_a_waiting_chat_can_be_set_pending(
