@@ -771,8 +771,12 @@ class _Database:
             self._insert_activity(journal.activity, session, again=True)
             for collection, rows in ((self._chats, journal.chats), (self._users, journal.agents)):
                 if rows:
+                    # `$and`, not one filter document with `_id` beside `$or`: nx-27017 (the
+                    # tests' server) drops the `_id` there and updates the first match instead.
                     updates = [
-                        UpdateOne({"_id": i} | unstamped_or_older, {"$set": f | stamped})
+                        UpdateOne(
+                            {"$and": [{"_id": i}, unstamped_or_older]}, {"$set": f | stamped}
+                        )
                         for i, f in rows
                     ]
                     collection.bulk_write(updates, session=session)

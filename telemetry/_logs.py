@@ -29,7 +29,17 @@ FIELDS = "fields"
 
 # Our own loggers follow SWITCHBOARD_LOG_LEVEL; everybody else's stay at warning, so a debug
 # level shows Switchboard's detail without every library's.
-OWN_LOGGERS = ("router", "actors", "store", "api", "tools", "telemetry", "hypercorn.error")
+OWN_LOGGERS = (
+    "router",
+    "actors",
+    "store",
+    "bus",
+    "cluster",
+    "api",
+    "tools",
+    "telemetry",
+    "hypercorn.error",
+)
 
 REDACTED = "[redacted]"
 _SECRET_WORDS = ("password", "token", "secret", "otp", "authorization", "cookie")

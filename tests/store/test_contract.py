@@ -801,6 +801,29 @@ async def test_a_decision_under_a_replaced_token_is_refused_and_changes_nothing(
     assert (moved.status, moved.agent_id) == (ChatStatus.NEW, agent.id)
 
 
+async def test_fenced_decisions_in_turn_each_write_their_own_chat(store: Store) -> None:
+    # An arbiter's decisions one after another, each on another chat (as chats open): each is
+    # written to its chat and to no other.
+    agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
+    token = await store.claim_routing("node-a")
+    waiting = [await store.create_chat(chat()) for _ in range(4)]
+    for number, each in enumerate(waiting):
+        await store.record_routing(
+            [ChatRouting(each.id, ChatStatus.OPEN, agent.id, None, None, at(number))],
+            [AgentRouting(agent.id, AgentStatus.AVAILABLE, 4, at(number))],
+            [activity(chat_id=each.id)],
+            fence=token,
+        )
+    for number, each in enumerate(waiting):
+        stored = await store.get_chat(each.id)
+        assert stored is not None
+        assert (stored.status, stored.agent_id, stored.updated_at) == (
+            ChatStatus.OPEN,
+            agent.id,
+            at(number),
+        )
+
+
 async def test_a_token_never_claimed_is_refused(store: Store) -> None:
     waiting = await store.create_chat(chat())
     with pytest.raises(Fenced):
