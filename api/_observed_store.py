@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from store import DuplicateEmail, DuplicateMessage, Message, NotFound, Store, StoreUnavailable
+from store import DuplicateEmail, DuplicateMessage, NotFound, Store, StoreUnavailable
 from telemetry import message_stored, store_call, store_failed
 
 # Refusals the callers expect and answer (a resent message, a taken email): not store errors.
@@ -45,8 +45,11 @@ def _observed(operation: str, call: Callable[..., Awaitable[Any]]) -> Callable[.
             raise
         finally:
             store_call(operation, time.perf_counter() - started)
-        if isinstance(result, Message) and operation == "append_message":
+        if operation == "append_message":
             message_stored(result.sender_role.value)
+        elif operation == "append_messages":
+            for message in result:
+                message_stored(message.sender_role.value)
         return result
 
     return observed

@@ -26,6 +26,12 @@ In detail:
 - `append_message`: `NotFound` if the chat is missing; with the insert, the chat gets
   last_message_id, last_seq = seq, updated_at = message.created_at, and the receiving side's unread
   count + 1 (sender_role customer -> agent_unread_count, otherwise customer_unread_count).
+- `append_messages`: a run of one chat's messages in ascending seq (`ValueError` otherwise),
+  stored as `append_message` would store each in turn, but all or none and in one write (one
+  transaction, one round trip where the database allows): a refusal of any of them
+  (`DuplicateMessage`, also between two of the run; `NotFound`; a reused id) stores none. An
+  empty run stores nothing. Which message was refused is not said: a caller that needs to know
+  appends them one by one.
 - `list_messages`: seq > after_seq, ascending by seq, at most `limit`.
 - `mark_messages`: `NotFound` if the chat is missing; the chat's messages with seq <= up_to_seq
   not sent by `reader_id` whose status is below `status` (sent < delivered < seen) get `status`;
@@ -200,6 +206,7 @@ class Store(Protocol):
 
     # messages
     async def append_message(self, message: Message) -> Message: ...
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
     async def get_message(self, message_id: str) -> Message | None: ...
     async def get_message_by_client_id(
         self, chat_id: str, client_msg_id: str

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
+from itertools import pairwise
 from typing import Protocol
 
 from store._protocol import ChatFilter, Fenced, StoreError
@@ -83,6 +85,30 @@ def check_record_times(record: User | Chat | Message | Notification | Activity |
         value = getattr(record, field.name)
         if isinstance(value, datetime):
             check_aware(value)
+
+
+def check_run(messages: Sequence[Message]) -> None:
+    """What `append_messages` takes: messages of one chat, in ascending seq."""
+    for before, after in pairwise(messages):
+        if after.chat_id != before.chat_id:
+            raise ValueError(
+                f"append_messages takes one chat's messages, got {before.chat_id} and "
+                f"{after.chat_id}"
+            )
+        if after.seq <= before.seq:
+            raise ValueError(
+                f"append_messages takes messages in ascending seq, got {after.seq} after "
+                f"{before.seq}"
+            )
+    for message in messages:
+        check_record_times(message)
+
+
+def unread_added(messages: Sequence[Message]) -> tuple[int, int]:
+    """How much a run of messages adds to the chat's (agent, customer) unread counts: a
+    customer's message is unread for the agent, anyone else's for the customer."""
+    from_customer = sum(message.sender_role == Role.CUSTOMER for message in messages)
+    return from_customer, len(messages) - from_customer
 
 
 def check_fence(fence: int | None, current: int) -> None:

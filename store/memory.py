@@ -272,33 +272,51 @@ class MemoryStore:
 
     async def append_message(self, message: Message) -> Message:
         await trio.lowlevel.checkpoint()
-        _rules.check_record_times(message)
-        chat = self._chats.get(message.chat_id)
+        self._append([message])
+        return message
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        await trio.lowlevel.checkpoint()
+        self._append(messages)
+        return list(messages)
+
+    def _append(self, messages: Sequence[Message]) -> None:
+        """Every check first, then every change: all or none."""
+        _rules.check_run(messages)
+        if not messages:
+            return
+        chat = self._chats.get(messages[0].chat_id)
         if chat is None:
-            raise NotFound(f"chat {message.chat_id}")
-        if message.id in self._messages:
-            raise StoreError(f"message id {message.id} already exists")
+            raise NotFound(f"chat {messages[0].chat_id}")
         by_seq = self._message_ids_by_seq[chat.id]
         by_client_id = self._message_ids_by_client_id[chat.id]
-        if message.seq in by_seq:
-            raise DuplicateMessage(f"chat {chat.id} already has seq {message.seq}")
-        if message.client_msg_id in by_client_id:
-            raise DuplicateMessage(
-                f"chat {chat.id} already has client_msg_id {message.client_msg_id!r}"
-            )
-        from_customer = message.sender_role == Role.CUSTOMER
+        ids: set[str] = set()
+        client_ids: set[str] = set()
+        for message in messages:
+            if message.id in self._messages or message.id in ids:
+                raise StoreError(f"message id {message.id} already exists")
+            if message.seq in by_seq:
+                raise DuplicateMessage(f"chat {chat.id} already has seq {message.seq}")
+            if message.client_msg_id in by_client_id or message.client_msg_id in client_ids:
+                raise DuplicateMessage(
+                    f"chat {chat.id} already has client_msg_id {message.client_msg_id!r}"
+                )
+            ids.add(message.id)
+            client_ids.add(message.client_msg_id)
+        last = messages[-1]
+        for_agent, for_customer = _rules.unread_added(messages)
         self._chats[chat.id] = replace(
             chat,
-            last_message_id=message.id,
-            last_seq=message.seq,
-            updated_at=message.created_at,
-            agent_unread_count=chat.agent_unread_count + from_customer,
-            customer_unread_count=chat.customer_unread_count + (not from_customer),
+            last_message_id=last.id,
+            last_seq=last.seq,
+            updated_at=last.created_at,
+            agent_unread_count=chat.agent_unread_count + for_agent,
+            customer_unread_count=chat.customer_unread_count + for_customer,
         )
-        self._messages[message.id] = message
-        by_seq[message.seq] = message.id
-        by_client_id[message.client_msg_id] = message.id
-        return message
+        for message in messages:
+            self._messages[message.id] = message
+            by_seq[message.seq] = message.id
+            by_client_id[message.client_msg_id] = message.id
 
     async def get_message(self, message_id: str) -> Message | None:
         await trio.lowlevel.checkpoint()

@@ -20,10 +20,16 @@ primary, so a call returns only once its write survives a failover, and a later 
 Atomicity: on a replica set or sharded cluster each multi-document write runs in a transaction.
 A standalone server has none, so the writes are ordered so that a crash part way loses nothing
 acknowledged, and every call still refuses duplicates through the unique indexes alone:
-- `append_message` inserts the message first (the unique (chat, seq) and (chat, client_msg_id)
+- `append_message(s)` inserts the messages first (the unique (chat, seq) and (chat, client_msg_id)
   indexes refuse a duplicate before anything else changes, so racing appends store exactly one),
-  then updates the chat's counters in one `$set`/`$inc`. A crash between the two leaves a stored
-  but unacknowledged message that the chat's counters do not count.
+  then updates the chat's counters in one `$set`/`$inc`; the inserts before a refused one are
+  taken back. A crash between the two leaves stored but unacknowledged messages that the chat's
+  counters do not count.
+
+Round trips: on MongoDB 8.0 and later, a write to several collections (a run of messages and
+their chat's counters; `mark_messages`' statuses and unread count) is one client-level
+bulkWrite command, ordered, so it stops at a refused write just as the separate commands did.
+Older servers, and nx-27017 (see `_supports_bulk_write`), get one command per collection.
 - `append_activity` takes back the entries it inserted when a later one is refused; a crash
   before that leaves the entries before the refused one.
 - `record_routing` appends the activity first (the only part that can be refused), then writes
@@ -60,16 +66,25 @@ from pymongo import (
     ASCENDING,
     DESCENDING,
     IndexModel,
+    InsertOne,
     MongoClient,
     ReadPreference,
     ReturnDocument,
+    UpdateMany,
     UpdateOne,
 )
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ClientBulkWriteException,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+)
 from pymongo.read_concern import ReadConcern
+from pymongo.results import ClientBulkWriteResult
 from pymongo.server_type import SERVER_TYPE
 from pymongo.write_concern import WriteConcern
 
@@ -127,6 +142,7 @@ _EXACT = "_us"
 _TIME_HINTS = (datetime, datetime | None)
 
 _DUPLICATE_KEY = 11000
+_BULK_WRITE_WIRE_VERSION = 25
 
 _ROUTING = "routing"
 """The `fences` document of the routing arbiter."""
@@ -189,10 +205,10 @@ def _create_indexes(database: Database[Document], *, with_id: bool) -> None:
         database[collection].create_indexes(models)
 
 
-def _indexes_may_hold_id(client: MongoClient[Document]) -> bool:
-    # nx-27017, the tests' wire-protocol server, accepts an index with _id among its keys and
-    # then refuses every insert into the collection ("JSON path error near '_id'").
-    return client.admin.command("buildInfo").get("process") != "nx_27017"
+def _is_nx_27017(client: MongoClient[Document]) -> bool:
+    """Whether the server is nx-27017, the tests' wire-protocol server (see its differences
+    where they are worked around)."""
+    return client.admin.command("buildInfo").get("process") == "nx_27017"
 
 
 # values <-> documents
@@ -365,10 +381,16 @@ class _Database:
     """Every store operation against one MongoDB database, as blocking PyMongo calls."""
 
     def __init__(
-        self, client: MongoClient[Document], database: Database[Document], transactions: bool
+        self,
+        client: MongoClient[Document],
+        database: Database[Document],
+        transactions: bool,
+        bulk: bool,
     ) -> None:
         self._client = client
         self.transactions = transactions
+        self.bulk = bulk
+        """Whether writes to several collections go to the server as one bulkWrite command."""
         self._users = database["users"]
         self._chats = database["chats"]
         self._messages = database["messages"]
@@ -580,36 +602,76 @@ class _Database:
 
     # messages
 
-    def append_message(self, message: Message) -> Message:
-        document = _MESSAGES.encode(message)
-        from_customer = message.sender_role == Role.CUSTOMER
+    def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        _rules.check_run(messages)
+        if not messages:
+            return []
+        documents = [_MESSAGES.encode(message) for message in messages]
+        last = messages[-1]
+        chat = {"_id": last.chat_id}
+        for_agent, for_customer = _rules.unread_added(messages)
         counters = {
-            "$set": {"last_message_id": message.id, "last_seq": message.seq}
-            | _time_fields("updated_at", message.created_at),
-            "$inc": {
-                "agent_unread_count": int(from_customer),
-                "customer_unread_count": int(not from_customer),
-            },
+            "$set": {"last_message_id": last.id, "last_seq": last.seq}
+            | _time_fields("updated_at", last.created_at),
+            "$inc": {"agent_unread_count": for_agent, "customer_unread_count": for_customer},
         }
 
         def work(session: ClientSession | None) -> None:
-            # The message first: its unique indexes refuse a duplicate before the chat changes.
-            self._messages.insert_one(document, session=session)
-            chat = {"_id": message.chat_id}
-            if not self._chats.update_one(chat, counters, session=session).matched_count:
-                # No such chat: take the message back (in a transaction the abort would too).
-                self._messages.delete_one({"_id": message.id}, session=session)
-                raise NotFound(f"chat {message.chat_id}")
+            # The messages first: their unique indexes refuse a duplicate before the chat changes.
+            try:
+                if self.bulk:
+                    inserts = [InsertOne(d, namespace=self._messages.full_name) for d in documents]
+                    update = UpdateOne(chat, counters, namespace=self._chats.full_name)
+                    written = self._write_together([*inserts, update], session)
+                    matched = written.update_results[len(inserts)].matched_count
+                else:
+                    self._messages.insert_many(documents, session=session)
+                    matched = self._chats.update_one(chat, counters, session=session).matched_count
+            except (BulkWriteError, ClientBulkWriteException) as exc:
+                if session is None:  # a transaction's abort takes them back otherwise
+                    self._take_back(documents[: _refused_at(exc, len(documents))])
+                raise
+            if not matched:
+                # No such chat: take the messages back (in a transaction the abort would too).
+                self._take_back(documents, session)
+                raise NotFound(f"chat {last.chat_id}")
 
         try:
             self._atomically(work)
-        except DuplicateKeyError as exc:
+        except (BulkWriteError, ClientBulkWriteException) as exc:
+            refused = _first_write_error(exc)
+            if refused is None or refused[1] != _DUPLICATE_KEY or refused[0] >= len(messages):
+                raise
+            message = messages[refused[0]]
             duplicate = DuplicateMessage(
                 f"chat {message.chat_id} already has seq {message.seq}"
                 f" or client_msg_id {message.client_msg_id!r}"
             )
             raise self._clash(self._messages, message.id, "message", duplicate) from exc
-        return message
+        return list(messages)
+
+    def _take_back(
+        self, documents: Sequence[Document], session: ClientSession | None = None
+    ) -> None:
+        if documents:
+            ids = [document["_id"] for document in documents]
+            self._messages.delete_many({"_id": {"$in": ids}}, session=session)
+
+    def _write_together(
+        self,
+        writes: Sequence[InsertOne[Document] | UpdateOne | UpdateMany],
+        session: ClientSession | None,
+    ) -> ClientBulkWriteResult:
+        """Writes to several collections in one round trip (the bulkWrite command of MongoDB
+        8.0), in order, stopping at the first one refused."""
+        return self._client.bulk_write(
+            writes,
+            session=session,
+            ordered=True,
+            verbose_results=True,
+            # Inside a transaction its commit carries the write concern.
+            write_concern=None if session is not None else _WRITE_CONCERN,
+        )
 
     def get_message(self, message_id: str) -> Message | None:
         return self._one(self._messages, _MESSAGES, {"_id": message_id})
@@ -640,31 +702,90 @@ class _Database:
         self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int:
         replaceable = sorted(s.value for s in _rules.statuses_below(status))
+        unread = {
+            "chat_id": chat_id,
+            "seq": {"$lte": up_to_seq},
+            "sender_id": {"$ne": reader_id},
+            "status": {"$in": replaceable},
+        }
+        raise_statuses = {"$set": {"status": status.value}}
+        if self.bulk:
+            return self._atomically(
+                lambda session: self._mark_together(
+                    chat_id, reader_id, status, unread if replaceable else None, session
+                )
+            )
 
         def work(session: ClientSession | None) -> int:
-            chat = self._chats.find_one({"_id": chat_id}, {"customer_id": 1}, session=session)
-            if chat is None:
-                raise NotFound(f"chat {chat_id}")
             changed = 0
             if replaceable:
                 changed = self._messages.update_many(
-                    {
-                        "chat_id": chat_id,
-                        "seq": {"$lte": up_to_seq},
-                        "sender_id": {"$ne": reader_id},
-                        "status": {"$in": replaceable},
-                    },
-                    {"$set": {"status": status.value}},
-                    session=session,
+                    unread, raise_statuses, session=session
                 ).modified_count
             if status == MessageStatus.SEEN:
-                side = "customer" if reader_id == chat["customer_id"] else "agent"
-                self._chats.update_one(
-                    {"_id": chat_id}, {"$set": {f"{side}_unread_count": 0}}, session=session
-                )
+                # The customer's unread count if the reader is the chat's customer, else the
+                # agent's: the first update that matches says which, and that the chat exists.
+                for side, reader in (("customer", reader_id), ("agent", {"$ne": reader_id})):
+                    query = {"_id": chat_id, "customer_id": reader}
+                    update = {"$set": {f"{side}_unread_count": 0}}
+                    if self._chats.update_one(query, update, session=session).matched_count:
+                        return changed
+                raise NotFound(f"chat {chat_id}")
+            # Messages only change in a chat that exists (or in what a crash part way through
+            # delete_chat left, which the next delete_chat clears): only a mark that changed
+            # nothing asks.
+            if (
+                not changed
+                and self._chats.find_one({"_id": chat_id}, {"_id": 1}, session=session) is None
+            ):
+                raise NotFound(f"chat {chat_id}")
             return changed
 
         return self._atomically(work)
+
+    def _mark_together(
+        self,
+        chat_id: str,
+        reader_id: str,
+        status: MessageStatus,
+        unread: Document | None,
+        session: ClientSession | None,
+    ) -> int:
+        """`mark_messages` in one round trip: the statuses first, then the chat, whose updates
+        say by how many documents they matched whether it exists and whose side reads."""
+        writes: list[UpdateOne | UpdateMany] = []
+        if unread is not None:
+            writes.append(
+                UpdateMany(
+                    unread, {"$set": {"status": status.value}}, namespace=self._messages.full_name
+                )
+            )
+        chats = self._chats.full_name
+        if status == MessageStatus.SEEN:
+            # The customer's unread count if the reader is the chat's customer, else the agent's.
+            writes += [
+                UpdateOne(
+                    {"_id": chat_id, "customer_id": reader_id},
+                    {"$set": {"customer_unread_count": 0}},
+                    namespace=chats,
+                ),
+                UpdateOne(
+                    {"_id": chat_id, "customer_id": {"$ne": reader_id}},
+                    {"$set": {"agent_unread_count": 0}},
+                    namespace=chats,
+                ),
+            ]
+        else:
+            # Changes nothing; only says whether the chat is there.
+            writes.append(
+                UpdateOne({"_id": chat_id}, {"$inc": {"agent_unread_count": 0}}, namespace=chats)
+            )
+        written = self._write_together(writes, session)
+        results = written.update_results
+        first_chat = 0 if unread is None else 1
+        if not sum(results[i].matched_count for i in range(first_chat, len(writes))):
+            raise NotFound(f"chat {chat_id}")
+        return 0 if unread is None else results[0].modified_count
 
     # notifications
 
@@ -774,9 +895,7 @@ class _Database:
                     # `$and`, not one filter document with `_id` beside `$or`: nx-27017 (the
                     # tests' server) drops the `_id` there and updates the first match instead.
                     updates = [
-                        UpdateOne(
-                            {"$and": [{"_id": i}, unstamped_or_older]}, {"$set": f | stamped}
-                        )
+                        UpdateOne({"$and": [{"_id": i}, unstamped_or_older]}, {"$set": f | stamped})
                         for i, f in rows
                     ]
                     collection.bulk_write(updates, session=session)
@@ -983,6 +1102,24 @@ def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Do
     return batches
 
 
+def _first_write_error(exc: BulkWriteError | ClientBulkWriteException) -> tuple[int, int] | None:
+    """Where an ordered bulk write stopped, and why: the index of its refused write (each one
+    before it was applied) and the error code; None if no single write was refused."""
+    errors = exc.details.get("writeErrors") or []
+    if not errors:
+        return None
+    # The collection-level command says "index", the client-level one "idx".
+    index = errors[0]["index"] if isinstance(exc, BulkWriteError) else errors[0]["idx"]
+    return int(index), int(errors[0]["code"])
+
+
+def _refused_at(exc: BulkWriteError | ClientBulkWriteException, writes: int) -> int:
+    """How many of an ordered bulk write's `writes` were applied, at most (all of them may have
+    been when the whole command failed)."""
+    refused = _first_write_error(exc)
+    return writes if refused is None else refused[0]
+
+
 def _only_duplicates(exc: BulkWriteError) -> bool:
     errors = exc.details.get("writeErrors", [])
     return bool(errors) and all(error.get("code") == _DUPLICATE_KEY for error in errors)
@@ -1107,7 +1244,10 @@ class MongoStore:
     # messages
 
     async def append_message(self, message: Message) -> Message:
-        return await self._call(lambda db: db.append_message(message))
+        return (await self._call(lambda db: db.append_messages([message])))[0]
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        return await self._call(lambda db: db.append_messages(messages))
 
     async def get_message(self, message_id: str) -> Message | None:
         return await self._call(lambda db: db.get_message(message_id))
@@ -1263,8 +1403,24 @@ def _supports_transactions(client: MongoClient[Document]) -> bool:
     return bool(kinds & {SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos, SERVER_TYPE.LoadBalancer})
 
 
+def _supports_bulk_write(client: MongoClient[Document], nx_27017: bool) -> bool:
+    # The client-level bulkWrite command (one round trip for writes to several collections)
+    # came with MongoDB 8.0, wire version 25; older servers get one command per collection.
+    # nx-27017 says 8.0 and runs the command, but under the lock of the database it is sent to
+    # (admin), not the one it writes: beside another command on that database, its inserts
+    # fail (code 8, "Failed to get last row id") where a duplicate key was due.
+    if nx_27017:
+        return False
+    servers = client.topology_description.server_descriptions().values()
+    versions = [server.max_wire_version for server in servers if server.is_writable]
+    return bool(versions) and min(versions) >= _BULK_WRITE_WIRE_VERSION
+
+
 def _prepare(
-    client: MongoClient[Document], transactions: bool | None, existing: bool = False
+    client: MongoClient[Document],
+    transactions: bool | None,
+    existing: bool = False,
+    bulk: bool | None = None,
 ) -> _Database:
     name = client.get_default_database(DEFAULT_DATABASE).name
     if existing and name not in client.list_database_names():
@@ -1276,29 +1432,40 @@ def _prepare(
         write_concern=_WRITE_CONCERN,
         read_concern=_READ_CONCERN,
     )
-    _create_indexes(database, with_id=_indexes_may_hold_id(client))
+    nx_27017 = _is_nx_27017(client)
+    # nx-27017 accepts an index with _id among its keys and then refuses every insert into
+    # the collection ("JSON path error near '_id'").
+    _create_indexes(database, with_id=not nx_27017)
     if transactions is None:
         transactions = _supports_transactions(client)
-    return _Database(client, database, transactions)
+    if bulk is None:
+        bulk = _supports_bulk_write(client, nx_27017)
+    return _Database(client, database, transactions, bulk)
 
 
 @asynccontextmanager
 async def open_mongo_store(
-    url: str, *, transactions: bool | None = None, existing: bool = False
+    url: str,
+    *,
+    transactions: bool | None = None,
+    existing: bool = False,
+    bulk: bool | None = None,
 ) -> AsyncIterator[MongoStore]:
     """Connect to the MongoDB `url` names (its database, or `switchboard`), create the indexes,
     and keep the connection until exit; calls made after it raise StoreError.
 
     An unreachable server raises StoreUnavailable within serverSelectionTimeoutMS (the URL's,
     or SERVER_SELECTION_TIMEOUT_MS). `transactions` is decided from the server's type unless
-    given (tests use it to run both ways against one server). With `existing`, a database
+    given (tests use it to run both ways against one server), and so is `bulk`, whether a write
+    to several collections (a message and its chat) goes as one bulkWrite command (MongoDB 8.0
+    and later) or one command per collection. With `existing`, a database
     that is not there yet is refused (StoreError) rather than created.
     """
     where = _redact(url)
     client = await trio.to_thread.run_sync(_connect, url, where)
     try:
         with _translated(where):
-            database = await trio.to_thread.run_sync(_prepare, client, transactions, existing)
+            database = await trio.to_thread.run_sync(_prepare, client, transactions, existing, bulk)
         store = MongoStore(database, where)
         try:
             yield store

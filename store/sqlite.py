@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar, get_type_hints
 
@@ -522,36 +523,33 @@ class _Database:
 
     # messages
 
-    def append_message(self, message: Message) -> Message:
-        from_customer = message.sender_role == Role.CUSTOMER
-        # The chat first: a missing chat is NotFound, and if the insert below is refused the
-        # operation's savepoint rolls this update back with it.
+    def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        _rules.check_run(messages)
+        if not messages:
+            return []
+        last = messages[-1]
+        for_agent, for_customer = _rules.unread_added(messages)
+        # The chat first: a missing chat is NotFound, and if an insert below is refused the
+        # operation's savepoint rolls this update and the other inserts back with it.
         updated = self._db.execute(
             "UPDATE chats SET last_message_id = ?, last_seq = ?, updated_at = ?,"
             " agent_unread_count = agent_unread_count + ?,"
             " customer_unread_count = customer_unread_count + ?"
             " WHERE id = ?",
             [
-                message.id,
-                message.seq,
-                _encode_time(message.created_at),
-                int(from_customer),
-                int(not from_customer),
-                message.chat_id,
+                last.id,
+                last.seq,
+                _encode_time(last.created_at),
+                for_agent,
+                for_customer,
+                last.chat_id,
             ],
         ).rowcount
         if not updated:
-            raise NotFound(f"chat {message.chat_id}")
-        self._insert(
-            _MESSAGES,
-            message,
-            "message",
-            lambda: DuplicateMessage(
-                f"chat {message.chat_id} already has seq {message.seq}"
-                f" or client_msg_id {message.client_msg_id!r}"
-            ),
-        )
-        return message
+            raise NotFound(f"chat {last.chat_id}")
+        for message in messages:
+            self._insert(_MESSAGES, message, "message", partial(_duplicate, message))
+        return list(messages)
 
     def get_message(self, message_id: str) -> Message | None:
         return self._one(_MESSAGES, "id = ?", [message_id])
@@ -790,6 +788,13 @@ class _Operation(Generic[R]):
     done: trio.Event = field(default_factory=trio.Event)
 
 
+def _duplicate(message: Message) -> DuplicateMessage:
+    return DuplicateMessage(
+        f"chat {message.chat_id} already has seq {message.seq}"
+        f" or client_msg_id {message.client_msg_id!r}"
+    )
+
+
 def _closed() -> StoreError:
     return StoreError("the store is closed")
 
@@ -977,7 +982,10 @@ class SqliteStore:
     # messages
 
     async def append_message(self, message: Message) -> Message:
-        return await self._call(lambda db: db.append_message(message))
+        return (await self._call(lambda db: db.append_messages([message])))[0]
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        return await self._call(lambda db: db.append_messages(messages))
 
     async def get_message(self, message_id: str) -> Message | None:
         return await self._read(lambda db: db.get_message(message_id))

@@ -2,7 +2,10 @@
 
 The MongoDB backend runs against a wire-protocol server these tests start themselves (once per
 session, a fresh database per test): as the server presents itself (a standalone, so no
-transactions) and with transactions forced on, so both write paths of MongoStore are checked.
+transactions, and one command per collection), with transactions forced on, and with writes to
+several collections as one bulkWrite command as on MongoDB 8.0 (which this server takes only
+one at a time: see `_supports_bulk_write`, so not in the racing tests), so every write path of
+MongoStore is checked.
 With MONGODB_URL set, the suite runs against that real server too.
 """
 
@@ -44,6 +47,11 @@ def _mongodb_transactions(request: pytest.FixtureRequest) -> AbstractAsyncContex
     return fresh_mongo_store(server.url, transactions=True)
 
 
+def _mongodb_bulk_write(request: pytest.FixtureRequest) -> AbstractAsyncContextManager[Store]:
+    server: WireServer = request.getfixturevalue("wire_server")
+    return fresh_mongo_store(server.url, bulk=True)
+
+
 def _mongodb_url(request: pytest.FixtureRequest) -> AbstractAsyncContextManager[Store]:
     assert MONGODB_URL is not None
     return fresh_mongo_store(MONGODB_URL)
@@ -57,6 +65,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], AbstractAsyncContextManage
     "sqlite": _sqlite,
     "mongodb": _mongodb,
     "mongodb-transactions": _mongodb_transactions,
+    "mongodb-bulk-write": _mongodb_bulk_write,
 }
 if MONGODB_URL:
     BACKENDS["mongodb-url"] = _mongodb_url

@@ -112,12 +112,12 @@ def fresh_database_url(server_url: str) -> str:
 
 @asynccontextmanager
 async def fresh_mongo_store(
-    server_url: str, *, transactions: bool | None = None
+    server_url: str, *, transactions: bool | None = None, bulk: bool | None = None
 ) -> AsyncIterator[MongoStore]:
     """A store on a database of its own on `server_url`, dropped when the block ends."""
     url = fresh_database_url(server_url)
     try:
-        async with open_mongo_store(url, transactions=transactions) as store:
+        async with open_mongo_store(url, transactions=transactions, bulk=bulk) as store:
             yield store
     finally:
         with trio.CancelScope(shield=True):

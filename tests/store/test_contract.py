@@ -514,6 +514,77 @@ async def test_seq_and_client_msg_id_are_unique_per_chat_only(store: Store) -> N
     assert await store.get_message_by_client_id(two.id, "same") == b
 
 
+async def test_append_messages_stores_a_run_with_the_counters_of_each(store: Store) -> None:
+    c = await store.create_chat(chat(customer_unread_count=1, agent_unread_count=2))
+    agent = new_id()
+    run = [
+        message(c, 1, created_at=at(100)),
+        message(c, 2, sender_id=agent, sender_role=Role.AGENT, created_at=at(200)),
+        message(c, 3, created_at=at(300)),
+    ]
+    assert await store.append_messages(run) == run
+    assert await store.list_messages(c.id) == run
+    assert await store.get_chat(c.id) == replace(
+        c,
+        last_message_id=run[-1].id,
+        last_seq=3,
+        updated_at=at(300),
+        agent_unread_count=4,
+        customer_unread_count=2,
+    )
+    assert await store.append_messages([]) == []
+    after = await store.append_messages([message(c, 4, created_at=at(400))])
+    assert await store.list_messages(c.id, after_seq=3) == after
+
+
+@pytest.mark.parametrize("clash", ["stored seq", "stored client_msg_id", "within the run", "id"])
+async def test_append_messages_stores_all_or_none(store: Store, clash: str) -> None:
+    c = await store.create_chat(chat())
+    first = await store.append_message(message(c, 1, client_msg_id="a"))
+    before = await store.get_chat(c.id)
+    run = [message(c, 2, client_msg_id="b"), message(c, 3, client_msg_id="c")]
+    match clash:
+        case "stored seq":
+            run.append(message(c, 1, client_msg_id="d"))
+            run = [run[2], run[0], run[1]]
+        case "stored client_msg_id":
+            run.append(message(c, 4, client_msg_id="a"))
+        case "within the run":
+            run.append(message(c, 4, client_msg_id="b"))
+        case "id":
+            run.append(replace(first, seq=4, client_msg_id="d"))
+    with pytest.raises(StoreError) as refused:
+        await store.append_messages(run)
+    assert isinstance(refused.value, DuplicateMessage) == (clash != "id")
+    assert await store.get_chat(c.id) == before
+    assert await store.list_messages(c.id) == [first]
+    for refused_message in run:
+        if refused_message.id != first.id:
+            assert await store.get_message(refused_message.id) is None
+
+
+async def test_append_messages_to_a_missing_chat_stores_none(store: Store) -> None:
+    orphans = [message(chat(), 1), message(chat(), 2)]
+    orphans[1] = replace(orphans[1], chat_id=orphans[0].chat_id)
+    with pytest.raises(NotFound):
+        await store.append_messages(orphans)
+    for orphan in orphans:
+        assert await store.get_message(orphan.id) is None
+
+
+async def test_append_messages_takes_one_chat_in_ascending_seq(store: Store) -> None:
+    one = await store.create_chat(chat())
+    two = await store.create_chat(chat())
+    with pytest.raises(ValueError, match="one chat"):
+        await store.append_messages([message(one, 1), message(two, 2)])
+    with pytest.raises(ValueError, match="ascending"):
+        await store.append_messages([message(one, 2), message(one, 1)])
+    with pytest.raises(ValueError, match="ascending"):
+        await store.append_messages([message(one, 1), message(one, 1, client_msg_id="x")])
+    assert await store.list_messages(one.id) == []
+    assert await store.list_messages(two.id) == []
+
+
 async def test_list_messages_after_seq_in_seq_order(store: Store) -> None:
     c = await store.create_chat(chat())
     other = await store.create_chat(chat())

@@ -9,6 +9,7 @@ indexes exist. Runs against the tests' wire-protocol server, and MONGODB_URL's w
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 import trio
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from store import (
@@ -30,6 +31,7 @@ from store import (
     DuplicateMessage,
     Fenced,
     Message,
+    MessageStatus,
     MongoStore,
     Role,
     StoreError,
@@ -167,6 +169,55 @@ async def test_the_unique_and_expiry_indexes_exist(store: MongoStore, database_u
     assert messages[("chat_id", "seq")]["unique"] is True
     assert messages[("chat_id", "client_msg_id")]["unique"] is True
     assert revoked[("expires_at",)]["expireAfterSeconds"] == 0
+
+
+# round trips
+
+
+class _Commands(monitoring.CommandListener):
+    """The names of the commands a client sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["separate commands", "bulkWrite"])
+async def test_round_trips_per_write(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    """A message (or a run of them) and its chat's counters: one bulkWrite where the server has
+    it, else one insert and one update; a delivery receipt that changes messages: one command."""
+    commands = _Commands()
+    monkeypatch.setattr(
+        "store.mongo.MongoClient", functools.partial(MongoClient, event_listeners=[commands])
+    )
+    async with open_mongo_store(database_url, bulk=bulk) as store:
+        c = await store.create_chat(chat())
+        commands.sent.clear()
+        await store.append_message(message(c, 1))
+        one = list(commands.sent)
+        commands.sent.clear()
+        await store.append_messages([message(c, 2), message(c, 3), message(c, 4)])
+        run = list(commands.sent)
+        commands.sent.clear()
+        agent = user(role=Role.AGENT)
+        await store.mark_messages(
+            c.id, reader_id=agent.id, up_to_seq=4, status=MessageStatus.DELIVERED
+        )
+        delivered = list(commands.sent)
+    expected = ["bulkWrite"] if bulk else ["insert", "update"]
+    assert one == expected
+    assert run == expected
+    assert delivered == (["bulkWrite"] if bulk else ["update"])
 
 
 # races
