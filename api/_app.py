@@ -20,6 +20,7 @@ from api._config import Settings
 from api._console import console
 from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
+from api._early_answer import CloseAfterEarlyAnswer
 from api._errors import install_error_handlers
 from api._gc import keep_collections_short
 from api._hypercorn import ServerConfig, adjust_hypercorn
@@ -141,7 +142,7 @@ async def serve(
         await nursery.start(watch_runtime)
         await nursery.start(found.outbox.run)
         await serve_asgi(
-            create_app(found),
+            CloseAfterEarlyAnswer(create_app(found)),
             found.settings,
             shutdown_trigger=shutdown_trigger,
             task_status=task_status,
