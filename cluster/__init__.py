@@ -4,6 +4,7 @@
 API uses (a `ClusterSystem`). How the nodes share the work is in `cluster/_node.py`.
 """
 
+from cluster._node import ARBITER_LEASE as ARBITER_LEASE
 from cluster._node import ClusterConfig as ClusterConfig
 from cluster._node import default_node_id as default_node_id
 from cluster._open import open_cluster as open_cluster

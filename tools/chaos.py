@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +51,8 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from bus import Lease, open_bus
+from cluster import ARBITER_LEASE
 from store import (
     Activity,
     ActivityFilter,
@@ -121,6 +124,11 @@ class ChaosPlan:
     # kills wait until every chat is assigned (runs without churn make no decisions after that).
     atomic_routing: bool = True
     time_limit: float = 600.0
+    # Cluster mode: this many nodes on one bus (a Valkey/Redis URL) and the store (MongoDB);
+    # the clients spread over them, and every other kill is the arbiter's node.
+    nodes: int = 1
+    bus: str | None = None
+    lease_seconds: float = 2.0
 
     @property
     def customer_messages(self) -> int:
@@ -154,6 +162,7 @@ class Stats:
     resumes: int = 0
     reloads: int = 0  # resume said the gap was too large: reloaded over REST
     restart_seconds: list[float] = field(default_factory=list)  # kill to serving again
+    takeover_seconds: list[float] = field(default_factory=list)  # arbiter killed to a new one
     churn_ops: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     closes: Counter[int] = field(default_factory=Counter)
@@ -182,6 +191,15 @@ class ChaosReport:
             f"messages, {plan.agent_count} agents, {plan.kills} kills, {plan.churn} churn ops",
             f"kills survived: {self.kills_survived} in {self.seconds:.1f} s "
             f"(restarts took {_spread(stats.restart_seconds)} s)",
+            *(
+                [
+                    f"cluster: {plan.nodes} nodes, lease {plan.lease_seconds} s; "
+                    f"{len(stats.takeover_seconds)} arbiter kills, takeover "
+                    f"{_spread(stats.takeover_seconds)} s (target: lease + 1 s)"
+                ]
+                if plan.nodes > 1
+                else []
+            ),
             f"messages: {stats.acked} acknowledged, {self.stored_messages} stored "
             f"({self.stored_unacked} stored but never acknowledged), {stats.resends} resent, "
             f"{stats.abandoned} abandoned with a lost chat",
@@ -312,10 +330,16 @@ class ServerProcess:
 
 
 class Rest:
-    """REST calls that ride out restarts: retried (bounded) while the server is down or 5xx."""
+    """REST calls that ride out restarts: retried (bounded) while the server is down or 5xx;
+    with several nodes, each retry goes to the next one."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
+    def __init__(self, *nodes: httpx.AsyncClient) -> None:
+        self.nodes = nodes
+        self._turn = 0
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.nodes[self._turn % len(self.nodes)]
 
     async def call(
         self,
@@ -338,6 +362,7 @@ class Rest:
                     return response
             except (httpx.TransportError, trio.TooSlowError):
                 pass
+            self._turn += 1
             await trio.sleep(_backoff(attempt))
         raise ChaosError(f"{method} {path}: no answer after {attempts} attempts")
 
@@ -377,11 +402,11 @@ class ChatPlan:
 class Run:
     """What every client shares: the plan, the progress towards the kills, the evidence."""
 
-    def __init__(self, plan: ChaosPlan, server: ServerProcess, rest: Rest) -> None:
+    def __init__(self, plan: ChaosPlan, servers: list[ServerProcess], rest: Rest) -> None:
         self.plan = plan
-        self.server = server
+        self.servers = servers
         self.rest = rest
-        self.ws_url = server.url.replace("http://", "ws://", 1) + "/ws"
+        self._homes = 0
         self.stats = Stats()
         self.acks: list[AckRecord] = []
         self.chats = [ChatPlan(i, plan.agent_messages) for i in range(plan.chats)]
@@ -393,6 +418,15 @@ class Run:
         self.all_assigned = trio.Event()  # every chat has had an agent
         self._assigned: set[int] = set()
         self._waiters: list[tuple[int, trio.Event]] = []
+
+    def home(self) -> int:
+        """A node for a new client, in turn, so the clients spread over the nodes."""
+        self._homes += 1
+        return self._homes - 1
+
+    def ws_url(self, turn: int) -> str:
+        server = self.servers[turn % len(self.servers)]
+        return server.url.replace("http://", "ws://", 1) + "/ws"
 
     def chat_opened(self, chat: ChatPlan, chat_id: str) -> None:
         chat.chat_id = chat_id
@@ -667,6 +701,7 @@ class Peer:
         self.connected = trio.Event()
         self.sessions = 0
         self.abandoned: dict[str, str] = {}
+        self.turn = run.home()  # the node it connects to; the next one after a failure
 
     def view(self, chat_id: str) -> View:
         if chat_id not in self.views:
@@ -679,7 +714,7 @@ class Peer:
             lasted = False
             try:
                 async with open_websocket_url(
-                    self.run.ws_url,
+                    self.run.ws_url(self.turn),
                     extra_headers=[(b"Authorization", f"Bearer {self.token}".encode())],
                     message_queue_size=4096,
                     max_message_size=1024 * 1024,
@@ -689,6 +724,7 @@ class Peer:
                     lasted = await self._session(ws)
             except (HandshakeError, OSError):
                 self.run.stats.failed_connects += 1
+            self.turn += 1  # its node is down, or the connection ended: try the next
             if self.run.stopping:
                 return
             failures = 0 if lasted else failures + 1
@@ -997,30 +1033,38 @@ async def run_chaos(
 ) -> ChaosReport:
     """Drive `plan` against a server in `workdir`, check what it kept, and report."""
     store_url = plan.store or f"sqlite:///{workdir / 'chaos.db'}"
-    server = ServerProcess(store_url, free_port(), workdir, plan.grace_seconds)
-    say(f"chaos: seed {plan.seed}; server log {server.log_path}")
+    servers = _servers(plan, store_url, workdir)
+    say(f"chaos: seed {plan.seed}; server log {servers[0].log_path}")
     started = time.monotonic()
     run: Run | None = None
     try:
         with trio.fail_after(plan.time_limit):
-            async with (
-                httpx.AsyncClient(base_url=server.url, timeout=REST_SECONDS) as http,
-                trio.open_nursery() as nursery,
-            ):
-                await server.start(nursery)
-                run = Run(plan, server, Rest(http))
+            async with AsyncExitStack() as stack:
+                clients = [
+                    await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=server.url, timeout=REST_SECONDS)
+                    )
+                    for server in servers
+                ]
+                nursery = await stack.enter_async_context(trio.open_nursery())
+                for server in servers:  # one after the other: the first seeds the store
+                    await server.start(nursery)
+                run = Run(plan, servers, Rest(*clients))
                 admin, agents, customers = await _set_up(run)
                 supervisor = await _drive(run, nursery, admin, agents, customers)
                 run.stopping = True
-                await server.kill()
+                for server in servers:
+                    await server.kill()
                 nursery.cancel_scope.cancel()
     except trio.TooSlowError:
         where = run.outstanding_work() if run is not None else "setting up"
         raise ChaosError(f"out of time ({plan.time_limit} s): {where}") from None
     finally:
         with trio.CancelScope(shield=True):
-            await server.kill()
-        server.close()
+            for server in servers:
+                await server.kill()
+        for server in servers:
+            server.close()
     seconds = time.monotonic() - started
     evidence = await _evidence(store_url, run, agents, customers, supervisor)
     acked = {(ack.chat_id, ack.client_msg_id) for ack in run.acks}
@@ -1038,6 +1082,30 @@ async def run_chaos(
     for line in report.lines():
         say(line)
     return report
+
+
+def _servers(plan: ChaosPlan, store_url: str, workdir: Path) -> list[ServerProcess]:
+    if plan.nodes == 1:
+        return [ServerProcess(store_url, free_port(), workdir, plan.grace_seconds)]
+    if plan.bus is None or not store_url.startswith("mongodb"):
+        raise ChaosError("several nodes need a bus URL and a MongoDB store")
+    servers = []
+    for number in range(plan.nodes):
+        data_dir = workdir / f"node-{number}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "SWITCHBOARD_BUS_URL": plan.bus,
+            "SWITCHBOARD_NODE_ID": f"node-{number}",
+            "SWITCHBOARD_LEASE_SECONDS": str(plan.lease_seconds),
+        }
+        servers.append(ServerProcess(store_url, free_port(), data_dir, plan.grace_seconds, env))
+    return servers
+
+
+async def _arbiter(bus: str) -> str | None:
+    """The node holding the arbiter lease now (None between holders)."""
+    async with open_bus(bus) as opened:
+        return await Lease(opened, ARBITER_LEASE, "chaos", 1.0).current_holder()
 
 
 async def _set_up(run: Run) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
@@ -1121,13 +1189,24 @@ async def _drive(
     async def kill() -> None:
         if not plan.atomic_routing:
             await run.all_assigned.wait()
-        for threshold in kill_at:
+        for number, threshold in enumerate(kill_at):
             await run.wait_acked(threshold)
             await trio.sleep(rng.uniform(0.0, 0.02))
+            victim, arbiter = run.servers[rng.randrange(len(run.servers))], None
+            if plan.bus is not None and number % 2 == 0:  # the arbiter, on purpose
+                arbiter = await _arbiter(plan.bus)
+                if arbiter is not None:
+                    victim = run.servers[int(arbiter.rpartition("-")[2])]
             down = trio.current_time()
-            await run.server.kill()
+            await victim.kill()
             run.kills += 1
-            await run.server.start(server_nursery)
+            if arbiter is not None:
+                assert plan.bus is not None
+                with trio.fail_after(START_SECONDS):
+                    while await _arbiter(plan.bus) in (None, arbiter):  # noqa: ASYNC110
+                        await trio.sleep(0.02)
+                run.stats.takeover_seconds.append(trio.current_time() - down)
+            await victim.start(server_nursery)
             run.stats.restart_seconds.append(trio.current_time() - down)
 
     async def churn() -> None:
@@ -1156,7 +1235,8 @@ async def _drive(
                 settling.start_soon(anyone.settle)
         state = await _supervisor_state(run, admin)
         run.stopping = True
-        await run.server.kill()
+        for server in run.servers:
+            await server.kill()
         clients.cancel_scope.cancel()
     return state
 
@@ -1304,6 +1384,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the store is a standalone MongoDB (no transactions): kill only once every chat "
         "is assigned, and use no churn",
     )
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="cluster mode: this many nodes (needs --bus)"
+    )
+    parser.add_argument("--bus", help="cluster mode: the Valkey/Redis URL (redis://host:6379/0)")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
     parser.add_argument("--time-limit", type=float, default=defaults.time_limit)
     args = parser.parse_args(argv)
@@ -1321,6 +1405,8 @@ def main(argv: list[str] | None = None) -> int:
         store=args.store,
         atomic_routing=not args.standalone,
         time_limit=args.time_limit,
+        nodes=args.nodes,
+        bus=args.bus,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="switchboard-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from bus import Lease, open_bus
-from cluster._node import ARBITER_LEASE
+from cluster import ARBITER_LEASE
 from tests.e2e.wsclient import WAIT_SECONDS, WsClient, bearer
 from tests.store.mongo_server import WireServer, fresh_database_url, running_wire_server
 from tests.valkey_server import Valkey, running_valkey
