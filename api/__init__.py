@@ -17,3 +17,4 @@ from api._seed import SeedReport as SeedReport
 from api._seed import demo_logins as demo_logins
 from api._seed import seed_demo_data as seed_demo_data
 from api._services import Services as Services
+from api._signin_throttle import unlock as unlock

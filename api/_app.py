@@ -42,6 +42,7 @@ from api._routes_dev import dev
 from api._routes_messages import messages
 from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
+from api._signin_throttle import SignInThrottle
 from api._socketio import socketio
 from api._ws import ws
 from cluster import ClusterConfig, default_node_id, open_cluster
@@ -112,6 +113,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 outbox=Outbox(store, settings),
                 codes=Codes(settings),
                 throttles=Throttles.of(settings),
+                signins=SignInThrottle(store, settings),
             )
 
 

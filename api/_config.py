@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from api._smtp import SmtpConfigError, SmtpTarget, smtp_target
 from bus import BusError, check_bus_url
@@ -55,8 +56,15 @@ class Settings(BaseSettings):
     # Registrations per client address: a burst of this many, refilled over the window.
     register_per_address: int = Field(default=10, ge=1)
     register_window_seconds: int = Field(default=3600, ge=1)
-    login_max_failures: int = Field(default=5, ge=1)
-    login_window_seconds: int = Field(default=15 * 60, ge=1)
+    # Sign-in throttling (README, "Sign-in throttling").
+    login_free_failures: int = Field(default=3, ge=1)
+    login_client_free_failures: int = Field(default=10, ge=1)
+    login_account_free_failures: int = Field(default=20, ge=1)
+    login_delay_seconds: float = Field(default=1.0, gt=0)
+    login_max_delay_seconds: float = Field(default=15 * 60, gt=0)
+    login_window_seconds: int = Field(default=3600, ge=1)
+    # Addresses and networks whose X-Forwarded-For is believed (README, "Behind a reverse proxy").
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
     # The console's pages (/console, /console/agent; /console/customer in development only).
     console: bool = True
@@ -101,6 +109,25 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `SWITCHBOARD_METRICS_TOKEN=` (as compose passes an unset variable) means no token.
         return None if value == "" else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return (
+            [part.strip() for part in value.split(",") if part.strip()]
+            if isinstance(value, str)
+            else value
+        )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -197,8 +224,13 @@ EXAMPLES: Mapping[str, str] = {
     "password_queue_seconds": "5",
     "register_per_address": "10",
     "register_window_seconds": "3600",
-    "login_max_failures": "5",
-    "login_window_seconds": "900",
+    "login_free_failures": "3",
+    "login_client_free_failures": "10",
+    "login_account_free_failures": "20",
+    "login_delay_seconds": "1",
+    "login_max_delay_seconds": "900",
+    "login_window_seconds": "3600",
+    "trusted_proxies": "10.0.0.7,10.1.0.0/16",
     "allowed_origins": "'[\"https://shop.example.com\"]'",
     "ws_max_frame_bytes": "65536",
     "ws_max_frames_per_second": "20",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from quart_schema import document_response, validate_request
 
 from api._account_schemas import (
@@ -25,12 +25,14 @@ from api._account_schemas import (
     UpdatePasswordBody,
     VerifyEmailBody,
 )
+from api._client import current_client
 from api._errors import ApiError
 from api._guard import current_principal, requires
 from api._mail import code_mail, report_mail
 from api._respond import respond
 from api._schemas import MessageOut, UserOut
 from api._services import services
+from api._signin_throttle import Throttled, too_many_sign_ins
 from store import CodePurpose, Role, User, new_id, utcnow
 
 accounts = Blueprint("accounts", __name__)
@@ -45,10 +47,6 @@ _BAD_CODE = (
     "the code is wrong, used or expired (a code works once, for {minutes} minutes, and allows"
     " {tries} tries); ask for a new one"
 )
-
-
-def _client() -> str:
-    return request.remote_addr or "unknown"
 
 
 def _minutes() -> int:
@@ -82,11 +80,11 @@ async def _within(keys: tuple[str, ...], limit: int, what: str) -> None:
 
 
 def _request_keys(email: str) -> tuple[str, str]:
-    return (f"code-request:email:{email.lower()}", f"code-request:addr:{_client()}")
+    return (f"code-request:email:{email.lower()}", f"code-request:addr:{current_client()}")
 
 
 def _try_keys() -> tuple[str]:
-    return (f"code-try:addr:{_client()}",)
+    return (f"code-try:addr:{current_client()}",)
 
 
 async def _record(keys: tuple[str, ...]) -> None:
@@ -151,25 +149,16 @@ async def _check_password(user: User, password: str) -> None:
     """The sign-in throttle guards a signed-in password check too: a stolen token is no faster
     way to guess the password than the sign-in form."""
     found = services()
-    keys = (f"email:{user.email}", f"addr:{_client()}")
-    await _within_login(keys)
-    if not await found.passwords.verify(user.password_hash, password):
-        await _record(keys)
+
+    async def verify() -> bool:
+        return await found.passwords.verify(user.password_hash, password)
+
+    try:
+        right = await found.signins.check(user.email, current_client(), verify)
+    except Throttled as throttled:
+        raise too_many_sign_ins(throttled) from None
+    if not right:
         raise ApiError(400, "wrong_password", "the password is not correct")
-
-
-async def _within_login(keys: tuple[str, ...]) -> None:
-    found = services()
-    settings = found.settings
-    since = utcnow() - timedelta(seconds=settings.login_window_seconds)
-    for key in keys:
-        if await found.store.count_login_failures(key, since) >= settings.login_max_failures:
-            minutes = settings.login_window_seconds // 60
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                f"too many wrong passwords; try again in {minutes} minutes",
-            )
 
 
 async def _new_password(user: User, password: str, reason: str) -> User:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
 
-import trio
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
-from api._errors import ASK_SECONDS, ApiError
+from api._client import current_client
+from api._errors import ApiError
 from api._guard import bearer_token, current_principal, requires
 from api._respond import respond
 from api._schemas import AuthOut, LoginBody, MessageOut, ProfileUpdate, RegisterBody, UserOut
 from api._services import services
-from api._signin_gate import SignInGate, Ticket
+from api._signin_throttle import Throttled, too_many_sign_ins
 from api._ws import token_id
 from store import DuplicateEmail, Role, User, new_id, utcnow
 from telemetry import limit_hit
@@ -24,9 +23,6 @@ auth = Blueprint("auth", __name__)
 STAFF_LOGIN_ROLES = frozenset({Role.USER, Role.AGENT})
 SIGNED_IN = (Role.USER, Role.AGENT, Role.CUSTOMER)
 _BAD_LOGIN = "invalid email or password"
-# Sign-ins being checked now: parallel guesses get no more password checks than the limit.
-_gate = SignInGate()
-_GATE_ROUNDS = 100
 
 
 @auth.post("/auth/register")
@@ -34,7 +30,7 @@ _GATE_ROUNDS = 100
 @document_response(AuthOut, 201)
 async def register(data: RegisterBody) -> Response:
     found = services()
-    address = request.remote_addr or "unknown"
+    address = current_client()
     wait = found.throttles.registrations.take(address)
     if wait:
         limit_hit("register_throttle", client=address)
@@ -65,52 +61,26 @@ async def register(data: RegisterBody) -> Response:
 
 async def _login(data: LoginBody, roles: frozenset[Role]) -> Response:
     found = services()
-    settings = found.settings
-    now = utcnow()
-    since = now - timedelta(seconds=settings.login_window_seconds)
-    keys = (f"email:{data.email}", f"addr:{request.remote_addr or 'unknown'}")
-    ticket = await _admitted(keys, since)
-    try:
+    client = current_client()
+    user: User | None = None
+
+    async def verify() -> bool:
+        nonlocal user
         user = await found.store.get_user_by_email(data.email)
         password_hash = user.password_hash if user is not None else None
-        if not await found.passwords.verify(password_hash, data.password) or user is None:
-            for key in keys:
-                await found.store.add_login_failure(key, now)
-            raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
-    finally:
-        _gate.give_back(ticket, finished=True)
-    await found.store.clear_login_failures(keys[0])
+        return await found.passwords.verify(password_hash, data.password) and user is not None
+
+    try:
+        right = await found.signins.check(data.email, client, verify)
+    except Throttled as throttled:
+        limit_hit("signin_throttle", key=throttled.key, retry_after=round(throttled.retry_after))
+        raise too_many_sign_ins(throttled) from None
+    if not right or user is None:
+        raise ApiError(401, "invalid_credentials", _BAD_LOGIN)
     if user.role not in roles:
         where = "/admin/auth/login" if user.role is Role.ADMIN else "/auth/login"
         raise ApiError(403, "wrong_login_endpoint", f"this account signs in at {where}")
     return respond(AuthOut(user=UserOut.of(user), token=found.tokens.issue(user)))
-
-
-async def _admitted(keys: tuple[str, ...], since: datetime) -> Ticket:
-    """A ticket to check the password, once the failures stored for `keys` plus the sign-ins
-    ahead (which may all fail) are under the limit; 429 when the stored ones reach it."""
-    found = services()
-    limit = found.settings.login_max_failures
-    for _ in range(_GATE_ROUNDS):
-        ticket = _gate.take(keys)
-        try:
-            failures = {key: await found.store.count_login_failures(key, since) for key in keys}
-        except BaseException:
-            _gate.give_back(ticket, finished=True)
-            raise
-        if any(count >= limit for count in failures.values()):
-            _gate.give_back(ticket, finished=True)
-            break
-        if all(failures[key] + ticket.ahead[key] < limit for key in keys):
-            return ticket
-        _gate.give_back(ticket, finished=False)
-        with trio.move_on_after(ASK_SECONDS):
-            await ticket.changed.wait()
-    minutes = found.settings.login_window_seconds // 60
-    limit_hit("signin_throttle", keys=", ".join(keys))
-    raise ApiError(
-        429, "too_many_attempts", f"too many failed sign-ins; try again in {minutes} minutes"
-    )
 
 
 @auth.post("/auth/login")

@@ -12,6 +12,7 @@ from api._codes import Codes
 from api._config import Settings
 from api._mail import Outbox
 from api._rates import Throttles
+from api._signin_throttle import SignInThrottle
 from store import Store
 
 
@@ -25,6 +26,7 @@ class Services:
     outbox: Outbox
     codes: Codes
     throttles: Throttles
+    signins: SignInThrottle
 
 
 EXTENSION_KEY = "switchboard"

@@ -39,7 +39,8 @@ In detail:
   customer -> customer_unread_count, anyone else -> agent_unread_count).
 - Tokens: revoking again replaces expires_at; a backend may forget a revocation once its
   expires_at has passed (the token is refused as expired by then anyway).
-- Login failures: `count_login_failures` counts those with at >= since.
+- Login failures: `count_login_failures` counts those with at >= since; `login_failures` gives
+  that count and the latest such `at` (None when there is none).
 - Notifications: listed newest first (by id) with offset paging and the user's total;
   mark/delete act only on the user's own (False if missing or someone else's);
   `mark_notification_read` is True for an own notification even if it was read already;
@@ -180,6 +181,7 @@ class Store(Protocol):
     async def is_token_revoked(self, jti: str) -> bool: ...
     async def add_login_failure(self, key: str, at: datetime) -> None: ...
     async def count_login_failures(self, key: str, since: datetime) -> int: ...
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]: ...
     async def clear_login_failures(self, key: str) -> None: ...
 
     # chats

@@ -202,6 +202,12 @@ class MemoryStore:
         _rules.check_aware(since)
         return sum(1 for at in self._login_failures.get(key, ()) if at >= since)
 
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(since)
+        times = [at for at in self._login_failures.get(key, ()) if at >= since]
+        return len(times), max(times, default=None)
+
     async def clear_login_failures(self, key: str) -> None:
         await trio.lowlevel.checkpoint()
         self._login_failures.pop(key, None)

@@ -548,6 +548,16 @@ class _Database:
             {"key": key, "at" + _EXACT: {"$gte": _micros(since)}}
         )
 
+    def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        where = {"key": key, "at" + _EXACT: {"$gte": _micros(since)}}
+        count = self._login_failures.count_documents(where)
+        latest = self._login_failures.find_one(
+            where, {"at" + _EXACT: 1}, sort=[("at" + _EXACT, -1)]
+        )
+        if latest is None:
+            return count, None
+        return count, _EPOCH + latest["at" + _EXACT] * _MICROSECOND
+
     def clear_login_failures(self, key: str) -> None:
         self._login_failures.delete_many({"key": key})
 
@@ -1203,6 +1213,9 @@ class MongoStore:
 
     async def count_login_failures(self, key: str, since: datetime) -> int:
         return await self._call(lambda db: db.count_login_failures(key, since))
+
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        return await self._call(lambda db: db.login_failures(key, since))
 
     async def clear_login_failures(self, key: str) -> None:
         await self._call(lambda db: db.clear_login_failures(key))

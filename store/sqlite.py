@@ -477,6 +477,13 @@ class _Database:
     def count_login_failures(self, key: str, since: datetime) -> int:
         return self._count("login_failures", ["key = ?", "at >= ?"], [key, _encode_time(since)])
 
+    def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        count, latest = self._db.execute(
+            "SELECT count(*), max(at) FROM login_failures WHERE key = ? AND at >= ?",
+            [key, _encode_time(since)],
+        ).fetchone()
+        return count, _decode_optional_time(latest)
+
     def clear_login_failures(self, key: str) -> None:
         self._db.execute("DELETE FROM login_failures WHERE key = ?", [key])
 
@@ -941,6 +948,9 @@ class SqliteStore:
 
     async def count_login_failures(self, key: str, since: datetime) -> int:
         return await self._read(lambda db: db.count_login_failures(key, since))
+
+    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        return await self._read(lambda db: db.login_failures(key, since))
 
     async def clear_login_failures(self, key: str) -> None:
         await self._call(lambda db: db.clear_login_failures(key))

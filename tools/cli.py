@@ -1,5 +1,5 @@
-"""The `switchboard` command: serve, seed, migrate, inspect, loadsim, bench, version (each with
---help)."""
+"""The `switchboard` command: serve, seed, unlock, migrate, inspect, loadsim, bench, version
+(each with --help)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from api import (
     open_services,
     seed_demo_data,
     serve,
+    unlock,
 )
-from store import StoreError
+from store import StoreError, open_store
 from telemetry import configure_logging, event, scrub
 from tools import bench_assignment, bench_forgot, bench_register, bench_socketio, bench_ws
 from tools._errors import sole_error
@@ -117,6 +118,14 @@ async def _seed(settings: Settings) -> None:
     print(demo_logins())
 
 
+async def _unlock(settings: Settings, email: str) -> None:
+    async with open_store(settings.store_url, existing=True, beside_server=True) as store:
+        if await store.get_user_by_email(email) is None:
+            raise ValueError(f"there is no account with the email {email!r}")
+        await unlock(store, email)
+    print(f"unlocked {email}: its failed sign-ins so far no longer slow any client")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchboard", description="Switchboard: a real-time customer-support chat router."
@@ -140,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed_parser = commands.add_parser("seed", help="create the demo accounts (idempotent)")
     _add_store_flags(seed_parser)
+
+    unlock_parser = commands.add_parser(
+        "unlock",
+        help="forget an account's failed sign-ins from every client (works while serving)",
+    )
+    unlock_parser.add_argument("email", metavar="EMAIL", help="the account's email")
+    _add_store_flags(unlock_parser)
 
     migrate_parser = commands.add_parser(
         "migrate", help="copy every record from one store into another (idempotent)"
@@ -201,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trio.run(_serve, settings, args.seed_if_empty)
             case "seed":
                 trio.run(_seed, _settings(args, ["store", "data_dir"]))
+            case "unlock":
+                trio.run(_unlock, _settings(args, ["store", "data_dir"]), args.email)
             case "backup":
                 settings = _settings(args, ["store", "data_dir"])
                 print(backup(sqlite_path(settings.store_url), args.file))

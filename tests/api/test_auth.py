@@ -102,17 +102,18 @@ async def test_unknown_email_and_wrong_password_answer_alike(live: Live) -> None
 
 
 async def test_login_throttled_after_repeated_failures(live: Live) -> None:
-    limit = live.services.settings.login_max_failures
-    for _ in range(limit):
+    free = live.services.settings.login_free_failures
+    for _ in range(free):
         response = await live.http.post(
             "/auth/login", json={"email": USER, "password": "nope-nope"}
         )
         assert_error(response, 401, "invalid_credentials")
-    # Even the right password is refused while the account is throttled.
+    # The failing client waits before its next try, even with the right password.
     blocked = await live.http.post(
         "/auth/login", json={"email": USER, "password": "switchboard-demo"}
     )
     assert_error(blocked, 429, "too_many_attempts")
+    assert blocked.headers["Retry-After"] == "1"
 
 
 async def test_admin_and_staff_login_endpoints_are_separate(live: Live) -> None:

@@ -236,6 +236,8 @@ async def test_login_failures_are_counted_per_key_since_a_time(store: Store) -> 
     assert await store.count_login_failures("ip:10.0.0.1", at(10)) == 3
     assert await store.count_login_failures("ip:10.0.0.1", at(31)) == 0
     assert await store.count_login_failures("email:ada@example.com", at(0)) == 1
+    assert await store.login_failures("ip:10.0.0.1", at(10)) == (3, at(30))
+    assert await store.login_failures("ip:10.0.0.1", at(31)) == (0, None)
     await store.clear_login_failures("ip:10.0.0.1")
     assert await store.count_login_failures("ip:10.0.0.1", at(0)) == 0
     assert await store.count_login_failures("email:ada@example.com", at(0)) == 1
