@@ -1,5 +1,5 @@
 """A log line and the HTTP metrics for every request: method, route template, status,
-duration, principal and client address.
+duration, principal and client address (behind a trusted proxy, the client it forwards for).
 
 The route is the matched rule's template (`/chats/agent/show/{chat_id}`), never the path: ids
 would make every line and metric series unique, and nothing after the `?` is ever logged (a
@@ -16,6 +16,7 @@ from functools import cache
 from quart import Quart, Response, g, request, websocket
 from quart.typing import ResponseTypes
 
+from api._client import current_client
 from telemetry import http_request
 
 _PARAMETER = re.compile(r"<(?:[^<>:]*:)?([^<>]+)>")
@@ -46,7 +47,7 @@ def install_request_log(app: Quart) -> None:
             response.status_code,
             time.perf_counter() - g.get("started", time.perf_counter()),
             principal=_principal(),
-            client=request.remote_addr,
+            client=current_client(),
         )
         return response
 
@@ -64,6 +65,6 @@ def install_request_log(app: Quart) -> None:
                 response.status_code,
                 time.perf_counter() - g.get("started", time.perf_counter()),
                 principal=None,
-                client=websocket.remote_addr,
+                client=current_client(),
             )
         return response

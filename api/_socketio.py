@@ -79,6 +79,7 @@ from actors import (
 from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._client import current_client
 from api._cors import origin_allowed
 from api._engineio import (
     EngineConfig,
@@ -244,7 +245,7 @@ async def polling() -> Response:
             )
         try:
             session = await the_hub.open(
-                found, Transport.POLLING, request.headers.get("Authorization"), request.remote_addr
+                found, Transport.POLLING, request.headers.get("Authorization"), current_client()
             )
         except Crowded:
             return _crowded()
@@ -283,7 +284,7 @@ async def websocket_transport() -> Response | None:
                 found,
                 Transport.WEBSOCKET,
                 websocket.headers.get("Authorization"),
-                websocket.remote_addr,
+                current_client(),
             )
         except Crowded:
             return _crowded()
@@ -393,13 +394,12 @@ class Hub:
         found: Services,
         transport: Transport,
         authorization: str | None,
-        address: str | None,
+        address: str,
     ) -> SioSession:
         """A new session, running in the app's nursery until it closes."""
         if len(self._sessions) >= self.limits.max_sessions:
             limit_hit("socketio_sessions", sessions=len(self._sessions))
             raise Crowded
-        address = address or "unknown"
         if self._pending[address] >= self.limits.pending_per_address:
             limit_hit("socketio_pending", client=address)
             raise TooManyPending
@@ -410,6 +410,7 @@ class Hub:
             self.config,
             transport,
             authorization,
+            client=address,
             settle=partial(self._settle, address),
         )
         self._sessions[session.sid] = session
@@ -446,9 +447,11 @@ class SioSession:
         transport: Transport,
         authorization: str | None,
         *,
+        client: str,
         settle: Callable[[], None],
     ) -> None:
         self._found = found
+        self._client = client
         # Called once, at the CONNECT or the close: the session no longer waits for its CONNECT.
         self._settle: Callable[[], None] | None = settle
         self._limits = limits
@@ -683,7 +686,7 @@ class SioSession:
             principal.role.value,
             session=self.sid,
             principal=principal.user.id,
-            client=None,
+            client=self._client,
             transport=self.engine.transport.value,
         )
         await self._emit(eio.Connect(data={"sid": socket.sid}))

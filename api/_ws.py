@@ -43,6 +43,7 @@ from actors import (
     TypingEvent,
 )
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
+from api._client import current_client
 from api._cors import origin_allowed
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
@@ -144,7 +145,7 @@ async def socket() -> Response | None:
         role,
         session=edge.session.id,
         principal=principal.user.id,
-        client=websocket.remote_addr,
+        client=current_client(),
         transport="websocket",
     )
     try:

@@ -211,3 +211,29 @@ async def test_a_limit_hit_is_a_warning_line_and_a_count(live: Live, json_logs: 
     assert "p" * 100 not in json_logs.text
     metrics = (await live.http.get("/metrics")).text
     assert 'switchboard_limit_events_total{limit="body_size"}' in metrics
+
+
+async def test_behind_a_trusted_proxy_every_line_names_the_forwarded_client(
+    tmp_path: Path, json_logs: Logs
+) -> None:
+    """The request log, /ws and Socket.IO connect lines name the client the trusted proxy
+    (here 127.0.0.1, the tests' own address) forwards for, and nobody else's header counts."""
+    settings = make_settings(tmp_path, trusted_proxies=["127.0.0.1"])
+    async with running_server(settings) as live:
+        forwarded = {"X-Forwarded-For": "203.0.113.5, 198.51.100.7"}
+        assert (await live.http.get("/dev/test", headers=forwarded)).status_code == 200
+        token = await _bearer(live, ANN)
+        header = [(b"X-Forwarded-For", b"198.51.100.8")]
+        async with connect(live, token, headers=header) as agent:
+            await agent.ping()
+        customer = await live.customer_token("shop-customer-1")
+        session, _ = await Polling.open(live, **{"X-Forwarded-For": "198.51.100.9"})
+        await session.connect(customer)
+        await session.post("41")
+        await json_logs.wait_for("socketio.close")
+    (request,) = json_logs.events("http.request", route="/dev/test")
+    assert request["client"] == "198.51.100.7"
+    (opened,) = json_logs.events("ws.connect")
+    assert opened["client"] == "198.51.100.8"
+    (sio,) = json_logs.events("socketio.connect")
+    assert sio["client"] == "198.51.100.9"
