@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 
 from actors import System, SystemConfig, open_system
 from api._auth import Passwords, Tokens
+from api._code_throttle import CodeThrottle
 from api._codes import Codes
 from api._config import Settings
 from api._console import console
@@ -114,6 +115,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 codes=Codes(settings),
                 throttles=Throttles.of(settings),
                 signins=SignInThrottle(store, settings),
+                code_throttle=CodeThrottle(store, settings.code_window_seconds),
             )
 
 

@@ -35,6 +35,9 @@ class ApiError(Exception):
         *,
         retry_after: float | None = None,
     ) -> None:
+        if status == 429 and retry_after is None:
+            # RFC 6585: a 429 may say when to retry; ours always does, or clients guess.
+            raise TypeError("a 429 needs retry_after: say when the client may try again")
         super().__init__(message)
         self.status = status
         self.code = code

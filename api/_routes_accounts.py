@@ -9,8 +9,6 @@ takes at most `code_max_wrong_tries` wrong tries.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import trio
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_request
@@ -64,21 +62,6 @@ def _mail_leaves() -> None:
         )
 
 
-async def _within(keys: tuple[str, ...], limit: int, what: str) -> None:
-    """429 when any of `keys` has `limit` entries in the code window (the sign-in throttle's
-    stored counters, under keys of their own)."""
-    found = services()
-    window = found.settings.code_window_seconds
-    since = utcnow() - timedelta(seconds=window)
-    for key in keys:
-        if await found.store.count_login_failures(key, since) >= limit:
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                f"too many {what}; try again in {max(1, window // 60)} minutes",
-            )
-
-
 def _request_keys(email: str) -> tuple[str, str]:
     return (f"code-request:email:{email.lower()}", f"code-request:addr:{current_client()}")
 
@@ -87,23 +70,16 @@ def _try_keys() -> tuple[str]:
     return (f"code-try:addr:{current_client()}",)
 
 
-async def _record(keys: tuple[str, ...]) -> None:
-    found, now = services(), utcnow()
-    async with trio.open_nursery() as nursery:
-        for key in keys:
-            nursery.start_soon(found.store.add_login_failure, key, now)
-
-
 async def _issue(user: User | None, email: str, purpose: CodePurpose) -> None:
     """Count a code request for `email` and the client, and, if `user`, store a code and its
     mail. Both run at once: on SQLite one transaction either way, so an unknown address costs
     the same time as a known one."""
     found = services()
     keys = _request_keys(email)
-    await _within(keys, found.settings.code_max_requests, "code requests")
+    await found.code_throttle.check(keys, found.settings.code_max_requests, "code requests")
     code, stored = found.codes.new(user.id if user else new_id(), purpose)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_record, keys)
+        nursery.start_soon(found.code_throttle.record, keys)
         if user is not None:
             mail = code_mail(user, purpose, code, stored.expires_at)
             nursery.start_soon(found.outbox.issue_code, stored, mail)
@@ -115,7 +91,9 @@ async def _use(user: User | None, purpose: CodePurpose, code: str) -> bool:
     found = services()
     settings = found.settings
     keys = _try_keys()
-    await _within(keys, settings.code_max_requests * settings.code_max_wrong_tries, "code tries")
+    await found.code_throttle.check(
+        keys, settings.code_max_requests * settings.code_max_wrong_tries, "code tries"
+    )
     user_id = user.id if user is not None else new_id()
     results: list[bool] = []
 
@@ -131,7 +109,7 @@ async def _use(user: User | None, purpose: CodePurpose, code: str) -> bool:
         )
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_record, keys)
+        nursery.start_soon(found.code_throttle.record, keys)
         nursery.start_soon(use)
     return user is not None and results == [True]
 
@@ -230,11 +208,11 @@ async def report(data: ReportBody) -> Response:
     found = services()
     user = current_principal().user
     keys = (f"report:user:{user.id}",)
-    await _within(keys, found.settings.code_max_requests, "reports")
+    await found.code_throttle.check(keys, found.settings.code_max_requests, "reports")
     support = found.settings.support_email
     mail = report_mail(support, user, data.email, data.subject, data.message)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_record, keys)
+        nursery.start_soon(found.code_throttle.record, keys)
         nursery.start_soon(found.outbox.queue, mail)
     return respond(MessageOut(message="your report is on its way to the support team"))
 

@@ -8,6 +8,7 @@ from quart import current_app
 
 from actors import System
 from api._auth import Passwords, Tokens
+from api._code_throttle import CodeThrottle
 from api._codes import Codes
 from api._config import Settings
 from api._mail import Outbox
@@ -27,6 +28,7 @@ class Services:
     codes: Codes
     throttles: Throttles
     signins: SignInThrottle
+    code_throttle: CodeThrottle  # code requests, code tries, reports
 
 
 EXTENSION_KEY = "switchboard"

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,23 @@ import pytest
 import trio
 
 from api import DEMO_PASSWORD, Services, Settings, open_services, seed_demo_data, serve
+from store import utcnow
 
 TEST_SECRET = "t" * 40
 TEST_CUSTOMER_SECRET = "c" * 40
+
+
+class Clock:
+    """A throttle's clock (a datetime), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -7,15 +7,17 @@ every code read from the mail the SMTP server received; then what an attacker wo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from api import DEMO_PASSWORD
 from store import CodePurpose, utcnow
 from tests.api.support import ANN, UMA, bearer
-from tests.conftest import Live
+from tests.conftest import Clock, Live
 from tests.e2e.wsclient import connect
 from tests.mail.smtp_server import Mailbox
 
@@ -281,6 +283,55 @@ async def test_code_requests_are_throttled_per_address_and_client(
         await live.http.post("/password/forgot", json={"email": "ghost@example.com"})
     ghost = await live.http.post("/password/forgot", json={"email": "ghost@example.com"})
     assert (ghost.status_code, ghost.content) == (throttled.status_code, throttled.content)
+    assert ghost.headers["Retry-After"].isdigit()
+
+
+@pytest.mark.parametrize("what", ["code requests", "code tries", "reports"])
+async def test_a_throttled_code_request_says_exactly_when_to_come_back(
+    live: Live, mailbox: Mailbox, what: str
+) -> None:
+    """Each cap answers 429 with Retry-After; a window after the latest entry the next one
+    is accepted, a second sooner it is not."""
+    clock = Clock()
+    live.services.code_throttle.clock = clock
+    settings = live.services.settings
+    ann = bearer(await live.login(ANN))
+    send: Callable[[], Awaitable[httpx.Response]]
+    match what:
+        case "code requests":
+            cap, accepted = settings.code_max_requests, 200
+
+            def send() -> Awaitable[httpx.Response]:
+                return live.http.post("/password/forgot", json={"email": ANN})
+
+        case "code tries":
+            cap, accepted = settings.code_max_requests * settings.code_max_wrong_tries, 400
+            body = {"email": "nobody@example.com", "otp": "000000", "newPassword": NEW_PASSWORD}
+
+            def send() -> Awaitable[httpx.Response]:
+                return live.http.post("/password/reset", json=body)
+
+        case _:
+            cap, accepted = settings.code_max_requests, 200
+            report = {"email": ANN, "subject": "help", "message": "it broke"}
+
+            def send() -> Awaitable[httpx.Response]:
+                return live.http.post("/email/report", headers=ann, json=report)
+
+    for _ in range(cap):
+        assert (await send()).status_code == accepted
+        clock.advance(60)  # the wait counts from the latest entry, not the first
+    clock.advance(-60)
+    window = settings.code_window_seconds
+    throttled = await send()
+    assert_error(throttled, 429, "too_many_attempts")
+    assert throttled.headers["Retry-After"] == str(window)
+    clock.advance(window - 1)
+    again = await send()
+    assert_error(again, 429, "too_many_attempts")
+    assert again.headers["Retry-After"] == "1"
+    clock.advance(1)
+    assert (await send()).status_code == accepted
 
 
 async def test_an_admin_who_changes_an_address_makes_it_unverified(

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ import pytest
 import trio
 
 from api import Settings
-from store import utcnow
-from tests.conftest import Live, make_settings, running_server
+from tests.conftest import Clock, Live, make_settings, running_server
 
 FREE = 3  # per account and client
 CLIENT_FREE = 6  # per client, every account
@@ -35,19 +33,6 @@ UMA = "uma@switchboard.example"
 ADMIN = "admin@switchboard.example"
 RIGHT = "switchboard-demo"
 WRONG = "not-the-password"
-
-
-class Clock:
-    """The throttle's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
