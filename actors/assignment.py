@@ -6,6 +6,10 @@ event method takes the time as `now` (seconds, never going backwards) and return
 the actor shell must perform, in order (activity log, websocket pushes, grace timers). A command
 that cannot be carried out raises `router.Refused` and changes nothing.
 
+The shell decides a batch of messages, then makes it durable in one write: `checkpoint()` before
+the batch, `commit()` once the write succeeded, `rollback()` if it failed, which returns the core
+to the checkpoint exactly (an undo log of the records the batch touched).
+
 Rules (DESIGN §3; the choice and the queue order are in actors.policy):
 
 - A chat is assigned only to an eligible agent (`policy.is_eligible`: available, at least one
@@ -40,7 +44,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias, assert_never
 
@@ -225,8 +229,9 @@ class _WaitingQueue:
     old arrival, so they sit in a heap with lazily deleted entries.
     """
 
-    def __init__(self, starvation_after: float) -> None:
+    def __init__(self, starvation_after: float, touch: Callable[[_Chat], None]) -> None:
         self.starvation_after = starvation_after
+        self._touch = touch  # told before a chat's fields change, for the core's undo log
         self.mutations = 0
         self._tiers: dict[Priority, OrderedDict[str, _Chat]] = {p: OrderedDict() for p in Priority}
         self._requeued: list[tuple[int, int, _Chat]] = []  # (arrival, heap entry, chat)
@@ -242,6 +247,7 @@ class _WaitingQueue:
 
     def enqueue(self, chat: _Chat, waiting_since: float) -> None:
         """Queue `chat` as a new arrival at its priority."""
+        self._touch(chat)
         chat.queued, chat.requeued = True, False
         chat.arrival = self.new_arrival()
         chat.waiting_since = waiting_since
@@ -250,6 +256,7 @@ class _WaitingQueue:
 
     def requeue(self, chat: _Chat, waiting_since: float) -> None:
         """Queue `chat` in the front tier, keeping its arrival."""
+        self._touch(chat)
         chat.queued, chat.requeued = True, True
         chat.waiting_since = waiting_since
         chat.heap_entry = next(self._heap_entries)
@@ -261,11 +268,26 @@ class _WaitingQueue:
             heapq.heapify(self._requeued)
 
     def remove(self, chat: _Chat) -> None:
+        self._touch(chat)
         if chat.requeued:
             self._requeued_count -= 1  # its heap entry goes stale
         else:
             del self._tiers[chat.priority][chat.chat_id]
         chat.queued = chat.requeued = False
+        self.mutations += 1
+
+    def rebuild(self, chats: Iterable[_Chat]) -> None:
+        """Refile every queued chat of `chats` from its own fields (after a rollback)."""
+        self._tiers = {p: OrderedDict() for p in Priority}
+        self._requeued = []
+        waiting = sorted((chat for chat in chats if chat.queued), key=lambda chat: chat.arrival)
+        for chat in waiting:
+            if chat.requeued:
+                self._requeued.append((chat.arrival, chat.heap_entry, chat))
+            else:
+                self._tiers[chat.priority][chat.chat_id] = chat
+        heapq.heapify(self._requeued)
+        self._requeued_count = len(self._requeued)
         self.mutations += 1
 
     def head(self, now: float) -> _Chat | None:
@@ -361,14 +383,88 @@ class AssignmentCore:
             raise ValueError("starvation_after must be positive")
         self._agents: dict[str, _Agent] = {}
         self._chats: dict[str, _Chat] = {}  # active chats only; resolved ones are forgotten
-        self._queue = _WaitingQueue(starvation_after)
+        self._queue = _WaitingQueue(starvation_after, self._touch)
+        # The undo log while a checkpoint is open: each agent's and chat's fields as they were
+        # before its first change, and each id's entry in _agents and _chats (None: absent).
+        self._undo: dict[_Agent | _Chat, tuple[object, ...]] | None = None
+        self._undo_agents: dict[str, _Agent | None] = {}
+        self._undo_chats: dict[str, _Chat | None] = {}
+        self._undo_now = self._now = float("-inf")
         # Eligible agents by policy.rank_key, with lazily deleted stale entries.
         self._roster: list[_RosterEntry] = []
         self._eligible_count = 0
         self._versions = itertools.count(1)
-        self._now = float("-inf")  # the latest time seen, for check_invariants
         self._restored_agents: list[_Agent] = []
         self._restored_chats: list[tuple[_Chat, str | None, float | None]] = []
+
+    # --- undo: decide a batch, and take it back if it could not be made durable -----------------
+
+    def checkpoint(self) -> None:
+        """Start recording what changes, so that `rollback` can take it all back.
+
+        Costs nothing per record until a change touches it: the log holds only what the batch
+        changed, never a copy of the whole state."""
+        assert self._undo is None, "a checkpoint is already open"
+        self._undo = {}
+        self._undo_now = self._now
+
+    def commit(self) -> None:
+        """Keep every change since `checkpoint` (they are durable now)."""
+        self._undo = None
+        self._undo_agents.clear()
+        self._undo_chats.clear()
+
+    def rollback(self) -> None:
+        """Return to the state at `checkpoint`, as if nothing since had happened.
+
+        Records get their fields back; the indexes (queue, roster) are rebuilt from the records,
+        which is a pass over the state: the price is paid only when a commit failed."""
+        assert self._undo is not None, "no checkpoint is open"
+        for record, fields in self._undo.items():
+            for name, value in zip(type(record).__slots__, fields, strict=True):
+                setattr(record, name, value)
+        for agent_id, agent in self._undo_agents.items():
+            if agent is None:
+                self._agents.pop(agent_id, None)
+            else:
+                self._agents[agent_id] = agent
+        for chat_id, chat in self._undo_chats.items():
+            if chat is None:
+                self._chats.pop(chat_id, None)
+            else:
+                self._chats[chat_id] = chat
+        self._now = self._undo_now
+        self.commit()
+        self._queue.rebuild(self._chats.values())
+        eligible = [agent for agent in self._agents.values() if agent.eligible]
+        self._eligible_count = len(eligible)
+        self._roster = [(*rank_key(self._candidate(a)), a.version) for a in eligible]
+        heapq.heapify(self._roster)
+
+    def _touch(self, record: _Agent | _Chat) -> None:
+        """Log `record`'s fields before its first change since the checkpoint."""
+        undo = self._undo
+        if undo is not None and record not in undo:
+            undo[record] = tuple(
+                dict(value) if isinstance(value, dict) else value
+                for value in (getattr(record, name) for name in type(record).__slots__)
+            )
+
+    def _set_agent(self, agent_id: str, agent: _Agent | None) -> None:
+        if self._undo is not None:
+            self._undo_agents.setdefault(agent_id, self._agents.get(agent_id))
+        if agent is None:
+            del self._agents[agent_id]
+        else:
+            self._agents[agent_id] = agent
+
+    def _set_chat(self, chat_id: str, chat: _Chat | None) -> None:
+        if self._undo is not None:
+            self._undo_chats.setdefault(chat_id, self._chats.get(chat_id))
+        if chat is None:
+            del self._chats[chat_id]
+        else:
+            self._chats[chat_id] = chat
 
     # --- restoring after a restart: load agents, then chats, then call drain(now) -----------------
 
@@ -422,6 +518,7 @@ class AssignmentCore:
         """
         effects, mark = self._begin(now)
         for agent in self._restored_agents:
+            self._touch(agent)
             agent.overload_ceiling = agent.load
             self._settle(agent, now, effects)
             if agent.chosen != AgentStatus.AWAY:
@@ -447,7 +544,9 @@ class AssignmentCore:
                         chat.chat_id, ChatStatus.OPEN, ChatStatus.PENDING, Actor.SYSTEM, reason
                     )
                 )
+                self._touch(chat)
                 chat.status = ChatStatus.PENDING
+            self._touch(chat)
             chat.arrival = self._queue.new_arrival()
             self._queue.requeue(chat, since)
         return self._finish(effects, mark, now)
@@ -460,8 +559,8 @@ class AssignmentCore:
             raise Refused("agent_exists", f"agent {agent_id} is already known")
         _check_max_load(max_load)
         effects, mark = self._begin(now)
-        self._agents[agent_id] = _Agent(
-            agent_id, AgentStatus.AWAY, AgentStatus.AWAY, max_load, idle_since=now
+        self._set_agent(
+            agent_id, _Agent(agent_id, AgentStatus.AWAY, AgentStatus.AWAY, max_load, idle_since=now)
         )
         return self._finish(effects, mark, now)
 
@@ -472,7 +571,7 @@ class AssignmentCore:
             return []
         effects, mark = self._begin(now)
         self._go_away(agent, Actor.ADMIN, "agent removed", now, effects)
-        del self._agents[agent_id]
+        self._set_agent(agent_id, None)
         return self._finish(effects, mark, now)
 
     def agent_connected(self, agent_id: str, now: float) -> list[Effect]:
@@ -480,6 +579,7 @@ class AssignmentCore:
         if agent is None:
             return []
         effects, mark = self._begin(now)
+        self._touch(agent)
         agent.connections += 1
         if agent.grace_running:
             agent.grace_running = False  # the timer's token is now stale
@@ -492,6 +592,7 @@ class AssignmentCore:
         if agent is None or agent.connections == 0:
             return []
         effects, mark = self._begin(now)
+        self._touch(agent)
         agent.connections -= 1
         self._settle(agent, now, effects)
         if agent.connections == 0 and agent.chosen != AgentStatus.AWAY:
@@ -503,6 +604,7 @@ class AssignmentCore:
         if agent is None or not agent.grace_running or token != agent.grace_token:
             return []
         effects, mark = self._begin(now)
+        self._touch(agent)
         agent.grace_running = False
         self._go_away(agent, Actor.SYSTEM, "disconnected for grace period", now, effects)
         return self._finish(effects, mark, now)
@@ -520,6 +622,7 @@ class AssignmentCore:
         if status == AgentStatus.AWAY:
             self._go_away(agent, by, _choice_reason(by), now, effects)
         elif agent.chosen != AgentStatus.AVAILABLE:
+            self._touch(agent)
             agent.chosen = AgentStatus.AVAILABLE
             self._settle(agent, now, effects, by=by, reason=_choice_reason(by))
             if agent.connections == 0:
@@ -532,6 +635,7 @@ class AssignmentCore:
         effects, mark = self._begin(now)
         if max_load != agent.max_load:
             effects.append(MaxLoadChanged(agent_id, agent.max_load, max_load, by))
+            self._touch(agent)
             agent.max_load = max_load
             if agent.load > max_load:
                 agent.overload_ceiling = agent.load
@@ -546,7 +650,7 @@ class AssignmentCore:
             raise Refused("chat_exists", f"chat {chat_id} is already known")
         effects, mark = self._begin(now)
         chat = _Chat(chat_id, priority, ChatStatus.NEW)
-        self._chats[chat_id] = chat
+        self._set_chat(chat_id, chat)
         self._queue.enqueue(chat, now)
         return self._finish(effects, mark, now)
 
@@ -571,6 +675,7 @@ class AssignmentCore:
                     chat_id, chat.status, ChatStatus.PENDING, by, "waiting for the customer"
                 )
             )
+            self._touch(chat)
             chat.status = ChatStatus.PENDING
             self._queue.remove(chat)
             return self._finish(effects, mark, now)
@@ -579,6 +684,7 @@ class AssignmentCore:
         reason = "waiting for the customer"
         effects.append(ChatStatusChanged(chat_id, chat.status, ChatStatus.PENDING, by, reason))
         effects.append(Unassigned(chat_id, agent.agent_id, reason, by))
+        self._touch(chat)
         chat.status = ChatStatus.PENDING
         self._detach(chat, agent)
         self._settle(agent, now, effects)
@@ -599,7 +705,7 @@ class AssignmentCore:
         effects.append(
             ChatStatusChanged(chat_id, chat.status, ChatStatus.RESOLVED, by, f"resolved by {by}")
         )
-        del self._chats[chat_id]
+        self._set_chat(chat_id, None)
         if chat.queued:
             self._queue.remove(chat)
         if chat.agent_id is not None:
@@ -729,6 +835,7 @@ class AssignmentCore:
         admin or the grace timer), otherwise as the system's reaction to the agent's load. (A
         choice never shows busy: an away agent owns no chats and max_load is at least 1.)
         """
+        self._touch(agent)
         status = _shown_status(agent.chosen, agent.load, agent.max_load)
         if status != agent.status:
             # Without a choice, only load moves the status, between available and busy.
@@ -792,6 +899,8 @@ class AssignmentCore:
         now: float,
         effects: list[Effect],
     ) -> None:
+        self._touch(chat)
+        self._touch(agent)
         previous_id = previous.agent_id if previous is not None else None
         effects.append(Assigned(chat.chat_id, agent.agent_id, previous_id, reason, by))
         if chat.status != ChatStatus.OPEN:
@@ -808,6 +917,8 @@ class AssignmentCore:
 
     def _detach(self, chat: _Chat, agent: _Agent) -> None:
         """Take `chat` from `agent`; the caller settles the agent."""
+        self._touch(chat)
+        self._touch(agent)
         del agent.chats[chat.chat_id]
         chat.agent_id = None
         agent.overload_ceiling = min(agent.overload_ceiling, agent.load)
@@ -815,6 +926,7 @@ class AssignmentCore:
     def _go_away(
         self, agent: _Agent, by: Actor, reason: str, now: float, effects: list[Effect]
     ) -> None:
+        self._touch(agent)
         agent.chosen = AgentStatus.AWAY
         self._settle(agent, now, effects, by=by, reason=reason)
         requeue_reason = f"agent {agent.agent_id} away: {reason}"
@@ -826,6 +938,7 @@ class AssignmentCore:
                     chat_id, chat.status, ChatStatus.PENDING, Actor.SYSTEM, requeue_reason
                 )
             )
+            self._touch(chat)
             chat.status = ChatStatus.PENDING
             self._detach(chat, agent)
             self._queue.requeue(chat, now)
@@ -834,6 +947,7 @@ class AssignmentCore:
     def _start_grace(self, agent: _Agent, effects: list[Effect]) -> None:
         if agent.connections or agent.grace_running:
             return
+        self._touch(agent)
         agent.grace_token += 1
         agent.grace_running = True
         effects.append(StartGrace(agent.agent_id, agent.grace_token))

@@ -3,7 +3,8 @@
 Agents are added, removed, connect, disconnect, let the grace period expire, choose a status
 (including the refused `busy`) and get new max loads; chats open, get set pending, are written to
 by their customer, resolved and reassigned by an admin (including refused reassignments); time
-advances; the core is rebuilt from its own snapshot as after a restart.
+advances; the core is rebuilt from its own snapshot as after a restart. Any run of steps may form
+a batch between a checkpoint and its end: committed, or rolled back as after a failed store write.
 
 The test keeps a model built only from the effects the core returns (owner of each chat, status
 of each chat and agent) and checks, at every step:
@@ -16,19 +17,22 @@ of each chat and agent) and checks, at every step:
 - the queue is in policy.queue_key order, which makes it FIFO within each priority among chats
   that did not lose their agent, apart from starvation promotion (which keeps FIFO too);
 - a refusal happens exactly when the rules say so and changes nothing;
-- check_invariants finds nothing.
+- check_invariants finds nothing;
+- a rollback returns the core to its state at the checkpoint, every record and index alike, and
+  the core then goes on exactly as one that never saw the batch.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import assert_never
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from actors.assignment import (
     AgentStatusChanged,
@@ -41,6 +45,8 @@ from actors.assignment import (
     QueueChanged,
     StartGrace,
     Unassigned,
+    _Agent,
+    _Chat,
     check_invariants,
 )
 from actors.policy import queue_key
@@ -68,6 +74,8 @@ class AssignmentMachine(RuleBasedStateMachine):
         self.chat_status: dict[str, ChatStatus] = {}
         self.owner: dict[str, str] = {}
         self.grace_token: dict[str, int] = {}
+        # At a checkpoint: the model and a dump of the core, to compare after a rollback.
+        self.saved: _Saved | None = None
 
     # --- driving the core ----------------------------------------------------------------------
 
@@ -302,6 +310,49 @@ class AssignmentMachine(RuleBasedStateMachine):
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    @precondition(lambda self: self.saved is None)
+    @rule()
+    def begin_batch(self) -> None:
+        """The shell takes a batch of messages: every step until the batch ends is in it."""
+        self.core.checkpoint()
+        self.saved = _Saved(
+            dict(self.agent_status), dict(self.chat_status), dict(self.owner),
+            dict(self.grace_token), dump(self.core), self.now, self.core.snapshot(self.now),
+        )  # fmt: skip
+
+    @precondition(lambda self: self.saved is not None)
+    @rule()
+    def commit_batch(self) -> None:
+        self.core.commit()
+        self.saved = None
+
+    @precondition(lambda self: self.saved is not None)
+    @rule()
+    def commit_fails_then_rollback(self) -> None:
+        """The batch's write failed: the core forgets the batch, and so does the model."""
+        saved = self.saved
+        assert saved is not None
+        self.core.rollback()
+        self.saved = None
+        assert dump(self.core) == saved.dump
+        assert self.core.snapshot(saved.now) == saved.snapshot  # the indexes were rebuilt alike
+        self.agent_status, self.chat_status = saved.agent_status, saved.chat_status
+        self.owner, self.grace_token = saved.owner, saved.grace_token
+
+    @precondition(lambda self: self.saved is None)
+    @rule(n=st.integers(2, 8), priority=st.sampled_from(Priority), fails=st.booleans())
+    def batch_of_n(self, n: int, priority: Priority, fails: bool) -> None:
+        """A burst decided as one batch, as the shell takes a full mailbox: N chats open (each
+        drained at once where an agent has room), then the one write succeeds or fails."""
+        self.begin_batch()
+        for _ in range(n):
+            self.open_chat(priority, reuse=False, index=0)
+        if fails:
+            self.commit_fails_then_rollback()
+        else:
+            self.commit_batch()
+
+    @precondition(lambda self: self.saved is None)
     @rule()
     def restart(self) -> None:
         """Rebuild the core from its snapshot, as the actor does from the store."""
@@ -389,6 +440,31 @@ class AssignmentMachine(RuleBasedStateMachine):
                 and view.connections >= 1
                 and view.load < view.max_load
             ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """The model and the core as they were at a checkpoint."""
+
+    agent_status: dict[str, AgentStatus]
+    chat_status: dict[str, ChatStatus]
+    owner: dict[str, str]
+    grace_token: dict[str, int]
+    dump: tuple[object, ...]
+    now: float
+    snapshot: CoreSnapshot
+
+
+def dump(core: AssignmentCore) -> tuple[object, ...]:
+    """Every record's fields (bar the index bookkeeping a rollback renumbers) and the clock."""
+
+    def fields(record: _Agent | _Chat) -> tuple[object, ...]:
+        values = (getattr(record, name) for name in type(record).__slots__ if name != "version")
+        return tuple(list(value) if isinstance(value, dict) else value for value in values)
+
+    agents = {agent_id: fields(agent) for agent_id, agent in core._agents.items()}
+    chats = {chat_id: fields(chat) for chat_id, chat in core._chats.items()}
+    return agents, chats, core._now, core._eligible_count
 
 
 AssignmentMachine.TestCase.settings = settings(
