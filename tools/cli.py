@@ -62,6 +62,15 @@ def _settings(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
     return settings
 
 
+def _no_demo_accounts_in(settings: Settings, what: str) -> None:
+    """The demo accounts' password is in the README: production mode never creates them."""
+    if settings.production:
+        raise ConfigError(
+            f"{what} creates the demo accounts, whose password is public; production mode "
+            "(SWITCHBOARD_MODE=production) never does"
+        )
+
+
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
@@ -144,10 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--seed-if-empty",
         action="store_true",
-        help="seed demo data when the store has no users yet",
+        help="seed demo data when the store has no users yet (development mode only)",
     )
 
-    seed_parser = commands.add_parser("seed", help="create the demo accounts (idempotent)")
+    seed_parser = commands.add_parser(
+        "seed", help="create the demo accounts (idempotent; development mode only)"
+    )
     _add_store_flags(seed_parser)
 
     unlock_parser = commands.add_parser(
@@ -214,9 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         match args.command:
             case "serve":
                 settings = _settings(args, ["host", "port", "store", "data_dir", "mode"])
+                if args.seed_if_empty:
+                    _no_demo_accounts_in(settings, "--seed-if-empty")
                 trio.run(_serve, settings, args.seed_if_empty)
             case "seed":
-                trio.run(_seed, _settings(args, ["store", "data_dir"]))
+                settings = _settings(args, ["store", "data_dir"])
+                _no_demo_accounts_in(settings, "`switchboard seed`")
+                trio.run(_seed, settings)
             case "unlock":
                 trio.run(_unlock, _settings(args, ["store", "data_dir"]), args.email)
             case "backup":

@@ -6,6 +6,7 @@ Ctrl-C (SIGINT).
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -76,6 +77,40 @@ def test_production_refuses_unsafe_secrets(
     code = main(["serve", "--mode", "production", "--port", "0", "--data-dir", str(tmp_path)])
     assert code == 2
     assert expected in capsys.readouterr().err
+    assert not (tmp_path / "switchboard.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["serve", "--port", "0", "--seed-if-empty"], "--seed-if-empty"),
+        (["seed"], "`switchboard seed`"),
+    ],
+)
+def test_production_never_creates_the_demo_accounts(
+    tmp_path: Path, argv: list[str], named: str
+) -> None:
+    """A real process, configured as production is: one line on stderr, status 2, no store."""
+    env = {
+        **os.environ,
+        "SWITCHBOARD_MODE": "production",
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_JWT_SECRET": secrets.token_urlsafe(48),
+        "SWITCHBOARD_CUSTOMER_JWT_SECRET": secrets.token_urlsafe(48),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SERVE_START_LIMIT,
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines() == [
+        f"switchboard: error: {named} creates the demo accounts, whose password is public; "
+        "production mode (SWITCHBOARD_MODE=production) never does"
+    ]
+    assert done.stdout == ""
     assert not (tmp_path / "switchboard.db").exists()
 
 
