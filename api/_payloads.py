@@ -39,6 +39,7 @@ from api._schemas import (
     WireModel,
     refuse_null,
 )
+from cluster import ClusterView
 from store import (
     ActivityKind,
     Actor,
@@ -329,14 +330,51 @@ class ActorOut(WireModel):
     restarts: int
 
 
+class NodeOut(WireModel):
+    id: str
+    connections: int = Field(description="live websocket and Socket.IO sessions on this node")
+    leads: bool = Field(description="holds the arbiter lease: runs the supervisor and the chats")
+
+
+class ClusterOut(WireModel):
+    """The nodes as the answering node knows them (each as of its last beat, at most a third
+    of the lease ago)."""
+
+    mode: Literal["single", "cluster"] = Field(
+        description="single: one process, no SWITCHBOARD_BUS_URL; cluster: nodes on the bus"
+    )
+    node: str = Field(description="the node that answered this request")
+    leader: str | None = Field(
+        description="the arbiter's node; null while no node holds the lease (a takeover)"
+    )
+    fencing_token: int | None = Field(
+        description="the arbiter's routing token (null on a single node: nothing to fence)"
+    )
+    nodes: list[NodeOut]
+
+    @classmethod
+    def of(cls, view: ClusterView) -> ClusterOut:
+        return cls(
+            mode="cluster" if view.clustered else "single",
+            node=view.node_id,
+            leader=view.leader_id,
+            fencing_token=view.routing_token,
+            nodes=[
+                NodeOut(id=n.node_id, connections=n.connections, leads=n.leads) for n in view.nodes
+            ],
+        )
+
+
 class SystemOut(WireModel):
-    """The actor system now: the assignment state, every actor, and the live connections."""
+    """The actor system now: the assignment state, every actor, the live connections, and the
+    nodes serving them."""
 
     agents: list[AgentStateOut]
     queue: list[QueueEntryOut]
     parked: list[str] = Field(description="pending chats waiting for their customer")
-    actors: list[ActorOut]
-    sessions: int
+    actors: list[ActorOut] = Field(description="the arbiter's actors, in cluster mode")
+    sessions: int = Field(description="live sessions, on every node")
+    cluster: ClusterOut
 
 
 class ActivityOut(WireModel):

@@ -4,6 +4,8 @@ through the assignment actor, the single writer of that state."""
 
 from __future__ import annotations
 
+import socket
+
 import trio
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring, validate_request
@@ -21,6 +23,7 @@ from api._payloads import (
     AgentOut,
     AgentStateOut,
     AgentStatusBody,
+    ClusterOut,
     MaxLoadBody,
     QueueEntryOut,
     QueueList,
@@ -28,6 +31,7 @@ from api._payloads import (
 )
 from api._respond import respond
 from api._services import services
+from cluster import ClusterSystem, ClusterView
 from store import ActivityFilter, Actor, Role
 
 admin_routing = Blueprint("admin_routing", __name__)
@@ -120,8 +124,15 @@ async def queue(query_args: NumberedPageQuery) -> Response:
 @document_response(SystemOut)
 async def system_snapshot() -> Response:
     """The actor system now, as `switchboard inspect` shows it (one document, not paged)."""
-    snapshot = await ask(None, services().system.snapshot())
+    found = services()
+    snapshot = await ask(None, found.system.snapshot())
     core, now = snapshot.core, snapshot.now
+    system = found.system
+    cluster = (
+        system.cluster()
+        if isinstance(system, ClusterSystem)
+        else ClusterView.alone(found.settings.node_id or socket.gethostname(), snapshot.sessions)
+    )
     return respond(
         SystemOut(
             agents=[AgentStateOut.of(view, now) for view in core.agents],
@@ -131,5 +142,6 @@ async def system_snapshot() -> Response:
                 ActorOut.model_validate(info, from_attributes=True) for info in snapshot.actors
             ],
             sessions=snapshot.sessions,
+            cluster=ClusterOut.of(cluster),
         )
     )

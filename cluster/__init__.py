@@ -10,3 +10,4 @@ from cluster._node import default_node_id as default_node_id
 from cluster._open import open_cluster as open_cluster
 from cluster._system import ClusterSystem as ClusterSystem
 from cluster._system import ClusterView as ClusterView
+from cluster._system import NodeView as NodeView

@@ -321,6 +321,8 @@ class Node:
                     "pid": os.getpid(),
                     "connections": len(self.local),
                     "leader": self.system is not None,
+                    # The leader's fencing token, so that every node can show it.
+                    "token": self.token if self.system is not None else None,
                 }
                 await self.membership.beat(json.dumps(info).encode(), presence=counts)
                 members = await self.membership.members()

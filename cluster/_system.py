@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -30,13 +29,27 @@ from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterView:
-    """What inspect and /admin/system show of the cluster."""
-
+class NodeView:
     node_id: str
-    leader_id: str | None
-    routing_token: int | None  # this node's, while it arbitrates
-    members: dict[str, dict[str, Any]]  # node id -> what it says of itself (connections, ...)
+    connections: int  # live websocket and Socket.IO sessions on that node
+    leads: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What inspect and /admin/system show of the cluster, as the answering node knows it:
+    the members as of their last beat (one tick old at most), the leader as of now."""
+
+    node_id: str  # the node that answers
+    clustered: bool  # False: one process, no bus
+    leader_id: str | None  # None between an arbiter's death and the next one's takeover
+    routing_token: int | None  # the leader's fencing token
+    nodes: tuple[NodeView, ...]
+
+    @classmethod
+    def alone(cls, node_id: str, connections: int) -> ClusterView:
+        """A process without a bus: one node, which arbitrates, and no fencing."""
+        return cls(node_id, False, node_id, None, (NodeView(node_id, connections, True),))
 
 
 class ClusterSystem(System):
@@ -49,7 +62,16 @@ class ClusterSystem(System):
 
     def cluster(self) -> ClusterView:
         node = self.node
-        return ClusterView(node.node_id, node.leader_id, node.token, dict(node.members))
+        leader = node.leader_id
+        members = dict(node.members)
+        # This node's own line is as of now, not as of its last beat.
+        members[node.node_id] = members.get(node.node_id, {}) | {"connections": len(node.local)}
+        token = node.token if leader == node.node_id else members.get(leader or "", {}).get("token")
+        nodes = tuple(
+            NodeView(node_id, int(info.get("connections", 0)), node_id == leader)
+            for node_id, info in sorted(members.items())
+        )
+        return ClusterView(node.node_id, True, leader, token, nodes)
 
     # --- sessions: kept where their socket is --------------------------------------------------
 

@@ -18,6 +18,7 @@ from tools._inspect_views import (
     AgentDetail,
     AgentRow,
     ChatDetail,
+    ClusterInfo,
     ConversationRow,
     Overview,
     QueueRow,
@@ -142,6 +143,26 @@ def actors_table(title: str, actors: tuple[ActorRow, ...]) -> Table:
     return table
 
 
+def cluster_part(cluster: ClusterInfo) -> RenderableType:
+    if not cluster.clustered:
+        return Text(
+            f"Single node {cluster.node} (no SWITCHBOARD_BUS_URL): it runs the supervisor "
+            "and every chat.",
+            style="dim",
+        )
+    if cluster.leader is None:
+        lead = Text("no node leads now (a takeover is under way)", style="red")
+    else:
+        lead = Text(f"{cluster.leader} leads, fencing token {cluster.fencing_token}")
+    summary = Text.assemble("Cluster: ", lead, f"; answered by {cluster.node}")
+    table = _table(f"Nodes ({len(cluster.nodes)})", ("node", "role", "conn"), right=("conn",))
+    for node in cluster.nodes:
+        role = Text("arbiter", style="green") if node.leads else Text("edge")
+        answered = " (this one)" if node.id == cluster.node else ""
+        table.add_row(Text(node.id + answered), role, str(node.connections))
+    return Group(summary, table)
+
+
 def history_table(
     rows: tuple[ActivityRow, ...], total: int, names: dict[str, str], *, show_chat: bool
 ) -> Table:
@@ -182,6 +203,7 @@ def render(view: View) -> RenderableType:
             )
             parts: list[RenderableType] = [
                 header,
+                cluster_part(view.cluster),
                 agents_table(view.agents),
                 queue_table(view.queue),
                 conversations_table(view.conversations, view.conversations_not_shown),

@@ -152,9 +152,41 @@ class ActivityRow:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeRow:
+    id: str
+    connections: int
+    leads: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """/admin/system's `cluster`: the nodes, who leads, and the leader's fencing token."""
+
+    clustered: bool
+    node: str
+    """The node that answered."""
+    leader: str | None
+    fencing_token: int | None
+    nodes: tuple[NodeRow, ...]
+
+    @classmethod
+    def of(cls, cluster: dict[str, Any]) -> ClusterInfo:
+        return cls(
+            clustered=cluster["mode"] == "cluster",
+            node=cluster["node"],
+            leader=cluster["leader"],
+            fencing_token=cluster["fencingToken"],
+            nodes=tuple(
+                NodeRow(node["id"], node["connections"], node["leads"]) for node in cluster["nodes"]
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     url: str
     sessions: int
+    cluster: ClusterInfo
     supervisor: ActorRow | None
     agents: tuple[AgentRow, ...]
     queue: tuple[QueueRow, ...]
@@ -222,6 +254,7 @@ async def fetch_overview(server: Server, max_chats: int = DEFAULT_MAX_CHATS) -> 
     return Overview(
         url=server.url,
         sessions=system["sessions"],
+        cluster=ClusterInfo.of(system["cluster"]),
         supervisor=next((actor for actor in actors if actor.name == SUPERVISOR_ACTOR), None),
         agents=tuple(AgentRow.of(state, users.get(state["id"])) for state in system["agents"]),
         queue=tuple(QueueRow.of(entry) for entry in system["queue"]),

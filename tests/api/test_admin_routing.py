@@ -139,8 +139,14 @@ async def test_system_snapshot(live: Live) -> None:
     chat_id = (await open_chat(live, await customer(live)))["id"]
     snapshot = await live.http.get("/admin/system", headers=admin.headers)
     body = snapshot.json()
-    assert set(body) == {"agents", "queue", "parked", "actors", "sessions"}
+    assert set(body) == {"agents", "queue", "parked", "actors", "sessions", "cluster"}
     assert body["sessions"] == 1
+    # Without a bus: one node, which leads, with nothing to fence, holding every session.
+    cluster = body["cluster"]
+    assert cluster["mode"] == "single"
+    assert cluster["leader"] == cluster["node"]
+    assert cluster["fencingToken"] is None
+    assert cluster["nodes"] == [{"id": cluster["node"], "connections": 1, "leads": True}]
     assert (body["queue"], body["parked"]) == ([], [])
     assert [a["chatIds"] for a in body["agents"] if a["load"]] == [[chat_id]]
     names = {actor["name"]: actor for actor in body["actors"]}

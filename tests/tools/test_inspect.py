@@ -94,6 +94,8 @@ async def test_overview_tables_show_agents_queue_conversations_and_supervisor(li
     )
     assert "open" in conversation_row
     assert "supervisor mailbox 0" in text
+    assert "Single node" in text
+    assert "no SWITCHBOARD_BUS_URL" in text
 
 
 async def test_json_has_the_same_state(live: Live) -> None:
@@ -111,6 +113,11 @@ async def test_json_has_the_same_state(live: Live) -> None:
     assert document["supervisor"]["name"] == "supervisor"
     assert document["supervisor"]["restarts"] == 0
     assert document["sessions"] == 1 + ANN_MAX_LOAD + 1
+    cluster = document["cluster"]
+    assert (cluster["clustered"], cluster["leader"]) == (False, cluster["node"])
+    assert cluster["nodes"] == [
+        {"id": cluster["node"], "connections": 1 + ANN_MAX_LOAD + 1, "leads": True}
+    ]
     talked = next(
         row
         for row in document["conversations"]
