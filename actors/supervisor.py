@@ -183,11 +183,21 @@ class SupervisorActor(Actor[SupervisorMessage]):
             case CustomerWrote(chat_id):
                 await self._perform(core.customer_wrote(chat_id, now), None, chats=(chat_id,))
             case AddAgent(agent_id, max_load, reply):
-                effects = core.agent_added(agent_id, max_load=max_load, now=now)
-                await self._perform(effects, None, agents=(agent_id,))
+                # The role is written with the agent's routing, in the decision's transaction:
+                # the store and the core cannot disagree on who is an agent. Known already (two
+                # approvals raced), it is written again and nothing else changes.
+                known = core.agent_view(agent_id) is not None
+                effects = [] if known else core.agent_added(agent_id, max_load=max_load, now=now)
+                await self._perform(effects, None, enrolled=(self._agent(agent_id), Role.AGENT))
                 reply.send(None)
             case RemoveAgent(agent_id, reply):
-                await self._perform(core.agent_removed(agent_id, now), None)
+                # Before the core forgets the agent: their record is stored a user and away, in
+                # the transaction that re-queues their chats.
+                departed = core.agent_view(agent_id)
+                effects = core.agent_removed(agent_id, now)
+                if departed is not None:
+                    away = replace(departed, status=AgentStatus.AWAY)
+                    await self._perform(effects, None, enrolled=(away, Role.USER))
                 reply.send(None)
             case GraceExpired(agent_id, token):
                 await self._perform(core.grace_expired(agent_id, token, now), None)
@@ -292,9 +302,11 @@ class SupervisorActor(Actor[SupervisorMessage]):
         *,
         chats: Iterable[str] = (),
         agents: Iterable[str] = (),
+        enrolled: tuple[AgentView, Role] | None = None,
     ) -> dict[str, ChatRouting]:
         """Persist the decision, then publish routes, push events and start timers; returns the
-        routing fields written per chat."""
+        routing fields written per chat. `enrolled` is an agent whose role changes with it
+        (approved: agent; demoted or deleted: user), written as the view says."""
         now, wall = trio.current_time(), utcnow()
         chat_ids: dict[str, None] = dict.fromkeys(chats)
         agent_ids: dict[str, None] = dict.fromkeys(agents)
@@ -314,17 +326,19 @@ class SupervisorActor(Actor[SupervisorMessage]):
         routing = {
             chat_id: self._chat_routing(chat_id, owners[chat_id], now, wall) for chat_id in chat_ids
         }
-        if chat_ids or agent_ids or activity:
-            await self._store.record_routing(
-                list(routing.values()),
-                [
-                    AgentRouting(agent_id, view.status, view.max_load, wall)
-                    for agent_id in agent_ids
-                    # a removed agent is forgotten: the edge has changed their record already
-                    if (view := self._core.agent_view(agent_id)) is not None
-                ],
-                activity,
+        agent_routing = [
+            AgentRouting(agent_id, view.status, view.max_load, wall)
+            for agent_id in agent_ids
+            if (view := self._core.agent_view(agent_id)) is not None
+        ]
+        if enrolled is not None:
+            view, role = enrolled
+            agent_routing = [a for a in agent_routing if a.agent_id != view.agent_id]
+            agent_routing.append(
+                AgentRouting(view.agent_id, view.status, view.max_load, wall, role=role)
             )
+        if chat_ids or agent_routing or activity:
+            await self._store.record_routing(list(routing.values()), agent_routing, activity)
         report_decisions(effects)
         for chat_id in chat_ids:
             self._publish_route(chat_id)

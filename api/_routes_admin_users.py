@@ -1,9 +1,10 @@
 """Accounts, for admins: list, create agents, edit, approve users as agents, demote, delete.
 
-Becoming or ceasing to be an agent changes the user record first (the role is read from the
-store on every request, so it takes effect at once), then tells the assignment actor (a new
-agent starts away; a former agent's open chats are re-queued), then closes a former agent's
-live connections.
+Becoming or ceasing to be an agent is the assignment actor's decision: it writes the role with
+the agent's routing in one transaction (a new agent starts away; a former agent is stored away,
+their open chats re-queued), so an approval or demotion that fails (503) changed nothing and can
+be made again. The role is read from the store on every request, so it takes effect at once; a
+former agent's live connections are then closed. Deleting an agent demotes them first.
 """
 
 from __future__ import annotations
@@ -48,28 +49,20 @@ async def _managed_user(user_id: str) -> User:
 
 
 async def _make_agent(user: User) -> User:
+    """The assignment actor takes the user on as an agent (away) and stores the role with their
+    routing; answers the record as it then stands."""
     found = services()
-    agent = await found.store.update_user(
-        dataclasses.replace(user, role=Role.AGENT, status=AgentStatus.AWAY, updated_at=utcnow())
-    )
-    return await _register_agent(agent)
-
-
-async def _register_agent(agent: User) -> User:
-    """Tell the assignment actor of a new agent; answers the record as it then stands."""
-    found = services()
-    await ask(None, found.system.add_agent(agent.id, agent.max_load))
-    return await found.store.get_user(agent.id) or agent
+    await ask(None, found.system.add_agent(user.id, user.max_load))
+    return await found.store.get_user(user.id) or user
 
 
 async def _make_user(agent: User) -> User:
+    """The assignment actor re-queues the agent's chats and stores them a user, away; then their
+    connections close."""
     found = services()
-    user = await found.store.update_user(
-        dataclasses.replace(agent, role=Role.USER, updated_at=utcnow())
-    )
     await ask(None, found.system.remove_agent(agent.id))
     found.system.sign_out(agent.id, "you are no longer an agent")
-    return await found.store.get_user(agent.id) or user
+    return await found.store.get_user(agent.id) or agent
 
 
 @admin_users.get("/admin/users")
@@ -105,12 +98,13 @@ async def create_agent(data: CreateAgentBody) -> Response:
     found = services()
     now = utcnow()
     try:
+        # Made a user, then approved: an approval that fails leaves a user to approve again.
         account = await found.store.create_user(
             User(
                 id=new_id(),
                 email=data.email,
                 name=data.name,
-                role=data.role,
+                role=Role.USER,
                 password_hash=await found.passwords.hash(data.password),
                 phone=data.phone,
                 avatar=data.avatar,
@@ -122,8 +116,8 @@ async def create_agent(data: CreateAgentBody) -> Response:
         )
     except DuplicateEmail as error:
         raise _email_taken(error) from error
-    if account.role is Role.AGENT:
-        account = await _register_agent(account)
+    if data.role is Role.AGENT:
+        account = await _make_agent(account)
     return respond(UserOut.of(account), 201)
 
 
@@ -203,7 +197,7 @@ async def delete_user(user_id: str) -> Response:
     user = await _managed_user(user_id)
     found = services()
     if user.role is Role.AGENT:
-        await ask(None, found.system.remove_agent(user.id))
+        await ask(None, found.system.remove_agent(user.id))  # stored a user: deleting again works
         found.system.sign_out(user.id, "your account was deleted")
     await found.store.delete_user(user.id)
     return respond(MessageOut(message=f"user {user.id} deleted"))

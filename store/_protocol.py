@@ -146,12 +146,14 @@ class ChatRouting:
 
 @dataclass(frozen=True, slots=True)
 class AgentRouting:
-    """The routing fields of an agent, which only the assignment actor writes."""
+    """The routing fields of an agent, which only the assignment actor writes. `role`, when
+    given, is written with them: becoming or ceasing to be an agent is a routing decision."""
 
     agent_id: str
     status: AgentStatus
     max_load: int
     updated_at: datetime
+    role: Role | None = None
 
 
 @dataclass(frozen=True, slots=True)

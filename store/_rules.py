@@ -28,9 +28,9 @@ class HasId(Protocol):
     def id(self) -> str: ...
 
 
-ROUTING_USER_FIELDS = ("status", "max_load")
+ROUTING_USER_FIELDS = ("role", "status", "max_load")
 """What `update_user` leaves as stored: only the assignment actor writes these (`record_routing`),
-so a profile edit racing an assignment decision cannot undo it."""
+so a profile edit racing an assignment decision (an approval or demotion too) cannot undo it."""
 
 CREDENTIAL_USER_FIELDS = ("password_hash", "token_generation")
 """What `update_user` leaves as stored too: only `set_password` writes these, so a profile edit

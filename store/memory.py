@@ -451,6 +451,7 @@ class MemoryStore:
             if (user := self._users.get(agent_change.agent_id)) is not None:
                 self._users[user.id] = replace(
                     user,
+                    role=user.role if agent_change.role is None else agent_change.role,
                     status=agent_change.status,
                     max_load=agent_change.max_load,
                     updated_at=agent_change.updated_at,

@@ -1067,8 +1067,11 @@ def _chat_routing_fields(change: ChatRouting) -> Document:
 
 
 def _agent_routing_fields(change: AgentRouting) -> Document:
-    return {"status": change.status.value, "max_load": change.max_load} | _time_fields(
-        "updated_at", change.updated_at
+    role = {} if change.role is None else {"role": change.role.value}
+    return (
+        {"status": change.status.value, "max_load": change.max_load}
+        | role
+        | _time_fields("updated_at", change.updated_at)
     )
 
 

@@ -670,8 +670,18 @@ class _Database:
             ],
         )
         self._db.executemany(
-            "UPDATE users SET status = ?, max_load = ?, updated_at = ? WHERE id = ?",
-            [(a.status.value, a.max_load, _encode_time(a.updated_at), a.agent_id) for a in agents],
+            "UPDATE users SET status = ?, max_load = ?, updated_at = ?, role = COALESCE(?, role)"
+            " WHERE id = ?",
+            [
+                (
+                    a.status.value,
+                    a.max_load,
+                    _encode_time(a.updated_at),
+                    None if a.role is None else a.role.value,
+                    a.agent_id,
+                )
+                for a in agents
+            ],
         )
         self.append_activity(activity)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from actors import ChatUnassigned
 from actors.events import CLOSE_SIGNED_OUT
-from store import Role
+from store import AgentStatus, Role, StoreUnavailable
 from tests.api.support import (
     ADMIN,
     ANN,
@@ -152,6 +156,91 @@ async def test_demoting_an_agent_requeues_their_chats_and_closes_their_connectio
     assert chat is not None
     assert (chat.status, chat.agent_id) == ("pending", None)
     assert_error(await live.http.get("/chats/agent", headers=ann.headers), 403, "forbidden")
+
+
+async def test_a_demoted_agent_is_stored_away(live: Live) -> None:
+    """The supervisor writes the demotion's routing: the record does not stay `available`."""
+    admin = await staff(live, ADMIN)
+    ann = await available_agent(live, ANN)
+    demoted = await live.http.put(
+        f"/admin/users/{ann.id}", headers=admin.headers, json={"role": "user"}
+    )
+    assert demoted.status_code == 200, demoted.text
+    assert (demoted.json()["role"], demoted.json()["status"]) == ("user", "away")
+    stored = await live.services.store.get_user(ann.id)
+    assert stored is not None
+    assert (stored.role, stored.status) == (Role.USER, AgentStatus.AWAY)
+    # Approved again, they are an agent the supervisor knows, away until they say otherwise.
+    again = await live.http.put("/admin/users/approve", headers=admin.headers, json={"email": ANN})
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "away"
+    assert await available_agent(live, ANN)
+
+
+def _routing_fails_once(live: Live, monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
+    """The assignment actor's next routing write is refused; the list empties when it was."""
+    store = live.services.system.store
+    record_routing = store.record_routing
+    failures: list[Exception] = [StoreUnavailable("the database is restarting")]
+
+    async def fails_once(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await record_routing(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_routing", fails_once)
+    return failures
+
+
+async def test_an_approval_whose_ask_fails_can_be_made_again(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refuses the supervisor's write once: the approval answers 503 and changes
+    nothing, so approving again works and the supervisor knows the new agent."""
+    admin = await staff(live, ADMIN)
+    failures = _routing_fails_once(live, monkeypatch)
+    failed = await live.http.put("/admin/users/approve", headers=admin.headers, json={"email": UMA})
+    assert failed.status_code == 503, failed.text
+    assert not failures
+    uma = await live.services.store.get_user_by_email(UMA)
+    assert uma is not None
+    assert uma.role is Role.USER
+    approved = await live.http.put(
+        "/admin/users/approve", headers=admin.headers, json={"email": UMA}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["role"] == "agent"
+    snapshot = await live.services.system.snapshot()
+    assert uma.id in {agent.agent_id for agent in snapshot.core.agents}
+    await available_agent(live, UMA)
+
+
+async def test_a_demotion_whose_ask_fails_changes_nothing(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused by the store, a demotion leaves an agent with their chat (the role is not
+    changed apart from the routing); made again, it completes."""
+    admin = await staff(live, ADMIN)
+    ann, chat_id = await _agent_with_a_chat(live)
+    failures = _routing_fails_once(live, monkeypatch)
+    path = f"/admin/users/{ann.id}"
+    failed = await live.http.put(path, headers=admin.headers, json={"role": "user"})
+    assert failed.status_code == 503, failed.text
+    assert not failures
+    stored = await live.services.store.get_user(ann.id)
+    assert stored is not None
+    assert (stored.role, stored.status) == (Role.AGENT, AgentStatus.AVAILABLE)
+    chat = await live.services.store.get_chat(chat_id)
+    assert chat is not None
+    assert chat.agent_id == ann.id
+    demoted = await live.http.put(path, headers=admin.headers, json={"role": "user"})
+    assert demoted.status_code == 200, demoted.text
+    assert (demoted.json()["role"], demoted.json()["status"]) == ("user", "away")
+    chat = await live.services.store.get_chat(chat_id)
+    assert chat is not None
+    assert (chat.status, chat.agent_id) == ("pending", None)
+    snapshot = await live.services.system.snapshot()
+    assert ann.id not in {agent.agent_id for agent in snapshot.core.agents}
 
 
 async def test_deleting_an_agent_requeues_their_chats(live: Live) -> None:

@@ -126,6 +126,26 @@ async def test_update_user_leaves_the_routing_fields_to_record_routing(store: St
     updated = await store.update_user(replace(agent, name="Ann B.", updated_at=at(2)))
     assert (updated.name, updated.status, updated.max_load) == ("Ann B.", AgentStatus.BUSY, 5)
     assert await store.get_user(agent.id) == updated
+    # A demotion is a routing decision too: a profile edit from an older copy keeps it.
+    demoted = AgentRouting(agent.id, AgentStatus.AWAY, 5, at(3), role=Role.USER)
+    await store.record_routing([], [demoted], [])
+    edited = await store.update_user(replace(agent, name="Ann C.", updated_at=at(4)))
+    assert (edited.name, edited.role, edited.status) == ("Ann C.", Role.USER, AgentStatus.AWAY)
+
+
+async def test_record_routing_writes_a_role_only_when_given(store: Store) -> None:
+    user_record = await store.create_user(user(role=Role.USER, max_load=2))
+    approved = AgentRouting(user_record.id, AgentStatus.AWAY, 2, at(1), role=Role.AGENT)
+    # fenced, as in cluster mode (MongoDB writes it through its journal)
+    await store.record_routing([], [approved], [], fence=await store.claim_routing("test"))
+    agent = await store.get_user(user_record.id)
+    assert agent is not None
+    assert (agent.role, agent.status, agent.updated_at) == (Role.AGENT, AgentStatus.AWAY, at(1))
+    await store.record_routing([], [AgentRouting(agent.id, AgentStatus.BUSY, 2, at(2))], [])
+    busy = await store.get_user(agent.id)
+    assert busy is not None
+    assert (busy.role, busy.status) == (Role.AGENT, AgentStatus.BUSY)
+    assert [a.id for a in (await store.list_users(role=Role.AGENT)).items] == [agent.id]
 
 
 async def test_update_user_refuses_a_missing_user_and_a_taken_email(store: Store) -> None:
