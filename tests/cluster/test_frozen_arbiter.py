@@ -33,6 +33,9 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
             assert (await cluster.wait_leader())[0] == "node-a"
 
             customer_token = await b.customer_token("shop-frozen-1")
+            # Signed in up front: a sign-in (argon2id) on a busy machine can take longer than
+            # the grace period, and Ann must be back within hers at the end.
+            ann_token = await b.login(ANN)
             async with ws(b, customer_token) as customer:
                 async with ws(a, await a.login(BOB)) as bob:
                     await bob.request(
@@ -54,7 +57,7 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
                     assert leader == "node-b"
                     # node-b rebuilt from the store, ran bob's grace itself and gives the chat
                     # to ann, who is on node-b.
-                    async with ws(b, await b.login(ANN)) as ann:
+                    async with ws(b, ann_token) as ann:
                         await ann.request(
                             {"type": "status.set", "status": "available"},
                             "agent.status",
@@ -69,7 +72,7 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
                 # first) and steps down.
                 await cluster.wait_log("node-a", "no longer arbitrates")
                 assert await cluster.leader() == "node-b"
-                async with ws(b, await b.login(ANN)) as ann:
+                async with ws(b, ann_token) as ann:
                     assert (await say(ann, chat_id, "a2", "still ann"))["seq"] == 3
 
             async with open_store(cluster.store_url) as store:

@@ -6,7 +6,7 @@ Waiting is always for a frame or a close, never for time to pass.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,15 +57,38 @@ class WsClient:
                 frame.get(name) == value for name, value in fields.items()
             )
 
+        return await self._first(matches, WAIT_SECONDS)
+
+    async def _first(self, matches: Callable[[Frame], bool], seconds: float) -> Frame:
         for frame in self._unclaimed:
             if matches(frame):
                 self._unclaimed.remove(frame)
                 return frame
-        with trio.fail_after(WAIT_SECONDS):
+        with trio.fail_after(seconds):
             while not matches(frame := await self._receive()):
                 pass
         self._unclaimed.remove(frame)
         return frame
+
+    async def sent(self, chat_id: str, client_msg_id: str, content: str) -> Frame:
+        """Send a message; its `ack`, or the `error` that refers to it (the caller decides)."""
+        await self.send(
+            {
+                "type": "message.send",
+                "chatId": chat_id,
+                "clientMsgId": client_msg_id,
+                "content": content,
+            }
+        )
+
+        def answers(frame: Frame) -> bool:
+            return (frame["type"], frame.get("clientMsgId")) == ("ack", client_msg_id) or (
+                frame["type"],
+                frame.get("ref"),
+            ) == ("error", client_msg_id)
+
+        # The server's own bound on an ask, and slack.
+        return await self._first(answers, WAIT_SECONDS * 2)
 
     async def request(self, frame: Frame, answer: str, **fields: Any) -> Frame:
         await self.send(frame)
