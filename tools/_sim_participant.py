@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -46,12 +46,15 @@ class Run:
     def __init__(
         self,
         scenario: Scenario,
-        ws_url: str,
+        ws_urls: Sequence[str],
         http: httpx.AsyncClient,
         ledger: Ledger,
     ) -> None:
+        assert ws_urls
         self.scenario = scenario
-        self.ws_url = ws_url
+        # Several: the nodes of one cluster, each participant on one, in turn.
+        self.ws_urls = tuple(ws_urls)
+        self._placed = itertools.count()
         self.http = http
         self.ledger = ledger
         self.rng = random.Random(scenario.seed)
@@ -98,6 +101,10 @@ class Run:
     def think(self) -> float:
         return self.rng.expovariate(1 / self.scenario.think)
 
+    def place(self) -> str:
+        """The websocket URL of the next participant: the nodes in turn."""
+        return self.ws_urls[next(self._placed) % len(self.ws_urls)]
+
 
 async def first_of(*waits: Callable[[], Awaitable[object]]) -> None:
     """Return as soon as one of the waits returns."""
@@ -120,6 +127,7 @@ class Participant:
         self.run = run
         self.who = who
         self.token = token
+        self.ws_url = run.place()
         self.connected = trio.Event()
         """Set once the first connection is up."""
         self.gave_up = False
@@ -170,7 +178,7 @@ class Participant:
         holding = True
         try:
             async with open_websocket_url(
-                self.run.ws_url,
+                self.ws_url,
                 extra_headers=[(b"Authorization", f"Bearer {self.token}".encode())],
                 message_queue_size=MESSAGE_QUEUE,
                 connect_timeout=CONNECT_SECONDS,

@@ -30,7 +30,14 @@ from api import (
 )
 from store import StoreError, open_store
 from telemetry import configure_logging, event, scrub
-from tools import bench_assignment, bench_forgot, bench_register, bench_socketio, bench_ws
+from tools import (
+    bench_assignment,
+    bench_cluster,
+    bench_forgot,
+    bench_register,
+    bench_socketio,
+    bench_ws,
+)
 from tools._errors import sole_error
 from tools._remote import CLIENT_VARIABLES
 from tools.backup import backup, sqlite_path
@@ -42,6 +49,7 @@ log = logging.getLogger("tools.serve")
 
 BENCHMARKS = {
     "assignment": bench_assignment.main,
+    "cluster": bench_cluster.main,
     "forgot": bench_forgot.main,
     "register": bench_register.main,
     "ws": bench_ws.main,
@@ -198,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = commands.add_parser(
         "bench",
         help="run a benchmark: assignment (the supervisor in-process), ws (/ws against a raw "
-        "echo server), socketio (the Socket.IO endpoint with the stock Node client), forgot, "
+        "echo server), socketio (the Socket.IO endpoint with the stock Node client), cluster "
+        "(throughput at 1, 2, 3 nodes beside one process), forgot, "
         "register (a registration flood: the server's RSS, CPU and health latency)",
     )
     bench_parser.add_argument("benchmark", choices=sorted(BENCHMARKS))

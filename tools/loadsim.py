@@ -39,6 +39,7 @@ from tools._remote import (
     Server,
     add_server_flags,
     admin_server,
+    base_url,
     each,
     first_error,
     is_loopback,
@@ -93,6 +94,10 @@ class Target:
     """The server to load; ignored with `spawn`."""
     spawn: bool
     credentials: Credentials
+    also: tuple[str, ...] = ()
+    """More nodes of the same cluster as `url`: the participants are spread over all of them."""
+    server_pids: tuple[int, ...] = ()
+    """The processes whose CPU counts as the server's (a spawned server's is counted anyway)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,15 +207,17 @@ async def simulate(
         tokens = await _customer_tokens(admin, scenario, tag)
         rss_before = rss_kib(pid) if pid else None
         ledger = Ledger()
+        urls = (url, *target.also)
         async with httpx.AsyncClient(base_url=url, timeout=HTTP_SECONDS) as http:
-            run = Run(scenario, url.replace("http", "ws", 1) + "/ws", http, ledger)
+            run = Run(scenario, [u.replace("http", "ws", 1) + "/ws" for u in urls], http, ledger)
             cast = Cast(
                 agents=tuple(Agent(run, agent_id, token) for agent_id, token in made),
                 customers=tuple(Customer(run, f"c{i}", token) for i, token in enumerate(tokens)),
             )
             for agent_id, _ in made:
                 ledger.agent_joined(agent_id, scenario.max_load)
-            phase = await _drive(run, cast, pid, progress)
+            cpu_pids = (pid,) if pid else target.server_pids
+            phase = await _drive(run, cast, pid, cpu_pids, progress)
         memory = None
         if pid and rss_before is not None and phase.rss_after is not None:
             memory = Memory(
@@ -224,7 +231,7 @@ async def simulate(
             )
         if not target.spawn:
             await _clean_up(admin, ledger, [agent_id for agent_id, _ in made])
-    return _report(scenario, url, target.spawn, phase, ledger, memory), ledger
+    return _report(scenario, " ".join(urls), target.spawn, phase, ledger, memory), ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,17 +248,24 @@ class Phase:
     """The server's (when its /metrics can be read) and the simulator's, over the same time."""
 
 
-async def _drive(run: Run, cast: Cast, pid: int | None, progress: Progress | None) -> Phase:
+async def _drive(
+    run: Run,
+    cast: Cast,
+    pid: int | None,
+    cpu_pids: tuple[int, ...],
+    progress: Progress | None,
+) -> Phase:
     setup_bound = SETUP_SECONDS + len(cast.everyone) / 100
     own = OwnStalls()
     with watching_own_pauses(own):
-        return await _drive_watched(run, cast, pid, progress, own, setup_bound)
+        return await _drive_watched(run, cast, pid, cpu_pids, progress, own, setup_bound)
 
 
 async def _drive_watched(
     run: Run,
     cast: Cast,
     pid: int | None,
+    cpu_pids: tuple[int, ...],
     progress: Progress | None,
     own: OwnStalls,
     setup_bound: float,
@@ -277,14 +291,14 @@ async def _drive_watched(
         cpu_from: list[float | None] = []
         stalls_from: list[dict[str, Histogram] | None] = []
         nursery.start_soon(
-            _measure_from, run.ledger.measure_from, pid, run.http, cpu_from, stalls_from
+            _measure_from, run.ledger.measure_from, cpu_pids, run.http, cpu_from, stalls_from
         )
         with trio.move_on_after(scenario.duration):
             await run.stopping.wait()
         run.stop()
         ended = trio.current_time()
         rss_after = rss_kib(pid) if pid else None
-        cpu_used = _cpu_since(cpu_from, pid)
+        cpu_used = _cpu_since(cpu_from, cpu_pids)
         stalls = {"simulator": own.since(run.ledger.measure_from, ended)}
         server_then = stalls_from[0] if stalls_from else None
         server_now = await server_histograms(run.http) if server_then else None
@@ -300,24 +314,33 @@ async def _drive_watched(
 
 async def _measure_from(
     when: float,
-    pid: int | None,
+    cpu_pids: tuple[int, ...],
     http: httpx.AsyncClient,
     cpu: list[float | None],
     stalls: list[dict[str, Histogram] | None],
 ) -> None:
     """At the warm-up's end: the CPU clocks, then the server's stall histograms."""
     await trio.sleep_until(when)
-    cpu.extend((cpu_seconds(pid) if pid else None, cpu_seconds(None)))
+    cpu.extend((_server_cpu(cpu_pids), cpu_seconds(None)))
     stalls.append(await server_histograms(http))
 
 
-def _cpu_since(start: list[float | None], pid: int | None) -> tuple[float | None, float | None]:
-    """What was used since `_cpu_at` read the clocks (nothing if the load ended before)."""
+def _server_cpu(pids: tuple[int, ...]) -> float | None:
+    """The CPU seconds of every server process, together (None: one cannot be read)."""
+    used = [cpu_seconds(pid) for pid in pids]
+    if not used or None in used:
+        return None
+    return sum(seconds for seconds in used if seconds is not None)
+
+
+def _cpu_since(
+    start: list[float | None], cpu_pids: tuple[int, ...]
+) -> tuple[float | None, float | None]:
+    """What was used since `_measure_from` read the clocks (nothing if the load ended before)."""
     if not start:
         return None, None
     server_then, simulator_then = start
-    server_now = cpu_seconds(pid) if pid else None
-    return _minus(server_now, server_then), _minus(cpu_seconds(None), simulator_then)
+    return _minus(_server_cpu(cpu_pids), server_then), _minus(cpu_seconds(None), simulator_then)
 
 
 def _minus(later: float | None, then: float | None) -> float | None:
@@ -473,6 +496,24 @@ def add_loadsim_parser(commands: Any) -> None:
         "--spawn", action="store_true", help="start a server on a temporary store for the run"
     )
     parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another node of the same cluster as --url (repeatable): the simulated people are "
+        "spread over --url and these, in turn",
+    )
+    parser.add_argument(
+        "--server-pid",
+        dest="server_pids",
+        action="append",
+        type=int,
+        default=[],
+        metavar="PID",
+        help="a server process on this machine (repeatable, e.g. each node's): their CPU is "
+        "reported as the server's",
+    )
+    parser.add_argument(
         "--allow-remote",
         dest="allow_remote",
         action="store_true",
@@ -542,16 +583,25 @@ def loadsim_command(args: argparse.Namespace) -> int:
     console = Console()
     try:
         scenario = scenario_of(args)
-        if not args.spawn and not args.allow_remote and not is_loopback(args.url):
-            raise ValueError(
-                f"loadsim loads only this machine ({args.url} is not a loopback address); "
-                "pass --allow-remote to load another host"
-            )
+        if args.spawn and args.also:
+            raise ValueError("--also adds nodes to a running cluster's --url, not to --spawn")
+        for url in (args.url, *args.also):
+            if not args.spawn and not args.allow_remote and not is_loopback(url):
+                raise ValueError(
+                    f"loadsim loads only this machine ({url} is not a loopback address); "
+                    "pass --allow-remote to load another host"
+                )
         if args.plot is not None:
             _check_plot_possible()
         for warning in scenario.warnings():
             print(f"switchboard: warning: {warning}", file=sys.stderr)
-        target = Target(url=args.url, spawn=args.spawn, credentials=Credentials.of(args))
+        target = Target(
+            url=args.url,
+            spawn=args.spawn,
+            credentials=Credentials.of(args),
+            also=tuple(base_url(url) for url in args.also),
+            server_pids=tuple(args.server_pids),
+        )
         try:
             report, ledger = trio.run(_run, scenario, target, console, args.quiet)
         except BaseExceptionGroup as group:
