@@ -348,7 +348,8 @@ class ClusterOut(WireModel):
         description="the arbiter's node; null while no node holds the lease (a takeover)"
     )
     fencing_token: int | None = Field(
-        description="the arbiter's routing token (null on a single node: nothing to fence)"
+        description="the arbiter's routing token; null on a single node (nothing to fence), "
+        "and until a new arbiter's first beat"
     )
     nodes: list[NodeOut]
 

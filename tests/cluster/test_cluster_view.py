@@ -37,11 +37,17 @@ async def cluster_of(node: ClusterNode, headers: dict[str, str]) -> dict[str, An
     return found
 
 
+def settled_as(view: dict[str, Any], nodes: list[dict[str, Any]]) -> bool:
+    # A new leader's token is known to the others from its first beat as leader.
+    return view["nodes"] == nodes and view["fencingToken"] is not None
+
+
 async def settled(node: ClusterNode, headers: dict[str, str], nodes: list[dict[str, Any]]) -> Any:
-    """The node's view once its nodes are `nodes`: the others' lines are as of their last beat
-    (a third of the lease), so the view catches up within a few beats."""
+    """The node's view once its nodes are `nodes` and the leader's token is known: the others'
+    lines are as of their last beat (a third of the lease), so the view catches up within a few
+    beats."""
     with trio.fail_after(WAIT_SECONDS):
-        while (view := await cluster_of(node, headers))["nodes"] != nodes:  # noqa: ASYNC110 (Valkey's TTLs)
+        while not settled_as(view := await cluster_of(node, headers), nodes):  # noqa: ASYNC110 (Valkey's TTLs)
             await trio.sleep(0.05)
     return view
 
