@@ -45,6 +45,7 @@ from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
 from api._signin_throttle import SignInThrottle
 from api._socketio import socketio
+from api._stopping import stopping_event
 from api._ws import ws
 from cluster import ClusterConfig, default_node_id, open_cluster
 from store import Store, open_store
@@ -142,13 +143,25 @@ async def serve(
 ) -> None:
     """Serve on the configured host and port, with the outbox's sender beside; reports the
     bound URLs once listening."""
+    app = create_app(found)
+    trigger = shutdown_trigger
+    if shutdown_trigger is not None:
+        told = shutdown_trigger
+        going_away = stopping_event(app)
+
+        async def stop_gracefully() -> None:
+            await told()
+            # The HTTP server stops accepting when this returns; every websocket closes (1001).
+            going_away.set()
+
+        trigger = stop_gracefully
     async with trio.open_nursery() as nursery:
         await nursery.start(watch_runtime)
         await nursery.start(found.outbox.run)
         await serve_asgi(
-            CloseAfterEarlyAnswer(create_app(found)),
+            CloseAfterEarlyAnswer(app),
             found.settings,
-            shutdown_trigger=shutdown_trigger,
+            shutdown_trigger=trigger,
             task_status=task_status,
         )
         nursery.cancel_scope.cancel()
@@ -203,6 +216,8 @@ async def serve_asgi(
     config.websocket_ping_timeout = settings.ws_ping_timeout_seconds
     config.websocket_close_timeout = settings.ws_close_timeout_seconds
     config.send_timeout = settings.ws_ping_timeout_seconds
+    # Stopping: how long in-flight requests and closing websockets have before they are cut.
+    config.graceful_timeout = settings.stop_timeout_seconds
     adjust_hypercorn()
 
     async with trio.open_nursery() as nursery:

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # one client address may have this many sessions still waiting for theirs.
     socketio_connect_seconds: float = Field(default=10.0, gt=0)
     socketio_pending_per_address: int = Field(default=20, ge=1)
+    # Live connections (/ws and Socket.IO together) per user; a new one beyond is refused.
+    max_connections_per_staff: int = Field(default=10, ge=1)
+    max_connections_per_customer: int = Field(default=5, ge=1)
+    # On SIGTERM: how long in-flight requests and closing connections have before they are cut.
+    stop_timeout_seconds: float = Field(default=10.0, gt=0)
     # Operations (README, "Running in production").
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
@@ -241,6 +246,9 @@ EXAMPLES: Mapping[str, str] = {
     "ws_close_timeout_seconds": "5",
     "socketio_connect_seconds": "10",
     "socketio_pending_per_address": "20",
+    "max_connections_per_staff": "10",
+    "max_connections_per_customer": "5",
+    "stop_timeout_seconds": "10",
     "console": "false",
     "log_level": "info",
     "log_format": "json",

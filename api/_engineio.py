@@ -221,6 +221,8 @@ class Ack:
 class ConnectError:
     message: str
     namespace: str = DEFAULT_NAMESPACE
+    # The client's `err.data` (socket.io-client): here `{"code": ...}` where a client may act on it.
+    data: dict[str, Any] | None = None
 
 
 SioPacket: TypeAlias = Connect | Disconnect | Event | Ack | ConnectError
@@ -238,8 +240,11 @@ def encode_sio(packet: SioPacket) -> str:
             return "2" + _nsp(namespace) + _ack_id(ack_id) + _json_array((name, *args))
         case Ack(ack_id, args, namespace):
             return "3" + _nsp(namespace) + _ack_id(ack_id) + _json_array(args)
-        case ConnectError(message, namespace):
-            return "4" + _nsp(namespace) + _json({"message": message})
+        case ConnectError(message, namespace, data):
+            body: dict[str, Any] = {"message": message}
+            if data is not None:
+                body["data"] = data
+            return "4" + _nsp(namespace) + _json(body)
         case _ as unreachable:
             assert_never(unreachable)
 

@@ -80,6 +80,7 @@ from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
 from api._client import current_client
+from api._connection_caps import ConnectionCaps, Slot, TooManyConnections, connection_caps
 from api._cors import origin_allowed
 from api._engineio import (
     EngineConfig,
@@ -121,6 +122,7 @@ from api._sio_events import (
     optional,
     parse,
 )
+from api._stopping import GOING_AWAY, stopping
 from api._ws import Transport as WebSocket
 from api._ws import token_id
 from api._ws_core import (
@@ -308,7 +310,7 @@ def hub() -> Hub:
     """The app's Socket.IO sessions (one registry per app, made on first use)."""
     found: Hub | None = current_app.extensions.get(HUB_KEY)
     if found is None:
-        found = current_app.extensions[HUB_KEY] = Hub(services())
+        found = current_app.extensions[HUB_KEY] = Hub(services(), connection_caps(), stopping())
     return found
 
 
@@ -368,8 +370,16 @@ def _text(body: str) -> Response:
 class Hub:
     """Every live session by sid, bounded in number."""
 
-    def __init__(self, found: Services, limits: SocketIOLimits | None = None) -> None:
+    def __init__(
+        self,
+        found: Services,
+        caps: ConnectionCaps,
+        going_away: trio.Event,
+        limits: SocketIOLimits | None = None,
+    ) -> None:
         settings = found.settings
+        self._caps = caps
+        self._going_away = going_away
         self.limits = limits or SocketIOLimits(
             connect_seconds=settings.socketio_connect_seconds,
             pending_per_address=settings.socketio_pending_per_address,
@@ -412,6 +422,8 @@ class Hub:
             authorization,
             client=address,
             settle=partial(self._settle, address),
+            caps=self._caps,
+            going_away=self._going_away,
         )
         self._sessions[session.sid] = session
         nursery: trio.Nursery = current_app.nursery  # type: ignore[attr-defined]
@@ -449,9 +461,14 @@ class SioSession:
         *,
         client: str,
         settle: Callable[[], None],
+        caps: ConnectionCaps,
+        going_away: trio.Event,
     ) -> None:
         self._found = found
         self._client = client
+        self._caps = caps
+        self._going_away = going_away
+        self._slot: Slot | None = None  # its principal's connection count, once connected
         # Called once, at the CONNECT or the close: the session no longer waits for its CONNECT.
         self._settle: Callable[[], None] | None = settle
         self._limits = limits
@@ -509,6 +526,7 @@ class SioSession:
                 nursery.start_soon(self._pump)
                 nursery.start_soon(self._dispatch, nursery)
                 nursery.start_soon(self._await_connect)
+                nursery.start_soon(self._go_away)
                 task_status.started()
                 await self._closed.wait()
                 nursery.cancel_scope.cancel()
@@ -519,15 +537,27 @@ class SioSession:
             # Closed already, unless a task crashed: then its transports must stop waiting.
             self.engine.close("internal error; reconnect")
             self._settled()
+            self._release_slot()
             self._log_close()
             await self._detach()
             self._inbound.close()
             self._outgoing.close()
 
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
+
     def _settled(self) -> None:
         settle, self._settle = self._settle, None
         if settle is not None:
             settle()
+
+    async def _go_away(self) -> None:
+        """The server is stopping: the close packet, without a DISCONNECT, so the client
+        reconnects by itself (to the server that takes over)."""
+        await self._going_away.wait()
+        self._end("server_stopping", GOING_AWAY, disconnect=False)
 
     async def _heartbeat(self) -> None:
         while self.engine.closed is None:
@@ -653,6 +683,12 @@ class SioSession:
         except Unauthenticated as error:
             await self._emit(eio.ConnectError(str(error)))
             return
+        try:
+            self._slot = self._caps.take(principal)
+        except TooManyConnections as error:
+            code = "too_many_connections"
+            await self._emit(eio.ConnectError(f"{code}: {error}", data={"code": code}))
+            return
         session_id = new_id()
         socket = ChatSocket(
             self._found, principal, self._emit, self._limits.rooms_per_socket, session_id
@@ -676,6 +712,7 @@ class SioSession:
         if failure is not None:
             await self._detach()
             self._socket = None
+            self._release_slot()
             await self._emit(eio.ConnectError(failure))
             return
         self._connected.set()

@@ -44,6 +44,7 @@ from actors import (
 )
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
 from api._client import current_client
+from api._connection_caps import TooManyConnections, connection_caps
 from api._cors import origin_allowed
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
@@ -69,6 +70,7 @@ from api._hypercorn import CLOSE_KEY
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_out
+from api._stopping import CLOSE_GOING_AWAY, GOING_AWAY, stopping
 from api._ws_core import (
     CLOSE_INTERNAL,
     CLOSE_TOO_BIG,
@@ -137,8 +139,20 @@ async def socket() -> Response | None:
             f"the websocket is for {', '.join(sorted(CONNECT_ROLES))}; "
             f"you are signed in as {principal.role}",
         )
-    await websocket.accept(subprotocol=subprotocol)
-    edge = JsonEdge(found, principal, token, websocket)
+    try:
+        slot = connection_caps().take(principal)
+    except TooManyConnections as error:
+        return error_response(429, "too_many_connections", str(error))
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+        await _serve(found, principal, token)
+    finally:
+        slot.release()
+    return None
+
+
+async def _serve(found: Services, principal: Principal, token: str) -> None:
+    edge = JsonEdge(found, principal, token, websocket, stopping())
     opened, role = trio.current_time(), principal.role.value
     connection_opened(
         "ws",
@@ -163,7 +177,6 @@ async def socket() -> Response | None:
             reason=reason,
             seconds=trio.current_time() - opened,
         )
-    return None
 
 
 def _how_closed(ours: Close | None, noted: object) -> tuple[int | str, str]:
@@ -262,7 +275,12 @@ class JsonEdge:
     """One accepted connection: JSON frames in and out around a `Connection` core."""
 
     def __init__(
-        self, found: Services, principal: Principal, token: str, transport: Transport
+        self,
+        found: Services,
+        principal: Principal,
+        token: str,
+        transport: Transport,
+        stopping: trio.Event,
     ) -> None:
         settings = found.settings
         self._system: System = found.system
@@ -289,6 +307,7 @@ class JsonEdge:
         remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
         self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
         self._closing: Close | None = None
+        self._stopping = stopping
         self.session = Session(
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
@@ -297,6 +316,7 @@ class JsonEdge:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write)
+                nursery.start_soon(self._go_away)
                 nursery.start_soon(self._core.send_receipts)
                 try:
                     await self._attach()
@@ -332,6 +352,10 @@ class JsonEdge:
         self._scope.cancel()
 
     # --- the connection's tasks ----------------------------------------------------------------
+
+    async def _go_away(self) -> None:
+        await self._stopping.wait()
+        self._close(CLOSE_GOING_AWAY, GOING_AWAY)
 
     async def _attach(self) -> None:
         try:
