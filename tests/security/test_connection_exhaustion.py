@@ -20,6 +20,10 @@ from tests.server_process import ServerProcess, server_process
 
 CLOSE_TIMEOUT = 2.0
 FLOODERS = 200
+# A flood of 100 frames overflows the default bucket (40, then 20 a second) only if the server
+# reads them within 3 s: with 200 flooders on a loaded machine it may not, and a /ws flooder
+# waiting for its close then waits in vain. Refilled this slowly, 100 frames always overflow.
+FRAMES_PER_SECOND, FRAME_BURST = 0.1, 40
 # Scheduling slack on a busy machine, beyond the close timeout.
 SLACK_SECONDS = 3.0
 
@@ -91,6 +95,8 @@ async def test_flooders_that_vanish_leave_no_open_file_behind(tmp_path: Path) ->
         tmp_path,
         ws_close_timeout_seconds=str(CLOSE_TIMEOUT),
         socketio_pending_per_address=str(FLOODERS),
+        ws_max_frames_per_second=str(FRAMES_PER_SECOND),
+        ws_frame_burst=str(FRAME_BURST),
     ) as server:
         done, answered = trio.Event(), list[float]()
         silent: list[RawWebsocket] = []
