@@ -303,8 +303,11 @@ async def test_an_agent_connecting_to_a_waiting_chat_gets_it_at_once(
     agent_id, customer_id = await user_id(live, agent_token), await user_id(live, customer_token)
     chat_id = await open_chat(live, customer_id)  # nobody connected: it waits
     await make_available(live, agent_id)
-    # Connecting makes Ann assignable: the chat is hers while her CONNECT is still answered.
+    # Connecting makes Ann assignable: her CONNECT tells the assignment actor, which hands her
+    # the chat when it handles that news, not necessarily before the CONNECT is answered. Its
+    # mailbox is first in, first out, so an answer to a later question comes after that step.
     await connected(node, "agent", agent_token, transports=["websocket"])
+    await live.services.system.snapshot()
     chat = await live.services.store.get_chat(chat_id)
     assert chat is not None
     assert chat.agent_id == agent_id
