@@ -64,8 +64,15 @@ async def connects_at_once(live: Live, http: httpx.AsyncClient, customer: str) -
     "attempts", [2_000, pytest.param(10_000, marks=pytest.mark.slow)], ids=["2k", "10k"]
 )
 async def test_one_address_cannot_hold_the_sessions(tmp_path: Path, attempts: int) -> None:
-    # A deadline longer than the attack, so every refusal is the per-address cap's.
-    settings = make_settings(tmp_path, socketio_connect_seconds=300)
+    # Deadlines longer than the attack (on a loaded machine 2,000 handshakes took 86 s), so
+    # every refusal is the per-address cap's: neither the CONNECT deadline nor the heartbeat
+    # (a polling session not polled for the ping interval plus timeout) frees a slot meanwhile.
+    settings = make_settings(
+        tmp_path,
+        socketio_connect_seconds=300,
+        ws_ping_interval_seconds=300,
+        ws_ping_timeout_seconds=300,
+    )
     workers = 20
     async with (
         running_server(settings) as live,
