@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +22,11 @@ from telemetry import LogFormat, LogLevel
 DEMO_JWT_SECRET = "switchboard-demo-secret-do-not-use-in-production"
 DEMO_CUSTOMER_JWT_SECRET = "switchboard-demo-customer-secret-not-for-production"
 MIN_SECRET_BYTES = 32
+# A secret's strength estimated from its own characters (Shannon entropy per character times its
+# length): 32 x "a" has 0 bits, "abab..." 1 bit a character; 32 random URL-safe characters about
+# 150, 32 hex digits about 115.
+MIN_SECRET_BITS = 96
+MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 # Where mail comes from and where reports go when nobody said: fine for `make run`, which keeps
 # mail in the outbox; production with SMTP needs real ones.
 DEMO_MAIL_FROM = "Switchboard <no-reply@switchboard.example>"
@@ -161,21 +168,15 @@ class Settings(BaseSettings):
         self._check_cluster()
         if not self.production:
             return
-        for name, value, demo in (
-            ("SWITCHBOARD_JWT_SECRET", self.jwt_secret, DEMO_JWT_SECRET),
-            ("SWITCHBOARD_CUSTOMER_JWT_SECRET", self.customer_jwt_secret, DEMO_CUSTOMER_JWT_SECRET),
-        ):
-            if value == demo:
-                raise ConfigError(
-                    f"{name} is the demo secret; production mode needs your own "
-                    f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-                )
-            if len(value.encode()) < MIN_SECRET_BYTES:
-                raise ConfigError(
-                    f"{name} is {len(value.encode())} bytes; production mode needs at least "
-                    f"{MIN_SECRET_BYTES}"
-                )
-        if self.jwt_secret == self.customer_jwt_secret:
+        secrets = {
+            "SWITCHBOARD_JWT_SECRET": self.jwt_secret,
+            "SWITCHBOARD_CUSTOMER_JWT_SECRET": self.customer_jwt_secret,
+        }
+        if self.metrics_token is not None:
+            secrets["SWITCHBOARD_METRICS_TOKEN"] = self.metrics_token
+        for name, value in secrets.items():
+            _check_secret(name, value)
+        if self.jwt_secret.strip() == self.customer_jwt_secret.strip():
             raise ConfigError(
                 "SWITCHBOARD_JWT_SECRET and SWITCHBOARD_CUSTOMER_JWT_SECRET must differ, or a shop "
                 "token could pass as a staff token"
@@ -208,6 +209,33 @@ class Settings(BaseSettings):
                     raise ConfigError(
                         f"{name} is the demo address {demo!r}; production mail needs yours"
                     )
+
+
+def secret_bits(value: str) -> float:
+    """An estimate of a secret's strength in bits: its characters' Shannon entropy (from their
+    frequencies in the value) times its length. It sees repetition and a small alphabet, not
+    words or sequences, so it refuses the weakest values, never proves a strong one."""
+    return -sum(count * math.log2(count / len(value)) for count in Counter(value).values())
+
+
+def _check_secret(name: str, value: str) -> None:
+    """Production refuses the demo secret (also with whitespace around it), a short one and a
+    repetitive one, saying how to make a good one."""
+    value = value.strip()
+    if value in (DEMO_JWT_SECRET, DEMO_CUSTOMER_JWT_SECRET):
+        problem = "is a demo secret"
+    elif len(value.encode()) < MIN_SECRET_BYTES:
+        problem = (
+            f"is {len(value.encode())} bytes; production mode needs at least {MIN_SECRET_BYTES}"
+        )
+    elif secret_bits(value) < MIN_SECRET_BITS:
+        problem = (
+            f"is too predictable (about {secret_bits(value):.0f} bits from its characters; "
+            f"production mode needs {MIN_SECRET_BITS})"
+        )
+    else:
+        return
+    raise ConfigError(f"{name} {problem}; make one with `{MAKE_A_SECRET}`")
 
 
 ENV_PREFIX = "SWITCHBOARD_"

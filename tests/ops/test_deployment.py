@@ -20,6 +20,7 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from secrets import token_urlsafe
 
 import pytest
 import trio
@@ -136,8 +137,11 @@ def _docker_engine() -> bool:
 def test_with_docker_the_image_builds_and_becomes_healthy() -> None:
     tag = "switchboard-test:latest"
     subprocess.run(["docker", "build", "-t", tag, str(ROOT)], check=True, timeout=900)
-    secrets = [f"SWITCHBOARD_JWT_SECRET={'j' * 48}", f"SWITCHBOARD_CUSTOMER_JWT_SECRET={'c' * 48}"]
-    run = ["docker", "run", "-d", "--rm", *(f"-e{secret}" for secret in secrets), tag]
+    given = [
+        f"SWITCHBOARD_JWT_SECRET={token_urlsafe(48)}",
+        f"SWITCHBOARD_CUSTOMER_JWT_SECRET={token_urlsafe(48)}",
+    ]
+    run = ["docker", "run", "-d", "--rm", *(f"-e{secret}" for secret in given), tag]
     container = subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
     events = subprocess.Popen(
         ["docker", "events", "--filter", f"container={container}", "--filter",
@@ -197,8 +201,8 @@ async def _build_and_serve(tmp_path: Path) -> None:
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         "SWITCHBOARD_DATA_DIR": str(data),
         "SWITCHBOARD_PORT": str(port),
-        "SWITCHBOARD_JWT_SECRET": "j" * 48,
-        "SWITCHBOARD_CUSTOMER_JWT_SECRET": "c" * 48,
+        "SWITCHBOARD_JWT_SECRET": token_urlsafe(48),
+        "SWITCHBOARD_CUSTOMER_JWT_SECRET": token_urlsafe(48),
     }
     unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     server = await trio.lowlevel.open_process(

@@ -54,13 +54,33 @@ def test_seed_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "seed: 0 created, 7 already there" in capsys.readouterr().out
 
 
+STRONG, OTHER = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+DEMO = "switchboard-demo-secret-do-not-use-in-production"
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "SWITCHBOARD_JWT_SECRET is the demo secret"),
+        ({}, "SWITCHBOARD_JWT_SECRET is a demo secret"),
+        ({"SWITCHBOARD_JWT_SECRET": f"  {DEMO}\n"}, "SWITCHBOARD_JWT_SECRET is a demo secret"),
         ({"SWITCHBOARD_JWT_SECRET": "short"}, "needs at least 32"),
+        ({"SWITCHBOARD_JWT_SECRET": " " * 10 + "x" * 30}, "is 30 bytes"),
+        ({"SWITCHBOARD_JWT_SECRET": "a" * 32}, "SWITCHBOARD_JWT_SECRET is too predictable"),
+        ({"SWITCHBOARD_JWT_SECRET": "ab" * 32}, "about 64 bits"),
         (
-            {"SWITCHBOARD_JWT_SECRET": "s" * 40, "SWITCHBOARD_CUSTOMER_JWT_SECRET": "s" * 40},
+            {"SWITCHBOARD_JWT_SECRET": STRONG, "SWITCHBOARD_CUSTOMER_JWT_SECRET": "abc" * 16},
+            "SWITCHBOARD_CUSTOMER_JWT_SECRET is too predictable",
+        ),
+        (
+            {
+                "SWITCHBOARD_JWT_SECRET": STRONG,
+                "SWITCHBOARD_CUSTOMER_JWT_SECRET": OTHER,
+                "SWITCHBOARD_METRICS_TOKEN": "0123" * 8,
+            },
+            "SWITCHBOARD_METRICS_TOKEN is too predictable",
+        ),
+        (
+            {"SWITCHBOARD_JWT_SECRET": STRONG, "SWITCHBOARD_CUSTOMER_JWT_SECRET": f"{STRONG} "},
             "must differ",
         ),
     ],
@@ -72,11 +92,15 @@ def test_production_refuses_unsafe_secrets(
     env: dict[str, str],
     expected: str,
 ) -> None:
+    monkeypatch.setenv("SWITCHBOARD_MODE", "production")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    code = main(["serve", "--mode", "production", "--port", "0", "--data-dir", str(tmp_path)])
-    assert code == 2
-    assert expected in capsys.readouterr().err
+    # `seed`: the settings are checked before anything else, and it ends either way.
+    assert main(["seed", "--data-dir", str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert expected in line
+    if "must differ" not in expected:
+        assert "secrets.token_urlsafe(48)" in line  # says how to make a good one
     assert not (tmp_path / "switchboard.db").exists()
 
 
