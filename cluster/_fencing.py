@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from store import Activity, AgentRouting, ChatRouting, Fenced, Store
+from store import Activity, AgentRouting, Chat, ChatRouting, Fenced, Store
 
 
 class FencedStore:
@@ -28,10 +28,13 @@ class FencedStore:
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
         *,
+        new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
         try:
-            await self._store.record_routing(chats, agents, activity, fence=self.token)
+            await self._store.record_routing(
+                chats, agents, activity, new_chats=new_chats, fence=self.token
+            )
         except Fenced:
             self._on_fenced()
             raise

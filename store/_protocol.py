@@ -240,11 +240,14 @@ class Store(Protocol):
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
         *,
+        new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
-        """Write only the routing fields of the chats and agents named, and append the activity,
-        atomically. Rows that no longer exist (deleted meanwhile) are skipped. With `fence`,
-        refused with `Fenced` unless it is the token of the latest `claim_routing`."""
+        """Create `new_chats` (whole records, routing fields included), write only the routing
+        fields of the chats and agents named, and append the activity, atomically: a batch of
+        decisions is one write. Rows that no longer exist (deleted meanwhile) are skipped; a new
+        chat whose id is taken is a `StoreError`. With `fence`, refused with `Fenced` unless it
+        is the token of the latest `claim_routing`."""
         ...
 
     async def claim_routing(self, holder: str) -> int:

@@ -219,10 +219,13 @@ class MemoryStore:
         _rules.check_record_times(chat)
         if chat.id in self._chats:
             raise StoreError(f"chat id {chat.id} already exists")
+        self._add_chat(chat)
+        return chat
+
+    def _add_chat(self, chat: Chat) -> None:
         self._chats[chat.id] = chat
         self._message_ids_by_seq[chat.id] = {}
         self._message_ids_by_client_id[chat.id] = {}
-        return chat
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         await trio.lowlevel.checkpoint()
@@ -432,11 +435,19 @@ class MemoryStore:
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
         *,
+        new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
         await trio.lowlevel.checkpoint()
         _rules.check_fence(fence, self._routing_token)
         self._check_new_activity(activity)
+        new_ids = [created.id for created in new_chats]
+        for created in new_chats:
+            _rules.check_record_times(created)
+        if len(set(new_ids)) != len(new_ids) or any(i in self._chats for i in new_ids):
+            raise StoreError("chat id already exists")
+        for created in new_chats:
+            self._add_chat(created)
         for change in chats:
             if (chat := self._chats.get(change.chat_id)) is not None:
                 self._chats[chat.id] = replace(

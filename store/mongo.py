@@ -32,19 +32,23 @@ bulkWrite command, ordered, so it stops at a refused write just as the separate 
 Older servers, and nx-27017 (see `_supports_bulk_write`), get one command per collection.
 - `append_activity` takes back the entries it inserted when a later one is refused; a crash
   before that leaves the entries before the refused one.
-- `record_routing` appends the activity first (the only part that can be refused), then writes
-  the chats' and agents' routing fields; a crash between leaves log entries whose decisions did
-  not take effect, which the assignment actor reconciles when it reloads.
+- `record_routing` appends the activity first (the only part that can be refused), then inserts
+  the new chats, then writes the chats' and agents' routing fields; a crash between leaves log
+  entries whose decisions did not take effect, which the assignment actor reconciles when it
+  reloads. A new chat is inserted whole, routing fields included, so a crash after its insert
+  leaves it as decided.
 
 Fencing (cluster mode): the `fences` collection holds one document, `routing`, with the latest
 token `claim_routing` gave out and a journal: the last fenced decision. A fenced `record_routing`
 commits by one single-document compare-and-set (the token must still be the latest; the journal
 becomes this decision), which is atomic on every server, then applies the journal to the chats,
-users and activity log. Each chat and user it writes carries the token (`routing_fence`) and is
-written only if it carries no later one. `claim_routing` raises the token in one atomic update
-and applies the journal it finds under the new token before returning, so a holder that was
+users and activity log (new chats inserted, skipped when there already). Each chat and user it
+writes carries the token (`routing_fence`) and is written only if it carries no later one.
+`claim_routing` raises the token in one atomic update and applies the journal it finds under
+the new token before returning, so a holder that was
 paused between its compare-and-set and its writes, and wakes up after the claim, finds every
-document it would write already stamped with a later token: its late writes change nothing.
+document it would write already stamped with a later token: its late writes change nothing
+(but for a chat it created that was deleted in between, which its late insert brings back).
 - `delete_chat` deletes the chat, then its messages (and always its messages, so calling it
   again clears what a crash left); `mark_messages` raises statuses, then clears the unread count.
 """
@@ -843,13 +847,15 @@ class _Database:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        new_chats: Sequence[Chat],
         fence: int | None,
     ) -> None:
         batches = _activity_batches(activity)
+        created = [_CHATS.encode(chat) for chat in new_chats]
         chat_fields = [(c.chat_id, _chat_routing_fields(c)) for c in chats]
         agent_fields = [(a.agent_id, _agent_routing_fields(a)) for a in agents]
         if fence is not None:
-            journal = _Journal(fence, chat_fields, agent_fields, batches)
+            journal = _Journal(fence, created, chat_fields, agent_fields, batches)
             self._commit_journal(journal)
             self._apply_journal(journal, fence)
             return
@@ -857,6 +863,8 @@ class _Database:
         def work(session: ClientSession | None) -> None:
             # The activity first: it is the only part the server can refuse (a reused id).
             self._insert_activity(batches, session)
+            if created:
+                self._insert_chats(created, session)
             if chat_fields:
                 updates = [UpdateOne({"_id": i}, {"$set": f}) for i, f in chat_fields]
                 self._chats.bulk_write(updates, session=session)
@@ -900,6 +908,8 @@ class _Database:
 
         def work(session: ClientSession | None) -> None:
             self._insert_activity(journal.activity, session, again=True)
+            if journal.created:
+                self._insert_chats([c | stamped for c in journal.created], session, again=True)
             for collection, rows in ((self._chats, journal.chats), (self._users, journal.agents)):
                 if rows:
                     # `$and`, not one filter document with `_id` beside `$or`: nx-27017 (the
@@ -911,6 +921,17 @@ class _Database:
                     collection.bulk_write(updates, session=session)
 
         self._atomically(work)
+
+    def _insert_chats(
+        self, documents: list[Document], session: ClientSession | None, *, again: bool = False
+    ) -> None:
+        """Insert new chats; with `again`, chats stored before are skipped (a journal applied a
+        second time)."""
+        try:
+            self._chats.insert_many(documents, ordered=not again, session=session)
+        except BulkWriteError as exc:
+            if not (again and _only_duplicates(exc)):
+                raise StoreError("chat id already exists") from exc
 
     def append_activity(self, entries: Sequence[Activity]) -> None:
         batches = _activity_batches(entries)
@@ -1080,6 +1101,7 @@ class _Journal:
     """A fenced routing decision as the `fences` document keeps it until the next one."""
 
     token: int
+    created: list[Document]  # new chats, whole
     chats: list[tuple[str, Document]]
     agents: list[tuple[str, Document]]
     activity: dict[ActivityKind, list[Document]]
@@ -1087,6 +1109,7 @@ class _Journal:
     def encode(self) -> Document:
         return {
             "token": self.token,
+            "created": self.created,
             "chats": [{"_id": i, "fields": f} for i, f in self.chats],
             "agents": [{"_id": i, "fields": f} for i, f in self.agents],
             "activity": [{"kind": k.value, "entries": d} for k, d in self.activity.items()],
@@ -1096,6 +1119,7 @@ class _Journal:
     def decode(document: Document) -> _Journal:
         return _Journal(
             token=int(document["token"]),
+            created=document.get("created", []),
             chats=[(row["_id"], row["fields"]) for row in document["chats"]],
             agents=[(row["_id"], row["fields"]) for row in document["agents"]],
             activity={ActivityKind(b["kind"]): b["entries"] for b in document["activity"]},
@@ -1316,11 +1340,12 @@ class MongoStore:
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
         *,
+        new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
         # copies: the caller's other tasks may change theirs while a thread reads these
-        chats, agents, activity = list(chats), list(agents), list(activity)
-        await self._call(lambda db: db.record_routing(chats, agents, activity, fence))
+        chats, agents, activity, new = list(chats), list(agents), list(activity), list(new_chats)
+        await self._call(lambda db: db.record_routing(chats, agents, activity, new, fence))
 
     async def claim_routing(self, holder: str) -> int:
         return await self._call(lambda db: db.claim_routing(holder))

@@ -650,10 +650,15 @@ class _Database:
         chats: Sequence[ChatRouting],
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
+        new_chats: Sequence[Chat],
         fence: int | None,
     ) -> None:
         if fence is not None:
             _rules.check_fence(fence, self._routing_token())
+        try:
+            self._db.executemany(_CHATS.insert, [_CHATS.encode(chat) for chat in new_chats])
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc, "chat") from exc
         self._db.executemany(
             "UPDATE chats SET status = ?, agent_id = ?, queued_at = ?, resolved_at = ?,"
             " updated_at = ? WHERE id = ?",
@@ -1058,10 +1063,11 @@ class SqliteStore:
         agents: Sequence[AgentRouting],
         activity: Sequence[Activity],
         *,
+        new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
-        chats, agents, activity = list(chats), list(agents), list(activity)
-        await self._call(lambda db: db.record_routing(chats, agents, activity, fence))
+        chats, agents, activity, new = list(chats), list(agents), list(activity), list(new_chats)
+        await self._call(lambda db: db.record_routing(chats, agents, activity, new, fence))
 
     async def claim_routing(self, holder: str) -> int:
         return await self._call(lambda db: db.claim_routing(holder))

@@ -852,6 +852,57 @@ async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Store) -> 
     assert unchanged.status is ChatStatus.NEW
 
 
+async def test_record_routing_creates_new_chats_in_the_same_write(store: Store) -> None:
+    agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
+    waiting = await store.create_chat(chat())
+    opened = chat(status=ChatStatus.OPEN, agent_id=agent.id, queued_at=None)
+    queued = chat(status=ChatStatus.NEW, queued_at=at(3))
+    entry = activity(chat_id=opened.id)
+    await store.record_routing(
+        [ChatRouting(waiting.id, ChatStatus.RESOLVED, None, None, at(4), at(4))],
+        [AgentRouting(agent.id, AgentStatus.BUSY, 1, at(4))],
+        [entry],
+        new_chats=[opened, queued],
+    )
+    assert await store.get_chat(opened.id) == opened
+    assert await store.get_chat(queued.id) == queued
+    resolved = await store.get_chat(waiting.id)
+    assert resolved is not None
+    assert resolved.status is ChatStatus.RESOLVED
+    assert (await store.list_activity(ActivityFilter(chat_id=opened.id))).items == [entry]
+    # A new chat can take messages like any other.
+    await store.append_message(message(opened, 1))
+
+
+async def test_record_routing_with_a_taken_chat_id_writes_nothing(store: Store) -> None:
+    agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AWAY, max_load=2))
+    taken = await store.create_chat(chat(title="first"))
+    with pytest.raises(StoreError):
+        await store.record_routing(
+            [], [AgentRouting(agent.id, AgentStatus.AVAILABLE, 2, at(5))], [],
+            new_chats=[replace(taken, title="second")],
+        )  # fmt: skip
+    assert await store.get_chat(taken.id) == taken
+    unchanged = await store.get_user(agent.id)
+    assert unchanged is not None
+    assert unchanged.status is AgentStatus.AWAY
+
+
+async def test_a_fenced_decision_creates_its_new_chats(store: Store) -> None:
+    token = await store.claim_routing("node-a")
+    created = chat(queued_at=at(2))
+    await store.record_routing(
+        [], [], [activity(chat_id=created.id)], new_chats=[created], fence=token
+    )
+    assert await store.get_chat(created.id) == created
+    # Refused under a replaced token: the chat is not created.
+    await store.claim_routing("node-b")
+    late = chat()
+    with pytest.raises(Fenced):
+        await store.record_routing([], [], [], new_chats=[late], fence=token)
+    assert await store.get_chat(late.id) is None
+
+
 # fencing: one arbiter at a time
 
 

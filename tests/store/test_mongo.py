@@ -280,9 +280,10 @@ async def test_a_holder_frozen_between_its_commit_and_its_writes_changes_nothing
         monkeypatch.setattr(first._database, "_apply_journal", freeze_then_write)
         to_ann = ChatRouting(waiting.id, ChatStatus.OPEN, ann.id, None, None, at(1))
         accepted = activity(chat_id=waiting.id, reason="to ann")
+        born = chat(status=ChatStatus.OPEN, agent_id=ann.id)  # created by the frozen decision
 
         async def decide_then_freeze() -> None:
-            await first.record_routing([to_ann], [], [accepted], fence=old)
+            await first.record_routing([to_ann], [], [accepted], new_chats=[born], fence=old)
 
         with trio.fail_after(QUICKLY):
             async with trio.open_nursery() as nursery:
@@ -292,14 +293,22 @@ async def test_a_holder_frozen_between_its_commit_and_its_writes_changes_nothing
                 taken_over = await second.get_chat(waiting.id)
                 assert taken_over is not None
                 assert taken_over.agent_id == ann.id  # the claim completed the accepted decision
+                assert await second.get_chat(born.id) is not None  # and created its chat
                 to_bob = replace(to_ann, agent_id=bob.id, updated_at=at(2))
+                born_to_bob = replace(to_bob, chat_id=born.id)
                 await second.record_routing(
-                    [to_bob], [], [activity(chat_id=waiting.id, reason="to bob")], fence=new
+                    [to_bob, born_to_bob],
+                    [],
+                    [activity(chat_id=waiting.id, reason="to bob")],
+                    fence=new,
                 )
                 thawed.set()
         final = await second.get_chat(waiting.id)
         assert final is not None
         assert (final.agent_id, final.updated_at) == (bob.id, at(2))
+        reborn = await second.get_chat(born.id)
+        assert reborn is not None
+        assert (reborn.agent_id, reborn.updated_at) == (bob.id, at(2))  # the late insert: skipped
         log = (await second.list_activity(ActivityFilter(chat_id=waiting.id))).items
         assert [entry.reason for entry in log] == ["to ann", "to bob"]
         with pytest.raises(Fenced):
