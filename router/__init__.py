@@ -17,9 +17,13 @@ It knows nothing about chats and depends on trio only.
   other exception as `HandlerCrashed` (and the actor crashes). On a tell, `Refused` is logged on
   the "router" logger and dropped; anything else crashes the actor.
 - A crashed actor is restarted one-for-one: a fresh instance from the factory, `on_start` again
-  (reload state from the store), the same mailbox and ref. More than `RestartPolicy.max_restarts`
-  crashes within `within_seconds` gives up: the actor stops, then `on_give_up(name, error)` is
-  called, or without one `ActorGaveUp` is raised out of `open_actor_system`.
+  (reload state from the store), the same mailbox and ref, after `RestartPolicy`'s backoff
+  (doubling with each crash within the window). More than `RestartPolicy.max_restarts` crashes
+  within `within_seconds` gives up: `on_give_up(name, error)` (the parent) decides, returning
+  None to stop the actor or a delay after which it starts afresh with the same mailbox and ref;
+  without an `on_give_up`, `ActorGaveUp` is raised out of `open_actor_system`.
+- A `BatchActor` gets every message waiting in its mailbox (up to `max_batch`) in one
+  `handle_batch` call, so it can make one durable write for all of them before answering.
 - A stopped actor (`system.stop`, `context.stop`, system exit) accepts nothing more, runs
   `on_stop`, and fails every ask left in its mailbox with `ActorDead`; its timers are cancelled.
 - `context.send_after` sends the actor a message through its own mailbox on the trio clock, so
@@ -29,6 +33,7 @@ It knows nothing about chats and depends on trio only.
 from router._actor import Actor as Actor
 from router._actor import ActorContext as ActorContext
 from router._actor import ActorRef as ActorRef
+from router._actor import BatchActor as BatchActor
 from router._actor import RestartPolicy as RestartPolicy
 from router._errors import ActorDead as ActorDead
 from router._errors import ActorGaveUp as ActorGaveUp

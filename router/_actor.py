@@ -33,16 +33,28 @@ logger = logging.getLogger("router")
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
     """Restart a crashed actor unless it crashed more than `max_restarts` times within
-    `within_seconds` on the trio clock; then give up on it."""
+    `within_seconds` on the trio clock; then give up on it.
+
+    Each restart waits `backoff_seconds`, doubled for every earlier crash still within the
+    window, at most `max_backoff_seconds`: a crash that comes from outside (a resource that is
+    gone) is not retried in a tight loop. Messages wait in the mailbox meanwhile."""
 
     max_restarts: int = 3
     within_seconds: float = 5.0
+    backoff_seconds: float = 0.0
+    max_backoff_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
             raise ValueError("max_restarts must be >= 0")
         if self.within_seconds <= 0:
             raise ValueError("within_seconds must be > 0")
+        if self.backoff_seconds < 0 or self.max_backoff_seconds < self.backoff_seconds:
+            raise ValueError("need 0 <= backoff_seconds <= max_backoff_seconds")
+
+    def backoff(self, earlier_crashes: int) -> float:
+        """The wait before a restart, given the crashes before it within the window."""
+        return min(self.backoff_seconds * (1 << min(earlier_crashes, 32)), self.max_backoff_seconds)
 
 
 class Actor(ABC, Generic[M]):
@@ -61,6 +73,22 @@ class Actor(ABC, Generic[M]):
 
     async def on_stop(self) -> None:
         """Called on a clean stop, after the last message, before the mailbox is drained."""
+
+
+class BatchActor(Actor[M]):
+    """An actor that takes every message waiting in its mailbox (up to `max_batch`) at once:
+    it can decide them all, make the decisions durable in one write, then answer them all."""
+
+    max_batch: int = 256
+
+    @abstractmethod
+    async def handle_batch(self, messages: list[M]) -> None:
+        """Handle the messages in mailbox order, answering each ask. A `Refused` raised here
+        refuses every ask of the batch not yet answered; any other exception crashes the actor
+        and fails them with `HandlerCrashed`."""
+
+    async def handle(self, message: M) -> None:
+        await self.handle_batch([message])
 
 
 class ActorContext(Generic[M]):
@@ -165,6 +193,13 @@ class _TimerFire(Generic[M]):
     message: M
 
 
+def _unwrap(item: object) -> Any:
+    """The message in a mailbox item; None for a timer cancelled after it fired."""
+    if isinstance(item, _TimerFire):
+        return item.message if item.timer._take() else None
+    return item
+
+
 def _reply_of(message: object) -> Reply[Any] | None:
     reply = getattr(message, "reply", None)
     return reply if isinstance(reply, Reply) else None
@@ -186,7 +221,7 @@ class _ActorCell(Generic[M]):
         *,
         mailbox_size: int,
         restart: RestartPolicy,
-        on_give_up: Callable[[str, BaseException], None] | None,
+        on_give_up: Callable[[str, BaseException], float | None] | None,
         on_restart: Callable[[str, int], None] | None,
         timers: TimerQueue,
         nursery: trio.Nursery,
@@ -204,10 +239,11 @@ class _ActorCell(Generic[M]):
         self._started = False
         self.stopping = False
         self._stopped = trio.Event()
+        self._stop_requested = trio.Event()  # wakes a restart that waits out its backoff
         self.restarts = 0
         self.restarting = False  # between a crash and the next instance's successful on_start
         self._timers: set[Timer] = set()
-        self._current: object = None  # the message being handled, failed if the task is cancelled
+        self._current: list[object] = []  # the messages being handled, failed if cancelled
         self._task: trio.lowlevel.Task | None = None
         self.context = ActorContext(self)
         self.ref = ActorRef(self)
@@ -227,6 +263,7 @@ class _ActorCell(Generic[M]):
         if self.stopping:
             return
         self.stopping = True
+        self._stop_requested.set()
         # Refuses new messages, wakes blocked senders with ActorDead, and wakes the actor (with
         # EndOfChannel) if it is waiting on an empty mailbox.
         self.send_channel.close()
@@ -262,16 +299,46 @@ class _ActorCell(Generic[M]):
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._task = trio.lowlevel.current_task()
         try:
-            actor = await self._new_instance()
+            actor: Actor[M] | None = await self._new_instance()
             self._started = True
             task_status.started()
-            gave_up_on = await self._supervise(actor)
+            while actor is not None:
+                gave_up_on = await self._supervise(actor)
+                if gave_up_on is None:
+                    return
+                if self._on_give_up is None:
+                    raise ActorGaveUp(self.name) from gave_up_on
+                # The parent decides: a delay to start afresh after (its mailbox kept), or stop.
+                retry_after = self._on_give_up(self.name, gave_up_on)
+                if retry_after is None:
+                    return
+                actor = await self._restart_after(retry_after)
         finally:
             self._close()
-        if gave_up_on is not None:
-            if self._on_give_up is None:
-                raise ActorGaveUp(self.name) from gave_up_on
-            self._on_give_up(self.name, gave_up_on)
+
+    async def _restart_after(self, delay: float) -> Actor[M] | None:
+        """Wait `delay`, then start a fresh instance, again until one starts; None if stopped
+        meanwhile."""
+        while True:
+            if await self._wait_unless_stopped(delay):
+                return None
+            self.restarts += 1
+            try:
+                actor = await self._new_instance()
+            except Exception:
+                logger.exception("actor %r failed to start again", self.name)
+                continue
+            self.restarting = False
+            if self._on_restart is not None:
+                self._on_restart(self.name, self.restarts)
+            return actor
+
+    async def _wait_unless_stopped(self, delay: float) -> bool:
+        """Sleep `delay` on the trio clock; True if a stop was requested first."""
+        if delay > 0:
+            with trio.move_on_after(delay):
+                await self._stop_requested.wait()
+        return self.stopping
 
     async def _new_instance(self) -> Actor[M]:
         actor = self._factory()
@@ -307,6 +374,8 @@ class _ActorCell(Generic[M]):
                         self._policy.within_seconds,
                     )
                     return crash
+                if await self._wait_unless_stopped(self._policy.backoff(len(crash_times) - 1)):
+                    return None
                 self.restarts += 1
                 try:
                     actor = await self._new_instance()
@@ -322,35 +391,49 @@ class _ActorCell(Generic[M]):
         """Handle messages until a stop is requested (returns None) or `handle` crashes (returns
         the exception)."""
         receive = self._receive.receive
+        max_batch = actor.max_batch if isinstance(actor, BatchActor) else 1
         while not self.stopping:
             try:
                 item = await receive()
             except trio.EndOfChannel:
                 return None
-            if isinstance(item, _TimerFire):
-                if not item.timer._take():
-                    continue
-                message = item.message
-            else:
-                message = item
+            message = _unwrap(item)
+            if message is None:
+                continue
+            batch = [message]
+            while len(batch) < max_batch:
+                try:
+                    item = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if (message := _unwrap(item)) is not None:
+                    batch.append(message)
             if self.stopping:
-                # The stop came while this message was being handed over: drain it with the rest.
-                _fail_pending_ask(message, ActorDead(self.name))
+                # The stop came while these were being handed over: drain them with the rest.
+                for message in batch:
+                    _fail_pending_ask(message, ActorDead(self.name))
                 return None
-            self._current = message
+            self._current = batch
             try:
-                await actor.handle(message)
-            except Refused as refusal:
-                reply = _reply_of(message)
-                if reply is not None and not reply.done:
-                    reply.fail(refusal)
+                if isinstance(actor, BatchActor):
+                    await actor.handle_batch(batch)
                 else:
+                    await actor.handle(batch[0])
+            except Refused as refusal:
+                answered = False
+                for message in batch:
+                    reply = _reply_of(message)
+                    if reply is not None and not reply.done:
+                        reply.fail(refusal)
+                        answered = True
+                if not answered:
                     logger.warning("actor %r refused a message: %s", self.name, refusal)
             except Exception as exc:
-                _fail_pending_ask(message, HandlerCrashed(self.name, exc))
-                self._current = None
+                for message in batch:
+                    _fail_pending_ask(message, HandlerCrashed(self.name, exc))
+                self._current = []
                 return exc
-            self._current = None
+            self._current = []
         return None
 
     async def _stop_cleanly(self, actor: Actor[M]) -> None:
@@ -364,8 +447,9 @@ class _ActorCell(Generic[M]):
         self.stopping = True
         self._cancel_timers()
         self.send_channel.close()
-        _fail_pending_ask(self._current, ActorDead(self.name))
-        self._current = None
+        for message in self._current:
+            _fail_pending_ask(message, ActorDead(self.name))
+        self._current = []
         while True:
             try:
                 message = self._receive.receive_nowait()

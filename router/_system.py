@@ -50,7 +50,7 @@ class ActorSystem:
         *,
         mailbox_size: int,
         restart: RestartPolicy = _DEFAULT_RESTART,
-        on_give_up: Callable[[str, BaseException], None] | None = None,
+        on_give_up: Callable[[str, BaseException], float | None] | None = None,
     ) -> ActorRef[M]:
         """Start an actor; return once its first `on_start` succeeded (or raise what it raised).
 

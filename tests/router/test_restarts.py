@@ -217,3 +217,63 @@ async def test_failing_on_start_recovers_when_a_later_start_succeeds(
         await counter.tell(Crash())
         assert await get(counter) == 6
         assert counter.restarts == 3
+
+
+async def test_restarts_wait_a_doubling_backoff(
+    system: ActorSystem, store: CounterStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(60):
+        counter = await system.spawn(
+            "counter",
+            partial(Counter, store),
+            mailbox_size=8,
+            restart=RestartPolicy(max_restarts=5, within_seconds=60.0, backoff_seconds=1.0),
+        )
+        # The first start, then three failed restarts: waits of 1, 2, 4 and 8 s before the
+        # restarts, the crash times of a resource that stays gone for a while.
+        store.failing_starts = 3
+        started = trio.current_time()
+        with pytest.raises(HandlerCrashed):
+            await counter.ask(Crash)
+        assert not counter.running  # restarting: what a readiness check reports
+        assert await get(counter) == 0  # waited in the mailbox for the next instance
+        assert trio.current_time() - started == pytest.approx(1 + 2 + 4 + 8)
+        assert counter.running
+
+
+async def test_a_parent_may_start_a_given_up_actor_again_after_a_delay(
+    system: ActorSystem, store: CounterStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(60):
+        given_up: list[float] = []
+        second_give_up = trio.Event()
+
+        def retry_later(name: str, error: BaseException) -> float:
+            given_up.append(trio.current_time())
+            if len(given_up) == 2:
+                second_give_up.set()
+            return 10.0
+
+        counter = await system.spawn(
+            "counter",
+            partial(Counter, store),
+            mailbox_size=8,
+            restart=RestartPolicy(max_restarts=1, within_seconds=5.0),
+            on_give_up=retry_later,
+        )
+        await counter.tell(Add(2))
+        await counter.tell(Save())
+        store.failing_starts = 2  # the restart fails: a give-up; so does the first retry
+        with pytest.raises(HandlerCrashed):
+            await counter.ask(Crash)
+        assert await get(counter) == 2  # the same ref and mailbox, state reloaded
+        assert len(given_up) == 1
+        assert trio.current_time() - given_up[0] == pytest.approx(20.0)
+        assert system.lookup("counter") == counter
+        # A stop during the wait ends it at once.
+        store.failing_starts = 2
+        await counter.tell(Crash())
+        await second_give_up.wait()
+        with trio.fail_after(1):
+            await system.stop("counter")
+        assert system.lookup("counter") is None
