@@ -13,7 +13,7 @@ from quart_schema import (
 )
 
 from actors import Speaker
-from api._access import ask, may_see, visible_chat
+from api._access import ask, visible_chat
 from api._errors import ApiError
 from api._guard import current_principal, requires
 from api._pages import NumberedPageQuery, PageHeaders, page_response
@@ -22,6 +22,7 @@ from api._payloads import IdempotencyHeaders, MessageList, SendMessageBody
 from api._respond import respond
 from api._schemas import ChatMessageOut
 from api._services import services
+from api._visibility import may_see
 from store import MessageStatus, Role, new_id
 from telemetry import limit_hit
 
@@ -78,7 +79,7 @@ async def _mark(message_id: str, status: str) -> Response:
     message = await store.get_message(message_id)
     chat = await store.get_chat(message.chat_id) if message is not None else None
     me = current_principal().user
-    if message is None or chat is None or not may_see(me, chat):
+    if message is None or chat is None or not may_see(me.id, me.role, chat):
         raise ApiError(404, "message_not_found", f"no message {message_id} in a chat of yours")
     await ask(
         chat.id,

@@ -123,6 +123,7 @@ from api._sio_events import (
     parse,
 )
 from api._stopping import GOING_AWAY, stopping
+from api._visibility import NOT_FOUND, may_see, not_found_message
 from api._ws import Transport as WebSocket
 from api._ws import token_id
 from api._ws_core import (
@@ -988,6 +989,7 @@ class ChatSocket:
         self.core = Connection(
             found.system,
             Peer(self.user_id, self.role, session_id),
+            found.store.get_chat,
             frames_per_second=settings.ws_max_frames_per_second,
             burst=settings.ws_frame_burst,
             edge="socketio",
@@ -1109,8 +1111,8 @@ class ChatSocket:
         with trio.fail_after(ASK_SECONDS):
             chat = await self._store.get_chat(data.chat_id)
         # Whatever id was sent: only a chat of this socket's own user.
-        if chat is None or self.user_id not in (chat.customer_id, chat.agent_id):
-            await self._refuse(event, "chat_not_found", f"no chat {data.chat_id} of yours")
+        if chat is None or not may_see(self.user_id, self.role, chat):
+            await self._refuse(event, NOT_FOUND, not_found_message(data.chat_id))
             return
         self.chats.add(chat.id)
         await self._answer(event, JoinedOut(room=chat.id))

@@ -294,6 +294,7 @@ class JsonEdge:
         self._core = Connection(
             found.system,
             self._peer,
+            found.store.get_chat,
             frames_per_second=settings.ws_max_frames_per_second,
             burst=settings.ws_frame_burst,
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, TypeAlias, assert_never
@@ -30,6 +30,7 @@ import trio
 
 from actors import AgentStatusEvent, Event, MessageAdded, Speaker, System
 from api._errors import ASK_SECONDS
+from api._visibility import NOT_FOUND, NOT_YOURS, may_see, not_found_message
 from router import Refused, RouterError
 from store import Actor as By
 from store import AgentStatus, Chat, MessageStatus, Priority, Role, StoreUnavailable
@@ -237,6 +238,7 @@ class Connection:
         self,
         system: System,
         peer: Peer,
+        chats: Callable[[str], Awaitable[Chat | None]],
         *,
         frames_per_second: float,
         burst: int,
@@ -246,6 +248,7 @@ class Connection:
         self.peer = peer
         self._edge = edge  # for the metrics: "ws" or "socketio"
         self._system = system
+        self._chats = chats  # the store's chat by id
         self._speaker = Speaker(peer.user_id, peer.role)
         self._clock = clock
         self._bucket = TokenBucket(frames_per_second, burst, clock())
@@ -280,7 +283,7 @@ class Connection:
             with trio.fail_after(ASK_SECONDS):
                 return await self._perform(inbound)
         except Refused as refusal:
-            return [Error(refusal.code, refusal.message, _ref(inbound))]
+            return [_refusal(inbound, refusal)]
         except RouterError as error:
             log.warning("actor unavailable for %s: %s", inbound.kind, error)
             return [Error("unavailable", "a component is restarting; retry", _ref(inbound))]
@@ -306,6 +309,7 @@ class Connection:
         match command:
             case SendMessage(chat_id, client_msg_id, content):
                 arrived = time.perf_counter()
+                await self._check_visible(chat_id)
                 sent = await system.send_message(
                     chat_id, me, client_msg_id=client_msg_id, content=content
                 )
@@ -313,6 +317,7 @@ class Connection:
                 message = sent.message
                 return [Ack(client_msg_id, chat_id, message.seq, message.id)]
             case SetTyping(chat_id, on):
+                await self._check_visible(chat_id)
                 route = system.route(chat_id)
                 if route is None:
                     raise Refused("chat_not_active", f"chat {chat_id} is unknown or resolved")
@@ -321,6 +326,7 @@ class Connection:
                 await system.typing(chat_id, me, on=on)
                 return []
             case MarkSeen(chat_id, seq):
+                await self._check_visible(chat_id)
                 await system.mark_read(chat_id, me, seq=seq, status=MessageStatus.SEEN)
                 return []
             case SetStatus(status):
@@ -346,14 +352,26 @@ class Connection:
             case _ as unreachable:
                 assert_never(unreachable)
 
+    async def _check_visible(self, chat_id: str) -> None:
+        """Refuses a chat the peer may not see exactly like one that does not exist. A chat the
+        peer takes part in now is known without I/O; any other costs one store read, whether it
+        exists or not, and never wakes its conversation."""
+        route = self._system.route(chat_id)
+        if route is not None and route.participant(self.peer.user_id):
+            return
+        chat = await self._chats(chat_id)
+        if chat is None or not may_see(self.peer.user_id, self.peer.role, chat):
+            raise Refused(NOT_FOUND, not_found_message(chat_id))
+
     async def _resume(self, chat_id: str, after_seq: int) -> list[Effect]:
         try:
+            await self._check_visible(chat_id)
             history = await self._system.history(
                 chat_id, self._speaker, after_seq=after_seq, limit=RESUME_MAX_MESSAGES
             )
         except Refused as refusal:
-            if refusal.code == "chat_not_found":
-                return [NotRecovered(chat_id, "chat_not_found")]
+            if refusal.code == NOT_FOUND or refusal.code in NOT_YOURS:
+                return [NotRecovered(chat_id, NOT_FOUND)]
             raise
         if not history.complete:
             return [NotRecovered(chat_id, "gap_too_large")]
@@ -393,6 +411,21 @@ class Connection:
                         )
                 except (RouterError, StoreUnavailable, trio.TooSlowError) as error:
                     log.info("delivery receipt for %s up to %d dropped: %s", chat_id, seq, error)
+
+
+def _refusal(inbound: Inbound, refusal: Refused) -> Error:
+    """The domain's refusal as an error frame; one that says the chat is not the peer's (it
+    changed hands since the check) or gone reads as a chat that never was."""
+    match inbound:
+        case (
+            SendMessage(chat_id=chat_id)
+            | SetTyping(chat_id=chat_id)
+            | MarkSeen(chat_id=chat_id)
+            | Resume(chat_id=chat_id)
+        ) if refusal.code == NOT_FOUND or refusal.code in NOT_YOURS:
+            return Error(NOT_FOUND, not_found_message(chat_id), _ref(inbound))
+        case _:
+            return Error(refusal.code, refusal.message, _ref(inbound))
 
 
 def _ref(inbound: Inbound) -> str | None:

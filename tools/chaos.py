@@ -99,8 +99,8 @@ _SERVING = re.compile(rb"serving on (http://\S+)")
 _TITLE = re.compile(r"chaos (\d+)")
 # Refusals that mean "not now": the message stays unacknowledged and is sent again.
 _TRANSIENT = frozenset({"unavailable", "store_unavailable", "overloaded", "internal"})
-# Refusals that mean the agent no longer has the chat.
-_NOT_YOURS = frozenset({"not_a_participant", "chat_not_active", "chat_resolved"})
+# Refusals that mean the agent no longer has the chat (a chat not yours reads as not found).
+_NOT_YOURS = frozenset({"chat_not_found", "not_a_participant", "chat_not_active", "chat_resolved"})
 
 
 class ChaosError(Exception):
@@ -980,16 +980,26 @@ class AgentPeer(Peer):
             assert owner.chat.chat_id is not None
             self._disown(owner.chat.chat_id)
         elif ref == "resume" and code in _NOT_YOURS:
-            # Which chat is not said: forget the resumes in flight, ask the store what is ours.
-            for view in self.views.values():
-                view.inflight = 0
-            link.start(lambda: self._resync(link))
+            self._lost_resume(link)
         elif ref == "status.set" and code in _TRANSIENT:
             link.drop()
         elif owner is None and code in _NOT_YOURS | _TRANSIENT:
             pass  # about a message already given up
         else:
             raise ChaosError(f"{self.name} refused: {frame}")
+
+    def _resumed(self, link: Link, frame: Frame) -> None:
+        if not frame["recovered"] and frame["reason"] in _NOT_YOURS:
+            self._lost_resume(link)  # taken away: REST would answer 404 too
+        else:
+            super()._resumed(link, frame)
+
+    def _lost_resume(self, link: Link) -> None:
+        """A resume found the chat no longer ours: forget the resumes in flight, ask the store
+        what is ours."""
+        for view in self.views.values():
+            view.inflight = 0
+        link.start(lambda: self._resync(link))
 
     async def _resync(self, link: Link) -> None:
         """Have exactly the chats the store says are ours: those taken away while we were not

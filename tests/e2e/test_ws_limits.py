@@ -206,14 +206,17 @@ async def test_strangers_to_a_chat_are_refused_and_nothing_is_stored(live: Live)
                 {"type": "message.send", "chatId": chat_id, "clientMsgId": "m", "content": "hi"},
                 "error",
             )
-            assert (refused["code"], refused["ref"]) == ("not_a_participant", "m")
+            assert (refused["code"], refused["ref"]) == ("chat_not_found", "m")
             for frame in (
                 {"type": "typing", "chatId": chat_id, "on": True},
                 {"type": "read", "chatId": chat_id, "seq": 1},
-                {"type": "resume", "chatId": chat_id, "afterSeq": 0},
             ):
                 refused = await intruder.request(frame, "error")
-                assert (refused["code"], refused["ref"]) == ("not_a_participant", frame["type"])
+                assert (refused["code"], refused["ref"]) == ("chat_not_found", frame["type"])
+            resumed = await intruder.request(
+                {"type": "resume", "chatId": chat_id, "afterSeq": 0}, "resumed"
+            )
+            assert (resumed["recovered"], resumed["reason"]) == (False, "chat_not_found")
         unknown = await stranger.request(
             {"type": "message.send", "chatId": "0" * 24, "clientMsgId": "u", "content": "hi"},
             "error",
