@@ -67,6 +67,7 @@ from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, 
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
 
 log = logging.getLogger("api.server")
 
@@ -105,13 +106,14 @@ class OneConnection(TCPServer):
         broken = False
         async with self.send_lock:
             # Shielded as hypercorn does (a cancelled write would corrupt the stream), but
-            # bounded: a peer that does not read for `send_timeout` is aborted.
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(_send_timeout(self.config)) as bound:
-                    try:
-                        await self.stream.send_all(event.data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        broken = True
+            # bounded: a peer that does not read for `send_timeout` is aborted. One scope for
+            # both: this runs for every frame.
+            deadline = trio.current_time() + _send_timeout(self.config)
+            with trio.CancelScope(shield=True, deadline=deadline) as bound:
+                try:
+                    await self.stream.send_all(event.data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    broken = True
         if bound.cancelled_caught:
             log.info("a peer read nothing for %gs and was cut", _send_timeout(self.config))
             await self.abort()
@@ -142,14 +144,36 @@ class UncompressedHandshake(ws_stream.Handshake):
 
 CLOSE_KEY = "switchboard.websocket_close"
 """The scope's entry for how a websocket was closed: (who started it, the code)."""
+BATCH_KEY = "switchboard.websocket_batch"
+"""The scope's entry for `Batch`: frames sent meanwhile leave in one write to the socket."""
+
+
+class Batch:
+    """While a block of `async with scope[BATCH_KEY]:` runs, the websocket's data frames are
+    kept and then written to the socket at once: one system call and one wake-up of the peer
+    for all of them, where each frame cost its own (the largest cost of a frame on loopback).
+    Any other frame (a ping, a close) first writes what was kept, so the order stays."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Websocket) -> None:
+        self._stream = stream
+
+    async def __aenter__(self) -> None:
+        self._stream._kept = bytearray()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._stream._write_kept()
 
 
 class _CancellableApp:
-    """The app of one websocket, run in a scope the stream can cancel."""
+    """The app of one websocket, run in a scope the stream can cancel, with the stream's
+    `Batch` in its ASGI scope."""
 
-    def __init__(self, app: AppWrapper) -> None:
+    def __init__(self, app: AppWrapper, batch: Batch) -> None:
         self.app = app
         self.scope = trio.CancelScope()
+        self.batch = batch
 
     async def __call__(
         self,
@@ -159,6 +183,7 @@ class _CancellableApp:
         sync_spawn: Callable[..., Any],
         call_soon: Callable[..., Any],
     ) -> None:
+        scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
         with self.scope:
             await self.app(scope, receive, send, sync_spawn, call_soon)
 
@@ -176,12 +201,13 @@ class Websocket(ws_stream.WSStream):
         self._put = trio.CancelScope()  # a frame waiting for room in the app's queue
         self._ended = trio.Event()
         self._ponged_at = -inf
+        self._kept: bytearray | None = None  # data frames of a `Batch`, not written yet
 
     async def handle(self, event: StreamEvent) -> None:
         if self.closed:
             return
         if isinstance(event, Request):
-            self._app = _CancellableApp(self.app)
+            self._app = _CancellableApp(self.app, Batch(self))
             self.app = self._app
         elif isinstance(event, StreamClosed):
             self.closed = True
@@ -242,6 +268,12 @@ class Websocket(ws_stream.WSStream):
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def _send_wsproto_event(self, event: Any) -> None:
+        if self._kept is not None:
+            if isinstance(event, Message):
+                with contextlib.suppress(LocalProtocolError):  # as hypercorn: closed, dropped
+                    self._kept += self.connection.send(event)
+                return
+            await self._write_kept()
         if isinstance(event, CloseConnection):
             answering = self.connection.state == ConnectionState.REMOTE_CLOSING
             if CLOSE_KEY not in self.scope:
@@ -251,6 +283,11 @@ class Websocket(ws_stream.WSStream):
                 self._put.cancel()
                 self.task_group.spawn(self._cut_after_close_timeout)
         await super()._send_wsproto_event(event)
+
+    async def _write_kept(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept:
+            await self.send(Data(stream_id=self.stream_id, data=bytes(kept)))
 
     async def _cut_after_close_timeout(self) -> None:
         with trio.move_on_after(getattr(self.config, "websocket_close_timeout", inf)):

@@ -66,7 +66,7 @@ from api._frames import (
     client_frame,
 )
 from api._guard import bearer_token
-from api._hypercorn import CLOSE_KEY
+from api._hypercorn import BATCH_KEY, CLOSE_KEY
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_out
@@ -102,6 +102,8 @@ ws = Blueprint("ws", __name__)
 BEARER_SUBPROTOCOL = "bearer"
 # How long a closing connection may take to write the frame that explains the close.
 FLUSH_SECONDS = 2.0
+# At most this many queued frames leave in one write to the socket.
+WRITE_BATCH = 64
 
 
 class Transport(Protocol):
@@ -110,6 +112,18 @@ class Transport(Protocol):
     async def receive(self) -> str | bytes: ...
     async def send(self, data: str) -> None: ...
     async def close(self, code: int, reason: str = "") -> None: ...
+
+
+async def send_together(transport: Transport, frames: list[str]) -> None:
+    """Send `frames` in order, in one write to the socket where the server allows it."""
+    batch = getattr(transport, "scope", {}).get(BATCH_KEY)
+    if batch is None or len(frames) == 1:
+        for frame in frames:
+            await transport.send(frame)
+        return
+    async with batch:
+        for frame in frames:
+            await transport.send(frame)
 
 
 @ws.websocket("/ws")
@@ -428,8 +442,19 @@ class JsonEdge:
     async def _write(self) -> None:
         try:
             async for item in self._outgoing:
-                await self._transport.send(await self._render(item))
-                self._core.written(item)
+                # What the tasks woken with this item queue behind it (a message's ack behind
+                # the message) joins it: one write to the socket for all.
+                await trio.lowlevel.checkpoint()
+                items = [item]
+                while len(items) < WRITE_BATCH:
+                    try:
+                        items.append(self._outgoing.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                frames = [await self._render(each) for each in items]
+                await send_together(self._transport, frames)
+                for each in items:
+                    self._core.written(each)
         except StoreUnavailable:
             self._close(CLOSE_TRY_AGAIN, "the database cannot be reached; reconnect shortly")
         except Exception:
