@@ -53,6 +53,8 @@ BROADCAST = key("broadcast")
 # closed as slow readers (they resume from the store when they reconnect).
 OUTBOUND_EVENTS = 10_000
 LEAVE_SECONDS = 2.0
+# Publications sent in one round trip at most.
+PUBLISH_BATCH = 256
 
 # What an edge may ask the arbiter to run: the domain's own methods, by name.
 FORWARDED = frozenset(
@@ -203,12 +205,19 @@ class Node:
                 await self._on_inbox(note)
 
     async def _publish(self) -> None:
-        """Sends what was queued without waiting (events, route changes), in order."""
-        async for channel, data in self._outbound:
+        """Sends what was queued without waiting (events, replies, route changes), in order:
+        whatever queued up meanwhile goes in one round trip to the bus."""
+        async for first in self._outbound:
+            batch = [first]
+            while len(batch) < PUBLISH_BATCH:
+                try:
+                    batch.append(self._outbound.receive_nowait())
+                except trio.WouldBlock:
+                    break
             try:
-                await self.bus.publish(channel, data)
+                await self.bus.publish_all(batch)
             except BusError as error:
-                log.warning("lost a bus publication to %s: %s", channel, error)
+                log.warning("lost %d bus publications: %s", len(batch), error)
 
     def _queue(self, channel: str, note: dict[str, Any]) -> None:
         self._outbound_send.send_nowait((channel, encode(note)))

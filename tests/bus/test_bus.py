@@ -47,6 +47,16 @@ async def test_a_subscriber_gets_what_is_published_in_order(bus: Bus) -> None:
     assert got == [Published(channel, b"one"), Published(channel, b"two")]
 
 
+async def test_publications_sent_together_arrive_in_order(bus: Bus) -> None:
+    first, second = key("test", "first"), key("test", "second")
+    sent = [(first if n % 2 else second, str(n).encode()) for n in range(200)]
+    async with bus.subscribe(first, second) as deliveries:
+        await bus.publish_all(sent)
+        with trio.fail_after(QUICKLY):
+            got = [await deliveries.receive() for _ in sent]
+    assert got == [Published(channel, data) for channel, data in sent]
+
+
 async def test_a_subscription_outlives_a_valkey_restart_and_says_what_was_lost(
     own_valkey: Valkey,
 ) -> None:

@@ -105,6 +105,14 @@ class Cluster:
         self.nodes[name] = node
         return node
 
+    async def start_nodes(
+        self, nursery: trio.Nursery, *names: str, grace: float = 30.0
+    ) -> list[ClusterNode]:
+        """The nodes started in order; the first seeds and holds the lease when this returns."""
+        started = [await self.start(nursery, name, grace=grace) for name in names]
+        assert (await self.wait_leader())[0] == names[0]
+        return started
+
     async def leader(self) -> str | None:
         async with open_bus(self.bus_url) as bus:
             return await Lease(bus, ARBITER_LEASE, "reader", 1).current_holder()
@@ -148,6 +156,12 @@ async def running_cluster(
     finally:
         with trio.CancelScope(shield=True):
             await cluster.close()
+
+
+async def available(agent: WsClient) -> None:
+    await agent.request(
+        {"type": "status.set", "status": "available"}, "agent.status", status="available"
+    )
 
 
 def text(frame: dict[str, Any]) -> str:

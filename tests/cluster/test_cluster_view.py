@@ -68,10 +68,7 @@ async def test_every_node_shows_the_nodes_the_leader_its_token_and_connections_p
 ) -> None:
     with trio.fail_after(120):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a")
-            b = await cluster.start(nursery, "node-b")
-            c = await cluster.start(nursery, "node-c")
-            assert (await cluster.wait_leader())[0] == "node-a"
+            a, b, c = await cluster.start_nodes(nursery, "node-a", "node-b", "node-c")
             on_a, on_b, on_c = (
                 await admin_headers(a),
                 await admin_headers(b),

@@ -20,7 +20,7 @@ from store import (
     open_store,
     pages,
 )
-from tests.cluster.conftest import running_cluster, text, ws
+from tests.cluster.conftest import available, running_cluster, text, ws
 from tests.e2e.wsclient import WsClient, say
 from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
@@ -28,12 +28,6 @@ from tests.valkey_server import Valkey
 ANN = "ann@switchboard.example"
 BOB = "bob@switchboard.example"
 GRACE = 3.0
-
-
-async def available(agent: WsClient) -> None:
-    await agent.request(
-        {"type": "status.set", "status": "available"}, "agent.status", status="available"
-    )
 
 
 async def open_chat(customer: WsClient, agent: WsClient, title: str) -> str:
@@ -63,10 +57,7 @@ async def test_an_edge_node_killed_with_agents_on_it(
 ) -> None:
     with trio.fail_after(150):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a", grace=GRACE)
-            b = await cluster.start(nursery, "node-b", grace=GRACE)
-            c = await cluster.start(nursery, "node-c", grace=GRACE)
-            assert (await cluster.wait_leader())[0] == "node-a"
+            a, b, c = await cluster.start_nodes(nursery, "node-a", "node-b", "node-c", grace=GRACE)
             bob_token = await b.login(BOB)
 
             async with (

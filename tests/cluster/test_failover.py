@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from tests.cluster.conftest import LEASE_SECONDS, running_cluster, text, ws
+from tests.cluster.conftest import LEASE_SECONDS, available, running_cluster, text, ws
 from tests.e2e.wsclient import say
 from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
@@ -22,17 +22,10 @@ async def test_a_chat_across_two_nodes_survives_the_arbiter_killed(
 ) -> None:
     with trio.fail_after(120):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a")
-            b = await cluster.start(nursery, "node-b")
-            leader, _ = await cluster.wait_leader()
-            assert leader == "node-a"
+            a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
 
             async with ws(b, await b.login(ANN)) as agent:
-                await agent.request(
-                    {"type": "status.set", "status": "available"},
-                    "agent.status",
-                    status="available",
-                )
+                await available(agent)
                 customer_token = await a.customer_token("shop-cluster-1")
                 async with ws(a, customer_token) as customer:
                     opened = await customer.request(

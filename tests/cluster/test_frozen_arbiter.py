@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from store import ActivityFilter, ChatStatus, Role, open_store, pages
-from tests.cluster.conftest import running_cluster, ws
+from tests.cluster.conftest import available, running_cluster, ws
 from tests.e2e.wsclient import say
 from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
@@ -28,9 +28,7 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
 ) -> None:
     with trio.fail_after(120):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a", grace=GRACE)
-            b = await cluster.start(nursery, "node-b", grace=GRACE)
-            assert (await cluster.wait_leader())[0] == "node-a"
+            a, b = await cluster.start_nodes(nursery, "node-a", "node-b", grace=GRACE)
 
             customer_token = await b.customer_token("shop-frozen-1")
             # Signed in up front: a sign-in (argon2id) on a busy machine can take longer than
@@ -38,11 +36,7 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
             ann_token = await b.login(ANN)
             async with ws(b, customer_token) as customer:
                 async with ws(a, await a.login(BOB)) as bob:
-                    await bob.request(
-                        {"type": "status.set", "status": "available"},
-                        "agent.status",
-                        status="available",
-                    )
+                    await available(bob)
                     opened = await customer.request(
                         {"type": "chat.open", "title": "Frozen"}, "chat.opened"
                     )
@@ -58,11 +52,7 @@ async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
                     # node-b rebuilt from the store, ran bob's grace itself and gives the chat
                     # to ann, who is on node-b.
                     async with ws(b, ann_token) as ann:
-                        await ann.request(
-                            {"type": "status.set", "status": "available"},
-                            "agent.status",
-                            status="available",
-                        )
+                        await available(ann)
                         assigned = await ann.expect("chat.assigned")
                         assert assigned["chat"]["id"] == chat_id
                         assert (await say(ann, chat_id, "a1", "ann here"))["seq"] == 2

@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from api import DEMO_PASSWORD
 from tests.cluster.conftest import running_cluster
 from tests.store.mongo_server import WireServer
+from tests.tools.test_loadsim import SMALL
 from tests.valkey_server import Valkey
 from tools._remote import DEMO_ADMIN_EMAIL, Credentials
 from tools._sim_scenario import PRESETS
@@ -26,26 +28,14 @@ async def test_loadsim_spreads_over_the_nodes_and_every_invariant_holds(
 ) -> None:
     with trio.fail_after(150):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a")
-            b = await cluster.start(nursery, "node-b")
-            await cluster.wait_leader()
+            a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             pids = []
             for name in ("node-a", "node-b"):
                 found = SERVER_PID.search(cluster.log(name))
                 assert found is not None
                 pids.append(int(found.group(1)))
-            scenario = dataclasses.replace(
-                PRESETS["steady"],
-                customers=6,
-                agents=3,
-                max_load=2,
-                think=0.15,
-                max_messages=60,
-                duration=60.0,
-                drain=20.0,
-                warmup=0.0,
-                seed=11,
-            )
+            small: dict[str, Any] = SMALL | {"customers": 6, "agents": 3, "max_messages": 60}
+            scenario = dataclasses.replace(PRESETS["steady"], **small)
             target = Target(
                 url=a.server.url,
                 spawn=False,

@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from store import open_store
-from tests.cluster.conftest import running_cluster, ws
+from tests.cluster.conftest import available, running_cluster, ws
 from tests.cluster.test_cluster_view import admin_headers, cluster_of
 from tests.e2e.wsclient import WsClient
 from tests.store.mongo_server import WireServer
@@ -41,19 +41,13 @@ async def test_valkey_restarting_under_traffic_loses_nothing_acknowledged(
     during: dict[str, Any] = {}
     with trio.fail_after(150):
         async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
-            a = await cluster.start(nursery, "node-a")
-            b = await cluster.start(nursery, "node-b")
-            assert (await cluster.wait_leader())[0] == "node-a"
+            a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             headers = await admin_headers(b)
             token_before = (await cluster_of(b, headers))["fencingToken"]
 
             customer_token = await b.customer_token("shop-valkey-1")
             async with ws(a, await a.login(ANN)) as agent, ws(b, customer_token) as customer:
-                await agent.request(
-                    {"type": "status.set", "status": "available"},
-                    "agent.status",
-                    status="available",
-                )
+                await available(agent)
                 opened = await customer.request(
                     {"type": "chat.open", "title": "Valkey restarts"}, "chat.opened"
                 )
