@@ -93,6 +93,7 @@ from pymongo.server_type import SERVER_TYPE
 from pymongo.write_concern import WriteConcern
 
 from store import _rules
+from store._facade import Facade, Operations
 from store._protocol import (
     ActivityFilter,
     AgentRouting,
@@ -1172,7 +1173,7 @@ def _activity_refusal(exc: BulkWriteError) -> StoreError:
 # the store
 
 
-class MongoStore:
+class MongoStore(Facade):
     """The Store protocol over one MongoDB database. Make it with `open_mongo_store`."""
 
     def __init__(self, database: _Database, where: str) -> None:
@@ -1185,7 +1186,7 @@ class MongoStore:
         """Whether multi-document writes run in transactions (replica sets, sharded clusters)."""
         return self._database.transactions
 
-    async def _call(self, run: Callable[[_Database], R]) -> R:
+    async def _call(self, run: Callable[[Operations], R]) -> R:
         if self._closed:
             raise StoreError("the store is closed")
         database = self._database
@@ -1194,221 +1195,6 @@ class MongoStore:
 
     def _close(self) -> None:
         self._closed = True
-
-    # users
-
-    async def create_user(self, user: User) -> User:
-        return await self._call(lambda db: db.create_user(user))
-
-    async def get_user(self, user_id: str) -> User | None:
-        return await self._call(lambda db: db.get_user(user_id))
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        return await self._call(lambda db: db.get_user_by_email(email))
-
-    async def get_customer_by_external_id(self, external_id: str) -> User | None:
-        return await self._call(lambda db: db.get_customer_by_external_id(external_id))
-
-    async def find_or_create_customer(self, customer: User) -> User:
-        return await self._call(lambda db: db.find_or_create_customer(customer))
-
-    async def update_user(self, user: User) -> User:
-        return await self._call(lambda db: db.update_user(user))
-
-    async def delete_user(self, user_id: str) -> bool:
-        return await self._call(lambda db: db.delete_user(user_id))
-
-    async def list_users(
-        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
-    ) -> Page[User]:
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.list_users(role, limit, cursor))
-
-    async def count_users(self, *, role: Role | None = None) -> int:
-        return await self._call(lambda db: db.count_users(role))
-
-    # tokens and login throttling
-
-    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
-        await self._call(lambda db: db.revoke_token(jti, expires_at))
-
-    async def is_token_revoked(self, jti: str) -> bool:
-        return await self._call(lambda db: db.is_token_revoked(jti))
-
-    async def add_login_failure(self, key: str, at: datetime) -> None:
-        await self._call(lambda db: db.add_login_failure(key, at))
-
-    async def count_login_failures(self, key: str, since: datetime) -> int:
-        return await self._call(lambda db: db.count_login_failures(key, since))
-
-    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
-        return await self._call(lambda db: db.login_failures(key, since))
-
-    async def clear_login_failures(self, key: str) -> None:
-        await self._call(lambda db: db.clear_login_failures(key))
-
-    # chats
-
-    async def create_chat(self, chat: Chat) -> Chat:
-        return await self._call(lambda db: db.create_chat(chat))
-
-    async def get_chat(self, chat_id: str) -> Chat | None:
-        return await self._call(lambda db: db.get_chat(chat_id))
-
-    async def update_chat(self, chat: Chat) -> Chat:
-        return await self._call(lambda db: db.update_chat(chat))
-
-    async def set_chat_details(
-        self, chat_id: str, *, title: str, description: str, at: datetime
-    ) -> Chat | None:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.set_chat_details(chat_id, title, description, at))
-
-    async def delete_chat(self, chat_id: str) -> bool:
-        return await self._call(lambda db: db.delete_chat(chat_id))
-
-    async def list_chats(
-        self,
-        chat_filter: ChatFilter = _rules.ANY_CHAT,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        newest_first: bool = False,
-    ) -> Page[Chat]:
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
-
-    async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
-        return await self._call(lambda db: db.count_chats(chat_filter))
-
-    # messages
-
-    async def append_message(self, message: Message) -> Message:
-        return (await self._call(lambda db: db.append_messages([message])))[0]
-
-    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
-        return await self._call(lambda db: db.append_messages(messages))
-
-    async def get_message(self, message_id: str) -> Message | None:
-        return await self._call(lambda db: db.get_message(message_id))
-
-    async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
-        return await self._call(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
-
-    async def list_messages(
-        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
-    ) -> list[Message]:
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.list_messages(chat_id, after_seq, limit))
-
-    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        return await self._call(lambda db: db.set_message_status(message_id, status))
-
-    async def mark_messages(
-        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
-    ) -> int:
-        return await self._call(lambda db: db.mark_messages(chat_id, reader_id, up_to_seq, status))
-
-    # notifications
-
-    async def add_notification(self, notification: Notification) -> Notification:
-        return await self._call(lambda db: db.add_notification(notification))
-
-    async def list_notifications(
-        self, user_id: str, *, limit: int = 20, offset: int = 0
-    ) -> tuple[list[Notification], int]:
-        _rules.check_page(limit, offset)
-        return await self._call(lambda db: db.list_notifications(user_id, limit, offset))
-
-    async def count_unread_notifications(self, user_id: str) -> int:
-        return await self._call(lambda db: db.count_unread_notifications(user_id))
-
-    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
-        return await self._call(lambda db: db.mark_notification_read(user_id, notification_id))
-
-    async def mark_all_notifications_read(self, user_id: str) -> int:
-        return await self._call(lambda db: db.mark_all_notifications_read(user_id))
-
-    async def delete_notification(self, user_id: str, notification_id: str) -> bool:
-        return await self._call(lambda db: db.delete_notification(user_id, notification_id))
-
-    # routing and the activity log
-
-    async def record_routing(
-        self,
-        chats: Sequence[ChatRouting],
-        agents: Sequence[AgentRouting],
-        activity: Sequence[Activity],
-        *,
-        new_chats: Sequence[Chat] = (),
-        fence: int | None = None,
-    ) -> None:
-        # copies: the caller's other tasks may change theirs while a thread reads these
-        chats, agents, activity, new = list(chats), list(agents), list(activity), list(new_chats)
-        await self._call(lambda db: db.record_routing(chats, agents, activity, new, fence))
-
-    async def claim_routing(self, holder: str) -> int:
-        return await self._call(lambda db: db.claim_routing(holder))
-
-    async def append_activity(self, entries: Sequence[Activity]) -> None:
-        entries = list(entries)
-        await self._call(lambda db: db.append_activity(entries))
-
-    async def list_activity(
-        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Activity]:
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.list_activity(activity_filter, limit, cursor))
-
-    # accounts by email: credentials, one-time codes and the mail outbox
-
-    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.set_password(user_id, password_hash, at))
-
-    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.mark_email_verified(user_id, email, at))
-
-    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
-        _rules.check_aware(code.expires_at)
-        _rules.check_record_times(mail)
-        await self._call(lambda db: db.issue_code(code, mail))
-
-    async def use_code(
-        self,
-        user_id: str,
-        purpose: CodePurpose,
-        digest: str,
-        *,
-        now: datetime,
-        max_wrong_tries: int,
-    ) -> bool:
-        _rules.check_aware(now)
-        return await self._call(
-            lambda db: db.use_code(user_id, purpose, digest, now, max_wrong_tries)
-        )
-
-    async def queue_mail(self, mail: Mail) -> None:
-        _rules.check_record_times(mail)
-        await self._call(lambda db: db.queue_mail(mail))
-
-    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]:
-        _rules.check_aware(before)
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.due_mail(before, limit))
-
-    async def mail_sent(self, mail_id: str, at: datetime) -> None:
-        _rules.check_aware(at)
-        await self._call(lambda db: db.mail_sent(mail_id, at))
-
-    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
-        _rules.check_aware(retry_at)
-        await self._call(lambda db: db.mail_failed(mail_id, error, retry_at))
-
-    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]:
-        _rules.check_page(limit)
-        return await self._call(lambda db: db.list_mail(limit, cursor))
 
 
 # opening

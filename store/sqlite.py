@@ -1,13 +1,17 @@
 """`SqliteStore`: the embedded default backend, one SQLite file in WAL mode.
 
-Every operation, read or write, goes to one writer task through a channel. The writer takes
-everything queued at that moment (up to `MAX_BATCH`), runs the whole batch in one worker thread
-call inside one transaction (each operation in its own SAVEPOINT, so one refusal fails only that
-operation), and answers the callers only after COMMIT returned. With `synchronous=FULL` that is
-one fsync per batch instead of one per write: durability without paying for it per message.
+Every write goes to one writer task through a channel. The writer takes everything queued at
+that moment (up to `MAX_BATCH`), runs the whole batch in one worker thread call inside one
+transaction (each operation in its own SAVEPOINT, so one refusal fails only that operation), and
+answers the callers only after COMMIT returned. With `synchronous=FULL` that is one fsync per
+batch instead of one per write: durability without paying for it per message.
 
-Only the writer task touches the connection, one batch at a time, so the connection is never used
-by two threads at once even though the thread it runs in may change between batches.
+Only the writer task touches the writing connection, one batch at a time, so it is never used by
+two threads at once even though the thread it runs in may change between batches. Reads skip
+the writer's queue: they run on a second, read-only connection (one at a time), which in WAL mode
+sees every write acknowledged before the read started.
+
+The async methods are `store._facade`'s, shared with the MongoDB backend.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import outcome
 import trio
 
 from store import _rules
+from store._facade import Facade, Operations
 from store._protocol import (
     ActivityFilter,
     AgentRouting,
@@ -805,7 +810,7 @@ class _Database:
 class _Operation(Generic[R]):
     """One queued call and its reply slot, filled by the writer after the batch committed."""
 
-    run: Callable[[_Database], R]
+    run: Callable[[Operations], R]
     result: outcome.Outcome[R] | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -821,7 +826,7 @@ def _closed() -> StoreError:
     return StoreError("the store is closed")
 
 
-class SqliteStore:
+class SqliteStore(Facade):
     """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
 
     def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection) -> None:
@@ -834,7 +839,7 @@ class SqliteStore:
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
 
-    async def _call(self, run: Callable[[_Database], R]) -> R:
+    async def _call(self, run: Callable[[Operations], R]) -> R:
         # A caller cancelled after sending does not stop the operation: it may still be stored.
         operation = _Operation(run)
         try:
@@ -902,7 +907,7 @@ class SqliteStore:
         connection.execute("RELEASE operation")
         return outcome.Value(result)
 
-    async def _read(self, run: Callable[[_Database], R]) -> R:
+    async def _read(self, run: Callable[[Operations], R]) -> R:
         """Reads skip the writer's queue, so they never wait for a commit's fsync: in WAL mode
         they run on their own connection beside the writer, and each sees every write that was
         acknowledged before it started."""
@@ -917,220 +922,6 @@ class SqliteStore:
     def _close(self) -> None:
         self._closed = True
         self._send.close()
-
-    # users
-
-    async def create_user(self, user: User) -> User:
-        return await self._call(lambda db: db.create_user(user))
-
-    async def get_user(self, user_id: str) -> User | None:
-        return await self._read(lambda db: db.get_user(user_id))
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        return await self._read(lambda db: db.get_user_by_email(email))
-
-    async def get_customer_by_external_id(self, external_id: str) -> User | None:
-        return await self._read(lambda db: db.get_customer_by_external_id(external_id))
-
-    async def find_or_create_customer(self, customer: User) -> User:
-        return await self._call(lambda db: db.find_or_create_customer(customer))
-
-    async def update_user(self, user: User) -> User:
-        return await self._call(lambda db: db.update_user(user))
-
-    async def delete_user(self, user_id: str) -> bool:
-        return await self._call(lambda db: db.delete_user(user_id))
-
-    async def list_users(
-        self, *, role: Role | None = None, limit: int = 50, cursor: str | None = None
-    ) -> Page[User]:
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.list_users(role, limit, cursor))
-
-    async def count_users(self, *, role: Role | None = None) -> int:
-        return await self._read(lambda db: db.count_users(role))
-
-    # tokens and login throttling
-
-    async def revoke_token(self, jti: str, expires_at: datetime) -> None:
-        await self._call(lambda db: db.revoke_token(jti, expires_at))
-
-    async def is_token_revoked(self, jti: str) -> bool:
-        return await self._read(lambda db: db.is_token_revoked(jti))
-
-    async def add_login_failure(self, key: str, at: datetime) -> None:
-        await self._call(lambda db: db.add_login_failure(key, at))
-
-    async def count_login_failures(self, key: str, since: datetime) -> int:
-        return await self._read(lambda db: db.count_login_failures(key, since))
-
-    async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]:
-        return await self._read(lambda db: db.login_failures(key, since))
-
-    async def clear_login_failures(self, key: str) -> None:
-        await self._call(lambda db: db.clear_login_failures(key))
-
-    # chats
-
-    async def create_chat(self, chat: Chat) -> Chat:
-        return await self._call(lambda db: db.create_chat(chat))
-
-    async def get_chat(self, chat_id: str) -> Chat | None:
-        return await self._read(lambda db: db.get_chat(chat_id))
-
-    async def update_chat(self, chat: Chat) -> Chat:
-        return await self._call(lambda db: db.update_chat(chat))
-
-    async def set_chat_details(
-        self, chat_id: str, *, title: str, description: str, at: datetime
-    ) -> Chat | None:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.set_chat_details(chat_id, title, description, at))
-
-    async def delete_chat(self, chat_id: str) -> bool:
-        return await self._call(lambda db: db.delete_chat(chat_id))
-
-    async def list_chats(
-        self,
-        chat_filter: ChatFilter = _rules.ANY_CHAT,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        newest_first: bool = False,
-    ) -> Page[Chat]:
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.list_chats(chat_filter, limit, cursor, newest_first))
-
-    async def count_chats(self, chat_filter: ChatFilter = _rules.ANY_CHAT) -> int:
-        return await self._read(lambda db: db.count_chats(chat_filter))
-
-    # messages
-
-    async def append_message(self, message: Message) -> Message:
-        return (await self._call(lambda db: db.append_messages([message])))[0]
-
-    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
-        return await self._call(lambda db: db.append_messages(messages))
-
-    async def get_message(self, message_id: str) -> Message | None:
-        return await self._read(lambda db: db.get_message(message_id))
-
-    async def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
-        return await self._read(lambda db: db.get_message_by_client_id(chat_id, client_msg_id))
-
-    async def list_messages(
-        self, chat_id: str, *, after_seq: int = 0, limit: int = 100
-    ) -> list[Message]:
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.list_messages(chat_id, after_seq, limit))
-
-    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        return await self._call(lambda db: db.set_message_status(message_id, status))
-
-    async def mark_messages(
-        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
-    ) -> int:
-        return await self._call(lambda db: db.mark_messages(chat_id, reader_id, up_to_seq, status))
-
-    # notifications
-
-    async def add_notification(self, notification: Notification) -> Notification:
-        return await self._call(lambda db: db.add_notification(notification))
-
-    async def list_notifications(
-        self, user_id: str, *, limit: int = 20, offset: int = 0
-    ) -> tuple[list[Notification], int]:
-        _rules.check_page(limit, offset)
-        return await self._read(lambda db: db.list_notifications(user_id, limit, offset))
-
-    async def count_unread_notifications(self, user_id: str) -> int:
-        return await self._read(lambda db: db.count_unread_notifications(user_id))
-
-    async def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
-        return await self._call(lambda db: db.mark_notification_read(user_id, notification_id))
-
-    async def mark_all_notifications_read(self, user_id: str) -> int:
-        return await self._call(lambda db: db.mark_all_notifications_read(user_id))
-
-    async def delete_notification(self, user_id: str, notification_id: str) -> bool:
-        return await self._call(lambda db: db.delete_notification(user_id, notification_id))
-
-    # activity log
-
-    async def record_routing(
-        self,
-        chats: Sequence[ChatRouting],
-        agents: Sequence[AgentRouting],
-        activity: Sequence[Activity],
-        *,
-        new_chats: Sequence[Chat] = (),
-        fence: int | None = None,
-    ) -> None:
-        chats, agents, activity, new = list(chats), list(agents), list(activity), list(new_chats)
-        await self._call(lambda db: db.record_routing(chats, agents, activity, new, fence))
-
-    async def claim_routing(self, holder: str) -> int:
-        return await self._call(lambda db: db.claim_routing(holder))
-
-    async def append_activity(self, entries: Sequence[Activity]) -> None:
-        entries = list(entries)  # the caller may change theirs while this waits in the queue
-        await self._call(lambda db: db.append_activity(entries))
-
-    async def list_activity(
-        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Activity]:
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.list_activity(activity_filter, limit, cursor))
-
-    # accounts by email: credentials, one-time codes and the mail outbox
-
-    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.set_password(user_id, password_hash, at))
-
-    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
-        _rules.check_aware(at)
-        return await self._call(lambda db: db.mark_email_verified(user_id, email, at))
-
-    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None:
-        _rules.check_aware(code.expires_at)
-        _rules.check_record_times(mail)
-        await self._call(lambda db: db.issue_code(code, mail))
-
-    async def use_code(
-        self,
-        user_id: str,
-        purpose: CodePurpose,
-        digest: str,
-        *,
-        now: datetime,
-        max_wrong_tries: int,
-    ) -> bool:
-        _rules.check_aware(now)
-        return await self._call(
-            lambda db: db.use_code(user_id, purpose, digest, now, max_wrong_tries)
-        )
-
-    async def queue_mail(self, mail: Mail) -> None:
-        _rules.check_record_times(mail)
-        await self._call(lambda db: db.queue_mail(mail))
-
-    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]:
-        _rules.check_aware(before)
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.due_mail(before, limit))
-
-    async def mail_sent(self, mail_id: str, at: datetime) -> None:
-        _rules.check_aware(at)
-        await self._call(lambda db: db.mail_sent(mail_id, at))
-
-    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None:
-        _rules.check_aware(retry_at)
-        await self._call(lambda db: db.mail_failed(mail_id, error, retry_at))
-
-    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]:
-        _rules.check_page(limit)
-        return await self._read(lambda db: db.list_mail(limit, cursor))
 
 
 def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
