@@ -43,6 +43,7 @@ from api._routes_dev import dev
 from api._routes_messages import messages
 from api._routes_notifications import notifications
 from api._services import EXTENSION_KEY, Services
+from api._shop_profile import open_shop_profiles
 from api._signin_throttle import SignInThrottle
 from api._socketio import socketio
 from api._stopping import stopping_event
@@ -102,12 +103,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the configured store and the actor system on it, for as long as the block runs."""
     async with open_store(settings.store_url) as opened:
         store = observe_store(opened)
-        async with _open_domain(store, settings) as system:
+        async with (
+            _open_domain(store, settings) as system,
+            open_shop_profiles(
+                settings.customer_profile_url,
+                timeout_seconds=settings.customer_profile_timeout_seconds,
+                cache_seconds=settings.customer_profile_cache_seconds,
+            ) as profiles,
+        ):
             yield Services(
                 settings=settings,
                 store=store,
                 system=system,
-                tokens=Tokens(settings, store),
+                tokens=Tokens(settings, store, profiles),
                 passwords=Passwords(
                     concurrency=settings.password_hash_concurrency,
                     queue_seconds=settings.password_queue_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from api._config import Settings
+from api._shop_profile import ShopProfiles, ShopRefused
 from store import Role, Store, User, new_id, utcnow
 
 ALGORITHM = "HS256"  # one fixed algorithm: the token header never chooses it
@@ -92,10 +94,19 @@ class Unauthenticated(Exception):
     """The credentials cannot be accepted; the message says why (safe to show)."""
 
 
+# What a shop's own token can be made of: visible ASCII, as an HTTP header carries it.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
 class Tokens:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, profiles: ShopProfiles | None = None
+    ) -> None:
         self._settings = settings
         self._store = store
+        # Set (SWITCHBOARD_CUSTOMER_PROFILE_URL): the shop vouches for customer tokens instead of
+        # the customer secret.
+        self._profiles = profiles
 
     def issue(self, user: User) -> str:
         now = datetime.now(UTC)
@@ -142,6 +153,10 @@ class Tokens:
             return await self._customer(token)
         except jwt.ExpiredSignatureError as error:
             raise Unauthenticated("token expired; sign in again") from error
+        except jwt.DecodeError as error:
+            if self._profiles is not None:  # not a JWT: the shop's own kind of token
+                return await self._vouched(self._profiles, token)
+            raise Unauthenticated(f"invalid token: {error}") from error
         except jwt.InvalidTokenError as error:
             raise Unauthenticated(f"invalid token: {error}") from error
         staff = _staff_claims(claims)
@@ -163,6 +178,8 @@ class Tokens:
             await self._store.revoke_token(principal.jti, principal.expires_at)
 
     async def _customer(self, token: str) -> Principal:
+        if self._profiles is not None:
+            return await self._vouched(self._profiles, token)
         try:
             claims = self._decode(token, self._settings.customer_jwt_secret, [])
         except jwt.ExpiredSignatureError as error:
@@ -178,6 +195,23 @@ class Tokens:
             raise Unauthenticated("token revoked; sign in again")
         customer = await self._customer_record(shop.external_id, shop.name)
         return Principal(customer, jti, shop.expires_at)
+
+    async def _vouched(self, profiles: ShopProfiles, token: str) -> Principal:
+        """A customer token the shop's profile endpoint vouches for. It names itself by its
+        digest (signing out revokes it here); a connection opened with it lasts at most the
+        longest shop-token lifetime."""
+        if not _HEADER_SAFE.fullmatch(token):
+            raise Unauthenticated("invalid token: a shop token is visible ASCII, without spaces")
+        digest = token_digest(token)
+        if await self._store.is_token_revoked(digest):
+            raise Unauthenticated("token revoked; sign in again")
+        try:
+            shop = await profiles.customer(token)
+        except ShopRefused as refused:
+            raise Unauthenticated(str(refused)) from refused
+        customer = await self._customer_record(shop.external_id, shop.name)
+        lifetime = timedelta(seconds=self._settings.customer_token_max_lifetime_seconds)
+        return Principal(customer, digest, datetime.now(UTC) + lifetime)
 
     async def _customer_record(self, external_id: str, name: object) -> User:
         existing = await self._store.get_customer_by_external_id(external_id)

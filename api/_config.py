@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     customer_jwt_secret: str = DEMO_CUSTOMER_JWT_SECRET
     # A shop token living longer is refused; one without exp lasts this long from its iat.
     customer_token_max_lifetime_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # The other mode, for shops that cannot share a secret: the shop's profile endpoint says
+    # whose a customer token is (api/_shop_profile.py); the customer secret is then unused.
+    customer_profile_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+\S*$")
+    customer_profile_timeout_seconds: float = Field(default=3.0, gt=0, le=10)
+    customer_profile_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
     token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     grace_period_seconds: float = Field(default=15.0, ge=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -116,7 +121,7 @@ class Settings(BaseSettings):
     node_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[\w.-]+$")
     lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
 
-    @field_validator("metrics_token", "bus_url", "node_id", mode="before")
+    @field_validator("metrics_token", "bus_url", "node_id", "customer_profile_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `SWITCHBOARD_METRICS_TOKEN=` (as compose passes an unset variable) means no token.
@@ -168,14 +173,20 @@ class Settings(BaseSettings):
         self._check_cluster()
         if not self.production:
             return
-        secrets = {
-            "SWITCHBOARD_JWT_SECRET": self.jwt_secret,
-            "SWITCHBOARD_CUSTOMER_JWT_SECRET": self.customer_jwt_secret,
-        }
+        secrets = {"SWITCHBOARD_JWT_SECRET": self.jwt_secret}
+        if self.customer_profile_url is None:
+            secrets["SWITCHBOARD_CUSTOMER_JWT_SECRET"] = self.customer_jwt_secret
+        elif not self.customer_profile_url.startswith("https://"):
+            raise ConfigError(
+                "SWITCHBOARD_CUSTOMER_PROFILE_URL must be https:// in production: customer "
+                "tokens are sent to it"
+            )
         if self.metrics_token is not None:
             secrets["SWITCHBOARD_METRICS_TOKEN"] = self.metrics_token
         for name, value in secrets.items():
             _check_secret(name, value)
+        if self.customer_profile_url is not None:
+            return
         if self.jwt_secret.strip() == self.customer_jwt_secret.strip():
             raise ConfigError(
                 "SWITCHBOARD_JWT_SECRET and SWITCHBOARD_CUSTOMER_JWT_SECRET must differ, or a shop "
@@ -250,6 +261,9 @@ EXAMPLES: Mapping[str, str] = {
     "jwt_secret": "<48 random characters>",
     "customer_jwt_secret": "<48 random characters>",
     "customer_token_max_lifetime_seconds": "604800",
+    "customer_profile_url": "https://shop.example.com/api/profile",
+    "customer_profile_timeout_seconds": "3",
+    "customer_profile_cache_seconds": "30",
     "token_ttl_seconds": "86400",
     "grace_period_seconds": "15",
     "max_body_bytes": "65536",

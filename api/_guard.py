@@ -11,6 +11,7 @@ from quart import g, request
 from api._auth import Principal, Unauthenticated
 from api._errors import ApiError
 from api._services import services
+from api._shop_profile import CHECK_UNAVAILABLE, RETRY_AFTER_SECONDS, CustomerCheckUnavailable
 from store import Role
 
 P = ParamSpec("P")
@@ -45,6 +46,10 @@ def requires(
                 principal = await services().tokens.authenticate(token)
             except Unauthenticated as error:
                 raise ApiError(401, "unauthorized", str(error)) from error
+            except CustomerCheckUnavailable as error:
+                raise ApiError(
+                    503, CHECK_UNAVAILABLE, str(error), retry_after=RETRY_AFTER_SECONDS
+                ) from error
             if principal.role not in allowed:
                 raise ApiError(
                     403,

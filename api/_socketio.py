@@ -96,6 +96,7 @@ from api._guard import bearer_token
 from api._schemas import WireModel
 from api._services import Services, services
 from api._shapes import chat_out
+from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._sio_events import (
     AckError,
     AuthenticatedOut,
@@ -684,6 +685,9 @@ class SioSession:
         except Unauthenticated as error:
             await self._emit(eio.ConnectError(str(error)))
             return
+        except CustomerCheckUnavailable as error:
+            await self._emit(eio.ConnectError(str(error), data={"code": CHECK_UNAVAILABLE}))
+            return
         try:
             self._slot = self._caps.take(principal)
         except TooManyConnections as error:
@@ -708,7 +712,7 @@ class SioSession:
                 await self._found.tokens.authenticate(token)
         except Unauthenticated as error:
             failure = str(error)
-        except (trio.TooSlowError, StoreUnavailable):
+        except (trio.TooSlowError, StoreUnavailable, CustomerCheckUnavailable):
             failure = "the server is too busy; retry shortly"
         if failure is not None:
             await self._detach()

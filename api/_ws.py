@@ -70,6 +70,7 @@ from api._hypercorn import BATCH_KEY, CLOSE_KEY
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_out
+from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._stopping import CLOSE_GOING_AWAY, GOING_AWAY, stopping
 from api._ws_core import (
     CLOSE_INTERNAL,
@@ -144,6 +145,8 @@ async def socket() -> Response | None:
         return error_response(error.status, error.code, error.message)
     except Unauthenticated as error:
         return error_response(401, "unauthorized", str(error))
+    except CustomerCheckUnavailable as error:
+        return error_response(503, CHECK_UNAVAILABLE, str(error))
     except (StoreUnavailable, trio.TooSlowError):
         return error_response(503, "unavailable", "cannot check the token right now; retry")
     if principal.role not in CONNECT_ROLES:
@@ -382,7 +385,7 @@ class JsonEdge:
                 self._close(CLOSE_UNAUTHORIZED, "your role changed; sign in again")
         except Unauthenticated as error:
             self._close(CLOSE_UNAUTHORIZED, str(error))
-        except (trio.TooSlowError, StoreUnavailable):
+        except (trio.TooSlowError, StoreUnavailable, CustomerCheckUnavailable):
             self._close(CLOSE_TRY_AGAIN, "the server is too busy; reconnect shortly")
 
     async def _detach(self) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from api import Settings
 from tools.cli import main
 
 SERVE_START_LIMIT = 60
@@ -83,6 +84,13 @@ DEMO = "switchboard-demo-secret-do-not-use-in-production"
             {"SWITCHBOARD_JWT_SECRET": STRONG, "SWITCHBOARD_CUSTOMER_JWT_SECRET": f"{STRONG} "},
             "must differ",
         ),
+        (
+            {
+                "SWITCHBOARD_JWT_SECRET": STRONG,
+                "SWITCHBOARD_CUSTOMER_PROFILE_URL": "http://shop.example.com/api/profile",
+            },
+            "SWITCHBOARD_CUSTOMER_PROFILE_URL must be https:// in production",
+        ),
     ],
 )
 def test_production_refuses_unsafe_secrets(
@@ -99,9 +107,17 @@ def test_production_refuses_unsafe_secrets(
     assert main(["seed", "--data-dir", str(tmp_path)]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert expected in line
-    if "must differ" not in expected:
+    if "must" not in expected:
         assert "secrets.token_urlsafe(48)" in line  # says how to make a good one
     assert not (tmp_path / "switchboard.db").exists()
+
+
+def test_production_with_a_shop_profile_url_needs_no_customer_secret() -> None:
+    Settings(
+        mode="production",
+        jwt_secret=STRONG,
+        customer_profile_url="https://shop.example.com/api/profile",
+    ).check()  # the demo customer secret is unused, so not refused
 
 
 @pytest.mark.parametrize(
