@@ -22,6 +22,7 @@ import httpx
 import trio
 from trio_websocket import ConnectionRejected
 
+from api import Settings
 from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import connect
 
@@ -97,6 +98,12 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/api/profile"
 
 
+def profile_settings(tmp_path: Path, url: str, **more: Any) -> Settings:
+    return make_settings(
+        tmp_path, customer_profile_url=url, customer_profile_timeout_seconds=TIMEOUT, **more
+    )
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -132,12 +139,7 @@ async def socketio_connect(live: Live, token: str) -> str:
 
 async def test_the_shop_vouches_for_its_customers_and_answers_are_kept(tmp_path: Path) -> None:
     with shop_stub() as shop:
-        settings = make_settings(
-            tmp_path,
-            customer_profile_url=shop.url,
-            customer_profile_timeout_seconds=TIMEOUT,
-            customer_profile_cache_seconds=60,
-        )
+        settings = profile_settings(tmp_path, shop.url, customer_profile_cache_seconds=60)
         async with running_server(settings) as live:
             opened = await open_chat(live, "tok-dana")
             assert opened.status_code == 201, opened.text
@@ -180,11 +182,7 @@ async def test_the_shop_vouches_for_its_customers_and_answers_are_kept(tmp_path:
 
 async def test_a_shop_that_cannot_answer_is_503_never_401(tmp_path: Path) -> None:
     with shop_stub() as shop:
-        settings = make_settings(
-            tmp_path,
-            customer_profile_url=shop.url,
-            customer_profile_timeout_seconds=TIMEOUT,
-        )
+        settings = profile_settings(tmp_path, shop.url)
         async with running_server(settings) as live:
             for token in ("tok-broken", "tok-gone", "tok-slow"):
                 started = trio.current_time()
@@ -202,10 +200,7 @@ async def test_a_shop_that_cannot_answer_is_503_never_401(tmp_path: Path) -> Non
             assert shop.calls["tok-broken"] == 3
             assert shop.calls["tok-slow"] == 3
 
-    down = make_settings(
-        tmp_path, customer_profile_url=closed_port_url(), customer_profile_timeout_seconds=TIMEOUT
-    )
-    async with running_server(down) as live:
+    async with running_server(profile_settings(tmp_path, closed_port_url())) as live:
         answer = await open_chat(live, "tok-dana")
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "customer_check_unavailable"
