@@ -67,7 +67,6 @@ class Operations(Protocol):
     def get_message(self, message_id: str) -> Message | None: ...
     def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None: ...
     def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]: ...
-    def set_message_status(self, message_id: str, status: MessageStatus) -> Message: ...
     def mark_messages(
         self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int: ...
@@ -221,9 +220,6 @@ class Facade(ABC):
     ) -> list[Message]:
         _rules.check_page(limit)
         return await self._read(lambda db: db.list_messages(chat_id, after_seq, limit))
-
-    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        return await self._call(lambda db: db.set_message_status(message_id, status))
 
     async def mark_messages(
         self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus

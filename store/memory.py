@@ -345,14 +345,6 @@ class MemoryStore:
         seqs = sorted(seq for seq in by_seq if seq > after_seq)[:limit]
         return [self._messages[by_seq[seq]] for seq in seqs]
 
-    async def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        await trio.lowlevel.checkpoint()
-        message = self._messages.get(message_id)
-        if message is None:
-            raise NotFound(f"message {message_id}")
-        message = self._messages[message_id] = replace(message, status=status)
-        return message
-
     async def mark_messages(
         self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int:

@@ -703,16 +703,6 @@ class _Database:
         )
         return [_MESSAGES.decode(d) for d in documents]
 
-    def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        document = self._messages.find_one_and_update(
-            {"_id": message_id},
-            {"$set": {"status": status.value}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if document is None:
-            raise NotFound(f"message {message_id}")
-        return _MESSAGES.decode(document)
-
     def mark_messages(
         self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int:

@@ -576,13 +576,6 @@ class _Database:
         )
         return [_MESSAGES.decode(row) for row in rows]
 
-    def set_message_status(self, message_id: str, status: MessageStatus) -> Message:
-        self._db.execute("UPDATE messages SET status = ? WHERE id = ?", [status.value, message_id])
-        message = self.get_message(message_id)
-        if message is None:
-            raise NotFound(f"message {message_id}")
-        return message
-
     def mark_messages(
         self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int:

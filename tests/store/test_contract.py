@@ -621,16 +621,6 @@ async def test_list_messages_after_seq_in_seq_order(store: Store) -> None:
     assert await store.list_messages(new_id()) == []
 
 
-async def test_set_message_status(store: Store) -> None:
-    c = await store.create_chat(chat())
-    sent = await store.append_message(message(c, 1))
-    seen = await store.set_message_status(sent.id, MessageStatus.SEEN)
-    assert seen == replace(sent, status=MessageStatus.SEEN)
-    assert await store.get_message(sent.id) == seen
-    with pytest.raises(NotFound):
-        await store.set_message_status(new_id(), MessageStatus.SEEN)
-
-
 async def statuses(store: Store, chat_id: str) -> list[MessageStatus]:
     return [m.status for m in await store.list_messages(chat_id)]
 

@@ -42,7 +42,9 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         await store.create_user(ada)
         await store.create_chat(c)
         await store.append_message(m)
-        await store.set_message_status(m.id, MessageStatus.DELIVERED)
+        await store.mark_messages(
+            c.id, reader_id="someone-else", up_to_seq=1, status=MessageStatus.DELIVERED
+        )
         await store.add_notification(n)
         await store.append_activity([a])
         await store.revoke_token("jti-1", utcnow() + timedelta(hours=1))
