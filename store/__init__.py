@@ -8,6 +8,7 @@ from store._protocol import ChatRouting as ChatRouting
 from store._protocol import DuplicateEmail as DuplicateEmail
 from store._protocol import DuplicateMessage as DuplicateMessage
 from store._protocol import Fenced as Fenced
+from store._protocol import MigrationTarget as MigrationTarget
 from store._protocol import NotFound as NotFound
 from store._protocol import Store as Store
 from store._protocol import StoreError as StoreError

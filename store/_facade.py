@@ -54,11 +54,11 @@ class Operations(Protocol):
     def clear_login_failures(self, key: str) -> None: ...
     def create_chat(self, chat: Chat) -> Chat: ...
     def get_chat(self, chat_id: str) -> Chat | None: ...
-    def update_chat(self, chat: Chat) -> Chat: ...
     def set_chat_details(
         self, chat_id: str, title: str, description: str, at: datetime
     ) -> Chat | None: ...
     def delete_chat(self, chat_id: str) -> bool: ...
+    def restore_chat(self, chat: Chat) -> Chat: ...
     def list_chats(
         self, chat_filter: ChatFilter, limit: int, cursor: str | None, newest_first: bool
     ) -> Page[Chat]: ...
@@ -175,9 +175,6 @@ class Facade(ABC):
     async def get_chat(self, chat_id: str) -> Chat | None:
         return await self._read(lambda db: db.get_chat(chat_id))
 
-    async def update_chat(self, chat: Chat) -> Chat:
-        return await self._call(lambda db: db.update_chat(chat))
-
     async def set_chat_details(
         self, chat_id: str, *, title: str, description: str, at: datetime
     ) -> Chat | None:
@@ -186,6 +183,9 @@ class Facade(ABC):
 
     async def delete_chat(self, chat_id: str) -> bool:
         return await self._call(lambda db: db.delete_chat(chat_id))
+
+    async def restore_chat(self, chat: Chat) -> Chat:
+        return await self._call(lambda db: db.restore_chat(chat))
 
     async def list_chats(
         self,

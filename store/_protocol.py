@@ -76,7 +76,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from store._records import (
     Activity,
@@ -189,7 +189,6 @@ class Store(Protocol):
     # chats
     async def create_chat(self, chat: Chat) -> Chat: ...
     async def get_chat(self, chat_id: str) -> Chat | None: ...
-    async def update_chat(self, chat: Chat) -> Chat: ...
     async def set_chat_details(
         self, chat_id: str, *, title: str, description: str, at: datetime
     ) -> Chat | None:
@@ -278,3 +277,14 @@ class Store(Protocol):
     async def mail_sent(self, mail_id: str, at: datetime) -> None: ...
     async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None: ...
     async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]: ...
+
+
+@runtime_checkable
+class MigrationTarget(Store, Protocol):
+    """A Store that `switchboard migrate` copies into: every backend is one, but the product's
+    code holds a `Store`, which cannot overwrite a chat's counters or routing fields."""
+
+    async def restore_chat(self, chat: Chat) -> Chat:
+        """Write the chat record whole, as the source has it (its counters moved while its
+        messages were appended). `NotFound` if the target has no such chat."""
+        ...

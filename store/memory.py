@@ -231,7 +231,7 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         return self._chats.get(chat_id)
 
-    async def update_chat(self, chat: Chat) -> Chat:
+    async def restore_chat(self, chat: Chat) -> Chat:
         await trio.lowlevel.checkpoint()
         _rules.check_record_times(chat)
         if chat.id not in self._chats:

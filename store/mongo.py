@@ -578,7 +578,7 @@ class _Database:
     def get_chat(self, chat_id: str) -> Chat | None:
         return self._one(self._chats, _CHATS, {"_id": chat_id})
 
-    def update_chat(self, chat: Chat) -> Chat:
+    def restore_chat(self, chat: Chat) -> Chat:
         if not self._chats.replace_one({"_id": chat.id}, _CHATS.encode(chat)).matched_count:
             raise NotFound(f"chat {chat.id}")
         return chat

@@ -504,7 +504,7 @@ class _Database:
     def get_chat(self, chat_id: str) -> Chat | None:
         return self._one(_CHATS, "id = ?", [chat_id])
 
-    def update_chat(self, chat: Chat) -> Chat:
+    def restore_chat(self, chat: Chat) -> Chat:
         if not self._db.execute(_CHATS.update, _CHATS.encode_for_update(chat)).rowcount:
             raise NotFound(f"chat {chat.id}")
         return chat

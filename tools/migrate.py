@@ -15,6 +15,7 @@ from store import (
     ActivityFilter,
     DuplicateEmail,
     Message,
+    MigrationTarget,
     Notification,
     Store,
     User,
@@ -79,7 +80,7 @@ async def _copy_users(source: Store, target: Store) -> tuple[_Tally, list[User]]
     return tally, clashes
 
 
-async def _copy_chats(source: Store, target: Store) -> tuple[_Tally, _Tally]:
+async def _copy_chats(source: Store, target: MigrationTarget) -> tuple[_Tally, _Tally]:
     """Copy the chats and messages the target lacks; a chat that gained messages ends with the
     source's record, since appending moves the counters (unread, last message) on the way."""
     chats, messages = _Tally(), _Tally()
@@ -101,7 +102,7 @@ async def _copy_chats(source: Store, target: Store) -> tuple[_Tally, _Tally]:
                     appended += 1
             messages.copied += appended
             if appended:
-                await target.update_chat(chat)
+                await target.restore_chat(chat)
     return chats, messages
 
 
@@ -165,6 +166,7 @@ async def _copy_everything(source_url: str, target_url: str) -> list[User]:
     # The source must be there already: opening a store creates it, and a mistyped --from
     # would be copied from an empty new store ("0 copied") and left behind.
     async with open_store(source_url, existing=True) as source, open_store(target_url) as target:
+        assert isinstance(target, MigrationTarget)  # every backend is one
         users, clashes = await _copy_users(source, target)
         print(users.line("users"), flush=True)
         chats, messages = await _copy_chats(source, target)

@@ -223,7 +223,7 @@ async def test_a_chat_counter_behind_its_messages_does_not_reuse_a_seq(
     assert chat is not None
     # As after a lost connection between the insert and the counter update: the message is
     # stored, the counter still says 0. A fresh incarnation must continue after the message.
-    await store.update_chat(replace(chat, last_seq=0))
+    await store.restore_chat(replace(chat, last_seq=0))
     await system._actors.stop(f"chat:{chat_id}")
     sent = await system.send_message(chat_id, ANN, client_msg_id="m2", content="two")
     assert sent.message.seq == 2

@@ -31,6 +31,7 @@ from store import (
     DuplicateMessage,
     Fenced,
     MessageStatus,
+    MigrationTarget,
     NotFound,
     Page,
     Priority,
@@ -295,7 +296,8 @@ async def test_reused_chat_id_is_refused(store: Store) -> None:
     assert await store.get_chat(first.id) == first
 
 
-async def test_update_chat_replaces_the_record(store: Store) -> None:
+async def test_restore_chat_replaces_the_record(store: Store) -> None:
+    assert isinstance(store, MigrationTarget)
     original = await store.create_chat(chat())
     changed = replace(
         original,
@@ -305,10 +307,10 @@ async def test_update_chat_replaces_the_record(store: Store) -> None:
         updated_at=at(5),
         queued_at=None,
     )
-    assert await store.update_chat(changed) == changed
+    assert await store.restore_chat(changed) == changed
     assert await store.get_chat(original.id) == changed
     with pytest.raises(NotFound):
-        await store.update_chat(chat())
+        await store.restore_chat(chat())
 
 
 async def test_set_chat_details_changes_only_title_and_description(store: Store) -> None:
