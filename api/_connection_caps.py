@@ -21,7 +21,12 @@ CAPS_KEY = "switchboard.connection_caps"
 
 
 class TooManyConnections(Exception):
-    """The principal has as many live connections as it may; the message says so."""
+    """The principal has as many live connections as it may; the message says so.
+    `retry_after`: by then a connection whose peer vanished has missed its ping and is cut."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Slot:
@@ -42,6 +47,7 @@ class ConnectionCaps:
         self._staff = settings.max_connections_per_staff
         self._customer = settings.max_connections_per_customer
         self._live: Counter[str] = Counter()
+        self._retry_after = settings.ws_ping_interval_seconds + settings.ws_ping_timeout_seconds
 
     def take(self, principal: Principal) -> Slot:
         user_id = principal.user.id
@@ -52,7 +58,8 @@ class ConnectionCaps:
             kind = "a customer" if customer else "a staff account"
             raise TooManyConnections(
                 f"you have {limit} live connections, the most {kind} may have; close one "
-                "(another tab or device) and connect again"
+                "(another tab or device) and connect again",
+                self._retry_after,
             )
         self._live[user_id] += 1
         return Slot(self, user_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Protocol, assert_never
 
@@ -159,7 +160,9 @@ async def socket() -> Response | None:
     try:
         slot = connection_caps().take(principal)
     except TooManyConnections as error:
-        return error_response(429, "too_many_connections", str(error))
+        refused = error_response(429, "too_many_connections", str(error))
+        refused.headers["Retry-After"] = str(math.ceil(error.retry_after))
+        return refused
     try:
         await websocket.accept(subprotocol=subprotocol)
         await _serve(found, principal, token)

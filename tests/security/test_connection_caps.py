@@ -81,6 +81,8 @@ async def test_a_principal_over_its_cap_is_refused_and_the_open_ones_kept(
                 await trio.sleep(0.05)
     assert alive == cap
     assert [refusal.status_code for refusal in refusals] == [429]
+    # Retry after the ping interval and timeout (20 + 20 s): a vanished peer's slot is free by then.
+    assert (b"retry-after", b"40") in [(name.lower(), value) for name, value in refusals[0].headers]
     body = error_body(refusals[0])
     assert body["error"]["code"] == "too_many_connections"
     assert f"you have {cap} live connections" in body["error"]["message"]
