@@ -42,6 +42,7 @@ from api._routes_dashboard import dashboard
 from api._routes_dev import dev
 from api._routes_messages import messages
 from api._routes_notifications import notifications
+from api._security_headers import install_security_headers
 from api._services import EXTENSION_KEY, Services
 from api._shop_profile import open_shop_profiles
 from api._signin_throttle import SignInThrottle
@@ -77,6 +78,7 @@ def create_app(found: Services) -> QuartTrio:
     install_error_handlers(app)
     install_cors(app)
     install_request_log(app)
+    install_security_headers(app)
     for blueprint in (
         auth,
         accounts,

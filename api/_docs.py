@@ -1,5 +1,6 @@
 """The API's description: OpenAPI 3.1 at /openapi.json, and a Swagger UI page at /docs that
-works offline (its assets come from the pinned `swagger-ui-py` package, never a CDN).
+works offline (its assets come from the pinned `swagger-ui-py` package, never a CDN), under a
+Content-Security-Policy of its own, and keeps no bearer token in the browser's storage.
 
 The OpenAPI document is quart-schema's, completed from each route's `requires` rule: the roles
 allowed (`x-roles`), whether a bearer token is needed, and the error responses, every one in the
@@ -114,7 +115,8 @@ def _swagger_ui_dir() -> Path:
 SWAGGER_UI_DIR = _swagger_ui_dir()
 ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
 
-PAGE = """<!doctype html>
+INIT_SCRIPT = "switchboard-docs.js"
+PAGE = f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
@@ -125,30 +127,56 @@ PAGE = """<!doctype html>
 <body>
   <div id="swagger-ui"></div>
   <script src="/docs/assets/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({
-      url: "/openapi.json",
-      dom_id: "#swagger-ui",
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout",
-      persistAuthorization: true,
-      validatorUrl: null
-    });
-  </script>
+  <script src="/docs/assets/{INIT_SCRIPT}"></script>
 </body>
 </html>
 """
+# In a file of its own, not inline, so the page's policy allows no inline script. The token a
+# person types into "Authorize" lives in the page only: persistAuthorization would keep it in
+# localStorage, where any script of this origin could read it long after the tab is closed.
+INIT = """window.ui = SwaggerUIBundle({
+  url: "/openapi.json",
+  dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+  persistAuthorization: false,
+  validatorUrl: null
+});
+"""
+# Swagger UI's script and styles from this server, and its icons (data: images): nothing else
+# runs or loads, and no other site can frame the page (tests/browser/test_docs_security.py
+# checks it works with no violation, trying an operation included).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+def _secured(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"  # for browsers without frame-ancestors
+    return response
 
 
 @docs.get("/docs")
 @hide
 async def docs_page() -> Response:
-    return Response(PAGE, content_type="text/html; charset=utf-8")
+    return _secured(Response(PAGE, content_type="text/html; charset=utf-8"))
 
 
 @docs.get("/docs/assets/<name>")
 @hide
 async def docs_asset(name: str) -> Response:
+    if name == INIT_SCRIPT:
+        return _secured(Response(INIT, content_type="text/javascript; charset=utf-8"))
     if name not in ASSETS:
         raise ApiError(404, "not_found", f"no docs asset {name}")
-    return await send_from_directory(SWAGGER_UI_DIR, name)
+    return _secured(await send_from_directory(SWAGGER_UI_DIR, name))
