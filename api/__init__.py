@@ -12,7 +12,9 @@ from api._config import Settings as Settings
 from api._config import load_settings as load_settings
 from api._config import misspelt_variables as misspelt_variables
 from api._gc import keep_collections_short as keep_collections_short
+from api._seed import DEMO_CUSTOMERS as DEMO_CUSTOMERS
 from api._seed import DEMO_PASSWORD as DEMO_PASSWORD
+from api._seed import DEMO_STAFF as DEMO_STAFF
 from api._seed import SeedReport as SeedReport
 from api._seed import demo_logins as demo_logins
 from api._seed import seed_demo_data as seed_demo_data

@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 
 from actors import System, SystemConfig, open_system
 from api._auth import Passwords, Tokens
+from api._blobs import DirectoryBlobs
 from api._code_throttle import CodeThrottle
 from api._codes import Codes
 from api._config import Settings
@@ -23,6 +24,7 @@ from api._cors import install_cors
 from api._docs import SwitchboardOpenAPI, docs
 from api._early_answer import CloseAfterEarlyAnswer
 from api._errors import install_error_handlers
+from api._forms import allow_image_bodies
 from api._gc import keep_collections_short
 from api._hypercorn import ServerConfig, adjust_hypercorn
 from api._json_body import limit_body_depth
@@ -48,6 +50,7 @@ from api._shop_profile import open_shop_profiles
 from api._signin_throttle import SignInThrottle
 from api._socketio import socketio
 from api._stopping import stopping_event
+from api._uploads import uploads
 from api._ws import ws
 from cluster import ClusterConfig, default_node_id, open_cluster
 from store import Store, open_store
@@ -75,6 +78,7 @@ def create_app(found: Services) -> QuartTrio:
         scalar_ui_path=None,
     )
     limit_body_depth(app)
+    allow_image_bodies(app, found.settings.max_image_bytes)
     install_error_handlers(app)
     install_cors(app)
     install_request_log(app)
@@ -92,6 +96,7 @@ def create_app(found: Services) -> QuartTrio:
         admin_users,
         admin_chats,
         admin_routing,
+        uploads,
         docs,
         console,
         ops,
@@ -127,6 +132,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 throttles=Throttles.of(settings),
                 signins=SignInThrottle(store, settings),
                 code_throttle=CodeThrottle(store, settings.code_window_seconds),
+                blobs=DirectoryBlobs(settings.uploads_path),
             )
 
 

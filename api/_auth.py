@@ -27,6 +27,10 @@ MAX_TOKEN_BYTES = 4096
 GENERATION_CLAIM = "gen"
 T = TypeVar("T")
 MAX_CLAIM_CHARS = 200
+# A shop id of this form (a MongoDB ObjectId, as the original shop's) is the customer's record id,
+# so every shape shows the customer under the id the shop and its widget know. Others get an id
+# of ours: record ids are 24 hex digits everywhere (routes, cursors, rooms).
+_RECORD_ID = re.compile(r"[0-9a-f]{24}")
 
 
 class Busy(Exception):
@@ -217,9 +221,14 @@ class Tokens:
         existing = await self._store.get_customer_by_external_id(external_id)
         if existing is not None:
             return existing
+        public_id = external_id if _RECORD_ID.fullmatch(external_id) else new_id()
+        if await self._store.get_user(public_id) is not None:
+            raise Unauthenticated(
+                f"invalid token: the shop id {external_id} is already the id of another account"
+            )
         now = utcnow()
         customer = User(
-            id=new_id(),
+            id=public_id,
             # Customers live outside the staff email namespace: the shop owns their identity.
             email=f"{new_id()}@customers.switchboard.invalid",
             name=name if isinstance(name, str) and name else f"Customer {external_id}",

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     bus_url: str | None = Field(default=None, description="redis://, valkey:// or rediss://")
     node_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[\w.-]+$")
     lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    # Uploaded profile images (README, "Uploads"); the directory defaults to data_dir/uploads.
+    uploads_dir: Path | None = None
+    max_image_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     @field_validator("metrics_token", "bus_url", "node_id", "customer_profile_url", mode="before")
     @classmethod
@@ -157,6 +160,10 @@ class Settings(BaseSettings):
             return self.store
         # sqlite:// and an absolute path: sqlite:///var/lib/switchboard/switchboard.db
         return f"sqlite://{(self.data_dir / 'switchboard.db').resolve()}"
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.uploads_dir or self.data_dir / "uploads"
 
     @property
     def smtp(self) -> SmtpTarget | None:
@@ -310,6 +317,8 @@ EXAMPLES: Mapping[str, str] = {
     "bus_url": "redis://valkey:6379/0",
     "node_id": "switchboard-1",
     "lease_seconds": "5",
+    "uploads_dir": "/var/lib/switchboard/uploads",
+    "max_image_bytes": "2097152",
 }
 
 

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, current_app, send_from_directory
 from quart_schema import hide
 
 from api._errors import ApiError
-from api._seed import DEMO_CUSTOMERS, DEMO_PASSWORD, DEMO_STAFF
+from api._seed import DEMO_CUSTOMERS, DEMO_STAFF
 from api._services import services
 
 console = Blueprint("console", __name__)
@@ -163,7 +163,7 @@ def _has_endpoint(endpoint: str) -> bool:
 def _demo_logins() -> str:
     rows = "\n".join(
         f"      <tr><td>{escape(account.role.value)}</td><td>{escape(account.email)}</td>"
-        f"<td>{escape(DEMO_PASSWORD)}</td></tr>"
+        f"<td>{escape(account.password)}</td></tr>"
         for account in DEMO_STAFF
     )
     customers = ", ".join(escape(external_id) for external_id, _ in DEMO_CUSTOMERS)

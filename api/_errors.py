@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 import trio
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, has_request_context, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError, RequestHeadersValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -144,8 +144,11 @@ def install_error_handlers(app: Quart) -> None:
         if status == 400:
             message = "the request body is not valid JSON or not a JSON object"
         elif status == 413:
-            limit_hit("body_size", max_bytes=app.config["MAX_CONTENT_LENGTH"])
-            message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+            # This request's limit: a form with an image may be larger (api/_forms.py).
+            limit = request.max_content_length if has_request_context() else None
+            limit = limit or app.config["MAX_CONTENT_LENGTH"]
+            limit_hit("body_size", max_bytes=limit)
+            message = f"the request body is larger than {limit} bytes"
         elif status == 404:
             message = "no such endpoint"
         response = error_response(status, _HTTP_CODES.get(status, "http_error"), message)

@@ -16,12 +16,14 @@ from quart_schema import document_response, validate_querystring, validate_reque
 
 from api._access import ask
 from api._errors import ApiError
+from api._forms import takes_forms
 from api._guard import current_principal, requires
 from api._pages import PageHeaders, page_response
 from api._payloads import AdminUserUpdate, ApproveBody, CreateAgentBody, UserList, UserListQuery
 from api._respond import respond
 from api._schemas import MessageOut, UserOut
 from api._services import services
+from api._uploads import forget_image
 from store import Actor, AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
 
 admin_users = Blueprint("admin_users", __name__)
@@ -91,6 +93,7 @@ async def list_users(query_args: UserListQuery) -> Response:
 
 @admin_users.post("/admin/users")
 @requires(Role.ADMIN)
+@takes_forms(CreateAgentBody)
 @validate_request(CreateAgentBody)
 @document_response(UserOut, 201)
 async def create_agent(data: CreateAgentBody) -> Response:
@@ -150,6 +153,7 @@ async def get_user(user_id: str) -> Response:
 
 @admin_users.put("/admin/users/<id:user_id>")
 @requires(Role.ADMIN)
+@takes_forms(AdminUserUpdate)
 @validate_request(AdminUserUpdate)
 @document_response(UserOut)
 async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
@@ -170,11 +174,13 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         changes["email_verified_at"] = None  # a new address is not verified
     if changes:
         try:
-            user = await services().store.update_user(
+            updated = await services().store.update_user(
                 dataclasses.replace(user, **changes, updated_at=utcnow())
             )
         except DuplicateEmail as error:
             raise _email_taken(error) from error
+        await forget_image(user.avatar, updated.avatar)
+        user = updated
     if data.role is Role.AGENT and user.role is Role.USER:
         user = await _make_agent(user)
     elif data.role is Role.USER and user.role is Role.AGENT:
@@ -200,4 +206,5 @@ async def delete_user(user_id: str) -> Response:
         await ask(None, found.system.remove_agent(user.id))  # stored a user: deleting again works
         found.system.sign_out(user.id, "your account was deleted")
     await found.store.delete_user(user.id)
+    await forget_image(user.avatar, None)
     return respond(MessageOut(message=f"user {user.id} deleted"))

@@ -9,11 +9,13 @@ from quart_schema import document_response, validate_request
 
 from api._client import current_client
 from api._errors import ApiError
+from api._forms import takes_forms
 from api._guard import bearer_token, current_principal, requires
 from api._respond import respond
 from api._schemas import AuthOut, LoginBody, MessageOut, ProfileUpdate, RegisterBody, UserOut
 from api._services import services
 from api._signin_throttle import Throttled, too_many_sign_ins
+from api._uploads import forget_image
 from api._ws import token_id
 from store import DuplicateEmail, Role, User, new_id, utcnow
 from telemetry import limit_hit
@@ -126,6 +128,7 @@ async def _update_profile(data: ProfileUpdate) -> Response:
     updated = await services().store.update_user(
         dataclasses.replace(user, **changes, updated_at=utcnow())
     )
+    await forget_image(user.avatar, updated.avatar)
     return respond(UserOut.of(updated))
 
 
@@ -138,6 +141,7 @@ async def profile() -> Response:
 
 @auth.put("/profile")
 @requires(*SIGNED_IN)
+@takes_forms(ProfileUpdate)
 @validate_request(ProfileUpdate)
 @document_response(UserOut)
 async def update_profile(data: ProfileUpdate) -> Response:
@@ -153,6 +157,7 @@ async def admin_profile() -> Response:
 
 @auth.put("/admin/profile")
 @requires(Role.ADMIN)
+@takes_forms(ProfileUpdate)
 @validate_request(ProfileUpdate)
 @document_response(UserOut)
 async def update_admin_profile(data: ProfileUpdate) -> Response:

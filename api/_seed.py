@@ -1,4 +1,5 @@
-"""Demo data: an admin, agents with max loads, a plain user and two shop customers. Idempotent."""
+"""Demo data: an admin, agents with max loads, a plain user and two shop customers, and the Node
+backend's seeded accounts (its front ends' login forms refuse the demo addresses). Idempotent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from api._auth import Passwords
 from store import AgentStatus, Role, Store, User, new_id, utcnow
 
 DEMO_PASSWORD = "switchboard-demo"
+# The Node backend's seeder's password for its accounts: a team moving over signs in as before.
+ORIGINAL_PASSWORD = "123456zZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,7 @@ class DemoAccount:
     name: str
     role: Role
     max_load: int = 3
+    password: str = DEMO_PASSWORD
 
 
 DEMO_STAFF = (
@@ -25,6 +29,11 @@ DEMO_STAFF = (
     DemoAccount("bob@switchboard.example", "Bob Agent", Role.AGENT, max_load=4),
     DemoAccount("cy@switchboard.example", "Cy Agent", Role.AGENT, max_load=2),
     DemoAccount("uma@switchboard.example", "Uma User", Role.USER),
+    # The Node backend's seeder (src/database/seeders/user.seeder.js): same emails, roles, names.
+    DemoAccount("ziad.gamal.tech@gmail.com", "Ziad Gamal", Role.ADMIN, password=ORIGINAL_PASSWORD),
+    DemoAccount("user@example.com", "User", Role.USER, password=ORIGINAL_PASSWORD),
+    DemoAccount("sarakhaled@example.com", "Sara Khaled", Role.AGENT, password=ORIGINAL_PASSWORD),
+    DemoAccount("ahmedfrag@example.com", "Ahmed Frag", Role.AGENT, password=ORIGINAL_PASSWORD),
 )
 DEMO_CUSTOMERS = (("shop-customer-1", "Carla Customer"), ("shop-customer-2", "Dan Customer"))
 
@@ -39,12 +48,13 @@ async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> 
     """Create what is missing. A running system is told of each new agent: its assignment actor
     read the agents when it started, before these existed."""
     created = existing = 0
-    password_hash: str | None = None
+    hashes: dict[str, str] = {}
     for account in DEMO_STAFF:
         if await store.get_user_by_email(account.email) is not None:
             existing += 1
             continue
-        password_hash = password_hash or await passwords.hash(DEMO_PASSWORD)
+        if account.password not in hashes:
+            hashes[account.password] = await passwords.hash(account.password)
         now = utcnow()
         user = await store.create_user(
             User(
@@ -52,7 +62,7 @@ async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> 
                 email=account.email,
                 name=account.name,
                 role=account.role,
-                password_hash=password_hash,
+                password_hash=hashes[account.password],
                 status=AgentStatus.AWAY,
                 max_load=account.max_load,
                 email_verified_at=now,
@@ -84,7 +94,17 @@ async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> 
 
 
 def demo_logins() -> str:
-    lines = [f"  {a.role.value:<6} {a.email:<28} password: {DEMO_PASSWORD}" for a in DEMO_STAFF]
+    lines = [
+        (
+            f"  {a.role.value:<6} {a.email:<28} password: {a.password:<16}"
+            + (
+                "  the Node backend's, for its front ends"
+                if a.password == ORIGINAL_PASSWORD
+                else ""
+            )
+        ).rstrip()
+        for a in DEMO_STAFF
+    ]
     lines += [
         f"  customer shop id {external_id!r}: mint a token with POST /dev/customer-token"
         for external_id, _ in DEMO_CUSTOMERS

@@ -8,6 +8,7 @@ from quart import current_app
 
 from actors import System
 from api._auth import Passwords, Tokens
+from api._blobs import BlobStore
 from api._code_throttle import CodeThrottle
 from api._codes import Codes
 from api._config import Settings
@@ -29,6 +30,7 @@ class Services:
     throttles: Throttles
     signins: SignInThrottle
     code_throttle: CodeThrottle  # code requests, code tries, reports
+    blobs: BlobStore
 
 
 EXTENSION_KEY = "switchboard"

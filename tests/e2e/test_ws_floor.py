@@ -3,6 +3,8 @@ what changes arrives; only admins may watch."""
 
 from __future__ import annotations
 
+from api import DEMO_STAFF
+from store import Role
 from tests.conftest import Live
 from tests.e2e.wsclient import connect, open_chat, ready_agent
 
@@ -12,10 +14,9 @@ async def test_an_admin_watches_the_floor_change(live: Live) -> None:
     async with connect(live, admin_token) as admin:
         await admin.send({"type": "floor.watch"})
         whole = await admin.expect("floor", full=True)
+        # Every seeded agent, in the order they were made.
         assert [agent["name"] for agent in whole["agents"]] == [
-            "Ann Agent",
-            "Bob Agent",
-            "Cy Agent",
+            a.name for a in DEMO_STAFF if a.role is Role.AGENT
         ]
         assert whole["queue"] == []
         assert whole["queueLength"] == 0

@@ -316,3 +316,67 @@ async def test_an_agent_connecting_to_a_waiting_chat_gets_it_at_once(
     await node.call("customer", "joinChat", {"chatId": chat_id})
     await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "still there?"})
     assert (await node.event("agent", "messageReceived"))["message"]["content"] == "still there?"
+
+
+async def test_a_customer_is_known_by_the_shops_id(live: Live, node: NodeClients) -> None:
+    """The widget marks a message as its own when senderId is the shop's id (its token's subject,
+    a MongoDB ObjectId in the original shop): that id is the customer's id on every shape."""
+    shop_id = "65f1c2a9e4b0a1b2c3d4e5f6"
+    customer_token = await live.customer_token(shop_id, "Mona Shopper")
+    agent_token = await live.login(ANN)
+    agent_id = await user_id(live, agent_token)
+    assert await user_id(live, customer_token) == shop_id
+    await connected(node, "customer", customer_token)
+    await connected(node, "agent", agent_token)
+
+    await node.emit("customer", "authenticate", {"userId": shop_id})
+    assert await node.event("customer", "authenticated") == {"userId": shop_id, "role": "customer"}
+    assert await node.call("customer", "joinNotification", shop_id) == {"room": shop_id}
+    assert await node.call("agent", "joinNotification", agent_id) == {"room": agent_id}
+
+    await make_available(live, agent_id)
+    chat_id = await open_chat(live, shop_id)
+    assert (await node.event("agent", "chatCreated"))["customer"] == shop_id
+    await node.call("customer", "joinChat", {"chatId": chat_id, "userType": "customer"})
+    await node.call("agent", "joinChat", {"chatId": chat_id, "userType": "agent"})
+    acked = await node.call("customer", "sendMessage", {"chatId": chat_id, "message": "mine"})
+    assert (acked["message"]["senderId"], acked["message"]["receiverId"]) == (shop_id, agent_id)
+    await node.emit("agent", "sendMessage", {"chatId": chat_id, "message": "theirs"})
+    received = (await node.event("customer", "messageReceived"))["message"]
+    assert (received["senderId"], received["receiverId"]) == (agent_id, shop_id)
+
+    # REST, both sides: the chat's customer and the messages' ids are the shop's id.
+    for side, token in (("customer", customer_token), ("agent", agent_token)):
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = (await live.http.get(f"/messages/{side}/{chat_id}", headers=headers)).json()
+        assert [(m["senderId"], m["receiverId"]) for m in listed] == [
+            (shop_id, agent_id),
+            (agent_id, shop_id),
+        ]
+    headers = {"Authorization": f"Bearer {agent_token}"}
+    chat = (await live.http.get(f"/chats/agent/show/{chat_id}", headers=headers)).json()
+    assert chat["customer"] == shop_id
+
+
+async def test_other_shop_ids_are_accepted_where_the_original_took_them(
+    live: Live, node: NodeClients
+) -> None:
+    """A shop id that is not 24 hex digits cannot be a record id (routes, cursors and rooms name
+    records by those): the customer gets one of ours, and its shop id still joins its room."""
+    token = await live.customer_token("shop-customer-1")
+    record_id = await user_id(live, token)
+    assert record_id != "shop-customer-1"
+    await connected(node, "customer", token)
+    assert await node.call("customer", "joinNotification", "shop-customer-1") == {"room": record_id}
+    await node.emit("customer", "authenticate", {"userId": "shop-customer-1"})
+    assert (await node.event("customer", "authenticated"))["role"] == "customer"
+
+
+async def test_a_shop_id_that_is_another_accounts_id_is_refused(live: Live) -> None:
+    agent_id = await user_id(live, await live.login(ANN))
+    response = await live.http.post("/dev/customer-token", json={"customerId": agent_id})
+    token = response.json()["token"]
+    refused = await live.http.get("/profile", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 401
+    assert "already the id of another account" in refused.json()["error"]["message"]
+    assert (await live.services.store.get_user(agent_id)).role.value == "agent"  # type: ignore[union-attr]
