@@ -76,12 +76,14 @@ async def get_chat(chat_id: str) -> Response:
 @validate_request(AdminChatUpdate)
 @document_response(ChatOut)
 async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
-    """Reassign (`agentId`), set the status: pending (waiting for the customer: an open chat
-    frees its agent's slot, a waiting one leaves the queue; the customer's next message queues
-    it again) or resolved, and change the title and description. An empty body changes
-    nothing."""
+    """Reassign (`agentId`; the chat's own agent changes nothing), set the status: pending
+    (waiting for the customer: an open chat frees its agent's slot, a waiting one leaves the
+    queue; the customer's next message queues it again) or resolved, and change the title and
+    description. An empty body changes nothing."""
     chat = await _chat(chat_id)
-    if data.agent_id is not None:
+    # The admin panel's edit form always sends the agent: its own agent is no change (the
+    # original took it too), so editing a title does not fail as `already_assigned`.
+    if data.agent_id is not None and data.agent_id != chat.agent_id:
         chat = await _reassign(chat, data.agent_id)
     if data.status is ChatStatus.RESOLVED:
         chat = await _resolve(chat)

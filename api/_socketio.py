@@ -1002,6 +1002,9 @@ class ChatSocket:
         self.user_room = False
         # Chats this socket last said it is typing in: repeats change nothing and cost nothing.
         self._typing: set[str] = set()
+        # (chat, user) whose typing this socket was last told of: their next message ends it,
+        # since a sender that says a message stops typing without saying so.
+        self._shown_typing: set[tuple[str, str]] = set()
         self._rooms_limit = rooms_limit
         self._unacked = itertools.count(1)
         # Keys of this socket's sends in flight -> the stored message, once the domain fans it
@@ -1238,7 +1241,17 @@ class ChatSocket:
             case MessageAdded(message):
                 if message.chat_id in self.chats:
                     received = eio.Event("messageReceived", (message_json(message),))
-                    return [(received, partial(self.core.written, event))]
+                    packets: list[tuple[eio.SioPacket, Written | None]] = [
+                        (received, partial(self.core.written, event))
+                    ]
+                    typist = (message.chat_id, message.sender_id)
+                    if typist in self._shown_typing:
+                        # The widget shows "Typing..." until told otherwise.
+                        self._shown_typing.discard(typist)
+                        packets.append(
+                            self._typing_packet(message.chat_id, message.sender_id, on=False)
+                        )
+                    return packets
                 if self.user_room and message.sender_id != self.user_id:
                     preview = message.content[:NOTIFICATION_PREVIEW_CHARS]
                     title = f"New message from {message.sender_role}"  # the original's title
@@ -1273,9 +1286,11 @@ class ChatSocket:
             case TypingEvent(chat_id, user_id, on):
                 if chat_id not in self.chats:
                     return []
-                typing = TypingOut(chat_id=chat_id, user_id=user_id)
-                name = "typingStarted" if on else "typingStopped"  # what the widget listens to
-                return [(eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None)]
+                if on:
+                    self._shown_typing.add((chat_id, user_id))
+                else:
+                    self._shown_typing.discard((chat_id, user_id))
+                return [self._typing_packet(chat_id, user_id, on=on)]
             case QueuePosition() | AgentStatusEvent() | ReadEvent():
                 return []  # the original had no such events; /ws carries them
             case FloorUpdate():
@@ -1291,6 +1306,14 @@ class ChatSocket:
             shape = SioChat.of(await chat_out(self._store, event.chat))
         created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
         return [(created, None), *self._assigned_notice(event.chat, event.reason)]
+
+    @staticmethod
+    def _typing_packet(
+        chat_id: str, user_id: str, *, on: bool
+    ) -> tuple[eio.SioPacket, Written | None]:
+        typing = TypingOut(chat_id=chat_id, user_id=user_id)
+        name = "typingStarted" if on else "typingStopped"  # what the widget listens to
+        return eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None
 
     def _assigned_notice(
         self, chat: Chat, reason: str
