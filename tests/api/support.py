@@ -130,6 +130,20 @@ async def send(
     )
 
 
+async def walk_pages(live: Live, caller: Caller, url: str, limit: int) -> list[str]:
+    """The ids of a list, page by page of `limit` by X-Next-Cursor, until the last page."""
+    ids: list[str] = []
+    params: dict[str, str | int] = {"limit": limit}
+    while True:
+        page = await live.http.get(url, headers=caller.headers, params=params)
+        assert page.status_code == 200, page.text
+        assert len(page.json()) <= limit
+        ids += [item["id"] for item in page.json()]
+        if "X-Next-Cursor" not in page.headers:
+            return ids
+        params = {"limit": limit, "cursor": page.headers["X-Next-Cursor"]}
+
+
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     """The common error shape, with the given status (and code)."""
     assert response.status_code == status, response.text

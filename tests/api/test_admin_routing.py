@@ -15,6 +15,7 @@ from tests.api.support import (
     customer,
     open_chat,
     staff,
+    walk_pages,
 )
 from tests.conftest import Live
 
@@ -52,15 +53,7 @@ async def test_agents_show_status_connections_and_load(live: Live) -> None:
     assert others == {e: ("away", load) for e, load in seeded.items() if e != ANN}
     assert agents[ANN]["id"] == ann.id
 
-    paged: list[str] = []
-    params: dict[str, str | int] = {"limit": 2}
-    while True:
-        page = await live.http.get("/admin/agents", headers=admin.headers, params=params)
-        assert len(page.json()) <= 2
-        paged += [a["id"] for a in page.json()]
-        if "X-Next-Cursor" not in page.headers:
-            break
-        params["cursor"] = page.headers["X-Next-Cursor"]
+    paged = await walk_pages(live, admin, "/admin/agents", 2)
     assert paged == [a["id"] for a in listed.json()]
 
 

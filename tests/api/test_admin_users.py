@@ -22,6 +22,7 @@ from tests.api.support import (
     customer,
     open_chat,
     staff,
+    walk_pages,
 )
 from tests.conftest import Live
 
@@ -44,15 +45,7 @@ async def test_users_are_listed_by_role_and_paged(live: Live) -> None:
     assert sorted(u["email"] for u in agents.json()) == sorted(
         a.email for a in DEMO_STAFF if a.role is Role.AGENT
     )
-    seen: list[str] = []
-    params: dict[str, str | int] = {"limit": 3}
-    while True:
-        page = await live.http.get("/admin/users", headers=admin.headers, params=params)
-        assert len(page.json()) <= 3
-        seen += [u["id"] for u in page.json()]
-        if "X-Next-Cursor" not in page.headers:
-            break
-        params = {"limit": 3, "cursor": page.headers["X-Next-Cursor"]}
+    seen = await walk_pages(live, admin, "/admin/users", 3)
     store = live.services.store
     managed = await store.count_users(role=Role.USER) + await store.count_users(role=Role.AGENT)
     assert len(seen) == len(set(seen)) == managed

@@ -12,12 +12,12 @@ from tests.api.support import (
     ADMIN,
     ANN,
     UNKNOWN_ID,
-    Caller,
     assert_error,
     available_agent,
     customer,
     open_chat,
     staff,
+    walk_pages,
 )
 from tests.conftest import Live
 
@@ -51,19 +51,6 @@ async def test_every_list_refuses_a_bad_limit_or_cursor(live: Live) -> None:
             assert_error(response, 400, "invalid_query")
 
 
-async def _walk(live: Live, caller: Caller, url: str, limit: int) -> list[str]:
-    ids: list[str] = []
-    params: dict[str, str | int] = {"limit": limit}
-    while True:
-        page = await live.http.get(url, headers=caller.headers, params=params)
-        assert page.status_code == 200, page.text
-        assert len(page.json()) <= limit
-        ids += [item["id"] for item in page.json()]
-        if "X-Next-Cursor" not in page.headers:
-            return ids
-        params = {"limit": limit, "cursor": page.headers["X-Next-Cursor"]}
-
-
 async def test_pages_neither_skip_nor_repeat(live: Live) -> None:
     admin = await staff(live, ADMIN)
     ann = await available_agent(live, ANN)
@@ -73,12 +60,12 @@ async def test_pages_neither_skip_nor_repeat(live: Live) -> None:
     for i in range(7):
         chat = await open_chat(live, await customer(live, f"pager-{i}"))
         assert chat["agent"]["_id"] == ann.id
-    everything = await _walk(live, admin, "/admin/chats", 100)
+    everything = await walk_pages(live, admin, "/admin/chats", 100)
     assert len(everything) == 7
     assert everything == sorted(everything, reverse=True)  # newest first
     for limit in (1, 2, 3):
-        assert await _walk(live, admin, "/admin/chats", limit) == everything
-        assert await _walk(live, ann, "/chats/agent", limit) == everything
+        assert await walk_pages(live, admin, "/admin/chats", limit) == everything
+        assert await walk_pages(live, ann, "/chats/agent", limit) == everything
 
 
 async def test_without_limit_a_list_is_whole_up_to_its_cap(

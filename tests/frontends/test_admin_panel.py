@@ -34,7 +34,14 @@ from typing import Any
 import jwt
 
 from tests.conftest import Live
-from tests.frontends.browser import ORIGINAL_PASSWORD, Browser, no_errors, object_id, shop_token
+from tests.frontends.browser import (
+    ORIGINAL_PASSWORD,
+    Browser,
+    no_errors,
+    object_id,
+    shop_opens_chat,
+    shop_token,
+)
 from tests.sio.node import NodeClients
 
 ADMIN = "ziad.gamal.tech@gmail.com"
@@ -126,14 +133,7 @@ async def test_the_admin_reassigns_edits_and_closes_chats(live: Live, node: Node
     panel = Browser(live, "admin-panel")
     token = await signed_in(panel)
     customer = shop_token(object_id(5))
-    chat = await Browser(live, "shop").json(
-        "POST",
-        "/chats/customer",
-        token=customer,
-        body={"title": "Refund", "description": "I want my money back."},
-        status=201,
-    )
-    chat_id = chat["id"]
+    chat_id = await shop_opens_chat(live, customer, "Refund", "I want my money back.")
 
     statistics = (await panel.json("GET", "/admin/dashboard/statistics", token=token))["statistics"]
     assert statistics["chat"] == {"total": 1, "resolved": 0, "pending": 0, "open": 0, "new": 1}

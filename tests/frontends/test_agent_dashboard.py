@@ -31,7 +31,14 @@ from datetime import datetime
 from typing import Any
 
 from tests.conftest import Live
-from tests.frontends.browser import ORIGINAL_PASSWORD, Browser, no_errors, object_id, shop_token
+from tests.frontends.browser import (
+    ORIGINAL_PASSWORD,
+    Browser,
+    no_errors,
+    object_id,
+    shop_opens_chat,
+    shop_token,
+)
 from tests.sio.node import NodeClients
 
 AGENT = "sarakhaled@example.com"
@@ -91,14 +98,7 @@ async def test_an_agent_signs_in_takes_a_chat_and_answers(live: Live, node: Node
     # A customer opens a chat from the shop: it is the agent's at once.
     shop_id = object_id(4)
     customer_token = shop_token(shop_id)
-    chat = await Browser(live, "shop").json(
-        "POST",
-        "/chats/customer",
-        token=customer_token,
-        body={"title": "Late parcel", "description": "Ordered two weeks ago."},
-        status=201,
-    )
-    chat_id = chat["id"]
+    chat_id = await shop_opens_chat(live, customer_token, "Late parcel", "Ordered two weeks ago.")
     created = await node.event("agent", "chatCreated")
     assert created["_id"] == chat_id
 

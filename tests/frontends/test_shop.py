@@ -24,7 +24,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from tests.conftest import Live
-from tests.frontends.browser import ORIGINAL_PASSWORD, Browser, no_errors, object_id, shop_token
+from tests.frontends.browser import (
+    ORIGINAL_PASSWORD,
+    Browser,
+    no_errors,
+    object_id,
+    shop_opens_chat,
+    shop_token,
+)
 from tests.sio.node import NodeClients
 
 AGENT = "ahmedfrag@example.com"
@@ -113,7 +120,7 @@ async def test_the_shops_notifications_hook(live: Live, node: NodeClients) -> No
     token = shop_token(shop_id)
     shop = Browser(live, "shop")
     await agent_on_duty(live, node)
-    chat_id = (await shop.json("POST", "/chats/customer", token=token, body=CHAT, status=201))["id"]
+    chat_id = await shop_opens_chat(live, token, CHAT["title"], CHAT["description"])
     await node.event("agent", "chatCreated")
     await node.call("agent", "joinChat", {"chatId": chat_id, "userType": "agent"})
     # The customer is not connected: each message leaves a notification (one per chat unread).

@@ -19,7 +19,14 @@ from datetime import datetime
 from typing import Any
 
 from tests.conftest import Live
-from tests.frontends.browser import ORIGINAL_PASSWORD, Browser, no_errors, object_id, shop_token
+from tests.frontends.browser import (
+    ORIGINAL_PASSWORD,
+    Browser,
+    no_errors,
+    object_id,
+    shop_opens_chat,
+    shop_token,
+)
 from tests.sio.node import NodeClients
 
 # chat.service.ts: the socket's options (reconnection is left to the harness).
@@ -50,7 +57,7 @@ async def test_the_widget_converses_and_draws_each_message_on_its_side(
 ) -> None:
     shop_id = object_id(1)
     token = shop_token(shop_id)
-    shop, widget = Browser(live, "shop"), Browser(live, "widget")
+    widget = Browser(live, "widget")
 
     # An agent on duty, so the chat is assigned (the dashboard's own replay is elsewhere).
     agent_token = (
@@ -65,14 +72,7 @@ async def test_the_widget_converses_and_draws_each_message_on_its_side(
         "/profile/agent/available", headers={"Authorization": f"Bearer {agent_token}"}
     )
 
-    chat = await shop.json(
-        "POST",
-        "/chats/customer",
-        token=token,
-        body={"title": "Order", "description": "Where is it?"},
-        status=201,
-    )
-    chat_id = chat["id"]
+    chat_id = await shop_opens_chat(live, token, "Order", "Where is it?")
 
     # The widget opens with ?chatId=&userId=&token= and connects at once.
     await widget.connect(node, "widget", auth={"token": token}, **WIDGET_SOCKET)
