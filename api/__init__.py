@@ -16,6 +16,7 @@ from api._seed import DEMO_CUSTOMERS as DEMO_CUSTOMERS
 from api._seed import DEMO_PASSWORD as DEMO_PASSWORD
 from api._seed import DEMO_STAFF as DEMO_STAFF
 from api._seed import SeedReport as SeedReport
+from api._seed import create_admin as create_admin
 from api._seed import demo_logins as demo_logins
 from api._seed import seed_demo_data as seed_demo_data
 from api._services import Services as Services

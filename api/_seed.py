@@ -1,13 +1,17 @@
 """Demo data: an admin, agents with max loads, a plain user and two shop customers, and the Node
-backend's seeded accounts (its front ends' login forms refuse the demo addresses). Idempotent."""
+backend's seeded accounts (its front ends' login forms refuse the demo addresses). Idempotent.
+And the operator's own admin, for production, which never creates the demo accounts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from actors import System
 from api._auth import Passwords
-from store import AgentStatus, Role, Store, User, new_id, utcnow
+from api._schemas import RegisterBody
+from store import AgentStatus, DuplicateEmail, Role, Store, User, new_id, utcnow
 
 DEMO_PASSWORD = "switchboard-demo"
 # The Node backend's seeder's password for its accounts: a team moving over signs in as before.
@@ -110,3 +114,32 @@ def demo_logins() -> str:
         for external_id, _ in DEMO_CUSTOMERS
     ]
     return "\n".join(lines)
+
+
+async def create_admin(
+    store: Store, passwords: Passwords, email: str, name: str, password: str
+) -> User:
+    """An admin with the operator's own email and password: how a production store gets its
+    first admin (production never creates the demo ones). The email, name and password follow
+    the rules of registration; an email that has an account is refused (ValueError)."""
+    try:
+        checked = RegisterBody(
+            name=name, email=email, password=password, confirmed_password=password
+        )
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        raise ValueError(f"{problem['loc'][0]}: {problem['msg']}") from None
+    now = utcnow()
+    admin = User(
+        id=new_id(),
+        email=checked.email,
+        name=checked.name,
+        role=Role.ADMIN,
+        password_hash=await passwords.hash(checked.password),
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        return await store.create_user(admin)
+    except DuplicateEmail:
+        raise ValueError(f"{checked.email} already has an account") from None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
@@ -19,7 +20,9 @@ from pydantic import ValidationError
 from api import (
     CannotListen,
     ConfigError,
+    Passwords,
     Settings,
+    create_admin,
     demo_logins,
     load_settings,
     misspelt_variables,
@@ -75,8 +78,23 @@ def _no_demo_accounts_in(settings: Settings, what: str) -> None:
     if settings.production:
         raise ConfigError(
             f"{what} creates the demo accounts, whose password is public; production mode "
-            "(SWITCHBOARD_MODE=production) never does"
+            "(SWITCHBOARD_MODE=production) never does: create your own admin with "
+            "`switchboard seed --admin EMAIL` (the password on stdin)"
         )
+
+
+def _password() -> str:
+    """The new admin's password: typed at a terminal, else the first line of stdin (never an
+    argument, which `ps` would show)."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return sys.stdin.readline().removesuffix("\n")
+
+
+async def _seed_admin(settings: Settings, email: str, name: str, password: str) -> None:
+    async with open_store(settings.store_url, beside_server=True) as store:
+        admin = await create_admin(store, Passwords(), email, name, password)
+    print(f"created the admin {admin.email}; sign in at /admin/auth/login")
 
 
 def _add_store_flags(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed_parser = commands.add_parser(
         "seed", help="create the demo accounts (idempotent; development mode only)"
     )
+    seed_parser.add_argument(
+        "--admin",
+        metavar="EMAIL",
+        help="create only this admin, with the password read from stdin (any mode; how "
+        "production gets its first admin)",
+    )
+    seed_parser.add_argument("--name", default="Admin", help="the admin's name (default Admin)")
     _add_store_flags(seed_parser)
 
     unlock_parser = commands.add_parser(
@@ -237,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.seed_if_empty:
                     _no_demo_accounts_in(settings, "--seed-if-empty")
                 trio.run(_serve, settings, args.seed_if_empty)
+            case "seed" if args.admin is not None:
+                settings = _settings(args, ["store", "data_dir"])
+                trio.run(_seed_admin, settings, args.admin, args.name, _password())
             case "seed":
                 settings = _settings(args, ["store", "data_dir"])
                 _no_demo_accounts_in(settings, "`switchboard seed`")

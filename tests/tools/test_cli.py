@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from api import DEMO_CUSTOMERS, DEMO_STAFF, Settings
+from tests.conftest import make_settings, running_server
 from tools.cli import main
 
 SERVE_START_LIMIT = 60
@@ -152,10 +153,60 @@ def test_production_never_creates_the_demo_accounts(
     assert done.returncode == 2, done
     assert done.stderr.splitlines() == [
         f"switchboard: error: {named} creates the demo accounts, whose password is public; "
-        "production mode (SWITCHBOARD_MODE=production) never does"
+        "production mode (SWITCHBOARD_MODE=production) never does: create your own admin with "
+        "`switchboard seed --admin EMAIL` (the password on stdin)"
     ]
     assert done.stdout == ""
     assert not (tmp_path / "switchboard.db").exists()
+
+
+async def test_production_seeds_only_the_admin_the_operator_names(tmp_path: Path) -> None:
+    """`seed --admin EMAIL`, the password on stdin, in a real process configured as production;
+    then a server on that store lets that admin in, and nobody else exists."""
+    env = {
+        **os.environ,
+        "SWITCHBOARD_MODE": "production",
+        "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        "SWITCHBOARD_JWT_SECRET": secrets.token_urlsafe(48),
+        "SWITCHBOARD_CUSTOMER_JWT_SECRET": secrets.token_urlsafe(48),
+    }
+    password = "a long operator password"
+
+    async def seed_admin(given: str) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable, "-m", "tools.cli", "seed", "--admin", "boss@shop.example"]
+        with trio.fail_after(SERVE_START_LIMIT):
+            return await trio.run_process(
+                [*command, "--name", "Boss"],
+                stdin=f"{given}\n".encode(),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=env,
+            )
+
+    short = await seed_admin("short")
+    assert (short.returncode, short.stderr.decode().splitlines()) == (
+        2,
+        ["switchboard: error: password: String should have at least 8 characters"],
+    )
+    created = await seed_admin(password)
+    assert created.returncode == 0, created.stderr
+    assert b"created the admin boss@shop.example" in created.stdout
+    again = await seed_admin(password)
+    assert again.returncode == 2
+    assert again.stderr.decode().splitlines() == [
+        "switchboard: error: boss@shop.example already has an account"
+    ]
+
+    settings = make_settings(tmp_path, store=f"sqlite://{tmp_path / 'switchboard.db'}")
+    async with running_server(settings, seed=False) as live:
+        assert await live.services.store.count_users() == 1
+        await live.login("boss@shop.example", password, admin=True)
+        demo = await live.http.post(
+            "/admin/auth/login",
+            json={"email": "admin@switchboard.example", "password": "switchboard-demo"},
+        )
+        assert demo.status_code == 401
 
 
 def test_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
