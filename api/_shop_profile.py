@@ -8,9 +8,10 @@ cannot say now: the caller gets 503, never a refusal it did not earn.
 
 Answers, accepted and refused, are kept for SWITCHBOARD_CUSTOMER_PROFILE_CACHE_SECONDS by the
 token's SHA-256 digest (never the token), at most CACHE_ENTRIES of them, so a page that opens a
-socket and makes a few REST calls asks the shop once. At most CONCURRENT_CALLS calls are in flight;
-a caller waiting longer than the timeout for one gets 503 too, so a flood of made-up tokens costs
-the shop a bounded number of requests at a time.
+socket and makes a few REST calls asks the shop once; checks of one token that arrive while the
+shop is being asked about it wait for that answer (a 503 included) instead of asking again. At
+most CONCURRENT_CALLS calls are in flight; a caller waiting longer than the timeout for one gets
+503 too, so a flood of made-up tokens costs the shop a bounded number of requests at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAX_ID_CHARS = 128  # a shop id longer than any real one is not an id
 # The code of the 503 (REST, /ws handshake, Socket.IO connect_error) and when to retry.
 CHECK_UNAVAILABLE = "customer_check_unavailable"
 RETRY_AFTER_SECONDS = 5
+UNAVAILABLE = "the shop cannot check customer tokens right now; retry shortly"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,14 @@ class _Kept:
     until: float
 
 
+@dataclass(slots=True)
+class _Asking:
+    """A call to the shop in flight; those checking the same token meanwhile wait for it."""
+
+    done: trio.Event
+    answer: ShopCustomer | ShopRefused | CustomerCheckUnavailable | None = None
+
+
 class ShopProfiles:
     def __init__(
         self,
@@ -76,43 +86,67 @@ class ShopProfiles:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._asking: dict[str, _Asking] = {}
         self._calls = trio.CapacityLimiter(CONCURRENT_CALLS)
-        self.calls = 0  # made to the shop, for the metrics of tests and benchmarks
 
     async def customer(self, token: str) -> ShopCustomer:
         """The shop's customer behind `token`; raises ShopRefused or CustomerCheckUnavailable."""
         key = hashlib.sha256(token.encode()).hexdigest()
         kept = self._kept.get(key)
-        if kept is None or kept.until <= self._clock():
-            kept = _Kept(await self._ask(token), self._clock() + self._cache_seconds)
-            self._kept[key] = kept
-            self._kept.move_to_end(key)
-            while len(self._kept) > CACHE_ENTRIES:
-                self._kept.popitem(last=False)
-        if isinstance(kept.answer, ShopRefused):
-            raise kept.answer
-        return kept.answer
+        answer = (
+            kept.answer
+            if kept is not None and kept.until > self._clock()
+            else await self._asked(key, token)
+        )
+        match answer:
+            case ShopCustomer():
+                return answer
+            case ShopRefused() | CustomerCheckUnavailable():
+                raise type(answer)(str(answer))  # a fresh one: the kept one stays as it was
+            case None:  # the one asking was cancelled (its client went away)
+                raise CustomerCheckUnavailable(UNAVAILABLE)
+
+    async def _asked(
+        self, key: str, token: str
+    ) -> ShopCustomer | ShopRefused | CustomerCheckUnavailable | None:
+        """The shop's answer about a token, asked once however many check it at the same time."""
+        asking = self._asking.get(key)
+        if asking is not None:
+            await asking.done.wait()  # bounded: the call it waits for has the timeout
+            return asking.answer
+        asking = self._asking[key] = _Asking(trio.Event())
+        try:
+            asking.answer = await self._ask(token)
+        except CustomerCheckUnavailable as error:
+            asking.answer = error  # not kept: the next check asks again
+        else:
+            self._keep(key, asking.answer)
+        finally:
+            del self._asking[key]
+            asking.done.set()
+        return asking.answer
+
+    def _keep(self, key: str, answer: ShopCustomer | ShopRefused) -> None:
+        self._kept[key] = _Kept(answer, self._clock() + self._cache_seconds)
+        self._kept.move_to_end(key)
+        while len(self._kept) > CACHE_ENTRIES:
+            self._kept.popitem(last=False)
 
     async def _ask(self, token: str) -> ShopCustomer | ShopRefused:
         try:
             with trio.fail_after(self._timeout):
                 async with self._calls:
-                    self.calls += 1
                     response = await self._client.get(
                         self._url, headers={HEADER: HEADER_PREFIX + token}
                     )
         except (trio.TooSlowError, httpx.HTTPError) as error:
             log.warning("customer profile check failed: %s", type(error).__name__)
-            raise CustomerCheckUnavailable(
-                "the shop cannot check customer tokens right now; retry shortly"
-            ) from error
+            raise CustomerCheckUnavailable(UNAVAILABLE) from error
         if response.status_code in (401, 403):
             return ShopRefused("the shop does not accept this token; sign in to the shop again")
         if response.status_code != 200:
             log.warning("customer profile check answered %d", response.status_code)
-            raise CustomerCheckUnavailable(
-                "the shop cannot check customer tokens right now; retry shortly"
-            )
+            raise CustomerCheckUnavailable(UNAVAILABLE)
         return _customer_of(response)
 
 

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionRejected
 
 from api import Settings
+from api._shop_profile import CustomerCheckUnavailable, ShopCustomer, ShopProfiles
 from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import connect
 
@@ -207,3 +210,52 @@ async def test_a_shop_that_cannot_answer_is_503_never_401(tmp_path: Path) -> Non
         assert await ws_status(live, "tok-dana") == 503
         # Staff sign in and connect as ever: only customer tokens go to the shop.
         assert await ws_status(live, await live.login("ann@switchboard.example")) == 101
+
+
+# --- the checker alone (a mock transport: unit tests) ---------------------------------------------
+
+
+async def test_checks_of_one_token_at_once_ask_the_shop_once_and_answers_expire() -> None:
+    release, calls, now = trio.Event(), Counter[str](), [0.0]
+
+    async def shop(request: httpx.Request) -> httpx.Response:
+        token = request.headers["accesstoken"].removeprefix("accesstoken_")
+        calls[token] += 1
+        await release.wait()
+        if token == "tok-broken":
+            return httpx.Response(500)
+        return httpx.Response(200, json={"user": CUSTOMERS[token]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(shop)) as client:
+        profiles = ShopProfiles(
+            "http://shop.test/api/profile",
+            client,
+            timeout_seconds=RELEASE_SECONDS,
+            cache_seconds=30,
+            clock=lambda: now[0],
+        )
+        answers: dict[str, list[object]] = {"tok-dana": [], "tok-broken": []}
+
+        async def check(token: str) -> None:
+            try:
+                answers[token].append(await profiles.customer(token))
+            except CustomerCheckUnavailable as unavailable:
+                answers[token].append(type(unavailable))
+
+        async with trio.open_nursery() as nursery:
+            for token in answers:
+                for _ in range(10):
+                    nursery.start_soon(check, token)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        dana = ShopCustomer(CUSTOMERS["tok-dana"]["_id"], "Dana Shopper")
+        assert answers == {"tok-dana": [dana] * 10, "tok-broken": [CustomerCheckUnavailable] * 10}
+        assert calls == {"tok-dana": 1, "tok-broken": 1}
+        # An answer is kept for its time, a failure not at all.
+        assert await profiles.customer("tok-dana") == dana
+        with pytest.raises(CustomerCheckUnavailable):
+            await profiles.customer("tok-broken")
+        assert calls == {"tok-dana": 1, "tok-broken": 2}
+        now[0] += 30
+        assert await profiles.customer("tok-dana") == dana
+        assert calls["tok-dana"] == 2
