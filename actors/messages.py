@@ -156,6 +156,12 @@ class GetSnapshot:
     reply: Reply[CoreSnapshot]
 
 
+@dataclass(frozen=True, slots=True)
+class RetryDecisions:
+    """Timer after a batch could not be stored: the tells in it (presence, a customer's
+    message, a grace period's end) are decided again, since nobody would send them twice."""
+
+
 SupervisorMessage: TypeAlias = (
     OpenChat
     | PresenceChanged
@@ -170,6 +176,7 @@ SupervisorMessage: TypeAlias = (
     | GraceExpired
     | RefreshQueuePositions
     | GetSnapshot
+    | RetryDecisions
 )
 
 # --- to a conversation --------------------------------------------------------------------------

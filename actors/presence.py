@@ -138,5 +138,8 @@ class Routes:
     def clear(self) -> None:
         self._routes.clear()
 
+    def chat_ids(self) -> list[str]:
+        return list(self._routes)
+
     def __len__(self) -> int:
         return len(self._routes)

@@ -1,23 +1,28 @@
 """The SupervisorActor: the assignment state's single writer, a thin shell around AssignmentCore.
 
-For each message it asks the core for the decision, makes the decision durable (one
-`record_routing` transaction: routing fields and the activity log), and only then publishes the
-routes, pushes events to the sessions concerned and starts timers. If the store fails after the
-core decided, the actor crashes on purpose: the restart reloads the state from the store, which
-never saw the decision, so state and store agree again.
+Decide, commit, apply, in batches: it takes every message waiting in its mailbox (up to
+MAX_BATCH), runs the core on each in order, and makes all their decisions durable in one
+`record_routing` write (new chats, routing fields, role changes and the activity log). Only then
+does it answer the asks, publish the routes, push events and start timers. When the write fails
+the core rolls back to before the batch (its undo log), every ask of the batch answers
+`StoreUnavailable` (503) and the tells in it are decided again after RETRY_SECONDS: a store
+blip is not a crash, and the actor goes on with the state the store has.
 
 On (re)start it rebuilds the core from the store: every agent, every active chat, and the
-connections the presence registry still holds (a crash of this actor does not drop sockets).
+connections the presence registry still holds (a crash of this actor does not drop sockets),
+then publishes every route over the old ones, which the edge kept using meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import assert_never
+from functools import partial
+from typing import Any, TypeAlias, assert_never
 
 import trio
 
@@ -54,13 +59,14 @@ from actors.messages import (
     RefreshQueuePositions,
     RemoveAgent,
     ResolveChat,
+    RetryDecisions,
     SetAgentStatus,
     SetMaxLoad,
     SupervisorMessage,
 )
 from actors.presence import Presence, Route, Routes
 from actors.reporting import report_decisions
-from router import Actor, Refused
+from router import BatchActor, Refused, Reply
 from store import (
     ACTIVE_CHAT_STATUSES,
     Activity,
@@ -73,6 +79,8 @@ from store import (
     ChatStatus,
     Role,
     Store,
+    StoreError,
+    StoreUnavailable,
     new_id,
     pages,
     utcnow,
@@ -88,9 +96,18 @@ HANDLING_SAMPLES = 100
 # under a burst the queue changes far more often than a waiting customer needs to hear of it.
 QUEUE_REFRESH_SECONDS = 0.2
 _PAGE = 500
+# Messages decided together and stored in one write: enough to take a burst's whole mailbox in a
+# few writes, few enough that one write stays short.
+MAX_BATCH = 256
+# A batch that could not be stored has its tells decided again after this long.
+RETRY_SECONDS = 1.0
+
+log = logging.getLogger("actors.supervisor")
 
 
-class SupervisorActor(Actor[SupervisorMessage]):
+class SupervisorActor(BatchActor[SupervisorMessage]):
+    max_batch = MAX_BATCH
+
     def __init__(
         self,
         store: Store,
@@ -113,12 +130,16 @@ class SupervisorActor(Actor[SupervisorMessage]):
         self._handling: deque[float] = deque(maxlen=HANDLING_SAMPLES)
         self._positions: dict[str, int] = {}  # last queue position pushed per waiting chat
         self._refresh_pending = False
+        self._redo: dict[SupervisorMessage, None] = {}  # tells of batches that were not stored
+        self._retry_pending = False
 
     # --- start: rebuild from the store ---------------------------------------------------------
 
     async def on_start(self) -> None:
+        """Rebuild the core from the store, store what the rebuild corrected, then publish every
+        route over the old ones: during a restart the edge keeps routing messages by the last
+        published routes instead of refusing them as resolved."""
         now, wall = trio.current_time(), utcnow()
-        self._routes.clear()
         store = self._store
         agent_pages = pages(lambda c: store.list_users(role=Role.AGENT, limit=_PAGE, cursor=c))
         async for agents in agent_pages:
@@ -141,109 +162,250 @@ class SupervisorActor(Actor[SupervisorMessage]):
                     agent_id=chat.agent_id,
                     waiting_since=waiting_since,
                 )
-        effects: list[Effect] = []
+        batch = _Batch(now, wall)
+        batch.chats.update(dict.fromkeys(self._customers))
         for user_id in self._presence.connected_users():
-            effects += self._sync_presence(user_id, now)
-        effects += self._core.drain(now)
-        await self._perform(effects, None, chats=self._customers)
-        self._floor.changed()
+            self._decided(batch, self._sync_presence(user_id, now), None)
+        self._decided(batch, self._core.drain(now), None)
+        await self._commit(batch)  # a failure here fails the start: the restart policy retries
+        for chat_id in self._routes.chat_ids():
+            if chat_id not in self._customers:
+                self._routes.withdraw(chat_id)  # resolved while no arbiter ran
+        await self._apply(batch)
 
-    # --- messages ------------------------------------------------------------------------------
+    # --- messages: decide them all, store the decisions in one write, then apply them -----------
 
-    async def handle(self, message: SupervisorMessage) -> None:
-        now = trio.current_time()
-        core = self._core
+    async def handle_batch(self, messages: list[SupervisorMessage]) -> None:
+        batch = _Batch(trio.current_time(), utcnow())
+        self._core.checkpoint()
+        for message in messages:
+            try:
+                self._decide(message, batch)
+            except Refused as refusal:
+                reply = getattr(message, "reply", None)
+                if reply is not None:
+                    reply.fail(refusal)
+                else:
+                    log.warning("supervisor refused %s: %s", type(message).__name__, refusal)
+        try:
+            await self._commit(batch)
+        except StoreError as error:
+            self._roll_back(batch, error)
+        else:
+            self._core.commit()
+            await self._apply(batch)
+        for then in batch.after:
+            then()
+
+    def _decide(self, message: SupervisorMessage, batch: _Batch) -> None:
+        """Run the core on one message, adding its decisions and its answer to `batch`."""
+        now, core = batch.now, self._core
         match message:
             case OpenChat():
-                message.reply.send(await self._open_chat(message, now))
+                self._open_chat(message, batch)
             case PresenceChanged(agent_id):
-                await self._perform(self._sync_presence(agent_id, now), None)
+                batch.redo.append(message)
+                self._decided(batch, self._sync_presence(agent_id, now), None)
             case SetAgentStatus(agent_id, status, by, actor_id, reply):
                 effects = core.set_status(agent_id, status, by=by, now=now)
-                await self._perform(effects, actor_id)
-                reply.send(self._agent(agent_id))
+                self._decided(batch, effects, actor_id)
+                batch.answer(reply, _value(self._agent(agent_id)))
             case SetMaxLoad(agent_id, max_load, actor_id, reply):
                 effects = core.set_max_load(agent_id, max_load, by=By.ADMIN, now=now)
-                await self._perform(effects, actor_id)
-                reply.send(self._agent(agent_id))
+                self._decided(batch, effects, actor_id)
+                batch.answer(reply, _value(self._agent(agent_id)))
             case ParkChat(chat_id, by, actor_id, reply):
                 self._check_may_act(chat_id, by, actor_id, customer_may=False)
                 effects = core.chat_parked(chat_id, by=by, now=now)
-                await self._perform(effects, actor_id, chats=(chat_id,))
-                reply.send(await self._chat(chat_id))
+                self._decided(batch, effects, actor_id, chats=(chat_id,))
+                batch.answer(reply, partial(self._chat, chat_id))
             case ResolveChat(chat_id, by, actor_id, reply):
                 self._check_may_act(chat_id, by, actor_id, customer_may=True)
                 effects = core.chat_resolved(chat_id, by=by, now=now)
-                await self._perform(effects, actor_id, chats=(chat_id,))
-                reply.send(await self._chat(chat_id))
+                self._decided(batch, effects, actor_id, chats=(chat_id,))
+                batch.answer(reply, partial(self._chat, chat_id))
             case ReassignChat(chat_id, agent_id, actor_id, reply):
                 effects = core.reassign(chat_id, agent_id, by=By.ADMIN, now=now)
-                await self._perform(effects, actor_id, chats=(chat_id,))
-                reply.send(await self._chat(chat_id))
+                self._decided(batch, effects, actor_id, chats=(chat_id,))
+                batch.answer(reply, partial(self._chat, chat_id))
             case CustomerWrote(chat_id):
-                await self._perform(core.customer_wrote(chat_id, now), None, chats=(chat_id,))
+                batch.redo.append(message)
+                self._decided(batch, core.customer_wrote(chat_id, now), None, chats=(chat_id,))
             case AddAgent(agent_id, max_load, reply):
                 # The role is written with the agent's routing, in the decision's transaction:
                 # the store and the core cannot disagree on who is an agent. Known already (two
                 # approvals raced), it is written again and nothing else changes.
                 known = core.agent_view(agent_id) is not None
                 effects = [] if known else core.agent_added(agent_id, max_load=max_load, now=now)
-                await self._perform(effects, None, enrolled=(self._agent(agent_id), Role.AGENT))
-                reply.send(None)
+                self._decided(batch, effects, None)
+                batch.enrolled[agent_id] = (self._agent(agent_id), Role.AGENT)
+                batch.answer(reply, _value(None))
             case RemoveAgent(agent_id, reply):
                 # Before the core forgets the agent: their record is stored a user and away, in
                 # the transaction that re-queues their chats.
                 departed = core.agent_view(agent_id)
-                effects = core.agent_removed(agent_id, now)
+                self._decided(batch, core.agent_removed(agent_id, now), None)
                 if departed is not None:
                     away = replace(departed, status=AgentStatus.AWAY)
-                    await self._perform(effects, None, enrolled=(away, Role.USER))
-                reply.send(None)
+                    batch.enrolled[agent_id] = (away, Role.USER)
+                batch.answer(reply, _value(None))
             case GraceExpired(agent_id, token):
-                await self._perform(core.grace_expired(agent_id, token, now), None)
+                batch.redo.append(message)
+                self._decided(batch, core.grace_expired(agent_id, token, now), None)
+            case RetryDecisions():
+                self._retry_pending = False
+                redo, self._redo = list(self._redo), {}
+                for again in redo:
+                    self._decide(again, batch)
             case RefreshQueuePositions():
-                self._refresh_pending = False
-                self._push_queue_positions(now)
-                return
+                batch.after.append(self._refresh_queue_positions)
             case GetSnapshot(reply):
-                reply.send(core.snapshot(now))
-                return  # changes nothing: the floor feed's own question
+                # Answered once the batch is stored or taken back: the state as it then stands.
+                batch.after.append(lambda: reply.send(core.snapshot(trio.current_time())))
             case _ as unreachable:
                 assert_never(unreachable)
-        self._floor.changed()
 
-    async def _open_chat(self, message: OpenChat, now: float) -> OpenedChat:
+    def _open_chat(self, message: OpenChat, batch: _Batch) -> None:
         active_id = self._active_chat_of.get(message.customer_id)
         if active_id is not None:
-            return OpenedChat(await self._chat(active_id), created=False)
-        wall = utcnow()
-        chat = await self._store.create_chat(
-            Chat(
-                id=new_id(),
-                customer_id=message.customer_id,
-                title=message.title,
-                description=message.description,
-                priority=message.priority,
-                status=ChatStatus.NEW,
-                created_at=wall,
-                updated_at=wall,
-                queued_at=wall,
-            )
+            found = partial(self._opened, batch, active_id, created=False)
+            batch.answer(message.reply, found)
+            return
+        chat = Chat(
+            id=new_id(),
+            customer_id=message.customer_id,
+            title=message.title,
+            description=message.description,
+            priority=message.priority,
+            status=ChatStatus.NEW,
+            created_at=batch.wall,
+            updated_at=batch.wall,
+            queued_at=batch.wall,
         )
+        effects = self._core.chat_opened(chat.id, priority=chat.priority, now=batch.now)
         self._track(chat)
-        effects = self._core.chat_opened(chat.id, priority=chat.priority, now=now)
-        routing = await self._perform(effects, None, chats=(chat.id,))
-        # Nobody else writes a chat before its creator hears of it: the record plus the
-        # routing just stored is what the store holds, without reading it back.
-        change = routing[chat.id]
-        opened = replace(
-            chat,
-            status=change.status,
-            agent_id=change.agent_id,
-            queued_at=change.queued_at,
-            updated_at=change.updated_at,
+        batch.created[chat.id] = chat
+        self._decided(batch, effects, None, chats=(chat.id,))
+        batch.answer(message.reply, partial(self._opened, batch, chat.id, created=True))
+
+    async def _opened(self, batch: _Batch, chat_id: str, *, created: bool) -> OpenedChat:
+        # Nobody else writes a chat before its creator hears of it: a chat created in this batch
+        # is the record just stored, without reading it back.
+        stored = batch.stored.get(chat_id)
+        return OpenedChat(stored if stored is not None else await self._chat(chat_id), created)
+
+    def _decided(
+        self,
+        batch: _Batch,
+        effects: list[Effect],
+        actor_id: str | None,
+        *,
+        chats: Iterable[str] = (),
+    ) -> None:
+        """Add one message's effects to the batch: its activity entries (with the owners as
+        they were before the message), the chats and agents whose routing to write, and what
+        to push with the owner each chat has at that effect."""
+        batch.chats.update(dict.fromkeys(chats))
+        owners = batch.owners
+        for chat_id in _chats_of(effects):
+            if chat_id not in owners:
+                owners[chat_id] = _owner(self._routes.get(chat_id))
+        for effect in effects:
+            entry = self._activity(effect, actor_id, batch.wall, owners)
+            if entry is not None:
+                batch.activity.append(entry)
+            if isinstance(effect, ChatStatusChanged) and effect.new == ChatStatus.RESOLVED:
+                batch.resolved_owner[effect.chat_id] = owners.get(effect.chat_id)
+        for effect in effects:
+            match effect:
+                case Assigned(chat_id, agent_id):
+                    owners[chat_id] = agent_id
+                    batch.chats[chat_id] = None
+                case Unassigned(chat_id):
+                    owners[chat_id] = None
+                    batch.chats[chat_id] = None
+                case ChatStatusChanged(chat_id):
+                    batch.chats[chat_id] = None
+                case AgentStatusChanged(agent_id) | MaxLoadChanged(agent_id):
+                    batch.agents[agent_id] = None
+                case StartGrace() | QueueChanged():
+                    pass
+                case _ as unreachable:
+                    assert_never(unreachable)
+            batch.pushes.append((effect, owners.get(_chat_of(effect) or "")))
+        batch.effects += effects
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Store every decision of the batch in one `record_routing` write."""
+        if not (batch.chats or batch.agents or batch.activity or batch.enrolled):
+            return
+        now, wall = batch.now, batch.wall
+        routing = [
+            self._chat_routing(chat_id, batch.resolved_owner.get(chat_id), now, wall)
+            for chat_id in batch.chats
+        ]
+        changed = [change for change in routing if change.chat_id not in batch.created]
+        for change in routing:
+            created = batch.created.get(change.chat_id)
+            if created is not None:
+                batch.stored[change.chat_id] = replace(
+                    created,
+                    status=change.status,
+                    agent_id=change.agent_id,
+                    queued_at=change.queued_at,
+                    resolved_at=change.resolved_at,
+                    updated_at=change.updated_at,
+                )
+        agents = [
+            AgentRouting(agent_id, view.status, view.max_load, wall)
+            for agent_id in batch.agents
+            if agent_id not in batch.enrolled
+            and (view := self._core.agent_view(agent_id)) is not None
+        ]
+        agents += [
+            AgentRouting(view.agent_id, view.status, view.max_load, wall, role=role)
+            for view, role in batch.enrolled.values()
+        ]
+        await self._store.record_routing(
+            changed, agents, batch.activity, new_chats=list(batch.stored.values())
         )
-        return OpenedChat(opened, created=True)
+
+    def _roll_back(self, batch: _Batch, error: StoreError) -> None:
+        """The write failed: the core forgets the batch, every ask in it answers that the store
+        is unavailable (503), and its tells are decided again shortly."""
+        self._core.rollback()
+        for chat_id in batch.created:
+            self._forget(chat_id)
+        failure = error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+        for reply, _ in batch.answers:
+            reply.fail(failure)
+        log.warning(
+            "a batch of %d decisions was not stored (%s); taken back", len(batch.effects), error
+        )
+        self._redo.update(dict.fromkeys(batch.redo))
+        if self._redo and not self._retry_pending:
+            self._retry_pending = True
+            self.context.send_after(RETRY_SECONDS, RetryDecisions())
+
+    async def _apply(self, batch: _Batch) -> None:
+        """The batch is stored: publish the routes, push the events, start the timers, answer."""
+        report_decisions(batch.effects)
+        for chat_id in batch.chats:
+            self._publish_route(chat_id)
+        for effect, owner in batch.pushes:
+            await self._push(effect, batch, owner)
+        for chat_id in batch.chats:
+            if self._routes.get(chat_id) is None:
+                self._forget(chat_id)
+        for reply, answer in batch.answers:
+            try:
+                reply.send(await answer())
+            except Refused as refusal:
+                reply.fail(refusal)
+            except StoreError as error:  # a read after the write; the decision itself stands
+                reply.fail(StoreUnavailable(str(error)))
+        if batch.effects or batch.enrolled:
+            self._floor.changed()
 
     def _track(self, chat: Chat) -> None:
         self._customers[chat.id] = chat.customer_id
@@ -295,60 +457,6 @@ class SupervisorActor(Actor[SupervisorMessage]):
 
     # --- effects -------------------------------------------------------------------------------
 
-    async def _perform(
-        self,
-        effects: list[Effect],
-        actor_id: str | None,
-        *,
-        chats: Iterable[str] = (),
-        agents: Iterable[str] = (),
-        enrolled: tuple[AgentView, Role] | None = None,
-    ) -> dict[str, ChatRouting]:
-        """Persist the decision, then publish routes, push events and start timers; returns the
-        routing fields written per chat. `enrolled` is an agent whose role changes with it
-        (approved: agent; demoted or deleted: user), written as the view says."""
-        now, wall = trio.current_time(), utcnow()
-        chat_ids: dict[str, None] = dict.fromkeys(chats)
-        agent_ids: dict[str, None] = dict.fromkeys(agents)
-        activity: list[Activity] = []
-        for effect in effects:
-            entry = self._activity(effect, actor_id, wall)
-            if entry is not None:
-                activity.append(entry)
-            match effect:
-                case Assigned() | Unassigned() | ChatStatusChanged():
-                    chat_ids[effect.chat_id] = None
-                case AgentStatusChanged() | MaxLoadChanged():
-                    agent_ids[effect.agent_id] = None
-        # Owners as each effect happened, for the status events of intermediate steps (and of a
-        # resolved chat, which has no route afterwards but whose agent still hears of it).
-        owners = {chat_id: _owner(self._routes.get(chat_id)) for chat_id in chat_ids}
-        routing = {
-            chat_id: self._chat_routing(chat_id, owners[chat_id], now, wall) for chat_id in chat_ids
-        }
-        agent_routing = [
-            AgentRouting(agent_id, view.status, view.max_load, wall)
-            for agent_id in agent_ids
-            if (view := self._core.agent_view(agent_id)) is not None
-        ]
-        if enrolled is not None:
-            view, role = enrolled
-            agent_routing = [a for a in agent_routing if a.agent_id != view.agent_id]
-            agent_routing.append(
-                AgentRouting(view.agent_id, view.status, view.max_load, wall, role=role)
-            )
-        if chat_ids or agent_routing or activity:
-            await self._store.record_routing(list(routing.values()), agent_routing, activity)
-        report_decisions(effects)
-        for chat_id in chat_ids:
-            self._publish_route(chat_id)
-        for effect in effects:
-            await self._push(effect, now, owners)
-        for chat_id in chat_ids:
-            if self._routes.get(chat_id) is None:
-                self._forget(chat_id)
-        return routing
-
     def _chat_routing(
         self, chat_id: str, owner: str | None, now: float, wall: datetime
     ) -> ChatRouting:
@@ -371,7 +479,11 @@ class SupervisorActor(Actor[SupervisorMessage]):
         customer_id = self._customers[chat_id]
         self._routes.publish(Route(chat_id, customer_id, view.agent_id, view.status))
 
-    def _activity(self, effect: Effect, actor_id: str | None, wall: datetime) -> Activity | None:
+    def _activity(
+        self, effect: Effect, actor_id: str | None, wall: datetime, owners: dict[str, str | None]
+    ) -> Activity | None:
+        """The log entry of an effect; `owners` are the chats' agents before the message."""
+
         def entry(kind: ActivityKind, by: By, reason: str, **fields: str | None) -> Activity:
             who = None if by == By.SYSTEM else actor_id
             return Activity(new_id(), kind, by, reason, wall, actor_id=who, **fields)
@@ -389,9 +501,9 @@ class SupervisorActor(Actor[SupervisorMessage]):
                 )  # fmt: skip
             case ChatStatusChanged(chat_id, old, new, by, reason):
                 # The agent who had the chat when its status changed: after a resolve the core
-                # has forgotten the chat, while the published route still names them.
+                # has forgotten the chat, and the agent is the one it had before the message.
                 view = self._core.chat_view(chat_id)
-                owner = view.agent_id if view is not None else _owner(self._routes.get(chat_id))
+                owner = view.agent_id if view is not None else owners.get(chat_id)
                 return entry(
                     ActivityKind.CHAT_STATUS, by, reason, chat_id=chat_id, from_value=old,
                     to_value=new, agent_id=owner,
@@ -410,15 +522,20 @@ class SupervisorActor(Actor[SupervisorMessage]):
             case _ as unreachable:
                 assert_never(unreachable)
 
-    async def _push(self, effect: Effect, now: float, owners: dict[str, str | None]) -> None:
-        """Tell the sessions concerned; `owners` follows each chat's owner effect by effect."""
-        deliver = self._presence.deliver
+    async def _push(self, effect: Effect, batch: _Batch, owner: str | None) -> None:
+        """Tell the sessions concerned; `owner` is the effect's chat's agent as of the effect."""
+        deliver, now = self._presence.deliver, batch.now
         match effect:
             case Assigned(chat_id, agent_id, previous_id, reason, _):
                 self._finish_handling(chat_id, now)
                 self._assigned_at[chat_id] = now
-                owners[chat_id] = agent_id
-                chat = await self._chat(chat_id)
+                chat = batch.stored.get(chat_id)
+                if chat is None:
+                    try:
+                        chat = await self._chat(chat_id)
+                    except (StoreError, Refused) as error:
+                        log.warning("chat %s assigned but not pushed: %s", chat_id, error)
+                        return
                 deliver(agent_id, ChatAssigned(chat, reason))
                 # The reason names other agents and their loads: that stays with the staff.
                 deliver(chat.customer_id, ChatAssigned(chat, CUSTOMER_ASSIGNED_REASON))
@@ -426,12 +543,10 @@ class SupervisorActor(Actor[SupervisorMessage]):
                     deliver(previous_id, ChatUnassigned(chat_id, reason))
             case Unassigned(chat_id, agent_id, reason, _):
                 self._finish_handling(chat_id, now)
-                owners[chat_id] = None
                 deliver(agent_id, ChatUnassigned(chat_id, reason))
             case ChatStatusChanged(chat_id, _, new, _, _):
                 if new == ChatStatus.RESOLVED:
                     self._finish_handling(chat_id, now)
-                owner = owners.get(chat_id)
                 event = ChatStatusEvent(chat_id, new, owner)
                 deliver(self._customers.get(chat_id), event)
                 deliver(owner, event)
@@ -452,6 +567,10 @@ class SupervisorActor(Actor[SupervisorMessage]):
         started = self._assigned_at.pop(chat_id, None)
         if started is not None:
             self._handling.append(now - started)
+
+    def _refresh_queue_positions(self) -> None:
+        self._refresh_pending = False
+        self._push_queue_positions(trio.current_time())
 
     def _push_queue_positions(self, now: float) -> None:
         snapshot = self._core.snapshot(now)
@@ -478,3 +597,52 @@ class SupervisorActor(Actor[SupervisorMessage]):
 
 def _owner(route: Route | None) -> str | None:
     return None if route is None else route.agent_id
+
+
+def _chat_of(effect: Effect) -> str | None:
+    match effect:
+        case Assigned(chat_id) | Unassigned(chat_id) | ChatStatusChanged(chat_id):
+            return chat_id
+        case _:
+            return None
+
+
+def _chats_of(effects: list[Effect]) -> dict[str, None]:
+    return {chat_id: None for effect in effects if (chat_id := _chat_of(effect)) is not None}
+
+
+Answer: TypeAlias = Callable[[], Awaitable[Any]]
+"""What an ask is answered with once its batch is stored."""
+
+
+def _value(value: object) -> Answer:
+    async def answer() -> object:
+        return value
+
+    return answer
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The decisions of the messages handled together, until they are stored and applied."""
+
+    now: float
+    wall: datetime
+    effects: list[Effect] = field(default_factory=list)
+    activity: list[Activity] = field(default_factory=list)
+    chats: dict[str, None] = field(default_factory=dict)  # whose routing fields to write
+    agents: dict[str, None] = field(default_factory=dict)
+    # Agents whose role changes (approved: agent; demoted or deleted: user), as the view says.
+    enrolled: dict[str, tuple[AgentView, Role]] = field(default_factory=dict)
+    created: dict[str, Chat] = field(default_factory=dict)  # new chats, as opened
+    stored: dict[str, Chat] = field(default_factory=dict)  # new chats, as written
+    # Each chat's agent as the decisions go, from the published route before the batch.
+    owners: dict[str, str | None] = field(default_factory=dict)
+    resolved_owner: dict[str, str | None] = field(default_factory=dict)
+    pushes: list[tuple[Effect, str | None]] = field(default_factory=list)
+    answers: list[tuple[Reply[Any], Answer]] = field(default_factory=list)
+    redo: list[SupervisorMessage] = field(default_factory=list)  # tells, if the write fails
+    after: list[Callable[[], None]] = field(default_factory=list)  # stored or not
+
+    def answer(self, reply: Reply[Any], answer: Answer) -> None:
+        self.answers.append((reply, answer))

@@ -74,8 +74,13 @@ CONVERSATION_MAILBOX = 64
 _DELIVERY_ATTEMPTS = 3
 # The floor feed needs room for one refresh request and the watch requests of a few admins.
 FLOOR_MAILBOX = 64
-# Past this, a supervisor that keeps crashing takes the process down: nothing can be assigned.
-SUPERVISOR_RESTARTS = RestartPolicy(max_restarts=5, within_seconds=60.0)
+# Crashes are bugs (a store that fails only takes a batch back): restart with a backoff, and past
+# the intensity give up for SUPERVISOR_RETRY_SECONDS, then start afresh. Never end the process:
+# sessions, conversations and the published routes carry on meanwhile, /readyz says not ready.
+SUPERVISOR_RESTARTS = RestartPolicy(
+    max_restarts=5, within_seconds=60.0, backoff_seconds=0.5, max_backoff_seconds=10.0
+)
+SUPERVISOR_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +294,15 @@ class System:
                 done.set()
 
 
+def _retry_supervisor(name: str, error: BaseException) -> float:
+    log.error(
+        "the assignment actor keeps crashing; starting it again in %g s",
+        SUPERVISOR_RETRY_SECONDS,
+        exc_info=error,
+    )
+    return SUPERVISOR_RETRY_SECONDS
+
+
 def _log_give_up(name: str, error: BaseException) -> None:
     # A chat that keeps crashing stops alone; its next message starts it again from the store.
     log.error("gave up on %s after repeated crashes", name, exc_info=error)
@@ -321,6 +335,7 @@ async def open_system(
             ),
             mailbox_size=SUPERVISOR_MAILBOX,
             restart=config.supervisor_restarts,
+            on_give_up=_retry_supervisor,
         )
         floor: ActorRef[FloorMessage] = await actors.spawn(
             FLOOR,

@@ -13,7 +13,8 @@ import trio
 
 from actors import ChatStatusEvent, ChatUnassigned, QueuePosition, System, open_system
 from actors.events import AgentStatusEvent, ChatAssigned
-from router import HandlerCrashed, Refused
+from actors.supervisor import RETRY_SECONDS
+from router import Refused
 from store import (
     ActivityFilter,
     ActivityKind,
@@ -22,7 +23,7 @@ from store import (
     MemoryStore,
     Priority,
     Role,
-    StoreError,
+    StoreUnavailable,
 )
 from store import Actor as By
 from tests.actors.conftest import GRACE, Recorder, online, settle
@@ -223,18 +224,19 @@ async def test_parked_chat_is_queued_again_when_the_customer_writes(
 
 
 class FlakyStore(MemoryStore):
-    """Fails the next `record_routing` when armed, as a lost database connection would."""
+    """Fails `record_routing` while `failing` is positive (counting down), as a database that
+    cannot be reached would."""
 
-    armed = False
+    failing = 0
 
     async def record_routing(self, *args: object, **kwargs: object) -> None:
-        if self.armed:
-            self.armed = False
-            raise StoreError("connection lost")
+        if self.failing:
+            self.failing -= 1
+            raise StoreUnavailable("connection lost")
         await super().record_routing(*args, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_a_store_failure_crashes_and_the_restart_reloads_from_the_store(
+async def test_a_failed_write_answers_unavailable_and_changes_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     from tests.actors.conftest import seed_agents
@@ -244,16 +246,47 @@ async def test_a_store_failure_crashes_and_the_restart_reloads_from_the_store(
     async with open_system(store) as system:
         await online(system, "ann")
         kept = await open_chat(system, "cust-1")
-        store.armed = True
-        with pytest.raises(HandlerCrashed):
+        before = await system.snapshot()
+        store.failing = 1
+        with pytest.raises(StoreUnavailable):
             await open_chat(system, "cust-2")
-        # The decision never reached the store, so the restarted supervisor never heard of it:
-        # the chat record exists (created before the decision) and is queued again on reload.
-        snapshot = await system.snapshot()
-        loads = {agent.agent_id: agent.load for agent in snapshot.core.agents}
-        assert loads["ann"] == 2
-        assert kept in snapshot.core.agents[0].chat_ids
-        assert [a.restarts for a in snapshot.actors if a.name == "supervisor"] == [1]
+        # Taken back whole: no chat stored, no load taken, and no restart.
+        after = await system.snapshot()
+        assert after.core == before.core
+        assert await store.count_chats() == 1
+        assert [a.restarts for a in after.actors if a.name == "supervisor"] == [0]
+        assert system.route(kept) is not None
+        # The same ask again, once the store answers: the customer gets a chat, and ann has it.
+        second = await open_chat(system, "cust-2")
+        loads = {agent.agent_id: agent.chat_ids for agent in (await system.snapshot()).core.agents}
+        assert loads["ann"] == (kept, second)
+
+
+async def test_a_tell_in_a_failed_batch_is_decided_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from tests.actors.conftest import seed_agents
+
+    store = FlakyStore()
+    await seed_agents(store)
+    async with open_system(store) as system:
+        recorder = await online(system, "ann")
+        chat_id = await open_chat(system, "cust-1")
+        # ann's last tab closes; her grace period ends while the store is away for three writes:
+        # the decision (away, her chat re-queued) is taken back each time and decided again
+        # until it is stored.
+        await system.disconnect(recorder.session, Role.AGENT)
+        store.failing = 3
+        await trio.sleep(GRACE + 4 * RETRY_SECONDS)
+        assert store.failing == 0
+        ann = next(a for a in (await system.snapshot()).core.agents if a.agent_id == "ann")
+        assert (ann.status, ann.chat_ids) == (AgentStatus.AWAY, ())
+        chat = await store.get_chat(chat_id)
+        assert chat is not None
+        assert (chat.status, chat.agent_id) == (ChatStatus.PENDING, None)
+        stored = await store.get_user("ann")
+        assert stored is not None
+        assert stored.status == AgentStatus.AWAY
 
 
 async def test_restart_rebuilds_loads_and_queue_from_the_store(
