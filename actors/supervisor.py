@@ -5,8 +5,10 @@ MAX_BATCH), runs the core on each in order, and makes all their decisions durabl
 `record_routing` write (new chats, routing fields, role changes and the activity log). Only then
 does it answer the asks, publish the routes, push events and start timers. When the write fails
 the core rolls back to before the batch (its undo log), every ask of the batch answers
-`StoreUnavailable` (503) and the tells in it are decided again after RETRY_SECONDS: a store
-blip is not a crash, and the actor goes on with the state the store has.
+`StoreUnavailable` (503) and the tells in it are decided again after RETRY_SECONDS (with a
+write even if there is nothing to redo, until one succeeds; `RoutingHealth` says meanwhile
+that decisions cannot be stored): a store blip is not a crash, and the actor goes on with the
+state the store has.
 
 On (re)start it rebuilds the core from the store: every agent, every active chat, and the
 connections the presence registry still holds (a crash of this actor does not drop sockets),
@@ -105,6 +107,13 @@ RETRY_SECONDS = 1.0
 log = logging.getLogger("actors.supervisor")
 
 
+@dataclass(slots=True)
+class RoutingHealth:
+    """Whether the assignment actor's decisions reach the store, for the readiness check."""
+
+    problem: str | None = None
+
+
 class SupervisorActor(BatchActor[SupervisorMessage]):
     max_batch = MAX_BATCH
 
@@ -117,8 +126,10 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         grace_period_seconds: float,
         starvation_after_seconds: float,
         floor: FloorSignal | None = None,
+        health: RoutingHealth | None = None,
     ) -> None:
         self._store = store
+        self._health = health if health is not None else RoutingHealth()
         self._floor = floor if floor is not None else FloorSignal()
         self._presence = presence
         self._routes = routes
@@ -254,6 +265,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._decided(batch, core.grace_expired(agent_id, token, now), None)
             case RetryDecisions():
                 self._retry_pending = False
+                batch.probe = True  # a write even with nothing to redo: is the store back?
                 redo, self._redo = list(self._redo), {}
                 for again in redo:
                     self._decide(again, batch)
@@ -337,7 +349,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
 
     async def _commit(self, batch: _Batch) -> None:
         """Store every decision of the batch in one `record_routing` write."""
-        if not (batch.chats or batch.agents or batch.activity or batch.enrolled):
+        if not (batch.chats or batch.agents or batch.activity or batch.enrolled or batch.probe):
             return
         now, wall = batch.now, batch.wall
         routing = [
@@ -369,6 +381,9 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         await self._store.record_routing(
             changed, agents, batch.activity, new_chats=list(batch.stored.values())
         )
+        if self._health.problem is not None:
+            log.info("routing decisions are stored again")
+            self._health.problem = None
 
     def _roll_back(self, batch: _Batch, error: StoreError) -> None:
         """The write failed: the core forgets the batch, every ask in it answers that the store
@@ -382,8 +397,9 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         log.warning(
             "a batch of %d decisions was not stored (%s); taken back", len(batch.effects), error
         )
+        self._health.problem = f"its decisions cannot be stored: {error}"
         self._redo.update(dict.fromkeys(batch.redo))
-        if self._redo and not self._retry_pending:
+        if not self._retry_pending:
             self._retry_pending = True
             self.context.send_after(RETRY_SECONDS, RetryDecisions())
 
@@ -642,6 +658,7 @@ class _Batch:
     pushes: list[tuple[Effect, str | None]] = field(default_factory=list)
     answers: list[tuple[Reply[Any], Answer]] = field(default_factory=list)
     redo: list[SupervisorMessage] = field(default_factory=list)  # tells, if the write fails
+    probe: bool = False  # write even if nothing changed
     after: list[Callable[[], None]] = field(default_factory=list)  # stored or not
 
     def answer(self, reply: Reply[Any], answer: Answer) -> None:

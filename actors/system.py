@@ -45,7 +45,7 @@ from actors.messages import (
     Typing,
 )
 from actors.presence import Presence, Route, Routes
-from actors.supervisor import SupervisorActor
+from actors.supervisor import RoutingHealth, SupervisorActor
 from router import (
     ActorDead,
     ActorInfo,
@@ -103,6 +103,7 @@ class System:
         routes: Routes,
         supervisor: ActorRef[SupervisorMessage],
         floor: ActorRef[FloorMessage],
+        routing: RoutingHealth,
     ) -> None:
         self.store = store
         self.config = config
@@ -111,6 +112,7 @@ class System:
         self._routes = routes
         self._supervisor = supervisor
         self._floor = floor
+        self._routing = routing
         self._activating: dict[str, trio.Event] = {}
 
     # --- sessions ------------------------------------------------------------------------------
@@ -138,8 +140,9 @@ class System:
 
     @property
     def assignment_running(self) -> bool:
-        """The assignment actor is handling messages: what /readyz reports."""
-        return self._supervisor.running
+        """The assignment actor is handling messages and storing its decisions: what /readyz
+        reports."""
+        return self._supervisor.running and self._routing.problem is None
 
     def actor_states(self) -> list[ActorInfo]:
         """Every actor's mailbox depth and restarts now, without asking any of them."""
@@ -322,6 +325,7 @@ async def open_system(
     presence = Presence() if presence is None else presence
     routes = Routes() if routes is None else routes
     signal = FloorSignal()
+    routing = RoutingHealth()
     async with open_actor_system(on_restart=actor_restarted) as actors:
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,
@@ -332,6 +336,7 @@ async def open_system(
                 grace_period_seconds=config.grace_period_seconds,
                 starvation_after_seconds=config.starvation_after_seconds,
                 floor=signal,
+                health=routing,
             ),
             mailbox_size=SUPERVISOR_MAILBOX,
             restart=config.supervisor_restarts,
@@ -350,4 +355,4 @@ async def open_system(
             on_give_up=_log_give_up,
         )
         signal.bind(floor)
-        yield System(actors, store, config, presence, routes, supervisor, floor)
+        yield System(actors, store, config, presence, routes, supervisor, floor, routing)

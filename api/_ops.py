@@ -3,10 +3,10 @@
 
 `/readyz` runs two checks, each cheap enough to poll every second: the store answers a
 primary-key read within `READY_SECONDS`, and the assignment actor is running (not stopped, not
-between a crash and its restart). Each check is one entry of `Readiness.checks`, so a new
-condition is one more entry. A store call is never abandoned once started, so the read runs
-in the app's nursery, at most one at a time, and a check that gives up waiting for it leaves it
-running for the next check to pick up.
+between a crash and its restart) with its last routing write stored. Each check is one entry
+of `Readiness.checks`, so a new condition is one more entry. A store call is never abandoned
+once started, so the read runs in the app's nursery, at most one at a time, and a check that
+gives up waiting for it leaves it running for the next check to pick up.
 
 `/metrics` answers a loopback client that came straight (no proxy header) or, when
 SWITCHBOARD_METRICS_TOKEN is set, whoever sends it as a bearer token: it reveals how busy the
@@ -75,7 +75,10 @@ class Readiness:
     async def _assigning(self) -> str | None:
         if self._system.assignment_running:
             return None
-        return "the assignment actor is not running (restarting or stopped)"
+        return (
+            "the assignment actor is not running (restarting or stopped)"
+            " or cannot store its decisions"
+        )
 
     async def _store_answers(self) -> str | None:
         if self._probe is None:

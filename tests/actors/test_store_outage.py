@@ -1,0 +1,179 @@
+"""A store outage with live sessions, on the trio clock: the domain stays up, asks answer
+StoreUnavailable while the store is away, and afterwards every chat, agent and message is where
+it belongs; a crashed assignment actor (a bug) restarts without withdrawing any route.
+
+The store is a MemoryStore behind a switch: while it is off, every call raises StoreUnavailable,
+as a database that cannot be reached does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from actors import Speaker, System, open_system
+from actors.assignment import Effect
+from actors.supervisor import RETRY_SECONDS, SupervisorActor
+from router import Refused, RouterError
+from store import Actor as By
+from store import ChatFilter, ChatStatus, MemoryStore, Priority, Role, Store, StoreUnavailable
+from tests.actors.conftest import GRACE, Recorder, online, seed_agents, settle
+
+
+class SwitchedStore:
+    """`store`, unreachable while `down`."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                await trio.lowlevel.checkpoint()
+                raise StoreUnavailable("the database cannot be reached")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+def as_store(switched: SwitchedStore) -> Store:
+    return switched
+
+
+async def open_chat(system: System, customer_id: str) -> str:
+    opened = await system.open_chat(
+        customer_id, title="help", description="", priority=Priority.MEDIUM
+    )
+    return opened.chat.id
+
+
+async def outcome(call: Callable[[], Awaitable[object]]) -> str:
+    """'ok', or the name of the error the call raised (with the code of a refusal)."""
+    try:
+        await call()
+    except Refused as refusal:
+        return f"Refused {refusal.code}"
+    except (RouterError, StoreUnavailable) as error:
+        return type(error).__name__
+    return "ok"
+
+
+async def check_store_agrees(system: System, memory: MemoryStore) -> None:
+    """Every active chat the store holds is the core's, with the same status and agent, and
+    each agent's load is the store's count of their open chats."""
+    snapshot = (await system.snapshot()).core
+    owners = {chat_id: view.agent_id for view in snapshot.agents for chat_id in view.chat_ids}
+    waiting = {entry.chat_id for entry in snapshot.queue}
+    active = (await memory.list_chats(ChatFilter(statuses=frozenset(
+        {ChatStatus.NEW, ChatStatus.OPEN, ChatStatus.PENDING}
+    )), limit=500)).items  # fmt: skip
+    for chat in active:
+        if chat.status == ChatStatus.OPEN:
+            assert owners.get(chat.id) == chat.agent_id, chat
+        else:
+            assert chat.agent_id is None or chat.id not in owners, chat
+            assert chat.id in waiting or chat.status == ChatStatus.PENDING, chat
+    assert set(owners) <= {chat.id for chat in active}
+    assert waiting <= {chat.id for chat in active}
+
+
+@pytest.mark.parametrize("seconds", [0.5, 5.0, 60.0])
+async def test_an_outage_answers_unavailable_and_afterwards_nothing_is_lost(
+    seconds: float, autojump_clock: trio.testing.MockClock
+) -> None:
+    memory = MemoryStore()
+    await seed_agents(memory)
+    switched = SwitchedStore(memory)
+    async with open_system(as_store(switched)) as system:
+        await online(system, "ann")
+        bob = await online(system, "bob")
+        first = await open_chat(system, "cust-1")
+        customer = Speaker("cust-1", Role.CUSTOMER)
+        sent = await system.send_message(first, customer, client_msg_id="m1", content="hello")
+
+        switched.down = True
+        # Asks while it is away: each answers at once that the store is unavailable.
+        with trio.fail_after(1):
+            assert await outcome(lambda: open_chat(system, "cust-2")) == "StoreUnavailable"
+            assert (
+                await outcome(
+                    lambda: system.resolve_chat(first, by=By.SELF, actor_id=sent.message.sender_id)
+                )
+                == "StoreUnavailable"
+            )
+        # bob's tab closes during the outage; his grace period may end during it too.
+        await system.disconnect(bob.session, Role.AGENT)
+        await trio.sleep(seconds)
+        assert system.assignment_running is False  # /readyz: decisions cannot be stored
+        switched.down = False
+        await trio.sleep(2 * RETRY_SECONDS)
+        assert system.assignment_running
+
+        # Nothing restarted; nothing decided during the outage half-happened.
+        snapshot = await system.snapshot()
+        assert [a.restarts for a in snapshot.actors if a.name == "supervisor"] == [0]
+        await check_store_agrees(system, memory)
+        # The same asks again go through, and the chat's transcript carries on without a gap.
+        second = await open_chat(system, "cust-2")
+        assert system.route(second) is not None
+        again = await system.send_message(first, customer, client_msg_id="m2", content="still?")
+        assert again.message.seq == sent.message.seq + 1
+        await trio.sleep(GRACE + 2 * RETRY_SECONDS)  # bob's grace period ends, stored
+        bob_record = await memory.get_user("bob")
+        assert bob_record is not None
+        assert bob_record.status == "away"
+        await check_store_agrees(system, memory)
+        stored = await memory.list_messages(first, after_seq=0, limit=10)
+        assert [m.client_msg_id for m in stored] == ["m1", "m2"]
+        await settle()
+
+
+async def test_a_crashed_assignment_actor_keeps_every_route_while_it_restarts(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = MemoryStore()
+    await seed_agents(memory)
+    switched = SwitchedStore(memory)
+    async with open_system(as_store(switched)) as system:
+        await online(system, "ann")
+        chats = [await open_chat(system, f"cust-{n}") for n in range(3)]
+        # A bug: the next presence change crashes the actor, and its restart has to wait for
+        # the store (away for 5 s), so the restart takes a while.
+        real = SupervisorActor._sync_presence
+
+        def crash_once(self: SupervisorActor, agent_id: str, now: float) -> list[Effect]:
+            monkeypatch.setattr(SupervisorActor, "_sync_presence", real)
+            raise RuntimeError("an injected bug")
+
+        monkeypatch.setattr(SupervisorActor, "_sync_presence", crash_once)
+        switched.down = True
+        await system.connect(Recorder("bob").session, Role.AGENT)
+        await settle()
+        refused: list[str] = []
+        for n, chat_id in enumerate(chats):
+            # Meanwhile customers write: the route they had still holds; only the store is away.
+            assert system.route(chat_id) is not None
+            result = await outcome(
+                lambda chat_id=chat_id, n=n: system.send_message(  # type: ignore[misc]
+                    chat_id, Speaker(f"cust-{n}", Role.CUSTOMER), client_msg_id="x", content="?"
+                )
+            )
+            refused.append(result)
+        assert "Refused chat_resolved" not in refused, refused
+        await trio.sleep(5)
+        switched.down = False
+        await trio.sleep(30)
+        assert system.assignment_running
+        for n, chat_id in enumerate(chats):
+            sent = await system.send_message(
+                chat_id, Speaker(f"cust-{n}", Role.CUSTOMER), client_msg_id="y", content="!"
+            )
+            assert sent.message.seq >= 1
+        await check_store_agrees(system, memory)
