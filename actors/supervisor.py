@@ -391,7 +391,10 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         self._core.rollback()
         for chat_id in batch.created:
             self._forget(chat_id)
-        failure = error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+        failure = error
+        if not isinstance(error, StoreUnavailable):  # e.g. Fenced: another node arbitrates now
+            failure = StoreUnavailable(str(error))
+            failure.__cause__ = error
         for reply, _ in batch.answers:
             reply.fail(failure)
         log.warning(

@@ -12,6 +12,7 @@ agents, no agent above max load, loads equal to the open chats the store records
 waiting while an agent has room. Exits non-zero on a violation.
 
     python -m tools.bench_assignment [--agents 200] [--chats 10000] [--store memory|sqlite]
+        [--concurrency 100]
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 import trio
 from rich.console import Console
@@ -62,15 +65,32 @@ async def _open_store(kind: str) -> AsyncIterator[Store]:
 
 
 class Counter:
-    """Chats assigned (ChatAssigned reaching an agent) and decisions asked of the supervisor."""
+    """Chats assigned (ChatAssigned reaching an agent), decisions asked of the supervisor, and
+    the routing writes that stored them."""
 
     def __init__(self) -> None:
         self.assignments = 0
         self.decisions = 0
+        self.writes = 0
 
     def offer(self, event: Event) -> None:
         if isinstance(event, ChatAssigned):
             self.assignments += 1
+
+
+class _CountedWrites:
+    """`store`, counting `record_routing` calls: one per batch of decisions."""
+
+    def __init__(self, store: Store, counter: Counter) -> None:
+        self._store = store
+        self._counter = counter
+
+    async def record_routing(self, *args: Any, **kwargs: Any) -> None:
+        self._counter.writes += 1
+        await self._store.record_routing(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 async def _seed_agents(store: Store, count: int, rng: random.Random) -> list[str]:
@@ -91,13 +111,13 @@ async def _seed_agents(store: Store, count: int, rng: random.Random) -> list[str
     return ids
 
 
-async def run(agents: int, chats: int, store_kind: str, seed: int) -> int:
+async def run(agents: int, chats: int, store_kind: str, seed: int, concurrency: int) -> int:
     rng = random.Random(seed)
     console = Console()
     async with _open_store(store_kind) as store:
         agent_ids = await _seed_agents(store, agents, rng)
         counter = Counter()
-        async with open_system(store) as system:
+        async with open_system(cast(Store, _CountedWrites(store, counter))) as system:
             for agent_id in agent_ids:
                 # One counting session per agent: ChatAssigned reaches the agent exactly once.
                 session = Session(agent_id, agent_id, counter.offer, lambda code, why: None)
@@ -105,13 +125,13 @@ async def run(agents: int, chats: int, store_kind: str, seed: int) -> int:
                 await system.set_agent_status(
                     agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
                 )
-            counter.assignments = 0
+            counter.assignments = counter.writes = 0
             started = time.perf_counter()
-            await _drive(system, agent_ids, chats, rng, console, counter)
+            await _drive(system, agent_ids, chats, rng, console, counter, concurrency)
             elapsed = time.perf_counter() - started
             snapshot = await system.snapshot()
             violations = await _check(store, snapshot)
-    _report(console, agents, chats, store_kind, counter, elapsed, violations)
+    _report(console, agents, chats, store_kind, concurrency, counter, elapsed, violations)
     return 1 if violations else 0
 
 
@@ -122,6 +142,7 @@ async def _drive(
     rng: random.Random,
     console: Console,
     counter: Counter,
+    concurrency: int,
 ) -> None:
     open_chats: list[str] = []
     columns = (TextColumn("chats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -155,12 +176,19 @@ async def _drive(
                 return
             counter.decisions += 1
 
-        batch = 50
-        for first in range(0, chats, batch):
-            async with trio.open_nursery() as nursery:
-                for n in range(first, min(first + batch, chats)):
-                    nursery.start_soon(customer, n)
-                    nursery.start_soon(staff_action)
+        # `concurrency` requests in flight at any time, half customers opening chats and half
+        # staff acting, as many sockets would keep them.
+        limiter = trio.CapacityLimiter(concurrency)
+
+        async def limited(request: Callable[[], Awaitable[None]]) -> None:
+            async with limiter:
+                await request()
+
+        async with trio.open_nursery() as nursery:
+            for n in range(chats):
+                nursery.start_soon(limited, partial(customer, n))
+                nursery.start_soon(limited, staff_action)
+                await trio.lowlevel.checkpoint()  # start them in order, as they arrive
 
 
 async def _ignore_refusal(call: Awaitable[object]) -> None:
@@ -204,6 +232,7 @@ def _report(
     agents: int,
     chats: int,
     store_kind: str,
+    concurrency: int,
     counter: Counter,
     elapsed: float,
     violations: list[str],
@@ -213,9 +242,12 @@ def _report(
     table.add_column("value", justify="right")
     table.add_row("agents / chats", f"{agents} / {chats}")
     table.add_row("store", store_kind)
+    table.add_row("requests in flight", f"{concurrency}")
     table.add_row("elapsed", f"{elapsed:.2f} s")
     table.add_row("decisions (open, resolve, status, max load, reassign)", f"{counter.decisions}")
     table.add_row("decisions per second", f"{counter.decisions / elapsed:,.0f}")
+    table.add_row("routing writes", f"{counter.writes}")
+    table.add_row("decisions per write", f"{counter.decisions / max(counter.writes, 1):.1f}")
     table.add_row("chats assigned", f"{counter.assignments}")
     table.add_row("assignments per second", f"{counter.assignments / elapsed:,.0f}")
     table.add_row("invariant violations", f"{len(violations)}")
@@ -230,8 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chats", type=int, default=10_000)
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--concurrency", type=int, default=100, help="requests in flight at once (default 100)"
+    )
     args = parser.parse_args(argv)
-    return trio.run(run, args.agents, args.chats, args.store, args.seed)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    return trio.run(run, args.agents, args.chats, args.store, args.seed, args.concurrency)
 
 
 if __name__ == "__main__":
