@@ -37,6 +37,7 @@ from tools import (
     bench_assignment,
     bench_cluster,
     bench_forgot,
+    bench_oracle,
     bench_register,
     bench_socketio,
     bench_ws,
@@ -54,6 +55,7 @@ BENCHMARKS = {
     "assignment": bench_assignment.main,
     "cluster": bench_cluster.main,
     "forgot": bench_forgot.main,
+    "oracle": bench_oracle.main,
     "register": bench_register.main,
     "ws": bench_ws.main,
     "socketio": bench_socketio.main,
@@ -232,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="run a benchmark: assignment (the supervisor in-process), ws (/ws against a raw "
         "echo server), socketio (the Socket.IO endpoint with the stock Node client), cluster "
-        "(throughput at 1, 2, 3 nodes beside one process), forgot, "
+        "(throughput at 1, 2, 3 nodes beside one process), forgot, oracle (someone else's chat "
+        "against an unknown id over /ws), "
         "register (a registration flood: the server's RSS, CPU and health latency)",
     )
     bench_parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
