@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import trio
 from rich.console import Console
-from rich.table import Table
 
 from api import Settings, open_services, seed_demo_data, serve
+from tools._bench_table import timing_table
 
 KNOWN = "ann@switchboard.example"
 
@@ -75,19 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     timings = trio.run(_measure, args.requests, args.answer_seconds)
-    table = Table(title=f"/password/forgot, {args.requests} requests each (ms)")
-    for column in ("request", "median", "p90", "mean"):
-        table.add_column(column, justify="right" if column != "request" else "left")
-    for name, values in timings.items():
-        deciles = statistics.quantiles(values, n=10)
-        table.add_row(
-            name,
-            f"{statistics.median(values):.2f}",
-            f"{deciles[-1]:.2f}",
-            f"{statistics.fmean(values):.2f}",
-        )
     console = Console()
-    console.print(table)
+    console.print(
+        timing_table(f"/password/forgot, {args.requests} requests each (ms)", "request", timings)
+    )
     known = statistics.median(timings["known address"])
     unknown = statistics.median(timings["unknown address"])
     console.print(f"known - unknown, medians: {known - unknown:+.2f} ms")

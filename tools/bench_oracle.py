@@ -23,11 +23,11 @@ from typing import Any
 
 import trio
 from rich.console import Console
-from rich.table import Table
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from api import Settings, open_services, seed_demo_data, serve
 from store import Actor, AgentStatus, Priority, new_id
+from tools._bench_table import timing_table
 
 AGENT = "ann@switchboard.example"
 TARGETS = ("someone else's", "unknown")
@@ -108,19 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=300, help="probes of each kind")
     args = parser.parse_args(argv)
     timings = trio.run(_measure, args.probes)
-    table = Table(title=f"/ws answers, {args.probes} probes each (ms)")
-    for column in ("frame, chat", "median", "p90", "mean"):
-        table.add_column(column, justify="right" if column != "frame, chat" else "left")
-    for name, values in timings.items():
-        deciles = statistics.quantiles(values, n=10)
-        table.add_row(
-            name,
-            f"{statistics.median(values):.2f}",
-            f"{deciles[-1]:.2f}",
-            f"{statistics.fmean(values):.2f}",
-        )
     console = Console()
-    console.print(table)
+    console.print(
+        timing_table(f"/ws answers, {args.probes} probes each (ms)", "frame, chat", timings)
+    )
     for kind in FRAMES:
         theirs = statistics.median(timings[f"{kind}, someone else's"])
         unknown = statistics.median(timings[f"{kind}, unknown"])
