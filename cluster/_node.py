@@ -91,8 +91,10 @@ def default_node_id() -> str:
 class ClusterConfig:
     node_id: str
     lease_seconds: float = 5.0
-    # How long an edge waits for the arbiter's answer (also while no node leads).
-    forward_seconds: float = 15.0
+    # How long an edge waits for the arbiter's answer (also while no node leads). Shorter than
+    # the edge's own bound on an ask (10 s), so that a wait with no arbiter ends as
+    # "unavailable" (503, retry), not as the edge's "overloaded".
+    forward_seconds: float = 8.0
 
     @property
     def tick_seconds(self) -> float:
@@ -172,6 +174,10 @@ class Node:
         )
         self._nursery: trio.Nursery | None = None
         self._step_down: trio.CancelScope | None = None
+        # Set once the domain this node starts on taking the lease runs (or failed to start):
+        # a session that connects or leaves meanwhile waits for it, or the supervisor, which
+        # read the presence when it started, would never hear of it.
+        self._domain_started: trio.Event | None = None
 
     # --- running ------------------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class Node:
                     scope.cancel()
 
                 fenced = FencedStore(self.store, token, on_fenced=refused)
+                self._domain_started = trio.Event()
                 async with (
                     trio.open_nursery() as nursery,
                     open_system(
@@ -270,6 +277,7 @@ class Node:
                 ):
                     self.routes.leading = True
                     self.system = system
+                    self._domain_started.set()
                     self._set_leader(self.node_id)
                     self._broadcast_soon({"k": "leader", "node": self.node_id, "token": token})
                     # The routes as rebuilt, for the nodes (the supervisor published them
@@ -278,6 +286,9 @@ class Node:
                     nursery.start_soon(self._renew, scope)
                     await trio.sleep_forever()
         finally:
+            if self._domain_started is not None:
+                self._domain_started.set()
+                self._domain_started = None
             self.routes.leading = False
             self.system = None
             self._step_down = None
@@ -558,8 +569,15 @@ class Node:
 
     # --- this node's sessions -----------------------------------------------------------------
 
+    async def _domain_settled(self) -> None:
+        """Return once this node's domain is not starting (it runs, or this node is an edge)."""
+        starting = self._domain_started
+        if starting is not None:
+            await starting.wait()
+
     async def connect(self, session: Session, role: Role) -> None:
         self.local[session.id] = (session, role)
+        await self._domain_settled()
         system = self.system
         if system is not None:
             await system.connect(session, role)
@@ -571,6 +589,7 @@ class Node:
 
     async def disconnect(self, session: Session, role: Role) -> None:
         self.local.pop(session.id, None)
+        await self._domain_settled()
         system = self.system
         if system is not None:
             await system.disconnect(session, role)

@@ -52,6 +52,19 @@ async def settled(node: ClusterNode, headers: dict[str, str], nodes: list[dict[s
     return view
 
 
+async def leader_token(node: ClusterNode, headers: dict[str, str], newer_than: int = 0) -> int:
+    """The leader's fencing token as the node knows it, once it is above `newer_than`: the
+    node learns it from the leader's beats, so it may be unknown or the old one for a beat."""
+    with trio.fail_after(WAIT_SECONDS):
+        while True:
+            token = (await cluster_of(node, headers))["fencingToken"]
+            if token is not None and token > newer_than:
+                break
+            await trio.sleep(0.05)
+    assert isinstance(token, int)
+    return token
+
+
 async def inspected(node: ClusterNode) -> str:
     out = io.StringIO()
     options = InspectOptions(
