@@ -16,15 +16,24 @@ from api._errors import ApiError
 API = Path(api.__file__).parent
 
 
+def _is_429(node: ast.expr) -> bool:
+    """429 written as a number or as `HTTPStatus.TOO_MANY_REQUESTS`."""
+    if isinstance(node, ast.Constant):
+        return node.value == 429
+    return isinstance(node, ast.Attribute) and node.attr == "TOO_MANY_REQUESTS"
+
+
 def _answers_429(tree: ast.AST) -> list[tuple[ast.Call, ast.AST]]:
-    """Each call passing the constant 429, with the function around it."""
+    """Each call passing the status 429 (as an argument or `status=`), with the function
+    around it."""
     found: list[tuple[ast.Call, ast.AST]] = []
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for node in ast.walk(function):
             if isinstance(node, ast.Call) and any(
-                isinstance(arg, ast.Constant) and arg.value == 429 for arg in node.args
+                _is_429(value)
+                for value in [*node.args, *(keyword.value for keyword in node.keywords)]
             ):
                 found.append((node, function))
     return found
@@ -46,6 +55,18 @@ def test_every_429_in_the_api_carries_retry_after() -> None:
     assert not missing, f"429 without Retry-After at {missing}"
     # sign-in, registration, message sends, code requests/tries/reports, Socket.IO sessions
     assert seen >= 5
+
+
+def test_the_walk_finds_each_way_of_writing_429() -> None:
+    source = """
+def a():
+    return error_response(429, "x", "y")
+def b():
+    return Response("", status=HTTPStatus.TOO_MANY_REQUESTS)
+def c():
+    return Response("", status=200)
+"""
+    assert [call.lineno for call, _ in _answers_429(ast.parse(source))] == [3, 5]
 
 
 def test_a_429_without_retry_after_cannot_be_made() -> None:
