@@ -2,9 +2,18 @@
 
 `Transcript` holds the decisions (who may write or read, the next seq, which client ids were
 seen) as plain code; the actor performs them: it persists a message before it acknowledges it,
-then fans it out to the chat's participants. Seqs have no gaps because only this actor appends
-to the chat and takes the next seq only after the previous append is durable; a failed append
-crashes the actor, and the restart reloads `last_seq` from the store.
+then fans it out to the chat's participants. Every send waiting in the mailbox behind the one
+being handled is stored with it in one `append_messages` call (all or none), so a busy chat costs
+one store round trip per batch, not per message; the store refuses a batch without saying which
+message it refused (a client id stored before), so then they are appended one by one and only
+that one is answered as a resend.
+
+Seqs have no gaps because only this actor appends to the chat and numbers a batch only from the
+last seq known durable. A write that fails (the database unreachable, an error that may hide a
+commit, or a seq some other writer took) answers every send of its batch `store_unavailable`
+(clients resend with the same client id) and the actor carries on: before it numbers anything
+again, it reads which seqs the store holds, so a write that did commit is found and its resends
+are answered from it.
 
 The actor stops itself after `idle_seconds` without a message (passivation), so only chats in
 use cost memory; the next message to the chat starts it again from the store.
@@ -12,7 +21,11 @@ use cost memory; the next message to the chat starts it again from the store.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import replace
+from itertools import takewhile
 from typing import assert_never
 
 import trio
@@ -33,7 +46,7 @@ from actors.messages import (
 )
 from actors.messages import CustomerWrote as CustomerWroteMessage
 from actors.presence import Presence, Route, Routes
-from router import Actor, ActorRef, Refused
+from router import ActorDead, ActorRef, BatchActor, Refused
 from store import (
     Chat,
     ChatStatus,
@@ -43,13 +56,19 @@ from store import (
     Notification,
     Role,
     Store,
+    StoreError,
+    StoreUnavailable,
     new_id,
     utcnow,
 )
 
+log = logging.getLogger("actors")
+
 RECENT_CLIENT_IDS = 256  # resends usually follow closely; older ones are looked up in the store
 NEW_MESSAGE = "new_message"  # the notification kind for a message that found its reader offline
 PREVIEW_CHARS = 140
+# Sends stored in one append at most: the conversation's whole mailbox (CONVERSATION_MAILBOX).
+SEND_BATCH = 64
 
 
 class Transcript:
@@ -99,12 +118,19 @@ class Transcript:
         raise Refused("not_a_participant", f"you are not taking part in chat {self.chat_id}")
 
     def next_message(
-        self, sender: Speaker, client_msg_id: str, content: str, receiver_id: str | None
+        self,
+        sender: Speaker,
+        client_msg_id: str,
+        content: str,
+        receiver_id: str | None,
+        *,
+        planned: int = 0,
     ) -> Message:
+        """The message after the last stored one and the `planned` ones numbered before it."""
         return Message(
             id=new_id(),
             chat_id=self.chat_id,
-            seq=self.last_seq + 1,
+            seq=self.last_seq + planned + 1,
             client_msg_id=client_msg_id,
             sender_id=sender.user_id,
             sender_role=sender.role,
@@ -123,7 +149,9 @@ class Transcript:
             self._recent.popitem(last=False)
 
 
-class ConversationActor(Actor[ConversationMessage]):
+class ConversationActor(BatchActor[ConversationMessage]):
+    max_batch = SEND_BATCH
+
     def __init__(
         self,
         chat_id: str,
@@ -142,6 +170,22 @@ class ConversationActor(Actor[ConversationMessage]):
         self._idle_seconds = idle_seconds
         self._last_activity = 0.0
         self._transcript: Transcript
+        self._unsure = False  # a write failed that may have committed: catch up before the next
+        self._stopping = False
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self.context.stop()
+
+    async def _catch_up(self) -> None:
+        """Take the seqs the store holds after the last one known: the next seq follows them."""
+        transcript = self._transcript
+        while tail := await self._store.list_messages(
+            self._chat_id, after_seq=transcript.last_seq, limit=500
+        ):
+            for message in tail:
+                transcript.stored(message)
+        self._unsure = False
 
     async def on_start(self) -> None:
         chat = await self._store.get_chat(self._chat_id)
@@ -150,34 +194,49 @@ class ConversationActor(Actor[ConversationMessage]):
         self._transcript = Transcript(chat)
         # A store may lose the connection between storing a message and updating the chat's
         # counters: the stored seqs, not the counter, say which seq comes next.
-        while tail := await self._store.list_messages(
-            self._chat_id, after_seq=self._transcript.last_seq, limit=500
-        ):
-            self._transcript.last_seq = tail[-1].seq
+        await self._catch_up()
         self._last_activity = trio.current_time()
         self.context.send_after(self._idle_seconds, IdleCheck())
 
-    async def handle(self, message: ConversationMessage) -> None:
-        try:
-            await self._handle(message)
-        except NotFound as gone:
-            # Deleted by another process of the cluster or a tool: a refusal, not a crash
-            # whose restart could only fail to find the chat again.
-            self.context.stop()
-            raise Refused("chat_not_found", f"chat {self._chat_id} does not exist") from gone
+    async def handle_batch(self, batch: list[ConversationMessage]) -> None:
+        """What waited in the mailbox, in order: consecutive sends stored in one append, anything
+        else alone. After a stop (deleted, passivated, gone) the rest is answered ActorDead, as
+        a stopping actor answers what is left in its mailbox."""
+        done = 0
+        while done < len(batch):
+            if self._stopping:
+                _refuse(batch[done:], ActorDead(self.context.name))
+                return
+            # Consecutive sends together, anything else alone, in the order they came.
+            sends = [m for m in takewhile(_is_send, batch[done:]) if isinstance(m, SendMessage)]
+            step: list[ConversationMessage] = [*sends] if sends else [batch[done]]
+            done += len(step)
+            if not isinstance(step[0], IdleCheck):
+                self._last_activity = trio.current_time()
+            try:
+                if sends:
+                    await self._send_all(sends)
+                else:
+                    await self._handle(step[0])
+            except StoreUnavailable as error:
+                # A receipt, a history read or a delete that could not reach the database: the
+                # asker retries; nothing here needs reloading.
+                _refuse(step, error)
+            except NotFound as gone:
+                # Deleted by another process of the cluster or a tool: a refusal, not a crash
+                # whose restart could only fail to find the chat again.
+                self._stop()
+                _refuse(step, Refused("chat_not_found", f"chat {self._chat_id} does not exist"))
+                log.info("chat %s is gone: %s", self._chat_id, gone)
+            except Refused as refusal:
+                _refuse(step, refusal)
 
     async def _handle(self, message: ConversationMessage) -> None:
-        if not isinstance(message, IdleCheck):
-            self._last_activity = trio.current_time()
         transcript = self._transcript
         route = self._routes.get(self._chat_id)
         match message:
-            case SendMessage(sender, client_msg_id, content, reply):
-                sent = await self._send(sender, client_msg_id, content, route)
-                if not sent.duplicate:
-                    # Before the ack, so whoever sees the ack also sees the notification.
-                    await self._notify_if_offline(sent.message)
-                reply.send(sent)
+            case SendMessage():
+                await self._send_all([message])
             case MarkRead(reader, seq, status, reply):
                 transcript.check_reader(reader, route)
                 if reader.role == Role.ADMIN:
@@ -213,58 +272,146 @@ class ConversationActor(Actor[ConversationMessage]):
                 # waiting behind this one is written to a chat that is gone: each fails with
                 # ActorDead, and the next activation finds no chat.
                 reply.send(await self._store.delete_chat(self._chat_id))
-                self.context.stop()
+                self._stop()
             case IdleCheck():
                 idle = trio.current_time() - self._last_activity
                 if idle >= self._idle_seconds:
-                    self.context.stop()
+                    self._stop()
                 else:
                     self.context.send_after(self._idle_seconds - idle, IdleCheck())
             case _ as unreachable:
                 assert_never(unreachable)
 
-    async def _send(
-        self, sender: Speaker, client_msg_id: str, content: str, route: Route | None
-    ) -> Sent:
+    async def _send_all(self, sends: list[SendMessage]) -> None:
+        """Store the new messages among `sends` in one append, then fan them out and answer
+        each send; resends and refusals are answered without storing anything."""
+        if self._unsure:
+            try:
+                await self._catch_up()
+            except StoreError as error:
+                _refuse(sends, _unavailable(error))
+                return
+        route = self._routes.get(self._chat_id)
         transcript = self._transcript
-        seen = transcript.recent(client_msg_id)
-        if seen is not None:
-            return transcript.resend(sender, seen)
-        # The store's unique (chat, clientMsgId) finds older resends, so a new message costs one
-        # store call; the look-up happens only when the store or the rules say no.
-        try:
-            receiver_id = transcript.receiver(sender, route)
-        except Refused as refusal:
-            # A resend of a message stored before the chat closed still gets its ack.
-            return await self._stored_resend(sender, client_msg_id, refusal)
-        assert route is not None  # receiver() refuses a chat without a route
-        try:
-            message = await self._store.append_message(
-                transcript.next_message(sender, client_msg_id, content, receiver_id)
-            )
-        except DuplicateMessage as duplicate:
-            return await self._stored_resend(sender, client_msg_id, duplicate)
-        transcript.stored(message)
-        self._fan_out(route, None, MessageAdded(message))
-        if (
-            sender.role == Role.CUSTOMER
-            and route.status == ChatStatus.PENDING
-            and route.agent_id is None
-        ):
-            await self._supervisor.tell(CustomerWroteMessage(self._chat_id))
-        return Sent(message, duplicate=False)
+        planned: dict[str, tuple[SendMessage, Message]] = {}  # by client id, in seq order
+        repeats: list[SendMessage] = []  # a client id planned earlier in this batch
+        for send in sends:
+            try:
+                if (seen := transcript.recent(send.client_msg_id)) is not None:
+                    send.reply.send(transcript.resend(send.sender, seen))
+                elif send.client_msg_id in planned:
+                    repeats.append(send)
+                else:
+                    receiver_id = transcript.receiver(send.sender, route)
+                    planned[send.client_msg_id] = (
+                        send,
+                        transcript.next_message(
+                            send.sender,
+                            send.client_msg_id,
+                            send.content,
+                            receiver_id,
+                            planned=len(planned),
+                        ),
+                    )
+            except Refused as refusal:
+                # A resend of a message stored before the chat closed still gets its ack.
+                await self._answer_stored(send, refusal)
+        if planned:
+            assert route is not None  # receiver() refuses a chat without a route
+            try:
+                stored = await self._store.append_messages([m for _, m in planned.values()])
+            except DuplicateMessage:
+                # The store does not say which: a client id stored before. One by one, each
+                # after the last stored, so the others are still stored and acknowledged.
+                stored = await self._append_one_by_one(list(planned.values()))
+            except StoreError as error:
+                if isinstance(error, NotFound):
+                    raise
+                self._unsure = True
+                _refuse([send for send, _ in planned.values()], _unavailable(error))
+                stored = []
+            else:
+                for message in stored:
+                    transcript.stored(message)
+            await self._deliver(stored, route)
+            for message in stored:
+                send, _ = planned[message.client_msg_id]
+                send.reply.send(Sent(message, duplicate=False))
+        for send in repeats:
+            seen = transcript.recent(send.client_msg_id)
+            try:
+                if seen is None:
+                    raise StoreUnavailable("the message could not be stored; resend it")
+                send.reply.send(transcript.resend(send.sender, seen))
+            except (Refused, StoreUnavailable) as refusal:
+                send.reply.fail(refusal)
 
-    async def _stored_resend(
-        self, sender: Speaker, client_msg_id: str, otherwise: Exception
-    ) -> Sent:
-        """The stored message a client id names, as a resend. Without one, `otherwise` is
-        raised: a refusal stands, and a duplicate seq crashes the actor, whose restart reloads
-        the seqs."""
-        stored = await self._store.get_message_by_client_id(self._chat_id, client_msg_id)
+    async def _append_one_by_one(self, planned: list[tuple[SendMessage, Message]]) -> list[Message]:
+        """Append each message alone; a client id stored before is answered as a resend. Returns
+        the messages stored; a failed write answers the sends left `store_unavailable`."""
+        transcript = self._transcript
+        stored: list[Message] = []
+        for index, (send, message) in enumerate(planned):
+            try:
+                done = await self._store.append_message(
+                    replace(message, seq=transcript.last_seq + 1)
+                )
+            except DuplicateMessage as duplicate:
+                if await self._answer_stored(send, duplicate):
+                    continue
+                # Not a resend: the seq is taken. Catch up before numbering anything again.
+                error: StoreError = StoreUnavailable(f"seq {transcript.last_seq + 1} is taken")
+            except StoreError as failed:
+                if isinstance(failed, NotFound):
+                    raise
+                error = failed
+            else:
+                transcript.stored(done)
+                stored.append(done)
+                continue
+            self._unsure = True
+            _refuse([send for send, _ in planned[index:]], _unavailable(error))
+            break
+        return stored
+
+    async def _answer_stored(
+        self, send: SendMessage, otherwise: Refused | DuplicateMessage
+    ) -> bool:
+        """Answer `send` with the stored message its client id names, as a resend; without one,
+        with the refusal `otherwise`. False, answering nothing, when there is none and
+        `otherwise` is a duplicate: then its seq was taken (by another writer)."""
+        try:
+            stored = await self._store.get_message_by_client_id(self._chat_id, send.client_msg_id)
+        except StoreError as error:
+            send.reply.fail(_unavailable(error))
+            return True
         if stored is None:
-            raise otherwise
+            if isinstance(otherwise, DuplicateMessage):
+                return False
+            send.reply.fail(otherwise)
+            return True
         self._transcript.remember(stored)
-        return self._transcript.resend(sender, stored)
+        try:
+            send.reply.send(self._transcript.resend(send.sender, stored))
+        except Refused as refusal:
+            send.reply.fail(refusal)
+        return True
+
+    async def _deliver(self, stored: list[Message], route: Route) -> None:
+        """Fan the stored messages out in seq order, leave their offline readers a notification
+        (before the acks, so whoever sees an ack also sees it), and wake a waiting chat."""
+        for message in stored:
+            self._fan_out(route, None, MessageAdded(message))
+        receivers = {m.receiver_id: m for m in reversed(stored)}  # each one's first message
+        for message in receivers.values():
+            try:
+                await self._notify_if_offline(message)
+            except StoreError as error:
+                # The messages are stored; the reader sees them when they come back anyway.
+                log.warning("no notification for chat %s: %s", self._chat_id, error)
+        customer_wrote = any(m.sender_role == Role.CUSTOMER for m in stored)
+        if customer_wrote and route.status == ChatStatus.PENDING and route.agent_id is None:
+            await self._supervisor.tell(CustomerWroteMessage(self._chat_id))
 
     async def _notify_if_offline(self, message: Message) -> None:
         """A message reaching someone with no live connection (an agent in their grace period, a
@@ -299,3 +446,30 @@ class ConversationActor(Actor[ConversationMessage]):
         for user_id in (route.customer_id, route.agent_id):
             if user_id is not None and user_id != skip:
                 self._presence.deliver(user_id, event)
+
+
+def _refuse(messages: Iterable[ConversationMessage], error: Exception) -> None:
+    """Fail the unanswered asks among `messages` with `error`."""
+    for message in messages:
+        match message:
+            case SendMessage(reply=reply) | MarkRead(reply=reply) | ReadHistory(reply=reply):
+                if not reply.done:
+                    reply.fail(error)
+            case DeleteTranscript(reply=reply):
+                if not reply.done:
+                    reply.fail(error)
+            case Typing() | IdleCheck():
+                log.warning("a conversation refused %s: %s", type(message).__name__, error)
+            case _ as unreachable:
+                assert_never(unreachable)
+
+
+def _unavailable(error: StoreError) -> StoreUnavailable:
+    """What a sender hears of a failed write: retry (with the same client id) shortly."""
+    if isinstance(error, StoreUnavailable):
+        return error
+    return StoreUnavailable(f"the message may not be stored: {error}; resend it")
+
+
+def _is_send(message: ConversationMessage) -> bool:
+    return isinstance(message, SendMessage)
