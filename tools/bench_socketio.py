@@ -42,12 +42,15 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
@@ -130,9 +133,29 @@ class Report:
     server_cpu_seconds: float = 0.0  # in the closed loop, all its threads
     floor_cpu_seconds: float = 0.0  # the floor server's, in its closed loop
     peak_kib: int = 0  # the real server's
+    # The real server's store calls in the closed loop, by operation (None: /metrics unread).
+    store_calls: Counter[str] | None = None
     cores: int = os.cpu_count() or 1
     # Other work on the machine shares its cores with both processes: say how much there was.
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)
+
+
+async def store_calls(url: str) -> Counter[str] | None:
+    """The server's store calls so far by operation, from its /metrics (None if unread)."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            response = await http.get("/metrics")
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    calls: Counter[str] = Counter()
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "switchboard_store_call_duration_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    calls[sample.labels["operation"]] += int(sample.value)
+    return calls
 
 
 def cpu_seconds(pid: int) -> float:
@@ -277,8 +300,16 @@ async def _drive(
                             report.floor_cpu_seconds = -cpu_seconds(floor.pid)
                         case "measuring":
                             report.server_cpu_seconds = -cpu_seconds(real.pid)
+                            report.store_calls = await store_calls(real.described["url"])
                         case "closed loop":
                             report.server_cpu_seconds += cpu_seconds(real.pid)
+                            before, after = (
+                                report.store_calls,
+                                await store_calls(real.described["url"]),
+                            )
+                            report.store_calls = (
+                                None if before is None or after is None else after - before
+                            )
                             report.closed = record
                             _measured(report, real.pid, "closed loop")
                         case "fixed rate":
@@ -360,6 +391,17 @@ def show(report: Report, args: argparse.Namespace, console: Console) -> None:
         + f", Node client {_per_message(closed['clientCpuSeconds'], closed)}"
         + ("" if floor is None else f" (floor {_per_message(floor['clientCpuSeconds'], floor)})")
     )
+    if report.store_calls is not None and closed["delivered"]:
+        per_message = {
+            operation: count / closed["delivered"]
+            for operation, count in report.store_calls.most_common()
+        }
+        console.print(
+            f"store calls per delivered message in the closed loop: "
+            f"{sum(per_message.values()):.2f} ("
+            + ", ".join(f"{operation} {calls:.2f}" for operation, calls in per_message.items())
+            + ")"
+        )
     console.print(
         f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "
         f"{_mib(report.rss_kib['ready'])}, peak {_mib(report.peak_kib)}; "
