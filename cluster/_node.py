@@ -43,7 +43,7 @@ from bus import Bus, BusError, Lease, Membership, Published, key
 from cluster._codec import CodecError, decode, encode
 from cluster._fencing import FencedStore
 from router import ActorDead, Refused
-from store import Role, Store, StoreError, new_id
+from store import Role, Store, StoreError, StoreUnavailable, new_id
 
 log = logging.getLogger("cluster")
 
@@ -482,6 +482,8 @@ class Node:
             reply["refused"] = [refusal.code, refusal.message]
         except NotLeading:
             reply["moved"] = True
+        except StoreUnavailable as error:  # the asker answers as this node would: retry later
+            reply["store_unavailable"] = str(error)
         except Exception as error:  # the asker gets "unavailable"; the cause is logged here
             log.warning("forwarded %s failed: %r", note["op"], error)
             reply["failed"] = type(error).__name__
@@ -542,6 +544,8 @@ class Node:
                 if "refused" in answer:
                     code, message = answer["refused"]
                     raise Refused(code, message)
+                if "store_unavailable" in answer:
+                    raise StoreUnavailable(answer["store_unavailable"])
                 if "failed" in answer:
                     raise ActorDead(f"the arbiter ({answer['failed']})")
                 return answer["ok"]
