@@ -197,9 +197,8 @@ async def test_round_trips_per_write(
     """A message (or a run of them) and its chat's counters: one bulkWrite where the server has
     it, else one insert and one update; a delivery receipt that changes messages: one command."""
     commands = _Commands()
-    monkeypatch.setattr(
-        "store.mongo.MongoClient", functools.partial(MongoClient, event_listeners=[commands])
-    )
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
     async with open_mongo_store(database_url, bulk=bulk) as store:
         c = await store.create_chat(chat())
         commands.sent.clear()

@@ -27,7 +27,7 @@ from store import (
     open_sqlite_store,
     utcnow,
 )
-from store.sqlite import _MIGRATIONS, SCHEMA_VERSION
+from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
 from tests.store.factories import activity, at, chat, message, notification, user
 
 

@@ -1,78 +1,25 @@
-"""`MongoStore`: the Store protocol on MongoDB, the production store of the system this replaces.
+"""Every store operation against one MongoDB database, as blocking PyMongo calls
+(`store._facade.Operations`), run in worker threads; and the fenced routing journal.
 
-Driver: PyMongo's synchronous client, every call in a worker thread (`trio.to_thread.run_sync`,
-never abandoned on cancel, so a write a caller gave up on still finishes or fails as a whole).
-Motor is deprecated, and it and PyMongo's asyncio client run on asyncio only, not on Trio.
-
-Layout: one document per record, `_id` = the record's id (the 24-hex string of `new_id`), in the
-collections users, chats, messages, notifications, revoked_tokens, login_failures, one
-collection per activity kind (agent_status_history, chat_status_history, assignments), and
-one_time_codes (`_id` = user id and purpose) and mail (the outbox).
-
-Datetimes: each is stored twice, as a BSON date under its own name (UTC, milliseconds: what
-people, tools and TTL indexes read) and as exact microseconds since the epoch under the name
-plus `_us` (what records are rebuilt from and what range queries compare), because the protocol
-promises records back equal to what was stored and BSON dates would drop the microseconds.
-
-Durability: writes use write concern majority with journal, reads read concern majority from the
-primary, so a call returns only once its write survives a failover, and a later read sees it.
-
-Atomicity: on a replica set or sharded cluster each multi-document write runs in a transaction.
-A standalone server has none, so the writes are ordered so that a crash part way loses nothing
-acknowledged, and every call still refuses duplicates through the unique indexes alone:
-- `append_message(s)` inserts the messages first (the unique (chat, seq) and (chat, client_msg_id)
-  indexes refuse a duplicate before anything else changes, so racing appends store exactly one),
-  then updates the chat's counters in one `$set`/`$inc`; the inserts before a refused one are
-  taken back. A crash between the two leaves stored but unacknowledged messages that the chat's
-  counters do not count.
-
-Round trips: on MongoDB 8.0 and later, a write to several collections (a run of messages and
-their chat's counters; `mark_messages`' statuses and unread count) is one client-level
-bulkWrite command, ordered, so it stops at a refused write just as the separate commands did.
-Older servers, and nx-27017 (see `_supports_bulk_write`), get one command per collection.
-- `append_activity` takes back the entries it inserted when a later one is refused; a crash
-  before that leaves the entries before the refused one.
-- `record_routing` appends the activity first (the only part that can be refused), then inserts
-  the new chats, then writes the chats' and agents' routing fields; a crash between leaves log
-  entries whose decisions did not take effect, which the assignment actor reconciles when it
-  reloads. A new chat is inserted whole, routing fields included, so a crash after its insert
-  leaves it as decided.
-
-Fencing (cluster mode): the `fences` collection holds one document, `routing`, with the latest
-token `claim_routing` gave out and a journal: the last fenced decision. A fenced `record_routing`
-commits by one single-document compare-and-set (the token must still be the latest; the journal
-becomes this decision), which is atomic on every server, then applies the journal to the chats,
-users and activity log (new chats inserted, skipped when there already). Each chat and user it
-writes carries the token (`routing_fence`) and is written only if it carries no later one.
-`claim_routing` raises the token in one atomic update and applies the journal it finds under
-the new token before returning, so a holder that was
-paused between its compare-and-set and its writes, and wakes up after the claim, finds every
-document it would write already stamped with a later token: its late writes change nothing
-(but for a chat it created that was deleted in between, which its late insert brings back).
-- `delete_chat` deletes the chat, then its messages (and always its messages, so calling it
-  again clears what a crash left); `mark_messages` raises statuses, then clears the unread count.
+Over 500 lines because it is one class, as the Operations protocol is one: each operation is a
+few PyMongo calls plus the ordering that keeps it safe on a server without transactions, and
+those orderings (described in the package's docstring) read best side by side.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Generic, TypeVar, get_type_hints
+from datetime import datetime
+from typing import TypeVar
 
-import trio
-from bson.codec_options import CodecOptions
 from pymongo import (
     ASCENDING,
     DESCENDING,
-    IndexModel,
     InsertOne,
     MongoClient,
-    ReadPreference,
     ReturnDocument,
     UpdateMany,
     UpdateOne,
@@ -87,13 +34,9 @@ from pymongo.errors import (
     DuplicateKeyError,
     PyMongoError,
 )
-from pymongo.read_concern import ReadConcern
 from pymongo.results import ClientBulkWriteResult
-from pymongo.server_type import SERVER_TYPE
-from pymongo.write_concern import WriteConcern
 
 from store import _rules
-from store._facade import Facade, Operations
 from store._protocol import (
     ActivityFilter,
     AgentRouting,
@@ -103,7 +46,6 @@ from store._protocol import (
     DuplicateMessage,
     NotFound,
     StoreError,
-    StoreUnavailable,
 )
 from store._records import (
     Activity,
@@ -119,265 +61,34 @@ from store._records import (
     Role,
     User,
 )
+from store.mongo._client import _transient
+from store.mongo._schema import (
+    _ACTIVITY,
+    _ACTIVITY_COLLECTIONS,
+    _CHATS,
+    _CUSTOMER_KEY,
+    _DUPLICATE_KEY,
+    _EPOCH,
+    _EXACT,
+    _FENCE_FIELD,
+    _MAIL,
+    _MESSAGES,
+    _MICROSECOND,
+    _NOTIFICATIONS,
+    _ROUTING,
+    _TRANSACTION_ATTEMPTS,
+    _USERS,
+    _WRITE_CONCERN,
+    Document,
+    _activity_query,
+    _chat_query,
+    _micros,
+    _Shape,
+    _time_fields,
+)
 
 R = TypeVar("R")
 RecordT = TypeVar("RecordT", bound=_rules.HasId)
-Document = dict[str, Any]
-
-DEFAULT_DATABASE = "switchboard"
-"""The database used when the URL names none (mongodb://host/ instead of mongodb://host/db)."""
-
-SERVER_SELECTION_TIMEOUT_MS = 5000
-"""How long a call waits for a reachable server before StoreUnavailable, unless the URL sets
-serverSelectionTimeoutMS itself (PyMongo's own default, 30 s, is long for a CLI to hang)."""
-
-_TRANSACTION_ATTEMPTS = 10
-"""How often a transaction that lost a write conflict is run again before giving up."""
-
-_WRITE_CONCERN = WriteConcern("majority", j=True)
-_READ_CONCERN = ReadConcern("majority")
-_CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(
-    document_class=dict, tz_aware=True, tzinfo=UTC
-)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_EXACT = "_us"
-"""Suffix of the field holding a datetime's exact microseconds beside its BSON date."""
-_TIME_HINTS = (datetime, datetime | None)
-
-_DUPLICATE_KEY = 11000
-_BULK_WRITE_WIRE_VERSION = 25
-
-_ROUTING = "routing"
-"""The `fences` document of the routing arbiter."""
-_FENCE_FIELD = "routing_fence"
-"""On chats and users: the token of the last fenced decision that wrote the document."""
-
-_ACTIVITY_COLLECTIONS = {
-    ActivityKind.AGENT_STATUS: "agent_status_history",
-    ActivityKind.CHAT_STATUS: "chat_status_history",
-    ActivityKind.ASSIGNMENT: "assignments",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Index:
-    collection: str
-    name: str
-    keys: tuple[str, ...]
-    options: tuple[tuple[str, object], ...] = ()
-
-    def model(self, *, with_id: bool) -> IndexModel:
-        keys = [(key, ASCENDING) for key in self.keys if with_id or key != "_id"]
-        return IndexModel(keys, name=self.name, **dict(self.options))
-
-
-_UNIQUE = (("unique", True),)
-_CUSTOMER_KEY = "customer_key"
-
-# The lists page by _id within a filter, so their indexes end in _id: the page is then read
-# in order from the index instead of sorting every match.
-_INDEXES = (
-    _Index("users", "email_unique", ("email",), _UNIQUE),
-    _Index("users", "by_role", ("role", "_id")),
-    _Index("users", "by_external_id", ("external_id", "_id")),
-    # A shop id names one customer. Only customers carry the key (written by create_user), so
-    # the index leaves everyone else out; customers stored before it existed lack it too.
-    _Index("users", "customer_key", (_CUSTOMER_KEY,), (*_UNIQUE, ("sparse", True))),
-    _Index("chats", "by_status", ("status", "_id")),
-    _Index("chats", "by_agent", ("agent_id", "_id")),
-    _Index("chats", "by_customer", ("customer_id", "_id")),
-    _Index("chats", "by_created_at", ("created_at" + _EXACT,)),
-    _Index("messages", "chat_seq", ("chat_id", "seq"), _UNIQUE),
-    _Index("messages", "chat_client_msg_id", ("chat_id", "client_msg_id"), _UNIQUE),
-    _Index("notifications", "by_user", ("user_id", "_id")),
-    # A revocation is only worth keeping until its token expires anyway.
-    _Index("revoked_tokens", "expiry", ("expires_at",), (("expireAfterSeconds", 0),)),
-    _Index("login_failures", "by_key", ("key", "at" + _EXACT)),
-    _Index("mail", "due", ("sent_at" + _EXACT, "next_attempt_at" + _EXACT, "_id")),
-    *(
-        _Index(collection, f"by_{key}", (key, "_id"))
-        for collection in _ACTIVITY_COLLECTIONS.values()
-        for key in ("chat_id", "agent_id")
-    ),
-)
-
-
-def _create_indexes(database: Database[Document], *, with_id: bool) -> None:
-    for collection in dict.fromkeys(index.collection for index in _INDEXES):
-        models = [i.model(with_id=with_id) for i in _INDEXES if i.collection == collection]
-        database[collection].create_indexes(models)
-
-
-def _is_nx_27017(client: MongoClient[Document]) -> bool:
-    """Whether the server is nx-27017, the tests' wire-protocol server (see its differences
-    where they are worked around)."""
-    return client.admin.command("buildInfo").get("process") == "nx_27017"
-
-
-# values <-> documents
-
-
-def _micros(value: datetime) -> int:
-    _rules.check_aware(value)
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _time_fields(name: str, value: datetime | None) -> Document:
-    if value is None:
-        return {name: None, name + _EXACT: None}
-    return {name: value, name + _EXACT: _micros(value)}
-
-
-def _plain(value: object) -> object:
-    return value.value if isinstance(value, StrEnum) else value
-
-
-@dataclass(frozen=True, slots=True)
-class _Shape(Generic[RecordT]):
-    """How one record type maps to a document: field by field, id as `_id`."""
-
-    make: Callable[..., RecordT]
-    hints: tuple[tuple[str, object], ...]
-
-    def encode(self, record: RecordT) -> Document:
-        document: Document = {"_id": record.id}
-        for name, hint in self.hints:
-            if name == "id":
-                continue
-            value = getattr(record, name)
-            if hint in _TIME_HINTS:
-                document |= _time_fields(name, value)
-            else:
-                document[name] = _plain(value)
-        return document
-
-    def decode(self, document: Document) -> RecordT:
-        values: dict[str, object] = {}
-        for name, hint in self.hints:
-            if name == "id":
-                values[name] = document["_id"]
-            elif name not in document:
-                continue  # a field added since the document was written: the record's default
-            elif hint in _TIME_HINTS:
-                micros = document[name + _EXACT]
-                values[name] = None if micros is None else _EPOCH + micros * _MICROSECOND
-            elif isinstance(hint, type) and issubclass(hint, StrEnum):
-                values[name] = hint(document[name])
-            else:
-                values[name] = document[name]
-        return self.make(**values)
-
-
-def _shape(record_type: Callable[..., RecordT]) -> _Shape[RecordT]:
-    return _Shape(record_type, tuple(get_type_hints(record_type).items()))  # in field order
-
-
-_USERS = _shape(User)
-_CHATS = _shape(Chat)
-_MESSAGES = _shape(Message)
-_NOTIFICATIONS = _shape(Notification)
-_ACTIVITY = _shape(Activity)
-_MAIL = _shape(Mail)
-
-
-def _chat_query(chat_filter: ChatFilter) -> Document:
-    f = chat_filter
-    query: Document = {
-        name: _plain(value)
-        for name, value in (
-            ("agent_id", f.agent_id),
-            ("customer_id", f.customer_id),
-            ("priority", f.priority),
-        )
-        if value is not None
-    }
-    status: Document = {}
-    if f.status is not None:
-        status["$eq"] = f.status.value
-    if f.statuses is not None:
-        status["$in"] = sorted(s.value for s in f.statuses)
-    if status:
-        query["status"] = status
-    created: Document = {}
-    if f.created_from is not None:
-        created["$gte"] = _micros(f.created_from)
-    if f.created_to is not None:
-        created["$lt"] = _micros(f.created_to)
-    if created:
-        query["created_at" + _EXACT] = created
-    return query
-
-
-def _activity_query(activity_filter: ActivityFilter) -> Document:
-    f = activity_filter
-    return {
-        name: value
-        for name, value in (("chat_id", f.chat_id), ("agent_id", f.agent_id))
-        if value is not None
-    }
-
-
-# URLs and errors
-
-
-def _redact(url: str) -> str:
-    """`url` fit for messages and logs: the user name kept, the password and options dropped
-    (options may carry secrets too, e.g. authMechanismProperties)."""
-    scheme, separator, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    user = userinfo.partition(":")[0]
-    shown = f"{user}@{hosts}" if at and user else hosts
-    return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
-
-
-def with_database(url: str, database: str) -> str:
-    """`url` naming `database`, keeping its hosts, credentials and options."""
-    scheme, separator, rest = url.partition("://")
-    authority, _, path = rest.partition("/")
-    options = path.partition("?")[2]
-    return f"{scheme}{separator}{authority}/{database}" + (f"?{options}" if options else "")
-
-
-def drop_database(url: str) -> None:
-    """Drop the database `url` names (blocking: run it in a thread). For tests and benchmarks,
-    which each use a database of their own."""
-    client: MongoClient[Document] = MongoClient(url)
-    with client:
-        client.drop_database(client.get_default_database().name)
-
-
-def _url_options(url: str) -> set[str]:
-    query = url.partition("?")[2]
-    return {part.partition("=")[0].lower() for part in query.replace(";", "&").split("&") if part}
-
-
-def _reason(exc: PyMongoError) -> str:
-    # PyMongo appends its configured timeouts and the whole topology description to the cause;
-    # the first clause is the part a person can act on.
-    return str(exc).partition(", Timeout: ")[0].partition(" (configured timeouts")[0]
-
-
-def _transient(exc: PyMongoError) -> bool:
-    return exc.has_error_label("TransientTransactionError")
-
-
-@contextmanager
-def _translated(where: str) -> Iterator[None]:
-    """PyMongo's errors as the store's: StoreUnavailable for what a retry may cure."""
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise StoreUnavailable(f"lost MongoDB at {where}: {_reason(exc)}") from exc
-    except PyMongoError as exc:
-        if _transient(exc):
-            raise StoreUnavailable(
-                f"MongoDB at {where} kept refusing a transaction: {exc}"
-            ) from exc
-        raise StoreError(f"MongoDB at {where} refused the operation: {exc}") from exc
-
 
 # the operations, synchronous; run in worker threads
 
@@ -1158,136 +869,3 @@ def _activity_refusal(exc: BulkWriteError) -> StoreError:
     if _only_duplicates(exc):
         return StoreError(f"activity id {errors[0]['op']['_id']} already exists")
     return StoreError(f"MongoDB refused the activity: {errors or exc}")
-
-
-# the store
-
-
-class MongoStore(Facade):
-    """The Store protocol over one MongoDB database. Make it with `open_mongo_store`."""
-
-    def __init__(self, database: _Database, where: str) -> None:
-        self._database = database
-        self._where = where
-        self._closed = False
-
-    @property
-    def uses_transactions(self) -> bool:
-        """Whether multi-document writes run in transactions (replica sets, sharded clusters)."""
-        return self._database.transactions
-
-    async def _call(self, run: Callable[[Operations], R]) -> R:
-        if self._closed:
-            raise StoreError("the store is closed")
-        database = self._database
-        with _translated(self._where):
-            return await trio.to_thread.run_sync(lambda: run(database))
-
-    def _close(self) -> None:
-        self._closed = True
-
-
-# opening
-
-
-def _connect(url: str, where: str) -> MongoClient[Document]:
-    """A client that has reached the server once, or a one-line error saying why not."""
-    defaults: dict[str, Any] = {}
-    if "serverselectiontimeoutms" not in _url_options(url):
-        defaults["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
-    try:
-        # Resolves mongodb+srv:// names here, hence a thread.
-        client: MongoClient[Document] = MongoClient(url, **defaults)
-    except (PyMongoError, ValueError) as exc:  # a malformed URL, or an SRV name not found
-        raise StoreError(f"cannot use MongoDB at {where}: {exc}") from exc
-    try:
-        client.admin.command("ping")
-    except ConnectionFailure as exc:
-        client.close()
-        raise StoreUnavailable(f"cannot reach MongoDB at {where}: {_reason(exc)}") from exc
-    except PyMongoError as exc:  # e.g. authentication failed
-        client.close()
-        raise StoreError(f"cannot use MongoDB at {where}: {exc}") from exc
-    return client
-
-
-def _supports_transactions(client: MongoClient[Document]) -> bool:
-    # Only replica set members and mongos run multi-document transactions. Decided from what
-    # the server says it is rather than by trying one: see the README on test servers that
-    # accept transactions without isolating them.
-    servers = client.topology_description.server_descriptions().values()
-    kinds = {server.server_type for server in servers}
-    return bool(kinds & {SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos, SERVER_TYPE.LoadBalancer})
-
-
-def _supports_bulk_write(client: MongoClient[Document], nx_27017: bool) -> bool:
-    # The client-level bulkWrite command (one round trip for writes to several collections)
-    # came with MongoDB 8.0, wire version 25; older servers get one command per collection.
-    # nx-27017 says 8.0 and runs the command, but under the lock of the database it is sent to
-    # (admin), not the one it writes: beside another command on that database, its inserts
-    # fail (code 8, "Failed to get last row id") where a duplicate key was due.
-    if nx_27017:
-        return False
-    servers = client.topology_description.server_descriptions().values()
-    versions = [server.max_wire_version for server in servers if server.is_writable]
-    return bool(versions) and min(versions) >= _BULK_WRITE_WIRE_VERSION
-
-
-def _prepare(
-    client: MongoClient[Document],
-    transactions: bool | None,
-    existing: bool = False,
-    bulk: bool | None = None,
-) -> _Database:
-    name = client.get_default_database(DEFAULT_DATABASE).name
-    if existing and name not in client.list_database_names():
-        raise StoreError(f"there is no database {name!r} on this MongoDB server")
-    database = client.get_database(
-        name,
-        codec_options=_CODEC_OPTIONS,
-        read_preference=ReadPreference.PRIMARY,
-        write_concern=_WRITE_CONCERN,
-        read_concern=_READ_CONCERN,
-    )
-    nx_27017 = _is_nx_27017(client)
-    # nx-27017 accepts an index with _id among its keys and then refuses every insert into
-    # the collection ("JSON path error near '_id'").
-    _create_indexes(database, with_id=not nx_27017)
-    if transactions is None:
-        transactions = _supports_transactions(client)
-    if bulk is None:
-        bulk = _supports_bulk_write(client, nx_27017)
-    return _Database(client, database, transactions, bulk)
-
-
-@asynccontextmanager
-async def open_mongo_store(
-    url: str,
-    *,
-    transactions: bool | None = None,
-    existing: bool = False,
-    bulk: bool | None = None,
-) -> AsyncIterator[MongoStore]:
-    """Connect to the MongoDB `url` names (its database, or `switchboard`), create the indexes,
-    and keep the connection until exit; calls made after it raise StoreError.
-
-    An unreachable server raises StoreUnavailable within serverSelectionTimeoutMS (the URL's,
-    or SERVER_SELECTION_TIMEOUT_MS). `transactions` is decided from the server's type unless
-    given (tests use it to run both ways against one server), and so is `bulk`, whether a write
-    to several collections (a message and its chat) goes as one bulkWrite command (MongoDB 8.0
-    and later) or one command per collection. With `existing`, a database
-    that is not there yet is refused (StoreError) rather than created.
-    """
-    where = _redact(url)
-    client = await trio.to_thread.run_sync(_connect, url, where)
-    try:
-        with _translated(where):
-            database = await trio.to_thread.run_sync(_prepare, client, transactions, existing, bulk)
-        store = MongoStore(database, where)
-        try:
-            yield store
-        finally:
-            store._close()
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(client.close)

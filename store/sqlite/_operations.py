@@ -1,36 +1,19 @@
-"""`SqliteStore`: the embedded default backend, one SQLite file in WAL mode.
+"""The SQL of every store operation, synchronous (`store._facade.Operations`): run by the writer
+inside its transaction (writes), or on the reading connection (reads), one call at a time.
 
-Every write goes to one writer task through a channel. The writer takes everything queued at
-that moment (up to `MAX_BATCH`), runs the whole batch in one worker thread call inside one
-transaction (each operation in its own SAVEPOINT, so one refusal fails only that operation), and
-answers the callers only after COMMIT returned. With `synchronous=FULL` that is one fsync per
-batch instead of one per write: durability without paying for it per message.
-
-Only the writer task touches the writing connection, one batch at a time, so it is never used by
-two threads at once even though the thread it runs in may change between batches. Reads skip
-the writer's queue: they run on a second, read-only connection (one at a time), which in WAL mode
-sees every write acknowledged before the read started.
-
-The async methods are `store._facade`'s, shared with the MongoDB backend.
+A little over 500 lines: one class, as the Operations protocol is one, each operation its SQL.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from functools import partial
-from pathlib import Path
-from typing import Any, Generic, TypeVar, get_type_hints
-
-import outcome
-import trio
+from typing import TypeVar
 
 from store import _rules
-from store._facade import Facade, Operations
 from store._protocol import (
     ActivityFilter,
     AgentRouting,
@@ -40,7 +23,6 @@ from store._protocol import (
     DuplicateMessage,
     NotFound,
     StoreError,
-    StoreUnavailable,
 )
 from store._records import (
     Activity,
@@ -54,251 +36,21 @@ from store._records import (
     Page,
     Role,
     User,
-    utcnow,
+)
+from store.sqlite._schema import (
+    _ACTIVITY,
+    _CHATS,
+    _MAIL,
+    _MESSAGES,
+    _NOTIFICATIONS,
+    _USERS,
+    _decode_optional_time,
+    _encode,
+    _encode_time,
+    _Table,
 )
 
-R = TypeVar("R")
 RecordT = TypeVar("RecordT", bound=_rules.HasId)
-
-MAX_BATCH = 256
-"""The most operations one transaction carries."""
-
-# _MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit a released one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE users (
-            id TEXT PRIMARY KEY,
-            email TEXT NOT NULL UNIQUE,
-            name TEXT NOT NULL,
-            role TEXT NOT NULL,
-            password_hash TEXT,
-            phone TEXT,
-            avatar TEXT,
-            status TEXT NOT NULL,
-            max_load INTEGER NOT NULL,
-            external_id TEXT,
-            email_verified_at TEXT,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX users_by_role ON users (role, id)",
-        "CREATE INDEX customers_by_external_id ON users (external_id, id) WHERE role = 'customer'",
-        """CREATE TABLE revoked_tokens (
-            jti TEXT PRIMARY KEY,
-            expires_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at)",
-        """CREATE TABLE login_failures (
-            key TEXT NOT NULL,
-            at TEXT NOT NULL
-        )""",
-        "CREATE INDEX login_failures_by_key ON login_failures (key, at)",
-        """CREATE TABLE chats (
-            id TEXT PRIMARY KEY,
-            customer_id TEXT NOT NULL,
-            title TEXT NOT NULL,
-            description TEXT NOT NULL,
-            status TEXT NOT NULL,
-            priority TEXT NOT NULL,
-            agent_id TEXT,
-            customer_unread_count INTEGER NOT NULL,
-            agent_unread_count INTEGER NOT NULL,
-            last_message_id TEXT,
-            last_seq INTEGER NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            queued_at TEXT,
-            resolved_at TEXT
-        )""",
-        "CREATE INDEX chats_by_status ON chats (status, id)",
-        "CREATE INDEX chats_by_agent ON chats (agent_id, id)",
-        "CREATE INDEX chats_by_customer ON chats (customer_id, id)",
-        "CREATE INDEX chats_by_created_at ON chats (created_at)",
-        """CREATE TABLE messages (
-            id TEXT PRIMARY KEY,
-            chat_id TEXT NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            client_msg_id TEXT NOT NULL,
-            sender_id TEXT NOT NULL,
-            sender_role TEXT NOT NULL,
-            content TEXT NOT NULL,
-            receiver_id TEXT,
-            status TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            UNIQUE (chat_id, seq),
-            UNIQUE (chat_id, client_msg_id)
-        )""",
-        """CREATE TABLE notifications (
-            id TEXT PRIMARY KEY,
-            user_id TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            title TEXT NOT NULL,
-            body TEXT NOT NULL,
-            chat_id TEXT,
-            read INTEGER NOT NULL,
-            created_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX notifications_by_user ON notifications (user_id, id)",
-        """CREATE TABLE activity (
-            id TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            at TEXT NOT NULL,
-            agent_id TEXT,
-            chat_id TEXT,
-            from_value TEXT,
-            to_value TEXT,
-            actor_id TEXT
-        )""",
-        "CREATE INDEX activity_by_chat ON activity (chat_id, id)",
-        "CREATE INDEX activity_by_agent ON activity (agent_id, id)",
-    ),
-    # Fencing tokens of the routing arbiter (cluster mode needs MongoDB; kept for one contract).
-    ("CREATE TABLE fences (name TEXT PRIMARY KEY, token INTEGER NOT NULL, holder TEXT)",),
-    # accounts by email: token generations, one-time codes, the mail outbox
-    (
-        "ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0",
-        """CREATE TABLE one_time_codes (
-            user_id TEXT NOT NULL,
-            purpose TEXT NOT NULL,
-            digest TEXT NOT NULL,
-            expires_at TEXT NOT NULL,
-            wrong_tries INTEGER NOT NULL,
-            PRIMARY KEY (user_id, purpose)
-        )""",
-        """CREATE TABLE mail (
-            id TEXT PRIMARY KEY,
-            recipient TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            text TEXT NOT NULL,
-            html TEXT NOT NULL,
-            reply_to TEXT,
-            created_at TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            next_attempt_at TEXT NOT NULL,
-            sent_at TEXT,
-            last_error TEXT
-        )""",
-        "CREATE INDEX mail_due ON mail (next_attempt_at, id) WHERE sent_at IS NULL",
-    ),
-    # One customer per shop id. First requests that raced before this key existed may have
-    # made several; the first made (lowest id) is the one every look-up found, so the others
-    # lose the shop id (their chats stay, as they were already out of the customer's reach).
-    (
-        """UPDATE users SET external_id = NULL
-        WHERE role = 'customer' AND external_id IS NOT NULL AND id > (
-            SELECT min(first.id) FROM users AS first
-            WHERE first.role = 'customer' AND first.external_id = users.external_id
-        )""",
-        "DROP INDEX customers_by_external_id",
-        "CREATE UNIQUE INDEX customer_by_external_id ON users (external_id)"
-        " WHERE role = 'customer'",
-    ),
-)
-
-SCHEMA_VERSION = len(_MIGRATIONS)
-"""The schema version this code writes, kept in the database's PRAGMA user_version."""
-
-
-# values <-> columns
-
-
-def _encode_time(value: datetime) -> str:
-    # Fixed-width ISO 8601 UTC with microseconds, so text order is time order.
-    _rules.check_aware(value)
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def _decode_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def _decode_optional_time(text: str | None) -> datetime | None:
-    return None if text is None else _decode_time(text)
-
-
-def _encode(value: object) -> object:
-    match value:
-        case datetime():
-            return _encode_time(value)
-        case StrEnum():
-            return value.value
-        case _:
-            return value
-
-
-def _same(value: object) -> object:
-    return value
-
-
-def _decoder(hint: object) -> Callable[[Any], object]:
-    if hint is datetime:
-        return _decode_time
-    if hint == datetime | None:
-        return _decode_optional_time
-    if isinstance(hint, type) and issubclass(hint, StrEnum):
-        return hint
-    if hint is bool:
-        return bool
-    return _same
-
-
-@dataclass(frozen=True, slots=True)
-class _Table(Generic[RecordT]):
-    """A record type stored one field per column, the columns named as the fields."""
-
-    name: str
-    make: Callable[..., RecordT]
-    columns: tuple[str, ...]
-    decoders: tuple[Callable[[Any], object], ...]
-    kept: tuple[str, ...] = ()  # columns an update leaves as they are
-
-    @property
-    def updated_columns(self) -> tuple[str, ...]:
-        return tuple(c for c in self.columns if c != "id" and c not in self.kept)
-
-    @property
-    def select(self) -> str:
-        return f"SELECT {', '.join(self.columns)} FROM {self.name}"
-
-    @property
-    def insert(self) -> str:
-        marks = ", ".join("?" * len(self.columns))
-        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({marks})"
-
-    @property
-    def update(self) -> str:
-        assignments = ", ".join(f"{c} = ?" for c in self.updated_columns)
-        return f"UPDATE {self.name} SET {assignments} WHERE id = ?"
-
-    def encode(self, record: RecordT) -> tuple[object, ...]:
-        return tuple(_encode(getattr(record, c)) for c in self.columns)
-
-    def encode_for_update(self, record: RecordT) -> tuple[object, ...]:
-        values = [_encode(getattr(record, c)) for c in self.updated_columns]
-        return (*values, record.id)
-
-    def decode(self, row: Sequence[Any]) -> RecordT:
-        return self.make(
-            **{c: decode(v) for c, decode, v in zip(self.columns, self.decoders, row, strict=True)}
-        )
-
-
-def _table(
-    name: str, record_type: Callable[..., RecordT], kept: tuple[str, ...] = ()
-) -> _Table[RecordT]:
-    hints = get_type_hints(record_type)  # in field order
-    decoders = tuple(_decoder(h) for h in hints.values())
-    return _Table(name, record_type, tuple(hints), decoders, kept)
-
-
-_USERS = _table("users", User, kept=_rules.KEPT_USER_FIELDS)
-_CHATS = _table("chats", Chat)
-_MESSAGES = _table("messages", Message)
-_NOTIFICATIONS = _table("notifications", Notification)
-_ACTIVITY = _table("activity", Activity)
-_MAIL = _table("mail", Mail)
 
 
 def _refusal(
@@ -796,225 +548,8 @@ class _Database:
         return self._page(_MAIL, [], [], limit=limit, cursor=cursor, newest_first=True)
 
 
-# the writer
-
-
-@dataclass(slots=True, eq=False)
-class _Operation(Generic[R]):
-    """One queued call and its reply slot, filled by the writer after the batch committed."""
-
-    run: Callable[[Operations], R]
-    result: outcome.Outcome[R] | None = None
-    done: trio.Event = field(default_factory=trio.Event)
-
-
 def _duplicate(message: Message) -> DuplicateMessage:
     return DuplicateMessage(
         f"chat {message.chat_id} already has seq {message.seq}"
         f" or client_msg_id {message.client_msg_id!r}"
     )
-
-
-def _closed() -> StoreError:
-    return StoreError("the store is closed")
-
-
-class SqliteStore(Facade):
-    """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
-
-    def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection) -> None:
-        self._connection = connection
-        self._database = _Database(connection)
-        self._reader = _Database(reader)
-        self._reading = trio.Lock()  # one connection runs one statement at a time
-        self._closed = False
-        self._send, self._receive = trio.open_memory_channel[_Operation[Any]](MAX_BATCH)
-        self.committed_transactions = 0
-        """How many batches have been committed; with group commit, fewer than the writes."""
-
-    async def _call(self, run: Callable[[Operations], R]) -> R:
-        # A caller cancelled after sending does not stop the operation: it may still be stored.
-        operation = _Operation(run)
-        try:
-            await self._send.send(operation)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise _closed() from None
-        await operation.done.wait()
-        assert operation.result is not None
-        return operation.result.unwrap()
-
-    async def _serve(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with self._receive:
-            task_status.started()
-            try:
-                async for first in self._receive:
-                    batch = [first]
-                    while len(batch) < MAX_BATCH:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    try:
-                        await trio.to_thread.run_sync(self._run_batch, batch)
-                    finally:
-                        _answer(batch)
-            finally:
-                # Cancelled or crashed: whatever is still queued will never run.
-                _answer(_drain(self._receive))
-
-    def _run_batch(self, batch: list[_Operation[Any]]) -> None:
-        connection = self._connection
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            results = [self._run_one(operation) for operation in batch]
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            for operation in batch:
-                failure = StoreUnavailable(f"the transaction failed: {exc}")
-                failure.__cause__ = exc
-                operation.result = outcome.Error(failure)
-            if connection.in_transaction:
-                # If even this fails the connection is unusable and the writer stops.
-                connection.execute("ROLLBACK")
-            return
-        # Results reach the callers only now that COMMIT returned: what they see is durable.
-        for operation, result in zip(batch, results, strict=True):
-            operation.result = result
-        self.committed_transactions += 1
-
-    def _run_one(self, operation: _Operation[R]) -> outcome.Outcome[R]:
-        connection = self._connection
-        connection.execute("SAVEPOINT operation")
-        try:
-            result = operation.run(self._database)
-        except Exception as exc:
-            connection.execute("ROLLBACK TO operation")
-            connection.execute("RELEASE operation")
-            if isinstance(exc, sqlite3.Error):
-                failure = StoreError(f"the database refused the operation: {exc}")
-                failure.__cause__ = exc
-                return outcome.Error(failure)
-            return outcome.Error(exc)
-        connection.execute("RELEASE operation")
-        return outcome.Value(result)
-
-    async def _read(self, run: Callable[[Operations], R]) -> R:
-        """Reads skip the writer's queue, so they never wait for a commit's fsync: in WAL mode
-        they run on their own connection beside the writer, and each sees every write that was
-        acknowledged before it started."""
-        if self._closed:
-            raise _closed()
-        async with self._reading:
-            try:
-                return await trio.to_thread.run_sync(run, self._reader)
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"the database could not be read: {exc}") from exc
-
-    def _close(self) -> None:
-        self._closed = True
-        self._send.close()
-
-
-def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
-    left: list[_Operation[Any]] = []
-    while True:
-        try:
-            left.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return left
-
-
-def _answer(operations: list[_Operation[Any]]) -> None:
-    """Wake every caller; one whose operation never ran learns the store closed."""
-    for operation in operations:
-        if operation.result is None:
-            operation.result = outcome.Error(_closed())
-        operation.done.set()
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
-    try:
-        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            raise StoreError(f"cannot put {path} in WAL mode (it stays in {mode!r} mode)")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
-        # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
-        connection.execute("PRAGMA busy_timeout = 5000")
-        _migrate(connection)
-    except sqlite3.Error as exc:
-        connection.close()
-        raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _connect_reader(path: Path) -> sqlite3.Connection:
-    """A second connection for reads, after `_connect` made the file WAL and migrated it."""
-    try:
-        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the SQLite database {path} for reading: {exc}") from exc
-    try:
-        reader.execute("PRAGMA query_only = ON")
-        reader.execute("PRAGMA busy_timeout = 5000")
-    except BaseException:
-        reader.close()
-        raise
-    return reader
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        # Read under the write lock, so two processes starting together cannot both migrate.
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database has schema version {version}; this program knows up to"
-                f" {SCHEMA_VERSION}"
-            )
-        for statements in _MIGRATIONS[version:]:
-            for statement in statements:
-                connection.execute(statement)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        _Database(connection).prune_revoked_tokens(utcnow())
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
-@asynccontextmanager
-async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
-    """Open (creating or migrating) the database at `path` and run its writer until exit.
-
-    On exit, operations already queued still run; calls made after it raise StoreError.
-    """
-    connection = await trio.to_thread.run_sync(_connect, path)
-    try:
-        reader = await trio.to_thread.run_sync(_connect_reader, path)
-    except BaseException:
-        connection.close()
-        raise
-    try:
-        store = SqliteStore(connection, reader)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store._serve)
-            try:
-                yield store
-            finally:
-                store._close()
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(reader.close)
-            await trio.to_thread.run_sync(connection.close)

@@ -1,0 +1,245 @@
+"""The group-commit writer: `SqliteStore` queues every write for one task that runs a batch in one
+transaction, reads go to a connection of their own; and opening the database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import outcome
+import trio
+
+from store._facade import Facade, Operations
+from store._protocol import (
+    StoreError,
+    StoreUnavailable,
+)
+from store._records import (
+    utcnow,
+)
+from store.sqlite._operations import _Database
+from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
+
+R = TypeVar("R")
+
+MAX_BATCH = 256
+"""The most operations one transaction carries."""
+
+
+@dataclass(slots=True, eq=False)
+class _Operation(Generic[R]):
+    """One queued call and its reply slot, filled by the writer after the batch committed."""
+
+    run: Callable[[Operations], R]
+    result: outcome.Outcome[R] | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+def _closed() -> StoreError:
+    return StoreError("the store is closed")
+
+
+class SqliteStore(Facade):
+    """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
+
+    def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._database = _Database(connection)
+        self._reader = _Database(reader)
+        self._reading = trio.Lock()  # one connection runs one statement at a time
+        self._closed = False
+        self._send, self._receive = trio.open_memory_channel[_Operation[Any]](MAX_BATCH)
+        self.committed_transactions = 0
+        """How many batches have been committed; with group commit, fewer than the writes."""
+
+    async def _call(self, run: Callable[[Operations], R]) -> R:
+        # A caller cancelled after sending does not stop the operation: it may still be stored.
+        operation = _Operation(run)
+        try:
+            await self._send.send(operation)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise _closed() from None
+        await operation.done.wait()
+        assert operation.result is not None
+        return operation.result.unwrap()
+
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with self._receive:
+            task_status.started()
+            try:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < MAX_BATCH:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    try:
+                        await trio.to_thread.run_sync(self._run_batch, batch)
+                    finally:
+                        _answer(batch)
+            finally:
+                # Cancelled or crashed: whatever is still queued will never run.
+                _answer(_drain(self._receive))
+
+    def _run_batch(self, batch: list[_Operation[Any]]) -> None:
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            results = [self._run_one(operation) for operation in batch]
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            for operation in batch:
+                failure = StoreUnavailable(f"the transaction failed: {exc}")
+                failure.__cause__ = exc
+                operation.result = outcome.Error(failure)
+            if connection.in_transaction:
+                # If even this fails the connection is unusable and the writer stops.
+                connection.execute("ROLLBACK")
+            return
+        # Results reach the callers only now that COMMIT returned: what they see is durable.
+        for operation, result in zip(batch, results, strict=True):
+            operation.result = result
+        self.committed_transactions += 1
+
+    def _run_one(self, operation: _Operation[R]) -> outcome.Outcome[R]:
+        connection = self._connection
+        connection.execute("SAVEPOINT operation")
+        try:
+            result = operation.run(self._database)
+        except Exception as exc:
+            connection.execute("ROLLBACK TO operation")
+            connection.execute("RELEASE operation")
+            if isinstance(exc, sqlite3.Error):
+                failure = StoreError(f"the database refused the operation: {exc}")
+                failure.__cause__ = exc
+                return outcome.Error(failure)
+            return outcome.Error(exc)
+        connection.execute("RELEASE operation")
+        return outcome.Value(result)
+
+    async def _read(self, run: Callable[[Operations], R]) -> R:
+        """Reads skip the writer's queue, so they never wait for a commit's fsync: in WAL mode
+        they run on their own connection beside the writer, and each sees every write that was
+        acknowledged before it started."""
+        if self._closed:
+            raise _closed()
+        async with self._reading:
+            try:
+                return await trio.to_thread.run_sync(run, self._reader)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the database could not be read: {exc}") from exc
+
+    def _close(self) -> None:
+        self._closed = True
+        self._send.close()
+
+
+def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
+    left: list[_Operation[Any]] = []
+    while True:
+        try:
+            left.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return left
+
+
+def _answer(operations: list[_Operation[Any]]) -> None:
+    """Wake every caller; one whose operation never ran learns the store closed."""
+    for operation in operations:
+        if operation.result is None:
+            operation.result = outcome.Error(_closed())
+        operation.done.set()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"cannot put {path} in WAL mode (it stays in {mode!r} mode)")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
+        connection.execute("PRAGMA busy_timeout = 5000")
+        _migrate(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A second connection for reads, after `_connect` made the file WAL and migrated it."""
+    try:
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path} for reading: {exc}") from exc
+    try:
+        reader.execute("PRAGMA query_only = ON")
+        reader.execute("PRAGMA busy_timeout = 5000")
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock, so two processes starting together cannot both migrate.
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}; this program knows up to"
+                f" {SCHEMA_VERSION}"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _Database(connection).prune_revoked_tokens(utcnow())
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+@asynccontextmanager
+async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
+    """Open (creating or migrating) the database at `path` and run its writer until exit.
+
+    On exit, operations already queued still run; calls made after it raise StoreError.
+    """
+    connection = await trio.to_thread.run_sync(_connect, path)
+    try:
+        reader = await trio.to_thread.run_sync(_connect_reader, path)
+    except BaseException:
+        connection.close()
+        raise
+    try:
+        store = SqliteStore(connection, reader)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store._serve)
+            try:
+                yield store
+            finally:
+                store._close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(reader.close)
+            await trio.to_thread.run_sync(connection.close)
