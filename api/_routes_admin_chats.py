@@ -8,6 +8,7 @@ from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring, validate_request
 
 from api._access import ask, chat_not_found
+from api._errors import ApiError
 from api._guard import current_principal, requires
 from api._pages import PageHeaders, PageQuery, page_response
 from api._payloads import (
@@ -23,6 +24,7 @@ from api._routes_chats import chat_page
 from api._schemas import ChatOut, MessageOut
 from api._services import services
 from api._shapes import chat_out
+from router import Refused
 from store import ActivityFilter, Actor, Chat, ChatFilter, ChatStatus, Role, utcnow
 
 admin_chats = Blueprint("admin_chats", __name__)
@@ -38,6 +40,14 @@ async def _chat(chat_id: str) -> Chat:
 async def _reassign(chat: Chat, agent_id: str) -> Chat:
     admin_id = current_principal().user.id
     return await ask(None, services().system.reassign_chat(chat.id, agent_id, actor_id=admin_id))
+
+
+# The refusals meaning "this agent cannot take a chat now", which the original answered as
+# NOT_AVAILABLE on the route the admin panel's edit form calls.
+UNAVAILABLE_AGENT = frozenset({"agent_away", "agent_offline", "agent_at_max_load"})
+# The panel compares the answer's message with these words: on a match it warns and clears its
+# agent field (so the admin picks another) instead of closing the form with an error.
+NOT_AVAILABLE = "The selected agent is not available"
 
 
 async def _resolve(chat: Chat) -> Chat:
@@ -79,12 +89,20 @@ async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
     """Reassign (`agentId`; the chat's own agent changes nothing), set the status: pending
     (waiting for the customer: an open chat frees its agent's slot, a waiting one leaves the
     queue; the customer's next message queues it again) or resolved, and change the title and
-    description. An empty body changes nothing."""
+    description. An empty body changes nothing. An agent who cannot take the chat is refused
+    409 in the original's words ("The selected agent is not available"), the reason in
+    `details.reason`."""
     chat = await _chat(chat_id)
     # The admin panel's edit form always sends the agent: its own agent is no change (the
     # original took it too), so editing a title does not fail as `already_assigned`.
     if data.agent_id is not None and data.agent_id != chat.agent_id:
-        chat = await _reassign(chat, data.agent_id)
+        try:
+            chat = await _reassign(chat, data.agent_id)
+        except Refused as refusal:
+            if refusal.code not in UNAVAILABLE_AGENT:
+                raise
+            # The original's words, the reason beside them; the code stays the precise one.
+            raise ApiError(409, refusal.code, NOT_AVAILABLE, {"reason": refusal.message}) from None
     if data.status is ChatStatus.RESOLVED:
         chat = await _resolve(chat)
     elif data.status is ChatStatus.PENDING:

@@ -149,7 +149,8 @@ async def test_the_admin_reassigns_edits_and_closes_chats(live: Live, node: Node
     await node.expect("agent", "connect")
     await no_errors(node, "agent", agent_id)
 
-    # An agent who is away: the form shows the answer's `message` and keeps the chat.
+    # An agent who is away: the form compares the answer's `message` with the original's
+    # words, and only then warns and clears its agent field instead of closing with an error.
     away = await panel.request(
         "PUT",
         f"/admin/chats/{chat_id}",
@@ -157,7 +158,12 @@ async def test_the_admin_reassigns_edits_and_closes_chats(live: Live, node: Node
         body={"agentId": agent_id, "title": "Refund", "description": "I want my money back."},
     )
     assert away.status_code == 409
-    assert away.json()["message"]
+    assert away.json()["message"] == "The selected agent is not available"
+    assert away.json()["error"]["code"] == "agent_away"
+    assert away.json()["error"]["details"] == {"reason": f"agent {agent_id} is away"}
+    unchanged = await live.services.store.get_chat(chat_id)
+    assert unchanged is not None
+    assert (unchanged.agent_id, unchanged.title) == (None, "Refund")
 
     await live.http.put(
         "/profile/agent/available", headers={"Authorization": f"Bearer {agent_token}"}
