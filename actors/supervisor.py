@@ -176,7 +176,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         batch = _Batch(now, wall)
         batch.chats.update(dict.fromkeys(self._customers))
         for user_id in self._presence.connected_users():
-            self._decided(batch, self._sync_presence(user_id, now), None)
+            self._sync_presence(user_id, batch)
         self._decided(batch, self._core.drain(now), None)
         await self._commit(batch)  # a failure here fails the start: the restart policy retries
         for chat_id in self._routes.chat_ids():
@@ -216,7 +216,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._open_chat(message, batch)
             case PresenceChanged(agent_id):
                 batch.redo.append(message)
-                self._decided(batch, self._sync_presence(agent_id, now), None)
+                self._sync_presence(agent_id, batch)
             case SetAgentStatus(agent_id, status, by, actor_id, reply):
                 effects = core.set_status(agent_id, status, by=by, now=now)
                 self._decided(batch, effects, actor_id)
@@ -423,7 +423,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 reply.fail(refusal)
             except StoreError as error:  # a read after the write; the decision itself stands
                 reply.fail(StoreUnavailable(str(error)))
-        if batch.effects or batch.enrolled:
+        if batch.effects or batch.enrolled or batch.presence:
             self._floor.changed()
 
     def _track(self, chat: Chat) -> None:
@@ -435,18 +435,20 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         if customer_id is not None and self._active_chat_of.get(customer_id) == chat_id:
             del self._active_chat_of[customer_id]
 
-    def _sync_presence(self, agent_id: str, now: float) -> list[Effect]:
+    def _sync_presence(self, agent_id: str, batch: _Batch) -> None:
         """Bring the core's connection count to what the presence registry holds."""
         view = self._core.agent_view(agent_id)
         if view is None:
-            return []
+            return
+        wanted, now = self._presence.connections(agent_id), batch.now
+        if wanted != view.connections:
+            batch.presence = True  # shown on the floor even when no status changes with it
         effects: list[Effect] = []
-        wanted = self._presence.connections(agent_id)
         for _ in range(wanted - view.connections):
             effects += self._core.agent_connected(agent_id, now)
         for _ in range(view.connections - wanted):
             effects += self._core.agent_disconnected(agent_id, now)
-        return effects
+        self._decided(batch, effects, None)
 
     def _check_may_act(
         self, chat_id: str, by: By, actor_id: str | None, *, customer_may: bool
@@ -662,6 +664,7 @@ class _Batch:
     answers: list[tuple[Reply[Any], Answer]] = field(default_factory=list)
     redo: list[SupervisorMessage] = field(default_factory=list)  # tells, if the write fails
     probe: bool = False  # write even if nothing changed
+    presence: bool = False  # an agent's connection count changed
     after: list[Callable[[], None]] = field(default_factory=list)  # stored or not
 
     def answer(self, reply: Reply[Any], answer: Answer) -> None:

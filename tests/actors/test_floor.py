@@ -69,6 +69,21 @@ async def test_a_watcher_gets_the_whole_floor_then_only_what_changed(
     assert len(updates(admin)) == 3, "nothing changed, nothing sent"
 
 
+async def test_an_away_agent_connecting_and_leaving_shows_on_the_floor(
+    system: System, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Connecting and leaving while away changes no status and no chat: only the connection
+    # count, which the floor shows all the same.
+    admin = await watcher(system)
+    ann = Recorder("ann")
+    await system.connect(ann.session, Role.AGENT)
+    await trio.sleep(REFRESH_SECONDS * 2)
+    await system.disconnect(ann.session, Role.AGENT)
+    await trio.sleep(REFRESH_SECONDS * 2)
+    seen = [[(a.agent_id, a.status, a.connections) for a in u.agents] for u in updates(admin)[1:]]
+    assert seen == [[("ann", AgentStatus.AWAY, 1)], [("ann", AgentStatus.AWAY, 0)]]
+
+
 async def test_the_queue_in_serving_order_and_its_promotions(
     store: MemoryStore, autojump_clock: trio.testing.MockClock
 ) -> None:
