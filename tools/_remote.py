@@ -26,6 +26,9 @@ NEXT_CURSOR = "X-Next-Cursor"
 PAGE_LIMIT = 100
 # httpx's own bound on each request; a server that takes longer is reported, not waited for.
 HTTP_SECONDS = 30.0
+# A server busy checking passwords refuses before doing anything (503 `busy`, Retry-After): a
+# setup creating or signing in many accounts on a loaded machine waits and asks again.
+BUSY_RETRIES = 10
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,6 +119,22 @@ def _error_text(response: httpx.Response) -> str:
     return f"{response.status_code} {response.reason_phrase}"
 
 
+def _busy_for(response: httpx.Response) -> float | None:
+    """How long to wait before asking again, when the server refused as busy (nothing done)."""
+    if response.status_code != 503:
+        return None
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if code != "busy":
+        return None
+    try:
+        return min(max(float(response.headers.get("Retry-After", "1")), 0.1), 5.0)
+    except ValueError:
+        return 1.0
+
+
 class Server:
     """An HTTP client bound to one server and one token; answers are JSON or a RemoteError."""
 
@@ -137,6 +156,12 @@ class Server:
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A successful answer, else a RemoteError saying what the server refused."""
         response = await self.send(method, path, **kwargs)
+        for _ in range(BUSY_RETRIES):
+            delay = _busy_for(response)
+            if delay is None:
+                break
+            await trio.sleep(delay)
+            response = await self.send(method, path, **kwargs)
         self._check(method, path, response)
         return response
 
