@@ -8,15 +8,16 @@ something a socket saw, never for time to pass.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from store import Actor, AgentStatus, Priority
-from tests.conftest import Live
+from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import connect as ws_connect
 from tests.e2e.wsclient import ready_agent, say
-from tests.sio.node import NodeClients
+from tests.sio.node import NodeClients, node_clients
 
 ANN = "ann@switchboard.example"
 BOB = "bob@switchboard.example"
@@ -255,6 +256,50 @@ async def test_bad_payloads_and_unknown_events_get_errors_and_the_socket_stays(
     await node.emit("carla", "shout", "hello?")
     assert (await node.call("carla", "joinNotification"))["room"] == carla_id
     assert node.seen("carla", "error") == node.seen("carla", "disconnect") == []
+
+
+async def test_a_fast_typist_is_never_cut_but_a_typing_flood_is(
+    tmp_path: Path, node_modules: Path
+) -> None:
+    # A flood limit of 4 packets (1 a second): typing has four times that to itself.
+    settings = make_settings(tmp_path, ws_max_frames_per_second=1, ws_frame_burst=4)
+    async with running_server(settings) as live, node_clients(node_modules, live.url) as node:
+        agent_token = await live.login(ANN)
+        customer_token = await live.customer_token("shop-customer-1")
+        agent_id = await user_id(live, agent_token)
+        websocket = TRANSPORTS["websocket"]
+        await connected(node, "agent", agent_token, **websocket)
+        assert await node.call("agent", "joinNotification", agent_id) == {"room": agent_id}
+        await make_available(live, agent_id)
+        customer_id = await user_id(live, customer_token)
+        chat_id = await open_chat(live, customer_id)
+        await node.event("agent", "chatCreated")
+        assert await node.call("agent", "joinChat", {"chatId": chat_id}) == {"room": chat_id}
+        await connected(node, "customer", customer_token, **websocket)
+        await node.call("customer", "joinChat", {"chatId": chat_id, "userType": "customer"})
+
+        # The widget: one startTyping per keystroke (12 at once, three times the flood
+        # limit's burst), then stopTyping and the message. Nothing is cut.
+        for _ in range(12):
+            await node.emit("customer", "startTyping", chat_id)
+        await node.emit("customer", "stopTyping", chat_id)
+        await node.emit("customer", "sendMessage", {"chatId": chat_id, "message": "hello"})
+        assert await node.event("agent", "typingStarted") == {
+            "chatId": chat_id,
+            "userId": customer_id,
+        }
+        await node.event("agent", "typingStopped")
+        assert (await node.event("agent", "messageReceived"))["message"]["content"] == "hello"
+        assert (await node.event("customer", "messageDelivered"))["message"]["content"] == "hello"
+        assert node.seen("customer", "error") == node.seen("customer", "disconnect") == []
+
+        # Far beyond the allowance (it refills 4 a second), typing counts as flooding.
+        for _ in range(150):
+            await node.emit("customer", "startTyping", chat_id)
+        cut = await node.event("customer", "error")
+        assert cut["code"] == "rate_limited"
+        assert (await node.expect("customer", "disconnect"))["reason"] == "io server disconnect"
+        assert node.seen("agent", "disconnect") == []
 
 
 async def test_signing_out_ends_the_socket_for_good(live: Live, node: NodeClients) -> None:
