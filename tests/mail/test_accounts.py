@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api import DEMO_PASSWORD
-from store import CodePurpose, utcnow
+from store import CodePurpose, new_id, utcnow
 from tests.api.support import ANN, UMA, bearer
 from tests.conftest import Clock, Live
 from tests.e2e.wsclient import connect
@@ -234,7 +234,9 @@ async def test_an_expired_code_and_an_earlier_code_are_refused(
     code, stored = found.codes.new(ann.id, CodePurpose.RESET_PASSWORD)
     expired = dataclasses.replace(stored, expires_at=utcnow() - timedelta(seconds=1))
     [mail] = (await found.store.list_mail(limit=1)).items
-    await found.store.issue_code(expired, dataclasses.replace(mail, id=mail.id[:-1] + "f"))
+    # A fresh id: an id's last hex digits are the process's random suffix, so one edited there
+    # collided with the mail it was copied from in every process whose suffix ends in that digit.
+    await found.store.issue_code(expired, dataclasses.replace(mail, id=new_id()))
     assert_error(
         await live.http.post("/password/reset", json={**body, "otp": code}), 400, "invalid_code"
     )
