@@ -18,6 +18,7 @@ waiting while an agent has room. Exits non-zero on a violation.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -72,6 +73,7 @@ class Counter:
         self.assignments = 0
         self.decisions = 0
         self.writes = 0
+        self.cpu_seconds = 0.0  # this process, every thread (the store's writer included)
 
     def offer(self, event: Event) -> None:
         if isinstance(event, ChatAssigned):
@@ -126,9 +128,10 @@ async def run(agents: int, chats: int, store_kind: str, seed: int, concurrency: 
                     agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
                 )
             counter.assignments = counter.writes = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             await _drive(system, agent_ids, chats, rng, console, counter, concurrency)
             elapsed = time.perf_counter() - started
+            counter.cpu_seconds = time.process_time() - cpu_started
             snapshot = await system.snapshot()
             violations = await _check(store, snapshot)
     _report(console, agents, chats, store_kind, concurrency, counter, elapsed, violations)
@@ -246,6 +249,14 @@ def _report(
     table.add_row("elapsed", f"{elapsed:.2f} s")
     table.add_row("decisions (open, resolve, status, max load, reassign)", f"{counter.decisions}")
     table.add_row("decisions per second", f"{counter.decisions / elapsed:,.0f}")
+    # On a shared machine the wall-clock rate falls with the load; the CPU cost does not.
+    table.add_row(
+        "CPU seconds (this process: supervisor, store, driver)", f"{counter.cpu_seconds:.2f}"
+    )
+    table.add_row(
+        "decisions per CPU second", f"{counter.decisions / max(counter.cpu_seconds, 1e-9):,.0f}"
+    )
+    table.add_row("load average (1 min, at the end)", f"{os.getloadavg()[0]:.2f}")
     table.add_row("routing writes", f"{counter.writes}")
     table.add_row("decisions per write", f"{counter.decisions / max(counter.writes, 1):.1f}")
     table.add_row("chats assigned", f"{counter.assignments}")
