@@ -7,6 +7,11 @@ A crash or an SMTP outage therefore loses nothing, and a mail is sent again only
 died between the server's 250 and the store's note of it (the Message-ID, made from the mail's
 id, is the same both times, so a receiving system can tell).
 
+Every node of a cluster runs a sender on the one outbox. A sender claims each due mail in the
+store before sending it (`claim_mail` moves its next attempt past the longest a delivery can
+take), so two senders that read the same due mail do not both send it; one that dies holding a
+claim leaves the mail to whichever sender finds it due when the claim runs out.
+
 With no SMTP server configured (development), mail stays in the outbox: `GET /dev/mail` shows
 it, and the server log says where each went, without its contents (a code is never logged).
 """
@@ -32,6 +37,10 @@ GIVEN_UP = datetime(9999, 12, 31, tzinfo=UTC)
 """The next attempt of a mail the server refused for good: never."""
 
 _BATCH = 20
+
+_CLAIM_TIMEOUTS = 10
+"""A claim lasts this many SMTP timeouts: smtplib waits up to one per step of a delivery
+(connect, EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the data), so no delivery outlives it."""
 
 _CODE_WHAT = {
     CodePurpose.VERIFY_EMAIL: ("verify your email address", "Verify your email address"),
@@ -180,7 +189,7 @@ class Outbox:
             try:
                 due = await self._store.due_mail(utcnow(), limit=_BATCH)
                 for mail in due:
-                    await self._send(self._target, mail)
+                    await self._claimed_send(self._target, mail)
                 if len(due) == _BATCH:
                     continue
                 horizon = utcnow() + timedelta(seconds=self._settings.mail_retry_max_seconds)
@@ -203,6 +212,12 @@ class Outbox:
                 wait = (upcoming[0].next_attempt_at - utcnow()).total_seconds()
             with trio.move_on_after(max(0.0, wait)):
                 await self._wake.wait()
+
+    async def _claimed_send(self, target: SmtpTarget, mail: Mail) -> None:
+        """Send `mail` unless another sender claimed it since it was read as due."""
+        until = utcnow() + timedelta(seconds=_CLAIM_TIMEOUTS * target.timeout)
+        if await self._store.claim_mail(mail.id, mail.next_attempt_at, until):
+            await self._send(target, mail)
 
     async def _send(self, target: SmtpTarget, mail: Mail) -> None:
         try:

@@ -557,6 +557,16 @@ class MemoryStore:
         due = (m for m in self._mail.values() if m.sent_at is None and m.next_attempt_at <= before)
         return sorted(due, key=lambda m: (m.next_attempt_at, m.id))[:limit]
 
+    async def claim_mail(self, mail_id: str, seen: datetime, until: datetime) -> bool:
+        await trio.lowlevel.checkpoint()
+        _rules.check_aware(seen)
+        _rules.check_aware(until)
+        mail = self._mail.get(mail_id)
+        if mail is None or mail.sent_at is not None or mail.next_attempt_at != seen:
+            return False
+        self._mail[mail_id] = replace(mail, next_attempt_at=until)
+        return True
+
     async def mail_sent(self, mail_id: str, at: datetime) -> None:
         await trio.lowlevel.checkpoint()
         _rules.check_aware(at)

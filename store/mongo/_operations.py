@@ -762,6 +762,17 @@ class _Database:
         )
         return [_MAIL.decode(d) for d in documents]
 
+    def claim_mail(self, mail_id: str, seen: datetime, until: datetime) -> bool:
+        claimed = self._mail.update_one(
+            {
+                "_id": mail_id,
+                "sent_at" + _EXACT: None,
+                "next_attempt_at" + _EXACT: _micros(seen),
+            },
+            {"$set": _time_fields("next_attempt_at", until)},
+        )
+        return claimed.modified_count == 1
+
     def mail_sent(self, mail_id: str, at: datetime) -> None:
         self._mail.update_one(
             {"_id": mail_id}, {"$set": {"text": "", "html": ""} | _time_fields("sent_at", at)}

@@ -531,6 +531,14 @@ class _Database:
         )
         return [_MAIL.decode(row) for row in rows]
 
+    def claim_mail(self, mail_id: str, seen: datetime, until: datetime) -> bool:
+        claimed = self._db.execute(
+            "UPDATE mail SET next_attempt_at = ?"
+            " WHERE id = ? AND sent_at IS NULL AND next_attempt_at = ?",
+            [_encode_time(until), mail_id, _encode_time(seen)],
+        )
+        return claimed.rowcount == 1
+
     def mail_sent(self, mail_id: str, at: datetime) -> None:
         self._db.execute(
             "UPDATE mail SET sent_at = ?, text = '', html = '' WHERE id = ?",

@@ -106,10 +106,10 @@ class Cluster:
         return node
 
     async def start_nodes(
-        self, nursery: trio.Nursery, *names: str, grace: float = 30.0
+        self, nursery: trio.Nursery, *names: str, grace: float = 30.0, **env: str
     ) -> list[ClusterNode]:
         """The nodes started in order; the first seeds and holds the lease when this returns."""
-        started = [await self.start(nursery, name, grace=grace) for name in names]
+        started = [await self.start(nursery, name, grace=grace, **env) for name in names]
         assert (await self.wait_leader())[0] == names[0]
         return started
 

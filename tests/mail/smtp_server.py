@@ -100,10 +100,12 @@ class Mailbox:
                 token.run_sync_soon(event.set)
         return "250 OK accepted"
 
-    async def wait_for(self, wanted: Callable[[Received], bool], count: int = 1) -> list[Received]:
-        """Wait (bounded) until `count` received mails match; returns the matches."""
+    async def wait_for(
+        self, wanted: Callable[[Received], bool], count: int = 1, *, within: float = WAIT_SECONDS
+    ) -> list[Received]:
+        """Wait (at most `within` seconds) until `count` received mails match; the matches."""
         token = trio.lowlevel.current_trio_token()
-        with trio.fail_after(WAIT_SECONDS):
+        with trio.fail_after(within):
             while True:
                 event = trio.Event()
                 with self._lock:
@@ -117,8 +119,10 @@ class Mailbox:
                     with self._lock:
                         self._waiters.remove((token, event))
 
-    async def wait_to(self, address: str, count: int = 1) -> list[Received]:
-        return await self.wait_for(lambda r: address in r.rcpt_tos, count)
+    async def wait_to(
+        self, address: str, count: int = 1, *, within: float = WAIT_SECONDS
+    ) -> list[Received]:
+        return await self.wait_for(lambda r: address in r.rcpt_tos, count, within=within)
 
 
 def free_port() -> int:

@@ -175,6 +175,21 @@ async def test_a_failed_attempt_is_counted_and_retried_later(store: Store) -> No
     await store.mail_failed(new_id(), "nothing", at(1))
 
 
+async def test_one_sender_claims_a_due_mail(store: Store) -> None:
+    queued, other = mail(next_attempt_at=at(10)), mail(next_attempt_at=at(10))
+    await store.queue_mail(queued)
+    await store.queue_mail(other)
+    assert await store.claim_mail(queued.id, at(10), at(70))
+    # A second sender that read the same due mail loses it, and it is not due until the claim ends.
+    assert not await store.claim_mail(queued.id, at(10), at(80))
+    assert await store.due_mail(at(69)) == [other]
+    assert await store.due_mail(at(70)) == [other, replace(queued, next_attempt_at=at(70))]
+    await store.mail_sent(queued.id, at(20))
+    assert not await store.claim_mail(queued.id, at(70), at(90))  # sent: nobody claims it
+    assert not await store.claim_mail(new_id(), at(10), at(70))
+    assert await store.due_mail(at(100)) == [other]
+
+
 async def test_the_outbox_lists_newest_first_in_pages(store: Store) -> None:
     queued = [mail() for _ in range(5)]
     for item in queued:
