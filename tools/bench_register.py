@@ -30,7 +30,8 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from tools._sim_server import cpu_seconds, rss_kib, spawn_server
+from tools._server import cpu_seconds, rss_kib
+from tools._sim_server import spawn_server
 
 FLOOR_PROBES = 20
 

@@ -60,7 +60,7 @@ from store import AgentStatus, Role, User, new_id, utcnow
 from tools import _sio_floor
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
 from tools._node import SOCKET_IO_CLIENT, install, node_env
-from tools.bench_ws import subprocess_server
+from tools._server import running
 
 CLIENT = Path(__file__).with_name("sio_bench.cjs")
 READY = "bench server ready "
@@ -196,8 +196,8 @@ class Server:
 async def _hold(command: list[str], ready: str, *, task_status: trio.TaskStatus[Server]) -> None:
     stop, stopped = trio.Event(), trio.Event()
     try:
-        async with subprocess_server(command, ready, {}) as (described, _):
-            found = json.loads(await trio.Path(described).read_text())
+        async with running(command, env=os.environ, ready=ready) as launched:
+            found = json.loads(await trio.Path(launched.found).read_text())
             task_status.started(Server(found, stop, stopped))
             await stop.wait()
     finally:

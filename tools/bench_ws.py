@@ -39,12 +39,9 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +60,7 @@ from trio_websocket import (
 )
 
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
-from tools._sim_server import cpu_seconds
+from tools._server import cpu_seconds, running
 
 DEMO_AGENTS = ("ann@switchboard.example", "bob@switchboard.example", "cy@switchboard.example")
 DEMO_PASSWORD = "switchboard-demo"
@@ -252,51 +249,7 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
-# --- servers in subprocesses ---------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def subprocess_server(
-    command: list[str], ready: str, env: dict[str, str]
-) -> AsyncIterator[tuple[str, int]]:
-    """Start `command`, yield what follows `ready` on the first stdout line containing it (a URL,
-    a file) and the process id; stop it (SIGTERM) when the block ends. Its output is kept (last
-    lines) to explain a failure."""
-    tail: deque[str] = deque(maxlen=40)
-    url_found: trio.MemorySendChannel[str]
-    url_found, url_read = trio.open_memory_channel[str](1)
-
-    async def watch(stream: trio.abc.ReceiveStream) -> None:
-        buffer = b""
-        async for chunk in stream:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                line = raw.decode(errors="replace")
-                tail.append(line)
-                if ready in line:
-                    url_found.send_nowait(line.split(ready, 1)[1].split()[0])
-
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                check=False,
-            )
-        )
-        assert process.stdout is not None
-        nursery.start_soon(watch, process.stdout)
-        try:
-            with trio.fail_after(SETUP_SECONDS):
-                url = await url_read.receive()
-        except trio.TooSlowError:
-            raise RuntimeError(f"{command[2]} did not start:\n" + "\n".join(tail)) from None
-        yield url, process.pid
-        nursery.cancel_scope.cancel()
+# --- the echo server ----------------------------------------------------------------------------
 
 
 async def _echo(request: WebSocketRequest) -> None:
@@ -326,9 +279,10 @@ async def serve_echo() -> None:
 async def bench_echo(args: argparse.Namespace, progress: Progress) -> Result:
     command = [sys.executable, "-m", "tools.bench_ws", "--serve-echo"]
     async with (
-        subprocess_server(command, "listening on ", {}) as (url, pid),
+        running(command, env=os.environ, ready="listening on ") as echo,
         trio.open_nursery() as nursery,
     ):
+        url, pid = echo.found, echo.pid
         tracker = Tracker()
         senders: list[Sender] = []
         for _ in range(args.connections):
@@ -370,10 +324,11 @@ async def _bench_switchboard(store: str, args: argparse.Namespace, progress: Pro
         "SWITCHBOARD_WS_FRAME_BURST": "1000000",
     }
     async with (
-        subprocess_server(command, "serving on ", env) as (base, pid),
-        httpx.AsyncClient(base_url=base) as http,
+        running(command, env=os.environ | env) as server,
+        httpx.AsyncClient(base_url=server.found) as http,
         trio.open_nursery() as nursery,
     ):
+        base, pid = server.found, server.pid
         url = base.replace("http://", "ws://", 1) + "/ws"
         tracker = Tracker()
         with trio.fail_after(SETUP_SECONDS):

@@ -44,6 +44,7 @@ from tools._remote import (
     first_error,
     is_loopback,
 )
+from tools._server import ServerFailed, cpu_seconds, raise_open_file_limit, rss_kib
 from tools._sim_clients import Agent, Customer
 from tools._sim_ledger import Ledger, Outcome
 from tools._sim_participant import Participant, Run
@@ -61,13 +62,7 @@ from tools._sim_report import (
     render,
 )
 from tools._sim_scenario import PRESETS, Scenario
-from tools._sim_server import (
-    SpawnFailed,
-    cpu_seconds,
-    raise_open_file_limit,
-    rss_kib,
-    spawn_server,
-)
+from tools._sim_server import spawn_server
 from tools._sim_stalls import (
     Histogram,
     OwnStalls,
@@ -575,7 +570,7 @@ async def _run(
         return await simulate(scenario, target, progress)
 
 
-_CANNOT_RUN = (ValueError, RemoteError, SpawnFailed, PlotUnavailable)
+_CANNOT_RUN = (ValueError, RemoteError, ServerFailed, PlotUnavailable)
 
 
 def loadsim_command(args: argparse.Namespace) -> int:

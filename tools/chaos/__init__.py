@@ -21,9 +21,9 @@ From the command line, with bigger numbers:
     python -m tools.chaos --chats 200 --messages 1000 --kills 50 --churn 100 --seed 7
 """
 
+from tools._server import free_port as free_port
 from tools.chaos._drive import run_chaos as run_chaos
 from tools.chaos._plan import ChaosError as ChaosError
 from tools.chaos._plan import ChaosPlan as ChaosPlan
 from tools.chaos._plan import ChaosReport as ChaosReport
 from tools.chaos._server import ServerProcess as ServerProcess
-from tools.chaos._server import free_port as free_port

@@ -18,6 +18,7 @@ from cluster import ARBITER_LEASE
 from store import (
     AgentStatus,
 )
+from tools._server import START_SECONDS, free_port
 from tools.chaos._evidence import _evidence
 from tools.chaos._peers import AgentPeer, CustomerPeer
 from tools.chaos._plan import (
@@ -26,14 +27,13 @@ from tools.chaos._plan import (
     DEMO_AGENTS,
     DEMO_PASSWORD,
     REST_SECONDS,
-    START_SECONDS,
     ChaosError,
     ChaosPlan,
     ChaosReport,
 )
 from tools.chaos._rest import Rest
 from tools.chaos._run import ChatPlan, Run
-from tools.chaos._server import ServerProcess, free_port
+from tools.chaos._server import ServerProcess
 from tools.chaos_check import (
     AgentState,
     SupervisorState,

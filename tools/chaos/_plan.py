@@ -22,8 +22,6 @@ DEMO_AGENTS = ("ann@switchboard.example", "bob@switchboard.example", "cy@switchb
 DEMO_PASSWORD = "switchboard-demo"
 AGENT_PASSWORD = "chaos-agent-password"
 
-START_SECONDS = 60.0  # a start, from exec to the "serving on" line
-STOP_SECONDS = 10.0
 CONNECT_SECONDS = 5.0  # one websocket handshake
 REST_SECONDS = 10.0  # one REST call
 REST_ATTEMPTS = 60
@@ -33,7 +31,6 @@ ACK_SECONDS = 30.0  # an ack overdue this long on a live connection: reconnect
 SETTLE_SECONDS = 30.0
 SETTLE_ATTEMPTS = 5
 WINDOW_RETRY_SECONDS = 0.05  # before resending a message the server could not take just then
-_SERVING = re.compile(rb"serving on (http://\S+)")
 _TITLE = re.compile(r"chaos (\d+)")
 # Refusals that mean "not now": the message stays unacknowledged and is sent again.
 _TRANSIENT = frozenset({"unavailable", "store_unavailable", "overloaded", "internal"})

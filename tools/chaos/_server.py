@@ -1,11 +1,10 @@
-"""`switchboard serve` in a subprocess on a fixed port, so a restart keeps the URL."""
+"""`switchboard serve` in a subprocess on a fixed port, so a restart keeps the URL (launched and
+stopped by tools/_server.py, as every tool's server is)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,23 +12,14 @@ from typing import BinaryIO
 
 import trio
 
+from tools._server import Output, ServerFailed, launch, stop
 from tools.chaos._plan import (
-    _SERVING,
     CUSTOMER_SECRET,
     STAFF_SECRET,
-    START_SECONDS,
-    STOP_SECONDS,
     ChaosError,
 )
 
 # --- the server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class ServerProcess:
@@ -78,34 +68,14 @@ class ServerProcess:
     async def start(self, nursery: trio.Nursery) -> None:
         """Start and wait (bounded) for the "serving on" line."""
         self._log.write(b"\n--- start ---\n")
-        process = await trio.lowlevel.open_process(
-            self._command, stdout=subprocess.PIPE, stderr=self._log, env=self._env
-        )
-        self._process = process
-        up = trio.Event()
-        nursery.start_soon(self._read_output, process, up)
-        with trio.move_on_after(START_SECONDS):
-            await up.wait()
-        if process.returncode is not None or not up.is_set() or not self._serving:
+        try:
+            launched = await launch(nursery, self._command, env=self._env, output=Output(self._log))
+        except ServerFailed as exc:
+            raise ChaosError(f"the server did not start; see {self.log_path}") from exc
+        self._process = launched.process
+        if launched.found != self.url:
             await self.kill()
-            raise ChaosError(f"the server did not start; see {self.log_path}")
-
-    _serving = False
-
-    async def _read_output(self, process: trio.Process, up: trio.Event) -> None:
-        assert process.stdout is not None
-        self._serving, pending = False, b""
-        async with process.stdout:
-            while chunk := await process.stdout.receive_some():
-                self._log.write(chunk)
-                pending += chunk
-                if not up.is_set() and (found := _SERVING.search(pending)) is not None:
-                    if found.group(1).decode() != self.url:
-                        raise ChaosError(f"serving on {found.group(1)!r}, not {self.url}")
-                    self._serving = True
-                    up.set()
-                pending = pending[-4096:]
-        up.set()  # exited (or closed its output) without serving
+            raise ChaosError(f"serving on {launched.found!r}, not {self.url}")
 
     def send_signal(self, signum: int) -> None:
         """SIGSTOP and SIGCONT, to freeze a node and let it run again."""
@@ -114,14 +84,8 @@ class ServerProcess:
 
     async def kill(self) -> None:
         """SIGKILL, and wait (bounded) until it is gone."""
-        process = self._process
-        if process is None:
-            return
-        if process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-        with trio.move_on_after(STOP_SECONDS) as waiting:
-            waiting.shield = True
-            await process.wait()
+        if self._process is not None:
+            await stop(self._process, signal.SIGKILL)
         self._process = None
 
     def close(self) -> None:
