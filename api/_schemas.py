@@ -1,4 +1,11 @@
-"""Everything that crosses the wire, as pydantic models: camelCase outside, snake_case inside."""
+"""The wire's shared base (`WireModel`: camelCase outside, snake_case inside) and the shapes of
+auth, profiles, users, chats and messages, as pydantic models.
+
+The other shapes live beside their concern, on the same base: `_payloads.py` (the bodies
+and queries of the chat, message, notification, dashboard, user and admin routes),
+`_account_schemas.py` (accounts by email), `_frames.py` (/ws frames), `_sio_events.py`
+(Socket.IO events) and `_pages.py` (the paging query).
+"""
 
 from __future__ import annotations
 
