@@ -61,7 +61,7 @@ from actors.policy import (
     rank_key,
 )
 from router import Refused
-from store._records import Actor, AgentStatus, ChatStatus, Priority
+from store import Actor, AgentStatus, ChatStatus, Priority
 
 # --- effects -------------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from store._records import AgentStatus, Priority
+from store import AgentStatus, Priority
 
 MAX_NAMED_CANDIDATES = 5
 
