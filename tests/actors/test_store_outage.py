@@ -8,15 +8,17 @@ as a database that cannot be reached does.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from actors import Speaker, System, open_system
-from actors.assignment import Effect
+from actors import ChatAssigned, Event, Speaker, System, open_system
 from actors.supervisor import RETRY_SECONDS, SupervisorActor
 from router import Refused, RouterError
 from store import Actor as By
@@ -138,42 +140,94 @@ async def test_an_outage_answers_unavailable_and_afterwards_nothing_is_lost(
 async def test_a_crashed_assignment_actor_keeps_every_route_while_it_restarts(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Customers keep writing through a crash of the assignment actor whose restart waits 5 s
+    for the store: no send is refused as if its chat were resolved, every acknowledged message
+    is stored, and the restart publishes routes over the old ones (a waiting chat it hands to
+    the agent who connected meanwhile is routed to them)."""
     memory = MemoryStore()
     await seed_agents(memory)
     switched = SwitchedStore(memory)
     async with open_system(as_store(switched)) as system:
-        await online(system, "ann")
-        chats = [await open_chat(system, f"cust-{n}") for n in range(3)]
+        await online(system, "ann")  # max load 3
+        bob = await online(system, "bob")
+        await system.disconnect(bob.session, Role.AGENT)  # available, in his grace period
+        chats = [await open_chat(system, f"cust-{n}") for n in range(4)]
+        waiting = chats[3]  # ann is full
+        route = system.route(waiting)
+        assert route is not None
+        assert route.agent_id is None
+
         # A bug: the next presence change crashes the actor, and its restart has to wait for
-        # the store (away for 5 s), so the restart takes a while.
+        # the store (away for 5 s).
         real = SupervisorActor._sync_presence
 
-        def crash_once(self: SupervisorActor, agent_id: str, now: float) -> list[Effect]:
+        def crash_once(self: SupervisorActor, agent_id: str, batch: Any) -> None:
             monkeypatch.setattr(SupervisorActor, "_sync_presence", real)
             raise RuntimeError("an injected bug")
 
         monkeypatch.setattr(SupervisorActor, "_sync_presence", crash_once)
-        switched.down = True
-        await system.connect(Recorder("bob").session, Role.AGENT)
-        await settle()
-        refused: list[str] = []
-        for n, chat_id in enumerate(chats):
-            # Meanwhile customers write: the route they had still holds; only the store is away.
-            assert system.route(chat_id) is not None
-            result = await outcome(
-                lambda chat_id=chat_id, n=n: system.send_message(  # type: ignore[misc]
-                    chat_id, Speaker(f"cust-{n}", Role.CUSTOMER), client_msg_id="x", content="?"
+        outcomes: list[str] = []
+        acked: dict[str, list[str]] = {chat_id: [] for chat_id in chats}
+        writing = True
+
+        async def customer(n: int, chat_id: str) -> None:
+            speaker = Speaker(f"cust-{n}", Role.CUSTOMER)
+            for k in itertools.count():
+                if not writing:
+                    return
+                client_msg_id = f"m{k}"
+                result = await outcome(
+                    partial(
+                        system.send_message,
+                        chat_id,
+                        speaker,
+                        client_msg_id=client_msg_id,
+                        content="still there?",
+                    )
                 )
-            )
-            refused.append(result)
-        assert "Refused chat_resolved" not in refused, refused
-        await trio.sleep(5)
-        switched.down = False
-        await trio.sleep(30)
-        assert system.assignment_running
-        for n, chat_id in enumerate(chats):
-            sent = await system.send_message(
-                chat_id, Speaker(f"cust-{n}", Role.CUSTOMER), client_msg_id="y", content="!"
-            )
-            assert sent.message.seq >= 1
+                outcomes.append(result)
+                if result == "ok":
+                    acked[chat_id].append(client_msg_id)
+                await trio.sleep(0.25)
+
+        bob_again = Recorder("bob")
+        handed_over = trio.Event()
+
+        def offer(event: Event) -> None:
+            bob_again.events.append(event)
+            if isinstance(event, ChatAssigned):
+                handed_over.set()
+
+        bob_again.session = replace(bob_again.session, offer=offer)
+        async with trio.open_nursery() as nursery:
+            for n, chat_id in enumerate(chats):
+                nursery.start_soon(customer, n, chat_id)
+            await trio.sleep(1)
+            switched.down = True
+            await system.connect(bob_again.session, Role.AGENT)  # the crash
+            await trio.sleep(5)
+            switched.down = False
+            with trio.fail_after(60):
+                await handed_over.wait()
+            await trio.sleep(1)
+            writing = False
+
+        assert "Refused chat_resolved" not in outcomes, outcomes
+        assert "StoreUnavailable" in outcomes  # some were written while the store was away
+        # Restarted (each start that could not reach the store counts as a crash too).
+        restarts = [a.restarts for a in (await system.snapshot()).actors if a.name == "supervisor"]
+        assert restarts[0] >= 1
+        # The waiting chat went to bob on the restart, and its route says so.
+        assert bob_again.assigned_chats() == [waiting]
+        snapshot = (await system.snapshot()).core
+        owners = {chat_id: view.agent_id for view in snapshot.agents for chat_id in view.chat_ids}
+        for chat_id in chats:
+            route = system.route(chat_id)
+            assert route is not None
+            assert route.agent_id == owners[chat_id]
+        assert owners[waiting] == "bob"
+        for chat_id in chats:
+            stored = await memory.list_messages(chat_id, after_seq=0, limit=500)
+            assert [m.client_msg_id for m in stored] == acked[chat_id]
+            assert len(acked[chat_id]) >= 4
         await check_store_agrees(system, memory)
