@@ -13,11 +13,21 @@ waiting while an agent has room. Exits non-zero on a violation.
 
     python -m tools.bench_assignment [--agents 200] [--chats 10000] [--store memory|sqlite]
         [--concurrency 100]
+
+`--burst` measures instead how fast a backlog drains, as `switchboard loadsim burst` does over
+websockets but with nothing between the agents and the supervisor: 2,000 chats arrive at 200 a
+second for 50 agents with max load 4, each agent resolves each chat after a handling time (2 s
+mean, exponential), and the drain time (first arrival to last assignment) is printed against
+the ideal, every freed slot refilled at once: chats x handling / slots.
+
+    python -m tools.bench_assignment --burst [--agents 50] [--chats 2000] [--max-load 4]
+        [--arrival-rate 200] [--handling 2] [--store memory|sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -95,7 +105,9 @@ class _CountedWrites:
         return getattr(self._store, name)
 
 
-async def _seed_agents(store: Store, count: int, rng: random.Random) -> list[str]:
+async def _seed_agents(
+    store: Store, count: int, rng: random.Random, max_load: int | None = None
+) -> list[str]:
     now = utcnow()
     ids = []
     for n in range(count):
@@ -104,7 +116,7 @@ async def _seed_agents(store: Store, count: int, rng: random.Random) -> list[str
             email=f"agent-{n}@bench.example",
             name=f"Agent {n}",
             role=Role.AGENT,
-            max_load=rng.randint(2, 6),
+            max_load=rng.randint(2, 6) if max_load is None else max_load,
             created_at=now,
             updated_at=now,
         )
@@ -267,10 +279,108 @@ def _report(
         console.print(f"[red]violation:[/red] {violation}")
 
 
+async def run_burst(
+    agents: int,
+    chats: int,
+    store_kind: str,
+    seed: int,
+    *,
+    max_load: int,
+    arrival_rate: float,
+    handling: float,
+) -> int:
+    """A backlog of `chats` for `agents` x `max_load` slots, drained as agents resolve."""
+    rng = random.Random(seed)
+    console = Console()
+    assigned: list[tuple[str, str]] = []
+    resolved = 0
+    all_resolved = trio.Event()
+    async with _open_store(store_kind) as store:
+        agent_ids = await _seed_agents(store, agents, rng, max_load)
+        counter = Counter()
+        send, receive = trio.open_memory_channel[tuple[str, str]](math.inf)
+
+        def session(agent_id: str) -> Session:
+            def offer(event: Event) -> None:
+                if isinstance(event, ChatAssigned):
+                    send.send_nowait((event.chat.id, agent_id))
+
+            return Session(agent_id, agent_id, offer, lambda code, why: None)
+
+        async with open_system(cast(Store, _CountedWrites(store, counter))) as system:
+            for agent_id in agent_ids:
+                await system.connect(session(agent_id), Role.AGENT)
+                await system.set_agent_status(
+                    agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
+                )
+            counter.writes = 0
+            started, cpu_started = trio.current_time(), time.process_time()
+            last_assigned = started
+
+            async def resolve_after(chat_id: str, agent_id: str) -> None:
+                nonlocal resolved
+                await trio.sleep(rng.expovariate(1 / handling))
+                await system.resolve_chat(chat_id, by=By.SELF, actor_id=agent_id)
+                counter.decisions += 1
+                resolved += 1
+                if resolved == chats:
+                    all_resolved.set()
+
+            async def agents_at_work(nursery: trio.Nursery) -> None:
+                nonlocal last_assigned
+                async for chat_id, agent_id in receive:
+                    last_assigned = trio.current_time()
+                    assigned.append((chat_id, agent_id))
+                    nursery.start_soon(resolve_after, chat_id, agent_id)
+
+            async def customer(n: int) -> None:
+                await system.open_chat(
+                    f"customer-{n}", title="Order", description="", priority=Priority.MEDIUM
+                )
+                counter.decisions += 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(agents_at_work, nursery)
+                for n in range(chats):
+                    nursery.start_soon(customer, n)
+                    await trio.sleep(1 / arrival_rate)
+                await all_resolved.wait()
+                nursery.cancel_scope.cancel()
+            elapsed = trio.current_time() - started
+            counter.cpu_seconds = time.process_time() - cpu_started
+            violations = await _check(store, await system.snapshot())
+    if len({chat_id for chat_id, _ in assigned}) != chats:
+        violations.append(f"{len(assigned)} assignments for {chats} chats")
+    drain = last_assigned - started
+    ideal = max(chats * handling / (agents * max_load), chats / arrival_rate)
+    table = Table(title="Supervisor benchmark: a burst drained")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("agents x max load / chats", f"{agents} x {max_load} / {chats}")
+    table.add_row("store", store_kind)
+    table.add_row("arrivals / handling (mean)", f"{arrival_rate:g} a second / {handling:g} s")
+    table.add_row("drained (first arrival -> last assignment)", f"{drain:.2f} s")
+    table.add_row("ideal (chats x handling / slots)", f"{ideal:.2f} s")
+    table.add_row("drain / ideal", f"{drain / ideal:.2f}")
+    table.add_row("decisions (opens and resolves)", f"{counter.decisions}")
+    table.add_row("routing writes", f"{counter.writes}")
+    table.add_row("CPU seconds (this process)", f"{counter.cpu_seconds:.2f} of {elapsed:.2f} s")
+    table.add_row("load average (1 min, at the end)", f"{os.getloadavg()[0]:.2f}")
+    table.add_row("invariant violations", f"{len(violations)}")
+    console.print(table)
+    for violation in violations[:20]:
+        console.print(f"[red]violation:[/red] {violation}")
+    return 1 if violations else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--chats", type=int, default=10_000)
+    parser.add_argument("--burst", action="store_true", help="drain a backlog instead")
+    parser.add_argument("--agents", type=int, help="default 200 (50 with --burst)")
+    parser.add_argument("--chats", type=int, help="default 10,000 (2,000 with --burst)")
+    parser.add_argument("--max-load", type=int, default=4, help="with --burst (default 4)")
+    parser.add_argument("--arrival-rate", type=float, default=200.0, help="with --burst")
+    parser.add_argument("--handling", type=float, default=2.0, help="with --burst: mean seconds")
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -279,7 +389,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    return trio.run(run, args.agents, args.chats, args.store, args.seed, args.concurrency)
+    if min(args.max_load, args.arrival_rate, args.handling) <= 0:
+        parser.error("--max-load, --arrival-rate and --handling must be positive")
+    if args.burst:
+        burst = partial(
+            run_burst,
+            max_load=args.max_load,
+            arrival_rate=args.arrival_rate,
+            handling=args.handling,
+        )
+        agents, chats = args.agents or 50, args.chats or 2_000
+        return trio.run(burst, agents, chats, args.store, args.seed)
+    agents, chats = args.agents or 200, args.chats or 10_000
+    return trio.run(run, agents, chats, args.store, args.seed, args.concurrency)
 
 
 if __name__ == "__main__":
