@@ -1,7 +1,7 @@
 """Engine.IO v4 and Socket.IO v5 as plain code: the packet codecs and one session's state machine.
 
-Nothing here does I/O or imports trio. The Socket.IO edge (api/_socketio.py) owns the sockets and
-the tasks; it hands this module what it read and writes what this module buffered, and injects
+Nothing here does I/O or imports trio. The Socket.IO edge (api/_sio_session.py) owns the sockets
+and the tasks; it hands this module what it read and writes what this module buffered, and injects
 the clock and a `wake` callable (called whenever something became ready to write), in the style
 of hypercorn's ws_stream.py. So the protocol, the polling/upgrade state machine and the
 ping/timeout rules are unit-tested without a socket (tests/api/test_engineio.py).

@@ -1,0 +1,501 @@
+"""The default namespace: the original's events on the connection core, and the domain's events
+rendered as the original's.
+
+Rooms. The original joined sockets to rooms by ids the client sent; here a socket joins only
+its own user's room (`joinNotification`, `authenticate`) and chats its user is in (`joinChat`),
+and the domain only ever delivers a user's own events to it, so rooms merely filter: a chat's
+messages reach a socket that joined it (`messageReceived`); while it has not, and it is in its
+user room, a `notification`. `sendMessage` maps to the core's `message.send`: the sender gets
+`messageDelivered` (and the ack) once the message is durable. Its idempotency key is the
+client's `clientMsgId` when given, else `sio:<socket id>:<ack id>` (or a per-socket counter
+without an ack): unique per emit, so only a resend with the same `clientMsgId` is stored once.
+
+The original's front ends also emit events it never handled. Those that mean something here are
+mapped (`joinRoom` as `joinNotification`, `leaveChat`, `startTyping`/`stopTyping` onto the core's
+typing, the notification reads onto the notification routes' actions); any other unknown event is
+ignored, as the original did. Typing has an allowance of its own beside the flood limit, and only
+a change of typing state reaches the domain, so the widget's `startTyping` per keystroke costs
+nothing and never cuts a fast typist.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeAlias, assert_never
+
+import trio
+
+from actors import (
+    AgentStatusEvent,
+    ChatAssigned,
+    ChatStatusEvent,
+    ChatUnassigned,
+    FloorUpdate,
+    MessageAdded,
+    QueuePosition,
+    ReadEvent,
+    TypingEvent,
+)
+from actors import Event as DomainEvent
+from api import _engineio as eio
+from api._auth import Principal
+from api._engineio import (
+    RawJson,
+    Written,
+)
+from api._errors import ASK_SECONDS
+from api._schemas import WireModel
+from api._services import Services
+from api._shapes import chat_out
+from api._sio_events import (
+    AckError,
+    AuthenticatedOut,
+    CountOut,
+    ErrorBody,
+    ErrorOut,
+    FetchNotificationsIn,
+    InvalidPayload,
+    JoinChatIn,
+    JoinedOut,
+    MessageOut,
+    NotificationOut,
+    NotificationPagination,
+    NotificationRefIn,
+    NotificationType,
+    SendMessageIn,
+    SioChat,
+    SioMessage,
+    TypingOut,
+    UserNotificationsOut,
+    UserRoomIn,
+    claimed_user,
+    named_chat,
+    optional,
+    parse,
+)
+from api._visibility import NOT_FOUND, may_see, not_found_message
+from api._ws_core import (
+    Ack,
+    Close,
+    Connection,
+    Error,
+    Peer,
+    SendMessage,
+    SetTyping,
+)
+from store import Chat, Message, Role, StoreUnavailable
+
+log = logging.getLogger("api.socketio")
+
+SEND_MESSAGE = "sendMessage"
+TYPING = ("startTyping", "stopTyping")
+# The events the original handled; a refusal of one of them without an ack is its `error` event,
+# with its summary as `message` (the agent dashboard stays quiet on "Failed to join chat").
+FAILED = {
+    "authenticate": "Authentication failed",
+    "joinChat": "Failed to join chat",
+    "joinNotification": "Failed to join notification room",
+    SEND_MESSAGE: "Failed to send message",
+}
+EVENTS = (
+    *sorted(FAILED),
+    "fetchNotifications",
+    "joinRoom",
+    "leaveChat",
+    "markAllNotificationsRead",
+    "markNotificationRead",
+    *TYPING,
+)
+NOTIFICATION_PREVIEW_CHARS = 140
+
+
+# What the pump writes: Socket.IO packets made by the dispatcher, and the domain's events.
+Outgoing: TypeAlias = eio.SioPacket | DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """The socket must end: the `error` event's code and message."""
+
+    code: str
+    message: str
+
+
+_last_message_json: tuple[Message, RawJson] | None = None
+
+
+def message_json(message: Message) -> RawJson:
+    """`{message}` as the original's events carry it. The sender's `messageDelivered` and the
+    receiver's `messageReceived` carry the same stored message moments apart: the last one made
+    is kept, so it is made once for both."""
+    global _last_message_json  # one entry, used only on trio's thread
+    if _last_message_json is not None and _last_message_json[0] is message:
+        return _last_message_json[1]
+    made = RawJson(MessageOut(message=SioMessage.of(message)).model_dump_json(by_alias=True))
+    _last_message_json = (message, made)
+    return made
+
+
+class ChatSocket:
+    """One connected socket: its rooms, its events mapped onto the core, its pushed events."""
+
+    def __init__(
+        self,
+        found: Services,
+        principal: Principal,
+        emit: Callable[[Outgoing], Awaitable[None]],
+        rooms_limit: int,
+        session_id: str,
+    ) -> None:
+        settings = found.settings
+        self.sid = secrets.token_urlsafe(15)
+        self.user_id = principal.user.id
+        self.role = principal.role
+        # The ids a room event may name for this user: the record's, and a customer's shop id.
+        self._own_ids = {self.user_id, principal.user.external_id} - {None}
+        self._store = found.store
+        self._emit = emit
+        self.core = Connection(
+            found.system,
+            Peer(self.user_id, self.role, session_id),
+            found.store.get_chat,
+            frames_per_second=settings.ws_max_frames_per_second,
+            burst=settings.ws_frame_burst,
+            edge="socketio",
+        )
+        self.chats: set[str] = set()
+        self.user_room = False
+        # Chats this socket last said it is typing in: repeats change nothing and cost nothing.
+        self._typing: set[str] = set()
+        # (chat, user) whose typing this socket was last told of: their next message ends it,
+        # since a sender that says a message stops typing without saying so.
+        self._shown_typing: set[tuple[str, str]] = set()
+        self._rooms_limit = rooms_limit
+        self._unacked = itertools.count(1)
+        # Keys of this socket's sends in flight -> the stored message, once the domain fans it
+        # out (before the core's ack returns): the sender's `messageDelivered` carries it.
+        self._sending: dict[str, Message | None] = {}
+
+    # --- client -> server ----------------------------------------------------------------------
+
+    async def on_event(self, event: eio.Event) -> Ending | None:
+        try:
+            match event.name:
+                case "sendMessage":
+                    return await self._send_message(event)
+                case "joinChat":
+                    await self._join_chat(event)
+                case "leaveChat":
+                    await self._leave_chat(event)
+                case "joinNotification" | "joinRoom":
+                    await self._join_user_room(event, claimed_user(event.args))
+                case "authenticate":
+                    claimed = parse(UserRoomIn, event.args).user_id
+                    if await self._join_user_room(event, claimed):
+                        authenticated = AuthenticatedOut(user_id=claimed, role=self.role)
+                        await self._push("authenticated", authenticated)
+                case "startTyping" | "stopTyping":
+                    return await self._set_typing(event, on=event.name == "startTyping")
+                case "fetchNotifications":
+                    await self._fetch_notifications(event)
+                case "markNotificationRead":
+                    await self._mark_notification_read(event)
+                case "markAllNotificationsRead":
+                    await self._mark_all_notifications_read(event)
+                case name:
+                    # As the original: what it does not handle, it ignores. Asked for an ack, the
+                    # client gets one rather than a timeout.
+                    log.debug("socket.io %s: unknown event %r ignored", self.sid, name[:64])
+                    await self._refuse(
+                        event,
+                        "unknown_event",
+                        f"unknown event {name[:64]!r}; known: {', '.join(EVENTS)}",
+                    )
+        except InvalidPayload as invalid:
+            await self._refuse(event, "invalid_payload", f"{event.name}: {invalid}")
+        except (StoreUnavailable, trio.TooSlowError):
+            await self._refuse(event, "unavailable", "the database cannot be reached; retry")
+        return None
+
+    async def _send_message(self, event: eio.Event) -> Ending | None:
+        data = parse(SendMessageIn, event.args)
+        key = data.client_msg_id or (
+            f"sio:{self.sid}:{event.ack_id}"
+            if event.ack_id is not None
+            else f"sio:{self.sid}:n{next(self._unacked)}"
+        )
+        self._sending[key] = None
+        try:
+            effects = await self.core.handle(SendMessage(data.chat_id, key, data.message))
+        finally:
+            fanned_out = self._sending.pop(key)
+        closing = any(isinstance(effect, Close) for effect in effects)
+        for effect in effects:
+            match effect:
+                case Ack(message_id=message_id):
+                    # The message is said: the sender is not typing in the chat any more.
+                    self._typing.discard(data.chat_id)
+                    stored = fanned_out or await self._stored(message_id)
+                    if stored is None:
+                        await self._refuse(
+                            event, "unavailable", "stored; reload the chat to see it"
+                        )
+                        continue
+                    payload = message_json(stored)
+                    await self._emit(eio.Event("messageDelivered", (payload,)))
+                    if event.ack_id is not None:
+                        await self._emit(eio.Ack(event.ack_id, (payload,)))
+                case Error(code, message) if closing:
+                    return Ending(code, message)
+                case Error(code, message):
+                    await self._refuse(event, code, message)
+        return None
+
+    async def _stored(self, message_id: str) -> Message | None:
+        """A resent message (the domain did not fan it out again) read back from the store."""
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                return await self._store.get_message(message_id)
+        except (StoreUnavailable, trio.TooSlowError):
+            return None
+
+    async def _join_chat(self, event: eio.Event) -> None:
+        data = parse(JoinChatIn, event.args)
+        if self.role is Role.ADMIN:
+            await self._refuse(
+                event,
+                "forbidden",
+                "chat rooms are for a chat's customer and agent; admins watch over /ws or REST",
+            )
+            return
+        if data.user_type is not None and Role(data.user_type) is not self.role:
+            await self._refuse(
+                event,
+                "forbidden",
+                f"userType {data.user_type} does not match your token ({self.role})",
+            )
+            return
+        if len(self.chats) >= self._rooms_limit and data.chat_id not in self.chats:
+            await self._refuse(
+                event, "too_many_rooms", f"a socket joins at most {self._rooms_limit} chats"
+            )
+            return
+        with trio.fail_after(ASK_SECONDS):
+            chat = await self._store.get_chat(data.chat_id)
+        # Whatever id was sent: only a chat of this socket's own user.
+        if chat is None or not may_see(self.user_id, self.role, chat):
+            await self._refuse(event, NOT_FOUND, not_found_message(data.chat_id))
+            return
+        self.chats.add(chat.id)
+        await self._answer(event, JoinedOut(room=chat.id))
+
+    async def _leave_chat(self, event: eio.Event) -> None:
+        """Out of the chat's room: its messages then come as `notification`s to the user room."""
+        chat_id = named_chat(event.args)
+        self.chats.discard(chat_id)
+        await self._answer(event, JoinedOut(room=chat_id))
+
+    async def _join_user_room(self, event: eio.Event, claimed: str | None) -> bool:
+        if claimed is not None and claimed not in self._own_ids:
+            await self._refuse(
+                event, "forbidden", "that is another user's room; join your own (your token's user)"
+            )
+            return False
+        self.user_room = True
+        await self._answer(event, JoinedOut(room=self.user_id))
+        return True
+
+    async def _set_typing(self, event: eio.Event, *, on: bool) -> Ending | None:
+        """Only a change reaches the chat's other side (the widget says `startTyping` on every
+        keystroke); the change passes the core's rules as /ws's `typing` does."""
+        chat_id = named_chat(event.args)
+        if (chat_id in self._typing) == on:
+            await self._answer(event, JoinedOut(room=chat_id))
+            return None
+        effects = await self.core.handle(SetTyping(chat_id, on))
+        closing = any(isinstance(effect, Close) for effect in effects)
+        for effect in effects:
+            match effect:
+                case Error(code, message) if closing:
+                    return Ending(code, message)
+                case Error(code, message):
+                    await self._refuse(event, code, message)
+                    return None
+        if on:
+            self._typing.add(chat_id)
+        else:
+            self._typing.discard(chat_id)
+        await self._answer(event, JoinedOut(room=chat_id))
+        return None
+
+    async def _fetch_notifications(self, event: eio.Event) -> None:
+        """The stored notifications, newest first, as the `userNotifications` event."""
+        wanted = optional(FetchNotificationsIn, event.args)
+        with trio.fail_after(ASK_SECONDS):
+            items, total = await self._store.list_notifications(
+                self.user_id, limit=wanted.limit, offset=wanted.offset
+            )
+            unread = await self._store.count_unread_notifications(self.user_id)
+        page = UserNotificationsOut(
+            notifications=[NotificationOut.stored(item) for item in items],
+            pagination=NotificationPagination(
+                total=total,
+                limit=wanted.limit,
+                offset=wanted.offset,
+                has_more=wanted.offset + len(items) < total,
+            ),
+            unread_count=unread,
+        )
+        await self._push("userNotifications", page)
+        await self._answer(event, page)
+
+    async def _mark_notification_read(self, event: eio.Event) -> None:
+        """As `PUT /notification/{id}/read`; a live notice (never stored) is not found."""
+        notification_id = parse(NotificationRefIn, event.args).notification_id
+        with trio.fail_after(ASK_SECONDS):
+            marked = await self._store.mark_notification_read(self.user_id, notification_id)
+        if not marked:
+            await self._refuse(
+                event,
+                "notification_not_found",
+                f"no stored notification {notification_id} of yours",
+            )
+            return
+        await self._answer(event, CountOut(count=1))
+
+    async def _mark_all_notifications_read(self, event: eio.Event) -> None:
+        """As `PUT /notification/read-all`."""
+        with trio.fail_after(ASK_SECONDS):
+            count = await self._store.mark_all_notifications_read(self.user_id)
+        await self._answer(event, CountOut(count=count))
+
+    async def _push(self, name: str, payload: WireModel) -> None:
+        body = RawJson(payload.model_dump_json(by_alias=True))
+        await self._emit(eio.Event(name, (body,)))
+
+    async def _answer(self, event: eio.Event, payload: WireModel) -> None:
+        if event.ack_id is not None:
+            body = RawJson(payload.model_dump_json(by_alias=True))
+            await self._emit(eio.Ack(event.ack_id, (body,)))
+
+    async def _refuse(self, event: eio.Event, code: str, message: str) -> None:
+        """Through the ack when the client asked for one; else, for an event the original
+        handled, as its `error` event; else only logged (the original ignored those events)."""
+        if event.ack_id is not None:
+            refusal = AckError(error=ErrorBody(code=code, message=message))
+            await self._emit(eio.Ack(event.ack_id, (refusal.model_dump(by_alias=True),)))
+        elif event.name in FAILED:
+            error = ErrorOut(message=FAILED[event.name], code=code, error=message)
+            await self._emit(eio.Event("error", (error.model_dump(by_alias=True),)))
+        else:
+            log.debug("socket.io %s: %s refused (%s): %s", self.sid, event.name, code, message)
+
+    # --- server -> client ----------------------------------------------------------------------
+
+    def intercept(self, event: DomainEvent) -> bool:
+        """Keep the fan-out of this socket's own send for its ack instead of pushing it."""
+        if isinstance(event, MessageAdded) and event.message.client_msg_id in self._sending:
+            self._sending[event.message.client_msg_id] = event.message
+            return True
+        return False
+
+    def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]] | None:
+        """A domain event as this socket's events, filtered by its rooms; None when it makes
+        a `chatCreated`, whose shape is read from the store (`render_assigned`)."""
+        match event:
+            case MessageAdded(message):
+                if message.chat_id in self.chats:
+                    received = eio.Event("messageReceived", (message_json(message),))
+                    packets: list[tuple[eio.SioPacket, Written | None]] = [
+                        (received, partial(self.core.written, event))
+                    ]
+                    typist = (message.chat_id, message.sender_id)
+                    if typist in self._shown_typing:
+                        # The widget shows "Typing..." until told otherwise.
+                        self._shown_typing.discard(typist)
+                        packets.append(
+                            self._typing_packet(message.chat_id, message.sender_id, on=False)
+                        )
+                    return packets
+                if self.user_room and message.sender_id != self.user_id:
+                    preview = message.content[:NOTIFICATION_PREVIEW_CHARS]
+                    title = f"New message from {message.sender_role}"  # the original's title
+                    return [
+                        self._notice("notification", message.chat_id, "message", title, preview)
+                    ]
+                return []
+            case ChatAssigned(chat, reason):
+                if self.user_room and chat.agent_id == self.user_id:
+                    return None
+                return self._assigned_notice(chat, reason)
+            case ChatUnassigned(chat_id, reason):
+                if chat_id not in self.chats:
+                    return []
+                return [
+                    self._notice(
+                        "chatNotified", chat_id, "chat_assignment", "Chat unassigned", reason
+                    )
+                ]
+            case ChatStatusEvent(chat_id, status, _):
+                if chat_id not in self.chats:
+                    return []
+                return [
+                    self._notice(
+                        "chatNotified",
+                        chat_id,
+                        "status_change",
+                        "Chat status",
+                        f"the chat is {status}",
+                    )
+                ]
+            case TypingEvent(chat_id, user_id, on):
+                if chat_id not in self.chats:
+                    return []
+                if on:
+                    self._shown_typing.add((chat_id, user_id))
+                else:
+                    self._shown_typing.discard((chat_id, user_id))
+                return [self._typing_packet(chat_id, user_id, on=on)]
+            case QueuePosition() | AgentStatusEvent() | ReadEvent():
+                return []  # the original had no such events; /ws carries them
+            case FloorUpdate():
+                return []  # only /ws can watch the floor
+            case _ as unreachable:
+                assert_never(unreachable)
+
+    async def render_assigned(
+        self, event: ChatAssigned
+    ) -> list[tuple[eio.SioPacket, Written | None]]:
+        """`chatCreated` for the agent's own room, then what `render` makes of it."""
+        with trio.fail_after(ASK_SECONDS):
+            shape = SioChat.of(await chat_out(self._store, event.chat))
+        created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
+        return [(created, None), *self._assigned_notice(event.chat, event.reason)]
+
+    @staticmethod
+    def _typing_packet(
+        chat_id: str, user_id: str, *, on: bool
+    ) -> tuple[eio.SioPacket, Written | None]:
+        typing = TypingOut(chat_id=chat_id, user_id=user_id)
+        name = "typingStarted" if on else "typingStopped"  # what the widget listens to
+        return eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None
+
+    def _assigned_notice(
+        self, chat: Chat, reason: str
+    ) -> list[tuple[eio.SioPacket, Written | None]]:
+        if chat.id not in self.chats:
+            return []
+        # The routing reason names other agents and their loads: staff only.
+        said = reason if self.role is Role.AGENT else "an agent is handling your chat"
+        return [self._notice("chatNotified", chat.id, "chat_assignment", "Chat assigned", said)]
+
+    def _notice(
+        self, name: str, chat_id: str, kind: NotificationType, title: str, content: str
+    ) -> tuple[eio.SioPacket, Written | None]:
+        notice = NotificationOut.about(self.user_id, chat_id, kind, title, content)
+        return eio.Event(name, (RawJson(notice.model_dump_json(by_alias=True)),)), None
