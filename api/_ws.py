@@ -291,6 +291,33 @@ def too_big(data: str | bytes, limit: int) -> bool:
     return isinstance(data, str) and len(data) * 4 > limit and len(data.encode()) > limit
 
 
+class RenderedMessages:
+    """The `message` frames rendered last, by event: a message is fanned out to every session of
+    both participants as one `MessageAdded`, and rendered once for all of them. Each entry keeps
+    its event, so an id is never taken for another event's while it is here."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._texts: dict[int, tuple[MessageAdded, str]] = {}
+
+    def text(self, event: MessageAdded) -> str:
+        found = self._texts.get(id(event))
+        if found is not None and found[0] is event:
+            return found[1]
+        message = event.message
+        text = MessageFrameOut(
+            chat_id=message.chat_id, seq=message.seq, message=ChatMessageOut.of(message)
+        ).model_dump_json(by_alias=True)
+        if len(self._texts) >= self._size:
+            del self._texts[next(iter(self._texts))]  # the oldest
+        self._texts[id(event)] = (event, text)
+        return text
+
+
+# Enough for the fan-out of every message written in one pass of the scheduler.
+RENDERED_MESSAGES = RenderedMessages(256)
+
+
 class JsonEdge:
     """One accepted connection: JSON frames in and out around a `Connection` core."""
 
@@ -472,10 +499,8 @@ class JsonEdge:
     async def _render(self, item: Outbound) -> str:
         frame: ServerFrame
         match item:
-            case MessageAdded(message):
-                frame = MessageFrameOut(
-                    chat_id=message.chat_id, seq=message.seq, message=ChatMessageOut.of(message)
-                )
+            case MessageAdded():
+                return RENDERED_MESSAGES.text(item)
             case ChatAssigned(chat, reason):
                 frame = ChatAssignedOut(chat=await chat_out(self._store, chat), reason=reason)
             case ChatUnassigned(chat_id, reason):

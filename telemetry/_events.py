@@ -5,7 +5,9 @@ Call sites stay one line long; what is logged and counted for an event is decide
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import trio
 
@@ -96,16 +98,16 @@ def connection_closed(
 
 
 def message_acknowledged(edge: str, seconds: float) -> None:
-    m.ACK_SECONDS.labels(edge).observe(seconds)
+    _child(m.ACK_SECONDS, edge).observe(seconds)
 
 
 def message_delivered(edge: str, seconds: float) -> None:
-    m.MESSAGES_DELIVERED.labels(edge).inc()
-    m.DELIVERY_SECONDS.labels(edge).observe(max(seconds, 0.0))
+    _child(m.MESSAGES_DELIVERED, edge).inc()
+    _child(m.DELIVERY_SECONDS, edge).observe(max(seconds, 0.0))
 
 
 def message_stored(role: str) -> None:
-    m.MESSAGES_STORED.labels(role).inc()
+    _child(m.MESSAGES_STORED, role).inc()
 
 
 def limit_hit(which: str, /, **fields: object) -> None:
@@ -139,7 +141,14 @@ def actor_restarted(name: str, restarts: int) -> None:
 
 
 def store_call(operation: str, seconds: float) -> None:
-    m.STORE_SECONDS.labels(operation).observe(seconds)
+    _child(m.STORE_SECONDS, operation).observe(seconds)
+
+
+@functools.cache
+def _child(family: Any, label: str) -> Any:
+    """`family.labels(label)`, looked up once: `labels` takes a lock and builds a key, and these
+    run for every message (their labels are few: edges, roles, store operations)."""
+    return family.labels(label)
 
 
 def store_failed(operation: str, error: BaseException, *, unavailable: bool) -> None:

@@ -8,7 +8,9 @@ changing nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,8 +27,8 @@ from actors import (
     open_system,
 )
 from api._cors import origin_allowed
-from api._errors import ApiError
-from api._ws import credentials, decode, too_big
+from api._errors import ASK_SECONDS, ApiError
+from api._ws import RenderedMessages, credentials, decode, too_big
 from api._ws_core import (
     ALLOWED_ROLES,
     CLOSE_POLICY,
@@ -52,7 +54,16 @@ from api._ws_core import (
     TokenBucket,
     WatchFloor,
 )
-from store import AgentStatus, MemoryStore, MessageStatus, Priority, Role, User, utcnow
+from store import (
+    AgentStatus,
+    MemoryStore,
+    Message,
+    MessageStatus,
+    Priority,
+    Role,
+    User,
+    utcnow,
+)
 
 UNKNOWN_CHAT = "0" * 24
 
@@ -117,9 +128,8 @@ def _user(user_id: str, role: Role) -> User:
     )
 
 
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
-    store = MemoryStore()
+@asynccontextmanager
+async def open_world(store: MemoryStore) -> AsyncIterator[World]:
     users = [
         await store.create_user(_user(user_id, role))
         for user_id, role in (
@@ -131,6 +141,12 @@ async def world() -> AsyncIterator[World]:
     ]
     async with open_system(store) as system:
         yield World(store, system, *users)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    async with open_world(MemoryStore()) as opened:
+        yield opened
 
 
 async def open_assigned_chat(world: World) -> tuple[str, Inbox, Inbox]:
@@ -378,3 +394,48 @@ def test_origin_allow_list() -> None:
     assert not origin_allowed("http://127.0.0.1:8081", [], "127.0.0.1:8080")
     assert not origin_allowed("null", [], "null")
     assert not origin_allowed("ws://support.example", [], "support.example")
+
+
+class StalledStore(MemoryStore):
+    """A store whose message writes take twice the edge's deadline."""
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        await trio.sleep(2 * ASK_SECONDS)
+        return await super().append_messages(messages)
+
+
+async def test_a_command_past_its_deadline_is_answered_overloaded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_world(StalledStore()) as world:
+        chat_id, _, _ = await open_assigned_chat(world)
+        began = trio.current_time()
+        [answer] = await world.connection(world.customer).handle(SendMessage(chat_id, "c1", "hi"))
+        assert answer == Error("overloaded", "the service is too busy to answer; retry", "c1")
+        assert trio.current_time() - began == pytest.approx(ASK_SECONDS)
+
+
+def test_a_message_event_is_rendered_once_for_every_session() -> None:
+    rendered = RenderedMessages(2)
+    first, second, third = (
+        MessageAdded(
+            Message(
+                id=f"m{n}",
+                chat_id="c",
+                seq=n,
+                client_msg_id=f"k{n}",
+                sender_id="carla",
+                sender_role=Role.CUSTOMER,
+                content="hello",
+            )
+        )
+        for n in (1, 2, 3)
+    )
+    text = rendered.text(first)
+    assert json.loads(text)["message"]["seq"] == 1
+    assert rendered.text(first) is text  # the second session's copy
+    assert json.loads(rendered.text(second))["seq"] == 2
+    assert json.loads(rendered.text(third))["seq"] == 3  # the oldest entry made room
+    again = rendered.text(first)  # evicted: rendered anew, alike
+    assert again == text
+    assert again is not text
