@@ -193,6 +193,12 @@ class Server:
         await self._stopped.wait()
 
 
+def serve_args(customers: int, store_url: str, folder: Path) -> list[str]:
+    """The arguments of the server subprocess: it opens `store_url` as made by `bench_store`
+    (a file's or a database's URL, which `--store` does not take)."""
+    return ["--customers", str(customers), "--store-url", store_url, "--serve", str(folder)]
+
+
 async def _hold(command: list[str], ready: str, *, task_status: trio.TaskStatus[Server]) -> None:
     stop, stopped = trio.Event(), trio.Event()
     try:
@@ -212,13 +218,7 @@ async def run(args: argparse.Namespace, console: Console) -> Report:
         bench = [sys.executable, "-m", "tools.bench_socketio", "--agents", str(args.agents)]
         async with bench_store(args.store, folder) as store, trio.open_nursery() as servers:
             real: Server = await servers.start(
-                _hold,
-                [
-                    *bench,
-                    *("--customers", str(args.customers), "--store", store),
-                    *("--serve", str(folder)),
-                ],
-                READY,
+                _hold, [*bench, *serve_args(args.customers, store, folder)], READY
             )
             report.rss_kib["idle"] = memory_kib(real.pid)[0]
             floor: Server | None = None
@@ -419,6 +419,22 @@ def _mib(kib: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        trio.run(serve_bench, args.serve, args.store_url, args.agents, args.customers)
+        return 0
+    if args.serve_floor is not None:
+        trio.run(_sio_floor.serve_floor, args.serve_floor, args.agents)
+        return 0
+    if not 12 <= args.size <= 16_000:
+        parser.error("--size must be within 12..16000 (the first 12 characters number a message)")
+    console = Console(width=max(Console().width, 100))
+    show(trio.run(run, args, console), args, console)
+    return 0
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench_socketio", description=__doc__.split("\n")[0]
     )
@@ -446,19 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the last phase: the transport floor (hypercorn with no application)",
     )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.serve is not None:
-        trio.run(serve_bench, args.serve, args.store, args.agents, args.customers)
-        return 0
-    if args.serve_floor is not None:
-        trio.run(_sio_floor.serve_floor, args.serve_floor, args.agents)
-        return 0
-    if not 12 <= args.size <= 16_000:
-        parser.error("--size must be within 12..16000 (the first 12 characters number a message)")
-    console = Console(width=max(Console().width, 100))
-    show(trio.run(run, args, console), args, console)
-    return 0
+    return parser
 
 
 if __name__ == "__main__":

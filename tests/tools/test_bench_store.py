@@ -12,6 +12,7 @@ from pymongo import MongoClient
 
 from store import open_store
 from tests.store.mongo_server import running_wire_server
+from tools import bench_socketio
 from tools._bench_store import bench_store, check_store, describe
 
 
@@ -47,3 +48,13 @@ async def test_a_mongodb_run_gets_a_database_of_its_own_dropped_at_the_end(tmp_p
                 assert await store.count_users() == 0
             assert name in await trio.to_thread.run_sync(_databases, server.url)
         assert name not in await trio.to_thread.run_sync(_databases, server.url)
+
+
+async def test_the_socketio_benchmark_server_opens_the_store_made_for_its_run(
+    tmp_path: Path,
+) -> None:
+    async with bench_store("sqlite", tmp_path) as url:
+        served = bench_socketio.arguments().parse_args(
+            ["--agents", "2", *bench_socketio.serve_args(4, url, tmp_path)]
+        )
+    assert (served.serve, served.store_url, served.customers) == (tmp_path, url, 4)
