@@ -1,26 +1,52 @@
-"""The store as the arbiter writes to it in cluster mode: every routing commit carries the
-fencing token its node got from `claim_routing` when it took the lease.
+"""The store as the arbiter's domain uses it in cluster mode.
 
-The wrapper changes nothing else: the domain does not know it runs in a cluster. When the store
-refuses a commit (`Fenced`: another node claimed since), `on_fenced` tells the node to step down
-at once, before its renewal notices the lost lease.
+Every routing commit carries the fencing token its node got from `claim_routing` when it took the
+lease: the store refuses a commit under an older token (`Fenced`), so a former arbiter cannot
+write a decision. The domain's other calls (a conversation's appends and receipts, a new chat)
+carry no token; instead each is made only while the lease is certainly still this node's: until
+`valid_until`, the time the last successful acquire or renewal was sent plus the lease (the key
+in the bus cannot expire sooner). A node that was frozen past that (a long pause, SIGSTOP) finds
+it out at its first call after waking, before anything reaches the store. Either refusal tells
+the node to step down at once (`on_fenced`, with the reason), and the caller gets
+`StoreUnavailable`, which the domain answers as a store outage: the client retries and reaches the
+new arbiter.
+
+The domain does not know it runs in a cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from store import Activity, AgentRouting, Chat, ChatRouting, Fenced, Store
+import trio
+
+from store import Activity, AgentRouting, Chat, ChatRouting, Fenced, Store, StoreUnavailable
 
 
 class FencedStore:
-    """`store`, with `record_routing` fenced by `token`."""
+    """`store`, with `record_routing` fenced by `token` and every call bounded by the lease."""
 
-    def __init__(self, store: Store, token: int, on_fenced: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        token: int,
+        on_fenced: Callable[[str], None],
+        *,
+        valid_until: float = math.inf,
+    ) -> None:
         self._store = store
         self.token = token
         self._on_fenced = on_fenced
+        self.valid_until = valid_until
+        """On trio's clock; the node moves it on with each renewal of its lease."""
+
+    def _check_lease(self) -> None:
+        if trio.current_time() >= self.valid_until:
+            self._on_fenced("the arbiter lease may have run out (this node was paused)")
+            raise StoreUnavailable("this node's arbiter lease has run out; another node takes over")
 
     async def record_routing(
         self,
@@ -31,13 +57,24 @@ class FencedStore:
         new_chats: Sequence[Chat] = (),
         fence: int | None = None,
     ) -> None:
+        self._check_lease()
         try:
             await self._store.record_routing(
                 chats, agents, activity, new_chats=new_chats, fence=self.token
             )
         except Fenced:
-            self._on_fenced()
+            self._on_fenced(f"a routing decision under token {self.token} was refused")
             raise
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        found = getattr(self._store, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(found):
+            return found
+        return self._bounded(found)
+
+    def _bounded(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def bounded(*args: Any, **kwargs: Any) -> Any:
+            self._check_lease()
+            return await call(*args, **kwargs)
+
+        return bounded

@@ -42,7 +42,7 @@ from actors.presence import Presence, Route, Routes
 from bus import Bus, BusError, Lease, Membership, Published, key
 from cluster._codec import CodecError, decode, encode
 from cluster._fencing import FencedStore
-from router import ActorDead, Refused
+from router import ActorDead, Refused, RouterError
 from store import Role, Store, StoreError, StoreUnavailable, new_id
 
 log = logging.getLogger("cluster")
@@ -237,8 +237,9 @@ class Node:
     async def _elect(self) -> None:
         while True:
             try:
+                asked = trio.current_time()
                 if await self.lease.acquire():
-                    await self._lead()
+                    await self._lead(asked)
                 else:
                     self._set_leader(await self.lease.current_holder())
             except BusError as error:
@@ -247,7 +248,8 @@ class Node:
                 log.warning("cannot claim the routing token: %s", error)
             await trio.sleep(self.config.tick_seconds)
 
-    async def _lead(self) -> None:
+    async def _lead(self, acquired: float) -> None:
+        """Run the domain while the lease taken at `acquired` (trio's clock) holds."""
         token = await self.store.claim_routing(self.node_id)
         self.token = token
         self.takeovers.append(trio.current_time())
@@ -256,15 +258,16 @@ class Node:
             with trio.CancelScope() as scope:
                 self._step_down = scope
 
-                def refused() -> None:
-                    log.warning(
-                        "a routing decision under token %d was refused: another node "
-                        "arbitrates now; stepping down",
-                        token,
-                    )
+                def refused(why: str) -> None:
+                    log.warning("%s: another node arbitrates now; stepping down", why)
                     scope.cancel()
 
-                fenced = FencedStore(self.store, token, on_fenced=refused)
+                fenced = FencedStore(
+                    self.store,
+                    token,
+                    on_fenced=refused,
+                    valid_until=acquired + self.config.lease_seconds,
+                )
                 self._domain_started = trio.Event()
                 async with (
                     trio.open_nursery() as nursery,
