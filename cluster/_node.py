@@ -286,7 +286,7 @@ class Node:
                     # The routes as rebuilt, for the nodes (the supervisor published them
                     # before `leading` was set).
                     self._announce_routes()
-                    nursery.start_soon(self._renew, scope)
+                    nursery.start_soon(self._renew, scope, fenced)
                     await trio.sleep_forever()
         finally:
             if self._domain_started is not None:
@@ -300,16 +300,18 @@ class Node:
                 self._set_leader(None)
             log.warning("node %s no longer arbitrates", self.node_id)
 
-    async def _renew(self, scope: trio.CancelScope) -> None:
+    async def _renew(self, scope: trio.CancelScope, fenced: FencedStore) -> None:
         renewed = trio.current_time()
         while True:
             await trio.sleep(self.config.tick_seconds)
             try:
+                asked = trio.current_time()
                 if not await self.lease.renew():
                     log.warning("node %s lost the arbiter lease; stepping down", self.node_id)
                     scope.cancel()
                     return
                 renewed = trio.current_time()
+                fenced.valid_until = asked + self.config.lease_seconds
             except BusError:
                 # Not sure whether the lease still holds: step down before it could expire.
                 if trio.current_time() - renewed >= self.config.lease_seconds * 2 / 3:
@@ -501,7 +503,16 @@ class Node:
             return self._route_list()
         if op not in FORWARDED:
             raise Refused("unknown_operation", f"{op} is not forwarded")
-        return await getattr(system, op)(**args)
+        leading = self._step_down
+        try:
+            return await getattr(system, op)(**args)
+        except (RuntimeError, RouterError) as error:
+            if isinstance(error, Refused) or leading is None or not leading.cancel_called:
+                raise
+            # The domain stopped under the ask (this node stepped down): an actor it needed
+            # was gone or could not be started. The next arbiter answers it; a send's retry
+            # is deduplicated by its client id, as after an arbiter's death.
+            raise NotLeading() from error
 
     def _on_broadcast(self, note: dict[str, Any]) -> None:
         if note.get("from") == self.node_id:
