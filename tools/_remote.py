@@ -2,6 +2,8 @@
 
 Every failure an operator can meet becomes a `RemoteError` whose message is one line naming the
 server: nothing listening, credentials refused, a token that is not an admin's, an error answer.
+The one REST client of the tools: the chaos harness uses it too, riding out the restarts it
+causes (`RideOut`) across the nodes it runs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -135,15 +138,74 @@ def _busy_for(response: httpx.Response) -> float | None:
         return 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class RideOut:
+    """Asking again while a server restarts: no answer, or a 5xx one, is asked again up to
+    `attempts` times, each request bounded by `seconds`, after a jittered exponential backoff
+    from `first` to `cap` seconds, and on the next node when there are several."""
+
+    attempts: int
+    seconds: float
+    first: float
+    cap: float
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.cap, self.first * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
 class Server:
-    """An HTTP client bound to one server and one token; answers are JSON or a RemoteError."""
+    """An HTTP client bound to one server (or the nodes of one cluster, `failover`); answers
+    are JSON or a RemoteError. With `ride_out`, a server that is down or failing is asked again
+    instead of reported at once."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
-        self.http = http
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        *,
+        failover: Sequence[httpx.AsyncClient] = (),
+        ride_out: RideOut | None = None,
+    ) -> None:
+        self._nodes = (http, *failover)
+        self._turn = 0
         self.url = url
+        self.ride_out = ride_out
 
-    async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The server's answer, whatever its status; a RemoteError if there is none."""
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The node asked now; the next one after a failure."""
+        return self._nodes[self._turn % len(self._nodes)]
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        attempts: int | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """The server's answer, whatever its status; a RemoteError if there is none. `token`
+        signs this request alone; `attempts` bounds the ride-out of this request."""
+        if token is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
+        policy = self.ride_out
+        if policy is None:
+            return await self._send_once(method, path, **kwargs)
+        tries = attempts or policy.attempts
+        for attempt in range(tries):
+            try:
+                with trio.fail_after(policy.seconds):
+                    response = await self._send_once(method, path, **kwargs)
+                if response.status_code < 500:
+                    return response
+            except (Unreachable, trio.TooSlowError):
+                pass
+            self._turn += 1
+            await trio.sleep(policy.backoff(attempt))
+        raise Unreachable(f"{method} {path}: no answer from {self.url} after {tries} attempts")
+
+    async def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self.http.request(method, path, **kwargs)
         except httpx.ConnectError as error:

@@ -1,4 +1,4 @@
-"""What a run of the crash/restart harness (tools/chaos.py) must have kept, checked from outside.
+"""What a run of the crash/restart harness (tools/chaos/) must have kept, checked from outside.
 
 Pure functions over plain data, so a doctored transcript or log proves each check can fail
 (tests/chaos/test_checker.py). The evidence is what the clients recorded (acks, the messages

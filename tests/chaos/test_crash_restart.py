@@ -1,4 +1,4 @@
-"""The server SIGKILLed under websocket traffic and restarted, again and again (tools/chaos.py):
+"""The server SIGKILLed under websocket traffic and restarted, again and again (tools/chaos/):
 nothing acknowledged is lost or stored twice, seqs stay 1, 2, 3, ..., every client shows every
 message in order, no chat ever has two agents, no agent goes over max load, and after the last
 restart the assignment actor agrees with the store.

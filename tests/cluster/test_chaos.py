@@ -1,5 +1,5 @@
 """Three nodes under websocket traffic, clients spread over them, a node SIGKILLed again and
-again (every other time the arbiter's, on purpose) and started again (tools/chaos.py): the crash
+again (every other time the arbiter's, on purpose) and started again (tools/chaos/): the crash
 checker's guarantees hold as on one process (every ack stored once, seqs 1, 2, 3, ..., no chat
 with two agents and no agent over max load by the activity-log replay, the arbiter agreeing with
 the store), and each takeover is timed against its target, the lease + 1 s.

@@ -18,6 +18,7 @@ from cluster import ARBITER_LEASE
 from store import (
     AgentStatus,
 )
+from tools._remote import Server, Unreachable
 from tools._server import START_SECONDS, free_port
 from tools.chaos._evidence import _evidence
 from tools.chaos._peers import AgentPeer, CustomerPeer
@@ -27,11 +28,11 @@ from tools.chaos._plan import (
     DEMO_AGENTS,
     DEMO_PASSWORD,
     REST_SECONDS,
+    RIDE_OUT,
     ChaosError,
     ChaosPlan,
     ChaosReport,
 )
-from tools.chaos._rest import Rest
 from tools.chaos._run import ChatPlan, Run
 from tools.chaos._server import ServerProcess
 from tools.chaos_check import (
@@ -64,7 +65,8 @@ async def run_chaos(
                 nursery = await stack.enter_async_context(trio.open_nursery())
                 for server in servers:  # one after the other: the first seeds the store
                     await server.start(nursery)
-                run = Run(plan, servers, Rest(*clients))
+                rest = Server(clients[0], servers[0].url, failover=clients[1:], ride_out=RIDE_OUT)
+                run = Run(plan, servers, rest)
                 admin, agents, customers = await _set_up(run)
                 supervisor = await _drive(run, nursery, admin, agents, customers)
                 run.stopping = True
@@ -127,10 +129,10 @@ async def _set_up(run: Run) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
     """Agents through the admin API (each at the plan's max load), tokens for the customers."""
     plan, rest = run.plan, run.rest
     admin = (
-        await rest.ok(
-            "POST", "/admin/auth/login", body={"email": ADMIN_EMAIL, "password": DEMO_PASSWORD}
+        await rest.call(
+            "POST", "/admin/auth/login", json={"email": ADMIN_EMAIL, "password": DEMO_PASSWORD}
         )
-    )["token"]
+    ).json()["token"]
     count = plan.agent_count
     logins = [(email, DEMO_PASSWORD) for email in DEMO_AGENTS[:count]] + [
         (f"chaos-agent-{i}@switchboard.example", AGENT_PASSWORD)
@@ -141,11 +143,11 @@ async def _set_up(run: Run) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
 
     async def agent(number: int, email: str, password: str) -> None:
         if password == AGENT_PASSWORD:
-            await rest.ok(
+            await rest.call(
                 "POST",
                 "/admin/users",
                 token=admin,
-                body={
+                json={
                     "name": f"Chaos Agent {number}",
                     "email": email,
                     "password": password,
@@ -153,23 +155,27 @@ async def _set_up(run: Run) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
                     "maxLoad": plan.max_load,
                 },
             )
-        signed_in = await rest.ok(
-            "POST", "/auth/login", body={"email": email, "password": password}
-        )
+        signed_in = (
+            await rest.call("POST", "/auth/login", json={"email": email, "password": password})
+        ).json()
         user_id = signed_in["user"]["id"]
         if password == DEMO_PASSWORD:
-            await rest.ok(
+            await rest.call(
                 "PUT",
                 f"/admin/agents/{user_id}/max-load",
                 token=admin,
-                body={"maxLoad": plan.max_load},
+                json={"maxLoad": plan.max_load},
             )
         agents.append(AgentPeer(run, f"agent{number}", signed_in["token"], user_id))
 
     async def customer(chat: ChatPlan) -> None:
-        minted = await rest.ok(
-            "POST", "/dev/customer-token", body={"customerId": f"chaos-{plan.seed}-{chat.index}"}
-        )
+        minted = (
+            await rest.call(
+                "POST",
+                "/dev/customer-token",
+                json={"customerId": f"chaos-{plan.seed}-{chat.index}"},
+            )
+        ).json()
         customers.append(CustomerPeer(run, f"customer{chat.index}", minted["token"], chat))
 
     async with trio.open_nursery() as nursery:
@@ -266,30 +272,30 @@ async def _churn_once(run: Run, rng: random.Random, admin: str, agents: list[Age
                 outcome = "done" if await agent.step_away(rng) else "offline"
             case "reassign":
                 chats = [chat.chat_id for chat in run.chats if chat.chat_id is not None]
-                response = await run.rest.call(
+                response = await run.rest.send(
                     "POST",
                     f"/admin/chats/{rng.choice(chats)}/reassign",
                     token=admin,
-                    body={"agentId": agent.user_id},
+                    json={"agentId": agent.user_id},
                     attempts=3,
                 )
                 outcome = str(response.status_code)
             case _:
-                response = await run.rest.call(
+                response = await run.rest.send(
                     "PUT",
                     f"/admin/agents/{agent.user_id}/max-load",
                     token=admin,
-                    body={"maxLoad": rng.choice([run.plan.max_load - 1, run.plan.max_load])},
+                    json={"maxLoad": rng.choice([run.plan.max_load - 1, run.plan.max_load])},
                     attempts=3,
                 )
                 outcome = str(response.status_code)
-    except ChaosError:
+    except (ChaosError, Unreachable):
         outcome = "server down"
     run.stats.churn_ops[f"{op} {outcome}"] += 1
 
 
 async def _supervisor_state(run: Run, admin: str) -> SupervisorState:
-    system = await run.rest.ok("GET", "/admin/system", token=admin)
+    system = (await run.rest.call("GET", "/admin/system", token=admin)).json()
     return SupervisorState(
         agents=tuple(
             AgentState(

@@ -26,12 +26,12 @@ from tools.chaos._plan import (
     CONNECT_SECONDS,
     RECONNECT_ATTEMPTS,
     REST_SECONDS,
+    RIDE_OUT,
     SETTLE_ATTEMPTS,
     SETTLE_SECONDS,
     ChaosError,
     Frame,
 )
-from tools.chaos._rest import _backoff
 from tools.chaos._run import ChatPlan, Run
 from tools.chaos._sending import AgentHalf, CustomerHalf, Link, View
 from tools.chaos_check import (
@@ -82,7 +82,7 @@ class Peer:
             failures = 0 if lasted else failures + 1
             if failures > RECONNECT_ATTEMPTS:
                 raise ChaosError(f"{self.name} could not reconnect {RECONNECT_ATTEMPTS} times")
-            await trio.sleep(_backoff(failures))
+            await trio.sleep(RIDE_OUT.backoff(failures))
 
     async def _session(self, ws: WebSocketConnection) -> bool:
         """Serve one connection until it closes; True if it got as far as an answer."""
@@ -147,9 +147,8 @@ class Peer:
         view = self.view(chat_id)
         path = f"/messages/{self.role.value}/{chat_id}"
         while True:
-            page = await self.run.rest.ok(
-                "GET", path, token=self.token, params={"cursor": view.last, "limit": 100}
-            )
+            params = {"cursor": view.last, "limit": 100}
+            page = (await self.run.rest.call("GET", path, token=self.token, params=params)).json()
             for message in page:
                 view.offer(message["seq"], message["id"], self.run.stats)
             if len(page) < 100:
@@ -254,7 +253,7 @@ class AgentPeer(Peer):
         found: list[Frame] = []
         params: dict[str, Any] = {"status": "open", "limit": 100}
         while True:
-            response = await self.run.rest.call(
+            response = await self.run.rest.send(
                 "GET", "/chats/agent", token=self.token, params=params
             )
             if response.status_code != 200:

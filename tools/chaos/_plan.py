@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools._remote import RideOut
 from tools.chaos_check import (
     Verdict,
 )
@@ -27,6 +28,8 @@ REST_SECONDS = 10.0  # one REST call
 REST_ATTEMPTS = 60
 RECONNECT_ATTEMPTS = 100  # in a row, without a connection lasting
 BACKOFF_FIRST, BACKOFF_CAP = 0.02, 0.5
+# REST calls ride out the restarts the run causes; reconnects back off alike.
+RIDE_OUT = RideOut(REST_ATTEMPTS, REST_SECONDS, BACKOFF_FIRST, BACKOFF_CAP)
 ACK_SECONDS = 30.0  # an ack overdue this long on a live connection: reconnect
 SETTLE_SECONDS = 30.0
 SETTLE_ATTEMPTS = 5

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import trio
 
+from tools._remote import Server
 from tools.chaos._plan import _TITLE, ChaosPlan, Frame, Stats
-from tools.chaos._rest import Rest
 from tools.chaos._server import ServerProcess
 from tools.chaos_check import (
     AckRecord,
@@ -38,7 +38,7 @@ class ChatPlan:
 class Run:
     """What every client shares: the plan, the progress towards the kills, the evidence."""
 
-    def __init__(self, plan: ChaosPlan, servers: list[ServerProcess], rest: Rest) -> None:
+    def __init__(self, plan: ChaosPlan, servers: list[ServerProcess], rest: Server) -> None:
         self.plan = plan
         self.servers = servers
         self.rest = rest
