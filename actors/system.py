@@ -9,9 +9,10 @@ stable `code`), a stopped actor as `router.ActorDead`, a crash while handling as
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import trio
@@ -231,6 +232,31 @@ class System:
         return await self._ask_conversation(
             chat_id, lambda reply: SendMessage(sender, client_msg_id, content, reply)
         )
+
+    async def send_messages(
+        self, chat_id: str, sender: Speaker, sends: Sequence[tuple[str, str]]
+    ) -> list[Sent | Exception]:
+        """`send_message` for each (client_msg_id, content) of one sender to one chat, in order:
+        all are in the conversation's mailbox before the first is answered, so they are stored
+        in one write. Each gets what `send_message` would return or raise, in order."""
+        answers: list[Sent | Exception] = []
+        for attempt in range(_DELIVERY_ATTEMPTS):
+            ref = await self._conversation(chat_id)
+            rest = sends[len(answers) :]
+            for answer in await ref.ask_each(
+                [
+                    partial(SendMessage, sender, client_msg_id, content)
+                    for client_msg_id, content in rest
+                ]
+            ):
+                # The first ActorDead and all after it were never handled (passivated between
+                # the lookup and the asks): they are asked again, in order, of its next run.
+                if isinstance(answer, ActorDead) and attempt < _DELIVERY_ATTEMPTS - 1:
+                    break
+                answers.append(answer)
+            if len(answers) == len(sends):
+                return answers
+        raise AssertionError("unreachable")
 
     async def mark_read(
         self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus

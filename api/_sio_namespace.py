@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias, assert_never
@@ -94,6 +94,9 @@ log = logging.getLogger("api.socketio")
 
 SEND_MESSAGE = "sendMessage"
 TYPING = ("startTyping", "stopTyping")
+# At most this many `sendMessage` events already waiting go to the core together (a
+# conversation stores up to 64 sends in one write).
+SEND_RUN = 64
 # The events the original handled; a refusal of one of them without an ack is its `error` event,
 # with its summary as `message` (the agent dashboard stays quiet on "Failed to join chat").
 FAILED = {
@@ -187,7 +190,7 @@ class ChatSocket:
         try:
             match event.name:
                 case "sendMessage":
-                    return await self._send_message(event)
+                    return await self.on_sends([event])
                 case "joinChat":
                     await self._join_chat(event)
                 case "leaveChat":
@@ -222,38 +225,62 @@ class ChatSocket:
             await self._refuse(event, "unavailable", "the database cannot be reached; retry")
         return None
 
-    async def _send_message(self, event: eio.Event) -> Ending | None:
-        data = parse(SendMessageIn, event.args)
-        key = data.client_msg_id or (
-            f"sio:{self.sid}:{event.ack_id}"
-            if event.ack_id is not None
-            else f"sio:{self.sid}:n{next(self._unacked)}"
-        )
-        self._sending[key] = None
+    async def on_sends(self, events: Sequence[eio.Event]) -> Ending | None:
+        """Consecutive `sendMessage` events, answered in order; the valid ones between two
+        invalid ones go to the core together, so a chat's are stored in one write."""
+        run: list[tuple[eio.Event, SendMessage]] = []
+        for event in events:
+            try:
+                data = parse(SendMessageIn, event.args)
+            except InvalidPayload as invalid:
+                ending = await self._send_run(run)
+                if ending is not None:
+                    return ending
+                run = []
+                await self._refuse(event, "invalid_payload", f"{event.name}: {invalid}")
+                continue
+            key = data.client_msg_id or (
+                f"sio:{self.sid}:{event.ack_id}"
+                if event.ack_id is not None
+                else f"sio:{self.sid}:n{next(self._unacked)}"
+            )
+            run.append((event, SendMessage(data.chat_id, key, data.message)))
+        return await self._send_run(run)
+
+    async def _send_run(self, run: Sequence[tuple[eio.Event, SendMessage]]) -> Ending | None:
+        if not run:
+            return None
+        for _, send in run:
+            self._sending[send.client_msg_id] = None
         try:
-            effects = await self.core.handle(SendMessage(data.chat_id, key, data.message))
+            answers = await self.core.handle_sends([send for _, send in run])
         finally:
-            fanned_out = self._sending.pop(key)
-        closing = any(isinstance(effect, Close) for effect in effects)
-        for effect in effects:
-            match effect:
-                case Ack(message_id=message_id):
-                    # The message is said: the sender is not typing in the chat any more.
-                    self._typing.discard(data.chat_id)
-                    stored = fanned_out or await self._stored(message_id)
-                    if stored is None:
-                        await self._refuse(
-                            event, "unavailable", "stored; reload the chat to see it"
-                        )
-                        continue
-                    payload = message_json(stored)
-                    await self._emit(eio.Event("messageDelivered", (payload,)))
-                    if event.ack_id is not None:
-                        await self._emit(eio.Ack(event.ack_id, (payload,)))
-                case Error(code, message) if closing:
-                    return Ending(code, message)
-                case Error(code, message):
-                    await self._refuse(event, code, message)
+            # A client id repeated in the run is answered as a resend of the same message.
+            fanned_out: dict[str, Message | None] = {}
+            for _, send in run:
+                if send.client_msg_id not in fanned_out:
+                    fanned_out[send.client_msg_id] = self._sending.pop(send.client_msg_id)
+        for (event, send), effects in zip(run, answers, strict=False):
+            closing = any(isinstance(effect, Close) for effect in effects)
+            for effect in effects:
+                match effect:
+                    case Ack(message_id=message_id):
+                        # The message is said: the sender is not typing in the chat any more.
+                        self._typing.discard(send.chat_id)
+                        stored = fanned_out[send.client_msg_id] or await self._stored(message_id)
+                        if stored is None:
+                            await self._refuse(
+                                event, "unavailable", "stored; reload the chat to see it"
+                            )
+                            continue
+                        payload = message_json(stored)
+                        await self._emit(eio.Event("messageDelivered", (payload,)))
+                        if event.ack_id is not None:
+                            await self._emit(eio.Ack(event.ack_id, (payload,)))
+                    case Error(code, message) if closing:
+                        return Ending(code, message)
+                    case Error(code, message):
+                        await self._refuse(event, code, message)
         return None
 
     async def _stored(self, message_id: str) -> Message | None:

@@ -53,7 +53,7 @@ from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._sio_events import (
     ErrorOut,
 )
-from api._sio_namespace import SEND_MESSAGE, TYPING, ChatSocket, Outgoing
+from api._sio_namespace import SEND_MESSAGE, SEND_RUN, TYPING, ChatSocket, Outgoing
 from api._stopping import GOING_AWAY
 from api._ws import Transport as WebSocket
 from api._ws import token_id
@@ -119,6 +119,8 @@ class SioSession:
             secrets.token_urlsafe(15), transport, config, clock=trio.current_time, wake=self._wake
         )
         self._inbox, self._inbound = trio.open_memory_channel[str | bytes](limits.inbox_packets)
+        # A packet read from the inbox behind a run of sends, handled next.
+        self._held: str | bytes | None = None
         self._outbox, self._outgoing = trio.open_memory_channel[Outgoing](
             found.settings.ws_outbox_frames
         )
@@ -212,8 +214,34 @@ class SioSession:
         self.engine.close(f"no Socket.IO CONNECT within {self._limits.connect_seconds:g} s")
 
     async def _dispatch(self, nursery: trio.Nursery) -> None:
-        async for data in self._inbound:
+        while True:
+            data, self._held = self._held, None
+            if data is None:
+                try:
+                    data = await self._inbound.receive()
+                except trio.EndOfChannel:
+                    return
             await self._on_message(data, nursery)
+
+    def _sends_behind(self, first: eio.Event) -> list[eio.Event]:
+        """`first` and the `sendMessage` events already waiting behind it (a client keeping
+        several in flight), to be answered together; the first other packet is held for next."""
+        run = [first]
+        while len(run) < SEND_RUN and self._held is None:
+            try:
+                data = self._inbound.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            packet = None if isinstance(data, bytes) else _decoded(data)
+            if (
+                isinstance(packet, eio.Event)
+                and packet.name == SEND_MESSAGE
+                and packet.namespace == eio.DEFAULT_NAMESPACE
+            ):
+                run.append(packet)
+            else:
+                self._held = data
+        return run
 
     async def _pump(self) -> None:
         async for item in self._outgoing:
@@ -303,7 +331,11 @@ class SioSession:
             case eio.Event(namespace=namespace):
                 # Like the stock server: an event for a namespace not connected is ignored.
                 if socket is not None and namespace == eio.DEFAULT_NAMESPACE:
-                    ending = await socket.on_event(packet)
+                    ending = await (
+                        socket.on_sends(self._sends_behind(packet))
+                        if event_name == SEND_MESSAGE
+                        else socket.on_event(packet)
+                    )
                     if ending is not None:
                         self._end(ending.code, ending.message)
             case eio.Ack():
@@ -572,6 +604,14 @@ class SioSession:
             if self.engine.closed is not None:
                 written_all.set()
                 return
+
+
+def _decoded(data: str) -> eio.SioPacket | None:
+    """A Socket.IO packet, or None when it is malformed (handled, and refused, in its turn)."""
+    try:
+        return eio.decode_sio(data)
+    except ProtocolError:
+        return None
 
 
 def _receive_frame(engine: EngineSession, frame: str | bytes) -> str | bytes | None:

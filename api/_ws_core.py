@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, TypeAlias, assert_never
@@ -261,6 +261,42 @@ class Connection:
 
     async def handle(self, inbound: Inbound) -> list[Effect]:
         """Answer one frame. Never raises for anything a client can send."""
+        refused = self._admit(inbound)
+        if refused is not None:
+            return refused
+        assert not isinstance(inbound, Malformed)
+        try:
+            with trio.fail_after(ASK_SECONDS):
+                return await self._perform(inbound)
+        except Exception as error:
+            return [_failure(inbound, error)]
+
+    async def handle_sends(self, sends: Sequence[SendMessage]) -> list[list[Effect]]:
+        """`handle` for each of a connection's consecutive sends, answered in order (up to a
+        `Close`, which ends the list). Consecutive sends to one chat are asked of its
+        conversation together, so they are stored in one write."""
+        answers: list[list[Effect] | None] = []
+        for send in sends:
+            refused = self._admit(send)
+            answers.append(refused)
+            if refused is not None and any(isinstance(effect, Close) for effect in refused):
+                break
+        start = 0
+        while start < len(answers):
+            if answers[start] is not None:
+                start += 1
+                continue
+            end = start + 1
+            chat_id = sends[start].chat_id
+            while end < len(answers) and answers[end] is None and sends[end].chat_id == chat_id:
+                end += 1
+            answers[start:end] = await self._send_run(sends[start:end])
+            start = end
+        return [answer for answer in answers if answer is not None]
+
+    def _admit(self, inbound: Inbound) -> list[Effect] | None:
+        """The answer to a frame refused before it reaches the domain (flood, malformed, a
+        command not for the peer's role); None to go ahead."""
         if not self._bucket.take(self._clock()):
             limit_hit("frame_rate", edge=self._edge, principal=self.peer.user_id)
             return [
@@ -279,43 +315,35 @@ class Connection:
                     _ref(inbound),
                 )
             ]
+        return None
+
+    async def _send_run(self, run: Sequence[SendMessage]) -> list[list[Effect]]:
+        """Admitted sends to one chat, asked together; each one's answer, in order."""
+        arrived = time.perf_counter()
+        chat_id = run[0].chat_id
         try:
             with trio.fail_after(ASK_SECONDS):
-                return await self._perform(inbound)
-        except Refused as refusal:
-            return [_refusal(inbound, refusal)]
-        except RouterError as error:
-            log.warning("actor unavailable for %s: %s", inbound.kind, error)
-            return [Error("unavailable", "a component is restarting; retry", _ref(inbound))]
-        except StoreUnavailable as error:
-            log.warning("store unavailable for %s: %s", inbound.kind, error)
-            return [
-                Error(
-                    "store_unavailable",
-                    "the database cannot be reached; retry shortly",
-                    _ref(inbound),
+                await self._check_visible(chat_id)
+                outcomes = await self._system.send_messages(
+                    chat_id, self._speaker, [(send.client_msg_id, send.content) for send in run]
                 )
-            ]
-        except trio.TooSlowError:
-            return [Error("overloaded", "the service is too busy to answer; retry", _ref(inbound))]
-        except Exception:
-            log.exception("unexpected error handling %s", inbound.kind)
-            return [
-                Error("internal", "an internal error occurred; it has been logged", _ref(inbound))
-            ]
+        except Exception as error:
+            return [[_failure(send, error)] for send in run]
+        answers: list[list[Effect]] = []
+        for send, outcome in zip(run, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                answers.append([_failure(send, outcome)])
+                continue
+            message_acknowledged(self._edge, time.perf_counter() - arrived)
+            message = outcome.message
+            answers.append([Ack(send.client_msg_id, chat_id, message.seq, message.id)])
+        return answers
 
     async def _perform(self, command: Command) -> list[Effect]:
         system, me = self._system, self._speaker
         match command:
-            case SendMessage(chat_id, client_msg_id, content):
-                arrived = time.perf_counter()
-                await self._check_visible(chat_id)
-                sent = await system.send_message(
-                    chat_id, me, client_msg_id=client_msg_id, content=content
-                )
-                message_acknowledged(self._edge, time.perf_counter() - arrived)
-                message = sent.message
-                return [Ack(client_msg_id, chat_id, message.seq, message.id)]
+            case SendMessage():
+                return (await self._send_run([command]))[0]
             case SetTyping(chat_id, on):
                 await self._check_visible(chat_id)
                 route = system.route(chat_id)
@@ -411,6 +439,28 @@ class Connection:
                         )
                 except (RouterError, StoreUnavailable, trio.TooSlowError) as error:
                     log.info("delivery receipt for %s up to %d dropped: %s", chat_id, seq, error)
+
+
+def _failure(inbound: Command, error: Exception) -> Error:
+    """What a client is told when the domain could not answer its frame."""
+    match error:
+        case Refused():
+            return _refusal(inbound, error)
+        case RouterError():
+            log.warning("actor unavailable for %s: %s", inbound.kind, error)
+            return Error("unavailable", "a component is restarting; retry", _ref(inbound))
+        case StoreUnavailable():
+            log.warning("store unavailable for %s: %s", inbound.kind, error)
+            return Error(
+                "store_unavailable", "the database cannot be reached; retry shortly", _ref(inbound)
+            )
+        case trio.TooSlowError():
+            return Error("overloaded", "the service is too busy to answer; retry", _ref(inbound))
+        case _:
+            log.error("unexpected error handling %s", inbound.kind, exc_info=error)
+            return Error(
+                "internal", "an internal error occurred; it has been logged", _ref(inbound)
+            )
 
 
 def _refusal(inbound: Inbound, refusal: Refused) -> Error:

@@ -7,6 +7,7 @@ Connections stay with the node that holds their socket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -188,6 +189,22 @@ class ClusterSystem(System):
             },
         )
         return answer
+
+    async def send_messages(
+        self, chat_id: str, sender: Speaker, sends: Sequence[tuple[str, str]]
+    ) -> list[Sent | Exception]:
+        """One call each, in order: the bus has no batch call (yet), so none is stored together."""
+        answers: list[Sent | Exception] = []
+        for client_msg_id, content in sends:
+            try:
+                answers.append(
+                    await self.send_message(
+                        chat_id, sender, client_msg_id=client_msg_id, content=content
+                    )
+                )
+            except Exception as error:
+                answers.append(error)
+        return answers
 
     async def mark_read(
         self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus

@@ -14,7 +14,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -174,6 +174,37 @@ class ActorRef(Generic[M]):
         reply: Reply[R] = Reply()
         await self.tell(make(reply))
         return await reply._wait()
+
+    async def ask_each(self, makes: Sequence[Callable[[Reply[R]], M]]) -> list[R | Exception]:
+        """`ask` for each message, with every message told before the first reply is awaited:
+        a `BatchActor` finds them together in its mailbox. Replies come back in order, each the
+        value or the exception the ask would have raised; a message the mailbox refused because
+        the actor stopped gets `ActorDead`, and so does every message after it (never told).
+
+        Bound the wait with `trio.fail_after`."""
+        replies: list[Reply[R]] = []
+        results: list[R | Exception] = []
+        for make in makes:
+            reply: Reply[R] = Reply()
+            message = make(reply)
+            try:
+                # No checkpoint between the tells while there is room.
+                self.tell_nowait(message)
+            except MailboxFull:
+                try:
+                    await self.tell(message)
+                except ActorDead:
+                    break
+            except ActorDead:
+                break
+            replies.append(reply)
+        for reply in replies:
+            try:
+                results.append(await reply._wait())
+            except Exception as error:
+                results.append(error)
+        results.extend(ActorDead(self._cell.name) for _ in range(len(makes) - len(replies)))
+        return results
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorRef) and other._cell is self._cell

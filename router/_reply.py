@@ -50,7 +50,7 @@ class Reply(Generic[R]):
             self._waiter = None
 
     async def _wait(self) -> R:
-        """Wait for the value, or raise the error; only `ActorRef.ask` calls this, once."""
+        """The value, or raise the error; only `ActorRef.ask` and `ask_each` call this, once."""
         if not self._done:
             # Parking the task directly keeps an ask to one allocation (this slot); a trio.Event
             # would add its parking lot to every ask.

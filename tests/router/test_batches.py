@@ -3,12 +3,14 @@ a crash fails every ask of the batch, a refusal refuses those not yet answered."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 import trio.testing
 
-from router import ActorSystem, BatchActor, HandlerCrashed, Refused, Reply
+from router import ActorDead, ActorSystem, BatchActor, HandlerCrashed, Refused, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +107,25 @@ async def test_a_crash_fails_every_ask_of_the_batch_and_a_refusal_refuses_them(
             assert all(isinstance(outcome, expected) for outcome in outcomes)
         assert summer.restarts == 1
         assert seen.batches == []
+
+
+async def test_ask_each_tells_them_all_before_waiting_and_answers_in_order(
+    system: ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    seen = Seen()
+    with trio.fail_after(5):
+        summer = await system.spawn("summer", lambda: Summer(seen), mailbox_size=16)
+        error = ValueError("no")
+        makes: list[Callable[[Reply[int]], Put | Fail | Block]] = [
+            partial(Put, 1),
+            partial(Put, 2),
+            partial(Fail, error),  # a crash: its batch fails, the next batch is answered
+            partial(Put, 4),
+        ]
+        answers = await summer.ask_each(makes)
+        # One ask at a time, the batches would have been [1], [2], [4].
+        assert seen.batches == [[4]]
+        assert answers[3] == 4
+        assert all(isinstance(answer, HandlerCrashed) for answer in answers[:3])
+        await system.stop("summer")
+        assert [type(answer) for answer in await summer.ask_each(makes[:1])] == [ActorDead]
