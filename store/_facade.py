@@ -91,7 +91,9 @@ class Operations(Protocol):
     def list_activity(
         self, activity_filter: ActivityFilter, limit: int, cursor: str | None
     ) -> Page[Activity]: ...
-    def set_password(self, user_id: str, password_hash: str, at: datetime) -> User: ...
+    def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None
+    ) -> User: ...
     def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None: ...
     def issue_code(self, code: OneTimeCode, mail: Mail) -> None: ...
     def use_code(
@@ -280,9 +282,13 @@ class Facade(ABC):
 
     # accounts by email: credentials, one-time codes and the mail outbox
 
-    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+    async def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None = None
+    ) -> User:
         _rules.check_aware(at)
-        return await self._call(lambda db: db.set_password(user_id, password_hash, at))
+        return await self._call(
+            lambda db: db.set_password(user_id, password_hash, at, kept_token_id)
+        )
 
     async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None:
         _rules.check_aware(at)

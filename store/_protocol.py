@@ -53,9 +53,10 @@ In detail:
   transactions) is completed by the claim, so a caller that claims and then reads sees every
   decision that was ever accepted. `record_routing` without a token is not fenced.
 - Accounts by email (a group of its own, below):
-  - `update_user` leaves `password_hash` and `token_generation` as stored: only `set_password`
-    writes them (it moves the generation on by one, revoking every token issued before), so a
-    profile edit made from a copy read before a password change cannot undo it.
+  - `update_user` leaves `password_hash`, `token_generation` and `kept_token_id` as stored: only
+    `set_password` writes them (it moves the generation on by one, revoking every token issued
+    before but `kept_token_id`, the token that made the change, if given), so a profile edit
+    made from a copy read before a password change cannot undo it.
   - `mark_email_verified` sets `email_verified_at` (and `updated_at`) only while the user's
     email is still `email`; None if not (or no such user). A verified address stays verified at
     its first time.
@@ -262,7 +263,9 @@ class Store(Protocol):
     ) -> Page[Activity]: ...
 
     # accounts by email: credentials, one-time codes and the mail outbox
-    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User: ...
+    async def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None = None
+    ) -> User: ...
     async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None: ...
     async def issue_code(self, code: OneTimeCode, mail: Mail) -> None: ...
     async def use_code(

@@ -102,8 +102,10 @@ class User:
     created_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     updated_at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
     # Tokens carry the generation they were issued in; `set_password` moves it on, which
-    # revokes every token issued before.
+    # revokes every token issued before but `kept_token_id` (the token that changed the
+    # password, whose holder stays signed in; None after a reset).
     token_generation: int = 0
+    kept_token_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ ROUTING_USER_FIELDS = ("role", "status", "max_load")
 """What `update_user` leaves as stored: only the assignment actor writes these (`record_routing`),
 so a profile edit racing an assignment decision (an approval or demotion too) cannot undo it."""
 
-CREDENTIAL_USER_FIELDS = ("password_hash", "token_generation")
+CREDENTIAL_USER_FIELDS = ("password_hash", "token_generation", "kept_token_id")
 """What `update_user` leaves as stored too: only `set_password` writes these, so a profile edit
 made from a copy read before a password change cannot bring the old password back."""
 

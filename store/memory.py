@@ -488,7 +488,9 @@ class MemoryStore:
 
     # accounts by email: credentials, one-time codes and the mail outbox
 
-    async def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+    async def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None = None
+    ) -> User:
         await trio.lowlevel.checkpoint()
         _rules.check_aware(at)
         old = self._users.get(user_id)
@@ -498,6 +500,7 @@ class MemoryStore:
             old,
             password_hash=password_hash,
             token_generation=old.token_generation + 1,
+            kept_token_id=kept_token_id,
             updated_at=at,
         )
         return user

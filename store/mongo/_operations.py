@@ -686,11 +686,14 @@ class _Database:
 
     # accounts by email: credentials, one-time codes and the mail outbox
 
-    def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+    def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None
+    ) -> User:
         document = self._users.find_one_and_update(
             {"_id": user_id},
             {
-                "$set": {"password_hash": password_hash} | _time_fields("updated_at", at),
+                "$set": {"password_hash": password_hash, "kept_token_id": kept_token_id}
+                | _time_fields("updated_at", at),
                 "$inc": {"token_generation": 1},
             },
             return_document=ReturnDocument.AFTER,

@@ -468,11 +468,13 @@ class _Database:
 
     # accounts by email: credentials, one-time codes and the mail outbox
 
-    def set_password(self, user_id: str, password_hash: str, at: datetime) -> User:
+    def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None
+    ) -> User:
         self._db.execute(
             "UPDATE users SET password_hash = ?, token_generation = token_generation + 1,"
-            " updated_at = ? WHERE id = ?",
-            [password_hash, _encode_time(at), user_id],
+            " kept_token_id = ?, updated_at = ? WHERE id = ?",
+            [password_hash, kept_token_id, _encode_time(at), user_id],
         )
         user = self.get_user(user_id)
         if user is None:

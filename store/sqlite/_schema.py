@@ -155,6 +155,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX customer_by_external_id ON users (external_id)"
         " WHERE role = 'customer'",
     ),
+    # The token that changed the password keeps working (its holder stays signed in).
+    ("ALTER TABLE users ADD COLUMN kept_token_id TEXT",),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

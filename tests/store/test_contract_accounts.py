@@ -46,6 +46,22 @@ async def test_set_password_moves_the_token_generation_on(store: Store) -> None:
         await store.set_password(new_id(), "x", at(1))
 
 
+async def test_set_password_keeps_the_token_that_changed_it_until_the_next_change(
+    store: Store,
+) -> None:
+    ada = await store.create_user(user(password_hash="old"))
+    assert ada.kept_token_id is None
+    kept = await store.set_password(ada.id, "new", at(5), kept_token_id="jti-1")
+    assert (kept.token_generation, kept.kept_token_id) == (1, "jti-1")
+    assert await store.get_user(ada.id) == kept
+    # A profile edit from a copy read before leaves it as stored.
+    edited = await store.update_user(replace(ada, name="Ada L.", updated_at=at(6)))
+    assert (edited.token_generation, edited.kept_token_id) == (1, "jti-1")
+    # The next change names its own token, or none (a reset): the old one goes.
+    assert (await store.set_password(ada.id, "newer", at(7))).kept_token_id is None
+    assert (await store.get_user(ada.id)).kept_token_id is None  # type: ignore[union-attr]
+
+
 async def test_update_user_cannot_bring_an_old_password_back(store: Store) -> None:
     read_before = await store.create_user(user(password_hash="old"))
     changed = await store.set_password(read_before.id, "new", at(5))
