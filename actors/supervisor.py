@@ -75,12 +75,12 @@ from store import (
     ActivityKind,
     AgentRouting,
     AgentStatus,
+    Backend,
     Chat,
     ChatFilter,
     ChatRouting,
     ChatStatus,
     Role,
-    Store,
     StoreError,
     StoreUnavailable,
     new_id,
@@ -119,7 +119,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
 
     def __init__(
         self,
-        store: Store,
+        store: Backend,
         presence: Presence,
         routes: Routes,
         *,

@@ -58,7 +58,7 @@ from router import (
     RestartPolicy,
     open_actor_system,
 )
-from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role, Store
+from store import Actor, AgentStatus, Backend, Chat, MessageStatus, Priority, Role, Store
 from telemetry import actor_restarted
 
 log = logging.getLogger("actors")
@@ -339,7 +339,7 @@ def _log_give_up(name: str, error: BaseException) -> None:
 
 @asynccontextmanager
 async def open_system(
-    store: Store,
+    store: Backend,
     config: SystemConfig = SystemConfig(),
     *,
     presence: Presence | None = None,

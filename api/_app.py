@@ -53,7 +53,7 @@ from api._stopping import stopping_event
 from api._uploads import uploads
 from api._ws import ws
 from cluster import ClusterConfig, default_node_id, open_cluster
-from store import Store, open_store
+from store import Backend, open_store
 from telemetry import watch_runtime
 
 
@@ -137,7 +137,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
 
 @asynccontextmanager
-async def _open_domain(store: Store, settings: Settings) -> AsyncIterator[System]:
+async def _open_domain(store: Backend, settings: Settings) -> AsyncIterator[System]:
     """The domain on this process alone, or this process's part in a cluster."""
     config = SystemConfig(grace_period_seconds=settings.grace_period_seconds)
     if settings.bus_url is None:

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from api._config import Settings
 from api._shop_profile import ShopProfiles, ShopRefused
-from store import Role, Store, User, new_id, utcnow
+from store import AccountStore, Role, User, new_id, utcnow
 
 ALGORITHM = "HS256"  # one fixed algorithm: the token header never chooses it
 ACCESS_TYP = "access"
@@ -104,7 +104,7 @@ _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 class Tokens:
     def __init__(
-        self, settings: Settings, store: Store, profiles: ShopProfiles | None = None
+        self, settings: Settings, store: AccountStore, profiles: ShopProfiles | None = None
     ) -> None:
         self._settings = settings
         self._store = store

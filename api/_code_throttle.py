@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 import trio
 
 from api._errors import ApiError
-from store import Store, utcnow
+from store import AccountStore, utcnow
 from telemetry import limit_hit
 
 
 class CodeThrottle:
     def __init__(
-        self, store: Store, window_seconds: int, *, clock: Callable[[], datetime] = utcnow
+        self, store: AccountStore, window_seconds: int, *, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._store = store
         self._window = timedelta(seconds=window_seconds)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from store import DuplicateEmail, DuplicateMessage, NotFound, Store, StoreUnavailable
+from store import Backend, DuplicateEmail, DuplicateMessage, NotFound, StoreUnavailable
 from telemetry import message_stored, store_call, store_failed
 
 # Refusals the callers expect and answer (a resent message, a taken email): not store errors.
@@ -19,7 +19,7 @@ _EXPECTED = (DuplicateMessage, DuplicateEmail, NotFound)
 class ObservedStore:
     """Forwards everything to the store it wraps; its coroutine methods are observed."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self._methods: dict[str, Callable[..., Awaitable[Any]]] = {}
 
@@ -55,5 +55,5 @@ def _observed(operation: str, call: Callable[..., Awaitable[Any]]) -> Callable[.
     return observed
 
 
-def observe_store(store: Store) -> Store:
-    return cast(Store, ObservedStore(store))
+def observe_store(store: Backend) -> Backend:
+    return cast(Backend, ObservedStore(store))

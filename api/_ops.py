@@ -28,7 +28,7 @@ from quart_schema import hide
 from actors import System
 from api._errors import error_response
 from api._services import services
-from store import Store
+from store import AccountStore
 from telemetry import READY, event, exposition, set_routing_state
 
 log = logging.getLogger("api.ops")
@@ -50,7 +50,7 @@ Check = Callable[[], Awaitable[str | None]]
 class Readiness:
     """The conditions /readyz reports; `problems()` runs them all."""
 
-    def __init__(self, store: Store, system: System) -> None:
+    def __init__(self, store: AccountStore, system: System) -> None:
         self._store = store
         self._system = system
         self._probe: trio.Event | None = None

@@ -31,7 +31,7 @@ import trio
 from api._auth import Busy
 from api._config import Settings
 from api._errors import ApiError
-from store import Store, utcnow
+from store import AccountStore, utcnow
 
 # How long a try waits for a place among the checks running for its keys before it is told the
 # server is busy (503): only a client with many sign-ins in flight at once ever waits.
@@ -136,7 +136,7 @@ class SignInThrottle:
     """The throttle of one process: its stored counts, and the checks it is running now."""
 
     def __init__(
-        self, store: Store, settings: Settings, *, clock: Callable[[], datetime] = utcnow
+        self, store: AccountStore, settings: Settings, *, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._store = store
         self._rules = Rules.of(settings)
@@ -203,7 +203,7 @@ class SignInThrottle:
         )
 
 
-async def unlock(store: Store, account: str) -> None:
+async def unlock(store: AccountStore, account: str) -> None:
     """Forget `account`'s sign-in failures from every client (the clients' own counts stay):
     failures before this moment no longer count for it."""
     keys = Keys.of(account, "")

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from store import Activity, AgentRouting, Chat, ChatRouting, Fenced, Store, StoreUnavailable
+from store import Activity, AgentRouting, Backend, Chat, ChatRouting, Fenced, StoreUnavailable
 
 
 class FencedStore:
@@ -31,7 +31,7 @@ class FencedStore:
 
     def __init__(
         self,
-        store: Store,
+        store: Backend,
         token: int,
         on_fenced: Callable[[str], None],
         *,

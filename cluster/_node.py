@@ -43,7 +43,7 @@ from bus import Bus, BusError, Lease, Membership, Published, key
 from cluster._codec import CodecError, decode, encode
 from cluster._fencing import FencedStore
 from router import ActorDead, Refused, RouterError
-from store import Role, Store, StoreError, StoreUnavailable, new_id
+from store import Backend, Role, StoreError, StoreUnavailable, new_id
 
 log = logging.getLogger("cluster")
 
@@ -149,7 +149,7 @@ class Node:
     """This process's part in the cluster; `ClusterSystem` is what the API sees of it."""
 
     def __init__(
-        self, store: Store, bus: Bus, config: ClusterConfig, system_config: SystemConfig
+        self, store: Backend, bus: Bus, config: ClusterConfig, system_config: SystemConfig
     ) -> None:
         self.store = store
         self.bus = bus
@@ -272,7 +272,7 @@ class Node:
                 async with (
                     trio.open_nursery() as nursery,
                     open_system(
-                        cast(Store, fenced),
+                        cast(Backend, fenced),
                         self.system_config,
                         presence=self.presence,
                         routes=self.routes,
@@ -632,7 +632,7 @@ class Node:
 
 @asynccontextmanager
 async def open_node(
-    store: Store, bus: Bus, config: ClusterConfig, system_config: SystemConfig
+    store: Backend, bus: Bus, config: ClusterConfig, system_config: SystemConfig
 ) -> AsyncIterator[Node]:
     """Join the cluster for the block; leaves (and gives up the lease) cleanly at its end."""
     node = Node(store, bus, config, system_config)

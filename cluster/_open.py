@@ -9,12 +9,12 @@ from actors import SystemConfig
 from bus import open_bus
 from cluster._node import ClusterConfig, open_node
 from cluster._system import ClusterSystem
-from store import Store
+from store import Backend
 
 
 @asynccontextmanager
 async def open_cluster(
-    store: Store, bus_url: str, config: ClusterConfig, system_config: SystemConfig
+    store: Backend, bus_url: str, config: ClusterConfig, system_config: SystemConfig
 ) -> AsyncIterator[ClusterSystem]:
     # Each bus call waits at most a third of the lease: a renewal that cannot finish in time
     # is a lost renewal, not a hang past the lease.

@@ -1,18 +1,26 @@
 """Persistence: the Store protocol, its records, and the backends (memory, SQLite, MongoDB)."""
 
 from store._open import open_store as open_store
+from store._protocol import AccountStore as AccountStore
 from store._protocol import ActivityFilter as ActivityFilter
+from store._protocol import ActivityStore as ActivityStore
 from store._protocol import AgentRouting as AgentRouting
+from store._protocol import Backend as Backend
 from store._protocol import ChatFilter as ChatFilter
 from store._protocol import ChatRouting as ChatRouting
+from store._protocol import ChatStore as ChatStore
 from store._protocol import DuplicateEmail as DuplicateEmail
 from store._protocol import DuplicateMessage as DuplicateMessage
 from store._protocol import Fenced as Fenced
+from store._protocol import MailStore as MailStore
 from store._protocol import MigrationTarget as MigrationTarget
 from store._protocol import NotFound as NotFound
+from store._protocol import NotificationStore as NotificationStore
+from store._protocol import RoutingStore as RoutingStore
 from store._protocol import Store as Store
 from store._protocol import StoreError as StoreError
 from store._protocol import StoreUnavailable as StoreUnavailable
+from store._protocol import TranscriptStore as TranscriptStore
 from store._records import ACTIVE_CHAT_STATUSES as ACTIVE_CHAT_STATUSES
 from store._records import Activity as Activity
 from store._records import ActivityKind as ActivityKind

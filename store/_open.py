@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from store._lock import single_process
-from store._protocol import Store, StoreError
+from store._protocol import Backend, StoreError
 from store.memory import MemoryStore
 from store.mongo import open_mongo_store
 from store.sqlite import open_sqlite_store
@@ -23,7 +23,7 @@ ACCEPTED_FORMS = (
 @asynccontextmanager
 async def open_store(
     url: str, *, existing: bool = False, beside_server: bool = False
-) -> AsyncIterator[Store]:
+) -> AsyncIterator[Backend]:
     """Open the backend `url` names, for the duration of the block. With `existing`, a store
     that is not there yet is refused (StoreError) instead of created: a source to copy from.
 

@@ -1,4 +1,7 @@
-"""The Store protocol: every backend (memory, SQLite, MongoDB) implements exactly this.
+"""The store's protocols: one per role (accounts, chats, transcript, notifications, activity log,
+mail outbox, routing writer); `Store` is every role but the routing writer, what the edge and the
+actors hold; `Backend` is every role, what each backend (memory, SQLite, MongoDB) implements
+exactly and only the assignment actor holds, so mypy refuses a routing write anywhere else.
 
 Rules every backend keeps (tests/store checks them for each one):
 - a method returns only after its write is durable;
@@ -165,8 +168,8 @@ class ActivityFilter:
     agent_id: str | None = None
 
 
-class Store(Protocol):
-    """Async persistence. Every write is durable when the call returns."""
+class AccountStore(Protocol):
+    """Users, their tokens and sign-in throttling, credentials and one-time codes."""
 
     # users
     async def create_user(self, user: User) -> User: ...
@@ -189,7 +192,26 @@ class Store(Protocol):
     async def login_failures(self, key: str, since: datetime) -> tuple[int, datetime | None]: ...
     async def clear_login_failures(self, key: str) -> None: ...
 
-    # chats
+    # credentials and one-time codes
+    async def set_password(
+        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None = None
+    ) -> User: ...
+    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None: ...
+    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None: ...
+    async def use_code(
+        self,
+        user_id: str,
+        purpose: CodePurpose,
+        digest: str,
+        *,
+        now: datetime,
+        max_wrong_tries: int,
+    ) -> bool: ...
+
+
+class ChatStore(Protocol):
+    """Chat records, but for their routing fields (`RoutingStore`) and counters (the transcript)."""
+
     async def create_chat(self, chat: Chat) -> Chat: ...
     async def get_chat(self, chat_id: str) -> Chat | None: ...
     async def set_chat_details(
@@ -210,7 +232,10 @@ class Store(Protocol):
     ) -> Page[Chat]: ...
     async def count_chats(self, chat_filter: ChatFilter = ChatFilter()) -> int: ...
 
-    # messages
+
+class TranscriptStore(Protocol):
+    """A chat's messages, numbered by seq, with the chat's counters moved in the same write."""
+
     async def append_message(self, message: Message) -> Message: ...
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
     async def get_message(self, message_id: str) -> Message | None: ...
@@ -224,7 +249,10 @@ class Store(Protocol):
         self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int: ...
 
-    # notifications
+
+class NotificationStore(Protocol):
+    """Each user's stored notifications."""
+
     async def add_notification(self, notification: Notification) -> Notification: ...
     async def list_notifications(
         self, user_id: str, *, limit: int = 20, offset: int = 0
@@ -234,7 +262,32 @@ class Store(Protocol):
     async def mark_all_notifications_read(self, user_id: str) -> int: ...
     async def delete_notification(self, user_id: str, notification_id: str) -> bool: ...
 
-    # routing: one transaction for a batch of assignment decisions
+
+class ActivityStore(Protocol):
+    """The activity log, append only."""
+
+    async def append_activity(self, entries: Sequence[Activity]) -> None: ...
+    async def list_activity(
+        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[Activity]: ...
+
+
+class MailStore(Protocol):
+    """The mail outbox: queued, claimed by one sender, sent or failed and retried."""
+
+    async def queue_mail(self, mail: Mail) -> None: ...
+    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]: ...
+    async def claim_mail(self, mail_id: str, seen: datetime, until: datetime) -> bool: ...
+    async def mail_sent(self, mail_id: str, at: datetime) -> None: ...
+    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None: ...
+    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]: ...
+
+
+class RoutingStore(Protocol):
+    """The routing writer: one transaction for a batch of assignment decisions, and the claim
+    that makes one arbiter. Only the assignment actor holds it (`Backend`); everything else holds
+    a `Store`, which has no way to write a chat's agent, an agent's status or load."""
+
     async def record_routing(
         self,
         chats: Sequence[ChatRouting],
@@ -256,39 +309,24 @@ class Store(Protocol):
         last decision. `holder` names the claimant for people reading the database."""
         ...
 
-    # activity log (append only)
-    async def append_activity(self, entries: Sequence[Activity]) -> None: ...
-    async def list_activity(
-        self, activity_filter: ActivityFilter, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[Activity]: ...
 
-    # accounts by email: credentials, one-time codes and the mail outbox
-    async def set_password(
-        self, user_id: str, password_hash: str, at: datetime, kept_token_id: str | None = None
-    ) -> User: ...
-    async def mark_email_verified(self, user_id: str, email: str, at: datetime) -> User | None: ...
-    async def issue_code(self, code: OneTimeCode, mail: Mail) -> None: ...
-    async def use_code(
-        self,
-        user_id: str,
-        purpose: CodePurpose,
-        digest: str,
-        *,
-        now: datetime,
-        max_wrong_tries: int,
-    ) -> bool: ...
-    async def queue_mail(self, mail: Mail) -> None: ...
-    async def due_mail(self, before: datetime, *, limit: int = 50) -> list[Mail]: ...
-    async def claim_mail(self, mail_id: str, seen: datetime, until: datetime) -> bool: ...
-    async def mail_sent(self, mail_id: str, at: datetime) -> None: ...
-    async def mail_failed(self, mail_id: str, error: str, retry_at: datetime) -> None: ...
-    async def list_mail(self, *, limit: int = 50, cursor: str | None = None) -> Page[Mail]: ...
+class Store(
+    AccountStore, ChatStore, TranscriptStore, NotificationStore, ActivityStore, MailStore, Protocol
+):
+    """Async persistence as the edge and the actors hold it: every role but the routing writer.
+    Every write is durable when the call returns."""
+
+
+class Backend(Store, RoutingStore, Protocol):
+    """Every role, the routing writer included: what each backend implements and `open_store`
+    opens. The composition hands it to the assignment actor and a `Store` to everyone else."""
 
 
 @runtime_checkable
-class MigrationTarget(Store, Protocol):
-    """A Store that `switchboard migrate` copies into: every backend is one, but the product's
-    code holds a `Store`, which cannot overwrite a chat's counters or routing fields."""
+class MigrationTarget(Backend, Protocol):
+    """A backend that `switchboard migrate` copies into: every backend is one, but the product's
+    code holds a `Store` or a `Backend`, which cannot overwrite a chat's counters or routing
+    fields."""
 
     async def restore_chat(self, chat: Chat) -> Chat:
         """Write the chat record whole, as the source has it (its counters moved while its

@@ -49,12 +49,12 @@ from router import Refused
 from store import (
     ACTIVE_CHAT_STATUSES,
     AgentStatus,
+    Backend,
     ChatFilter,
     ChatStatus,
     MemoryStore,
     Priority,
     Role,
-    Store,
     User,
     open_sqlite_store,
     pages,
@@ -66,7 +66,7 @@ PRIORITIES = (Priority.LOW, Priority.MEDIUM, Priority.MEDIUM, Priority.HIGH, Pri
 
 
 @asynccontextmanager
-async def _open_store(kind: str) -> AsyncIterator[Store]:
+async def _open_store(kind: str) -> AsyncIterator[Backend]:
     if kind == "memory":
         yield MemoryStore()
         return
@@ -93,7 +93,7 @@ class Counter:
 class _CountedWrites:
     """`store`, counting `record_routing` calls: one per batch of decisions."""
 
-    def __init__(self, store: Store, counter: Counter) -> None:
+    def __init__(self, store: Backend, counter: Counter) -> None:
         self._store = store
         self._counter = counter
 
@@ -106,7 +106,7 @@ class _CountedWrites:
 
 
 async def _seed_agents(
-    store: Store, count: int, rng: random.Random, max_load: int | None = None
+    store: Backend, count: int, rng: random.Random, max_load: int | None = None
 ) -> list[str]:
     now = utcnow()
     ids = []
@@ -131,7 +131,7 @@ async def run(agents: int, chats: int, store_kind: str, seed: int, concurrency: 
     async with _open_store(store_kind) as store:
         agent_ids = await _seed_agents(store, agents, rng)
         counter = Counter()
-        async with open_system(cast(Store, _CountedWrites(store, counter))) as system:
+        async with open_system(cast(Backend, _CountedWrites(store, counter))) as system:
             for agent_id in agent_ids:
                 # One counting session per agent: ChatAssigned reaches the agent exactly once.
                 session = Session(agent_id, agent_id, counter.offer, lambda code, why: None)
@@ -212,7 +212,7 @@ async def _ignore_refusal(call: Awaitable[object]) -> None:
         await call
 
 
-async def _check(store: Store, snapshot: SystemSnapshot) -> list[str]:
+async def _check(store: Backend, snapshot: SystemSnapshot) -> list[str]:
     """The invariants, from the supervisor's snapshot and, independently, from the store."""
     violations = []
     owners: dict[str, str] = {}
@@ -307,7 +307,7 @@ async def run_burst(
 
             return Session(agent_id, agent_id, offer, lambda code, why: None)
 
-        async with open_system(cast(Store, _CountedWrites(store, counter))) as system:
+        async with open_system(cast(Backend, _CountedWrites(store, counter))) as system:
             for agent_id in agent_ids:
                 await system.connect(session(agent_id), Role.AGENT)
                 await system.set_agent_status(

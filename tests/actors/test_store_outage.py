@@ -22,7 +22,7 @@ from actors import ChatAssigned, Event, Speaker, System, open_system
 from actors.supervisor import RETRY_SECONDS, SupervisorActor
 from router import Refused, RouterError
 from store import Actor as By
-from store import ChatFilter, ChatStatus, MemoryStore, Priority, Role, Store, StoreUnavailable
+from store import Backend, ChatFilter, ChatStatus, MemoryStore, Priority, Role, StoreUnavailable
 from tests.actors.conftest import GRACE, Recorder, online, seed_agents, settle
 
 
@@ -45,7 +45,7 @@ class SwitchedStore:
         return call
 
 
-def as_store(switched: SwitchedStore) -> Store:
+def as_store(switched: SwitchedStore) -> Backend:
     return switched
 
 

@@ -14,7 +14,7 @@ from actors import Speaker, SystemConfig, open_system
 from cluster._fencing import FencedStore
 from router import RestartPolicy
 from store import Actor as By
-from store import AgentStatus, Fenced, MemoryStore, Priority, Role, Store, StoreUnavailable
+from store import AgentStatus, Backend, Fenced, MemoryStore, Priority, Role, StoreUnavailable
 from tests.actors.conftest import Recorder, seed_agents
 
 
@@ -25,7 +25,7 @@ async def test_a_former_arbiter_cannot_write_a_decision_and_steps_down() -> None
     old = await store.claim_routing("node-a")
     fenced = FencedStore(store, old, on_fenced=lambda why: stepped_down.set())
     config = SystemConfig(supervisor_restarts=RestartPolicy(max_restarts=100, within_seconds=1))
-    async with open_system(cast(Store, fenced), config) as system:
+    async with open_system(cast(Backend, fenced), config) as system:
         ann = Recorder("ann")
         await system.connect(ann.session, Role.AGENT)
         await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")
@@ -49,7 +49,7 @@ async def test_a_node_past_its_lease_stores_no_message_and_no_chat() -> None:
     await seed_agents(store)
     reasons: list[str] = []
     fenced = FencedStore(store, await store.claim_routing("node-a"), on_fenced=reasons.append)
-    async with open_system(cast(Store, fenced), SystemConfig()) as system:
+    async with open_system(cast(Backend, fenced), SystemConfig()) as system:
         ann = Recorder("ann")
         await system.connect(ann.session, Role.AGENT)
         await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")

@@ -15,7 +15,7 @@ from actors import SystemConfig
 from bus import open_bus
 from cluster import ClusterConfig, ClusterSystem, open_cluster
 from router import Refused
-from store import AgentRouting, MemoryStore, Store, StoreUnavailable
+from store import AgentRouting, Backend, MemoryStore, StoreUnavailable
 from tests.actors.conftest import seed_agents
 from tests.valkey_server import Valkey
 
@@ -25,7 +25,7 @@ WAIT_SECONDS = 20
 class Unreachable:
     """The store, whose routing writes fail while `down` is set (as MongoDB stopped would)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Backend) -> None:
         self._store = store
         self.down = False
 
@@ -49,12 +49,12 @@ async def test_the_edge_answers_as_the_arbiter_would(valkey: Valkey) -> None:
     config = SystemConfig()
     with trio.fail_after(WAIT_SECONDS):
         async with open_cluster(
-            cast(Store, store), valkey.url, ClusterConfig("node-a", lease_seconds=1.5), config
+            cast(Backend, store), valkey.url, ClusterConfig("node-a", lease_seconds=1.5), config
         ) as arbiter:
             while arbiter.node.system is None:  # noqa: ASYNC110 (the lease is Valkey's)
                 await trio.sleep(0.02)
             async with open_cluster(
-                cast(Store, store), valkey.url, ClusterConfig("node-b", lease_seconds=1.5), config
+                cast(Backend, store), valkey.url, ClusterConfig("node-b", lease_seconds=1.5), config
             ) as edge:
                 while edge.node.leader_id != "node-a":  # noqa: ASYNC110
                     await trio.sleep(0.02)

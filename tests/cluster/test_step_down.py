@@ -11,7 +11,7 @@ import trio
 from actors import Speaker, SystemConfig
 from bus import open_bus
 from cluster import ClusterConfig, open_cluster
-from store import MemoryStore, Priority, Role, Store
+from store import Backend, MemoryStore, Priority, Role
 from tests.actors.conftest import seed_agents
 from tests.valkey_server import Valkey
 
@@ -23,7 +23,7 @@ async def test_an_ask_caught_by_a_step_down_is_answered_by_the_next_arbiter(
 ) -> None:
     async with open_bus(valkey.url) as bus:
         await bus.client.flushdb()
-    store: Store = MemoryStore()
+    store: Backend = MemoryStore()
     await seed_agents(store)
     with trio.fail_after(WAIT_SECONDS):
         async with open_cluster(

@@ -23,6 +23,7 @@ from store import (
     Actor,
     AgentRouting,
     AgentStatus,
+    Backend,
     Chat,
     ChatFilter,
     ChatRouting,
@@ -36,7 +37,6 @@ from store import (
     Page,
     Priority,
     Role,
-    Store,
     StoreError,
     User,
     new_id,
@@ -58,7 +58,7 @@ async def collect_pages(fetch: Callable[[str | None], Awaitable[Page[R]]]) -> li
 # users
 
 
-async def test_user_round_trips_every_field(store: Store) -> None:
+async def test_user_round_trips_every_field(store: Backend) -> None:
     full = user(
         email="ada@example.com",
         role=Role.AGENT,
@@ -77,7 +77,7 @@ async def test_user_round_trips_every_field(store: Store) -> None:
     assert await store.get_user(new_id()) is None
 
 
-async def test_datetimes_come_back_as_the_same_instant(store: Store) -> None:
+async def test_datetimes_come_back_as_the_same_instant(store: Backend) -> None:
     paris = timezone(timedelta(hours=2))
     created = datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=paris)
     stored = await store.create_user(user(created_at=created))
@@ -87,14 +87,14 @@ async def test_datetimes_come_back_as_the_same_instant(store: Store) -> None:
     assert fetched.created_at.utcoffset() is not None
 
 
-async def test_email_is_stored_lower_case_and_found_in_any_case(store: Store) -> None:
+async def test_email_is_stored_lower_case_and_found_in_any_case(store: Backend) -> None:
     stored = await store.create_user(user(email="Ada.Lovelace@Example.COM"))
     assert stored.email == "ada.lovelace@example.com"
     assert await store.get_user_by_email("ADA.LOVELACE@example.com") == stored
     assert await store.get_user_by_email("nobody@example.com") is None
 
 
-async def test_duplicate_email_is_refused_in_any_case_and_changes_nothing(store: Store) -> None:
+async def test_duplicate_email_is_refused_in_any_case_and_changes_nothing(store: Backend) -> None:
     first = await store.create_user(user(email="ada@example.com"))
     with pytest.raises(DuplicateEmail):
         await store.create_user(user(email="ADA@example.com", name="Impostor"))
@@ -102,14 +102,14 @@ async def test_duplicate_email_is_refused_in_any_case_and_changes_nothing(store:
     assert await store.get_user_by_email("ada@example.com") == first
 
 
-async def test_reused_user_id_is_refused(store: Store) -> None:
+async def test_reused_user_id_is_refused(store: Backend) -> None:
     first = await store.create_user(user())
     with pytest.raises(StoreError):
         await store.create_user(replace(first, email="other@example.com"))
     assert await store.get_user_by_email("other@example.com") is None
 
 
-async def test_update_user_replaces_the_record(store: Store) -> None:
+async def test_update_user_replaces_the_record(store: Backend) -> None:
     original = await store.create_user(user(email="ada@example.com"))
     changed = replace(original, email="Ada@Engine.org", name="Ada L.", phone="1", updated_at=at(9))
     updated = await store.update_user(changed)
@@ -120,7 +120,7 @@ async def test_update_user_replaces_the_record(store: Store) -> None:
     await store.create_user(user(email="ada@example.com"))
 
 
-async def test_update_user_leaves_the_routing_fields_to_record_routing(store: Store) -> None:
+async def test_update_user_leaves_the_routing_fields_to_record_routing(store: Backend) -> None:
     agent = await store.create_user(user(role=Role.AGENT, max_load=3))
     await store.record_routing([], [AgentRouting(agent.id, AgentStatus.BUSY, 5, at(1))], [])
     # A profile edit made from a copy read before the routing decision:
@@ -134,7 +134,7 @@ async def test_update_user_leaves_the_routing_fields_to_record_routing(store: St
     assert (edited.name, edited.role, edited.status) == ("Ann C.", Role.USER, AgentStatus.AWAY)
 
 
-async def test_record_routing_writes_a_role_only_when_given(store: Store) -> None:
+async def test_record_routing_writes_a_role_only_when_given(store: Backend) -> None:
     user_record = await store.create_user(user(role=Role.USER, max_load=2))
     approved = AgentRouting(user_record.id, AgentStatus.AWAY, 2, at(1), role=Role.AGENT)
     # fenced, as in cluster mode (MongoDB writes it through its journal)
@@ -149,7 +149,7 @@ async def test_record_routing_writes_a_role_only_when_given(store: Store) -> Non
     assert [a.id for a in (await store.list_users(role=Role.AGENT)).items] == [agent.id]
 
 
-async def test_update_user_refuses_a_missing_user_and_a_taken_email(store: Store) -> None:
+async def test_update_user_refuses_a_missing_user_and_a_taken_email(store: Backend) -> None:
     with pytest.raises(NotFound):
         await store.update_user(user())
     ada = await store.create_user(user(email="ada@example.com"))
@@ -164,7 +164,7 @@ async def test_update_user_refuses_a_missing_user_and_a_taken_email(store: Store
     )
 
 
-async def test_delete_user_is_a_hard_delete(store: Store) -> None:
+async def test_delete_user_is_a_hard_delete(store: Backend) -> None:
     ada = await store.create_user(user(email="ada@example.com"))
     assert await store.delete_user(ada.id) is True
     assert await store.get_user(ada.id) is None
@@ -173,7 +173,7 @@ async def test_delete_user_is_a_hard_delete(store: Store) -> None:
     await store.create_user(user(email="ada@example.com"))
 
 
-async def test_customer_by_external_id_finds_only_customers(store: Store) -> None:
+async def test_customer_by_external_id_finds_only_customers(store: Backend) -> None:
     await store.create_user(user(role=Role.AGENT, external_id="shop-7"))
     assert await store.get_customer_by_external_id("shop-7") is None
     first = await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
@@ -182,7 +182,7 @@ async def test_customer_by_external_id_finds_only_customers(store: Store) -> Non
     assert await store.get_customer_by_external_id("shop-9") is None
 
 
-async def test_a_shop_id_names_one_customer(store: Store) -> None:
+async def test_a_shop_id_names_one_customer(store: Backend) -> None:
     first = await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
     with pytest.raises(StoreError) as refused:
         await store.create_user(user(role=Role.CUSTOMER, external_id="shop-7"))
@@ -191,7 +191,7 @@ async def test_a_shop_id_names_one_customer(store: Store) -> None:
     assert await store.count_users(role=Role.CUSTOMER) == 1
 
 
-async def test_find_or_create_customer_makes_one_for_racing_first_requests(store: Store) -> None:
+async def test_find_or_create_customer_makes_one_for_racing_first_requests(store: Backend) -> None:
     found: list[User] = []
 
     async def first_request() -> None:
@@ -212,7 +212,7 @@ async def test_find_or_create_customer_makes_one_for_racing_first_requests(store
 
 
 @pytest.mark.parametrize("page_size", [1, 3, 7, 50])
-async def test_list_users_pages_every_user_once_in_id_order(store: Store, page_size: int) -> None:
+async def test_list_users_pages_every_user_once_in_id_order(store: Backend, page_size: int) -> None:
     created = [await store.create_user(user(role=Role.AGENT)) for _ in range(7)]
     pages = await collect_pages(lambda cursor: store.list_users(limit=page_size, cursor=cursor))
     assert [u for page in pages for u in page] == sorted(created, key=lambda u: u.id)
@@ -220,11 +220,11 @@ async def test_list_users_pages_every_user_once_in_id_order(store: Store, page_s
     assert len(pages) == max(1, -(-7 // page_size))
 
 
-async def test_list_users_of_an_empty_store_is_one_empty_page(store: Store) -> None:
+async def test_list_users_of_an_empty_store_is_one_empty_page(store: Backend) -> None:
     assert await store.list_users() == Page(items=[], next_cursor=None)
 
 
-async def test_list_and_count_users_by_role(store: Store) -> None:
+async def test_list_and_count_users_by_role(store: Backend) -> None:
     agents = [await store.create_user(user(role=Role.AGENT)) for _ in range(3)]
     await store.create_user(user(role=Role.ADMIN))
     await store.create_user(user(role=Role.CUSTOMER))
@@ -239,7 +239,7 @@ async def test_list_and_count_users_by_role(store: Store) -> None:
 # tokens and login throttling
 
 
-async def test_revoked_tokens(store: Store) -> None:
+async def test_revoked_tokens(store: Backend) -> None:
     # Expiries in the future: a backend may forget a revocation once its expiry has passed
     # (MongoDB's TTL index does), and the factories' times are in the past.
     soon = utcnow() + timedelta(hours=1)
@@ -250,7 +250,7 @@ async def test_revoked_tokens(store: Store) -> None:
     assert await store.is_token_revoked("jti-2") is False
 
 
-async def test_login_failures_are_counted_per_key_since_a_time(store: Store) -> None:
+async def test_login_failures_are_counted_per_key_since_a_time(store: Backend) -> None:
     for seconds in (0, 10, 20, 30):
         await store.add_login_failure("ip:10.0.0.1", at(seconds))
     await store.add_login_failure("email:ada@example.com", at(30))
@@ -268,7 +268,7 @@ async def test_login_failures_are_counted_per_key_since_a_time(store: Store) -> 
 # chats
 
 
-async def test_chat_round_trips_every_field(store: Store) -> None:
+async def test_chat_round_trips_every_field(store: Backend) -> None:
     full = chat(
         title="Заказ №1 — 🚚 '; DROP TABLE chats; --",
         description="It was due on Monday",
@@ -289,14 +289,14 @@ async def test_chat_round_trips_every_field(store: Store) -> None:
     assert await store.get_chat(new_id()) is None
 
 
-async def test_reused_chat_id_is_refused(store: Store) -> None:
+async def test_reused_chat_id_is_refused(store: Backend) -> None:
     first = await store.create_chat(chat())
     with pytest.raises(StoreError):
         await store.create_chat(replace(first, title="Another"))
     assert await store.get_chat(first.id) == first
 
 
-async def test_restore_chat_replaces_the_record(store: Store) -> None:
+async def test_restore_chat_replaces_the_record(store: Backend) -> None:
     assert isinstance(store, MigrationTarget)
     original = await store.create_chat(chat())
     changed = replace(
@@ -313,7 +313,7 @@ async def test_restore_chat_replaces_the_record(store: Store) -> None:
         await store.restore_chat(chat())
 
 
-async def test_set_chat_details_changes_only_title_and_description(store: Store) -> None:
+async def test_set_chat_details_changes_only_title_and_description(store: Backend) -> None:
     original = await store.create_chat(chat())
     await store.append_message(message(original, 1))
     counted = await store.get_chat(original.id)
@@ -327,7 +327,7 @@ async def test_set_chat_details_changes_only_title_and_description(store: Store)
     assert missing is None
 
 
-async def test_delete_chat_deletes_its_messages(store: Store) -> None:
+async def test_delete_chat_deletes_its_messages(store: Backend) -> None:
     doomed = await store.create_chat(chat())
     kept = await store.create_chat(chat())
     doomed_message = await store.append_message(message(doomed, 1))
@@ -344,7 +344,7 @@ async def test_delete_chat_deletes_its_messages(store: Store) -> None:
 @pytest.mark.parametrize("newest_first", [False, True])
 @pytest.mark.parametrize("page_size", [1, 4, 10, 11])
 async def test_list_chats_pages_every_chat_once_in_id_order(
-    store: Store, page_size: int, newest_first: bool
+    store: Backend, page_size: int, newest_first: bool
 ) -> None:
     created = [await store.create_chat(chat()) for _ in range(10)]
     pages = await collect_pages(
@@ -356,7 +356,7 @@ async def test_list_chats_pages_every_chat_once_in_id_order(
     assert pages[-1]  # an exact multiple still ends with a full page, not an empty one
 
 
-async def test_paging_stays_complete_while_chats_are_added(store: Store) -> None:
+async def test_paging_stays_complete_while_chats_are_added(store: Backend) -> None:
     created = [await store.create_chat(chat()) for _ in range(5)]
     seen: list[Chat] = []
     cursor = None
@@ -371,7 +371,7 @@ async def test_paging_stays_complete_while_chats_are_added(store: Store) -> None
     assert seen == sorted(created, key=lambda c: c.id)
 
 
-async def test_newest_first_paging_does_not_show_chats_added_meanwhile(store: Store) -> None:
+async def test_newest_first_paging_does_not_show_chats_added_meanwhile(store: Backend) -> None:
     created = [await store.create_chat(chat()) for _ in range(5)]
     first = await store.list_chats(limit=2, newest_first=True)
     await store.create_chat(chat())  # newer than the cursor: belongs before page one
@@ -384,7 +384,7 @@ async def test_newest_first_paging_does_not_show_chats_added_meanwhile(store: St
     assert listed == sorted(created, key=lambda c: c.id, reverse=True)
 
 
-async def test_chat_filters(store: Store) -> None:
+async def test_chat_filters(store: Backend) -> None:
     agent, customer = new_id(), new_id()
     chats = [
         chat(status=ChatStatus.NEW, priority=Priority.LOW, created_at=at(0)),
@@ -421,7 +421,7 @@ async def test_chat_filters(store: Store) -> None:
         assert await store.count_chats(chat_filter) == len(expected), chat_filter
 
 
-async def test_filtered_paging_is_complete(store: Store) -> None:
+async def test_filtered_paging_is_complete(store: Backend) -> None:
     agent = new_id()
     mine = []
     for i in range(12):
@@ -443,7 +443,7 @@ async def test_filtered_paging_is_complete(store: Store) -> None:
 # messages
 
 
-async def test_message_round_trips_every_field(store: Store) -> None:
+async def test_message_round_trips_every_field(store: Backend) -> None:
     c = await store.create_chat(chat())
     full = message(
         c,
@@ -464,7 +464,7 @@ async def test_message_round_trips_every_field(store: Store) -> None:
     assert await store.get_message_by_client_id(new_id(), "phone-42") is None
 
 
-async def test_append_updates_the_chat_counters(store: Store) -> None:
+async def test_append_updates_the_chat_counters(store: Backend) -> None:
     c = await store.create_chat(chat(customer_unread_count=1, agent_unread_count=2))
     agent = new_id()
     from_customer = await store.append_message(message(c, 1, created_at=at(100)))
@@ -486,7 +486,7 @@ async def test_append_updates_the_chat_counters(store: Store) -> None:
     )
 
 
-async def test_system_and_admin_messages_count_as_unread_for_the_customer(store: Store) -> None:
+async def test_system_and_admin_messages_count_as_unread_for_the_customer(store: Backend) -> None:
     c = await store.create_chat(chat())
     await store.append_message(message(c, 1, sender_id=new_id(), sender_role=Role.ADMIN))
     updated = await store.get_chat(c.id)
@@ -494,7 +494,7 @@ async def test_system_and_admin_messages_count_as_unread_for_the_customer(store:
     assert (updated.customer_unread_count, updated.agent_unread_count) == (1, 0)
 
 
-async def test_append_to_a_missing_chat_is_not_found(store: Store) -> None:
+async def test_append_to_a_missing_chat_is_not_found(store: Backend) -> None:
     orphan = message(chat(), 1)
     with pytest.raises(NotFound):
         await store.append_message(orphan)
@@ -502,7 +502,7 @@ async def test_append_to_a_missing_chat_is_not_found(store: Store) -> None:
 
 
 @pytest.mark.parametrize("clash", ["seq", "client_msg_id"])
-async def test_duplicate_message_is_refused_and_changes_nothing(store: Store, clash: str) -> None:
+async def test_duplicate_message_is_refused_and_changes_nothing(store: Backend, clash: str) -> None:
     c = await store.create_chat(chat())
     first = await store.append_message(message(c, 1, client_msg_id="a"))
     before = await store.get_chat(c.id)
@@ -519,7 +519,7 @@ async def test_duplicate_message_is_refused_and_changes_nothing(store: Store, cl
     assert await store.get_message_by_client_id(c.id, "b") is None
 
 
-async def test_reused_message_id_is_refused(store: Store) -> None:
+async def test_reused_message_id_is_refused(store: Backend) -> None:
     c = await store.create_chat(chat())
     first = await store.append_message(message(c, 1))
     before = await store.get_chat(c.id)
@@ -529,7 +529,7 @@ async def test_reused_message_id_is_refused(store: Store) -> None:
     assert await store.list_messages(c.id) == [first]
 
 
-async def test_seq_and_client_msg_id_are_unique_per_chat_only(store: Store) -> None:
+async def test_seq_and_client_msg_id_are_unique_per_chat_only(store: Backend) -> None:
     one = await store.create_chat(chat())
     two = await store.create_chat(chat())
     a = await store.append_message(message(one, 1, client_msg_id="same"))
@@ -538,7 +538,7 @@ async def test_seq_and_client_msg_id_are_unique_per_chat_only(store: Store) -> N
     assert await store.get_message_by_client_id(two.id, "same") == b
 
 
-async def test_append_messages_stores_a_run_with_the_counters_of_each(store: Store) -> None:
+async def test_append_messages_stores_a_run_with_the_counters_of_each(store: Backend) -> None:
     c = await store.create_chat(chat(customer_unread_count=1, agent_unread_count=2))
     agent = new_id()
     run = [
@@ -562,7 +562,7 @@ async def test_append_messages_stores_a_run_with_the_counters_of_each(store: Sto
 
 
 @pytest.mark.parametrize("clash", ["stored seq", "stored client_msg_id", "within the run", "id"])
-async def test_append_messages_stores_all_or_none(store: Store, clash: str) -> None:
+async def test_append_messages_stores_all_or_none(store: Backend, clash: str) -> None:
     c = await store.create_chat(chat())
     first = await store.append_message(message(c, 1, client_msg_id="a"))
     before = await store.get_chat(c.id)
@@ -587,7 +587,7 @@ async def test_append_messages_stores_all_or_none(store: Store, clash: str) -> N
             assert await store.get_message(refused_message.id) is None
 
 
-async def test_append_messages_to_a_missing_chat_stores_none(store: Store) -> None:
+async def test_append_messages_to_a_missing_chat_stores_none(store: Backend) -> None:
     orphans = [message(chat(), 1), message(chat(), 2)]
     orphans[1] = replace(orphans[1], chat_id=orphans[0].chat_id)
     with pytest.raises(NotFound):
@@ -596,7 +596,7 @@ async def test_append_messages_to_a_missing_chat_stores_none(store: Store) -> No
         assert await store.get_message(orphan.id) is None
 
 
-async def test_append_messages_takes_one_chat_in_ascending_seq(store: Store) -> None:
+async def test_append_messages_takes_one_chat_in_ascending_seq(store: Backend) -> None:
     one = await store.create_chat(chat())
     two = await store.create_chat(chat())
     with pytest.raises(ValueError, match="one chat"):
@@ -609,7 +609,7 @@ async def test_append_messages_takes_one_chat_in_ascending_seq(store: Store) -> 
     assert await store.list_messages(two.id) == []
 
 
-async def test_list_messages_after_seq_in_seq_order(store: Store) -> None:
+async def test_list_messages_after_seq_in_seq_order(store: Backend) -> None:
     c = await store.create_chat(chat())
     other = await store.create_chat(chat())
     await store.append_message(message(other, 1))
@@ -623,11 +623,11 @@ async def test_list_messages_after_seq_in_seq_order(store: Store) -> None:
     assert await store.list_messages(new_id()) == []
 
 
-async def statuses(store: Store, chat_id: str) -> list[MessageStatus]:
+async def statuses(store: Backend, chat_id: str) -> list[MessageStatus]:
     return [m.status for m in await store.list_messages(chat_id)]
 
 
-async def test_mark_messages_raises_statuses_of_the_other_side_up_to_seq(store: Store) -> None:
+async def test_mark_messages_raises_statuses_of_the_other_side_up_to_seq(store: Backend) -> None:
     agent = new_id()
     c = await store.create_chat(chat(agent_id=agent))
     for seq in (1, 2, 3):
@@ -662,7 +662,7 @@ async def test_mark_messages_raises_statuses_of_the_other_side_up_to_seq(store: 
     assert await statuses(store, c.id) == ["seen", "seen", "delivered", "seen", "delivered"]
 
 
-async def test_marking_seen_clears_the_readers_unread_count(store: Store) -> None:
+async def test_marking_seen_clears_the_readers_unread_count(store: Backend) -> None:
     agent = new_id()
     c = await store.create_chat(chat(agent_id=agent))
     await store.append_message(message(c, 1))
@@ -683,7 +683,7 @@ async def test_marking_seen_clears_the_readers_unread_count(store: Store) -> Non
     assert await unread() == (0, 0)
 
 
-async def test_mark_messages_on_a_missing_chat_is_not_found(store: Store) -> None:
+async def test_mark_messages_on_a_missing_chat_is_not_found(store: Backend) -> None:
     with pytest.raises(NotFound):
         await store.mark_messages(
             new_id(), reader_id=new_id(), up_to_seq=1, status=MessageStatus.SEEN
@@ -693,7 +693,7 @@ async def test_mark_messages_on_a_missing_chat_is_not_found(store: Store) -> Non
 # notifications
 
 
-async def test_notifications_are_listed_newest_first_with_the_total(store: Store) -> None:
+async def test_notifications_are_listed_newest_first_with_the_total(store: Backend) -> None:
     ada, grace = new_id(), new_id()
     adas = [await store.add_notification(notification(ada, title=f"n{i}")) for i in range(5)]
     await store.add_notification(notification(grace))
@@ -704,7 +704,7 @@ async def test_notifications_are_listed_newest_first_with_the_total(store: Store
     assert await store.list_notifications(new_id()) == ([], 0)
 
 
-async def test_notification_round_trips_every_field(store: Store) -> None:
+async def test_notification_round_trips_every_field(store: Backend) -> None:
     full = notification(new_id(), chat_id=new_id(), read=True, created_at=at(3))
     assert await store.add_notification(full) == full
     assert await store.list_notifications(full.user_id) == ([full], 1)
@@ -712,7 +712,7 @@ async def test_notification_round_trips_every_field(store: Store) -> None:
         await store.add_notification(replace(full, title="again"))
 
 
-async def test_marking_notifications_read_is_scoped_to_their_user(store: Store) -> None:
+async def test_marking_notifications_read_is_scoped_to_their_user(store: Backend) -> None:
     ada, grace = new_id(), new_id()
     first = await store.add_notification(notification(ada))
     await store.add_notification(notification(ada))
@@ -737,7 +737,7 @@ async def test_marking_notifications_read_is_scoped_to_their_user(store: Store) 
     assert (await store.list_notifications(grace))[0] == [graces]
 
 
-async def test_deleting_a_notification_is_scoped_to_its_user(store: Store) -> None:
+async def test_deleting_a_notification_is_scoped_to_its_user(store: Backend) -> None:
     ada, grace = new_id(), new_id()
     adas = await store.add_notification(notification(ada))
     assert await store.delete_notification(grace, adas.id) is False
@@ -750,7 +750,7 @@ async def test_deleting_a_notification_is_scoped_to_its_user(store: Store) -> No
 # activity log
 
 
-async def test_activity_round_trips_every_field(store: Store) -> None:
+async def test_activity_round_trips_every_field(store: Backend) -> None:
     full = activity(
         kind=ActivityKind.ASSIGNMENT,
         actor=Actor.ADMIN,
@@ -766,7 +766,7 @@ async def test_activity_round_trips_every_field(store: Store) -> None:
     assert (await store.list_activity(ActivityFilter())).items == [full]
 
 
-async def test_activity_filters_and_paging(store: Store) -> None:
+async def test_activity_filters_and_paging(store: Backend) -> None:
     agent, chat_id = new_id(), new_id()
     both = activity(kind=ActivityKind.ASSIGNMENT, agent_id=agent, chat_id=chat_id)
     agent_only = activity(kind=ActivityKind.AGENT_STATUS, agent_id=agent, from_value="away")
@@ -792,7 +792,7 @@ async def test_activity_filters_and_paging(store: Store) -> None:
         assert listed == sorted(expected, key=lambda e: e.id), activity_filter
 
 
-async def test_append_activity_stores_all_entries_or_none(store: Store) -> None:
+async def test_append_activity_stores_all_entries_or_none(store: Backend) -> None:
     kept = activity()
     await store.append_activity([kept])
     with pytest.raises(StoreError):
@@ -805,7 +805,7 @@ async def test_append_activity_stores_all_entries_or_none(store: Store) -> None:
 # routing
 
 
-async def test_record_routing_writes_only_routing_fields_with_activity(store: Store) -> None:
+async def test_record_routing_writes_only_routing_fields_with_activity(store: Backend) -> None:
     agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AWAY, max_load=3))
     opened = await store.create_chat(chat(title="kept"))
     await store.append_message(message(opened, 1))
@@ -826,7 +826,7 @@ async def test_record_routing_writes_only_routing_fields_with_activity(store: St
     assert (await store.list_activity(ActivityFilter(chat_id=opened.id))).items == [entry]
 
 
-async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Store) -> None:
+async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Backend) -> None:
     kept = activity()
     await store.append_activity([kept])
     gone = ChatRouting(new_id(), ChatStatus.OPEN, None, None, None, at(1))
@@ -844,7 +844,7 @@ async def test_record_routing_skips_deleted_rows_and_is_atomic(store: Store) -> 
     assert unchanged.status is ChatStatus.NEW
 
 
-async def test_record_routing_creates_new_chats_in_the_same_write(store: Store) -> None:
+async def test_record_routing_creates_new_chats_in_the_same_write(store: Backend) -> None:
     agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
     waiting = await store.create_chat(chat())
     opened = chat(status=ChatStatus.OPEN, agent_id=agent.id, queued_at=None)
@@ -866,7 +866,7 @@ async def test_record_routing_creates_new_chats_in_the_same_write(store: Store) 
     await store.append_message(message(opened, 1))
 
 
-async def test_record_routing_with_a_taken_chat_id_writes_nothing(store: Store) -> None:
+async def test_record_routing_with_a_taken_chat_id_writes_nothing(store: Backend) -> None:
     agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AWAY, max_load=2))
     taken = await store.create_chat(chat(title="first"))
     with pytest.raises(StoreError):
@@ -880,7 +880,7 @@ async def test_record_routing_with_a_taken_chat_id_writes_nothing(store: Store) 
     assert unchanged.status is AgentStatus.AWAY
 
 
-async def test_a_fenced_decision_creates_its_new_chats(store: Store) -> None:
+async def test_a_fenced_decision_creates_its_new_chats(store: Backend) -> None:
     token = await store.claim_routing("node-a")
     created = chat(queued_at=at(2))
     await store.record_routing(
@@ -898,14 +898,14 @@ async def test_a_fenced_decision_creates_its_new_chats(store: Store) -> None:
 # fencing: one arbiter at a time
 
 
-async def test_each_claim_gives_a_later_token(store: Store) -> None:
+async def test_each_claim_gives_a_later_token(store: Backend) -> None:
     first = await store.claim_routing("node-a")
     second = await store.claim_routing("node-b")
     assert second > first >= 1
 
 
 async def test_a_decision_under_a_replaced_token_is_refused_and_changes_nothing(
-    store: Store,
+    store: Backend,
 ) -> None:
     agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
     waiting = await store.create_chat(chat())
@@ -937,7 +937,7 @@ async def test_a_decision_under_a_replaced_token_is_refused_and_changes_nothing(
     assert (moved.status, moved.agent_id) == (ChatStatus.NEW, agent.id)
 
 
-async def test_fenced_decisions_in_turn_each_write_their_own_chat(store: Store) -> None:
+async def test_fenced_decisions_in_turn_each_write_their_own_chat(store: Backend) -> None:
     # An arbiter's decisions one after another, each on another chat (as chats open): each is
     # written to its chat and to no other.
     agent = await store.create_user(user(role=Role.AGENT, status=AgentStatus.AVAILABLE))
@@ -960,7 +960,7 @@ async def test_fenced_decisions_in_turn_each_write_their_own_chat(store: Store) 
         )
 
 
-async def test_a_token_never_claimed_is_refused(store: Store) -> None:
+async def test_a_token_never_claimed_is_refused(store: Backend) -> None:
     waiting = await store.create_chat(chat())
     with pytest.raises(Fenced):
         await store.record_routing(
@@ -972,7 +972,7 @@ async def test_a_token_never_claimed_is_refused(store: Store) -> None:
 # argument validation
 
 
-async def test_naive_datetimes_are_refused(store: Store) -> None:
+async def test_naive_datetimes_are_refused(store: Backend) -> None:
     naive = datetime(2024, 5, 1, 12)
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.create_user(user(created_at=naive))
@@ -984,7 +984,7 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
     assert await store.is_token_revoked("jti") is False
 
 
-async def test_page_sizes_below_one_are_refused(store: Store) -> None:
+async def test_page_sizes_below_one_are_refused(store: Backend) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.list_users(limit=0)
     with pytest.raises(ValueError, match="limit"):
@@ -997,7 +997,7 @@ async def test_page_sizes_below_one_are_refused(store: Store) -> None:
         await store.list_activity(ActivityFilter(), limit=0)
 
 
-async def test_records_with_only_defaults_round_trip(store: Store) -> None:
+async def test_records_with_only_defaults_round_trip(store: Backend) -> None:
     bare = User(id=new_id(), email="bare@example.com", name="Bare", role=Role.USER)
     assert bare.created_at == datetime(1970, 1, 1, tzinfo=UTC)
     await store.create_user(bare)
