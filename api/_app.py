@@ -32,6 +32,7 @@ from api._mail import Outbox
 from api._observed_store import observe_store
 from api._ops import ops
 from api._paths import CONVERTERS
+from api._quart_websocket import DirectWebsocket
 from api._rates import Throttles
 from api._request_log import install_request_log
 from api._routes_accounts import accounts
@@ -60,6 +61,7 @@ from telemetry import watch_runtime
 def create_app(found: Services) -> QuartTrio:
     # No static folder: nothing under the working directory is ever served by accident.
     app = QuartTrio("switchboard", static_folder=None)
+    app.asgi_websocket_class = DirectWebsocket
     app.url_map.converters.update(CONVERTERS)
     # As Express matched them: `/profile/` is `/profile` (no redirect), on every route.
     app.url_map.strict_slashes = False

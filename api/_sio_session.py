@@ -56,7 +56,7 @@ from api._sio_events import (
 from api._sio_namespace import SEND_MESSAGE, SEND_RUN, TYPING, ChatSocket, Outgoing
 from api._stopping import GOING_AWAY
 from api._ws import Transport as WebSocket
-from api._ws import token_id
+from api._ws import send_together, token_id
 from api._ws_core import (
     CONNECT_ROLES,
     TokenBucket,
@@ -597,8 +597,8 @@ class SioSession:
         while True:
             await self._until(self.engine.ready)
             packets, written = self.engine.take()
-            for packet in packets:
-                await ws.send(_frame(packet))
+            # In one write to the socket: a message's `messageDelivered` and its ack together.
+            await send_together(ws, [_frame(packet) for packet in packets])
             for done in written:
                 done()
             if self.engine.closed is not None:

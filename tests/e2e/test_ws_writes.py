@@ -1,13 +1,17 @@
-"""How /ws frames reach the socket: what is queued for a connection together leaves in one write
-(one system call, one wake-up of the peer), in order.
+"""How websocket frames reach the socket, on /ws and on /socket.io/: what is queued for a
+connection together leaves in one write (one system call, one wake-up of the peer), in order.
 
 A real server on 127.0.0.1; the writes are recorded where hypercorn hands bytes to the socket.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import trio
 from hypercorn.events import Event, RawData
+from trio_websocket import open_websocket_url
 
 from api._hypercorn import OneConnection
 from tests.conftest import Live
@@ -48,3 +52,40 @@ async def test_a_message_and_its_ack_leave_in_one_write(live: Live, writes: list
             assert len(with_ack) == 1, writes
             # The customer's own message (fanned out first) and its ack, in that order.
             assert with_ack[0].index(b'"type":"message"') < with_ack[0].index(b'"type":"ack"')
+
+
+async def test_a_socketio_message_event_and_its_ack_leave_in_one_write(
+    live: Live, writes: list[bytes]
+) -> None:
+    token = await live.customer_token("shop-customer-1")
+    async with (
+        connect(live, await live.login(ANN)) as agent,
+        connect(live, token) as customer,
+    ):
+        await ready_agent(live, agent)
+        chat = await open_chat(customer)
+    url = live.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    answers: list[tuple[str, str]] = []  # (messageDelivered, ack) of each send, as read
+    acks: list[list[bytes]] = []  # the writes that carried each send's ack
+    with trio.fail_after(10):
+        async with open_websocket_url(url) as ws:
+            await ws.get_message()  # the Engine.IO handshake
+            await ws.send_message("40" + json.dumps({"token": token}))
+            assert str(await ws.get_message()).startswith('40{"sid":')
+            await ws.send_message('421["joinChat",' + json.dumps({"chatId": chat["id"]}) + "]")
+            assert str(await ws.get_message()).startswith("431[")
+            for n in range(2, 5):
+                writes.clear()
+                send = {"chatId": chat["id"], "message": f"question {n}"}
+                await ws.send_message(f'42{n}["sendMessage",{json.dumps(send)}]')
+                answers.append((str(await ws.get_message()), str(await ws.get_message())))
+                acks.append([write for write in writes if f"43{n}[".encode() in write])
+    assert len(answers) == len(acks) == 3
+    for n, (delivered, ack), carried in zip(range(2, 5), answers, acks, strict=True):
+        assert delivered.startswith('42["messageDelivered"')
+        assert f"question {n}" in delivered
+        assert ack.startswith(f"43{n}[")
+        assert f"question {n}" in ack
+        assert len(carried) == 1, carried
+        # The event first, then the ack, in the one write.
+        assert carried[0].index(b'42["messageDelivered"') < carried[0].index(f"43{n}[".encode())
