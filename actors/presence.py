@@ -82,9 +82,16 @@ class Presence:
             return False
         return True
 
-    def close_user(self, user_id: str, code: int, reason: str) -> int:
-        """Close every session of the user (signed out, demoted, deleted); returns how many."""
-        sessions = tuple(self._by_user.get(user_id, {}).values())
+    def close_user(
+        self, user_id: str, code: int, reason: str, *, keep_token: str | None = None
+    ) -> int:
+        """Close every session of the user (signed out, demoted, deleted) but those opened with
+        `keep_token`; returns how many."""
+        sessions = tuple(
+            session
+            for session in self._by_user.get(user_id, {}).values()
+            if keep_token is None or session.token_id != keep_token
+        )
         for session in sessions:
             session.close(code, reason)
         return len(sessions)

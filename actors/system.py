@@ -128,9 +128,10 @@ class System:
         if self._presence.detach(session) and role == Role.AGENT:
             await self._supervisor.tell(PresenceChanged(session.user_id))
 
-    def sign_out(self, user_id: str, reason: str) -> int:
-        """Close every live connection of the user (logged out, demoted, deleted)."""
-        return self._presence.close_user(user_id, CLOSE_SIGNED_OUT, reason)
+    def sign_out(self, user_id: str, reason: str, *, keep_token: str | None = None) -> int:
+        """Close every live connection of the user (logged out, demoted, deleted, password
+        changed) but those opened with `keep_token`."""
+        return self._presence.close_user(user_id, CLOSE_SIGNED_OUT, reason, keep_token=keep_token)
 
     def close_token(self, token_id: str, reason: str) -> int:
         """Close the connections opened with one token (its holder signed out with it)."""

@@ -171,7 +171,8 @@ class Tokens:
         user = await self._store.get_user(staff.sub)
         if user is None or user.role is Role.CUSTOMER:
             raise Unauthenticated("the account of this token no longer exists")
-        if staff.generation != user.token_generation:
+        # The token that changed the password outlives the change (its holder stays signed in).
+        if staff.generation != user.token_generation and staff.jti != user.kept_token_id:
             raise Unauthenticated(
                 "the password was changed since this token was issued; sign in again"
             )

@@ -139,13 +139,15 @@ async def _check_password(user: User, password: str) -> None:
         raise ApiError(400, "wrong_password", "the password is not correct")
 
 
-async def _new_password(user: User, password: str, reason: str) -> User:
-    """Store the new password, which revokes every token of the user, and close their live
-    connections (4401), as signing out does."""
+async def _new_password(
+    user: User, password: str, reason: str, *, kept_token: str | None = None
+) -> User:
+    """Store the new password, which revokes every token of the user but `kept_token`, and
+    close their live connections (4401) but those opened with it, as signing out does."""
     found = services()
     password_hash = await found.passwords.hash(password)
-    changed = await found.store.set_password(user.id, password_hash, utcnow())
-    found.system.sign_out(user.id, reason)
+    changed = await found.store.set_password(user.id, password_hash, utcnow(), kept_token)
+    found.system.sign_out(user.id, reason, keep_token=kept_token)
     return changed
 
 
@@ -269,11 +271,15 @@ async def confirm(data: ConfirmBody) -> Response:
 @validate_request(UpdatePasswordBody)
 @document_response(PasswordChangedOut)
 async def update(data: UpdatePasswordBody) -> Response:
-    """Change the password. Every token of the account stops working and its live connections
-    close (4401); the answer carries a fresh token for the caller."""
-    user = current_principal().user
+    """Change the password. Every other token of the account stops working and its live
+    connections close (4401); the caller's token and connections stay (the original front ends
+    keep using it), and the answer also carries a fresh token."""
+    principal = current_principal()
+    user = principal.user
     await _check_password(user, data.old_password)
-    changed = await _new_password(user, data.new_password, "the password was changed")
+    changed = await _new_password(
+        user, data.new_password, "the password was changed", kept_token=principal.jti
+    )
     found = services()
     return respond(
         PasswordChangedOut(

@@ -529,7 +529,9 @@ class Node:
                     for route in note["routes"]:
                         Routes.publish(self.routes, route)
             case "sign_out":
-                self.presence.close_user(note["user"], CLOSE_SIGNED_OUT, note["reason"])
+                self.presence.close_user(
+                    note["user"], CLOSE_SIGNED_OUT, note["reason"], keep_token=note.get("keep")
+                )
             case "close_token":
                 self.presence.close_token(note["token"], CLOSE_SIGNED_OUT, note["reason"])
 
@@ -621,9 +623,11 @@ class Node:
             with suppress(trio.WouldBlock):
                 self._queue(inbox(leader), note | {"from": self.node_id})
 
-    def sign_out(self, user_id: str, reason: str) -> int:
-        self._broadcast_soon({"k": "sign_out", "user": user_id, "reason": reason})
-        return self.presence.close_user(user_id, CLOSE_SIGNED_OUT, reason)
+    def sign_out(self, user_id: str, reason: str, *, keep_token: str | None = None) -> int:
+        self._broadcast_soon(
+            {"k": "sign_out", "user": user_id, "reason": reason, "keep": keep_token}
+        )
+        return self.presence.close_user(user_id, CLOSE_SIGNED_OUT, reason, keep_token=keep_token)
 
     def close_token(self, token_id: str, reason: str) -> int:
         self._broadcast_soon({"k": "close_token", "token": token_id, "reason": reason})

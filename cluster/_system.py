@@ -82,8 +82,8 @@ class ClusterSystem(System):
     async def disconnect(self, session: Session, role: Role) -> None:
         await self.node.disconnect(session, role)
 
-    def sign_out(self, user_id: str, reason: str) -> int:
-        return self.node.sign_out(user_id, reason)
+    def sign_out(self, user_id: str, reason: str, *, keep_token: str | None = None) -> int:
+        return self.node.sign_out(user_id, reason, keep_token=keep_token)
 
     def close_token(self, token_id: str, reason: str) -> int:
         return self.node.close_token(token_id, reason)

@@ -166,13 +166,14 @@ async def test_an_agent_signs_in_takes_a_chat_and_answers(live: Live, node: Node
     assert node.seen("agent", "error") == []
 
 
-async def test_the_dashboards_account_pages(live: Live) -> None:
+async def test_the_dashboards_account_pages(live: Live, node: NodeClients) -> None:
     dashboard = Browser(live, "agent-dashboard")
-    token = (
-        await dashboard.json(
-            "POST", "/auth/login", body={"email": AGENT, "password": ORIGINAL_PASSWORD}
-        )
-    )["token"]
+    signed_in = await dashboard.json(
+        "POST", "/auth/login", body={"email": AGENT, "password": ORIGINAL_PASSWORD}
+    )
+    token, agent_id = signed_in["token"], signed_in["user"]["id"]
+    await dashboard.connect(node, "agent", auth={"token": token}, **DASHBOARD_SOCKET)
+    await node.expect("agent", "connect")
 
     # Profile.tsx: name and phone.
     await dashboard.json(
@@ -199,10 +200,16 @@ async def test_the_dashboards_account_pages(live: Live) -> None:
         },
     )
     assert changed["message"]
-    signed_in = await dashboard.request(
+    # The dashboard keeps its token (it does not read the fresh one in the answer): it still
+    # works, and its socket stays. Refused, Header.tsx's profile call would send it to the
+    # login page and AuthLayout back home, in a loop of requests.
+    assert (await dashboard.request("GET", "/profile/", token=token)).status_code == 200
+    await no_errors(node, "agent", agent_id)
+    assert node.seen("agent", "disconnect") == []
+    with_new_password = await dashboard.request(
         "POST", "/auth/login", body={"email": AGENT, "password": "N3w-password"}
     )
-    assert signed_in.status_code == 200
+    assert with_new_password.status_code == 200
 
     # A wrong password: the login form shows the answer's `message`.
     wrong = await dashboard.request(

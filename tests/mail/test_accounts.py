@@ -103,8 +103,11 @@ async def test_forgot_and_reset_by_the_mailed_code(live: Live, mailbox: Mailbox)
     assert_error(again, 400, "invalid_code")
 
 
-async def test_update_revokes_every_token_and_answers_a_fresh_one(live: Live) -> None:
-    first, second = bearer(await live.login(ANN)), bearer(await live.login(ANN))
+async def test_update_revokes_every_other_token_keeps_the_callers_and_answers_a_fresh_one(
+    live: Live,
+) -> None:
+    first_token, second_token = await live.login(ANN), await live.login(ANN)
+    first, second = bearer(first_token), bearer(second_token)
     body = {"oldPassword": DEMO_PASSWORD, "newPassword": NEW_PASSWORD}
     mismatch = await live.http.post(
         "/password/update", headers=first, json={**body, "confirmPassword": "something-else"}
@@ -123,16 +126,38 @@ async def test_update_revokes_every_token_and_answers_a_fresh_one(live: Live) ->
     )
     assert_error(short, 400, "invalid_body")  # the rules of registration
 
-    updated = await live.http.post(
-        "/password/update", headers=first, json={**body, "confirmPassword": NEW_PASSWORD}
-    )
+    async with connect(live, first_token) as kept, connect(live, second_token) as other:
+        await kept.ping()
+        await other.ping()
+        updated = await live.http.post(
+            "/password/update", headers=first, json={**body, "confirmPassword": NEW_PASSWORD}
+        )
+        # Like signing out, for every connection but the caller's token's.
+        other_closed = (await other.closed()).code
+        await kept.ping()
     assert updated.status_code == 200, updated.text
+    assert other_closed == 4401
     assert updated.json()["user"]["email"] == ANN
-    for stale in (first, second):
-        assert (await live.http.get("/profile", headers=stale)).status_code == 401
+    # The caller's token keeps working (the original front ends keep using it); the others not.
+    assert (await live.http.get("/profile", headers=first)).status_code == 200
+    assert_error(await live.http.get("/profile", headers=second), 401, "unauthorized")
     fresh = bearer(updated.json()["token"])
     assert (await live.http.get("/profile", headers=fresh)).status_code == 200
     await live.login(ANN, NEW_PASSWORD)
+
+    # A second change made with the fresh token: the first caller's token goes now.
+    again = await live.http.post(
+        "/password/update",
+        headers=fresh,
+        json={
+            "oldPassword": NEW_PASSWORD,
+            "newPassword": "a-third-one-33",
+            "confirmPassword": "a-third-one-33",
+        },
+    )
+    assert again.status_code == 200, again.text
+    assert_error(await live.http.get("/profile", headers=first), 401, "unauthorized")
+    assert (await live.http.get("/profile", headers=fresh)).status_code == 200
 
 
 async def test_confirm_checks_the_password_of_the_signed_in_user(live: Live) -> None:
