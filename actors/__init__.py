@@ -5,6 +5,7 @@ from actors.assignment import CoreSnapshot as CoreSnapshot
 from actors.assignment import QueueEntry as QueueEntry
 from actors.events import CLOSE_SIGNED_OUT as CLOSE_SIGNED_OUT
 from actors.events import CLOSE_SLOW_READER as CLOSE_SLOW_READER
+from actors.events import AgentCard as AgentCard
 from actors.events import AgentStatusEvent as AgentStatusEvent
 from actors.events import ChatAssigned as ChatAssigned
 from actors.events import ChatStatusEvent as ChatStatusEvent

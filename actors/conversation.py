@@ -46,6 +46,7 @@ from actors.messages import (
 )
 from actors.messages import CustomerWrote as CustomerWroteMessage
 from actors.presence import Presence, Route, Routes
+from actors.transcripts import TranscriptHead, Transcripts
 from router import ActorDead, ActorRef, BatchActor, Refused
 from store import (
     Chat,
@@ -158,6 +159,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
         store: Store,
         presence: Presence,
         routes: Routes,
+        transcripts: Transcripts,
         supervisor: ActorRef[SupervisorMessage],
         *,
         idle_seconds: float,
@@ -166,6 +168,8 @@ class ConversationActor(BatchActor[ConversationMessage]):
         self._store = store
         self._presence = presence
         self._routes = routes
+        self._transcripts = transcripts
+        self._head = TranscriptHead(0, None, 0, 0)
         self._supervisor = supervisor
         self._idle_seconds = idle_seconds
         self._last_activity = 0.0
@@ -185,16 +189,33 @@ class ConversationActor(BatchActor[ConversationMessage]):
         ):
             for message in tail:
                 transcript.stored(message)
+            self._moved(self._head.appended(tail))
         self._unsure = False
+
+    def _moved(self, head: TranscriptHead) -> None:
+        """The transcript's head changed: published while the chat is active (the supervisor
+        forgets it when the chat leaves the active set)."""
+        self._head = head
+        if self._routes.get(self._chat_id) is not None:
+            self._transcripts.publish(self._chat_id, head)
 
     async def on_start(self) -> None:
         chat = await self._store.get_chat(self._chat_id)
         if chat is None:
             raise Refused("chat_not_found", f"chat {self._chat_id} does not exist")
         self._transcript = Transcript(chat)
+        self._head = TranscriptHead(
+            chat.last_seq, None, chat.agent_unread_count, chat.customer_unread_count
+        )
         # A store may lose the connection between storing a message and updating the chat's
         # counters: the stored seqs, not the counter, say which seq comes next.
         await self._catch_up()
+        if self._head.last_message is None and self._head.last_seq:
+            last = await self._store.list_messages(
+                self._chat_id, after_seq=self._head.last_seq - 1, limit=1
+            )
+            self._head = replace(self._head, last_message=last[0] if last else None)
+        self._moved(self._head)
         self._last_activity = trio.current_time()
         self.context.send_after(self._idle_seconds, IdleCheck())
 
@@ -247,6 +268,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
                     changed = await self._store.mark_messages(
                         self._chat_id, reader_id=reader.user_id, up_to_seq=seq, status=status
                     )
+                    self._moved(self._head.read(reader.user_id == transcript.customer_id, status))
                     reply.send(changed)
                     self._fan_out(
                         route,
@@ -272,6 +294,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
                 # waiting behind this one is written to a chat that is gone: each fails with
                 # ActorDead, and the next activation finds no chat.
                 reply.send(await self._store.delete_chat(self._chat_id))
+                self._transcripts.forget(self._chat_id)
                 self._stop()
             case IdleCheck():
                 idle = trio.current_time() - self._last_activity
@@ -333,6 +356,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
             else:
                 for message in stored:
                     transcript.stored(message)
+            self._moved(self._head.appended(stored))
             await self._deliver(stored, route)
             for message in stored:
                 send, _ = planned[message.client_msg_id]

@@ -15,11 +15,23 @@ class MessageAdded:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentCard:
+    """What a chat shows of its agent: their public fields."""
+
+    id: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatAssigned:
-    """To the agent who now has the chat (and, with `agent`, to its customer)."""
+    """To the agent who now has the chat (and to its customer): everything an edge shows of it,
+    so that rendering it reads nothing."""
 
     chat: Chat
     reason: str
+    agent: AgentCard
+    last_message: Message | None
 
 
 @dataclass(frozen=True, slots=True)

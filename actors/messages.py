@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from actors.assignment import AgentView, CoreSnapshot
+from actors.events import AgentCard
 from router import ActorInfo, Reply
 from store import Actor, AgentStatus, Chat, Message, MessageStatus, Priority, Role
 
@@ -21,6 +22,8 @@ from store import Actor, AgentStatus, Chat, Message, MessageStatus, Priority, Ro
 class OpenedChat:
     chat: Chat
     created: bool  # False: the customer's active chat was found and returned
+    agent: AgentCard | None  # the chat's agent, if it has one
+    last_message: Message | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,14 @@ class AddAgent:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentProfileChanged:
+    """An agent's name or email changed: the chats pushed from now on show the new ones."""
+
+    agent_id: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveAgent:
     """An agent was demoted or deleted: their chats are re-queued."""
 
@@ -172,6 +183,7 @@ SupervisorMessage: TypeAlias = (
     | ReassignChat
     | CustomerWrote
     | AddAgent
+    | AgentProfileChanged
     | RemoveAgent
     | GraceExpired
     | RefreshQueuePositions

@@ -41,6 +41,7 @@ from actors.assignment import (
     Unassigned,
 )
 from actors.events import (
+    AgentCard,
     AgentStatusEvent,
     ChatAssigned,
     ChatStatusEvent,
@@ -50,6 +51,7 @@ from actors.events import (
 from actors.floor import FloorSignal
 from actors.messages import (
     AddAgent,
+    AgentProfileChanged,
     CustomerWrote,
     GetSnapshot,
     GraceExpired,
@@ -68,6 +70,7 @@ from actors.messages import (
 )
 from actors.presence import Presence, Route, Routes
 from actors.reporting import report_decisions
+from actors.transcripts import Transcripts
 from router import BatchActor, Refused, Reply
 from store import (
     ACTIVE_CHAT_STATUSES,
@@ -80,6 +83,7 @@ from store import (
     ChatFilter,
     ChatRouting,
     ChatStatus,
+    Message,
     Role,
     StoreError,
     StoreUnavailable,
@@ -122,6 +126,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         store: Backend,
         presence: Presence,
         routes: Routes,
+        transcripts: Transcripts,
         *,
         grace_period_seconds: float,
         starvation_after_seconds: float,
@@ -133,9 +138,15 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         self._floor = floor if floor is not None else FloorSignal()
         self._presence = presence
         self._routes = routes
+        self._transcripts = transcripts
         self._grace = grace_period_seconds
         self._core = AssignmentCore(starvation_after=starvation_after_seconds)
         self._customers: dict[str, str] = {}  # active chat -> its customer
+        # What a pushed chat shows, kept so that pushing reads nothing: each active chat as
+        # loaded or opened (the routing fields are the core's, the transcript's are its
+        # conversation's `Transcripts` entry) and the public fields of each agent pushed to.
+        self._records: dict[str, Chat] = {}
+        self._cards: dict[str, AgentCard] = {}
         self._active_chat_of: dict[str, str] = {}  # customer -> their active chat
         self._assigned_at: dict[str, float] = {}  # open chat -> when its agent got it
         self._handling: deque[float] = deque(maxlen=HANDLING_SAMPLES)
@@ -155,6 +166,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         agent_pages = pages(lambda c: store.list_users(role=Role.AGENT, limit=_PAGE, cursor=c))
         async for agents in agent_pages:
             for agent in agents:
+                self._cards[agent.id] = AgentCard(agent.id, agent.name, agent.email)
                 self._core.load_agent(
                     agent.id, status=agent.status, max_load=agent.max_load, idle_since=now
                 )
@@ -251,6 +263,9 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._decided(batch, effects, None)
                 batch.enrolled[agent_id] = (self._agent(agent_id), Role.AGENT)
                 batch.answer(reply, _value(None))
+            case AgentProfileChanged(agent_id, reply):
+                self._cards.pop(agent_id, None)  # read again when next pushed
+                batch.answer(reply, _value(None))
             case RemoveAgent(agent_id, reply):
                 # Before the core forgets the agent: their record is stored a user and away, in
                 # the transaction that re-queues their chats.
@@ -259,6 +274,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 if departed is not None:
                     away = replace(departed, status=AgentStatus.AWAY)
                     batch.enrolled[agent_id] = (away, Role.USER)
+                self._cards.pop(agent_id, None)
                 batch.answer(reply, _value(None))
             case GraceExpired(agent_id, token):
                 batch.redo.append(message)
@@ -304,7 +320,9 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         # Nobody else writes a chat before its creator hears of it: a chat created in this batch
         # is the record just stored, without reading it back.
         stored = batch.stored.get(chat_id)
-        return OpenedChat(stored if stored is not None else await self._chat(chat_id), created)
+        chat = stored if stored is not None else await self._chat(chat_id)
+        agent = None if chat.agent_id is None else await self._card(chat.agent_id)
+        return OpenedChat(chat, created, agent, await self._last_message(chat))
 
     def _decided(
         self,
@@ -427,10 +445,13 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
             self._floor.changed()
 
     def _track(self, chat: Chat) -> None:
+        self._records[chat.id] = chat
         self._customers[chat.id] = chat.customer_id
         self._active_chat_of[chat.customer_id] = chat.id
 
     def _forget(self, chat_id: str) -> None:
+        self._records.pop(chat_id, None)
+        self._transcripts.forget(chat_id)
         customer_id = self._customers.pop(chat_id, None)
         if customer_id is not None and self._active_chat_of.get(customer_id) == chat_id:
             del self._active_chat_of[customer_id]
@@ -469,6 +490,43 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         view = self._core.agent_view(agent_id)
         assert view is not None  # the core refused unknown agents before any effect
         return view
+
+    def _shown(self, chat_id: str, batch: _Batch) -> Chat:
+        """The chat as the batch stored it, from memory: the record, the routing just written
+        and its conversation's transcript head."""
+        routing = self._chat_routing(
+            chat_id, batch.resolved_owner.get(chat_id), batch.now, batch.wall
+        )
+        chat = replace(
+            self._records[chat_id],
+            status=routing.status,
+            agent_id=routing.agent_id,
+            queued_at=routing.queued_at,
+            resolved_at=routing.resolved_at,
+            updated_at=routing.updated_at,
+        )
+        head = self._transcripts.get(chat_id)
+        return chat if head is None else head.applied(chat)
+
+    async def _last_message(self, chat: Chat) -> Message | None:
+        """From the transcript head; read only for a chat with messages whose conversation has
+        not run since this actor started."""
+        head = self._transcripts.get(chat.id)
+        if head is not None:
+            return head.last_message
+        if chat.last_message_id is None:
+            return None
+        return await self._store.get_message(chat.last_message_id)
+
+    async def _card(self, agent_id: str) -> AgentCard:
+        """The agent's public fields; read once after an approval or a profile change."""
+        card = self._cards.get(agent_id)
+        if card is None:
+            user = await self._store.get_user(agent_id)
+            if user is None:
+                raise Refused("user_not_found", f"no user {agent_id}")
+            card = self._cards[agent_id] = AgentCard(user.id, user.name, user.email)
+        return card
 
     async def _chat(self, chat_id: str) -> Chat:
         chat = await self._store.get_chat(chat_id)
@@ -550,16 +608,17 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
             case Assigned(chat_id, agent_id, previous_id, reason, _):
                 self._finish_handling(chat_id, now)
                 self._assigned_at[chat_id] = now
-                chat = batch.stored.get(chat_id)
-                if chat is None:
-                    try:
-                        chat = await self._chat(chat_id)
-                    except (StoreError, Refused) as error:
-                        log.warning("chat %s assigned but not pushed: %s", chat_id, error)
-                        return
-                deliver(agent_id, ChatAssigned(chat, reason))
+                try:
+                    chat = self._shown(chat_id, batch)
+                    last = await self._last_message(chat)
+                    card = await self._card(agent_id)
+                except (StoreError, Refused) as error:
+                    log.warning("chat %s assigned but not pushed: %s", chat_id, error)
+                    return
+                deliver(agent_id, ChatAssigned(chat, reason, card, last))
                 # The reason names other agents and their loads: that stays with the staff.
-                deliver(chat.customer_id, ChatAssigned(chat, CUSTOMER_ASSIGNED_REASON))
+                shown = ChatAssigned(chat, CUSTOMER_ASSIGNED_REASON, card, last)
+                deliver(chat.customer_id, shown)
                 if previous_id is not None:
                     deliver(previous_id, ChatUnassigned(chat_id, reason))
             case Unassigned(chat_id, agent_id, reason, _):

@@ -23,6 +23,7 @@ from actors.events import CLOSE_SIGNED_OUT, Session
 from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, WatchFloor
 from actors.messages import (
     AddAgent,
+    AgentProfileChanged,
     ConversationMessage,
     DeleteTranscript,
     GetSnapshot,
@@ -47,6 +48,7 @@ from actors.messages import (
 )
 from actors.presence import Presence, Route, Routes
 from actors.supervisor import RoutingHealth, SupervisorActor
+from actors.transcripts import Transcripts
 from router import (
     ActorDead,
     ActorInfo,
@@ -102,6 +104,7 @@ class System:
         config: SystemConfig,
         presence: Presence,
         routes: Routes,
+        transcripts: Transcripts,
         supervisor: ActorRef[SupervisorMessage],
         floor: ActorRef[FloorMessage],
         routing: RoutingHealth,
@@ -111,6 +114,7 @@ class System:
         self._actors = actors
         self._presence = presence
         self._routes = routes
+        self._transcripts = transcripts
         self._supervisor = supervisor
         self._floor = floor
         self._routing = routing
@@ -203,6 +207,10 @@ class System:
 
     async def add_agent(self, agent_id: str, max_load: int) -> None:
         await self._supervisor.ask(lambda reply: AddAgent(agent_id, max_load, reply))
+
+    async def agent_profile_changed(self, agent_id: str) -> None:
+        """The agent's name or email was edited: chats pushed from now on show the new ones."""
+        await self._supervisor.ask(lambda reply: AgentProfileChanged(agent_id, reply))
 
     async def remove_agent(self, agent_id: str) -> None:
         await self._supervisor.ask(lambda reply: RemoveAgent(agent_id, reply))
@@ -313,6 +321,7 @@ class System:
                         self.store,
                         self._presence,
                         self._routes,
+                        self._transcripts,
                         self._supervisor,
                         idle_seconds=self.config.conversation_idle_seconds,
                     ),
@@ -353,6 +362,7 @@ async def open_system(
     routes = Routes() if routes is None else routes
     signal = FloorSignal()
     routing = RoutingHealth()
+    transcripts = Transcripts()
     async with open_actor_system(on_restart=actor_restarted) as actors:
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,
@@ -360,6 +370,7 @@ async def open_system(
                 store,
                 presence,
                 routes,
+                transcripts,
                 grace_period_seconds=config.grace_period_seconds,
                 starvation_after_seconds=config.starvation_after_seconds,
                 floor=signal,
@@ -382,4 +393,6 @@ async def open_system(
             on_give_up=_log_give_up,
         )
         signal.bind(floor)
-        yield System(actors, store, config, presence, routes, supervisor, floor, routing)
+        yield System(
+            actors, store, config, presence, routes, transcripts, supervisor, floor, routing
+        )

@@ -14,7 +14,7 @@ from api._guard import current_principal
 from api._services import services
 from api._visibility import NOT_FOUND, NOT_YOURS, may_see, not_found_message
 from router import Refused
-from store import Chat
+from store import Chat, Role, User
 
 T = TypeVar("T")
 
@@ -41,3 +41,10 @@ async def ask(chat_id: str | None, answer: Awaitable[T]) -> T:
         if chat_id is not None and refusal.code in NOT_YOURS:
             raise chat_not_found(chat_id) from refusal
         raise
+
+
+async def shown_as(before: User, after: User) -> None:
+    """An agent's profile was edited: if what chats show of them changed, the assignment actor
+    (which pushes chats without reading the store) learns it."""
+    if after.role is Role.AGENT and (before.name, before.email) != (after.name, after.email):
+        await ask(None, services().system.agent_profile_changed(after.id))

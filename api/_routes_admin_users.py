@@ -14,7 +14,7 @@ import dataclasses
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring, validate_request
 
-from api._access import ask
+from api._access import ask, shown_as
 from api._errors import ApiError
 from api._forms import takes_forms
 from api._guard import current_principal, requires
@@ -180,6 +180,7 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         except DuplicateEmail as error:
             raise _email_taken(error) from error
         await forget_image(user.avatar, updated.avatar)
+        await shown_as(user, updated)
         user = updated
     if data.role is Role.AGENT and user.role is Role.USER:
         user = await _make_agent(user)

@@ -7,6 +7,7 @@ import dataclasses
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
+from api._access import shown_as
 from api._client import current_client
 from api._errors import ApiError
 from api._forms import takes_forms
@@ -129,6 +130,7 @@ async def _update_profile(data: ProfileUpdate) -> Response:
         dataclasses.replace(user, **changes, updated_at=utcnow())
     )
     await forget_image(user.avatar, updated.avatar)
+    await shown_as(user, updated)
     return respond(UserOut.of(updated))
 
 

@@ -3,13 +3,21 @@ agent and its last message)."""
 
 from __future__ import annotations
 
+from actors import AgentCard
 from api._schemas import AgentRef, ChatMessageOut, ChatOut
-from store import Chat, Store
+from store import Chat, Message, Store
 
 
 async def chat_out(store: Store, chat: Chat) -> ChatOut:
-    agent = await store.get_user(chat.agent_id) if chat.agent_id is not None else None
+    """The chat with its agent and last message read from the store (REST answers)."""
+    user = await store.get_user(chat.agent_id) if chat.agent_id is not None else None
     last = await store.get_message(chat.last_message_id) if chat.last_message_id else None
+    agent = AgentCard(user.id, user.name, user.email) if user is not None else None
+    return chat_shape(chat, agent, last)
+
+
+def chat_shape(chat: Chat, agent: AgentCard | None, last: Message | None) -> ChatOut:
+    """The chat with the agent and last message an event carries: renders without a read."""
     return ChatOut(
         id=chat.id,
         title=chat.title,

@@ -51,7 +51,7 @@ from api._engineio import (
 from api._errors import ASK_SECONDS
 from api._schemas import WireModel
 from api._services import Services
-from api._shapes import chat_out
+from api._shapes import chat_shape
 from api._sio_events import (
     AckError,
     AuthenticatedOut,
@@ -431,9 +431,8 @@ class ChatSocket:
             return True
         return False
 
-    def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]] | None:
-        """A domain event as this socket's events, filtered by its rooms; None when it makes
-        a `chatCreated`, whose shape is read from the store (`render_assigned`)."""
+    def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]]:
+        """A domain event as this socket's events, filtered by its rooms; reads nothing."""
         match event:
             case MessageAdded(message):
                 if message.chat_id in self.chats:
@@ -456,10 +455,14 @@ class ChatSocket:
                         self._notice("notification", message.chat_id, "message", title, preview)
                     ]
                 return []
-            case ChatAssigned(chat, reason):
-                if self.user_room and chat.agent_id == self.user_id:
-                    return None
-                return self._assigned_notice(chat, reason)
+            case ChatAssigned(chat, reason, agent, last):
+                notice = self._assigned_notice(chat, reason)
+                if not (self.user_room and chat.agent_id == self.user_id):
+                    return notice
+                # `chatCreated` for the agent's own room, from what the event carries.
+                shape = SioChat.of(chat_shape(chat, agent, last))
+                created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
+                return [(created, None), *notice]
             case ChatUnassigned(chat_id, reason):
                 if chat_id not in self.chats:
                     return []
@@ -494,15 +497,6 @@ class ChatSocket:
                 return []  # only /ws can watch the floor
             case _ as unreachable:
                 assert_never(unreachable)
-
-    async def render_assigned(
-        self, event: ChatAssigned
-    ) -> list[tuple[eio.SioPacket, Written | None]]:
-        """`chatCreated` for the agent's own room, then what `render` makes of it."""
-        with trio.fail_after(ASK_SECONDS):
-            shape = SioChat.of(await chat_out(self._store, event.chat))
-        created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
-        return [(created, None), *self._assigned_notice(event.chat, event.reason)]
 
     @staticmethod
     def _typing_packet(

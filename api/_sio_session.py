@@ -31,7 +31,6 @@ import trio
 
 from actors import (
     CLOSE_SLOW_READER,
-    ChatAssigned,
     Session,
 )
 from actors import Event as DomainEvent
@@ -245,16 +244,7 @@ class SioSession:
 
     async def _pump(self) -> None:
         async for item in self._outgoing:
-            try:
-                packets = self._render_now(item)
-                if packets is None:
-                    assert self._socket is not None
-                    assert isinstance(item, ChatAssigned)
-                    packets = await self._socket.render_assigned(item)
-            except (StoreUnavailable, trio.TooSlowError):
-                self._end("store_unavailable", "the database cannot be reached; reconnect shortly")
-                return
-            for packet, written in packets:
+            for packet, written in self._render_now(item):
                 # A client that does not collect what is buffered stops the pump here; its
                 # outbox then fills and the domain closes it as a slow reader.
                 await self._until(lambda: self.engine.has_room)
@@ -265,8 +255,8 @@ class SioSession:
         """Into the Engine.IO buffer, as the message that carries it."""
         self.engine.send(eio.Message(eio.encode_sio(packet)), written)
 
-    def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]] | None:
-        """The packets of an item, or None when making them needs the store (`chatCreated`)."""
+    def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]]:
+        """The packets of an item; making them reads nothing."""
         match item:
             case eio.Connect() | eio.Disconnect() | eio.Event() | eio.Ack() | eio.ConnectError():
                 return [(item, None)]
@@ -275,14 +265,11 @@ class SioSession:
                 return [] if self._socket is None else self._socket.render(item)
 
     def _direct(self, item: Outgoing) -> bool:
-        """Write an item straight into the Engine.IO buffer if nothing is queued before it,
-        there is room, and it needs no store read; whether it was written."""
+        """Write an item straight into the Engine.IO buffer if nothing is queued before it and
+        there is room; whether it was written."""
         if self._queued or not self.engine.has_room:
             return False
-        packets = self._render_now(item)
-        if packets is None:
-            return False
-        for packet, written in packets:
+        for packet, written in self._render_now(item):
             self._send(packet, written)
         return True
 

@@ -70,7 +70,7 @@ from api._guard import bearer_token
 from api._hypercorn import BATCH_KEY, CLOSE_KEY
 from api._schemas import ChatMessageOut
 from api._services import Services, services
-from api._shapes import chat_out
+from api._shapes import chat_shape
 from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._stopping import CLOSE_GOING_AWAY, GOING_AWAY, stopping
 from api._ws_core import (
@@ -94,7 +94,7 @@ from api._ws_core import (
     Resume,
     Resumed,
 )
-from store import Store, StoreUnavailable, new_id
+from store import StoreUnavailable, new_id
 from telemetry import connection_closed, connection_opened, limit_hit
 
 log = logging.getLogger("api.ws")
@@ -331,7 +331,6 @@ class JsonEdge:
     ) -> None:
         settings = found.settings
         self._system: System = found.system
-        self._store: Store = found.store
         self._tokens = found.tokens
         self._token = token
         self._transport = transport
@@ -484,25 +483,24 @@ class JsonEdge:
                         items.append(self._outgoing.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                frames = [await self._render(each) for each in items]
+                # Rendering reads nothing: the events carry what the frames show.
+                frames = [self._render(each) for each in items]
                 await send_together(self._transport, frames)
                 for each in items:
                     self._core.written(each)
-        except StoreUnavailable:
-            self._close(CLOSE_TRY_AGAIN, "the database cannot be reached; reconnect shortly")
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
         finally:
             self._drained.set()
 
-    async def _render(self, item: Outbound) -> str:
+    def _render(self, item: Outbound) -> str:
         frame: ServerFrame
         match item:
             case MessageAdded():
                 return RENDERED_MESSAGES.text(item)
-            case ChatAssigned(chat, reason):
-                frame = ChatAssignedOut(chat=await chat_out(self._store, chat), reason=reason)
+            case ChatAssigned(chat, reason, agent, last):
+                frame = ChatAssignedOut(chat=chat_shape(chat, agent, last), reason=reason)
             case ChatUnassigned(chat_id, reason):
                 frame = ChatUnassignedOut(chat_id=chat_id, reason=reason)
             case ChatStatusEvent(chat_id, status, agent_id):
@@ -527,8 +525,8 @@ class JsonEdge:
                 frame = ResumedOut(chat_id=chat_id, recovered=True, last_seq=last_seq)
             case NotRecovered(chat_id, reason):
                 frame = ResumedOut(chat_id=chat_id, recovered=False, reason=reason)
-            case ChatOpened(chat, created):
-                frame = ChatOpenedOut(chat=await chat_out(self._store, chat), created=created)
+            case ChatOpened(chat, created, agent, last):
+                frame = ChatOpenedOut(chat=chat_shape(chat, agent, last), created=created)
             case Pong():
                 frame = PongOut()
             case Error(code, message, ref):

@@ -28,12 +28,12 @@ from typing import ClassVar, TypeAlias, assert_never
 
 import trio
 
-from actors import AgentStatusEvent, Event, MessageAdded, Speaker, System
+from actors import AgentCard, AgentStatusEvent, Event, MessageAdded, Speaker, System
 from api._errors import ASK_SECONDS
 from api._visibility import NOT_FOUND, NOT_YOURS, may_see, not_found_message
 from router import Refused, RouterError
 from store import Actor as By
-from store import AgentStatus, Chat, MessageStatus, Priority, Role, StoreUnavailable
+from store import AgentStatus, Chat, Message, MessageStatus, Priority, Role, StoreUnavailable
 from telemetry import limit_hit, message_acknowledged, message_delivered
 
 log = logging.getLogger("api.ws")
@@ -175,6 +175,8 @@ class NotRecovered:
 class ChatOpened:
     chat: Chat
     created: bool
+    agent: AgentCard | None
+    last_message: Message | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +370,7 @@ class Connection:
                 opened = await system.open_chat(
                     me.user_id, title=title, description=description, priority=priority
                 )
-                return [ChatOpened(opened.chat, opened.created)]
+                return [ChatOpened(opened.chat, opened.created, opened.agent, opened.last_message)]
             case Ping():
                 return [Pong()]
             case WatchFloor(on):

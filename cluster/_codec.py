@@ -58,6 +58,7 @@ _DATACLASSES: dict[str, type[Any]] = {
         Message,
         User,
         _events.MessageAdded,
+        _events.AgentCard,
         _events.ChatAssigned,
         _events.ChatUnassigned,
         _events.ChatStatusEvent,

@@ -67,6 +67,7 @@ FORWARDED = frozenset(
         "delete_chat",
         "reassign_chat",
         "add_agent",
+        "agent_profile_changed",
         "remove_agent",
         "snapshot",
         "watch_floor",

@@ -163,6 +163,9 @@ class ClusterSystem(System):
     async def add_agent(self, agent_id: str, max_load: int) -> None:
         await self.node.call("add_agent", {"agent_id": agent_id, "max_load": max_load})
 
+    async def agent_profile_changed(self, agent_id: str) -> None:
+        await self.node.call("agent_profile_changed", {"agent_id": agent_id})
+
     async def remove_agent(self, agent_id: str) -> None:
         await self.node.call("remove_agent", {"agent_id": agent_id})
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actors import ChatAssigned, MessageAdded, OpenedChat, Sent, Speaker
+from actors import AgentCard, ChatAssigned, MessageAdded, OpenedChat, Sent, Speaker
 from cluster._codec import CodecError, decode, encode
 from store import Chat, ChatStatus, Message, Priority, Role
 
@@ -36,10 +36,11 @@ MESSAGE = Message(
 @pytest.mark.parametrize(
     "value",
     [
-        OpenedChat(CHAT, created=True),
+        OpenedChat(CHAT, True, AgentCard("a1", "Ann", "ann@example.com"), MESSAGE),
+        OpenedChat(CHAT, True, None, None),
         Sent(MESSAGE, duplicate=False),
         MessageAdded(MESSAGE),
-        ChatAssigned(CHAT, "least loaded"),
+        ChatAssigned(CHAT, "least loaded", AgentCard("a1", "Ann", "ann@example.com"), MESSAGE),
         {"speaker": Speaker("u1", Role.AGENT), "ids": ("a", "b"), "n": None},
     ],
 )

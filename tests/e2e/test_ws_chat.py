@@ -231,6 +231,10 @@ async def test_agent_going_away_hands_the_chat_and_its_history_to_another(live: 
         handed = await other.expect("chat.assigned")
         assert handed["chat"]["id"] == chat_id
         assert handed["chat"]["agent"]["email"] == second
+        # What the event carries, as the store holds it: the transcript so far and its reader.
+        assert handed["chat"]["lastSeq"] == 2
+        assert handed["chat"]["lastMessage"]["content"] == "let me check"
+        assert handed["chat"]["customerUnreadCount"] == 1
         assert (await customer.expect("chat.assigned"))["chat"]["agent"]["email"] == second
 
         await other.send({"type": "resume", "chatId": chat_id, "afterSeq": 0})
