@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from actors.assignment import AgentView, CoreSnapshot
-from actors.events import AgentCard
+from actors.events import AgentCard, Session
 from router import ActorInfo, Reply
 from store import Actor, AgentStatus, Chat, Message, MessageStatus, Priority, Role
 
@@ -153,8 +153,13 @@ class RemoveAgent:
 
 @dataclass(frozen=True, slots=True)
 class GraceExpired:
+    """From the agent actor: the grace period the supervisor started with `token` ended.
+    `epoch` names the supervisor's incarnation that started it: a restarted one numbers its
+    tokens afresh, so an older incarnation's must not match them."""
+
     agent_id: str
     token: int
+    epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,47 @@ SupervisorMessage: TypeAlias = (
     | GetSnapshot
     | RetryDecisions
 )
+
+# --- to an agent actor ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """One of the agent's connections is live: it receives their events from now on."""
+
+    session: Session
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Detach:
+    session: Session
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class StartGracePeriod:
+    """From the supervisor: the agent is offline and not away; unless a connection comes back
+    first, tell it `GraceExpired(token, epoch)` after the grace period."""
+
+    token: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GracePeriodOver:
+    """Timer: the grace period started with this token ended."""
+
+    token: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TellAgain:
+    """Timer: tells the supervisor's full mailbox refused are told again."""
+
+
+AgentMessage: TypeAlias = Attach | Detach | StartGracePeriod | GracePeriodOver | TellAgain
 
 # --- to a conversation --------------------------------------------------------------------------
 

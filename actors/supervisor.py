@@ -17,6 +17,7 @@ then publishes every route over the old ones, which the edge kept using meanwhil
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import deque
@@ -28,6 +29,7 @@ from typing import Any, TypeAlias, assert_never
 
 import trio
 
+from actors.agent import Agents
 from actors.assignment import (
     AgentStatusChanged,
     AgentView,
@@ -71,7 +73,7 @@ from actors.messages import (
 from actors.presence import Presence, Route, Routes
 from actors.reporting import report_decisions
 from actors.transcripts import Transcripts
-from router import BatchActor, Refused, Reply
+from router import ActorDead, BatchActor, Refused, Reply
 from store import (
     ACTIVE_CHAT_STATUSES,
     Activity,
@@ -110,6 +112,8 @@ RETRY_SECONDS = 1.0
 
 log = logging.getLogger("actors.supervisor")
 
+_EPOCHS = itertools.count(1)
+
 
 @dataclass(slots=True)
 class RoutingHealth:
@@ -127,8 +131,8 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         presence: Presence,
         routes: Routes,
         transcripts: Transcripts,
+        agents: Agents,
         *,
-        grace_period_seconds: float,
         starvation_after_seconds: float,
         floor: FloorSignal | None = None,
         health: RoutingHealth | None = None,
@@ -139,7 +143,8 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         self._presence = presence
         self._routes = routes
         self._transcripts = transcripts
-        self._grace = grace_period_seconds
+        self._agents = agents
+        self._epoch = next(_EPOCHS)  # names this incarnation's grace periods
         self._core = AssignmentCore(starvation_after=starvation_after_seconds)
         self._customers: dict[str, str] = {}  # active chat -> its customer
         # What a pushed chat shows, kept so that pushing reads nothing: each active chat as
@@ -276,9 +281,10 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                     batch.enrolled[agent_id] = (away, Role.USER)
                 self._cards.pop(agent_id, None)
                 batch.answer(reply, _value(None))
-            case GraceExpired(agent_id, token):
-                batch.redo.append(message)
-                self._decided(batch, core.grace_expired(agent_id, token, now), None)
+            case GraceExpired(agent_id, token, epoch):
+                if epoch == self._epoch:  # else started by an earlier incarnation: stale
+                    batch.redo.append(message)
+                    self._decided(batch, core.grace_expired(agent_id, token, now), None)
             case RetryDecisions():
                 self._retry_pending = False
                 batch.probe = True  # a write even with nothing to redo: is the store back?
@@ -633,7 +639,12 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
             case AgentStatusChanged(agent_id, _, new, _, reason):
                 deliver(agent_id, AgentStatusEvent(agent_id, new, reason))
             case StartGrace(agent_id, token):
-                self.context.send_after(self._grace, GraceExpired(agent_id, token))
+                # The agent actor runs it (a connection coming back ends it there) and tells
+                # GraceExpired(token) when it ends; a token the core moved past changes nothing.
+                try:
+                    await self._agents.start_grace_period(agent_id, token, self._epoch)
+                except (ActorDead, RuntimeError) as error:  # the domain is stopping
+                    log.warning("grace period of %s not started: %s", agent_id, error)
             case QueueChanged():
                 if not self._refresh_pending:
                     self._refresh_pending = True

@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import trio
 
+from actors.activation import DELIVERY_ATTEMPTS, Activation, ask_retrying, log_give_up
+from actors.agent import Agents
 from actors.assignment import AgentView, CoreSnapshot
 from actors.conversation import ConversationActor
 from actors.events import CLOSE_SIGNED_OUT, Session
@@ -32,7 +34,6 @@ from actors.messages import (
     OpenChat,
     OpenedChat,
     ParkChat,
-    PresenceChanged,
     ReadHistory,
     ReassignChat,
     RemoveAgent,
@@ -73,8 +74,6 @@ FLOOR = "floor"
 SUPERVISOR_MAILBOX = 1024
 # One chat has a handful of writers; more queued than this is a flood, and the senders wait.
 CONVERSATION_MAILBOX = 64
-# A conversation stopping while a message was on its way is retried on its next incarnation.
-_DELIVERY_ATTEMPTS = 3
 # The floor feed needs room for one refresh request and the watch requests of a few admins.
 FLOOR_MAILBOX = 64
 # Crashes are bugs (a store that fails only takes a batch back): restart with a backoff, and past
@@ -108,6 +107,8 @@ class System:
         supervisor: ActorRef[SupervisorMessage],
         floor: ActorRef[FloorMessage],
         routing: RoutingHealth,
+        activation: Activation,
+        agents: Agents,
     ) -> None:
         self.store = store
         self.config = config
@@ -118,19 +119,18 @@ class System:
         self._supervisor = supervisor
         self._floor = floor
         self._routing = routing
-        self._activating: dict[str, trio.Event] = {}
+        self._activation = activation
+        self._agents = agents
 
     # --- sessions ------------------------------------------------------------------------------
 
     async def connect(self, session: Session, role: Role) -> None:
-        """A user's connection is live: it receives their events from now on."""
-        self._presence.attach(session)
-        if role == Role.AGENT:
-            await self._supervisor.tell(PresenceChanged(session.user_id))
+        """A user's connection is live: it receives their events from now on. An agent's
+        sessions are their agent actor's (started by the first)."""
+        await self._agents.connect(session, role)
 
     async def disconnect(self, session: Session, role: Role) -> None:
-        if self._presence.detach(session) and role == Role.AGENT:
-            await self._supervisor.tell(PresenceChanged(session.user_id))
+        await self._agents.disconnect(session, role)
 
     def sign_out(self, user_id: str, reason: str, *, keep_token: str | None = None) -> int:
         """Close every live connection of the user (logged out, demoted, deleted, password
@@ -249,7 +249,7 @@ class System:
         all are in the conversation's mailbox before the first is answered, so they are stored
         in one write. Each gets what `send_message` would return or raise, in order."""
         answers: list[Sent | Exception] = []
-        for attempt in range(_DELIVERY_ATTEMPTS):
+        for attempt in range(DELIVERY_ATTEMPTS):
             ref = await self._conversation(chat_id)
             rest = sends[len(answers) :]
             for answer in await ref.ask_each(
@@ -260,7 +260,7 @@ class System:
             ):
                 # The first ActorDead and all after it were never handled (passivated between
                 # the lookup and the asks): they are asked again, in order, of its next run.
-                if isinstance(answer, ActorDead) and attempt < _DELIVERY_ATTEMPTS - 1:
+                if isinstance(answer, ActorDead) and attempt < DELIVERY_ATTEMPTS - 1:
                     break
                 answers.append(answer)
             if len(answers) == len(sends):
@@ -290,47 +290,24 @@ class System:
     async def _ask_conversation(
         self, chat_id: str, make: Callable[[Reply[R]], ConversationMessage]
     ) -> R:
-        for attempt in range(_DELIVERY_ATTEMPTS):
-            ref = await self._conversation(chat_id)
-            try:
-                return await ref.ask(make)
-            except ActorDead:
-                # Passivated between the lookup and the ask; the message was never handled
-                # (a stopping actor fails what is left in its mailbox), so it is safe to retry.
-                if attempt == _DELIVERY_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await ask_retrying(lambda: self._conversation(chat_id), make)
 
     async def _conversation(self, chat_id: str) -> ActorRef[ConversationMessage]:
         """The chat's conversation actor, started from the store if it is not running."""
-        name = f"chat:{chat_id}"
-        while True:
-            ref = self._actors.lookup(name)
-            if ref is not None:
-                return ref
-            activating = self._activating.get(name)
-            if activating is not None:
-                await activating.wait()
-                continue
-            done = self._activating[name] = trio.Event()
-            try:
-                return await self._actors.spawn(
-                    name,
-                    lambda: ConversationActor(
-                        chat_id,
-                        self.store,
-                        self._presence,
-                        self._routes,
-                        self._transcripts,
-                        self._supervisor,
-                        idle_seconds=self.config.conversation_idle_seconds,
-                    ),
-                    mailbox_size=CONVERSATION_MAILBOX,
-                    on_give_up=_log_give_up,
-                )
-            finally:
-                del self._activating[name]
-                done.set()
+        return await self._activation.ref(
+            f"chat:{chat_id}",
+            lambda: ConversationActor(
+                chat_id,
+                self.store,
+                self._presence,
+                self._routes,
+                self._transcripts,
+                self._supervisor,
+                idle_seconds=self.config.conversation_idle_seconds,
+            ),
+            mailbox_size=CONVERSATION_MAILBOX,
+            on_give_up=log_give_up,
+        )
 
 
 def _retry_supervisor(name: str, error: BaseException) -> float:
@@ -340,11 +317,6 @@ def _retry_supervisor(name: str, error: BaseException) -> float:
         exc_info=error,
     )
     return SUPERVISOR_RETRY_SECONDS
-
-
-def _log_give_up(name: str, error: BaseException) -> None:
-    # A chat that keeps crashing stops alone; its next message starts it again from the store.
-    log.error("gave up on %s after repeated crashes", name, exc_info=error)
 
 
 @asynccontextmanager
@@ -364,6 +336,8 @@ async def open_system(
     routing = RoutingHealth()
     transcripts = Transcripts()
     async with open_actor_system(on_restart=actor_restarted) as actors:
+        activation = Activation(actors)
+        agents = Agents(activation, presence, grace_period_seconds=config.grace_period_seconds)
         supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
             SUPERVISOR,
             lambda: SupervisorActor(
@@ -371,7 +345,7 @@ async def open_system(
                 presence,
                 routes,
                 transcripts,
-                grace_period_seconds=config.grace_period_seconds,
+                agents,
                 starvation_after_seconds=config.starvation_after_seconds,
                 floor=signal,
                 health=routing,
@@ -380,6 +354,7 @@ async def open_system(
             restart=config.supervisor_restarts,
             on_give_up=_retry_supervisor,
         )
+        agents.bind(supervisor)
         floor: ActorRef[FloorMessage] = await actors.spawn(
             FLOOR,
             lambda: FloorActor(
@@ -390,9 +365,19 @@ async def open_system(
                 starvation_after_seconds=config.starvation_after_seconds,
             ),
             mailbox_size=FLOOR_MAILBOX,
-            on_give_up=_log_give_up,
+            on_give_up=log_give_up,
         )
         signal.bind(floor)
         yield System(
-            actors, store, config, presence, routes, transcripts, supervisor, floor, routing
+            actors,
+            store,
+            config,
+            presence,
+            routes,
+            transcripts,
+            supervisor,
+            floor,
+            routing,
+            activation,
+            agents,
         )

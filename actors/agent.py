@@ -1,0 +1,210 @@
+"""The AgentActor: one per signed-in agent, the owner of what belongs to that agent alone.
+
+It is the only writer of the agent's live sessions (tabs) in the presence registry, where every
+actor then finds them to deliver without a mailbox hop, as conversations find chats in `Routes`;
+and it runs the agent's grace timer. The first connection starts it (so does a grace period the
+supervisor starts for an agent without one, e.g. after a restart), and it stops itself
+(passivation) once the agent has no session, no grace period running and nothing left to tell.
+
+It owns nothing of capacity: the status used for eligibility, the load, the max load and the
+queue stay with the supervisor, which checks and reserves capacity in one synchronous step. The
+agent actor tells it when the agent's sessions change (`PresenceChanged`: the supervisor reads
+the count from the registry, so telling twice is harmless) and when a grace period the supervisor
+started ends (`GraceExpired` with the supervisor's token: a stale one changes nothing).
+
+It never waits on the supervisor's mailbox: a tell that finds it full is told again a moment
+later (both tells are idempotent). So the supervisor may wait on this actor's mailbox to start a
+grace period, and the two can never wait on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+import trio
+
+from actors.activation import Activation, ask_retrying, log_give_up, tell_retrying
+from actors.events import Session
+from actors.messages import (
+    AgentMessage,
+    Attach,
+    Detach,
+    GraceExpired,
+    GracePeriodOver,
+    PresenceChanged,
+    StartGracePeriod,
+    SupervisorMessage,
+    TellAgain,
+)
+from actors.presence import Presence
+from router import Actor, ActorDead, ActorRef, MailboxFull, Reply, Timer
+from store import Role
+
+# Connects and disconnects of one agent's tabs, a grace period, a status request or two.
+AGENT_MAILBOX = 256
+# A tell the supervisor's full mailbox refused is told again after this long.
+TELL_AGAIN_SECONDS = 0.05
+
+
+def agent_actor_name(agent_id: str) -> str:
+    return f"agent:{agent_id}"
+
+
+@dataclass(slots=True)
+class _GracePeriod:
+    token: int
+    epoch: int
+    ends_at: float  # on the trio clock
+
+
+@dataclass(slots=True)
+class _Kept:
+    """What outlives a crash of the actor (not a passivation): the grace period running, so a
+    restart does not leave an offline agent available with no timer to end it."""
+
+    grace: _GracePeriod | None = None
+
+
+class AgentActor(Actor[AgentMessage]):
+    def __init__(
+        self,
+        agent_id: str,
+        presence: Presence,
+        agents: Agents,
+        kept: _Kept,
+        *,
+        grace_period_seconds: float,
+    ) -> None:
+        self._agent_id = agent_id
+        self._presence = presence
+        self._agents = agents
+        self._kept = kept
+        self._grace_seconds = grace_period_seconds
+        self._timer: Timer | None = None
+        self._unsent: dict[SupervisorMessage, None] = {}
+        self._tell_again_pending = False
+
+    async def on_start(self) -> None:
+        grace = self._kept.grace
+        if grace is not None:  # restarted after a crash: the same period goes on
+            left = max(grace.ends_at - trio.current_time(), 0.0)
+            self._timer = self.context.send_after(left, GracePeriodOver(grace.token, grace.epoch))
+
+    async def handle(self, message: AgentMessage) -> None:
+        match message:
+            case Attach(session, reply):
+                self._presence.attach(session)
+                # The supervisor takes the grace period back when it hears of the connection.
+                self._end_grace_period()
+                self._tell(PresenceChanged(self._agent_id))
+                reply.send(None)
+            case Detach(session, reply):
+                if self._presence.detach(session):
+                    self._tell(PresenceChanged(self._agent_id))
+                reply.send(None)
+            case StartGracePeriod(token, epoch):
+                self._end_grace_period()
+                ends_at = trio.current_time() + self._grace_seconds
+                self._kept.grace = _GracePeriod(token, epoch, ends_at)
+                over = GracePeriodOver(token, epoch)
+                self._timer = self.context.send_after(self._grace_seconds, over)
+            case GracePeriodOver(token, epoch):
+                grace = self._kept.grace
+                if grace is not None and (grace.token, grace.epoch) == (token, epoch):
+                    self._kept.grace, self._timer = None, None
+                    self._tell(GraceExpired(self._agent_id, token, epoch))
+            case TellAgain():
+                self._tell_again_pending = False
+                self._flush()
+            case _ as unreachable:
+                assert_never(unreachable)
+        self._passivate_if_done()
+
+    def _end_grace_period(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._kept.grace, self._timer = None, None
+
+    def _tell(self, message: SupervisorMessage) -> None:
+        self._unsent[message] = None
+        self._flush()
+
+    def _flush(self) -> None:
+        supervisor = self._agents.supervisor  # None while its first start runs
+        while self._unsent and supervisor is not None:
+            message = next(iter(self._unsent))
+            try:
+                supervisor.tell_nowait(message)
+            except MailboxFull:
+                break
+            except ActorDead:  # the domain is stopping
+                self._unsent.clear()
+                return
+            del self._unsent[message]
+        if self._unsent and not self._tell_again_pending:
+            self._tell_again_pending = True
+            self.context.send_after(TELL_AGAIN_SECONDS, TellAgain())
+
+    def _passivate_if_done(self) -> None:
+        """Stop once nothing is left to do. A message already in the mailbox keeps the actor
+        running (it would be lost with the stop); one sent after the stop meets `ActorDead` and
+        its sender starts the actor again."""
+        if (
+            self._presence.connections(self._agent_id) == 0
+            and self._kept.grace is None
+            and not self._unsent
+            and self.context.self_ref.mailbox_depth == 0
+        ):
+            self.context.stop()
+
+
+class Agents:
+    """The agent actors of one domain, started on demand."""
+
+    def __init__(
+        self, activation: Activation, presence: Presence, *, grace_period_seconds: float
+    ) -> None:
+        self._activation = activation
+        self._presence = presence
+        self._grace_seconds = grace_period_seconds
+        self.supervisor: ActorRef[SupervisorMessage] | None = None
+
+    def bind(self, supervisor: ActorRef[SupervisorMessage]) -> None:
+        """Once the supervisor runs (its first start may start grace periods here already)."""
+        self.supervisor = supervisor
+
+    async def connect(self, session: Session, role: Role) -> None:
+        if role != Role.AGENT:
+            self._presence.attach(session)
+            return
+        await self._ask(session.user_id, lambda reply: Attach(session, reply))
+
+    async def disconnect(self, session: Session, role: Role) -> None:
+        if role != Role.AGENT:
+            self._presence.detach(session)
+            return
+        await self._ask(session.user_id, lambda reply: Detach(session, reply))
+
+    async def start_grace_period(self, agent_id: str, token: int, epoch: int) -> None:
+        start: AgentMessage = StartGracePeriod(token, epoch)
+        await tell_retrying(lambda: self._ref(agent_id), start)
+
+    async def _ask(self, agent_id: str, make: Callable[[Reply[None]], AgentMessage]) -> None:
+        await ask_retrying(lambda: self._ref(agent_id), make)
+
+    async def _ref(self, agent_id: str) -> ActorRef[AgentMessage]:
+        kept = _Kept()
+        return await self._activation.ref(
+            agent_actor_name(agent_id),
+            lambda: AgentActor(
+                agent_id,
+                self._presence,
+                self,
+                kept,
+                grace_period_seconds=self._grace_seconds,
+            ),
+            mailbox_size=AGENT_MAILBOX,
+            on_give_up=log_give_up,
+        )

@@ -1,0 +1,156 @@
+"""The AgentActor: started by an agent's first connection, owner of their sessions and their
+grace timer, stopped when they are away and gone; and it never waits on the supervisor.
+
+On the autojump clock: grace periods take no real time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from actors import System
+from actors.activation import Activation
+from actors.agent import Agents, agent_actor_name
+from actors.messages import PresenceChanged, SupervisorMessage
+from actors.presence import Presence
+from router import Actor, HandlerCrashed, open_actor_system
+from store import AgentStatus, ChatStatus, MemoryStore, Priority, Role
+from tests.actors.conftest import GRACE, Recorder, online, settle
+
+
+def running(system: System) -> set[str]:
+    return {info.name for info in system.actor_states()}
+
+
+async def open_chat(system: System, customer_id: str) -> str:
+    opened = await system.open_chat(
+        customer_id, title="Where is my parcel?", description="", priority=Priority.MEDIUM
+    )
+    return opened.chat.id
+
+
+async def test_an_agents_first_connection_starts_their_actor_and_a_customers_none(
+    system: System,
+) -> None:
+    customer = Recorder("cust-1")
+    await system.connect(customer.session, Role.CUSTOMER)
+    assert not {name for name in running(system) if name.startswith("agent:")}
+    ann = Recorder("ann")
+    await system.connect(ann.session, Role.AGENT)
+    assert agent_actor_name("ann") in running(system)
+    assert system.connections("ann") == 1
+    assert system.connections("cust-1") == 1
+
+
+async def test_an_away_agent_leaving_stops_their_actor_at_once(system: System) -> None:
+    ann = Recorder("ann")  # seeded away
+    await system.connect(ann.session, Role.AGENT)
+    second = Recorder("ann")
+    await system.connect(second.session, Role.AGENT)
+    await system.disconnect(ann.session, Role.AGENT)
+    await settle()
+    assert agent_actor_name("ann") in running(system)  # a tab is still open
+    await system.disconnect(second.session, Role.AGENT)
+    await settle()
+    assert agent_actor_name("ann") not in running(system)
+    assert system.connections("ann") == 0
+
+
+async def test_the_grace_timer_runs_in_the_agent_actor_which_stops_when_it_ends(
+    system: System, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    ann = await online(system, "ann")
+    chat_id = await open_chat(system, "cust-1")
+    bob = await online(system, "bob")
+    await system.disconnect(ann.session, Role.AGENT)
+    await trio.sleep(GRACE - 1)
+    assert agent_actor_name("ann") in running(system)  # waiting out the grace period
+    assert system.route(chat_id).agent_id == "ann"  # type: ignore[union-attr]
+    await trio.sleep(2)
+    await settle()
+    assert bob.assigned_chats() == [chat_id]
+    agent = await store.get_user("ann")
+    assert agent is not None
+    assert agent.status == AgentStatus.AWAY
+    assert agent_actor_name("ann") not in running(system)
+
+
+async def test_a_crash_of_the_agent_actor_keeps_the_grace_period_running(
+    system: System,
+    store: MemoryStore,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ann = await online(system, "ann")
+    chat_id = await open_chat(system, "cust-1")
+    await online(system, "bob")
+    await system.disconnect(ann.session, Role.AGENT)
+    await trio.sleep(GRACE / 2)
+
+    # A bug in the agent actor while the grace period runs: it crashes and is restarted.
+    real = Presence.detach
+
+    def crash_once(presence: Presence, session: object) -> bool:
+        monkeypatch.setattr(Presence, "detach", real)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(Presence, "detach", crash_once)
+    with pytest.raises(HandlerCrashed):
+        await system.disconnect(Recorder("ann").session, Role.AGENT)
+    await settle()
+    assert agent_actor_name("ann") in running(system)
+
+    # The grace period ends when it would have without the crash.
+    await trio.sleep(GRACE / 2 - 1)
+    assert system.route(chat_id).agent_id == "ann"  # type: ignore[union-attr]
+    await trio.sleep(2)
+    await settle()
+    chat = await store.get_chat(chat_id)
+    assert chat is not None
+    assert (chat.status, chat.agent_id) == (ChatStatus.OPEN, "bob")
+    agent = await store.get_user("ann")
+    assert agent is not None
+    assert agent.status == AgentStatus.AWAY
+
+
+# --- the agent actor never waits on the supervisor -------------------------------------------
+
+
+@dataclass
+class _StuckSupervisor(Actor[SupervisorMessage]):
+    """A supervisor that handles nothing until `go` is set."""
+
+    go: trio.Event
+    heard: list[SupervisorMessage] = field(default_factory=list)
+
+    async def handle(self, message: SupervisorMessage) -> None:
+        await self.go.wait()
+        self.heard.append(message)
+
+
+async def test_a_full_supervisor_mailbox_delays_the_presence_tell_but_blocks_no_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    presence = Presence()
+    stuck = _StuckSupervisor(trio.Event())
+    async with open_actor_system() as actors:
+        supervisor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
+        agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
+        agents.bind(supervisor)
+        tabs = [Recorder("ann") for _ in range(5)]
+        with trio.fail_after(1):  # none of these waits for the stuck supervisor
+            for tab in tabs:
+                await agents.connect(tab.session, Role.AGENT)
+        assert presence.connections("ann") == 5
+        stuck.go.set()
+        await trio.sleep(1)
+        await settle()
+    # Told once per change the mailbox took, then again once it had room: the supervisor's last
+    # word on ann is after her fifth tab, so it reads 5 connections from the registry.
+    assert stuck.heard
+    assert all(message == PresenceChanged("ann") for message in stuck.heard)
+    assert len(stuck.heard) == 3  # one handled, one in the mailbox, then the one told again
