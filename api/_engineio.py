@@ -44,59 +44,61 @@ class TransportMismatch(ProtocolError):
 
 
 @dataclass(frozen=True, slots=True)
-class Open:
+class OpenPacket:
     """The handshake, server to client: JSON with the sid, upgrades and timing."""
 
     data: str
 
 
 @dataclass(frozen=True, slots=True)
-class Close:
+class ClosePacket:
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Ping:
+class PingPacket:
     data: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Pong:
+class PongPacket:
     data: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class MessagePacket:
     data: str | bytes
 
 
 @dataclass(frozen=True, slots=True)
-class Upgrade:
+class UpgradePacket:
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Noop:
+class NoopPacket:
     pass
 
 
-Packet: TypeAlias = Open | Close | Ping | Pong | Message | Upgrade | Noop
+Packet: TypeAlias = (
+    OpenPacket | ClosePacket | PingPacket | PongPacket | MessagePacket | UpgradePacket | NoopPacket
+)
 
 _TEXT_TYPES: dict[str, Callable[[str], Packet]] = {
-    "0": Open,
-    "1": lambda _: Close(),
-    "2": Ping,
-    "3": Pong,
-    "4": Message,
-    "5": lambda _: Upgrade(),
-    "6": lambda _: Noop(),
+    "0": OpenPacket,
+    "1": lambda _: ClosePacket(),
+    "2": PingPacket,
+    "3": PongPacket,
+    "4": MessagePacket,
+    "5": lambda _: UpgradePacket(),
+    "6": lambda _: NoopPacket(),
 }
 
 
 def encode_packet(packet: Packet) -> str | bytes:
     """One websocket frame: binary data goes as a binary frame, everything else as text."""
     match packet:
-        case Message(bytes() as data):
+        case MessagePacket(bytes() as data):
             return data
         case _:
             return _encode_text(packet)
@@ -106,7 +108,7 @@ def encode_payload(packets: Iterable[Packet]) -> str:
     """One polling response body: text packets joined by \\x1e, binary ones as `b<base64>`."""
     return SEPARATOR.join(
         "b" + base64.b64encode(packet.data).decode("ascii")
-        if isinstance(packet, Message) and isinstance(packet.data, bytes)
+        if isinstance(packet, MessagePacket) and isinstance(packet.data, bytes)
         else _encode_text(packet)
         for packet in packets
     )
@@ -114,20 +116,20 @@ def encode_payload(packets: Iterable[Packet]) -> str:
 
 def _encode_text(packet: Packet) -> str:
     match packet:
-        case Open(data):
+        case OpenPacket(data):
             return "0" + data
-        case Close():
+        case ClosePacket():
             return "1"
-        case Ping(data):
+        case PingPacket(data):
             return "2" + data
-        case Pong(data):
+        case PongPacket(data):
             return "3" + data
-        case Message(data):
+        case MessagePacket(data):
             assert isinstance(data, str), "binary data is framed by the caller"
             return "4" + data
-        case Upgrade():
+        case UpgradePacket():
             return "5"
-        case Noop():
+        case NoopPacket():
             return "6"
         case _ as unreachable:
             assert_never(unreachable)
@@ -136,7 +138,7 @@ def _encode_text(packet: Packet) -> str:
 def decode_packet(frame: str | bytes) -> Packet:
     """One websocket frame from a client."""
     if isinstance(frame, bytes):
-        return Message(frame)
+        return MessagePacket(frame)
     return _decode_text(frame)
 
 
@@ -149,7 +151,7 @@ def decode_payload(body: str, *, max_packets: int) -> list[Packet]:
     for record in records:
         if record.startswith("b"):
             try:
-                packets.append(Message(base64.b64decode(record[1:], validate=True)))
+                packets.append(MessagePacket(base64.b64decode(record[1:], validate=True)))
             except binascii.Error as error:
                 raise ProtocolError("a binary packet (b...) is not valid base64") from error
         else:
@@ -164,7 +166,7 @@ def _decode_text(text: str) -> Packet:
     if make is None:
         raise ProtocolError(f"unknown Engine.IO packet type {text[0]!r}; expected 0-6")
     packet = make(text[1:])
-    if isinstance(packet, Open):
+    if isinstance(packet, OpenPacket):
         raise ProtocolError("clients do not send open (0) packets")
     return packet
 
@@ -190,7 +192,7 @@ class RawJson:
 
 
 @dataclass(frozen=True, slots=True)
-class Connect:
+class ConnectPacket:
     """Client to server: `data` is the `auth` object. Server to client: `{"sid": ...}`."""
 
     namespace: str = DEFAULT_NAMESPACE
@@ -198,12 +200,12 @@ class Connect:
 
 
 @dataclass(frozen=True, slots=True)
-class Disconnect:
+class DisconnectPacket:
     namespace: str = DEFAULT_NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class EventPacket:
     name: str
     args: tuple[Any, ...] = ()
     ack_id: int | None = None
@@ -211,36 +213,38 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
-class Ack:
+class AckPacket:
     ack_id: int
     args: tuple[Any, ...] = ()
     namespace: str = DEFAULT_NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectError:
+class ConnectErrorPacket:
     message: str
     namespace: str = DEFAULT_NAMESPACE
     # The client's `err.data` (socket.io-client): here `{"code": ...}` where a client may act on it.
     data: dict[str, Any] | None = None
 
 
-SioPacket: TypeAlias = Connect | Disconnect | Event | Ack | ConnectError
+SioPacket: TypeAlias = (
+    ConnectPacket | DisconnectPacket | EventPacket | AckPacket | ConnectErrorPacket
+)
 # What a client may send.
-ClientPacket: TypeAlias = Connect | Disconnect | Event | Ack
+ClientPacket: TypeAlias = ConnectPacket | DisconnectPacket | EventPacket | AckPacket
 
 
 def encode_sio(packet: SioPacket) -> str:
     match packet:
-        case Connect(namespace, data):
+        case ConnectPacket(namespace, data):
             return "0" + _nsp(namespace) + (_json(data) if data is not None else "")
-        case Disconnect(namespace):
+        case DisconnectPacket(namespace):
             return "1" + _nsp(namespace)
-        case Event(name, args, ack_id, namespace):
+        case EventPacket(name, args, ack_id, namespace):
             return "2" + _nsp(namespace) + _ack_id(ack_id) + _json_array((name, *args))
-        case Ack(ack_id, args, namespace):
+        case AckPacket(ack_id, args, namespace):
             return "3" + _nsp(namespace) + _ack_id(ack_id) + _json_array(args)
-        case ConnectError(message, namespace, data):
+        case ConnectErrorPacket(message, namespace, data):
             body: dict[str, Any] = {"message": message}
             if data is not None:
                 body["data"] = data
@@ -280,20 +284,20 @@ def decode_sio(text: str) -> ClientPacket:
             namespace, _, payload = _parts(text)
             if payload is not None and not isinstance(payload, dict):
                 raise ProtocolError("the CONNECT payload (auth) must be a JSON object")
-            return Connect(namespace, payload)
+            return ConnectPacket(namespace, payload)
         case SioType.DISCONNECT:
             namespace, _, _ = _parts(text)
-            return Disconnect(namespace)
+            return DisconnectPacket(namespace)
         case SioType.EVENT:
             namespace, ack_id, payload = _parts(text)
             if not isinstance(payload, list) or not payload or not isinstance(payload[0], str):
                 raise ProtocolError('an EVENT payload is a JSON array ["name", ...args]')
-            return Event(payload[0], tuple(payload[1:]), ack_id, namespace)
+            return EventPacket(payload[0], tuple(payload[1:]), ack_id, namespace)
         case SioType.ACK:
             namespace, ack_id, payload = _parts(text)
             if ack_id is None or not isinstance(payload, list):
                 raise ProtocolError("an ACK has an ack id and a JSON array of arguments")
-            return Ack(ack_id, tuple(payload), namespace)
+            return AckPacket(ack_id, tuple(payload), namespace)
         case SioType.CONNECT_ERROR:
             raise ProtocolError("clients do not send CONNECT_ERROR (4) packets")
         case SioType.BINARY_EVENT | SioType.BINARY_ACK:
@@ -354,8 +358,8 @@ class EngineConfig:
     # stops adding and the client is treated as a slow reader.
     max_buffered: int = 256 * 1024
 
-    def handshake(self, sid: str, upgrades: list[str]) -> Open:
-        return Open(
+    def handshake(self, sid: str, upgrades: list[str]) -> OpenPacket:
+        return OpenPacket(
             json.dumps(
                 {
                     "sid": sid,
@@ -439,7 +443,7 @@ class EngineSession:
             self._buffered = 0
             self._wake()  # room again for whoever waits to buffer more
         elif self._upgrade is _Upgrade.PROBED and self.closed is None:
-            packets.append(Noop())
+            packets.append(NoopPacket())
         return packets, written
 
     # --- polling -------------------------------------------------------------------------------
@@ -481,23 +485,23 @@ class EngineSession:
         """A packet from the client on the current transport: the message data to dispatch,
         if it carried one."""
         match packet:
-            case Message(data):
+            case MessagePacket(data):
                 return data
-            case Pong():
+            case PongPacket():
                 self._pong_by = None
                 self._ping_at = self._clock() + self.config.ping_interval
                 self._wake()
-            case Ping():
+            case PingPacket():
                 # v4 clients never ping (the server does); answering would let a client that
                 # does not read grow its buffer past the bound.
                 raise ProtocolError("Engine.IO 4 clients answer pings; they do not send them")
-            case Close():
+            case ClosePacket():
                 self.close("the client closed the session", tell_client=False)
-            case Noop():
+            case NoopPacket():
                 pass
-            case Upgrade():
+            case UpgradePacket():
                 raise ProtocolError("upgrade (5) is sent on the new websocket, after 2probe")
-            case Open():
+            case OpenPacket():
                 raise ProtocolError("clients do not send open (0) packets")
             case _ as unreachable:
                 assert_never(unreachable)
@@ -516,20 +520,18 @@ class EngineSession:
         """A packet on the upgrading websocket: the reply to write on that socket, if any.
         Raises ProtocolError (the edge then drops the socket and stays on polling)."""
         match self._upgrade, packet:
-            case _Upgrade.PROBING, Ping(PROBE):
+            case _Upgrade.PROBING, PingPacket(PROBE):
                 self._upgrade = _Upgrade.PROBED
                 self._wake()  # a pending poll answers noop, so the client can pause polling
-                return Pong(PROBE)
-            case _Upgrade.PROBED, Upgrade():
+                return PongPacket(PROBE)
+            case _Upgrade.PROBED, UpgradePacket():
                 self._upgrade = _Upgrade.NONE
                 self.transport = Transport.WEBSOCKET
                 self._wake()  # what was buffered goes out on the websocket now
                 return None
             case _:
-                raise ProtocolError(
-                    f"unexpected {type(packet).__name__.lower()} while upgrading; "
-                    "send 2probe, then 5"
-                )
+                kind = type(packet).__name__.removesuffix("Packet").lower()
+                raise ProtocolError(f"unexpected {kind} while upgrading; send 2probe, then 5")
 
     def abandon_upgrade(self) -> None:
         """The upgrading websocket went away before 5; the session stays on polling."""
@@ -551,23 +553,23 @@ class EngineSession:
                 self.close("ping timeout: no pong within pingTimeout")
         elif now >= self._ping_at:
             self._pong_by = now + self.config.ping_timeout
-            self.send(Ping())
+            self.send(PingPacket())
 
     def close(self, reason: str, *, tell_client: bool = True) -> None:
         """Close once; a close packet follows what is buffered unless the client closed."""
         if self.closed is not None:
             return
         if tell_client:
-            self.send(Close())
+            self.send(ClosePacket())
         self.closed = reason
         self._wake()
 
 
 def _size(packet: Packet) -> int:
     match packet:
-        case Message(data) | Open(data) | Ping(data) | Pong(data):
+        case MessagePacket(data) | OpenPacket(data) | PingPacket(data) | PongPacket(data):
             return len(data) + 1
-        case Close() | Upgrade() | Noop():
+        case ClosePacket() | UpgradePacket() | NoopPacket():
             return 1
         case _ as unreachable:
             assert_never(unreachable)

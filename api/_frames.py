@@ -15,14 +15,14 @@ from actors import FloorAgent, FloorQueueEntry, FloorUpdate
 from api._schemas import ChatMessageOut, ChatOut, WireModel
 from api._ws_core import (
     Command,
+    FollowFloor,
     MarkSeen,
-    OpenChat,
     Ping,
+    PostMessage,
     Resume,
-    SendMessage,
     SetStatus,
     SetTyping,
-    WatchFloor,
+    StartChat,
 )
 from store import AgentStatus, ChatStatus, MessageStatus, Priority
 
@@ -41,7 +41,7 @@ class MessageSendIn(WireModel):
     content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
 
     def command(self) -> Command:
-        return SendMessage(self.chat_id, self.client_msg_id, self.content)
+        return PostMessage(self.chat_id, self.client_msg_id, self.content)
 
 
 class TypingIn(WireModel):
@@ -86,7 +86,7 @@ class ChatOpenIn(WireModel):
     priority: Priority = Priority.MEDIUM
 
     def command(self) -> Command:
-        return OpenChat(self.title, self.description, self.priority)
+        return StartChat(self.title, self.description, self.priority)
 
 
 class PingIn(WireModel):
@@ -101,7 +101,7 @@ class FloorWatchIn(WireModel):
     on: bool = True
 
     def command(self) -> Command:
-        return WatchFloor(self.on)
+        return FollowFloor(self.on)
 
 
 ClientFrame = Annotated[
@@ -161,7 +161,7 @@ class AgentStatusOut(WireModel):
     reason: str
 
 
-class TypingOut(WireModel):
+class TypingFrameOut(WireModel):
     type: Literal["typing"] = "typing"
     chat_id: str
     user_id: str
@@ -197,7 +197,7 @@ class PongOut(WireModel):
     type: Literal["pong"] = "pong"
 
 
-class ErrorOut(WireModel):
+class ErrorFrameOut(WireModel):
     type: Literal["error"] = "error"
     code: str
     message: str
@@ -295,11 +295,11 @@ ServerFrame = (
     | ChatStatusOut
     | QueuePositionOut
     | AgentStatusOut
-    | TypingOut
+    | TypingFrameOut
     | ReadOut
     | ResumedOut
     | ChatOpenedOut
     | PongOut
-    | ErrorOut
+    | ErrorFrameOut
     | FloorOut
 )

@@ -133,7 +133,7 @@ class SioMessage(ChatMessageOut):
         return cls(**dict(ChatMessageOut.of(message)), doc_id=message.id)
 
 
-class MessageOut(WireModel):
+class SioMessageOut(WireModel):
     """`messageDelivered`, `messageReceived` and the ack of `sendMessage`."""
 
     message: SioMessage
@@ -161,7 +161,7 @@ class Reference(WireModel):
     id: str
 
 
-class NotificationOut(WireModel):
+class SioNotificationOut(WireModel):
     """The original's notification document: its front ends read `_id`, `title`, `content`,
     `type`, `read`, `createdAt` and `reference.id`. Pushed live (`notification`,
     `chatNotified`), and listed from the store (`userNotifications`)."""
@@ -179,7 +179,7 @@ class NotificationOut(WireModel):
     @classmethod
     def about(
         cls, user_id: str, chat_id: str, kind: NotificationType, title: str, content: str
-    ) -> NotificationOut:
+    ) -> SioNotificationOut:
         made = new_id()
         return cls(
             doc_id=made,
@@ -193,7 +193,7 @@ class NotificationOut(WireModel):
         )
 
     @classmethod
-    def stored(cls, notification: Notification) -> NotificationOut:
+    def stored(cls, notification: Notification) -> SioNotificationOut:
         return cls(
             doc_id=notification.id,
             id=notification.id,
@@ -218,18 +218,18 @@ class NotificationPagination(WireModel):
 class UserNotificationsOut(WireModel):
     """`userNotifications`, the answer to `fetchNotifications`: the stored ones, newest first."""
 
-    notifications: list[NotificationOut]
+    notifications: list[SioNotificationOut]
     pagination: NotificationPagination
     unread_count: int
 
 
-class CountOut(WireModel):
+class SioCountOut(WireModel):
     """The ack of `markAllNotificationsRead`: how many were marked."""
 
     count: int
 
 
-class TypingOut(WireModel):
+class SioTypingOut(WireModel):
     """`typingStarted` / `typingStopped`: the other participant of a chat the socket joined."""
 
     chat_id: str
@@ -248,7 +248,7 @@ class JoinedOut(WireModel):
     room: str
 
 
-class ErrorOut(WireModel):
+class SioErrorOut(WireModel):
     """The `error` event: the original's `{message}` (for a refused event, its summary, e.g.
     "Failed to join chat", with the reason in `error` as its `sendMessage` had it), plus a
     stable `code`."""

@@ -35,13 +35,13 @@ from actors import (
     ChatAssigned,
     ChatStatusEvent,
     ChatUnassigned,
+    Event,
     FloorUpdate,
     MessageAdded,
     QueuePosition,
     ReadEvent,
     TypingEvent,
 )
-from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import Principal
 from api._engineio import (
@@ -55,22 +55,22 @@ from api._shapes import chat_shape
 from api._sio_events import (
     AckError,
     AuthenticatedOut,
-    CountOut,
     ErrorBody,
-    ErrorOut,
     FetchNotificationsIn,
     InvalidPayload,
     JoinChatIn,
     JoinedOut,
-    MessageOut,
-    NotificationOut,
     NotificationPagination,
     NotificationRefIn,
     NotificationType,
     SendMessageIn,
     SioChat,
+    SioCountOut,
+    SioErrorOut,
     SioMessage,
-    TypingOut,
+    SioMessageOut,
+    SioNotificationOut,
+    SioTypingOut,
     UserNotificationsOut,
     UserRoomIn,
     claimed_user,
@@ -85,7 +85,7 @@ from api._ws_core import (
     Connection,
     Error,
     Peer,
-    SendMessage,
+    PostMessage,
     SetTyping,
 )
 from store import Chat, Message, Role, StoreUnavailable
@@ -118,7 +118,7 @@ NOTIFICATION_PREVIEW_CHARS = 140
 
 
 # What the pump writes: Socket.IO packets made by the dispatcher, and the domain's events.
-Outgoing: TypeAlias = eio.SioPacket | DomainEvent
+Outgoing: TypeAlias = eio.SioPacket | Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ def message_json(message: Message) -> RawJson:
     global _last_message_json  # one entry, used only on trio's thread
     if _last_message_json is not None and _last_message_json[0] is message:
         return _last_message_json[1]
-    made = RawJson(MessageOut(message=SioMessage.of(message)).model_dump_json(by_alias=True))
+    made = RawJson(SioMessageOut(message=SioMessage.of(message)).model_dump_json(by_alias=True))
     _last_message_json = (message, made)
     return made
 
@@ -186,7 +186,7 @@ class ChatSocket:
 
     # --- client -> server ----------------------------------------------------------------------
 
-    async def on_event(self, event: eio.Event) -> Ending | None:
+    async def on_event(self, event: eio.EventPacket) -> Ending | None:
         try:
             match event.name:
                 case "sendMessage":
@@ -225,10 +225,10 @@ class ChatSocket:
             await self._refuse(event, "unavailable", "the database cannot be reached; retry")
         return None
 
-    async def on_sends(self, events: Sequence[eio.Event]) -> Ending | None:
+    async def on_sends(self, events: Sequence[eio.EventPacket]) -> Ending | None:
         """Consecutive `sendMessage` events, answered in order; the valid ones between two
         invalid ones go to the core together, so a chat's are stored in one write."""
-        run: list[tuple[eio.Event, SendMessage]] = []
+        run: list[tuple[eio.EventPacket, PostMessage]] = []
         for event in events:
             try:
                 data = parse(SendMessageIn, event.args)
@@ -244,10 +244,10 @@ class ChatSocket:
                 if event.ack_id is not None
                 else f"sio:{self.sid}:n{next(self._unacked)}"
             )
-            run.append((event, SendMessage(data.chat_id, key, data.message)))
+            run.append((event, PostMessage(data.chat_id, key, data.message)))
         return await self._send_run(run)
 
-    async def _send_run(self, run: Sequence[tuple[eio.Event, SendMessage]]) -> Ending | None:
+    async def _send_run(self, run: Sequence[tuple[eio.EventPacket, PostMessage]]) -> Ending | None:
         if not run:
             return None
         for _, send in run:
@@ -274,9 +274,9 @@ class ChatSocket:
                             )
                             continue
                         payload = message_json(stored)
-                        await self._emit(eio.Event("messageDelivered", (payload,)))
+                        await self._emit(eio.EventPacket("messageDelivered", (payload,)))
                         if event.ack_id is not None:
-                            await self._emit(eio.Ack(event.ack_id, (payload,)))
+                            await self._emit(eio.AckPacket(event.ack_id, (payload,)))
                     case Error(code, message) if closing:
                         return Ending(code, message)
                     case Error(code, message):
@@ -291,7 +291,7 @@ class ChatSocket:
         except (StoreUnavailable, trio.TooSlowError):
             return None
 
-    async def _join_chat(self, event: eio.Event) -> None:
+    async def _join_chat(self, event: eio.EventPacket) -> None:
         data = parse(JoinChatIn, event.args)
         if self.role is Role.ADMIN:
             await self._refuse(
@@ -321,13 +321,13 @@ class ChatSocket:
         self.chats.add(chat.id)
         await self._answer(event, JoinedOut(room=chat.id))
 
-    async def _leave_chat(self, event: eio.Event) -> None:
+    async def _leave_chat(self, event: eio.EventPacket) -> None:
         """Out of the chat's room: its messages then come as `notification`s to the user room."""
         chat_id = named_chat(event.args)
         self.chats.discard(chat_id)
         await self._answer(event, JoinedOut(room=chat_id))
 
-    async def _join_user_room(self, event: eio.Event, claimed: str | None) -> bool:
+    async def _join_user_room(self, event: eio.EventPacket, claimed: str | None) -> bool:
         if claimed is not None and claimed not in self._own_ids:
             await self._refuse(
                 event, "forbidden", "that is another user's room; join your own (your token's user)"
@@ -337,7 +337,7 @@ class ChatSocket:
         await self._answer(event, JoinedOut(room=self.user_id))
         return True
 
-    async def _set_typing(self, event: eio.Event, *, on: bool) -> Ending | None:
+    async def _set_typing(self, event: eio.EventPacket, *, on: bool) -> Ending | None:
         """Only a change reaches the chat's other side (the widget says `startTyping` on every
         keystroke); the change passes the core's rules as /ws's `typing` does."""
         chat_id = named_chat(event.args)
@@ -360,7 +360,7 @@ class ChatSocket:
         await self._answer(event, JoinedOut(room=chat_id))
         return None
 
-    async def _fetch_notifications(self, event: eio.Event) -> None:
+    async def _fetch_notifications(self, event: eio.EventPacket) -> None:
         """The stored notifications, newest first, as the `userNotifications` event."""
         wanted = optional(FetchNotificationsIn, event.args)
         with trio.fail_after(ASK_SECONDS):
@@ -369,7 +369,7 @@ class ChatSocket:
             )
             unread = await self._store.count_unread_notifications(self.user_id)
         page = UserNotificationsOut(
-            notifications=[NotificationOut.stored(item) for item in items],
+            notifications=[SioNotificationOut.stored(item) for item in items],
             pagination=NotificationPagination(
                 total=total,
                 limit=wanted.limit,
@@ -381,7 +381,7 @@ class ChatSocket:
         await self._push("userNotifications", page)
         await self._answer(event, page)
 
-    async def _mark_notification_read(self, event: eio.Event) -> None:
+    async def _mark_notification_read(self, event: eio.EventPacket) -> None:
         """As `PUT /notification/{id}/read`; a live notice (never stored) is not found."""
         notification_id = parse(NotificationRefIn, event.args).notification_id
         with trio.fail_after(ASK_SECONDS):
@@ -393,50 +393,50 @@ class ChatSocket:
                 f"no stored notification {notification_id} of yours",
             )
             return
-        await self._answer(event, CountOut(count=1))
+        await self._answer(event, SioCountOut(count=1))
 
-    async def _mark_all_notifications_read(self, event: eio.Event) -> None:
+    async def _mark_all_notifications_read(self, event: eio.EventPacket) -> None:
         """As `PUT /notification/read-all`."""
         with trio.fail_after(ASK_SECONDS):
             count = await self._store.mark_all_notifications_read(self.user_id)
-        await self._answer(event, CountOut(count=count))
+        await self._answer(event, SioCountOut(count=count))
 
     async def _push(self, name: str, payload: WireModel) -> None:
         body = RawJson(payload.model_dump_json(by_alias=True))
-        await self._emit(eio.Event(name, (body,)))
+        await self._emit(eio.EventPacket(name, (body,)))
 
-    async def _answer(self, event: eio.Event, payload: WireModel) -> None:
+    async def _answer(self, event: eio.EventPacket, payload: WireModel) -> None:
         if event.ack_id is not None:
             body = RawJson(payload.model_dump_json(by_alias=True))
-            await self._emit(eio.Ack(event.ack_id, (body,)))
+            await self._emit(eio.AckPacket(event.ack_id, (body,)))
 
-    async def _refuse(self, event: eio.Event, code: str, message: str) -> None:
+    async def _refuse(self, event: eio.EventPacket, code: str, message: str) -> None:
         """Through the ack when the client asked for one; else, for an event the original
         handled, as its `error` event; else only logged (the original ignored those events)."""
         if event.ack_id is not None:
             refusal = AckError(error=ErrorBody(code=code, message=message))
-            await self._emit(eio.Ack(event.ack_id, (refusal.model_dump(by_alias=True),)))
+            await self._emit(eio.AckPacket(event.ack_id, (refusal.model_dump(by_alias=True),)))
         elif event.name in FAILED:
-            error = ErrorOut(message=FAILED[event.name], code=code, error=message)
-            await self._emit(eio.Event("error", (error.model_dump(by_alias=True),)))
+            error = SioErrorOut(message=FAILED[event.name], code=code, error=message)
+            await self._emit(eio.EventPacket("error", (error.model_dump(by_alias=True),)))
         else:
             log.debug("socket.io %s: %s refused (%s): %s", self.sid, event.name, code, message)
 
     # --- server -> client ----------------------------------------------------------------------
 
-    def intercept(self, event: DomainEvent) -> bool:
+    def intercept(self, event: Event) -> bool:
         """Keep the fan-out of this socket's own send for its ack instead of pushing it."""
         if isinstance(event, MessageAdded) and event.message.client_msg_id in self._sending:
             self._sending[event.message.client_msg_id] = event.message
             return True
         return False
 
-    def render(self, event: DomainEvent) -> list[tuple[eio.SioPacket, Written | None]]:
+    def render(self, event: Event) -> list[tuple[eio.SioPacket, Written | None]]:
         """A domain event as this socket's events, filtered by its rooms; reads nothing."""
         match event:
             case MessageAdded(message):
                 if message.chat_id in self.chats:
-                    received = eio.Event("messageReceived", (message_json(message),))
+                    received = eio.EventPacket("messageReceived", (message_json(message),))
                     packets: list[tuple[eio.SioPacket, Written | None]] = [
                         (received, partial(self.core.written, event))
                     ]
@@ -461,7 +461,9 @@ class ChatSocket:
                     return notice
                 # `chatCreated` for the agent's own room, from what the event carries.
                 shape = SioChat.of(chat_shape(chat, agent, last))
-                created = eio.Event("chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),))
+                created = eio.EventPacket(
+                    "chatCreated", (RawJson(shape.model_dump_json(by_alias=True)),)
+                )
                 return [(created, None), *notice]
             case ChatUnassigned(chat_id, reason):
                 if chat_id not in self.chats:
@@ -502,9 +504,9 @@ class ChatSocket:
     def _typing_packet(
         chat_id: str, user_id: str, *, on: bool
     ) -> tuple[eio.SioPacket, Written | None]:
-        typing = TypingOut(chat_id=chat_id, user_id=user_id)
+        typing = SioTypingOut(chat_id=chat_id, user_id=user_id)
         name = "typingStarted" if on else "typingStopped"  # what the widget listens to
-        return eio.Event(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None
+        return eio.EventPacket(name, (RawJson(typing.model_dump_json(by_alias=True)),)), None
 
     def _assigned_notice(
         self, chat: Chat, reason: str
@@ -518,5 +520,5 @@ class ChatSocket:
     def _notice(
         self, name: str, chat_id: str, kind: NotificationType, title: str, content: str
     ) -> tuple[eio.SioPacket, Written | None]:
-        notice = NotificationOut.about(self.user_id, chat_id, kind, title, content)
-        return eio.Event(name, (RawJson(notice.model_dump_json(by_alias=True)),)), None
+        notice = SioNotificationOut.about(self.user_id, chat_id, kind, title, content)
+        return eio.EventPacket(name, (RawJson(notice.model_dump_json(by_alias=True)),)), None

@@ -31,9 +31,9 @@ import trio
 
 from actors import (
     CLOSE_SLOW_READER,
+    Event,
     Session,
 )
-from actors import Event as DomainEvent
 from api import _engineio as eio
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
 from api._connection_caps import ConnectionCaps, Slot, TooManyConnections
@@ -50,12 +50,11 @@ from api._guard import bearer_token
 from api._services import Services
 from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._sio_events import (
-    ErrorOut,
+    SioErrorOut,
 )
 from api._sio_namespace import SEND_MESSAGE, SEND_RUN, TYPING, ChatSocket, Outgoing
 from api._stopping import GOING_AWAY
-from api._ws import Transport as WebSocket
-from api._ws import send_together, token_id
+from api._ws import WebSocket, send_together, token_id
 from api._ws_core import (
     CONNECT_ROLES,
     TokenBucket,
@@ -222,7 +221,7 @@ class SioSession:
                     return
             await self._on_message(data, nursery)
 
-    def _sends_behind(self, first: eio.Event) -> list[eio.Event]:
+    def _sends_behind(self, first: eio.EventPacket) -> list[eio.EventPacket]:
         """`first` and the `sendMessage` events already waiting behind it (a client keeping
         several in flight), to be answered together; the first other packet is held for next."""
         run = [first]
@@ -233,7 +232,7 @@ class SioSession:
                 break
             packet = None if isinstance(data, bytes) else _decoded(data)
             if (
-                isinstance(packet, eio.Event)
+                isinstance(packet, eio.EventPacket)
                 and packet.name == SEND_MESSAGE
                 and packet.namespace == eio.DEFAULT_NAMESPACE
             ):
@@ -253,12 +252,18 @@ class SioSession:
 
     def _send(self, packet: eio.SioPacket, written: Written | None = None) -> None:
         """Into the Engine.IO buffer, as the message that carries it."""
-        self.engine.send(eio.Message(eio.encode_sio(packet)), written)
+        self.engine.send(eio.MessagePacket(eio.encode_sio(packet)), written)
 
     def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]]:
         """The packets of an item; making them reads nothing."""
         match item:
-            case eio.Connect() | eio.Disconnect() | eio.Event() | eio.Ack() | eio.ConnectError():
+            case (
+                eio.ConnectPacket()
+                | eio.DisconnectPacket()
+                | eio.EventPacket()
+                | eio.AckPacket()
+                | eio.ConnectErrorPacket()
+            ):
                 return [(item, None)]
             case _:
                 # Events for a socket whose CONNECT failed after it was attached: nobody's.
@@ -298,7 +303,9 @@ class SioSession:
             return
         socket = self._socket
         now = trio.current_time()
-        event_name = packet.name if isinstance(packet, eio.Event) and socket is not None else None
+        event_name = (
+            packet.name if isinstance(packet, eio.EventPacket) and socket is not None else None
+        )
         allowed = (
             event_name == SEND_MESSAGE
             or (event_name in TYPING and self._typing_bucket.take(now))
@@ -309,13 +316,13 @@ class SioSession:
             self._end("rate_limited", "too many packets; slow down and reconnect")
             return
         match packet:
-            case eio.Connect(namespace, auth):
+            case eio.ConnectPacket(namespace, auth):
                 await self._connect(namespace, auth, nursery)
-            case eio.Disconnect(namespace):
+            case eio.DisconnectPacket(namespace):
                 if namespace == eio.DEFAULT_NAMESPACE:
                     self._end_code = "client"
                     self.engine.close("the client disconnected")
-            case eio.Event(namespace=namespace):
+            case eio.EventPacket(namespace=namespace):
                 # Like the stock server: an event for a namespace not connected is ignored.
                 if socket is not None and namespace == eio.DEFAULT_NAMESPACE:
                     ending = await (
@@ -325,7 +332,7 @@ class SioSession:
                     )
                     if ending is not None:
                         self._end(ending.code, ending.message)
-            case eio.Ack():
+            case eio.AckPacket():
                 pass  # this server never asks a client for an ack
             case _ as unreachable:
                 assert_never(unreachable)
@@ -334,23 +341,23 @@ class SioSession:
         self, namespace: str, auth: dict[str, Any] | None, nursery: trio.Nursery
     ) -> None:
         if namespace != eio.DEFAULT_NAMESPACE:
-            await self._emit(eio.ConnectError("Invalid namespace", namespace))
+            await self._emit(eio.ConnectErrorPacket("Invalid namespace", namespace))
             return
         if self._socket is not None:
             return  # connected already; the stock server ignores a repeated CONNECT too
         try:
             principal, token = await self._authenticate(auth)
         except Unauthenticated as error:
-            await self._emit(eio.ConnectError(str(error)))
+            await self._emit(eio.ConnectErrorPacket(str(error)))
             return
         except CustomerCheckUnavailable as error:
-            await self._emit(eio.ConnectError(str(error), data={"code": CHECK_UNAVAILABLE}))
+            await self._emit(eio.ConnectErrorPacket(str(error), data={"code": CHECK_UNAVAILABLE}))
             return
         try:
             self._slot = self._caps.take(principal)
         except TooManyConnections as error:
             code = "too_many_connections"
-            await self._emit(eio.ConnectError(f"{code}: {error}", data={"code": code}))
+            await self._emit(eio.ConnectErrorPacket(f"{code}: {error}", data={"code": code}))
             return
         session_id = new_id()
         socket = ChatSocket(
@@ -376,7 +383,7 @@ class SioSession:
             await self._detach()
             self._socket = None
             self._release_slot()
-            await self._emit(eio.ConnectError(failure))
+            await self._emit(eio.ConnectErrorPacket(failure))
             return
         self._connected.set()
         self._settled()
@@ -389,7 +396,7 @@ class SioSession:
             client=self._client,
             transport=self.engine.transport.value,
         )
-        await self._emit(eio.Connect(data={"sid": socket.sid}))
+        await self._emit(eio.ConnectPacket(data={"sid": socket.sid}))
         nursery.start_soon(socket.core.send_receipts)
         nursery.start_soon(self._expire, principal.expires_at)
 
@@ -426,7 +433,7 @@ class SioSession:
 
     # --- the domain's side: never blocks -------------------------------------------------------
 
-    def _offer(self, event: DomainEvent) -> None:
+    def _offer(self, event: Event) -> None:
         if self.engine.closed is not None:
             return  # closing: the client reloads what it missed after reconnecting
         if self._socket is not None and self._socket.intercept(event):
@@ -481,12 +488,12 @@ class SioSession:
             return
         self._end_code = code
         if self._socket is not None:
-            error = ErrorOut(message=message, code=code).model_dump(
+            error = SioErrorOut(message=message, code=code).model_dump(
                 by_alias=True, exclude_none=True
             )
-            self._send(eio.Event("error", (error,)))
+            self._send(eio.EventPacket("error", (error,)))
             if disconnect:
-                self._send(eio.Disconnect())
+                self._send(eio.DisconnectPacket())
         self.engine.close(message)
 
     # --- the transports ------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from api._frames import (
     ChatOpenedOut,
     ChatStatusOut,
     ChatUnassignedOut,
-    ErrorOut,
+    ErrorFrameOut,
     FloorOut,
     MessageFrameOut,
     PongOut,
@@ -63,7 +63,7 @@ from api._frames import (
     ReadOut,
     ResumedOut,
     ServerFrame,
-    TypingOut,
+    TypingFrameOut,
     client_frame,
 )
 from api._guard import bearer_token
@@ -83,7 +83,7 @@ from api._ws_core import (
     ChatOpened,
     Close,
     Connection,
-    Effect,
+    EdgeEffect,
     Error,
     Inbound,
     Malformed,
@@ -108,7 +108,7 @@ FLUSH_SECONDS = 2.0
 WRITE_BATCH = 64
 
 
-class Transport(Protocol):
+class WebSocket(Protocol):
     """What the edge needs of a websocket; Quart's `websocket` is one."""
 
     async def receive(self) -> str | bytes: ...
@@ -116,7 +116,7 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
-async def send_together(transport: Transport, frames: list[str]) -> None:
+async def send_together(transport: WebSocket, frames: list[str]) -> None:
     """Send `frames` in order, in one write to the socket where the server allows it."""
     batch = getattr(transport, "scope", {}).get(BATCH_KEY)
     if batch is None or len(frames) == 1:
@@ -326,7 +326,7 @@ class JsonEdge:
         found: Services,
         principal: Principal,
         token: str,
-        transport: Transport,
+        transport: WebSocket,
         stopping: trio.Event,
     ) -> None:
         settings = found.settings
@@ -449,7 +449,7 @@ class JsonEdge:
             if resuming is not None:
                 self._release(resuming, effects)
 
-    def _release(self, chat_id: str, answer: list[Effect]) -> None:
+    def _release(self, chat_id: str, answer: list[EdgeEffect]) -> None:
         """Queue the live messages held during a resume that its answer did not contain."""
         held = self._held.pop(chat_id)
         answered = [effect.last_seq for effect in answer if isinstance(effect, Resumed)]
@@ -512,7 +512,7 @@ class JsonEdge:
             case AgentStatusEvent(agent_id, status, reason):
                 frame = AgentStatusOut(agent_id=agent_id, status=status, reason=reason)
             case TypingEvent(chat_id, user_id, on):
-                frame = TypingOut(chat_id=chat_id, user_id=user_id, on=on)
+                frame = TypingFrameOut(chat_id=chat_id, user_id=user_id, on=on)
             case ReadEvent(chat_id, reader_id, seq, status):
                 frame = ReadOut(chat_id=chat_id, reader_id=reader_id, seq=seq, status=status)
             case FloorUpdate():
@@ -530,7 +530,7 @@ class JsonEdge:
             case Pong():
                 frame = PongOut()
             case Error(code, message, ref):
-                frame = ErrorOut(code=code, message=message, ref=ref)
+                frame = ErrorFrameOut(code=code, message=message, ref=ref)
             case _ as unreachable:
                 assert_never(unreachable)
         return frame.model_dump_json(by_alias=True)

@@ -56,7 +56,7 @@ RECEIPT_BATCH_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
-class SendMessage:
+class PostMessage:
     kind: ClassVar[str] = "message.send"
     chat_id: str
     client_msg_id: str
@@ -91,7 +91,7 @@ class Resume:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenChat:
+class StartChat:
     kind: ClassVar[str] = "chat.open"
     title: str
     description: str
@@ -104,13 +104,13 @@ class Ping:
 
 
 @dataclass(frozen=True, slots=True)
-class WatchFloor:
+class FollowFloor:
     kind: ClassVar[str] = "floor.watch"
     on: bool
 
 
 Command: TypeAlias = (
-    SendMessage | SetTyping | MarkSeen | SetStatus | Resume | OpenChat | Ping | WatchFloor
+    PostMessage | SetTyping | MarkSeen | SetStatus | Resume | StartChat | Ping | FollowFloor
 )
 
 
@@ -130,14 +130,14 @@ _EVERYONE = frozenset({Role.CUSTOMER, Role.AGENT, Role.ADMIN})
 
 # Who may send what. Admins watch (resume, read); only participants write.
 ALLOWED_ROLES: Mapping[type[Command], frozenset[Role]] = {
-    SendMessage: _CHATTERS,
+    PostMessage: _CHATTERS,
     SetTyping: _CHATTERS,
     MarkSeen: _EVERYONE,
     SetStatus: frozenset({Role.AGENT}),
     Resume: _EVERYONE,
-    OpenChat: frozenset({Role.CUSTOMER}),
+    StartChat: frozenset({Role.CUSTOMER}),
     Ping: _EVERYONE,
-    WatchFloor: frozenset({Role.ADMIN}),
+    FollowFloor: frozenset({Role.ADMIN}),
 }
 # Who may open a connection at all: a plain `user` has nothing to do on it.
 CONNECT_ROLES = _EVERYONE
@@ -191,9 +191,9 @@ class Error:
     ref: str | None
 
 
-Reply: TypeAlias = Ack | Resumed | NotRecovered | ChatOpened | Pong | Error
+FrameReply: TypeAlias = Ack | Resumed | NotRecovered | ChatOpened | Pong | Error
 # Everything that goes out through a connection's outbox: replies and pushed domain events.
-Outbound: TypeAlias = Reply | Event
+Outbound: TypeAlias = FrameReply | Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,7 @@ class Close:
     reason: str
 
 
-Effect: TypeAlias = Reply | AgentStatusEvent | MessageAdded | Close
+EdgeEffect: TypeAlias = FrameReply | AgentStatusEvent | MessageAdded | Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ class Connection:
 
     # --- frames --------------------------------------------------------------------------------
 
-    async def handle(self, inbound: Inbound) -> list[Effect]:
+    async def handle(self, inbound: Inbound) -> list[EdgeEffect]:
         """Answer one frame. Never raises for anything a client can send."""
         refused = self._admit(inbound)
         if refused is not None:
@@ -273,11 +273,11 @@ class Connection:
         except Exception as error:
             return [_failure(inbound, error)]
 
-    async def handle_sends(self, sends: Sequence[SendMessage]) -> list[list[Effect]]:
+    async def handle_sends(self, sends: Sequence[PostMessage]) -> list[list[EdgeEffect]]:
         """`handle` for each of a connection's consecutive sends, answered in order (up to a
         `Close`, which ends the list). Consecutive sends to one chat are asked of its
         conversation together, so they are stored in one write."""
-        answers: list[list[Effect] | None] = []
+        answers: list[list[EdgeEffect] | None] = []
         for send in sends:
             refused = self._admit(send)
             answers.append(refused)
@@ -296,7 +296,7 @@ class Connection:
             start = end
         return [answer for answer in answers if answer is not None]
 
-    def _admit(self, inbound: Inbound) -> list[Effect] | None:
+    def _admit(self, inbound: Inbound) -> list[EdgeEffect] | None:
         """The answer to a frame refused before it reaches the domain (flood, malformed, a
         command not for the peer's role); None to go ahead."""
         if not self._bucket.take(self._clock()):
@@ -319,7 +319,7 @@ class Connection:
             ]
         return None
 
-    async def _send_run(self, run: Sequence[SendMessage]) -> list[list[Effect]]:
+    async def _send_run(self, run: Sequence[PostMessage]) -> list[list[EdgeEffect]]:
         """Admitted sends to one chat, asked together; each one's answer, in order."""
         arrived = time.perf_counter()
         chat_id = run[0].chat_id
@@ -331,7 +331,7 @@ class Connection:
                 )
         except Exception as error:
             return [[_failure(send, error)] for send in run]
-        answers: list[list[Effect]] = []
+        answers: list[list[EdgeEffect]] = []
         for send, outcome in zip(run, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 answers.append([_failure(send, outcome)])
@@ -341,10 +341,10 @@ class Connection:
             answers.append([Ack(send.client_msg_id, chat_id, message.seq, message.id)])
         return answers
 
-    async def _perform(self, command: Command) -> list[Effect]:
+    async def _perform(self, command: Command) -> list[EdgeEffect]:
         system, me = self._system, self._speaker
         match command:
-            case SendMessage():
+            case PostMessage():
                 return (await self._send_run([command]))[0]
             case SetTyping(chat_id, on):
                 await self._check_visible(chat_id)
@@ -366,14 +366,14 @@ class Connection:
                 return [AgentStatusEvent(me.user_id, view.status, "status.set")]
             case Resume(chat_id, after_seq):
                 return await self._resume(chat_id, after_seq)
-            case OpenChat(title, description, priority):
+            case StartChat(title, description, priority):
                 opened = await system.open_chat(
                     me.user_id, title=title, description=description, priority=priority
                 )
                 return [ChatOpened(opened.chat, opened.created, opened.agent, opened.last_message)]
             case Ping():
                 return [Pong()]
-            case WatchFloor(on):
+            case FollowFloor(on):
                 if on:
                     await system.watch_floor(self.peer.user_id, self.peer.session_id)
                 else:
@@ -393,7 +393,7 @@ class Connection:
         if chat is None or not may_see(self.peer.user_id, self.peer.role, chat):
             raise Refused(NOT_FOUND, not_found_message(chat_id))
 
-    async def _resume(self, chat_id: str, after_seq: int) -> list[Effect]:
+    async def _resume(self, chat_id: str, after_seq: int) -> list[EdgeEffect]:
         try:
             await self._check_visible(chat_id)
             history = await self._system.history(
@@ -405,7 +405,7 @@ class Connection:
             raise
         if not history.complete:
             return [NotRecovered(chat_id, "gap_too_large")]
-        effects: list[Effect] = [MessageAdded(message) for message in history.messages]
+        effects: list[EdgeEffect] = [MessageAdded(message) for message in history.messages]
         effects.append(Resumed(chat_id, history.last_seq))
         return effects
 
@@ -470,7 +470,7 @@ def _refusal(inbound: Inbound, refusal: Refused) -> Error:
     changed hands since the check) or gone reads as a chat that never was."""
     match inbound:
         case (
-            SendMessage(chat_id=chat_id)
+            PostMessage(chat_id=chat_id)
             | SetTyping(chat_id=chat_id)
             | MarkSeen(chat_id=chat_id)
             | Resume(chat_id=chat_id)
@@ -483,7 +483,7 @@ def _refusal(inbound: Inbound, refusal: Refused) -> Error:
 def _ref(inbound: Inbound) -> str | None:
     """What the client can match an error with: its message id, else the frame's type."""
     match inbound:
-        case SendMessage(client_msg_id=client_msg_id):
+        case PostMessage(client_msg_id=client_msg_id):
             return client_msg_id
         case Malformed(ref=ref):
             return ref

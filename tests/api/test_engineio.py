@@ -11,24 +11,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api._engineio import (
-    Ack,
-    Close,
-    Connect,
-    ConnectError,
-    Disconnect,
+    AckPacket,
+    ClosePacket,
+    ConnectErrorPacket,
+    ConnectPacket,
+    DisconnectPacket,
     EngineConfig,
     EngineSession,
-    Event,
-    Message,
-    Noop,
-    Open,
+    EventPacket,
+    MessagePacket,
+    NoopPacket,
+    OpenPacket,
     Packet,
-    Ping,
-    Pong,
+    PingPacket,
+    PongPacket,
     ProtocolError,
     RawJson,
     Transport,
-    Upgrade,
+    UpgradePacket,
     decode_packet,
     decode_payload,
     decode_sio,
@@ -43,32 +43,37 @@ from api._engineio import (
 @pytest.mark.parametrize(
     ("packet", "frame"),
     [
-        (Open('{"sid":"s"}'), '0{"sid":"s"}'),
-        (Close(), "1"),
-        (Ping(), "2"),
-        (Ping("probe"), "2probe"),
-        (Pong("probe"), "3probe"),
-        (Message("hello"), "4hello"),
-        (Upgrade(), "5"),
-        (Noop(), "6"),
-        (Message(b"\x01\x02"), b"\x01\x02"),
+        (OpenPacket('{"sid":"s"}'), '0{"sid":"s"}'),
+        (ClosePacket(), "1"),
+        (PingPacket(), "2"),
+        (PingPacket("probe"), "2probe"),
+        (PongPacket("probe"), "3probe"),
+        (MessagePacket("hello"), "4hello"),
+        (UpgradePacket(), "5"),
+        (NoopPacket(), "6"),
+        (MessagePacket(b"\x01\x02"), b"\x01\x02"),
     ],
 )
 def test_websocket_frames(packet: Packet, frame: str | bytes) -> None:
     assert encode_packet(packet) == frame
-    if not isinstance(packet, Open):
+    if not isinstance(packet, OpenPacket):
         assert decode_packet(frame) == packet
 
 
 def test_polling_payload_joins_packets_with_the_record_separator_and_base64s_binary() -> None:
-    packets: list[Packet] = [Message("a"), Message(b"\x01\x02"), Ping(), Message("é")]
+    packets: list[Packet] = [
+        MessagePacket("a"),
+        MessagePacket(b"\x01\x02"),
+        PingPacket(),
+        MessagePacket("é"),
+    ]
     body = encode_payload(packets)
     assert body == "4a\x1ebAQI=\x1e2\x1e4é"
     assert decode_payload(body.replace("\x1e2\x1e", "\x1e3\x1e"), max_packets=10) == [
-        Message("a"),
-        Message(b"\x01\x02"),
-        Pong(),
-        Message("é"),
+        MessagePacket("a"),
+        MessagePacket(b"\x01\x02"),
+        PongPacket(),
+        MessagePacket("é"),
     ]
 
 
@@ -95,16 +100,16 @@ def test_malformed_polling_bodies_are_refused_with_the_reason(body: str, problem
 @pytest.mark.parametrize(
     ("packet", "text"),
     [
-        (Connect(data={"sid": "abc"}), '0{"sid":"abc"}'),
-        (Connect("/admin", {"sid": "abc"}), '0/admin,{"sid":"abc"}'),
-        (Disconnect(), "1"),
-        (Disconnect("/admin"), "1/admin,"),
-        (Event("hello", (1, "two", {"x": None})), '2["hello",1,"two",{"x":null}]'),
-        (Event("hello", (), ack_id=12, namespace="/admin"), '2/admin,12["hello"]'),
-        (Ack(3, ({"ok": True},)), '33[{"ok":true}]'),
-        (ConnectError("not authorized"), '4{"message":"not authorized"}'),
-        (Event("say", ("héllo ✓",)), '2["say","héllo ✓"]'),
-        (Event("m", (RawJson('{"already":"json"}'),)), '2["m",{"already":"json"}]'),
+        (ConnectPacket(data={"sid": "abc"}), '0{"sid":"abc"}'),
+        (ConnectPacket("/admin", {"sid": "abc"}), '0/admin,{"sid":"abc"}'),
+        (DisconnectPacket(), "1"),
+        (DisconnectPacket("/admin"), "1/admin,"),
+        (EventPacket("hello", (1, "two", {"x": None})), '2["hello",1,"two",{"x":null}]'),
+        (EventPacket("hello", (), ack_id=12, namespace="/admin"), '2/admin,12["hello"]'),
+        (AckPacket(3, ({"ok": True},)), '33[{"ok":true}]'),
+        (ConnectErrorPacket("not authorized"), '4{"message":"not authorized"}'),
+        (EventPacket("say", ("héllo ✓",)), '2["say","héllo ✓"]'),
+        (EventPacket("m", (RawJson('{"already":"json"}'),)), '2["m",{"already":"json"}]'),
     ],
 )
 def test_socketio_encoding(packet: Any, text: str) -> None:
@@ -114,16 +119,16 @@ def test_socketio_encoding(packet: Any, text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "packet"),
     [
-        ("0", Connect()),
-        ('0{"token":"t"}', Connect(data={"token": "t"})),
-        ('0/admin,{"token":"t"}', Connect("/admin", {"token": "t"})),
-        ("0/admin,", Connect("/admin")),
-        ("1", Disconnect()),
-        ('2["joinChat",{"chatId":"c"}]', Event("joinChat", ({"chatId": "c"},))),
-        ('27["sendMessage"]', Event("sendMessage", ack_id=7)),
-        ('2/admin,13["a",[1]]', Event("a", ([1],), ack_id=13, namespace="/admin")),
-        ("31[]", Ack(1)),
-        ('31["x",2]', Ack(1, ("x", 2))),
+        ("0", ConnectPacket()),
+        ('0{"token":"t"}', ConnectPacket(data={"token": "t"})),
+        ('0/admin,{"token":"t"}', ConnectPacket("/admin", {"token": "t"})),
+        ("0/admin,", ConnectPacket("/admin")),
+        ("1", DisconnectPacket()),
+        ('2["joinChat",{"chatId":"c"}]', EventPacket("joinChat", ({"chatId": "c"},))),
+        ('27["sendMessage"]', EventPacket("sendMessage", ack_id=7)),
+        ('2/admin,13["a",[1]]', EventPacket("a", ([1],), ack_id=13, namespace="/admin")),
+        ("31[]", AckPacket(1)),
+        ('31["x",2]', AckPacket(1, ("x", 2))),
     ],
 )
 def test_socketio_decoding(text: str, packet: Any) -> None:
@@ -175,7 +180,7 @@ json_values = st.recursive(
 def test_events_survive_a_round_trip(
     name: str, args: list[Any], ack_id: int | None, namespace: str
 ) -> None:
-    event = Event(name, tuple(args), ack_id, namespace)
+    event = EventPacket(name, tuple(args), ack_id, namespace)
     assert decode_sio(encode_sio(event)) == event
 
 
@@ -222,12 +227,12 @@ def test_a_poll_gets_what_was_buffered_and_the_writes_are_reported() -> None:
     written: list[str] = []
     engine.start_poll()
     assert not engine.ready()
-    engine.send(Message("a"), lambda: written.append("a"))
-    engine.send(Message("b"))
+    engine.send(MessagePacket("a"), lambda: written.append("a"))
+    engine.send(MessagePacket("b"))
     assert engine.ready()
     assert wakes.count == 2
     packets, done = engine.finish_poll()
-    assert packets == [Message("a"), Message("b")]
+    assert packets == [MessagePacket("a"), MessagePacket("b")]
     assert written == []  # the edge calls them once the response is written
     for callback in done:
         callback()
@@ -238,10 +243,10 @@ def test_a_poll_gets_what_was_buffered_and_the_writes_are_reported() -> None:
 def test_a_poll_that_goes_away_leaves_the_packets_for_the_next() -> None:
     engine, _, _ = session()
     engine.start_poll()
-    engine.send(Message("kept"))
+    engine.send(MessagePacket("kept"))
     engine.cancel_poll()
     engine.start_poll()
-    assert engine.finish_poll()[0] == [Message("kept")]
+    assert engine.finish_poll()[0] == [MessagePacket("kept")]
 
 
 def test_overlapping_polls_and_posts_break_the_protocol() -> None:
@@ -258,9 +263,9 @@ def test_overlapping_polls_and_posts_break_the_protocol() -> None:
 
 def test_the_buffer_has_room_until_its_bound_and_again_once_taken() -> None:
     engine, _, wakes = session()
-    engine.send(Message("x" * 60))
+    engine.send(MessagePacket("x" * 60))
     assert engine.has_room
-    engine.send(Message("y" * 60))
+    engine.send(MessagePacket("y" * 60))
     assert not engine.has_room
     before = wakes.count
     engine.take()
@@ -276,41 +281,41 @@ def test_the_server_pings_and_closes_a_client_that_stops_answering() -> None:
     assert engine.drained
     clock.now = 25.0
     engine.tick()
-    assert engine.take()[0] == [Ping()]
+    assert engine.take()[0] == [PingPacket()]
     assert engine.deadline() == 45.0
     clock.now = 30.0
-    assert engine.receive(Pong()) is None
+    assert engine.receive(PongPacket()) is None
     assert engine.deadline() == 55.0
     clock.now = 55.0
     engine.tick()
-    assert engine.take()[0] == [Ping()]
+    assert engine.take()[0] == [PingPacket()]
     clock.now = 74.9
     engine.tick()
     assert engine.closed is None
     clock.now = 75.0
     engine.tick()
     assert engine.closed == "ping timeout: no pong within pingTimeout"
-    assert engine.take()[0] == [Close()]
+    assert engine.take()[0] == [ClosePacket()]
 
 
 def test_messages_are_handed_over_and_a_client_close_is_not_answered() -> None:
     engine, _, _ = session()
-    assert engine.receive(Message('40{"token":"t"}')) == '40{"token":"t"}'
-    assert engine.receive(Message(b"\x00")) == b"\x00"
-    assert engine.receive(Noop()) is None
-    engine.receive(Close())
+    assert engine.receive(MessagePacket('40{"token":"t"}')) == '40{"token":"t"}'
+    assert engine.receive(MessagePacket(b"\x00")) == b"\x00"
+    assert engine.receive(NoopPacket()) is None
+    engine.receive(ClosePacket())
     assert engine.closed == "the client closed the session"
     assert engine.drained
-    engine.send(Message("too late"))
+    engine.send(MessagePacket("too late"))
     assert engine.drained
 
 
 @pytest.mark.parametrize(
     ("packet", "problem"),
     [
-        (Ping(), "clients answer pings"),
-        (Upgrade(), "upgrade \\(5\\) is sent on the new websocket"),
-        (Open("{}"), "clients do not send open"),
+        (PingPacket(), "clients answer pings"),
+        (UpgradePacket(), "upgrade \\(5\\) is sent on the new websocket"),
+        (OpenPacket("{}"), "clients do not send open"),
     ],
 )
 def test_packets_a_client_may_not_send_on_its_transport(packet: Packet, problem: str) -> None:
@@ -321,12 +326,12 @@ def test_packets_a_client_may_not_send_on_its_transport(packet: Packet, problem:
 
 def test_a_server_close_follows_what_is_buffered_once() -> None:
     engine, _, wakes = session()
-    engine.send(Message("last words"))
+    engine.send(MessagePacket("last words"))
     engine.close("shutting down")
     engine.close("again")
     assert engine.closed == "shutting down"
     assert engine.ready()
-    assert engine.take()[0] == [Message("last words"), Close()]
+    assert engine.take()[0] == [MessagePacket("last words"), ClosePacket()]
     assert wakes.count >= 2
     with pytest.raises(ProtocolError, match="closed"):
         engine.start_poll()
@@ -337,13 +342,13 @@ def test_the_upgrade_probes_then_moves_the_buffer_to_the_websocket() -> None:
     engine.start_poll()
     engine.start_upgrade()
     assert not engine.ready()  # probing: the poll waits as usual
-    assert engine.probe(Ping("probe")) == Pong("probe")
+    assert engine.probe(PingPacket("probe")) == PongPacket("probe")
     assert engine.ready()  # probed: the pending poll answers at once ...
-    assert engine.finish_poll()[0] == [Noop()]  # ... with a noop, so the client can pause
-    engine.send(Message("for the websocket"))
-    assert engine.probe(Upgrade()) is None
+    assert engine.finish_poll()[0] == [NoopPacket()]  # ... with a noop, so the client can pause
+    engine.send(MessagePacket("for the websocket"))
+    assert engine.probe(UpgradePacket()) is None
     assert engine.transport is Transport.WEBSOCKET
-    assert engine.take()[0] == [Message("for the websocket")]
+    assert engine.take()[0] == [MessagePacket("for the websocket")]
     with pytest.raises(ProtocolError, match="upgraded to websocket"):
         engine.start_poll()
     with pytest.raises(ProtocolError, match="upgraded to websocket"):
@@ -356,17 +361,17 @@ def test_a_broken_probe_leaves_the_session_on_polling() -> None:
     with pytest.raises(ProtocolError, match="already in progress"):
         engine.start_upgrade()
     with pytest.raises(ProtocolError, match="unexpected upgrade while upgrading"):
-        engine.probe(Upgrade())  # 5 before 2probe
+        engine.probe(UpgradePacket())  # 5 before 2probe
     engine.abandon_upgrade()
     assert engine.transport is Transport.POLLING
     engine.start_upgrade()  # another attempt is allowed
-    assert engine.probe(Ping("probe")) == Pong("probe")
+    assert engine.probe(PingPacket("probe")) == PongPacket("probe")
     with pytest.raises(ProtocolError, match="unexpected message while upgrading"):
-        engine.probe(Message("data before 5"))
+        engine.probe(MessagePacket("data before 5"))
     engine.abandon_upgrade()
     engine.start_poll()
-    engine.send(Message("still polling"))
-    assert engine.finish_poll()[0] == [Message("still polling")]
+    engine.send(MessagePacket("still polling"))
+    assert engine.finish_poll()[0] == [MessagePacket("still polling")]
 
 
 def test_a_websocket_session_cannot_be_upgraded() -> None:

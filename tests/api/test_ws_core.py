@@ -39,20 +39,20 @@ from api._ws_core import (
     Command,
     Connection,
     Error,
+    FollowFloor,
     Malformed,
     MarkSeen,
     NotRecovered,
-    OpenChat,
     Peer,
     Ping,
     Pong,
+    PostMessage,
     Resume,
     Resumed,
-    SendMessage,
     SetStatus,
     SetTyping,
+    StartChat,
     TokenBucket,
-    WatchFloor,
 )
 from store import (
     AgentStatus,
@@ -156,7 +156,7 @@ async def open_assigned_chat(world: World) -> tuple[str, Inbox, Inbox]:
     await world.system.connect(customer_inbox.session, Role.CUSTOMER)
     assert await world.connection(world.agent).handle(SetStatus(AgentStatus.AVAILABLE))
     [opened] = await world.connection(world.customer).handle(
-        OpenChat("Late parcel", "", Priority.HIGH)
+        StartChat("Late parcel", "", Priority.HIGH)
     )
     assert isinstance(opened, ChatOpened)
     assert opened.created
@@ -167,23 +167,23 @@ async def open_assigned_chat(world: World) -> tuple[str, Inbox, Inbox]:
 # --- rules ---------------------------------------------------------------------------------------
 
 SAMPLES: list[Command] = [
-    SendMessage(UNKNOWN_CHAT, "m1", "hi"),
+    PostMessage(UNKNOWN_CHAT, "m1", "hi"),
     SetTyping(UNKNOWN_CHAT, True),
     MarkSeen(UNKNOWN_CHAT, 1),
     SetStatus(AgentStatus.AWAY),
     Resume(UNKNOWN_CHAT, 0),
-    OpenChat("t", "", Priority.LOW),
+    StartChat("t", "", Priority.LOW),
     Ping(),
-    WatchFloor(True),
+    FollowFloor(True),
 ]
 
 
 def test_every_command_kind_has_an_allowed_roles_rule() -> None:
     assert {type(command) for command in SAMPLES} == set(ALLOWED_ROLES)
     assert ALLOWED_ROLES[SetStatus] == {Role.AGENT}
-    assert ALLOWED_ROLES[OpenChat] == {Role.CUSTOMER}
-    assert ALLOWED_ROLES[WatchFloor] == {Role.ADMIN}
-    assert ALLOWED_ROLES[SendMessage] == {Role.CUSTOMER, Role.AGENT}
+    assert ALLOWED_ROLES[StartChat] == {Role.CUSTOMER}
+    assert ALLOWED_ROLES[FollowFloor] == {Role.ADMIN}
+    assert ALLOWED_ROLES[PostMessage] == {Role.CUSTOMER, Role.AGENT}
     assert ALLOWED_ROLES[Resume] == ALLOWED_ROLES[MarkSeen] == ALLOWED_ROLES[Ping]
 
 
@@ -196,7 +196,7 @@ async def test_a_role_not_allowed_gets_forbidden_and_nothing_changes(
     for user in [user for user in users if user.role not in allowed]:
         [refused] = await world.connection(user).handle(command)
         assert isinstance(refused, Error)
-        ref = command.client_msg_id if isinstance(command, SendMessage) else command.kind
+        ref = command.client_msg_id if isinstance(command, PostMessage) else command.kind
         assert (refused.code, refused.ref) == ("forbidden", ref)
     assert await world.store.count_chats() == 0
     assert world.system.route(UNKNOWN_CHAT) is None
@@ -239,12 +239,12 @@ async def test_send_is_acknowledged_once_durable_and_a_resend_gets_the_same_ack(
 ) -> None:
     chat_id, agent_inbox, _ = await open_assigned_chat(world)
     customer = world.connection(world.customer)
-    [ack] = await customer.handle(SendMessage(chat_id, "c1", "hello"))
+    [ack] = await customer.handle(PostMessage(chat_id, "c1", "hello"))
     assert isinstance(ack, Ack)
     stored = await world.store.get_message(ack.message_id)
     assert stored is not None
     assert (ack.chat_id, ack.seq, ack.client_msg_id) == (chat_id, 1, "c1")
-    assert await customer.handle(SendMessage(chat_id, "c1", "hello")) == [ack]
+    assert await customer.handle(PostMessage(chat_id, "c1", "hello")) == [ack]
     assert len(await world.store.list_messages(chat_id, after_seq=0, limit=10)) == 1
     assert [e for e in agent_inbox.events if isinstance(e, MessageAdded)] == [MessageAdded(stored)]
 
@@ -257,7 +257,7 @@ async def test_strangers_and_unknown_chats_are_refused_and_nothing_is_stored(
     # Someone else's chat reads exactly as one that does not exist.
     for chat in (chat_id, UNKNOWN_CHAT):
         not_yours = f"no chat {chat} of yours"
-        [refused] = await stranger.handle(SendMessage(chat, "s1", "let me in"))
+        [refused] = await stranger.handle(PostMessage(chat, "s1", "let me in"))
         assert refused == Error("chat_not_found", not_yours, "s1")
         for command in (SetTyping(chat, True), MarkSeen(chat, 1)):
             assert await stranger.handle(command) == [
@@ -277,7 +277,7 @@ async def test_resume_returns_exactly_the_missed_messages_then_resumed(world: Wo
     chat_id, _, _ = await open_assigned_chat(world)
     customer = world.connection(world.customer)
     for i in range(1, 5):
-        await customer.handle(SendMessage(chat_id, f"c{i}", f"m{i}"))
+        await customer.handle(PostMessage(chat_id, f"c{i}", f"m{i}"))
     effects = await world.connection(world.agent).handle(Resume(chat_id, 2))
     assert [(e.message.seq, e.message.content) for e in effects if isinstance(e, MessageAdded)] == [
         (3, "m3"),
@@ -294,7 +294,7 @@ async def test_resume_over_the_cap_is_not_recovered(world: World) -> None:
     chat_id, _, _ = await open_assigned_chat(world)
     customer = world.connection(world.customer)
     for i in range(RESUME_MAX_MESSAGES + 1):
-        await customer.handle(SendMessage(chat_id, f"c{i}", "x"))
+        await customer.handle(PostMessage(chat_id, f"c{i}", "x"))
     agent = world.connection(world.agent)
     assert await agent.handle(Resume(chat_id, 0)) == [NotRecovered(chat_id, "gap_too_large")]
     effects = await agent.handle(Resume(chat_id, 1))
@@ -307,9 +307,9 @@ async def test_messages_written_to_the_receiver_are_marked_delivered(world: Worl
     customer = world.connection(world.customer)
     agent = world.connection(world.agent)
     for i in (1, 2):
-        await customer.handle(SendMessage(chat_id, f"c{i}", f"m{i}"))
+        await customer.handle(PostMessage(chat_id, f"c{i}", f"m{i}"))
     [own] = [
-        e for e in await agent.handle(SendMessage(chat_id, "a1", "reply")) if isinstance(e, Ack)
+        e for e in await agent.handle(PostMessage(chat_id, "a1", "reply")) if isinstance(e, Ack)
     ]
     messages = await world.store.list_messages(chat_id, after_seq=0, limit=10)
     async with trio.open_nursery() as nursery:
@@ -339,8 +339,8 @@ def test_decode_turns_frames_into_commands() -> None:
     assert decode('{"type": "ping"}') == Ping()
     assert decode(
         '{"type": "message.send", "chatId": "c", "clientMsgId": "m", "content": "hi"}'
-    ) == SendMessage("c", "m", "hi")
-    assert decode('{"type": "chat.open"}') == OpenChat("Support chat", "", Priority.MEDIUM)
+    ) == PostMessage("c", "m", "hi")
+    assert decode('{"type": "chat.open"}') == StartChat("Support chat", "", Priority.MEDIUM)
     assert decode('{"type": "status.set", "status": "away"}') == SetStatus(AgentStatus.AWAY)
     assert decode('{"type": "resume", "chatId": "c", "afterSeq": 3}') == Resume("c", 3)
 
@@ -410,7 +410,7 @@ async def test_a_command_past_its_deadline_is_answered_overloaded(
     async with open_world(StalledStore()) as world:
         chat_id, _, _ = await open_assigned_chat(world)
         began = trio.current_time()
-        [answer] = await world.connection(world.customer).handle(SendMessage(chat_id, "c1", "hi"))
+        [answer] = await world.connection(world.customer).handle(PostMessage(chat_id, "c1", "hi"))
         assert answer == Error("overloaded", "the service is too busy to answer; retry", "c1")
         assert trio.current_time() - began == pytest.approx(ASK_SECONDS)
 
