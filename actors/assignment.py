@@ -61,7 +61,7 @@ from actors.policy import (
     rank_key,
 )
 from router import Refused
-from store import Actor, AgentStatus, ChatStatus, Priority
+from store import ActedBy, AgentStatus, ChatStatus, Priority
 
 # --- effects -------------------------------------------------------------------------------------
 
@@ -74,7 +74,7 @@ class Assigned:
     agent_id: str
     previous_agent_id: str | None
     reason: str
-    by: Actor
+    by: ActedBy
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ class Unassigned:
     chat_id: str
     agent_id: str
     reason: str
-    by: Actor
+    by: ActedBy
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class ChatStatusChanged:
     chat_id: str
     old: ChatStatus
     new: ChatStatus
-    by: Actor
+    by: ActedBy
     reason: str
 
 
@@ -101,7 +101,7 @@ class AgentStatusChanged:
     agent_id: str
     old: AgentStatus
     new: AgentStatus
-    by: Actor
+    by: ActedBy
     reason: str
 
 
@@ -110,7 +110,7 @@ class MaxLoadChanged:
     agent_id: str
     old: int
     new: int
-    by: Actor
+    by: ActedBy
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,13 +366,13 @@ def _shown_status(chosen: AgentStatus, load: int, max_load: int) -> AgentStatus:
     return chosen
 
 
-def _choice_reason(by: Actor) -> str:
+def _choice_reason(by: ActedBy) -> str:
     match by:
-        case Actor.SELF:
+        case ActedBy.SELF:
             return "set by the agent"
-        case Actor.ADMIN:
+        case ActedBy.ADMIN:
             return "set by an admin"
-        case Actor.SYSTEM:
+        case ActedBy.SYSTEM:
             return "set by the system"
         case _ as unreachable:
             assert_never(unreachable)
@@ -547,10 +547,10 @@ class AssignmentCore:
             if chat.status == ChatStatus.OPEN:
                 reason = "restored without an available agent"
                 if agent_id is not None:
-                    effects.append(Unassigned(chat.chat_id, agent_id, reason, Actor.SYSTEM))
+                    effects.append(Unassigned(chat.chat_id, agent_id, reason, ActedBy.SYSTEM))
                 effects.append(
                     ChatStatusChanged(
-                        chat.chat_id, ChatStatus.OPEN, ChatStatus.PENDING, Actor.SYSTEM, reason
+                        chat.chat_id, ChatStatus.OPEN, ChatStatus.PENDING, ActedBy.SYSTEM, reason
                     )
                 )
                 self._touch(chat)
@@ -579,7 +579,7 @@ class AssignmentCore:
         if agent is None:
             return []
         effects, mark = self._begin(now)
-        self._go_away(agent, Actor.ADMIN, "agent removed", now, effects)
+        self._go_away(agent, ActedBy.ADMIN, "agent removed", now, effects)
         self._set_agent(agent_id, None)
         return self._finish(effects, mark, now)
 
@@ -615,11 +615,11 @@ class AssignmentCore:
         effects, mark = self._begin(now)
         self._touch(agent)
         agent.grace_running = False
-        self._go_away(agent, Actor.SYSTEM, "disconnected for grace period", now, effects)
+        self._go_away(agent, ActedBy.SYSTEM, "disconnected for grace period", now, effects)
         return self._finish(effects, mark, now)
 
     def set_status(
-        self, agent_id: str, status: AgentStatus, *, by: Actor, now: float
+        self, agent_id: str, status: AgentStatus, *, by: ActedBy, now: float
     ) -> list[Effect]:
         """Available or away, chosen by the agent or forced by an admin; busy is system-set."""
         agent = self._known_agent(agent_id)
@@ -638,7 +638,9 @@ class AssignmentCore:
                 self._start_grace(agent, effects)
         return self._finish(effects, mark, now)
 
-    def set_max_load(self, agent_id: str, max_load: int, *, by: Actor, now: float) -> list[Effect]:
+    def set_max_load(
+        self, agent_id: str, max_load: int, *, by: ActedBy, now: float
+    ) -> list[Effect]:
         agent = self._known_agent(agent_id)
         _check_max_load(max_load)
         effects, mark = self._begin(now)
@@ -663,7 +665,7 @@ class AssignmentCore:
         self._queue.enqueue(chat, now)
         return self._finish(effects, mark, now)
 
-    def chat_parked(self, chat_id: str, *, by: Actor, now: float) -> list[Effect]:
+    def chat_parked(self, chat_id: str, *, by: ActedBy, now: float) -> list[Effect]:
         """The chat is set pending: it waits for the customer, without owner or queue.
 
         Its agent sets an open chat pending; an admin also a waiting one (it leaves the queue,
@@ -671,7 +673,7 @@ class AssignmentCore:
         waits for its customer pending again changes nothing."""
         chat = self._active_chat(chat_id)
         if chat.agent_id is None:
-            if by != Actor.ADMIN:
+            if by != ActedBy.ADMIN:
                 raise Refused(
                     "chat_not_open",
                     f"chat {chat_id} is {chat.status}; only an open chat can be set pending",
@@ -708,7 +710,7 @@ class AssignmentCore:
         self._queue.enqueue(chat, now)
         return self._finish(effects, mark, now)
 
-    def chat_resolved(self, chat_id: str, *, by: Actor, now: float) -> list[Effect]:
+    def chat_resolved(self, chat_id: str, *, by: ActedBy, now: float) -> list[Effect]:
         chat = self._active_chat(chat_id)
         effects, mark = self._begin(now)
         effects.append(
@@ -723,7 +725,7 @@ class AssignmentCore:
             self._settle(agent, now, effects)
         return self._finish(effects, mark, now)
 
-    def reassign(self, chat_id: str, agent_id: str, *, by: Actor, now: float) -> list[Effect]:
+    def reassign(self, chat_id: str, agent_id: str, *, by: ActedBy, now: float) -> list[Effect]:
         """Give an active chat to the named agent, who must be eligible."""
         chat = self._active_chat(chat_id)
         agent = self._known_agent(agent_id)
@@ -835,7 +837,7 @@ class AssignmentCore:
         now: float,
         effects: list[Effect],
         *,
-        by: Actor = Actor.SYSTEM,
+        by: ActedBy = ActedBy.SYSTEM,
         reason: str = "",
     ) -> None:
         """Bring shown status, eligibility and the roster in line after any change to `agent`.
@@ -896,14 +898,14 @@ class AssignmentCore:
                 [self._candidate(agent) for agent in ranked], self._eligible_count, now=now
             )
             self._queue.remove(chat)
-            self._assign(chat, ranked[0], None, Actor.SYSTEM, reason, now, effects)
+            self._assign(chat, ranked[0], None, ActedBy.SYSTEM, reason, now, effects)
 
     def _assign(
         self,
         chat: _Chat,
         agent: _Agent,
         previous: _Agent | None,
-        by: Actor,
+        by: ActedBy,
         reason: str,
         now: float,
         effects: list[Effect],
@@ -933,7 +935,7 @@ class AssignmentCore:
         agent.overload_ceiling = min(agent.overload_ceiling, agent.load)
 
     def _go_away(
-        self, agent: _Agent, by: Actor, reason: str, now: float, effects: list[Effect]
+        self, agent: _Agent, by: ActedBy, reason: str, now: float, effects: list[Effect]
     ) -> None:
         self._touch(agent)
         agent.chosen = AgentStatus.AWAY
@@ -941,10 +943,10 @@ class AssignmentCore:
         requeue_reason = f"agent {agent.agent_id} away: {reason}"
         for chat_id in list(agent.chats):
             chat = self._chats[chat_id]
-            effects.append(Unassigned(chat_id, agent.agent_id, requeue_reason, Actor.SYSTEM))
+            effects.append(Unassigned(chat_id, agent.agent_id, requeue_reason, ActedBy.SYSTEM))
             effects.append(
                 ChatStatusChanged(
-                    chat_id, chat.status, ChatStatus.PENDING, Actor.SYSTEM, requeue_reason
+                    chat_id, chat.status, ChatStatus.PENDING, ActedBy.SYSTEM, requeue_reason
                 )
             )
             self._touch(chat)

@@ -13,7 +13,7 @@ from typing import TypeAlias
 from actors.assignment import AgentView, CoreSnapshot
 from actors.events import AgentCard, Session
 from router import ActorInfo, Reply
-from store import Actor, AgentStatus, Chat, Message, MessageStatus, Priority, Role
+from store import ActedBy, AgentStatus, Chat, Message, MessageStatus, Priority, Role
 
 # --- answers ------------------------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class PresenceChanged:
 class SetAgentStatus:
     agent_id: str
     status: AgentStatus
-    by: Actor
+    by: ActedBy
     actor_id: str | None
     reply: Reply[AgentView]
 
@@ -98,7 +98,7 @@ class ParkChat:
     """The agent set the chat pending: it waits for the customer and frees the agent's slot."""
 
     chat_id: str
-    by: Actor
+    by: ActedBy
     actor_id: str | None
     reply: Reply[Chat]
 
@@ -106,7 +106,7 @@ class ParkChat:
 @dataclass(frozen=True, slots=True)
 class ResolveChat:
     chat_id: str
-    by: Actor
+    by: ActedBy
     actor_id: str | None
     reply: Reply[Chat]
 

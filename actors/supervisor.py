@@ -76,6 +76,7 @@ from actors.transcripts import Transcripts
 from router import ActorDead, BatchActor, Refused, Reply
 from store import (
     ACTIVE_CHAT_STATUSES,
+    ActedBy,
     Activity,
     ActivityKind,
     AgentRouting,
@@ -93,7 +94,6 @@ from store import (
     pages,
     utcnow,
 )
-from store import Actor as By
 
 ACTIVE_CHATS = ChatFilter(statuses=ACTIVE_CHAT_STATUSES)
 CUSTOMER_ASSIGNED_REASON = "an agent has joined the chat"
@@ -239,7 +239,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._decided(batch, effects, actor_id)
                 batch.answer(reply, _value(self._agent(agent_id)))
             case SetMaxLoad(agent_id, max_load, actor_id, reply):
-                effects = core.set_max_load(agent_id, max_load, by=By.ADMIN, now=now)
+                effects = core.set_max_load(agent_id, max_load, by=ActedBy.ADMIN, now=now)
                 self._decided(batch, effects, actor_id)
                 batch.answer(reply, _value(self._agent(agent_id)))
             case ParkChat(chat_id, by, actor_id, reply):
@@ -253,7 +253,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
                 batch.answer(reply, partial(self._chat, chat_id))
             case ReassignChat(chat_id, agent_id, actor_id, reply):
-                effects = core.reassign(chat_id, agent_id, by=By.ADMIN, now=now)
+                effects = core.reassign(chat_id, agent_id, by=ActedBy.ADMIN, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
                 batch.answer(reply, partial(self._chat, chat_id))
             case CustomerWrote(chat_id):
@@ -478,10 +478,10 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         self._decided(batch, effects, None)
 
     def _check_may_act(
-        self, chat_id: str, by: By, actor_id: str | None, *, customer_may: bool
+        self, chat_id: str, by: ActedBy, actor_id: str | None, *, customer_may: bool
     ) -> None:
         """An agent acts only on a chat they own (a customer, where allowed, on their own)."""
-        if by != By.SELF:
+        if by != ActedBy.SELF:
             return
         view = self._core.chat_view(chat_id)
         if view is None:
@@ -569,8 +569,8 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
     ) -> Activity | None:
         """The log entry of an effect; `owners` are the chats' agents before the message."""
 
-        def entry(kind: ActivityKind, by: By, reason: str, **fields: str | None) -> Activity:
-            who = None if by == By.SYSTEM else actor_id
+        def entry(kind: ActivityKind, by: ActedBy, reason: str, **fields: str | None) -> Activity:
+            who = None if by == ActedBy.SYSTEM else actor_id
             return Activity(new_id(), kind, by, reason, wall, actor_id=who, **fields)
 
         match effect:

@@ -61,7 +61,7 @@ from router import (
     RestartPolicy,
     open_actor_system,
 )
-from store import Actor, AgentStatus, Backend, Chat, MessageStatus, Priority, Role, Store
+from store import ActedBy, AgentStatus, Backend, Chat, MessageStatus, Priority, Role, Store
 from telemetry import actor_restarted
 
 log = logging.getLogger("actors")
@@ -168,7 +168,7 @@ class System:
         )
 
     async def set_agent_status(
-        self, agent_id: str, status: AgentStatus, *, by: Actor, actor_id: str | None
+        self, agent_id: str, status: AgentStatus, *, by: ActedBy, actor_id: str | None
     ) -> AgentView:
         return await self._supervisor.ask(
             lambda reply: SetAgentStatus(agent_id, status, by, actor_id, reply)
@@ -179,17 +179,17 @@ class System:
             lambda reply: SetMaxLoad(agent_id, max_load, actor_id, reply)
         )
 
-    async def park_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+    async def park_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
         return await self._supervisor.ask(lambda reply: ParkChat(chat_id, by, actor_id, reply))
 
-    async def resolve_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+    async def resolve_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
         return await self._supervisor.ask(lambda reply: ResolveChat(chat_id, by, actor_id, reply))
 
     async def delete_chat(self, chat_id: str, *, actor_id: str) -> bool:
         """Resolve the chat (freeing its agent), then have its conversation delete it and stop:
         the chat's owners decide, one after the other. False if it was not there."""
         try:
-            await self.resolve_chat(chat_id, by=Actor.ADMIN, actor_id=actor_id)
+            await self.resolve_chat(chat_id, by=ActedBy.ADMIN, actor_id=actor_id)
         except Refused as refusal:
             if refusal.code != "chat_not_active":
                 raise

@@ -41,8 +41,8 @@ from api._schemas import (
 )
 from cluster import ClusterView
 from store import (
+    ActedBy,
     ActivityKind,
-    Actor,
     AgentStatus,
     ChatStatus,
     Priority,
@@ -381,7 +381,7 @@ class SystemOut(WireModel):
 class ActivityOut(WireModel):
     id: str
     kind: ActivityKind
-    actor: Actor = Field(description="who caused it: self, system or admin")
+    actor: ActedBy = Field(description="who caused it: self, system or admin")
     actor_id: str | None
     reason: str
     at: datetime

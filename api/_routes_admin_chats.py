@@ -25,7 +25,7 @@ from api._schemas import ChatOut, MessageOut
 from api._services import services
 from api._shapes import chat_out
 from router import Refused
-from store import ActivityFilter, Actor, Chat, ChatFilter, ChatStatus, Role, utcnow
+from store import ActedBy, ActivityFilter, Chat, ChatFilter, ChatStatus, Role, utcnow
 
 admin_chats = Blueprint("admin_chats", __name__)
 
@@ -53,7 +53,7 @@ NOT_AVAILABLE = "The selected agent is not available"
 async def _resolve(chat: Chat) -> Chat:
     admin_id = current_principal().user.id
     system = services().system
-    return await ask(None, system.resolve_chat(chat.id, by=Actor.ADMIN, actor_id=admin_id))
+    return await ask(None, system.resolve_chat(chat.id, by=ActedBy.ADMIN, actor_id=admin_id))
 
 
 @admin_chats.get("/admin/chats")
@@ -108,7 +108,7 @@ async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
     elif data.status is ChatStatus.PENDING:
         admin_id = current_principal().user.id
         chat = await ask(
-            None, services().system.park_chat(chat.id, by=Actor.ADMIN, actor_id=admin_id)
+            None, services().system.park_chat(chat.id, by=ActedBy.ADMIN, actor_id=admin_id)
         )
     title = data.title if data.title is not None else chat.title
     description = data.description if data.description is not None else chat.description

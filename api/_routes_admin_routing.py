@@ -32,7 +32,7 @@ from api._payloads import (
 from api._respond import respond
 from api._services import services
 from cluster import ClusterSystem, ClusterView
-from store import ActivityFilter, Actor, Role
+from store import ActedBy, ActivityFilter, Role
 
 admin_routing = Blueprint("admin_routing", __name__)
 
@@ -79,7 +79,7 @@ async def set_status(agent_id: str, data: AgentStatusBody) -> Response:
     view = await ask(
         None,
         services().system.set_agent_status(
-            agent_id, data.status, by=Actor.ADMIN, actor_id=admin_id
+            agent_id, data.status, by=ActedBy.ADMIN, actor_id=admin_id
         ),
     )
     return respond(await _agent_out(view))

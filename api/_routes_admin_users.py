@@ -24,7 +24,7 @@ from api._respond import respond
 from api._schemas import MessageOut, UserOut
 from api._services import services
 from api._uploads import forget_image
-from store import Actor, AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
+from store import ActedBy, AgentStatus, DuplicateEmail, Role, User, new_id, utcnow
 
 admin_users = Blueprint("admin_users", __name__)
 
@@ -190,7 +190,7 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         admin_id = current_principal().user.id
         system = services().system
         await ask(
-            None, system.set_agent_status(user.id, data.status, by=Actor.ADMIN, actor_id=admin_id)
+            None, system.set_agent_status(user.id, data.status, by=ActedBy.ADMIN, actor_id=admin_id)
         )
         user = await services().store.get_user(user.id) or user
     return respond(UserOut.of(user))

@@ -16,7 +16,7 @@ from api._respond import respond
 from api._schemas import ChatOut, UserOut
 from api._services import services
 from api._shapes import chat_out
-from store import Actor, AgentStatus, ChatFilter, ChatStatus, MessageStatus, Role
+from store import ActedBy, AgentStatus, ChatFilter, ChatStatus, MessageStatus, Role
 
 chats = Blueprint("chats", __name__)
 
@@ -45,7 +45,7 @@ async def set_own_status(status: str) -> Response:
     # Busy is a status, only not one to choose: the domain refuses it with its reason.
     wanted = AgentStatus.BUSY if status == AgentStatus.BUSY else choice("status", status, SETTABLE)
     found = services()
-    await ask(None, found.system.set_agent_status(me.id, wanted, by=Actor.SELF, actor_id=me.id))
+    await ask(None, found.system.set_agent_status(me.id, wanted, by=ActedBy.SELF, actor_id=me.id))
     return respond(UserOut.of(await found.store.get_user(me.id) or me))
 
 
@@ -102,7 +102,7 @@ async def agent_chat_status(chat_id: str, status: str) -> Response:
     me = current_principal().user
     found = services()
     change = found.system.park_chat if wanted is ChatStatus.PENDING else found.system.resolve_chat
-    changed = await ask(chat.id, change(chat.id, by=Actor.SELF, actor_id=me.id))
+    changed = await ask(chat.id, change(chat.id, by=ActedBy.SELF, actor_id=me.id))
     return respond(await chat_out(found.store, changed))
 
 

@@ -32,8 +32,16 @@ from actors import AgentCard, AgentStatusEvent, Event, MessageAdded, Speaker, Sy
 from api._errors import ASK_SECONDS
 from api._visibility import NOT_FOUND, NOT_YOURS, may_see, not_found_message
 from router import Refused, RouterError
-from store import Actor as By
-from store import AgentStatus, Chat, Message, MessageStatus, Priority, Role, StoreUnavailable
+from store import (
+    ActedBy,
+    AgentStatus,
+    Chat,
+    Message,
+    MessageStatus,
+    Priority,
+    Role,
+    StoreUnavailable,
+)
 from telemetry import limit_hit, message_acknowledged, message_delivered
 
 log = logging.getLogger("api.ws")
@@ -361,7 +369,7 @@ class Connection:
                 return []
             case SetStatus(status):
                 view = await system.set_agent_status(
-                    me.user_id, status, by=By.SELF, actor_id=me.user_id
+                    me.user_id, status, by=ActedBy.SELF, actor_id=me.user_id
                 )
                 return [AgentStatusEvent(me.user_id, view.status, "status.set")]
             case Resume(chat_id, after_seq):

@@ -27,6 +27,7 @@ from actors import (
 from actors import events as _events
 from router import ActorInfo
 from store import (
+    ActedBy,
     Activity,
     ActivityKind,
     AgentStatus,
@@ -38,7 +39,6 @@ from store import (
     Role,
     User,
 )
-from store import Actor as By
 
 _DATACLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -74,7 +74,7 @@ _DATACLASSES: dict[str, type[Any]] = {
 }
 _ENUMS: dict[str, type[Enum]] = {
     cls.__name__: cls
-    for cls in (ActivityKind, AgentStatus, ChatStatus, MessageStatus, Priority, Role, By)
+    for cls in (ActivityKind, AgentStatus, ChatStatus, MessageStatus, Priority, Role, ActedBy)
 }
 
 

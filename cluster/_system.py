@@ -26,7 +26,7 @@ from actors import (
 )
 from cluster._node import Node
 from router import ActorDead, ActorInfo
-from store import Actor, AgentStatus, Chat, MessageStatus, Priority, Role
+from store import ActedBy, AgentStatus, Chat, MessageStatus, Priority, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class ClusterSystem(System):
         return answer
 
     async def set_agent_status(
-        self, agent_id: str, status: AgentStatus, *, by: Actor, actor_id: str | None
+        self, agent_id: str, status: AgentStatus, *, by: ActedBy, actor_id: str | None
     ) -> AgentView:
         answer: AgentView = await self.node.call(
             "set_agent_status",
@@ -136,13 +136,13 @@ class ClusterSystem(System):
         )
         return answer
 
-    async def park_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+    async def park_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
         answer: Chat = await self.node.call(
             "park_chat", {"chat_id": chat_id, "by": by, "actor_id": actor_id}
         )
         return answer
 
-    async def resolve_chat(self, chat_id: str, *, by: Actor, actor_id: str | None) -> Chat:
+    async def resolve_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
         answer: Chat = await self.node.call(
             "resolve_chat", {"chat_id": chat_id, "by": by, "actor_id": actor_id}
         )

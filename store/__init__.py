@@ -22,9 +22,9 @@ from store._protocol import StoreError as StoreError
 from store._protocol import StoreUnavailable as StoreUnavailable
 from store._protocol import TranscriptStore as TranscriptStore
 from store._records import ACTIVE_CHAT_STATUSES as ACTIVE_CHAT_STATUSES
+from store._records import ActedBy as ActedBy
 from store._records import Activity as Activity
 from store._records import ActivityKind as ActivityKind
-from store._records import Actor as Actor
 from store._records import AgentStatus as AgentStatus
 from store._records import Chat as Chat
 from store._records import ChatStatus as ChatStatus

@@ -53,7 +53,7 @@ class ActivityKind(StrEnum):
     ASSIGNMENT = "assignment"
 
 
-class Actor(StrEnum):
+class ActedBy(StrEnum):
     """Who caused an activity-log entry."""
 
     SELF = "self"
@@ -163,7 +163,7 @@ class Activity:
 
     id: str
     kind: ActivityKind
-    actor: Actor
+    actor: ActedBy
     reason: str
     at: datetime
     agent_id: str | None = None

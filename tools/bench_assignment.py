@@ -48,6 +48,7 @@ from actors import ChatAssigned, Event, Session, System, SystemSnapshot, open_sy
 from router import Refused
 from store import (
     ACTIVE_CHAT_STATUSES,
+    ActedBy,
     AgentStatus,
     Backend,
     ChatFilter,
@@ -60,7 +61,6 @@ from store import (
     pages,
     utcnow,
 )
-from store import Actor as By
 
 PRIORITIES = (Priority.LOW, Priority.MEDIUM, Priority.MEDIUM, Priority.HIGH, Priority.URGENT)
 
@@ -137,7 +137,7 @@ async def run(agents: int, chats: int, store_kind: str, seed: int, concurrency: 
                 session = Session(agent_id, agent_id, counter.offer, lambda code, why: None)
                 await system.connect(session, Role.AGENT)
                 await system.set_agent_status(
-                    agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
+                    agent_id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent_id
                 )
             counter.assignments = counter.writes = 0
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -176,11 +176,13 @@ async def _drive(
             roll = rng.random()
             if roll < 0.80 and open_chats:
                 chat_id = open_chats.pop(rng.randrange(len(open_chats)))
-                await _ignore_refusal(system.resolve_chat(chat_id, by=By.ADMIN, actor_id="bench"))
+                await _ignore_refusal(
+                    system.resolve_chat(chat_id, by=ActedBy.ADMIN, actor_id="bench")
+                )
             elif roll < 0.90:
                 agent_id = rng.choice(agent_ids)
                 status = rng.choice((AgentStatus.AWAY, AgentStatus.AVAILABLE))
-                await system.set_agent_status(agent_id, status, by=By.SELF, actor_id=agent_id)
+                await system.set_agent_status(agent_id, status, by=ActedBy.SELF, actor_id=agent_id)
             elif roll < 0.95:
                 agent_id = rng.choice(agent_ids)
                 await system.set_max_load(agent_id, rng.randint(1, 6), actor_id="bench")
@@ -311,7 +313,7 @@ async def run_burst(
             for agent_id in agent_ids:
                 await system.connect(session(agent_id), Role.AGENT)
                 await system.set_agent_status(
-                    agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id
+                    agent_id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent_id
                 )
             counter.writes = 0
             started, cpu_started = trio.current_time(), time.process_time()
@@ -320,7 +322,7 @@ async def run_burst(
             async def resolve_after(chat_id: str, agent_id: str) -> None:
                 nonlocal resolved
                 await trio.sleep(rng.expovariate(1 / handling))
-                await system.resolve_chat(chat_id, by=By.SELF, actor_id=agent_id)
+                await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id=agent_id)
                 counter.decisions += 1
                 resolved += 1
                 if resolved == chats:

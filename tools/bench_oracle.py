@@ -26,7 +26,7 @@ from rich.console import Console
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from api import Settings, open_services, seed_demo_data, serve
-from store import Actor, AgentStatus, Priority, new_id
+from store import ActedBy, AgentStatus, Priority, new_id
 from tools._bench_table import timing_table
 
 AGENT = "ann@switchboard.example"
@@ -73,7 +73,7 @@ async def _measure(probes: int) -> dict[str, list[float]]:
             ):
                 # The agent is connected and available: the chat is open and assigned.
                 await found.system.set_agent_status(
-                    agent.id, AgentStatus.AVAILABLE, by=Actor.SELF, actor_id=agent.id
+                    agent.id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent.id
                 )
                 opened = await found.system.open_chat(
                     owner.user.id, title="bench", description="", priority=Priority.MEDIUM

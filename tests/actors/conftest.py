@@ -14,8 +14,7 @@ import trio.testing
 
 from actors import Event, Session, System, SystemConfig, open_system
 from actors.events import ChatAssigned
-from store import Actor as By
-from store import AgentStatus, MemoryStore, Role, Store, User, utcnow
+from store import ActedBy, AgentStatus, MemoryStore, Role, Store, User, utcnow
 
 E = TypeVar("E", bound=Event)
 
@@ -91,5 +90,7 @@ async def online(system: System, agent_id: str) -> Recorder:
     recorder = Recorder(agent_id)
     await system.connect(recorder.session, Role.AGENT)
     await settle()
-    await system.set_agent_status(agent_id, AgentStatus.AVAILABLE, by=By.SELF, actor_id=agent_id)
+    await system.set_agent_status(
+        agent_id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent_id
+    )
     return recorder

@@ -25,7 +25,7 @@ from actors.assignment import (
     check_invariants,
 )
 from router import Refused
-from store._records import Actor, AgentStatus, ChatStatus, Priority
+from store._records import ActedBy, AgentStatus, ChatStatus, Priority
 
 AVAILABLE, BUSY, AWAY = AgentStatus.AVAILABLE, AgentStatus.BUSY, AgentStatus.AWAY
 NEW, OPEN, PENDING, RESOLVED = (
@@ -34,7 +34,7 @@ NEW, OPEN, PENDING, RESOLVED = (
     ChatStatus.PENDING,
     ChatStatus.RESOLVED,
 )
-SELF, SYSTEM, ADMIN = Actor.SELF, Actor.SYSTEM, Actor.ADMIN
+SELF, SYSTEM, ADMIN = ActedBy.SELF, ActedBy.SYSTEM, ActedBy.ADMIN
 MEDIUM = Priority.MEDIUM
 
 

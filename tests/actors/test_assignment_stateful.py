@@ -51,13 +51,13 @@ from actors.assignment import (
 )
 from actors.policy import queue_key
 from router import Refused
-from store._records import Actor, AgentStatus, ChatStatus, Priority
+from store._records import ActedBy, AgentStatus, ChatStatus, Priority
 
 AGENTS = ("ann", "bob", "cy", "dee")
 STARVATION = 100.0
 
 agent_ids = st.sampled_from(AGENTS)
-actors = st.sampled_from([Actor.SELF, Actor.ADMIN])
+actors = st.sampled_from([ActedBy.SELF, ActedBy.ADMIN])
 picks = st.integers(0, 10_000)  # which of the chats opened so far, modulo their number
 
 
@@ -128,7 +128,7 @@ class AssignmentMachine(RuleBasedStateMachine):
                         and self.load(view.agent_id) < view.max_load
                     }
                     assert agent_id in eligible, f"{chat_id} assigned to ineligible {agent_id}"
-                    if by == Actor.SYSTEM:
+                    if by == ActedBy.SYSTEM:
                         assert eligible[agent_id] == min(eligible.values())
                     self.owner[chat_id] = agent_id
                 case Unassigned(chat_id, agent_id, _, _):
@@ -151,7 +151,7 @@ class AssignmentMachine(RuleBasedStateMachine):
         drained = [
             position[e.chat_id]
             for e in effects
-            if isinstance(e, Assigned) and e.by == Actor.SYSTEM and e.chat_id in position
+            if isinstance(e, Assigned) and e.by == ActedBy.SYSTEM and e.chat_id in position
         ]
         still_waiting = [position[e.chat_id] for e in after.queue if e.chat_id in position]
         if drained and still_waiting:
@@ -176,7 +176,7 @@ class AssignmentMachine(RuleBasedStateMachine):
         for agent_id, max_load in zip(AGENTS, max_loads, strict=False):
             self.add_agent(agent_id, max_load)
             self.connect(agent_id)
-            self.set_status(agent_id, AgentStatus.AVAILABLE, Actor.SELF)
+            self.set_status(agent_id, AgentStatus.AVAILABLE, ActedBy.SELF)
 
     @rule(agent_id=agent_ids, max_load=st.integers(1, 3))
     def add_agent(self, agent_id: str, max_load: int) -> None:
@@ -213,7 +213,7 @@ class AssignmentMachine(RuleBasedStateMachine):
             assert self.load(agent_id) == 0
 
     @rule(agent_id=agent_ids, status=st.sampled_from(AgentStatus), by=actors)
-    def set_status(self, agent_id: str, status: AgentStatus, by: Actor) -> None:
+    def set_status(self, agent_id: str, status: AgentStatus, by: ActedBy) -> None:
         refusal = None
         if agent_id not in self.agent_status:
             refusal = "agent_not_found"
@@ -232,7 +232,7 @@ class AssignmentMachine(RuleBasedStateMachine):
             refusal = "invalid_max_load"
         load_before = self.load(agent_id)
         effects = self.step(
-            lambda: self.core.set_max_load(agent_id, max_load, by=Actor.ADMIN, now=self.now),
+            lambda: self.core.set_max_load(agent_id, max_load, by=ActedBy.ADMIN, now=self.now),
             refusal,
         )
         if refusal is None:
@@ -257,7 +257,7 @@ class AssignmentMachine(RuleBasedStateMachine):
         self.step(lambda: self.core.chat_opened(chat_id, priority=priority, now=self.now))
 
     @rule(index=picks, by=actors)
-    def resolve(self, index: int, by: Actor) -> None:
+    def resolve(self, index: int, by: ActedBy) -> None:
         chat_id = self.pick(index)
         refusal = None if chat_id in self.chat_status else "chat_not_active"
         self.step(lambda: self.core.chat_resolved(chat_id, by=by, now=self.now), refusal)
@@ -271,7 +271,7 @@ class AssignmentMachine(RuleBasedStateMachine):
             refusal = "chat_not_active"
         elif self.chat_status[chat_id] != ChatStatus.OPEN:
             refusal = "chat_not_open"
-        self.step(lambda: self.core.chat_parked(chat_id, by=Actor.SELF, now=self.now), refusal)
+        self.step(lambda: self.core.chat_parked(chat_id, by=ActedBy.SELF, now=self.now), refusal)
         if refusal is None:
             assert self.owner.get(chat_id) is None
             assert self.chat_status[chat_id] == ChatStatus.PENDING
@@ -301,7 +301,7 @@ class AssignmentMachine(RuleBasedStateMachine):
         elif target[2] >= target[3]:
             refusal = "agent_at_max_load"
         self.step(
-            lambda: self.core.reassign(chat_id, agent_id, by=Actor.ADMIN, now=self.now), refusal
+            lambda: self.core.reassign(chat_id, agent_id, by=ActedBy.ADMIN, now=self.now), refusal
         )
         if refusal is None:
             assert self.owner[chat_id] == agent_id

@@ -16,8 +16,8 @@ import trio.testing
 from actors import MessageAdded, Sent, Speaker, System, open_system
 from actors.messages import DeleteTranscript
 from router import Refused
-from store import Actor as By
 from store import (
+    ActedBy,
     MemoryStore,
     Message,
     MessageStatus,
@@ -110,7 +110,7 @@ async def test_outsiders_cannot_write_and_nothing_is_stored(
 
 async def test_a_resolved_chat_takes_no_more_messages(system: System, store: MemoryStore) -> None:
     chat_id = await assigned_chat(system)
-    await system.resolve_chat(chat_id, by=By.SELF, actor_id="ann")
+    await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
     with pytest.raises(Refused) as refused:
         await system.send_message(chat_id, CUSTOMER, client_msg_id="late", content="hello?")
     assert refused.value.code == "chat_resolved"

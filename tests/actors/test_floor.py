@@ -10,8 +10,7 @@ import trio.testing
 
 from actors import FloorUpdate, System, SystemConfig, open_system
 from actors.floor import REFRESH_SECONDS
-from store import Actor as By
-from store import AgentStatus, MemoryStore, Priority, Role
+from store import ActedBy, AgentStatus, MemoryStore, Priority, Role
 from tests.actors.conftest import Recorder, online
 
 STARVATION = 30.0
@@ -143,6 +142,6 @@ async def test_a_slow_watcher_is_closed_and_dropped(
 
     # The connection's outbox is full from now on.
     object.__setattr__(admin.session, "offer", full)
-    await system.set_agent_status("cy", AgentStatus.AVAILABLE, by=By.ADMIN, actor_id="boss")
+    await system.set_agent_status("cy", AgentStatus.AVAILABLE, by=ActedBy.ADMIN, actor_id="boss")
     await trio.sleep(REFRESH_SECONDS * 2)
     assert admin.closed == [(1013, "too slow reading events; reconnect and resume")]

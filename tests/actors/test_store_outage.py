@@ -21,8 +21,16 @@ import trio.testing
 from actors import ChatAssigned, Event, Speaker, System, open_system
 from actors.supervisor import RETRY_SECONDS, SupervisorActor
 from router import Refused, RouterError
-from store import Actor as By
-from store import Backend, ChatFilter, ChatStatus, MemoryStore, Priority, Role, StoreUnavailable
+from store import (
+    ActedBy,
+    Backend,
+    ChatFilter,
+    ChatStatus,
+    MemoryStore,
+    Priority,
+    Role,
+    StoreUnavailable,
+)
 from tests.actors.conftest import GRACE, Recorder, online, seed_agents, settle
 
 
@@ -106,7 +114,9 @@ async def test_an_outage_answers_unavailable_and_afterwards_nothing_is_lost(
             assert await outcome(lambda: open_chat(system, "cust-2")) == "StoreUnavailable"
             assert (
                 await outcome(
-                    lambda: system.resolve_chat(first, by=By.SELF, actor_id=sent.message.sender_id)
+                    lambda: system.resolve_chat(
+                        first, by=ActedBy.SELF, actor_id=sent.message.sender_id
+                    )
                 )
                 == "StoreUnavailable"
             )

@@ -16,6 +16,7 @@ from actors.events import AgentStatusEvent, ChatAssigned
 from actors.supervisor import RETRY_SECONDS
 from router import Refused
 from store import (
+    ActedBy,
     ActivityFilter,
     ActivityKind,
     AgentStatus,
@@ -25,7 +26,6 @@ from store import (
     Role,
     StoreUnavailable,
 )
-from store import Actor as By
 from tests.actors.conftest import GRACE, Recorder, online, settle
 
 
@@ -102,8 +102,8 @@ async def test_agent_status_changes_are_logged_and_pushed(
     log = (await store.list_activity(ActivityFilter(agent_id="cy"))).items
     agent_log = [e for e in log if e.kind == ActivityKind.AGENT_STATUS]
     assert [(e.from_value, e.to_value, e.actor, e.actor_id) for e in agent_log] == [
-        ("away", "available", By.SELF, "cy"),
-        ("available", "busy", By.SYSTEM, None),
+        ("away", "available", ActedBy.SELF, "cy"),
+        ("available", "busy", ActedBy.SYSTEM, None),
     ]
     user = await store.get_user("cy")
     assert user is not None
@@ -156,7 +156,7 @@ async def test_going_away_reassigns_with_status_events(system: System, store: Me
     await system.connect(customer.session, Role.CUSTOMER)
     chat_id = await open_chat(system, "cust-1")
     bob = await online(system, "bob")
-    await system.set_agent_status("ann", AgentStatus.AWAY, by=By.SELF, actor_id="ann")
+    await system.set_agent_status("ann", AgentStatus.AWAY, by=ActedBy.SELF, actor_id="ann")
     assert [e.chat_id for e in ann.of(ChatUnassigned)] == [chat_id]
     assert bob.assigned_chats() == [chat_id]
     assert [(e.status, e.agent_id) for e in customer.of(ChatStatusEvent)] == [
@@ -179,7 +179,7 @@ async def test_refused_reassign_changes_nothing(
     await online(system, "ann")
     bob = Recorder("bob")
     await system.connect(bob.session, Role.AGENT)
-    await system.set_agent_status("bob", AgentStatus.AVAILABLE, by=By.SELF, actor_id="bob")
+    await system.set_agent_status("bob", AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id="bob")
     await system.disconnect(bob.session, Role.AGENT)
     chat_id = await open_chat(system, "cust-1")
     before = (await store.list_activity(ActivityFilter(chat_id=chat_id))).items
@@ -194,14 +194,14 @@ async def test_agent_may_only_act_on_their_own_chat(system: System) -> None:
     await online(system, "ann")
     chat_id = await open_chat(system, "cust-1")
     with pytest.raises(Refused) as refused:
-        await system.resolve_chat(chat_id, by=By.SELF, actor_id="bob")
+        await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="bob")
     assert refused.value.code == "not_your_chat"
-    resolved = await system.resolve_chat(chat_id, by=By.SELF, actor_id="ann")
+    resolved = await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
     assert resolved.status == ChatStatus.RESOLVED
     assert resolved.resolved_at is not None
     assert system.route(chat_id) is None
     with pytest.raises(Refused) as again:
-        await system.resolve_chat(chat_id, by=By.ADMIN, actor_id="admin")
+        await system.resolve_chat(chat_id, by=ActedBy.ADMIN, actor_id="admin")
     assert again.value.code == "chat_not_active"
 
 
@@ -212,7 +212,7 @@ async def test_parked_chat_is_queued_again_when_the_customer_writes(
 
     cy = await online(system, "cy")
     chat_id = await open_chat(system, "cust-1")
-    parked = await system.park_chat(chat_id, by=By.SELF, actor_id="cy")
+    parked = await system.park_chat(chat_id, by=ActedBy.SELF, actor_id="cy")
     assert (parked.status, parked.agent_id) == (ChatStatus.PENDING, None)
     customer = Speaker("cust-1", Role.CUSTOMER)
     await system.send_message(chat_id, customer, client_msg_id="m1", content="still there?")

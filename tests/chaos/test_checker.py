@@ -10,8 +10,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from store import Activity, ActivityKind, AgentStatus, Chat, ChatStatus, Message, Role, User
-from store import Actor as By
+from store import (
+    ActedBy,
+    Activity,
+    ActivityKind,
+    AgentStatus,
+    Chat,
+    ChatStatus,
+    Message,
+    Role,
+    User,
+)
 from tools.chaos_check import (
     KINDS,
     AckRecord,
@@ -43,7 +52,7 @@ def _message(chat_id: str, seq: int, sender: str) -> Message:
 
 def _entry(n: int, kind: ActivityKind, **fields: str | None) -> Activity:
     reason = fields.pop("reason", None) or "test"
-    return Activity(id=f"{n:04d}", kind=kind, actor=By.SYSTEM, reason=reason, at=AT, **fields)
+    return Activity(id=f"{n:04d}", kind=kind, actor=ActedBy.SYSTEM, reason=reason, at=AT, **fields)
 
 
 def consistent() -> Evidence:

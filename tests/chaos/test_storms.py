@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from actors import Speaker, System, SystemConfig, open_system
 from router import RouterError
 from store import (
+    ActedBy,
     Activity,
     ActivityFilter,
     AgentStatus,
@@ -38,7 +39,6 @@ from store import (
     Role,
     pages,
 )
-from store import Actor as By
 from tests.actors.conftest import AGENTS, Recorder, seed_agents
 from tools.chaos_check import replay
 
@@ -111,10 +111,10 @@ class Storm:
                     await system.disconnect(recorder.session, Role.AGENT)
             case "available" | "away":
                 status = AgentStatus(op.kind)
-                await system.set_agent_status(agent, status, by=By.SELF, actor_id=agent)
+                await system.set_agent_status(agent, status, by=ActedBy.SELF, actor_id=agent)
             case "force_away":
                 await system.set_agent_status(
-                    agent, AgentStatus.AWAY, by=By.ADMIN, actor_id="admin"
+                    agent, AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="admin"
                 )
             case "max_load":
                 await system.set_max_load(agent, op.number, actor_id="admin")
@@ -129,11 +129,11 @@ class Storm:
                 if chat_id is None:
                     return
                 if op.kind == "resolve":
-                    await system.resolve_chat(chat_id, by=By.ADMIN, actor_id="admin")
+                    await system.resolve_chat(chat_id, by=ActedBy.ADMIN, actor_id="admin")
                 elif op.kind == "park":
                     route = system.route(chat_id)
                     owner = route.agent_id if route else None
-                    await system.park_chat(chat_id, by=By.SELF, actor_id=owner)
+                    await system.park_chat(chat_id, by=ActedBy.SELF, actor_id=owner)
                 elif op.kind == "write":
                     await system.send_message(
                         chat_id,

@@ -11,10 +11,10 @@ from pathlib import Path
 import trio
 
 from store import (
+    ActedBy,
     Activity,
     ActivityFilter,
     ActivityKind,
-    Actor,
     ChatStatus,
     Store,
     open_store,
@@ -113,7 +113,7 @@ async def test_an_edge_node_killed_with_agents_on_it(
     ]
     away = entries[ann_user.id]
     assert [(entry.actor, entry.reason) for entry in away] == [
-        (Actor.SYSTEM, "disconnected for grace period")
+        (ActedBy.SYSTEM, "disconnected for grace period")
     ]
     # Not before her node's membership expired and her whole grace period ran after it.
     assert (away[0].at - killed_at).total_seconds() >= GRACE

@@ -13,8 +13,16 @@ import trio
 from actors import Speaker, SystemConfig, open_system
 from cluster._fencing import FencedStore
 from router import RestartPolicy
-from store import Actor as By
-from store import AgentStatus, Backend, Fenced, MemoryStore, Priority, Role, StoreUnavailable
+from store import (
+    ActedBy,
+    AgentStatus,
+    Backend,
+    Fenced,
+    MemoryStore,
+    Priority,
+    Role,
+    StoreUnavailable,
+)
 from tests.actors.conftest import Recorder, seed_agents
 
 
@@ -28,7 +36,7 @@ async def test_a_former_arbiter_cannot_write_a_decision_and_steps_down() -> None
     async with open_system(cast(Backend, fenced), config) as system:
         ann = Recorder("ann")
         await system.connect(ann.session, Role.AGENT)
-        await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")
+        await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id="ann")
         opened = await system.open_chat("cust-1", title="t", description="", priority=Priority.LOW)
         assert opened.chat.agent_id == "ann"
 
@@ -37,7 +45,7 @@ async def test_a_former_arbiter_cannot_write_a_decision_and_steps_down() -> None
         # Refused whole: the asker hears 503 (retry, which reaches the new arbiter), and the
         # actor takes its decision back instead of crashing.
         with pytest.raises(StoreUnavailable) as refused:
-            await system.set_agent_status("ann", AgentStatus.AWAY, by=By.SELF, actor_id="ann")
+            await system.set_agent_status("ann", AgentStatus.AWAY, by=ActedBy.SELF, actor_id="ann")
         assert isinstance(refused.value.__cause__, Fenced)
         assert stepped_down.is_set()
         after = (await store.get_user("ann"), await store.get_chat(opened.chat.id))
@@ -52,7 +60,7 @@ async def test_a_node_past_its_lease_stores_no_message_and_no_chat() -> None:
     async with open_system(cast(Backend, fenced), SystemConfig()) as system:
         ann = Recorder("ann")
         await system.connect(ann.session, Role.AGENT)
-        await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")
+        await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id="ann")
         opened = await system.open_chat("cust-1", title="t", description="", priority=Priority.LOW)
         customer = Speaker("cust-1", Role.CUSTOMER)
         await system.send_message(opened.chat.id, customer, client_msg_id="m1", content="before")

@@ -17,8 +17,7 @@ import trio
 from actors import SystemConfig, open_system
 from bus import open_bus
 from cluster import ClusterConfig, open_cluster
-from store import Actor as By
-from store import AgentStatus, MemoryStore, Priority, Role
+from store import ActedBy, AgentStatus, MemoryStore, Priority, Role
 from tests.actors.conftest import Recorder, seed_agents
 from tests.valkey_server import Valkey
 
@@ -54,7 +53,9 @@ async def test_an_agent_connecting_while_the_domain_starts_gets_chats(
             nursery.start_soon(system.connect, ann.session, Role.AGENT)
             await trio.testing.wait_all_tasks_blocked()
             go_on.set()
-            await system.set_agent_status("ann", AgentStatus.AVAILABLE, by=By.SELF, actor_id="ann")
+            await system.set_agent_status(
+                "ann", AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id="ann"
+            )
             opened = await system.open_chat(
                 "cust-1", title="t", description="", priority=Priority.LOW
             )

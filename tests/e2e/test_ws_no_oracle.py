@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from store import Actor, ChatStatus, new_id
+from store import ActedBy, ChatStatus, new_id
 from tests.conftest import Live
 from tests.e2e.wsclient import WsClient, connect, open_chat, ready_agent
 
@@ -49,7 +49,7 @@ async def test_someone_elses_chat_answers_as_no_chat_at_all(live: Live) -> None:
         await ready_agent(live, ann)
         # A customer has one active chat: the first is resolved before the second opens.
         resolved = (await open_chat(owner))["id"]
-        await live.services.system.resolve_chat(resolved, by=Actor.ADMIN, actor_id=None)
+        await live.services.system.resolve_chat(resolved, by=ActedBy.ADMIN, actor_id=None)
         opened = await open_chat(owner, "Another question")
         assert (opened["status"], opened["agent"]["email"]) == ("open", ANN)
         assigned = opened["id"]

@@ -12,7 +12,7 @@ import trio.testing
 from actors.assignment import AssignmentCore, Effect, StartGrace, Unassigned
 from actors.reporting import report_decisions, unassigned_category
 from router import open_actor_system
-from store import Actor, AgentStatus, Priority
+from store import ActedBy, AgentStatus, Priority
 from telemetry import actor_restarted, exposition
 from tests.ops.test_metrics import parse, value
 from tests.router.sample_actors import Counter, CounterStore, Crash
@@ -71,13 +71,13 @@ def test_every_way_a_chat_moves_has_its_category() -> None:
     for agent_id in ("ann", "bob"):
         effects += core.agent_added(agent_id, max_load=2, now=0.0)
         effects += core.agent_connected(agent_id, 0.0)
-        effects += core.set_status(agent_id, AgentStatus.AVAILABLE, by=Actor.SELF, now=0.0)
+        effects += core.set_status(agent_id, AgentStatus.AVAILABLE, by=ActedBy.SELF, now=0.0)
     effects += core.chat_opened("c1", priority=Priority.MEDIUM, now=1.0)  # new
     owner = holder_of(core, "c1")
-    effects += core.set_status(owner, AgentStatus.AWAY, by=Actor.SELF, now=2.0)  # requeued
-    effects += core.set_status(owner, AgentStatus.AVAILABLE, by=Actor.SELF, now=3.0)
-    effects += core.reassign("c1", owner, by=Actor.ADMIN, now=4.0)  # admin
-    effects += core.chat_parked("c1", by=Actor.SELF, now=5.0)
+    effects += core.set_status(owner, AgentStatus.AWAY, by=ActedBy.SELF, now=2.0)  # requeued
+    effects += core.set_status(owner, AgentStatus.AVAILABLE, by=ActedBy.SELF, now=3.0)
+    effects += core.reassign("c1", owner, by=ActedBy.ADMIN, now=4.0)  # admin
+    effects += core.chat_parked("c1", by=ActedBy.SELF, now=5.0)
     effects += core.customer_wrote("c1", 6.0)  # requeued
     holder = holder_of(core, "c1")
     effects += core.agent_disconnected(holder, 7.0)

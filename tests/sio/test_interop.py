@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from store import Actor, AgentStatus, Priority
+from store import ActedBy, AgentStatus, Priority
 from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import connect as ws_connect
 from tests.e2e.wsclient import ready_agent, say
@@ -43,7 +43,7 @@ async def connected(node: NodeClients, name: str, token: str, **opts: Any) -> di
 
 async def make_available(live: Live, agent_id: str) -> None:
     await live.services.system.set_agent_status(
-        agent_id, AgentStatus.AVAILABLE, by=Actor.SELF, actor_id=agent_id
+        agent_id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent_id
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from store import Actor, ChatStatus, new_id
+from store import ActedBy, ChatStatus, new_id
 from tests.conftest import Live
 from tests.sio.node import NodeClients
 from tests.sio.test_interop import connected, make_available, open_chat, user_id
@@ -74,7 +74,7 @@ async def test_someone_elses_chat_answers_as_no_chat_at_all(live: Live, node: No
     await make_available(live, await user_id(live, ann_token))
     owner = await user_id(live, await live.customer_token("shop-customer-1"))
     resolved = await open_chat(live, owner)
-    await live.services.system.resolve_chat(resolved, by=Actor.ADMIN, actor_id=None)
+    await live.services.system.resolve_chat(resolved, by=ActedBy.ADMIN, actor_id=None)
     assigned = await open_chat(live, owner)
     awake = conversations(live)
     await connected(node, "bob", await live.login(BOB))  # an agent, not this chat's

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store import (
+    ActedBy,
     Activity,
     ActivityKind,
-    Actor,
     Chat,
     Message,
     Notification,
@@ -78,7 +78,7 @@ def activity(**fields: Any) -> Activity:
     defaults: dict[str, Any] = {
         "id": new_id(),
         "kind": ActivityKind.CHAT_STATUS,
-        "actor": Actor.SYSTEM,
+        "actor": ActedBy.SYSTEM,
         "reason": "assigned",
         "at": T0,
     }

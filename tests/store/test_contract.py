@@ -17,10 +17,10 @@ import pytest
 import trio
 
 from store import (
+    ActedBy,
     Activity,
     ActivityFilter,
     ActivityKind,
-    Actor,
     AgentRouting,
     AgentStatus,
     Backend,
@@ -753,7 +753,7 @@ async def test_deleting_a_notification_is_scoped_to_its_user(store: Backend) -> 
 async def test_activity_round_trips_every_field(store: Backend) -> None:
     full = activity(
         kind=ActivityKind.ASSIGNMENT,
-        actor=Actor.ADMIN,
+        actor=ActedBy.ADMIN,
         reason="least loaded: 1/3; candidates a (1/3), b (2/3)",
         at=at(4),
         agent_id=new_id(),

@@ -15,10 +15,10 @@ import trio
 
 from api import DEMO_CUSTOMERS, DEMO_STAFF
 from store import (
+    ActedBy,
     Activity,
     ActivityFilter,
     ActivityKind,
-    Actor,
     AgentRouting,
     AgentStatus,
     ChatRouting,
@@ -102,7 +102,7 @@ async def fill(url: str) -> None:
                 activity(
                     kind=ActivityKind.AGENT_STATUS,
                     agent_id=agent.id,
-                    actor=Actor.ADMIN,
+                    actor=ActedBy.ADMIN,
                     actor_id=admin.id,
                     from_value="available",
                     to_value="away",
