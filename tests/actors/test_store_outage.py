@@ -20,6 +20,7 @@ import trio.testing
 
 from actors import ChatAssigned, Event, Speaker, System, open_system
 from actors.supervisor import RETRY_SECONDS, SupervisorActor
+from actors.system import SUPERVISOR_RETRY_SECONDS
 from router import Refused, RouterError
 from store import (
     ActedBy,
@@ -241,3 +242,62 @@ async def test_a_crashed_assignment_actor_keeps_every_route_while_it_restarts(
             assert [m.client_msg_id for m in stored] == acked[chat_id]
             assert len(acked[chat_id]) >= 4
         await check_store_agrees(system, memory)
+
+
+async def test_an_assignment_actor_that_keeps_crashing_is_started_again_after_a_delay(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that crashes every start: restarts back off (0.5, 1, 2, 4, 8 s), then the actor is
+    given up for SUPERVISOR_RETRY_SECONDS and started afresh, for as long as it takes. The domain
+    never ends meanwhile: not ready, routes kept, customers still write; once the bug is gone the
+    next start routes again."""
+    memory = MemoryStore()
+    await seed_agents(memory)
+    with trio.fail_after(600):
+        await _keeps_crashing(memory, monkeypatch)
+
+
+async def _keeps_crashing(memory: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_system(memory) as system:
+        await online(system, "ann")
+        chat_id = await open_chat(system, "cust-1")
+        customer = Speaker("cust-1", Role.CUSTOMER)
+
+        def always_crash(self: SupervisorActor, agent_id: str, batch: Any) -> None:
+            raise RuntimeError("an injected bug")
+
+        real = SupervisorActor._sync_presence
+        monkeypatch.setattr(SupervisorActor, "_sync_presence", always_crash)
+        crashed_at = trio.current_time()
+        await system.connect(Recorder("bob").session, Role.AGENT)  # crashes it, and every start
+        await trio.sleep(16 + SUPERVISOR_RETRY_SECONDS / 2)  # past the backoffs: given up
+        assert not system.assignment_running
+        assert system.route(chat_id) is not None
+        sent = await system.send_message(chat_id, customer, client_msg_id="m1", content="hi")
+        assert sent.message.seq == 1
+        opened: list[str] = []
+        async with trio.open_nursery() as nursery:
+            # An ask made meanwhile waits in the mailbox, which outlives the instances.
+            nursery.start_soon(lambda: _append(opened, open_chat(system, "cust-2")))
+            await trio.sleep(1)
+            assert opened == []
+            monkeypatch.setattr(SupervisorActor, "_sync_presence", real)  # the bug is fixed
+            with trio.fail_after(SUPERVISOR_RETRY_SECONDS):
+                await _running(system)
+        assert system.assignment_running
+        restarts = [a.restarts for a in system.actor_states() if a.name == "supervisor"]
+        assert restarts[0] >= 6
+        assert trio.current_time() - crashed_at < 16 + 2 * SUPERVISOR_RETRY_SECONDS
+        route = system.route(opened[0])
+        assert route is not None
+        assert route.agent_id == "ann"
+        await check_store_agrees(system, memory)
+
+
+async def _append(into: list[str], value: Awaitable[str]) -> None:
+    into.append(await value)
+
+
+async def _running(system: System) -> None:
+    """Until the assignment actor answers again (its mailbox is in order)."""
+    await system.snapshot()
