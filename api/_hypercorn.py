@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -103,15 +104,23 @@ class OneConnection(TCPServer):
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
+        data = event.data
+        try:
+            data = self._send_now(data)
+        except OSError:
+            await self.protocol.handle(Closed())
+            return
+        if not data:
+            return
         broken = False
-        async with self.send_lock:
-            # Shielded as hypercorn does (a cancelled write would corrupt the stream), but
-            # bounded: a peer that does not read for `send_timeout` is aborted. One scope for
-            # both: this runs for every frame.
-            deadline = trio.current_time() + _send_timeout(self.config)
-            with trio.CancelScope(shield=True, deadline=deadline) as bound:
+        # Shielded as hypercorn does (a cancelled write would corrupt the stream, and part of
+        # this one may have gone out), but bounded: a peer that does not read for
+        # `send_timeout` is aborted. One scope for both.
+        deadline = trio.current_time() + _send_timeout(self.config)
+        with trio.CancelScope(shield=True, deadline=deadline) as bound:
+            async with self.send_lock:
                 try:
-                    await self.stream.send_all(event.data)
+                    await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     broken = True
         if bound.cancelled_caught:
@@ -119,6 +128,20 @@ class OneConnection(TCPServer):
             await self.abort()
         if broken or bound.cancelled_caught:
             await self.protocol.handle(Closed())
+
+    def _send_now(self, data: bytes) -> bytes:
+        """Write what the socket takes now, without waiting: what is left to send. Nothing
+        else is writing (the lock is free) and this does not yield, so no other write can
+        come between; most writes fit in the socket's buffer and cost no trip through the
+        scheduler. Not for TLS streams (their bytes must go through the TLS layer)."""
+        raw = getattr(self.stream, "socket", None)
+        if raw is None or self.send_lock.locked():
+            return data
+        try:
+            sent = os.write(raw.fileno(), data)
+        except BlockingIOError:
+            return data
+        return data[sent:]
 
     async def abort(self) -> None:
         """Reset the TCP connection: its file handle and buffers are freed at once."""
@@ -252,11 +275,7 @@ class Websocket(ws_stream.WSStream):
                     )
                     continue
                 if event.message_finished:
-                    assert self.app_put is not None
-                    # The app's queue is full while it does not read: a close frame going out
-                    # releases this wait, and the frame is dropped.
-                    with trio.CancelScope() as self._put:
-                        await self.app_put(self.buffer.to_message())
+                    await self._to_app(self.buffer.to_message())
                     self.buffer.clear()
             elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
@@ -266,6 +285,22 @@ class Websocket(ws_stream.WSStream):
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def _to_app(self, message: Any) -> None:
+        """Hand a frame to the app: at once when its queue has room (no cancel scope, no
+        checkpoint: this runs for every frame), else waiting for room."""
+        assert self.app_put is not None
+        queue = getattr(self.app_put, "__self__", None)  # hypercorn's channel, when it is one
+        if isinstance(queue, trio.MemorySendChannel):
+            try:
+                queue.send_nowait(message)
+                return
+            except trio.WouldBlock:
+                pass
+        # The app's queue is full while it does not read: a close frame going out releases
+        # this wait, and the frame is dropped.
+        with trio.CancelScope() as self._put:
+            await self.app_put(message)
 
     async def _send_wsproto_event(self, event: Any) -> None:
         if self._kept is not None:

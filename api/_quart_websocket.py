@@ -16,6 +16,7 @@ from functools import partial
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+from quart import Websocket, websocket
 from quart.asgi import ASGIWebsocketConnection
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
@@ -47,3 +48,10 @@ async def _next_frame(receive: ASGIReceiveCallable, gone: trio.CancelScope) -> s
             gone.cancel()
             await trio.lowlevel.checkpoint()  # raises Cancelled, caught by `gone`
         # websocket.connect: nothing to do
+
+
+def current_websocket() -> Websocket:
+    """The request's websocket itself, not Quart's `websocket` proxy, which looks the object up
+    in the context on every use: a connection reads and writes through it for every frame."""
+    found: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
+    return found

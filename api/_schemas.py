@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -156,17 +156,22 @@ class ChatMessageOut(WireModel):
 
     @classmethod
     def of(cls, message: Message) -> ChatMessageOut:
-        return cls(
-            id=message.id,
-            chat_id=message.chat_id,
-            seq=message.seq,
-            sender_id=message.sender_id,
-            receiver_id=message.receiver_id,
-            content=message.content,
-            status=message.status,
-            sender_role=message.sender_role,
-            created_at=message.created_at,
-        )
+        return cls(**cls.fields(message))
+
+    @staticmethod
+    def fields(message: Message) -> dict[str, Any]:
+        """The fields of `message`'s shape, for a subclass that adds its own."""
+        return {
+            "id": message.id,
+            "chat_id": message.chat_id,
+            "seq": message.seq,
+            "sender_id": message.sender_id,
+            "receiver_id": message.receiver_id,
+            "content": message.content,
+            "status": message.status,
+            "sender_role": message.sender_role,
+            "created_at": message.created_at,
+        }
 
 
 class AgentRef(WireModel):

@@ -37,6 +37,7 @@ from api._engineio import (
     Transport,
 )
 from api._errors import error_response
+from api._quart_websocket import current_websocket
 from api._services import services
 from api._sio_hub import Crowded, Hub, TooManyPending
 from api._sio_session import SocketIOLimits
@@ -135,7 +136,7 @@ async def websocket_transport() -> Response | None:
         except TooManyPending:
             return _too_many_pending(the_hub.limits)
         await websocket.accept()
-        await session.serve_websocket(websocket)
+        await session.serve_websocket(current_websocket())
         return None
     upgrading = hub().get(sid)
     if upgrading is None:
@@ -144,7 +145,8 @@ async def websocket_transport() -> Response | None:
         upgrading.engine.start_upgrade()
     except ProtocolError as error:
         return _refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST)
-    await upgrading.upgrade(websocket, websocket.accept)
+    direct = current_websocket()
+    await upgrading.upgrade(direct, direct.accept)
     return None
 
 

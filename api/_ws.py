@@ -68,6 +68,7 @@ from api._frames import (
 )
 from api._guard import bearer_token
 from api._hypercorn import BATCH_KEY, CLOSE_KEY
+from api._quart_websocket import current_websocket
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_shape
@@ -172,7 +173,7 @@ async def socket() -> Response | None:
 
 
 async def _serve(found: Services, principal: Principal, token: str) -> None:
-    edge = JsonEdge(found, principal, token, websocket, stopping())
+    edge = JsonEdge(found, principal, token, current_websocket(), stopping())
     opened, role = trio.current_time(), principal.role.value
     connection_opened(
         "ws",
