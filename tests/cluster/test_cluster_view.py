@@ -11,8 +11,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from tests.cluster.conftest import DEMO_PASSWORD, ClusterNode, running_cluster, ws
-from tests.store.mongo_server import WireServer
+from tests.cluster.conftest import DEMO_PASSWORD, ClusterNode, MongoServer, running_cluster, ws
 from tests.valkey_server import Valkey
 from tools._remote import DEMO_ADMIN_EMAIL, Credentials
 from tools.inspect import InspectOptions, inspect
@@ -77,10 +76,10 @@ async def inspected(node: ClusterNode) -> str:
 
 
 async def test_every_node_shows_the_nodes_the_leader_its_token_and_connections_per_node(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(120):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b, c = await cluster.start_nodes(nursery, "node-a", "node-b", "node-c")
             on_a, on_b, on_c = (
                 await admin_headers(a),

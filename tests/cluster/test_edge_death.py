@@ -20,9 +20,8 @@ from store import (
     open_store,
     pages,
 )
-from tests.cluster.conftest import available, running_cluster, text, ws
+from tests.cluster.conftest import MongoServer, available, running_cluster, text, ws
 from tests.e2e.wsclient import WsClient, say
-from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
 
 ANN = "ann@switchboard.example"
@@ -53,10 +52,10 @@ async def put_away(store: Store, agent_id: str) -> list[Activity]:
 
 
 async def test_an_edge_node_killed_with_agents_on_it(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(150):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b, c = await cluster.start_nodes(nursery, "node-a", "node-b", "node-c", grace=GRACE)
             bob_token = await b.login(BOB)
 

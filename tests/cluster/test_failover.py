@@ -9,19 +9,18 @@ from pathlib import Path
 
 import trio
 
-from tests.cluster.conftest import LEASE_SECONDS, available, running_cluster, text, ws
+from tests.cluster.conftest import LEASE_SECONDS, MongoServer, available, running_cluster, text, ws
 from tests.e2e.wsclient import say
-from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
 
 ANN = "ann@switchboard.example"
 
 
 async def test_a_chat_across_two_nodes_survives_the_arbiter_killed(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(120):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
 
             async with ws(b, await b.login(ANN)) as agent:

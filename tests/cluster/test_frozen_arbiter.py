@@ -12,9 +12,8 @@ from pathlib import Path
 import trio
 
 from store import ActivityFilter, ChatStatus, Role, open_store, pages
-from tests.cluster.conftest import available, running_cluster, ws
+from tests.cluster.conftest import MongoServer, available, running_cluster, ws
 from tests.e2e.wsclient import say
-from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
 from tools.chaos_check import replay, starting_max_loads
 
@@ -24,10 +23,10 @@ GRACE = 1.0
 
 
 async def test_a_frozen_arbiter_woken_after_its_lease_cannot_write(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(120):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b", grace=GRACE)
 
             customer_token = await b.customer_token("shop-frozen-1")

@@ -12,8 +12,7 @@ from typing import Any
 import trio
 
 from api import DEMO_PASSWORD
-from tests.cluster.conftest import running_cluster
-from tests.store.mongo_server import WireServer
+from tests.cluster.conftest import MongoServer, running_cluster
 from tests.tools.test_loadsim import SMALL
 from tests.valkey_server import Valkey
 from tools._remote import DEMO_ADMIN_EMAIL, Credentials
@@ -24,10 +23,10 @@ SERVER_PID = re.compile(r"server\.started .* pid=(\d+)")
 
 
 async def test_loadsim_spreads_over_the_nodes_and_every_invariant_holds(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(150):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             pids = []
             for name in ("node-a", "node-b"):

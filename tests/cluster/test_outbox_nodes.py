@@ -10,9 +10,8 @@ from pathlib import Path
 import trio
 
 from store import Mail, Store, new_id, open_store, utcnow
-from tests.cluster.conftest import running_cluster
+from tests.cluster.conftest import MongoServer, running_cluster
 from tests.mail.smtp_server import running_smtp
-from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
 
 MAILS = 40
@@ -42,10 +41,10 @@ async def all_sent(store: Store, ids: set[str]) -> None:
 
 
 async def test_each_mail_is_sent_by_one_node(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with running_smtp() as smtp:
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             # Each sender looks at the outbox at least every 0.2 s, so all three find new mail.
             await cluster.start_nodes(
                 nursery,

@@ -10,18 +10,17 @@ import trio
 
 from api import DEMO_PASSWORD
 from tests.api.support import ANN
-from tests.cluster.conftest import running_cluster, ws
-from tests.store.mongo_server import WireServer
+from tests.cluster.conftest import MongoServer, running_cluster, ws
 from tests.valkey_server import Valkey
 
 NEW_PASSWORD = "a-new-password-22"
 
 
 async def test_a_password_change_closes_the_other_tokens_connections_on_every_node(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(120):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             caller, other_token = await a.login(ANN), await a.login(ANN)
             async with ws(b, caller) as kept, ws(b, other_token) as other:

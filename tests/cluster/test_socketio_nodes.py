@@ -9,18 +9,17 @@ from pathlib import Path
 
 import trio
 
-from tests.cluster.conftest import running_cluster
-from tests.store.mongo_server import WireServer
+from tests.cluster.conftest import MongoServer, running_cluster
 from tests.valkey_server import Valkey
 
 PATH = "/socket.io/"
 
 
 async def test_a_polling_session_is_known_only_to_the_node_that_opened_it(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     with trio.fail_after(90):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             token = await b.customer_token("shop-sticky-1")
             auth = {"Authorization": f"Bearer {token}"}

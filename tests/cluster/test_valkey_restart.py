@@ -12,10 +12,9 @@ from typing import Any
 import trio
 
 from store import open_store
-from tests.cluster.conftest import available, running_cluster, ws
+from tests.cluster.conftest import MongoServer, available, running_cluster, ws
 from tests.cluster.test_cluster_view import admin_headers, leader_token
 from tests.e2e.wsclient import WsClient
-from tests.store.mongo_server import WireServer
 from tests.valkey_server import Valkey
 
 ANN = "ann@switchboard.example"
@@ -35,13 +34,13 @@ async def send_until_acked(
 
 
 async def test_valkey_restarting_under_traffic_loses_nothing_acknowledged(
-    tmp_path: Path, wire_server: WireServer, valkey: Valkey
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
 ) -> None:
     acked: dict[str, int] = {}
     refused: list[str] = []
     during: dict[str, Any] = {}
     with trio.fail_after(150):
-        async with running_cluster(tmp_path, wire_server, valkey) as (cluster, nursery):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
             a, b = await cluster.start_nodes(nursery, "node-a", "node-b")
             headers = await admin_headers(b)
             token_before = await leader_token(b, headers)
