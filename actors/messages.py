@@ -144,6 +144,17 @@ class AgentProfileChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatDetailsChanged:
+    """An admin changed an active chat's title or description (as stored): what the supervisor
+    answers and pushes about the chat from now on shows them."""
+
+    chat_id: str
+    title: str
+    description: str
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveAgent:
     """An agent was demoted or deleted: their chats are re-queued."""
 
@@ -189,6 +200,7 @@ SupervisorMessage: TypeAlias = (
     | CustomerWrote
     | AddAgent
     | AgentProfileChanged
+    | ChatDetailsChanged
     | RemoveAgent
     | GraceExpired
     | RefreshQueuePositions

@@ -54,6 +54,7 @@ from actors.floor import FloorSignal
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
+    ChatDetailsChanged,
     CustomerWrote,
     GetSnapshot,
     GraceExpired,
@@ -246,16 +247,16 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 self._check_may_act(chat_id, by, actor_id, customer_may=False)
                 effects = core.chat_parked(chat_id, by=by, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._chat, chat_id))
+                batch.answer(reply, partial(self._answer, batch, chat_id))
             case ResolveChat(chat_id, by, actor_id, reply):
                 self._check_may_act(chat_id, by, actor_id, customer_may=True)
                 effects = core.chat_resolved(chat_id, by=by, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._chat, chat_id))
+                batch.answer(reply, partial(self._answer, batch, chat_id))
             case ReassignChat(chat_id, agent_id, actor_id, reply):
                 effects = core.reassign(chat_id, agent_id, by=ActedBy.ADMIN, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._chat, chat_id))
+                batch.answer(reply, partial(self._answer, batch, chat_id))
             case CustomerWrote(chat_id):
                 batch.redo.append(message)
                 self._decided(batch, core.customer_wrote(chat_id, now), None, chats=(chat_id,))
@@ -270,6 +271,11 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 batch.answer(reply, _value(None))
             case AgentProfileChanged(agent_id, reply):
                 self._cards.pop(agent_id, None)  # read again when next pushed
+                batch.answer(reply, _value(None))
+            case ChatDetailsChanged(chat_id, title, description, reply):
+                record = self._records.get(chat_id)
+                if record is not None:  # else resolved meanwhile: nothing shown of it again
+                    self._records[chat_id] = replace(record, title=title, description=description)
                 batch.answer(reply, _value(None))
             case RemoveAgent(agent_id, reply):
                 # Before the core forgets the agent: their record is stored a user and away, in
@@ -326,7 +332,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         # Nobody else writes a chat before its creator hears of it: a chat created in this batch
         # is the record just stored, without reading it back.
         stored = batch.stored.get(chat_id)
-        chat = stored if stored is not None else await self._chat(chat_id)
+        chat = stored if stored is not None else self._shown(chat_id, batch)
         agent = None if chat.agent_id is None else await self._card(chat.agent_id)
         return OpenedChat(chat, created, agent, await self._last_message(chat))
 
@@ -437,9 +443,6 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
             self._publish_route(chat_id)
         for effect, owner in batch.pushes:
             await self._push(effect, batch, owner)
-        for chat_id in batch.chats:
-            if self._routes.get(chat_id) is None:
-                self._forget(chat_id)
         for reply, answer in batch.answers:
             try:
                 reply.send(await answer())
@@ -447,6 +450,9 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
                 reply.fail(refusal)
             except StoreError as error:  # a read after the write; the decision itself stands
                 reply.fail(StoreUnavailable(str(error)))
+        for chat_id in batch.chats:  # after the answers, which show the resolved ones too
+            if self._routes.get(chat_id) is None:
+                self._forget(chat_id)
         if batch.effects or batch.enrolled or batch.presence:
             self._floor.changed()
 
@@ -534,11 +540,10 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
             card = self._cards[agent_id] = AgentCard(user.id, user.name, user.email)
         return card
 
-    async def _chat(self, chat_id: str) -> Chat:
-        chat = await self._store.get_chat(chat_id)
-        if chat is None:
-            raise Refused("chat_not_found", f"chat {chat_id} does not exist")
-        return chat
+    async def _answer(self, batch: _Batch, chat_id: str) -> Chat:
+        """The chat a park, resolve or reassign answers with: as stored by the batch, from
+        memory (one store read per answer made the actor wait on the store once per request)."""
+        return self._shown(chat_id, batch)
 
     # --- effects -------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, Wa
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
+    ChatDetailsChanged,
     ConversationMessage,
     DeleteTranscript,
     GetSnapshot,
@@ -211,6 +212,12 @@ class System:
     async def agent_profile_changed(self, agent_id: str) -> None:
         """The agent's name or email was edited: chats pushed from now on show the new ones."""
         await self._supervisor.ask(lambda reply: AgentProfileChanged(agent_id, reply))
+
+    async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
+        """An admin stored a chat's new title or description."""
+        await self._supervisor.ask(
+            lambda reply: ChatDetailsChanged(chat_id, title, description, reply)
+        )
 
     async def remove_agent(self, agent_id: str) -> None:
         await self._supervisor.ask(lambda reply: RemoveAgent(agent_id, reply))

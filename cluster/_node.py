@@ -68,6 +68,7 @@ FORWARDED = frozenset(
         "reassign_chat",
         "add_agent",
         "agent_profile_changed",
+        "chat_details_changed",
         "remove_agent",
         "snapshot",
         "watch_floor",

@@ -166,6 +166,12 @@ class ClusterSystem(System):
     async def agent_profile_changed(self, agent_id: str) -> None:
         await self.node.call("agent_profile_changed", {"agent_id": agent_id})
 
+    async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
+        await self.node.call(
+            "chat_details_changed",
+            {"chat_id": chat_id, "title": title, "description": description},
+        )
+
     async def remove_agent(self, agent_id: str) -> None:
         await self.node.call("remove_agent", {"agent_id": agent_id})
 

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 
 from actors import AgentCard, ChatAssigned, Speaker, System
-from store import ChatStatus, MemoryStore, MessageStatus, Priority, Role, User
+from store import (
+    ActedBy,
+    Chat,
+    ChatStatus,
+    MemoryStore,
+    MessageStatus,
+    Priority,
+    Role,
+    User,
+    utcnow,
+)
 from tests.actors.conftest import Recorder, online, seed_agents, settle
 
 CUSTOMER = Speaker("cust-1", Role.CUSTOMER)
@@ -87,19 +97,19 @@ async def test_receipts_and_replies_move_what_a_reassigned_chat_shows(
     await system.send_message(chat_id, ANN, client_msg_id="a1", content="on its way")
     bob = await online(system, "bob")
     store.counting = True
-    await system.reassign_chat(chat_id, "bob", actor_id="admin")
+    answer = await system.reassign_chat(chat_id, "bob", actor_id="admin")
     await settle()
     store.counting = False
     [pushed] = bob.of(ChatAssigned)
     stored = await store.get_chat(chat_id)
     assert stored is not None
-    assert pushed.chat == stored
+    assert pushed.chat == answer == stored
     assert (stored.agent_unread_count, stored.customer_unread_count) == (0, 1)
     assert pushed.last_message is not None
     assert pushed.last_message.content == "on its way"
     assert pushed.agent == AgentCard("bob", "Bob", "bob@example.com")
-    # The reassign's own answer reads the chat; pushing it read nothing more.
-    assert store.reads == ["get_chat"]
+    # Neither the reassign's answer nor the push read the store.
+    assert store.reads == []
 
 
 async def test_an_agent_renamed_is_pushed_with_the_new_name(
@@ -115,3 +125,54 @@ async def test_an_agent_renamed_is_pushed_with_the_new_name(
     await settle()
     [pushed] = tab.of(ChatAssigned)
     assert pushed.agent == AgentCard("ann", "Ann Lee", "ann.lee@example.com")
+
+
+async def test_parking_and_resolving_answer_the_stored_chat_reading_nothing(
+    system: System, store: CountingStore
+) -> None:
+    """The supervisor answers each decision with the chat as the batch stored it, from memory:
+    one store read per answer made it wait on the store once per request."""
+    await online(system, "ann")
+    opened = await system.open_chat("cust-1", title="Help", description="", priority=Priority.LOW)
+    chat_id = opened.chat.id
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="c1", content="parcel?")
+    store.counting = True
+    parked = await system.park_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
+    assert parked == await _stored(store, chat_id)
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="c2", content="still?")
+    await settle()  # queued again and given back to ann
+    resolved = await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
+    assert resolved == await _stored(store, chat_id)
+    assert (resolved.status, resolved.agent_id, resolved.last_seq) == (
+        ChatStatus.RESOLVED,
+        "ann",
+        2,
+    )
+    assert store.reads == []
+
+
+async def _stored(store: CountingStore, chat_id: str) -> Chat:
+    counting, store.counting = store.counting, False
+    chat = await store.get_chat(chat_id)
+    store.counting = counting
+    assert chat is not None
+    return chat
+
+
+async def test_a_new_title_is_shown_in_what_is_answered_and_pushed_next(
+    system: System, store: CountingStore
+) -> None:
+    await online(system, "ann")
+    opened = await system.open_chat("cust-1", title="Help", description="", priority=Priority.LOW)
+    chat_id = opened.chat.id
+    renamed = await store.set_chat_details(
+        chat_id, title="Lost parcel", description="order 42", at=utcnow()
+    )
+    assert renamed is not None
+    await system.chat_details_changed(chat_id, "Lost parcel", "order 42")
+    bob = await online(system, "bob")
+    answer = await system.reassign_chat(chat_id, "bob", actor_id="admin")
+    await settle()
+    [pushed] = bob.of(ChatAssigned)
+    assert (answer.title, answer.description) == ("Lost parcel", "order 42")
+    assert pushed.chat == answer == await _stored(store, chat_id)

@@ -186,6 +186,23 @@ async def test_deleting_a_chat_with_a_live_conversation_stops_it_first(live: Liv
     )
 
 
+async def test_a_renamed_chat_shows_its_new_title_when_next_reassigned(live: Live) -> None:
+    """The assignment actor answers and pushes from its own copy of each active chat: a title
+    the admin stored is told to it, so the next decision does not show the old one."""
+    admin = await staff(live, ADMIN)
+    await available_agent(live, ANN)
+    chat = await open_chat(live, await customer(live))
+    path = f"/admin/chats/{chat['id']}"
+    renamed = await live.http.put(path, headers=admin.headers, json={"title": "Lost parcel"})
+    assert renamed.status_code == 200, renamed.text
+    cy = await available_agent(live, CY)
+    moved = await live.http.put(path, headers=admin.headers, json={"agentId": cy.id})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["title"], moved.json()["agent"]["_id"]) == ("Lost parcel", cy.id)
+    pushed = [e for e in cy.events if isinstance(e, ChatAssigned) and e.chat.id == chat["id"]]
+    assert [e.chat.title for e in pushed] == ["Lost parcel"]
+
+
 async def test_the_edit_form_reassigns_and_renames_and_a_waiting_chat_can_be_set_pending(
     live: Live,
 ) -> None:
