@@ -18,6 +18,7 @@ from api._engineio import (
 )
 from api._services import Services
 from api._sio_session import SioSession, SocketIOLimits
+from api._stopping import Stopping
 from telemetry import limit_hit
 
 log = logging.getLogger("api.socketio")
@@ -38,7 +39,7 @@ class Hub:
         self,
         found: Services,
         caps: ConnectionCaps,
-        going_away: trio.Event,
+        going_away: Stopping,
         limits: SocketIOLimits | None = None,
     ) -> None:
         settings = found.settings

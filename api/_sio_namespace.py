@@ -24,6 +24,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias, assert_never
@@ -154,8 +155,10 @@ class ChatSocket:
         emit: Callable[[Outgoing], Awaitable[None]],
         rooms_limit: int,
         session_id: str,
+        nursery: trio.Nursery,
     ) -> None:
         settings = found.settings
+        self._nursery = nursery  # the session's: runs the receipts when some are due
         self.sid = secrets.token_urlsafe(15)
         self.user_id = principal.user.id
         self.role = principal.role
@@ -424,6 +427,13 @@ class ChatSocket:
 
     # --- server -> client ----------------------------------------------------------------------
 
+    def _written(self, event: MessageAdded) -> None:
+        if self.core.written(event):
+            # Refused once the session has ended (a last poll takes what was buffered):
+            # receipts are best effort, and the reader's next read covers these.
+            with suppress(RuntimeError):
+                self._nursery.start_soon(self.core.send_receipts)
+
     def intercept(self, event: Event) -> bool:
         """Keep the fan-out of this socket's own send for its ack instead of pushing it."""
         if isinstance(event, MessageAdded) and event.message.client_msg_id in self._sending:
@@ -438,7 +448,7 @@ class ChatSocket:
                 if message.chat_id in self.chats:
                     received = eio.EventPacket("messageReceived", (message_json(message),))
                     packets: list[tuple[eio.SioPacket, Written | None]] = [
-                        (received, partial(self.core.written, event))
+                        (received, partial(self._written, event))
                     ]
                     typist = (message.chat_id, message.sender_id)
                     if typist in self._shown_typing:

@@ -53,7 +53,7 @@ from api._sio_events import (
     SioErrorOut,
 )
 from api._sio_namespace import SEND_MESSAGE, SEND_RUN, TYPING, ChatSocket, Outgoing
-from api._stopping import GOING_AWAY
+from api._stopping import GOING_AWAY, Stopping
 from api._ws import WebSocket, send_together, token_id
 from api._ws_core import (
     CONNECT_ROLES,
@@ -101,7 +101,7 @@ class SioSession:
         client: str,
         settle: Callable[[], None],
         caps: ConnectionCaps,
-        going_away: trio.Event,
+        going_away: Stopping,
     ) -> None:
         self._found = found
         self._client = client
@@ -162,15 +162,16 @@ class SioSession:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._pump)
-                nursery.start_soon(self._dispatch, nursery)
-                nursery.start_soon(self._await_connect)
-                nursery.start_soon(self._go_away)
-                task_status.started()
-                await self._closed.wait()
-                nursery.cancel_scope.cancel()
+            # Told when the server begins to stop, without a task of its own waiting for it.
+            with self._going_away.telling(self._go_away):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._pump)
+                    nursery.start_soon(self._dispatch, nursery)
+                    nursery.start_soon(self._await_connect)
+                    task_status.started()
+                    await self._closed.wait()
+                    nursery.cancel_scope.cancel()
             self._inbound.close()  # a POST waiting to hand over a packet is answered now
             with trio.move_on_after(self._limits.flush_seconds):
                 await self._until(lambda: self.engine.drained)
@@ -194,10 +195,9 @@ class SioSession:
         if settle is not None:
             settle()
 
-    async def _go_away(self) -> None:
+    def _go_away(self) -> None:
         """The server is stopping: the close packet, without a DISCONNECT, so the client
         reconnects by itself (to the server that takes over)."""
-        await self._going_away.wait()
         self._end("server_stopping", GOING_AWAY, disconnect=False)
 
     async def _heartbeat(self) -> None:
@@ -361,7 +361,7 @@ class SioSession:
             return
         session_id = new_id()
         socket = ChatSocket(
-            self._found, principal, self._emit, self._limits.rooms_per_socket, session_id
+            self._found, principal, self._emit, self._limits.rooms_per_socket, session_id, nursery
         )
         session = Session(
             session_id, principal.user.id, self._offer, self._close, token_id(principal, token)
@@ -397,7 +397,6 @@ class SioSession:
             transport=self.engine.transport.value,
         )
         await self._emit(eio.ConnectPacket(data={"sid": socket.sid}))
-        nursery.start_soon(socket.core.send_receipts)
         nursery.start_soon(self._expire, principal.expires_at)
 
     async def _authenticate(self, auth: dict[str, Any] | None) -> tuple[Principal, str]:

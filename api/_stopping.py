@@ -2,10 +2,13 @@
 websocket is closed with 1001 Going Away (a Socket.IO session with its close packet) instead of
 being dropped when the HTTP server's grace period runs out. In-flight requests finish within it.
 
-The app's `stopping` event is set when the stop begins; each live connection waits on it.
+The app's `Stopping` is set when the stop begins; each live connection is told.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 from quart import Quart, current_app
@@ -15,14 +18,48 @@ CLOSE_GOING_AWAY = 1001
 GOING_AWAY = "the server is stopping; reconnect shortly"
 
 
-def stopping_event(app: Quart) -> trio.Event:
-    """The app's event, set when the server begins to stop (made on first use)."""
-    found: trio.Event | None = app.extensions.get(STOPPING_KEY)
+class Stopping:
+    """Set once, when the server begins to stop. A connection asks to be told (`telling`)
+    rather than keeping a task of its own waiting on an event: ten thousand idle websockets
+    would hold ten thousand such tasks."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._told: set[Callable[[], None]] = set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def set(self) -> None:
+        if self._event.is_set():
+            return
+        self._event.set()
+        for tell in list(self._told):
+            tell()
+
+    @contextmanager
+    def telling(self, tell: Callable[[], None]) -> Iterator[None]:
+        """Call `tell` once the stop begins (at once if it has) while the block runs."""
+        if self._event.is_set():
+            tell()
+        self._told.add(tell)
+        try:
+            yield
+        finally:
+            self._told.discard(tell)
+
+
+def stopping_event(app: Quart) -> Stopping:
+    """The app's stop, set when the server begins to stop (made on first use)."""
+    found: Stopping | None = app.extensions.get(STOPPING_KEY)
     if found is None:
-        found = app.extensions[STOPPING_KEY] = trio.Event()
+        found = app.extensions[STOPPING_KEY] = Stopping()
     return found
 
 
-def stopping() -> trio.Event:
-    """The current app's event (inside a request or websocket)."""
+def stopping() -> Stopping:
+    """The current app's stop (inside a request or websocket)."""
     return stopping_event(current_app)

@@ -73,7 +73,7 @@ from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_shape
 from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
-from api._stopping import CLOSE_GOING_AWAY, GOING_AWAY, stopping
+from api._stopping import CLOSE_GOING_AWAY, GOING_AWAY, Stopping, stopping
 from api._ws_core import (
     CLOSE_INTERNAL,
     CLOSE_TOO_BIG,
@@ -328,7 +328,7 @@ class JsonEdge:
         principal: Principal,
         token: str,
         transport: WebSocket,
-        stopping: trio.Event,
+        stopping: Stopping,
     ) -> None:
         settings = found.settings
         self._system: System = found.system
@@ -356,16 +356,17 @@ class JsonEdge:
         self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
         self._closing: Close | None = None
         self._stopping = stopping
+        self._nursery: trio.Nursery  # the connection's tasks, once it runs
         self.session = Session(
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
 
     async def run(self) -> None:
-        with self._scope:
+        # Told when the server begins to stop, without a task of its own waiting for it.
+        with self._scope, self._stopping.telling(self._go_away):
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._write)
-                nursery.start_soon(self._go_away)
-                nursery.start_soon(self._core.send_receipts)
                 try:
                     await self._attach()
                     await self._read()
@@ -401,8 +402,7 @@ class JsonEdge:
 
     # --- the connection's tasks ----------------------------------------------------------------
 
-    async def _go_away(self) -> None:
-        await self._stopping.wait()
+    def _go_away(self) -> None:
         self._close(CLOSE_GOING_AWAY, GOING_AWAY)
 
     async def _attach(self) -> None:
@@ -488,7 +488,8 @@ class JsonEdge:
                 frames = [self._render(each) for each in items]
                 await send_together(self._transport, frames)
                 for each in items:
-                    self._core.written(each)
+                    if self._core.written(each):
+                        self._nursery.start_soon(self._core.send_receipts)
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")

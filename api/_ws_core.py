@@ -265,7 +265,7 @@ class Connection:
         # Delivery receipts to send: chat -> highest seq written to this client. Coalesced, so a
         # burst of messages costs one receipt per chat, sent by `send_receipts`.
         self._delivered: dict[str, int] = {}
-        self._receipts_due = trio.Event()
+        self._sending_receipts = False  # a `send_receipts` is under way
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -419,36 +419,46 @@ class Connection:
 
     # --- delivery receipts ---------------------------------------------------------------------
 
-    def written(self, item: Outbound) -> None:
-        """The edge wrote `item` to the client: a message from the other side is delivered."""
+    def written(self, item: Outbound) -> bool:
+        """The edge wrote `item` to the client: a message from the other side is delivered.
+        True when this made receipts due and no `send_receipts` is under way: the edge starts
+        one (an idle connection keeps no task for its receipts)."""
         if not isinstance(item, MessageAdded) or self.peer.role not in _CHATTERS:
-            return
+            return False
         message = item.message
         if message.sender_id == self.peer.user_id or message.status != MessageStatus.SENT:
-            return
+            return False
         message_delivered(self._edge, (datetime.now(UTC) - message.created_at).total_seconds())
-        if message.seq > self._delivered.get(message.chat_id, 0):
-            self._delivered[message.chat_id] = message.seq
-            self._receipts_due.set()
+        if message.seq <= self._delivered.get(message.chat_id, 0):
+            return False
+        self._delivered[message.chat_id] = message.seq
+        if self._sending_receipts:
+            return False
+        self._sending_receipts = True
+        return True
 
     async def send_receipts(self) -> None:
-        """Run for the connection's life: mark what was written as delivered, chat by chat.
+        """Mark what was written as delivered, chat by chat, after `RECEIPT_BATCH_SECONDS`,
+        until nothing more is due.
 
         Best effort, off the write path: a receipt that cannot be recorded now (chat resolved,
         component restarting) is dropped; the next `read` or delivery covers it."""
-        while True:
-            await self._receipts_due.wait()
-            await trio.sleep(RECEIPT_BATCH_SECONDS)
-            self._receipts_due = trio.Event()
-            due, self._delivered = self._delivered, {}
-            for chat_id, seq in due.items():
-                try:
-                    with trio.fail_after(ASK_SECONDS):
-                        await self._system.mark_read(
-                            chat_id, self._speaker, seq=seq, status=MessageStatus.DELIVERED
+        try:
+            while self._delivered:
+                await trio.sleep(RECEIPT_BATCH_SECONDS)
+                due, self._delivered = self._delivered, {}
+                for chat_id, seq in due.items():
+                    try:
+                        with trio.fail_after(ASK_SECONDS):
+                            await self._system.mark_read(
+                                chat_id, self._speaker, seq=seq, status=MessageStatus.DELIVERED
+                            )
+                    except (RouterError, StoreUnavailable, trio.TooSlowError) as error:
+                        log.info(
+                            "delivery receipt for %s up to %d dropped: %s", chat_id, seq, error
                         )
-                except (RouterError, StoreUnavailable, trio.TooSlowError) as error:
-                    log.info("delivery receipt for %s up to %d dropped: %s", chat_id, seq, error)
+        finally:
+            self._sending_receipts = False
 
 
 def _failure(inbound: Command, error: Exception) -> Error:
