@@ -167,5 +167,10 @@ def store_failed(operation: str, error: BaseException, *, unavailable: bool) -> 
 async def watch_runtime(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """For the process's life: garbage-collection pauses and event-loop lag into their
     histograms."""
-    with GcPauses(lambda generation, seconds: m.GC_PAUSES.labels(str(generation)).observe(seconds)):
+
+    def paused(generation: int, seconds: float, cpu_seconds: float) -> None:
+        m.GC_PAUSES.labels(str(generation)).observe(seconds)
+        m.GC_PAUSE_CPU.labels(str(generation)).observe(cpu_seconds)
+
+    with GcPauses(paused):
         await watch_loop_lag(m.LOOP_LAG.observe, task_status=task_status)

@@ -124,6 +124,13 @@ GC_PAUSES = Histogram(
     ["generation"],
     buckets=PAUSES,
 )
+GC_PAUSE_CPU = Histogram(
+    "switchboard_gc_pause_cpu_seconds",
+    "CPU time each pause of the cyclic garbage collector used, by generation: the pause "
+    "without the time the process waited for a core (the collector's own work)",
+    ["generation"],
+    buckets=PAUSES,
+)
 READY = Gauge(
     "switchboard_ready",
     "1 when the last readiness check passed (the store answers, the assignment actor runs)",

@@ -5,7 +5,10 @@ simulator's report use the same measurement.
 
 - `GcPauses` times every collection of Python's cyclic garbage collector through
   `gc.callbacks`: a collection stops every thread's Python code, so each one is a pause of the
-  whole process (in whichever thread it ran).
+  whole process (in whichever thread it ran). It gives the pause on the wall clock and the CPU
+  the collection used (`time.thread_time` of its thread): on a machine whose cores are busy
+  with other work the first includes the time the process waited for a core, the second is the
+  collector's own work.
 - `watch_loop_lag` sleeps a short interval again and again and reports how much later than asked
   it woke: time the event loop spent on something else (a long callback, a collection, CPU
   starvation) that every other task waited through as well.
@@ -27,21 +30,24 @@ LOOP_LAG_INTERVAL = 0.1
 
 
 class GcPauses:
-    """While entered, call `on_pause(generation, seconds)` after each garbage collection."""
+    """While entered, call `on_pause(generation, seconds, cpu_seconds)` after each garbage
+    collection: its length on the wall clock, and the CPU it used."""
 
-    def __init__(self, on_pause: Callable[[int, float], None]) -> None:
+    def __init__(self, on_pause: Callable[[int, float, float], None]) -> None:
         self._on_pause = on_pause
-        self._started: dict[int, float] = {}  # by thread: collections can run in any of them
+        # By thread (collections can run in any of them): wall clock and thread CPU at the start.
+        self._started: dict[int, tuple[float, float]] = {}
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         thread = threading.get_ident()
         if phase == "start":
-            self._started[thread] = now
+            self._started[thread] = (now, cpu)
             return
         started = self._started.pop(thread, None)
         if started is not None:
-            self._on_pause(int(info.get("generation", -1)), now - started)
+            generation = int(info.get("generation", -1))
+            self._on_pause(generation, now - started[0], cpu - started[1])
 
     def __enter__(self) -> GcPauses:
         gc.callbacks.append(self._callback)

@@ -163,7 +163,7 @@ def _stall_rows(who: str, stalls: Stalls) -> list[tuple[str, str]]:
         (
             f"GC pauses: {who}",
             f"{stalls.gc_collections} ({stalls.gc_total_ms:,.0f} ms in all), "
-            f"longest {ms(stalls.gc_longest_ms)}",
+            f"longest {ms(stalls.gc_longest_ms)} (CPU {ms(stalls.gc_longest_cpu_ms)})",
         ),
         (
             f"event-loop lag: {who}",

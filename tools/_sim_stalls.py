@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from telemetry import GcPauses, watch_loop_lag
 
 GC_METRIC = "switchboard_gc_pause_seconds"
+GC_CPU_METRIC = "switchboard_gc_pause_cpu_seconds"
 LAG_METRIC = "switchboard_event_loop_lag_seconds"
 
 
@@ -36,6 +37,9 @@ class Stalls:
     gc_collections: int
     gc_total_ms: float
     gc_longest_ms: float | None
+    gc_longest_cpu_ms: float | None
+    """The CPU the longest-working collection used: its pause without the time the process
+    waited for a core (on a busy machine the wall-clock pause includes that wait)."""
     loop_lag_p99_ms: float | None
     loop_lag_longest_ms: float | None
     bounded: bool
@@ -50,19 +54,20 @@ class OwnStalls:
     """The simulator's pauses and lags, each with when it happened (`time.perf_counter`: a
     collection may run in any thread, where trio's clock cannot be read)."""
 
-    pauses: list[tuple[float, float]] = field(default_factory=list)
+    pauses: list[tuple[float, float, float]] = field(default_factory=list)  # at, wall, CPU
     lags: list[tuple[float, float]] = field(default_factory=list)
 
     def since(self, start: float, end: float) -> Stalls:
         """Those between `start` and `end` on trio's clock (call it from the run)."""
         offset = time.perf_counter() - trio.current_time()
         start, end = start + offset, end + offset
-        pauses = [seconds for at, seconds in self.pauses if start <= at <= end]
+        pauses = [(seconds, cpu) for at, seconds, cpu in self.pauses if start <= at <= end]
         lags = sorted(seconds for at, seconds in self.lags if start <= at <= end)
         return Stalls(
             gc_collections=len(pauses),
-            gc_total_ms=_ms(sum(pauses)),
-            gc_longest_ms=_ms(max(pauses)) if pauses else None,
+            gc_total_ms=_ms(sum(seconds for seconds, _ in pauses)),
+            gc_longest_ms=_ms(max(seconds for seconds, _ in pauses)) if pauses else None,
+            gc_longest_cpu_ms=_ms(max(cpu for _, cpu in pauses)) if pauses else None,
             loop_lag_p99_ms=_ms(_rank(lags, 0.99)) if lags else None,
             loop_lag_longest_ms=_ms(lags[-1]) if lags else None,
             bounded=False,
@@ -73,8 +78,8 @@ class OwnStalls:
 def watching_own_pauses(into: OwnStalls) -> Iterator[None]:
     """Note every collection of this process while the block runs."""
 
-    def paused(generation: int, seconds: float) -> None:
-        into.pauses.append((time.perf_counter(), seconds))
+    def paused(generation: int, seconds: float, cpu_seconds: float) -> None:
+        into.pauses.append((time.perf_counter(), seconds, cpu_seconds))
 
     with GcPauses(paused):
         yield
@@ -124,13 +129,16 @@ async def server_histograms(http: httpx.AsyncClient) -> dict[str, Histogram] | N
         return None
     if response.status_code != 200:
         return None
-    return _histograms(response.text, (GC_METRIC, LAG_METRIC))
+    return _histograms(response.text, (GC_METRIC, LAG_METRIC), optional=(GC_CPU_METRIC,))
 
 
-def _histograms(text: str, names: Sequence[str]) -> dict[str, Histogram] | None:
+def _histograms(
+    text: str, names: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, Histogram] | None:
+    """The histograms `names` (None unless all are there) and those of `optional` found."""
     found: dict[str, Histogram] = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in names:
+        if family.name not in names and family.name not in optional:
             continue
         buckets: dict[float, float] = {}
         total = 0.0
@@ -147,10 +155,17 @@ def _histograms(text: str, names: Sequence[str]) -> dict[str, Histogram] | None:
 def server_stalls(before: dict[str, Histogram], after: dict[str, Histogram]) -> Stalls:
     gc = after[GC_METRIC].minus(before[GC_METRIC])
     lag = after[LAG_METRIC].minus(before[LAG_METRIC])
+    # A server older than the CPU histogram has none.
+    cpu = (
+        after[GC_CPU_METRIC].minus(before[GC_CPU_METRIC])
+        if GC_CPU_METRIC in after and GC_CPU_METRIC in before
+        else None
+    )
     return Stalls(
         gc_collections=gc.count,
         gc_total_ms=_ms(gc.total),
         gc_longest_ms=_ms_or_none(gc.bound(1.0)),
+        gc_longest_cpu_ms=None if cpu is None else _ms_or_none(cpu.bound(1.0)),
         loop_lag_p99_ms=_ms_or_none(lag.bound(0.99)),
         loop_lag_longest_ms=_ms_or_none(lag.bound(1.0)),
         bounded=True,

@@ -99,6 +99,7 @@ async def test_the_figures_move_under_a_small_load(live: Live) -> None:
         == 1
     )
     assert moved("switchboard_gc_pause_seconds_count", generation="2") >= 1
+    assert moved("switchboard_gc_pause_cpu_seconds_count", generation="2") >= 1
     assert value(during, "switchboard_event_loop_lag_seconds_count") > 0
     assert value(during, "process_resident_memory_bytes") > 0
 
