@@ -3,18 +3,19 @@
 It is the only writer of the agent's live sessions (tabs) in the presence registry, where every
 actor then finds them to deliver without a mailbox hop, as conversations find chats in `Routes`;
 and it runs the agent's grace timer. The first connection starts it (so does a grace period the
-supervisor starts for an agent without one, e.g. after a restart), and it stops itself
+assignment actor starts for an agent without one, e.g. after a restart), and it stops itself
 (passivation) once the agent has no session, no grace period running and nothing left to tell.
 
 It owns nothing of capacity: the status used for eligibility, the load, the max load and the
-queue stay with the supervisor, which checks and reserves capacity in one synchronous step. The
-agent actor tells it when the agent's sessions change (`PresenceChanged`: the supervisor reads
-the count from the registry, so telling twice is harmless) and when a grace period the supervisor
-started ends (`GraceExpired` with the supervisor's token: a stale one changes nothing).
+queue stay with the assignment actor, which checks and reserves capacity in one synchronous step.
+The agent actor tells it when the agent's sessions change (`PresenceChanged`: the assignment actor
+reads the count from the registry, so telling twice is harmless) and when a grace period the
+assignment actor started ends (`GraceExpired` with the assignment actor's token: a stale one changes
+nothing).
 
-It never waits on the supervisor's mailbox: a tell that finds it full is told again a moment
-later (both tells are idempotent). So the supervisor may wait on this actor's mailbox to start a
-grace period, and the two can never wait on each other.
+It never waits on the assignment actor's mailbox: a tell that finds it full is told again a moment
+later (both tells are idempotent). So the assignment actor may wait on this actor's mailbox to start
+a grace period, and the two can never wait on each other.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from actors.activation import Activation, ask_retrying, log_give_up, tell_retryi
 from actors.events import Session
 from actors.messages import (
     AgentMessage,
+    AssignmentMessage,
     Attach,
     Detach,
     GraceExpired,
     GracePeriodOver,
     PresenceChanged,
     StartGracePeriod,
-    SupervisorMessage,
     TellAgain,
 )
 from actors.presence import Presence
@@ -44,7 +45,7 @@ from store import Role
 
 # Connects and disconnects of one agent's tabs, a grace period, a status request or two.
 AGENT_MAILBOX = 256
-# A tell the supervisor's full mailbox refused is told again after this long.
+# A tell the assignment actor's full mailbox refused is told again after this long.
 TELL_AGAIN_SECONDS = 0.05
 
 
@@ -83,7 +84,7 @@ class AgentActor(Actor[AgentMessage]):
         self._kept = kept
         self._grace_seconds = grace_period_seconds
         self._timer: Timer | None = None
-        self._unsent: dict[SupervisorMessage, None] = {}
+        self._unsent: dict[AssignmentMessage, None] = {}
         self._tell_again_pending = False
 
     async def on_start(self) -> None:
@@ -96,7 +97,7 @@ class AgentActor(Actor[AgentMessage]):
         match message:
             case Attach(session, reply):
                 self._presence.attach(session)
-                # The supervisor takes the grace period back when it hears of the connection.
+                # The assignment actor takes the grace period back when it hears of the connection.
                 self._end_grace_period()
                 self._tell(PresenceChanged(self._agent_id))
                 reply.send(None)
@@ -127,16 +128,16 @@ class AgentActor(Actor[AgentMessage]):
             self._timer.cancel()
         self._kept.grace, self._timer = None, None
 
-    def _tell(self, message: SupervisorMessage) -> None:
+    def _tell(self, message: AssignmentMessage) -> None:
         self._unsent[message] = None
         self._flush()
 
     def _flush(self) -> None:
-        supervisor = self._agents.supervisor  # None while its first start runs
-        while self._unsent and supervisor is not None:
+        assignment_actor = self._agents.assignment_actor  # None while its first start runs
+        while self._unsent and assignment_actor is not None:
             message = next(iter(self._unsent))
             try:
-                supervisor.tell_nowait(message)
+                assignment_actor.tell_nowait(message)
             except MailboxFull:
                 break
             except ActorDead:  # the domain is stopping
@@ -169,11 +170,11 @@ class Agents:
         self._activation = activation
         self._presence = presence
         self._grace_seconds = grace_period_seconds
-        self.supervisor: ActorRef[SupervisorMessage] | None = None
+        self.assignment_actor: ActorRef[AssignmentMessage] | None = None
 
-    def bind(self, supervisor: ActorRef[SupervisorMessage]) -> None:
-        """Once the supervisor runs (its first start may start grace periods here already)."""
-        self.supervisor = supervisor
+    def bind(self, assignment_actor: ActorRef[AssignmentMessage]) -> None:
+        """Once the assignment actor runs (its first start may start grace periods here already)."""
+        self.assignment_actor = assignment_actor
 
     async def connect(self, session: Session, role: Role) -> None:
         if role != Role.AGENT:

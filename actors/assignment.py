@@ -1,4 +1,4 @@
-"""The assignment state of the SupervisorActor as a functional core.
+"""The assignment state of the AssignmentActor as a functional core.
 
 `AssignmentCore` is the single writer of every agent's status, connections, load and max load,
 and of the queue of waiting chats. It is plain synchronous code with no I/O and no clock: each

@@ -32,6 +32,7 @@ import trio
 
 from actors.events import MessageAdded, ReadEvent, TypingEvent
 from actors.messages import (
+    AssignmentMessage,
     ConversationMessage,
     DeleteTranscript,
     History,
@@ -41,7 +42,6 @@ from actors.messages import (
     SendMessage,
     Sent,
     Speaker,
-    SupervisorMessage,
     Typing,
 )
 from actors.messages import CustomerWrote as CustomerWroteMessage
@@ -160,7 +160,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
         presence: Presence,
         routes: Routes,
         transcripts: Transcripts,
-        supervisor: ActorRef[SupervisorMessage],
+        assignment_actor: ActorRef[AssignmentMessage],
         *,
         idle_seconds: float,
     ) -> None:
@@ -170,7 +170,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
         self._routes = routes
         self._transcripts = transcripts
         self._head = TranscriptHead(0, None, 0, 0)
-        self._supervisor = supervisor
+        self._assignment_actor = assignment_actor
         self._idle_seconds = idle_seconds
         self._last_activity = 0.0
         self._transcript: Transcript
@@ -193,7 +193,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
         self._unsure = False
 
     def _moved(self, head: TranscriptHead) -> None:
-        """The transcript's head changed: published while the chat is active (the supervisor
+        """The transcript's head changed: published while the chat is active (the assignment actor
         forgets it when the chat leaves the active set)."""
         self._head = head
         if self._routes.get(self._chat_id) is not None:
@@ -435,7 +435,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
                 log.warning("no notification for chat %s: %s", self._chat_id, error)
         customer_wrote = any(m.sender_role == Role.CUSTOMER for m in stored)
         if customer_wrote and route.status == ChatStatus.PENDING and route.agent_id is None:
-            await self._supervisor.tell(CustomerWroteMessage(self._chat_id))
+            await self._assignment_actor.tell(CustomerWroteMessage(self._chat_id))
 
     async def _notify_if_offline(self, message: Message) -> None:
         """A message reaching someone with no live connection (an agent in their grace period, a

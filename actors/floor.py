@@ -1,10 +1,10 @@
 """The floor feed: what admins watching the floor see change, live.
 
 A `FloorActor` keeps the floor as last published (every agent with their presence, load and
-chats; the head of the queue) and the admin sessions watching it. The supervisor, after each
+chats; the head of the queue) and the admin sessions watching it. The assignment actor, after each
 message it handles, calls `FloorSignal.changed()`: a flag test while nobody watches, else one
-`tell_nowait` per refresh period. The actor then asks the supervisor for a snapshot, compares it
-with what it published, and pushes only the difference (`FloorUpdate`, `full=False`) to every
+`tell_nowait` per refresh period. The actor then asks the assignment actor for a snapshot, compares
+it with what it published, and pushes only the difference (`FloorUpdate`, `full=False`) to every
 watcher; a new watcher first gets the whole floor (`full=True`). Updates are coalesced to one per
 `REFRESH_SECONDS`, so a busy floor costs one snapshot per period however many watch. The queue's
 order also changes with time alone (the starvation guard promotes waiting chats), so while a
@@ -29,7 +29,7 @@ import trio
 
 from actors.assignment import AgentView, CoreSnapshot, QueueEntry
 from actors.events import FloorAgent, FloorChat, FloorQueueEntry, FloorUpdate
-from actors.messages import GetSnapshot, SupervisorMessage
+from actors.messages import AssignmentMessage, GetSnapshot
 from actors.presence import Presence
 from router import Actor, ActorDead, ActorRef, MailboxFull, Refused, Reply, RouterError, Timer
 from store import Priority, Store, StoreUnavailable
@@ -40,9 +40,9 @@ log = logging.getLogger("actors")
 REFRESH_SECONDS = 0.25
 # The queue's first entries in each update; its length is always given.
 QUEUE_HEAD = 100
-# A refresh that could not reach the supervisor or the store is tried again after this.
+# A refresh that could not reach the assignment actor or the store is tried again after this.
 RETRY_SECONDS = 1.0
-# Bound on each ask to the supervisor.
+# Bound on each ask to the assignment actor.
 ASK_SECONDS = 10.0
 
 # --- the actor's messages ------------------------------------------------------------------------
@@ -77,7 +77,8 @@ FloorMessage: TypeAlias = WatchFloor | UnwatchFloor | FloorChanged | RefreshFloo
 
 
 class FloorSignal:
-    """The supervisor's side of the feed: `changed()` after anything that may change the floor.
+    """The assignment actor's side of the feed: `changed()` after anything that may change the
+    floor.
 
     Costs a flag test while nobody watches, and one `tell_nowait` per refresh period otherwise.
     """
@@ -121,14 +122,14 @@ class FloorActor(Actor[FloorMessage]):
         self,
         store: Store,
         presence: Presence,
-        supervisor: ActorRef[SupervisorMessage],
+        assignment_actor: ActorRef[AssignmentMessage],
         signal: FloorSignal,
         *,
         starvation_after_seconds: float,
     ) -> None:
         self._store = store
         self._presence = presence
-        self._supervisor = supervisor
+        self._assignment_actor = assignment_actor
         self._signal = signal
         self._starvation_after = starvation_after_seconds
         self._watchers: dict[str, str] = {}  # session id -> user id
@@ -140,7 +141,8 @@ class FloorActor(Actor[FloorMessage]):
 
     async def on_start(self) -> None:
         # A restart forgets the watchers; their pages see no more updates until they watch
-        # again, which they do on reconnecting. Nothing to reload: the floor is the supervisor's.
+        # again, which they do on reconnecting. Nothing to reload: the floor is the assignment
+        # actor's.
         self._signal.watched = False
         self._signal.due = False
 
@@ -182,7 +184,7 @@ class FloorActor(Actor[FloorMessage]):
         """Take the floor now, push its difference to the watchers, and publish it."""
         self._signal.due = False
         with trio.fail_after(ASK_SECONDS):
-            snapshot: CoreSnapshot = await self._supervisor.ask(GetSnapshot)
+            snapshot: CoreSnapshot = await self._assignment_actor.ask(GetSnapshot)
         now = trio.current_time()
         floor = await self._floor(snapshot, now)
         if self._watchers:

@@ -43,7 +43,7 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class SystemSnapshot:
-    """What an admin or `switchboard inspect` sees: the supervisor's state and every actor."""
+    """What an admin or `switchboard inspect` sees: the assignment actor's state and every actor."""
 
     core: CoreSnapshot
     now: float  # the trio clock at the snapshot, to turn idle_since/waiting_since into ages
@@ -51,7 +51,8 @@ class SystemSnapshot:
     sessions: int  # live connections of every user
 
 
-# --- to the supervisor --------------------------------------------------------------------------
+# --- to the assignment actor
+# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class OpenChat:
 
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
-    """An agent's sessions came or went: the supervisor syncs with the presence registry.
+    """An agent's sessions came or went: the assignment actor syncs with the presence registry.
 
     The message carries no count on purpose: reading the registry when it is handled makes it
     idempotent, so a restart (which also reads the registry) cannot count a connection twice.
@@ -145,7 +146,7 @@ class AgentProfileChanged:
 
 @dataclass(frozen=True, slots=True)
 class ChatDetailsChanged:
-    """An admin changed an active chat's title or description (as stored): what the supervisor
+    """An admin changed an active chat's title or description (as stored): what the assignment actor
     answers and pushes about the chat from now on shows them."""
 
     chat_id: str
@@ -164,8 +165,8 @@ class RemoveAgent:
 
 @dataclass(frozen=True, slots=True)
 class GraceExpired:
-    """From the agent actor: the grace period the supervisor started with `token` ended.
-    `epoch` names the supervisor's incarnation that started it: a restarted one numbers its
+    """From the agent actor: the grace period the assignment actor started with `token` ended.
+    `epoch` names the assignment actor's incarnation that started it: a restarted one numbers its
     tokens afresh, so an older incarnation's must not match them."""
 
     agent_id: str
@@ -189,7 +190,7 @@ class RetryDecisions:
     message, a grace period's end) are decided again, since nobody would send them twice."""
 
 
-SupervisorMessage: TypeAlias = (
+AssignmentMessage: TypeAlias = (
     OpenChat
     | PresenceChanged
     | SetAgentStatus
@@ -227,7 +228,7 @@ class Detach:
 
 @dataclass(frozen=True, slots=True)
 class StartGracePeriod:
-    """From the supervisor: the agent is offline and not away; unless a connection comes back
+    """From the assignment actor: the agent is offline and not away; unless a connection comes back
     first, tell it `GraceExpired(token, epoch)` after the grace period."""
 
     token: int
@@ -244,7 +245,7 @@ class GracePeriodOver:
 
 @dataclass(frozen=True, slots=True)
 class TellAgain:
-    """Timer: tells the supervisor's full mailbox refused are told again."""
+    """Timer: tells the assignment actor's full mailbox refused are told again."""
 
 
 AgentMessage: TypeAlias = Attach | Detach | StartGracePeriod | GracePeriodOver | TellAgain

@@ -5,9 +5,9 @@ connection's own bounded outbox, so any actor can do it in place: a mailbox hop 
 would add a task switch to every message and buy nothing, since nothing here waits. Trio runs
 one task at a time and these methods never await, so each call is atomic.
 
-`Routes` is the supervisor's published view of who is in each active chat. Only the supervisor
-writes it, after the change is durable; conversations read it to authorise senders and to
-address deliveries without asking the supervisor (which could make two actors wait on each
+`Routes` is the assignment actor's published view of who is in each active chat. Only the assignment
+actor writes it, after the change is durable; conversations read it to authorise senders and to
+address deliveries without asking the assignment actor (which could make two actors wait on each
 other's full mailboxes).
 """
 
@@ -128,7 +128,7 @@ class Route:
 
 
 class Routes:
-    """The supervisor's published routes of active chats; resolved chats are absent."""
+    """The assignment actor's published routes of active chats; resolved chats are absent."""
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}

@@ -20,12 +20,14 @@ import trio
 from actors.activation import DELIVERY_ATTEMPTS, Activation, ask_retrying, log_give_up
 from actors.agent import Agents
 from actors.assignment import AgentView, CoreSnapshot
+from actors.assignment_actor import AssignmentActor, RoutingHealth
 from actors.conversation import ConversationActor
 from actors.events import CLOSE_SIGNED_OUT, Session
 from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, WatchFloor
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
+    AssignmentMessage,
     ChatDetailsChanged,
     ConversationMessage,
     DeleteTranscript,
@@ -44,12 +46,10 @@ from actors.messages import (
     SetAgentStatus,
     SetMaxLoad,
     Speaker,
-    SupervisorMessage,
     SystemSnapshot,
     Typing,
 )
 from actors.presence import Presence, Route, Routes
-from actors.supervisor import RoutingHealth, SupervisorActor
 from actors.transcripts import Transcripts
 from router import (
     ActorDead,
@@ -69,21 +69,22 @@ log = logging.getLogger("actors")
 
 R = TypeVar("R")
 
-SUPERVISOR = "supervisor"
+# Its registered name, as /admin/system, the metrics and `switchboard inspect` show it.
+ASSIGNMENT_ACTOR = "supervisor"
 FLOOR = "floor"
 # Room for a burst of connects and chat openings from many sockets; beyond it, senders wait.
-SUPERVISOR_MAILBOX = 1024
+ASSIGNMENT_MAILBOX = 1024
 # One chat has a handful of writers; more queued than this is a flood, and the senders wait.
 CONVERSATION_MAILBOX = 64
 # The floor feed needs room for one refresh request and the watch requests of a few admins.
 FLOOR_MAILBOX = 64
 # Crashes are bugs (a store that fails only takes a batch back): restart with a backoff, and past
-# the intensity give up for SUPERVISOR_RETRY_SECONDS, then start afresh. Never end the process:
+# the intensity give up for ASSIGNMENT_RETRY_SECONDS, then start afresh. Never end the process:
 # sessions, conversations and the published routes carry on meanwhile, /readyz says not ready.
-SUPERVISOR_RESTARTS = RestartPolicy(
+ASSIGNMENT_RESTARTS = RestartPolicy(
     max_restarts=5, within_seconds=60.0, backoff_seconds=0.5, max_backoff_seconds=10.0
 )
-SUPERVISOR_RETRY_SECONDS = 30.0
+ASSIGNMENT_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +92,11 @@ class SystemConfig:
     grace_period_seconds: float = 15.0
     starvation_after_seconds: float = 120.0
     conversation_idle_seconds: float = 300.0
-    supervisor_restarts: RestartPolicy = SUPERVISOR_RESTARTS
+    assignment_restarts: RestartPolicy = ASSIGNMENT_RESTARTS
 
 
 class System:
-    """The running domain: the supervisor, conversations on demand, presence and routes."""
+    """The running domain: the assignment actor, conversations on demand, presence and routes."""
 
     def __init__(
         self,
@@ -105,7 +106,7 @@ class System:
         presence: Presence,
         routes: Routes,
         transcripts: Transcripts,
-        supervisor: ActorRef[SupervisorMessage],
+        assignment_actor: ActorRef[AssignmentMessage],
         floor: ActorRef[FloorMessage],
         routing: RoutingHealth,
         activation: Activation,
@@ -117,7 +118,7 @@ class System:
         self._presence = presence
         self._routes = routes
         self._transcripts = transcripts
-        self._supervisor = supervisor
+        self._assignment_actor = assignment_actor
         self._floor = floor
         self._routing = routing
         self._activation = activation
@@ -149,7 +150,7 @@ class System:
     def assignment_running(self) -> bool:
         """The assignment actor is handling messages and storing its decisions: what /readyz
         reports."""
-        return self._supervisor.running and self._routing.problem is None
+        return self._assignment_actor.running and self._routing.problem is None
 
     def actor_states(self) -> list[ActorInfo]:
         """Every actor's mailbox depth and restarts now, without asking any of them."""
@@ -159,32 +160,37 @@ class System:
         """Who is in an active chat now; None when resolved or unknown."""
         return self._routes.get(chat_id)
 
-    # --- the supervisor ------------------------------------------------------------------------
+    # --- the assignment actor
+    # ------------------------------------------------------------------------
 
     async def open_chat(
         self, customer_id: str, *, title: str, description: str, priority: Priority
     ) -> OpenedChat:
-        return await self._supervisor.ask(
+        return await self._assignment_actor.ask(
             lambda reply: OpenChat(customer_id, title, description, priority, reply)
         )
 
     async def set_agent_status(
         self, agent_id: str, status: AgentStatus, *, by: ActedBy, actor_id: str | None
     ) -> AgentView:
-        return await self._supervisor.ask(
+        return await self._assignment_actor.ask(
             lambda reply: SetAgentStatus(agent_id, status, by, actor_id, reply)
         )
 
     async def set_max_load(self, agent_id: str, max_load: int, *, actor_id: str) -> AgentView:
-        return await self._supervisor.ask(
+        return await self._assignment_actor.ask(
             lambda reply: SetMaxLoad(agent_id, max_load, actor_id, reply)
         )
 
     async def park_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
-        return await self._supervisor.ask(lambda reply: ParkChat(chat_id, by, actor_id, reply))
+        return await self._assignment_actor.ask(
+            lambda reply: ParkChat(chat_id, by, actor_id, reply)
+        )
 
     async def resolve_chat(self, chat_id: str, *, by: ActedBy, actor_id: str | None) -> Chat:
-        return await self._supervisor.ask(lambda reply: ResolveChat(chat_id, by, actor_id, reply))
+        return await self._assignment_actor.ask(
+            lambda reply: ResolveChat(chat_id, by, actor_id, reply)
+        )
 
     async def delete_chat(self, chat_id: str, *, actor_id: str) -> bool:
         """Resolve the chat (freeing its agent), then have its conversation delete it and stop:
@@ -202,28 +208,28 @@ class System:
             raise
 
     async def reassign_chat(self, chat_id: str, agent_id: str, *, actor_id: str) -> Chat:
-        return await self._supervisor.ask(
+        return await self._assignment_actor.ask(
             lambda reply: ReassignChat(chat_id, agent_id, actor_id, reply)
         )
 
     async def add_agent(self, agent_id: str, max_load: int) -> None:
-        await self._supervisor.ask(lambda reply: AddAgent(agent_id, max_load, reply))
+        await self._assignment_actor.ask(lambda reply: AddAgent(agent_id, max_load, reply))
 
     async def agent_profile_changed(self, agent_id: str) -> None:
         """The agent's name or email was edited: chats pushed from now on show the new ones."""
-        await self._supervisor.ask(lambda reply: AgentProfileChanged(agent_id, reply))
+        await self._assignment_actor.ask(lambda reply: AgentProfileChanged(agent_id, reply))
 
     async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
         """An admin stored a chat's new title or description."""
-        await self._supervisor.ask(
+        await self._assignment_actor.ask(
             lambda reply: ChatDetailsChanged(chat_id, title, description, reply)
         )
 
     async def remove_agent(self, agent_id: str) -> None:
-        await self._supervisor.ask(lambda reply: RemoveAgent(agent_id, reply))
+        await self._assignment_actor.ask(lambda reply: RemoveAgent(agent_id, reply))
 
     async def snapshot(self) -> SystemSnapshot:
-        core: CoreSnapshot = await self._supervisor.ask(GetSnapshot)
+        core: CoreSnapshot = await self._assignment_actor.ask(GetSnapshot)
         return SystemSnapshot(
             core=core,
             now=trio.current_time(),
@@ -309,7 +315,7 @@ class System:
                 self._presence,
                 self._routes,
                 self._transcripts,
-                self._supervisor,
+                self._assignment_actor,
                 idle_seconds=self.config.conversation_idle_seconds,
             ),
             mailbox_size=CONVERSATION_MAILBOX,
@@ -317,13 +323,13 @@ class System:
         )
 
 
-def _retry_supervisor(name: str, error: BaseException) -> float:
+def _retry_assignment_actor(name: str, error: BaseException) -> float:
     log.error(
         "the assignment actor keeps crashing; starting it again in %g s",
-        SUPERVISOR_RETRY_SECONDS,
+        ASSIGNMENT_RETRY_SECONDS,
         exc_info=error,
     )
-    return SUPERVISOR_RETRY_SECONDS
+    return ASSIGNMENT_RETRY_SECONDS
 
 
 @asynccontextmanager
@@ -334,7 +340,7 @@ async def open_system(
     presence: Presence | None = None,
     routes: Routes | None = None,
 ) -> AsyncIterator[System]:
-    """Start the supervisor (which rebuilds the assignment state from the store) and run the
+    """Start the assignment actor (which rebuilds the assignment state from the store) and run the
     domain for the duration of the block. Cluster mode passes its own `presence` (sessions that
     outlive this domain's run on the node) and `routes` (mirrored to the other nodes)."""
     presence = Presence() if presence is None else presence
@@ -345,9 +351,9 @@ async def open_system(
     async with open_actor_system(on_restart=actor_restarted) as actors:
         activation = Activation(actors)
         agents = Agents(activation, presence, grace_period_seconds=config.grace_period_seconds)
-        supervisor: ActorRef[SupervisorMessage] = await actors.spawn(
-            SUPERVISOR,
-            lambda: SupervisorActor(
+        assignment_actor: ActorRef[AssignmentMessage] = await actors.spawn(
+            ASSIGNMENT_ACTOR,
+            lambda: AssignmentActor(
                 store,
                 presence,
                 routes,
@@ -357,17 +363,17 @@ async def open_system(
                 floor=signal,
                 health=routing,
             ),
-            mailbox_size=SUPERVISOR_MAILBOX,
-            restart=config.supervisor_restarts,
-            on_give_up=_retry_supervisor,
+            mailbox_size=ASSIGNMENT_MAILBOX,
+            restart=config.assignment_restarts,
+            on_give_up=_retry_assignment_actor,
         )
-        agents.bind(supervisor)
+        agents.bind(assignment_actor)
         floor: ActorRef[FloorMessage] = await actors.spawn(
             FLOOR,
             lambda: FloorActor(
                 store,
                 presence,
-                supervisor,
+                assignment_actor,
                 signal,
                 starvation_after_seconds=config.starvation_after_seconds,
             ),
@@ -382,7 +388,7 @@ async def open_system(
             presence,
             routes,
             transcripts,
-            supervisor,
+            assignment_actor,
             floor,
             routing,
             activation,

@@ -1,9 +1,9 @@
 """Each active chat's transcript head (last seq, last message, unread counts) as its conversation
-last stored it: what the supervisor puts into a chat it pushes (`ChatAssigned`), so that neither
-it nor a connection's writer reads the store for it.
+last stored it: what the assignment actor puts into a chat it pushes (`ChatAssigned`), so that
+neither it nor a connection's writer reads the store for it.
 
 A registry, not an actor, like `Routes`: a chat's conversation is the only writer of its entry
-(on activation and after each write); the supervisor reads it, and forgets it when the chat
+(on activation and after each write); the assignment actor reads it, and forgets it when the chat
 leaves the active set.
 """
 

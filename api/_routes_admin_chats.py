@@ -119,7 +119,7 @@ async def update_chat(chat_id: str, data: AdminChatUpdate) -> Response:
             )
             or chat
         )
-        # The supervisor keeps each active chat's record to answer and push without a read.
+        # The assignment actor keeps each active chat's record to answer and push without a read.
         await ask(None, services().system.chat_details_changed(chat.id, title, description))
     return respond(await chat_out(services().store, chat))
 

@@ -2,7 +2,7 @@
 events across nodes over the bus.
 
 One node at a time holds the arbiter lease (`switchboard:lease:arbiter`, renewed every third of
-its TTL) and runs the domain there: the supervisor (fenced by the store's token, see
+its TTL) and runs the domain there: the assignment actor (fenced by the store's token, see
 `_fencing.py`), the conversations and the floor feed. Every other node is an edge: it forwards
 each ask to the arbiter over the bus and waits for the answer, so each chat's transcript has one
 writer (the arbiter's conversation actor) and the ack still comes after the append is durable.
@@ -114,7 +114,7 @@ class _Pending:
 
 
 class MirroredRoutes(Routes):
-    """The routes, as the arbiter's supervisor publishes them and every node reads them."""
+    """The routes, as the arbiter's assignment actor publishes them and every node reads them."""
 
     def __init__(self, announce: Callable[[dict[str, Any]], None]) -> None:
         super().__init__()
@@ -177,7 +177,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._step_down: trio.CancelScope | None = None
         # Set once the domain this node starts on taking the lease runs (or failed to start):
-        # a session that connects or leaves meanwhile waits for it, or the supervisor, which
+        # a session that connects or leaves meanwhile waits for it, or the assignment actor, which
         # read the presence when it started, would never hear of it.
         self._domain_started: trio.Event | None = None
 
@@ -285,7 +285,7 @@ class Node:
                     self._domain_started.set()
                     self._set_leader(self.node_id)
                     self._broadcast_soon({"k": "leader", "node": self.node_id, "token": token})
-                    # The routes as rebuilt, for the nodes (the supervisor published them
+                    # The routes as rebuilt, for the nodes (the assignment actor published them
                     # before `leading` was set).
                     self._announce_routes()
                     nursery.start_soon(self._renew, scope, fenced)

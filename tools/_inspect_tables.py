@@ -192,13 +192,13 @@ def history_table(
 def render(view: View) -> RenderableType:
     match view:
         case Overview():
-            supervisor = view.supervisor
+            assignment_actor = view.supervisor
             header = Text.assemble(
                 ("Switchboard ", "bold"),
                 f"at {view.url}: {view.sessions} live connections, supervisor mailbox ",
-                str(supervisor.mailbox_depth) if supervisor else "?",
+                str(assignment_actor.mailbox_depth) if assignment_actor else "?",
                 ", restarts ",
-                str(supervisor.restarts) if supervisor else "?",
+                str(assignment_actor.restarts) if assignment_actor else "?",
                 f", {len(view.parked)} chats parked (pending, waiting for their customer)",
             )
             parts: list[RenderableType] = [

@@ -18,7 +18,7 @@ class NoSuch(RemoteError):
 
 
 CHAT_ACTOR_PREFIX = "chat:"
-SUPERVISOR_ACTOR = "supervisor"
+ASSIGNMENT_ACTOR = "supervisor"
 # Conversation details cost a request each; the busiest (deepest mailbox) are shown first.
 DEFAULT_MAX_CHATS = 50
 DETAIL_REQUESTS_AT_ONCE = 8
@@ -187,14 +187,14 @@ class Overview:
     url: str
     sessions: int
     cluster: ClusterInfo
-    supervisor: ActorRow | None
+    supervisor: ActorRow | None  # the assignment actor, under its registered name
     agents: tuple[AgentRow, ...]
     queue: tuple[QueueRow, ...]
     parked: tuple[str, ...]
     conversations: tuple[ConversationRow, ...]
     conversations_not_shown: int
     restarted: tuple[ActorRow, ...]
-    """Actors that restarted or are down: the supervisor's restarts are here too."""
+    """Actors that restarted or are down: the assignment actor's restarts are here too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +255,7 @@ async def fetch_overview(server: Server, max_chats: int = DEFAULT_MAX_CHATS) -> 
         url=server.url,
         sessions=system["sessions"],
         cluster=ClusterInfo.of(system["cluster"]),
-        supervisor=next((actor for actor in actors if actor.name == SUPERVISOR_ACTOR), None),
+        supervisor=next((actor for actor in actors if actor.name == ASSIGNMENT_ACTOR), None),
         agents=tuple(AgentRow.of(state, users.get(state["id"])) for state in system["agents"]),
         queue=tuple(QueueRow.of(entry) for entry in system["queue"]),
         parked=tuple(system["parked"]),

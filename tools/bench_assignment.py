@@ -1,11 +1,11 @@
-"""Benchmark: the supervisor in-process under a realistic mix, with an invariant check.
+"""Benchmark: the assignment actor in-process under a realistic mix, with an invariant check.
 
 200 agents (max load 2..6) connect and go available; 10,000 chats arrive from concurrent
 customers with mixed priorities; agents resolve or park chats after a while, some go away and come
 back, an admin changes max loads and reassigns. Every decision goes through the real
-SupervisorActor and a real store (memory by default, `--store sqlite` for the durable figure).
+AssignmentActor and a real store (memory by default, `--store sqlite` for the durable figure).
 
-A decision is one routing request the supervisor decides: open (assign or queue), resolve,
+A decision is one routing request the assignment actor decides: open (assign or queue), resolve,
 status change, max-load change, reassign (refusals included, they are decisions too). Prints
 decisions and assignments per second, and the invariants seen from outside: no chat with two
 agents, no agent above max load, loads equal to the open chats the store records, no chat
@@ -15,7 +15,7 @@ waiting while an agent has room. Exits non-zero on a violation.
         [--concurrency 100]
 
 `--burst` measures instead how fast a backlog drains, as `switchboard loadsim burst` does over
-websockets but with nothing between the agents and the supervisor: 2,000 chats arrive at 200 a
+websockets but with nothing between the agents and the assignment actor: 2,000 chats arrive at 200 a
 second for 50 agents with max load 4, each agent resolves each chat after a handling time (2 s
 mean, exponential), and the drain time (first arrival to last assignment) is printed against
 the ideal, every freed slot refilled at once: chats x handling / slots.
@@ -76,7 +76,7 @@ async def _open_store(kind: str) -> AsyncIterator[Backend]:
 
 
 class Counter:
-    """Chats assigned (ChatAssigned reaching an agent), decisions asked of the supervisor, and
+    """Chats assigned (ChatAssigned reaching an agent), decisions asked of the assignment actor, and
     the routing writes that stored them."""
 
     def __init__(self) -> None:
@@ -215,7 +215,7 @@ async def _ignore_refusal(call: Awaitable[object]) -> None:
 
 
 async def _check(store: Backend, snapshot: SystemSnapshot) -> list[str]:
-    """The invariants, from the supervisor's snapshot and, independently, from the store."""
+    """The invariants, from the assignment actor's snapshot and, independently, from the store."""
     violations = []
     owners: dict[str, str] = {}
     for agent in snapshot.core.agents:

@@ -142,7 +142,7 @@ class AgentState:
 
 
 @dataclass(frozen=True, slots=True)
-class SupervisorState:
+class AssignmentState:
     agents: tuple[AgentState, ...]
     queued: tuple[str, ...]
     parked: tuple[str, ...]
@@ -156,7 +156,7 @@ class Evidence:
     activity: Sequence[Activity]  # the whole log, id order
     agents: Sequence[User]  # as stored at the end
     chats: Sequence[Chat]  # as stored at the end
-    supervisor: SupervisorState
+    assignment_actor: AssignmentState
 
 
 @dataclass(slots=True)
@@ -264,8 +264,10 @@ def _check_assignments(evidence: Evidence, verdict: Verdict) -> None:
     verdict.violations["over_max_load"] += replayed.over_max_load
 
     mismatches = verdict.violations["state_mismatch"]
-    supervisor = evidence.supervisor
-    held = {chat_id: agent.agent_id for agent in supervisor.agents for chat_id in agent.chat_ids}
+    assignment_actor = evidence.assignment_actor
+    held = {
+        chat_id: agent.agent_id for agent in assignment_actor.agents for chat_id in agent.chat_ids
+    }
     stored = {
         chat.id: chat.agent_id or "" for chat in evidence.chats if chat.status is ChatStatus.OPEN
     }
@@ -279,14 +281,14 @@ def _check_assignments(evidence: Evidence, verdict: Verdict) -> None:
     waiting = {
         chat.id for chat in evidence.chats if chat.status in (ChatStatus.NEW, ChatStatus.PENDING)
     }
-    not_held = set(supervisor.queued) | set(supervisor.parked)
+    not_held = set(assignment_actor.queued) | set(assignment_actor.parked)
     if waiting != not_held:
         mismatches.append(
             f"waiting chats: the store has {sorted(waiting - not_held)} that the assignment "
             f"actor does not queue or park; it has {sorted(not_held - waiting)} the store does not"
         )
     stored_agents = {agent.id: agent for agent in evidence.agents}
-    for state in supervisor.agents:
+    for state in assignment_actor.agents:
         if state.load != len(state.chat_ids):
             mismatches.append(
                 f"{state.agent_id}: load {state.load} with {len(state.chat_ids)} chats"

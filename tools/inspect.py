@@ -1,6 +1,6 @@
 """`switchboard inspect`: the live actor system of a running server, for an operator's terminal.
 
-    switchboard inspect                 agents, queue, conversations, supervisor, restarts
+    switchboard inspect                 agents, queue, conversations, assignment actor, restarts
     switchboard inspect agent ID|EMAIL  one agent and their activity history
     switchboard inspect chat ID         one chat, its actor and its history ("why this agent")
     switchboard inspect EMAIL|ID        the same, for an agent's email, or an agent's or chat's id

@@ -1,5 +1,5 @@
 """The AgentActor: started by an agent's first connection, owner of their sessions and their
-grace timer, stopped when they are away and gone; and it never waits on the supervisor.
+grace timer, stopped when they are away and gone; and it never waits on the assignment actor.
 
 On the autojump clock: grace periods take no real time.
 """
@@ -15,7 +15,7 @@ import trio.testing
 from actors import System
 from actors.activation import Activation
 from actors.agent import Agents, agent_actor_name
-from actors.messages import PresenceChanged, SupervisorMessage
+from actors.messages import AssignmentMessage, PresenceChanged
 from actors.presence import Presence
 from router import Actor, HandlerCrashed, open_actor_system
 from store import AgentStatus, ChatStatus, MemoryStore, Priority, Role
@@ -117,40 +117,41 @@ async def test_a_crash_of_the_agent_actor_keeps_the_grace_period_running(
     assert agent.status == AgentStatus.AWAY
 
 
-# --- the agent actor never waits on the supervisor -------------------------------------------
+# --- the agent actor never waits on the assignment actor
+# -------------------------------------------
 
 
 @dataclass
-class _StuckSupervisor(Actor[SupervisorMessage]):
-    """A supervisor that handles nothing until `go` is set."""
+class _StuckAssignmentActor(Actor[AssignmentMessage]):
+    """A assignment actor that handles nothing until `go` is set."""
 
     go: trio.Event
-    heard: list[SupervisorMessage] = field(default_factory=list)
+    heard: list[AssignmentMessage] = field(default_factory=list)
 
-    async def handle(self, message: SupervisorMessage) -> None:
+    async def handle(self, message: AssignmentMessage) -> None:
         await self.go.wait()
         self.heard.append(message)
 
 
-async def test_a_full_supervisor_mailbox_delays_the_presence_tell_but_blocks_no_connection(
+async def test_a_full_assignment_actor_mailbox_delays_the_presence_tell_but_blocks_no_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     presence = Presence()
-    stuck = _StuckSupervisor(trio.Event())
+    stuck = _StuckAssignmentActor(trio.Event())
     async with open_actor_system() as actors:
-        supervisor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
+        assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
         agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
-        agents.bind(supervisor)
+        agents.bind(assignment_actor)
         tabs = [Recorder("ann") for _ in range(5)]
-        with trio.fail_after(1):  # none of these waits for the stuck supervisor
+        with trio.fail_after(1):  # none of these waits for the stuck assignment actor
             for tab in tabs:
                 await agents.connect(tab.session, Role.AGENT)
         assert presence.connections("ann") == 5
         stuck.go.set()
         await trio.sleep(1)
         await settle()
-    # Told once per change the mailbox took, then again once it had room: the supervisor's last
-    # word on ann is after her fifth tab, so it reads 5 connections from the registry.
+    # Told once per change the mailbox took, then again once it had room: the assignment actor's
+    # last word on ann is after her fifth tab, so it reads 5 connections from the registry.
     assert stuck.heard
     assert all(message == PresenceChanged("ann") for message in stuck.heard)
     assert len(stuck.heard) == 3  # one handled, one in the mailbox, then the one told again

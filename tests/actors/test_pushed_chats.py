@@ -1,6 +1,6 @@
 """A chat pushed to its agent and customer (`ChatAssigned`) carries what the edges show of it:
 the chat as stored after the decision, its agent's public fields and its last message, so that
-neither the supervisor nor a connection's writer reads the store for it."""
+neither the assignment actor nor a connection's writer reads the store for it."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ async def test_an_agent_renamed_is_pushed_with_the_new_name(
 async def test_parking_and_resolving_answer_the_stored_chat_reading_nothing(
     system: System, store: CountingStore
 ) -> None:
-    """The supervisor answers each decision with the chat as the batch stored it, from memory:
+    """The assignment actor answers each decision with the chat as the batch stored it, from memory:
     one store read per answer made it wait on the store once per request."""
     await online(system, "ann")
     opened = await system.open_chat("cust-1", title="Help", description="", priority=Priority.LOW)

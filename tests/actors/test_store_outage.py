@@ -19,8 +19,8 @@ import trio
 import trio.testing
 
 from actors import ChatAssigned, Event, Speaker, System, open_system
-from actors.supervisor import RETRY_SECONDS, SupervisorActor
-from actors.system import SUPERVISOR_RETRY_SECONDS
+from actors.assignment_actor import RETRY_SECONDS, AssignmentActor
+from actors.system import ASSIGNMENT_RETRY_SECONDS
 from router import Refused, RouterError
 from store import (
     ActedBy,
@@ -170,13 +170,13 @@ async def test_a_crashed_assignment_actor_keeps_every_route_while_it_restarts(
 
         # A bug: the next presence change crashes the actor, and its restart has to wait for
         # the store (away for 5 s).
-        real = SupervisorActor._sync_presence
+        real = AssignmentActor._sync_presence
 
-        def crash_once(self: SupervisorActor, agent_id: str, batch: Any) -> None:
-            monkeypatch.setattr(SupervisorActor, "_sync_presence", real)
+        def crash_once(self: AssignmentActor, agent_id: str, batch: Any) -> None:
+            monkeypatch.setattr(AssignmentActor, "_sync_presence", real)
             raise RuntimeError("an injected bug")
 
-        monkeypatch.setattr(SupervisorActor, "_sync_presence", crash_once)
+        monkeypatch.setattr(AssignmentActor, "_sync_presence", crash_once)
         outcomes: list[str] = []
         acked: dict[str, list[str]] = {chat_id: [] for chat_id in chats}
         writing = True
@@ -263,14 +263,14 @@ async def _keeps_crashing(memory: MemoryStore, monkeypatch: pytest.MonkeyPatch) 
         chat_id = await open_chat(system, "cust-1")
         customer = Speaker("cust-1", Role.CUSTOMER)
 
-        def always_crash(self: SupervisorActor, agent_id: str, batch: Any) -> None:
+        def always_crash(self: AssignmentActor, agent_id: str, batch: Any) -> None:
             raise RuntimeError("an injected bug")
 
-        real = SupervisorActor._sync_presence
-        monkeypatch.setattr(SupervisorActor, "_sync_presence", always_crash)
+        real = AssignmentActor._sync_presence
+        monkeypatch.setattr(AssignmentActor, "_sync_presence", always_crash)
         crashed_at = trio.current_time()
         await system.connect(Recorder("bob").session, Role.AGENT)  # crashes it, and every start
-        await trio.sleep(16 + SUPERVISOR_RETRY_SECONDS / 2)  # past the backoffs: given up
+        await trio.sleep(16 + ASSIGNMENT_RETRY_SECONDS / 2)  # past the backoffs: given up
         assert not system.assignment_running
         assert system.route(chat_id) is not None
         sent = await system.send_message(chat_id, customer, client_msg_id="m1", content="hi")
@@ -281,13 +281,13 @@ async def _keeps_crashing(memory: MemoryStore, monkeypatch: pytest.MonkeyPatch) 
             nursery.start_soon(lambda: _append(opened, open_chat(system, "cust-2")))
             await trio.sleep(1)
             assert opened == []
-            monkeypatch.setattr(SupervisorActor, "_sync_presence", real)  # the bug is fixed
-            with trio.fail_after(SUPERVISOR_RETRY_SECONDS):
+            monkeypatch.setattr(AssignmentActor, "_sync_presence", real)  # the bug is fixed
+            with trio.fail_after(ASSIGNMENT_RETRY_SECONDS):
                 await _running(system)
         assert system.assignment_running
         restarts = [a.restarts for a in system.actor_states() if a.name == "supervisor"]
         assert restarts[0] >= 6
-        assert trio.current_time() - crashed_at < 16 + 2 * SUPERVISOR_RETRY_SECONDS
+        assert trio.current_time() - crashed_at < 16 + 2 * ASSIGNMENT_RETRY_SECONDS
         route = system.route(opened[0])
         assert route is not None
         assert route.agent_id == "ann"

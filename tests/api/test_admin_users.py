@@ -153,7 +153,7 @@ async def test_demoting_an_agent_requeues_their_chats_and_closes_their_connectio
 
 
 async def test_a_demoted_agent_is_stored_away(live: Live) -> None:
-    """The supervisor writes the demotion's routing: the record does not stay `available`."""
+    """The assignment actor writes the demotion's routing: the record does not stay `available`."""
     admin = await staff(live, ADMIN)
     ann = await available_agent(live, ANN)
     demoted = await live.http.put(
@@ -164,7 +164,7 @@ async def test_a_demoted_agent_is_stored_away(live: Live) -> None:
     stored = await live.services.store.get_user(ann.id)
     assert stored is not None
     assert (stored.role, stored.status) == (Role.USER, AgentStatus.AWAY)
-    # Approved again, they are an agent the supervisor knows, away until they say otherwise.
+    # Approved again, they are an agent the assignment actor knows, away until they say otherwise.
     again = await live.http.put("/admin/users/approve", headers=admin.headers, json={"email": ANN})
     assert again.status_code == 200, again.text
     assert again.json()["status"] == "away"
@@ -190,8 +190,8 @@ def _routing_fails_once(live: Live, monkeypatch: pytest.MonkeyPatch) -> list[Exc
 async def test_an_approval_whose_ask_fails_can_be_made_again(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The store refuses the supervisor's write once: the approval answers 503 and changes
-    nothing, so approving again works and the supervisor knows the new agent."""
+    """The store refuses the assignment actor's write once: the approval answers 503 and changes
+    nothing, so approving again works and the assignment actor knows the new agent."""
     admin = await staff(live, ADMIN)
     failures = _routing_fails_once(live, monkeypatch)
     failed = await live.http.put("/admin/users/approve", headers=admin.headers, json={"email": UMA})

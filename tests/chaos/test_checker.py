@@ -25,9 +25,9 @@ from tools.chaos_check import (
     KINDS,
     AckRecord,
     AgentState,
+    AssignmentState,
     ClientView,
     Evidence,
-    SupervisorState,
     check,
     replay,
     starting_max_loads,
@@ -89,7 +89,7 @@ def consistent() -> Evidence:
         Chat("c1", "cust1", "one", status=ChatStatus.OPEN, agent_id=ANN, last_seq=4),
         Chat("c2", "cust2", "two", status=ChatStatus.OPEN, agent_id=BOB, last_seq=4),
     ]
-    supervisor = SupervisorState(
+    assignment_actor = AssignmentState(
         agents=(
             AgentState(ANN, AgentStatus.AVAILABLE, 1, 2, ("c1",)),
             AgentState(BOB, AgentStatus.BUSY, 1, 1, ("c2",)),
@@ -97,7 +97,7 @@ def consistent() -> Evidence:
         queued=(),
         parked=(),
     )
-    return Evidence(acks, transcripts, views, activity, agents, chats, supervisor)
+    return Evidence(acks, transcripts, views, activity, agents, chats, assignment_actor)
 
 
 def test_a_consistent_run_passes_and_everything_is_counted() -> None:
@@ -161,19 +161,21 @@ def _overload(e: Evidence) -> Evidence:
 
 
 def _forget_in_the_actor(e: Evidence) -> Evidence:
-    ann, bob = e.supervisor.agents
-    supervisor = dataclasses.replace(
-        e.supervisor, agents=(dataclasses.replace(ann, chat_ids=(), load=0), bob), queued=("c1",)
+    ann, bob = e.assignment_actor.agents
+    assignment_actor = dataclasses.replace(
+        e.assignment_actor,
+        agents=(dataclasses.replace(ann, chat_ids=(), load=0), bob),
+        queued=("c1",),
     )
-    return dataclasses.replace(e, supervisor=supervisor)
+    return dataclasses.replace(e, assignment_actor=assignment_actor)
 
 
 def _disagree_on_max_load(e: Evidence) -> Evidence:
-    ann, bob = e.supervisor.agents
-    supervisor = dataclasses.replace(
-        e.supervisor, agents=(ann, dataclasses.replace(bob, max_load=3))
+    ann, bob = e.assignment_actor.agents
+    assignment_actor = dataclasses.replace(
+        e.assignment_actor, agents=(ann, dataclasses.replace(bob, max_load=3))
     )
-    return dataclasses.replace(e, supervisor=supervisor)
+    return dataclasses.replace(e, assignment_actor=assignment_actor)
 
 
 @pytest.mark.parametrize(

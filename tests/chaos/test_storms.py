@@ -3,12 +3,12 @@
 Hypothesis draws a schedule: many operations (agents connecting, dropping, going away and
 coming back, admins changing max loads, reassigning and closing chats, customers opening chats
 and writing to parked ones, agents parking chats), each starting at a drawn moment, so dozens
-overlap at the same virtual instant and interleave in the supervisor's mailbox. After the storm
-the checker looks only from outside the supervisor:
+overlap at the same virtual instant and interleave in the assignment actor's mailbox. After the
+storm the checker looks only from outside the assignment actor:
 
 - replaying the activity log in order, no assignment ever took an agent above their max load at
   that moment, and no chat ever had two agents;
-- the log's final owners equal the store's and the supervisor's snapshot;
+- the log's final owners equal the store's and the assignment actor's snapshot;
 - no chat was lost: every chat opened is resolved, owned, queued or parked;
 - no chat waits while an eligible agent has room.
 

@@ -32,7 +32,7 @@ async def test_a_former_arbiter_cannot_write_a_decision_and_steps_down() -> None
     stepped_down = trio.Event()
     old = await store.claim_routing("node-a")
     fenced = FencedStore(store, old, on_fenced=lambda why: stepped_down.set())
-    config = SystemConfig(supervisor_restarts=RestartPolicy(max_restarts=100, within_seconds=1))
+    config = SystemConfig(assignment_restarts=RestartPolicy(max_restarts=100, within_seconds=1))
     async with open_system(cast(Backend, fenced), config) as system:
         ann = Recorder("ann")
         await system.connect(ann.session, Role.AGENT)

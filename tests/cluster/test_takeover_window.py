@@ -1,8 +1,8 @@
 """An agent who connects while the node taking the lease is still starting its domain counts as
-connected there: the supervisor read the presence when it started, so the node holds the new
-session back until its domain runs and then tells the supervisor. Before, such a session joined
-the presence unannounced: the agent could set themselves available, but the supervisor saw no
-connection and gave them no chat (seen as a flaky frozen-arbiter test, the agent reconnecting
+connected there: the assignment actor read the presence when it started, so the node holds the new
+session back until its domain runs and then tells the assignment actor. Before, such a session
+joined the presence unannounced: the agent could set themselves available, but the assignment actor
+saw no connection and gave them no chat (seen as a flaky frozen-arbiter test, the agent reconnecting
 15 ms after the takeover)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def test_an_agent_connecting_while_the_domain_starts_gets_chats(
 
     @asynccontextmanager
     async def held_open_system(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        # The supervisor has started (and read the presence); the node has not yet seen it.
+        # The assignment actor has started (and read the presence); the node has not yet seen it.
         async with open_system(*args, **kwargs) as system:
             started.set()
             await go_on.wait()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.system import SUPERVISOR
+from actors.system import ASSIGNMENT_ACTOR
 from telemetry import READY
 from tests.conftest import Live, make_settings, running_server
 from tests.store.mongo_server import WireServer, fresh_database_url, running_wire_server
@@ -37,7 +37,7 @@ async def test_ready_on_sqlite_and_healthy_always(live: Live) -> None:
 
 
 async def test_not_ready_while_the_assignment_actor_is_not_running(live: Live) -> None:
-    await live.services.system._actors.stop(SUPERVISOR)  # as if it had given up
+    await live.services.system._actors.stop(ASSIGNMENT_ACTOR)  # as if it had given up
     ready = await live.http.get("/readyz")
     assert ready.status_code == 503
     error = ready.json()["error"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import typing
 
-from actors.supervisor import SupervisorActor
+from actors.assignment_actor import AssignmentActor
 from actors.system import System, open_system
 from api._services import Services
 from store import (
@@ -61,7 +61,7 @@ def test_every_backend_implements_the_whole_backend() -> None:
 
 
 def test_only_the_assignment_actor_is_handed_the_routing_writer() -> None:
-    assert typing.get_type_hints(SupervisorActor.__init__)["store"] is Backend
+    assert typing.get_type_hints(AssignmentActor.__init__)["store"] is Backend
     assert typing.get_type_hints(open_system)["store"] is Backend
     # What the edge and the rest of the domain hold has no routing writer.
     assert typing.get_type_hints(Services)["store"] is Store

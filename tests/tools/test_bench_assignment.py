@@ -1,4 +1,4 @@
-"""bench assignment, small: both modes drive the real supervisor and find no violation."""
+"""bench assignment, small: both modes drive the real assignment actor and find no violation."""
 
 from __future__ import annotations
 

@@ -77,7 +77,9 @@ async def shown(live: Live, width: int = 250, **changes: object) -> tuple[int, s
     return code, out.getvalue()
 
 
-async def test_overview_tables_show_agents_queue_conversations_and_supervisor(live: Live) -> None:
+async def test_overview_tables_show_agents_queue_conversations_and_assignment_actor(
+    live: Live,
+) -> None:
     async with ann_at_max_load(live) as busy:
         code, text = await shown(live)
     assert code == 0

@@ -37,7 +37,7 @@ from tools.chaos._run import ChatPlan, Run
 from tools.chaos._server import ServerProcess
 from tools.chaos_check import (
     AgentState,
-    SupervisorState,
+    AssignmentState,
     check,
 )
 
@@ -68,7 +68,7 @@ async def run_chaos(
                 rest = Server(clients[0], servers[0].url, failover=clients[1:], ride_out=RIDE_OUT)
                 run = Run(plan, servers, rest)
                 admin, agents, customers = await _set_up(run)
-                supervisor = await _drive(run, nursery, admin, agents, customers)
+                assignment_actor = await _drive(run, nursery, admin, agents, customers)
                 run.stopping = True
                 for server in servers:
                     await server.kill()
@@ -83,7 +83,7 @@ async def run_chaos(
         for server in servers:
             server.close()
     seconds = time.monotonic() - started
-    evidence = await _evidence(store_url, run, agents, customers, supervisor)
+    evidence = await _evidence(store_url, run, agents, customers, assignment_actor)
     acked = {(ack.chat_id, ack.client_msg_id) for ack in run.acks}
     stored = [m for messages in evidence.transcripts.values() for m in messages]
     report = ChaosReport(
@@ -200,7 +200,7 @@ async def _drive(
     admin: str,
     agents: list[AgentPeer],
     customers: list[CustomerPeer],
-) -> SupervisorState:
+) -> AssignmentState:
     plan = run.plan
     rng = random.Random(plan.seed)
     total = plan.chats * plan.messages
@@ -254,7 +254,7 @@ async def _drive(
         async with trio.open_nursery() as settling:
             for anyone in [*agents, *customers]:
                 settling.start_soon(anyone.settle)
-        state = await _supervisor_state(run, admin)
+        state = await _assignment_state(run, admin)
         run.stopping = True
         for server in run.servers:
             await server.kill()
@@ -294,9 +294,9 @@ async def _churn_once(run: Run, rng: random.Random, admin: str, agents: list[Age
     run.stats.churn_ops[f"{op} {outcome}"] += 1
 
 
-async def _supervisor_state(run: Run, admin: str) -> SupervisorState:
+async def _assignment_state(run: Run, admin: str) -> AssignmentState:
     system = (await run.rest.call("GET", "/admin/system", token=admin)).json()
-    return SupervisorState(
+    return AssignmentState(
         agents=tuple(
             AgentState(
                 agent["id"],

@@ -16,9 +16,9 @@ from tools.chaos._peers import AgentPeer, CustomerPeer
 from tools.chaos._plan import ChaosError
 from tools.chaos._run import Run
 from tools.chaos_check import (
+    AssignmentState,
     ClientView,
     Evidence,
-    SupervisorState,
 )
 
 # --- the evidence --------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ async def _evidence(
     run: Run,
     agents: list[AgentPeer],
     customers: list[CustomerPeer],
-    supervisor: SupervisorState,
+    assignment_actor: AssignmentState,
 ) -> Evidence:
     """What the clients recorded, and what the store holds now the server is gone."""
     async with open_store(store_url) as store:
@@ -79,7 +79,7 @@ async def _evidence(
         activity=activity,
         agents=stored_agents,
         chats=chats,
-        supervisor=supervisor,
+        assignment_actor=assignment_actor,
     )
 
 

@@ -1,4 +1,4 @@
-"""The SupervisorActor: the assignment state's single writer, a thin shell around AssignmentCore.
+"""The AssignmentActor: the assignment state's single writer, a thin shell around AssignmentCore.
 
 Decide, commit, apply, in batches: it takes every message waiting in its mailbox (up to
 MAX_BATCH), runs the core on each in order, and makes all their decisions durable in one
@@ -54,6 +54,7 @@ from actors.floor import FloorSignal
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
+    AssignmentMessage,
     ChatDetailsChanged,
     CustomerWrote,
     GetSnapshot,
@@ -69,7 +70,6 @@ from actors.messages import (
     RetryDecisions,
     SetAgentStatus,
     SetMaxLoad,
-    SupervisorMessage,
 )
 from actors.presence import Presence, Route, Routes
 from actors.reporting import report_decisions
@@ -123,7 +123,7 @@ class RoutingHealth:
     problem: str | None = None
 
 
-class SupervisorActor(BatchActor[SupervisorMessage]):
+class AssignmentActor(BatchActor[AssignmentMessage]):
     max_batch = MAX_BATCH
 
     def __init__(
@@ -158,7 +158,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         self._handling: deque[float] = deque(maxlen=HANDLING_SAMPLES)
         self._positions: dict[str, int] = {}  # last queue position pushed per waiting chat
         self._refresh_pending = False
-        self._redo: dict[SupervisorMessage, None] = {}  # tells of batches that were not stored
+        self._redo: dict[AssignmentMessage, None] = {}  # tells of batches that were not stored
         self._retry_pending = False
 
     # --- start: rebuild from the store ---------------------------------------------------------
@@ -204,7 +204,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
 
     # --- messages: decide them all, store the decisions in one write, then apply them -----------
 
-    async def handle_batch(self, messages: list[SupervisorMessage]) -> None:
+    async def handle_batch(self, messages: list[AssignmentMessage]) -> None:
         batch = _Batch(trio.current_time(), utcnow())
         self._core.checkpoint()
         for message in messages:
@@ -226,7 +226,7 @@ class SupervisorActor(BatchActor[SupervisorMessage]):
         for then in batch.after:
             then()
 
-    def _decide(self, message: SupervisorMessage, batch: _Batch) -> None:
+    def _decide(self, message: AssignmentMessage, batch: _Batch) -> None:
         """Run the core on one message, adding its decisions and its answer to `batch`."""
         now, core = batch.now, self._core
         match message:
@@ -737,7 +737,7 @@ class _Batch:
     resolved_owner: dict[str, str | None] = field(default_factory=dict)
     pushes: list[tuple[Effect, str | None]] = field(default_factory=list)
     answers: list[tuple[Reply[Any], Answer]] = field(default_factory=list)
-    redo: list[SupervisorMessage] = field(default_factory=list)  # tells, if the write fails
+    redo: list[AssignmentMessage] = field(default_factory=list)  # tells, if the write fails
     probe: bool = False  # write even if nothing changed
     presence: bool = False  # an agent's connection count changed
     after: list[Callable[[], None]] = field(default_factory=list)  # stored or not

@@ -1,4 +1,4 @@
-"""The SupervisorActor's wiring: decisions reach the store, the activity log and the sessions.
+"""The AssignmentActor's wiring: decisions reach the store, the activity log and the sessions.
 
 The decisions themselves are tested on AssignmentCore (test_assignment*.py); here each test
 checks that the shell persists before it pushes, starts and honours timers, refuses without
@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from actors import ChatStatusEvent, ChatUnassigned, QueuePosition, System, open_system
+from actors.assignment_actor import RETRY_SECONDS
 from actors.events import AgentStatusEvent, ChatAssigned
-from actors.supervisor import RETRY_SECONDS
 from router import Refused
 from store import (
     ActedBy,
