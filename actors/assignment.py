@@ -759,6 +759,18 @@ class AssignmentCore:
         """How many chats wait in the queue."""
         return len(self._queue)
 
+    def waiting_in_order(self, now: float) -> list[str]:
+        """The waiting chats' ids in serving order as of `now`: the snapshot's queue, alone."""
+        return [chat.chat_id for chat in self._queue.ordered(now)]
+
+    def online_capacity(self) -> int:
+        """The max loads of the agents not away with a live connection."""
+        return sum(
+            agent.max_load
+            for agent in self._agents.values()
+            if agent.chosen != AgentStatus.AWAY and agent.connections
+        )
+
     def chat_view(self, chat_id: str) -> ChatView | None:
         """An active chat as the core sees it; None once resolved or if unknown."""
         chat = self._chats.get(chat_id)

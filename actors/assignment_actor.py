@@ -669,25 +669,22 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         self._push_queue_positions(trio.current_time())
 
     def _push_queue_positions(self, now: float) -> None:
-        snapshot = self._core.snapshot(now)
-        capacity = sum(
-            agent.max_load
-            for agent in snapshot.agents
-            if agent.status != AgentStatus.AWAY and agent.connections
-        )
+        # Not a whole snapshot (every agent's view and the parked chats sorted): under a backlog
+        # this ran five times a second.
+        capacity = self._core.online_capacity()
         handling = (
             sum(self._handling) / len(self._handling)
             if self._handling
             else DEFAULT_HANDLING_SECONDS
         )
         positions: dict[str, int] = {}
-        for entry in snapshot.queue:
-            positions[entry.chat_id] = entry.position
-            if self._positions.get(entry.chat_id) == entry.position:
+        for position, chat_id in enumerate(self._core.waiting_in_order(now), start=1):
+            positions[chat_id] = position
+            if self._positions.get(chat_id) == position:
                 continue
-            eta = math.ceil(entry.position * handling / max(capacity, 1))
-            customer_id = self._customers.get(entry.chat_id)
-            self._presence.deliver(customer_id, QueuePosition(entry.chat_id, entry.position, eta))
+            eta = math.ceil(position * handling / max(capacity, 1))
+            customer_id = self._customers.get(chat_id)
+            self._presence.deliver(customer_id, QueuePosition(chat_id, position, eta))
         self._positions = positions
 
 

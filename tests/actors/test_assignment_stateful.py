@@ -424,6 +424,12 @@ class AssignmentMachine(RuleBasedStateMachine):
         ]
         assert keys == sorted(keys)
         assert [e.position for e in queue] == list(range(1, len(queue) + 1))
+        # What the queue-position push uses instead of a whole snapshot.
+        assert self.core.waiting_in_order(self.now) == [e.chat_id for e in queue]
+        agents = self.core.snapshot(self.now).agents
+        assert self.core.online_capacity() == sum(
+            a.max_load for a in agents if a.status != AgentStatus.AWAY and a.connections
+        )
         for priority in Priority:
             fresh = [e for e in queue if not e.requeued and e.priority == priority]
             assert [e.arrival for e in fresh] == sorted(e.arrival for e in fresh)
