@@ -21,12 +21,12 @@ from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
 )
 from wsproto.utilities import LocalProtocolError
 
 from tools._sim_ledger import Ledger
 from tools._sim_scenario import Scenario
+from tools._ws_client import dial, message_send
 
 CONNECT_SECONDS = 15.0
 CONNECTS_AT_ONCE = 64
@@ -177,12 +177,12 @@ class Participant:
         await limiter.acquire()
         holding = True
         try:
-            async with open_websocket_url(
+            async with dial(
                 self.ws_url,
-                extra_headers=[(b"Authorization", f"Bearer {self.token}".encode())],
+                self.token,
                 message_queue_size=MESSAGE_QUEUE,
-                connect_timeout=CONNECT_SECONDS,
-                disconnect_timeout=CONNECT_SECONDS,
+                connect_seconds=CONNECT_SECONDS,
+                disconnect_seconds=CONNECT_SECONDS,
             ) as conn:
                 limiter.release()
                 holding = False
@@ -314,14 +314,7 @@ class Participant:
         await self._send_message(chat_id, client_msg_id, content)
 
     async def _send_message(self, chat_id: str, client_msg_id: str, content: str) -> None:
-        await self.send(
-            {
-                "type": "message.send",
-                "chatId": chat_id,
-                "clientMsgId": client_msg_id,
-                "content": content,
-            }
-        )
+        await self.send(message_send(chat_id, client_msg_id, content))
 
     # --- frames --------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from api import Settings, open_services, seed_demo_data, serve
 from store import ActedBy, AgentStatus, Priority, new_id
 from tools._bench_table import timing_table
+from tools._ws_client import bearer
 
 AGENT = "ann@switchboard.example"
 TARGETS = ("someone else's", "unknown")
@@ -68,9 +69,7 @@ async def _measure(probes: int) -> dict[str, list[float]]:
             owner = await found.tokens.authenticate(found.tokens.mint_customer("bench-owner"))
             prober = found.tokens.mint_customer("bench-prober")
             staff = found.tokens.issue(agent)
-            async with open_websocket_url(
-                url, extra_headers=[(b"Authorization", f"Bearer {staff}".encode())]
-            ):
+            async with open_websocket_url(url, extra_headers=bearer(staff)):
                 # The agent is connected and available: the chat is open and assigned.
                 await found.system.set_agent_status(
                     agent.id, AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id=agent.id
@@ -79,9 +78,7 @@ async def _measure(probes: int) -> dict[str, list[float]]:
                     owner.user.id, title="bench", description="", priority=Priority.MEDIUM
                 )
                 theirs = opened.chat.id
-                async with open_websocket_url(
-                    url, extra_headers=[(b"Authorization", f"Bearer {prober}".encode())]
-                ) as ws:
+                async with open_websocket_url(url, extra_headers=bearer(prober)) as ws:
                     await _probe(ws, theirs, probes, timings)
             nursery.cancel_scope.cancel()
         return timings

@@ -61,6 +61,7 @@ from trio_websocket import (
 
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
 from tools._server import cpu_seconds, running
+from tools._ws_client import bearer
 
 DEMO_AGENTS = ("ann@switchboard.example", "bob@switchboard.example", "cy@switchboard.example")
 DEMO_PASSWORD = "switchboard-demo"
@@ -399,7 +400,7 @@ async def _connect(
     task_status: trio.TaskStatus[WebSocketConnection] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hold a connection open until cancelled; hand it over once open."""
-    headers = [(b"Authorization", f"Bearer {token}".encode()) for token in tokens]
+    headers = [header for token in tokens for header in bearer(token)]
     async with open_websocket_url(url, extra_headers=headers, message_queue_size=1024) as conn:
         task_status.started(conn)
         await trio.sleep_forever()

@@ -16,10 +16,11 @@ from trio_websocket import (
     CloseReason,
     ConnectionClosed,
     WebSocketConnection,
-    open_websocket_url,
 )
 
 from tests.conftest import Live
+from tools._ws_client import bearer as bearer
+from tools._ws_client import dial, message_send
 
 WAIT_SECONDS = 10.0
 Frame = dict[str, Any]
@@ -72,14 +73,7 @@ class WsClient:
 
     async def sent(self, chat_id: str, client_msg_id: str, content: str) -> Frame:
         """Send a message; its `ack`, or the `error` that refers to it (the caller decides)."""
-        await self.send(
-            {
-                "type": "message.send",
-                "chatId": chat_id,
-                "clientMsgId": client_msg_id,
-                "content": content,
-            }
-        )
+        await self.send(message_send(chat_id, client_msg_id, content))
 
         def answers(frame: Frame) -> bool:
             return (frame["type"], frame.get("clientMsgId")) == ("ack", client_msg_id) or (
@@ -113,10 +107,6 @@ class WsClient:
         return [frame for frame in self.frames if frame["type"] == frame_type]
 
 
-def bearer(token: str) -> list[tuple[bytes, bytes]]:
-    return [(b"Authorization", f"Bearer {token}".encode())]
-
-
 @asynccontextmanager
 async def connect(
     live: Live,
@@ -126,16 +116,15 @@ async def connect(
     subprotocols: list[str] | None = None,
     message_queue_size: int = 64,
 ) -> AsyncIterator[WsClient]:
-    extra = (bearer(token) if token is not None else []) + (headers or [])
-    # The library's own bounds on the handshake and the closing handshake.
-    async with open_websocket_url(
+    async with dial(
         ws_url(live),
-        extra_headers=extra,
+        token,
+        headers=headers or [],
         subprotocols=subprotocols,
         message_queue_size=message_queue_size,
         max_message_size=4 * 1024 * 1024,
-        connect_timeout=WAIT_SECONDS,
-        disconnect_timeout=WAIT_SECONDS,
+        connect_seconds=WAIT_SECONDS,
+        disconnect_seconds=WAIT_SECONDS,
     ) as conn:
         yield WsClient(conn)
 
@@ -156,12 +145,5 @@ async def open_chat(customer: WsClient, title: str = "Where is my order?") -> Fr
 async def say(client: WsClient, chat_id: str, client_msg_id: str, content: str) -> Frame:
     """Send a message and wait for its ack."""
     return await client.request(
-        {
-            "type": "message.send",
-            "chatId": chat_id,
-            "clientMsgId": client_msg_id,
-            "content": content,
-        },
-        "ack",
-        clientMsgId=client_msg_id,
+        message_send(chat_id, client_msg_id, content), "ack", clientMsgId=client_msg_id
     )

@@ -13,13 +13,13 @@ from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
 )
 
 from store import (
     AgentStatus,
     Role,
 )
+from tools._ws_client import dial
 from tools.chaos._plan import (
     _NOT_YOURS,
     _TRANSIENT,
@@ -65,13 +65,12 @@ class Peer:
         while not self.run.stopping:
             lasted = False
             try:
-                async with open_websocket_url(
+                async with dial(
                     self.run.ws_url(self.turn),
-                    extra_headers=[(b"Authorization", f"Bearer {self.token}".encode())],
+                    self.token,
                     message_queue_size=4096,
-                    max_message_size=1024 * 1024,
-                    connect_timeout=CONNECT_SECONDS,
-                    disconnect_timeout=1.0,
+                    connect_seconds=CONNECT_SECONDS,
+                    disconnect_seconds=1.0,
                 ) as ws:
                     lasted = await self._session(ws)
             except (HandshakeError, OSError):

@@ -13,6 +13,7 @@ from trio_websocket import (
     WebSocketConnection,
 )
 
+from tools._ws_client import message_send
 from tools.chaos._plan import (
     ACK_SECONDS,
     WINDOW_RETRY_SECONDS,
@@ -209,13 +210,7 @@ class Link:
             await trio.lowlevel.checkpoint()
 
     async def send_message(self, chat_id: str, client_msg_id: str, content: str) -> None:
-        frame = {
-            "type": "message.send",
-            "chatId": chat_id,
-            "clientMsgId": client_msg_id,
-            "content": content,
-        }
-        await self.send(frame)
+        await self.send(message_send(chat_id, client_msg_id, content))
 
     def resume(self, chat_id: str) -> None:
         """Ask for what this client has not shown of the chat (counted in flight at once, so
