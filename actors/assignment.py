@@ -37,6 +37,10 @@ Rules (DESIGN §3; the choice and the queue order are in actors.policy):
 - Setting a chat pending (the agent waits for the customer) frees the agent's slot and leaves the
   chat with no owner and out of the queue; when the customer writes, it is queued again as a new
   arrival at its priority and stays `pending` until assigned.
+
+About 1,000 lines: one functional core whose every event method changes the same state under the
+same invariants (one writer of statuses, loads and the queue); the rules it applies are in
+policy.py.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ state the store has.
 On (re)start it rebuilds the core from the store: every agent, every active chat, and the
 connections the presence registry still holds (a crash of this actor does not drop sockets),
 then publishes every route over the old ones, which the edge kept using meanwhile.
+
+Over 500 lines: the shell's decide, commit and apply of a batch, and the pushes and answers that
+follow; the decisions themselves are in assignment.py and policy.py.
 """
 
 from __future__ import annotations

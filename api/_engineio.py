@@ -12,6 +12,9 @@ several packets per body joined by the record separator \\x1e, binary data as `b
 Socket.IO (https://socket.io/docs/v4/socket-io-protocol/) rides in Engine.IO messages:
 `<type>[<namespace>,][<ack id>][<JSON>]`. Binary attachments (types 5 and 6) are refused:
 every event of this server is JSON.
+
+Over 500 lines: the two protocols' codecs and one session's state machine belong together (the
+machine buffers what the codecs encode), and as plain code they are tested without a socket.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ typing, the notification reads onto the notification routes' actions); any other
 ignored, as the original did. Typing has an allowance of its own beside the flood limit, and only
 a change of typing state reaches the domain, so the widget's `startTyping` per keystroke costs
 nothing and never cuts a fast typist.
+
+A little over 500 lines: one class, ChatSocket, a handler per original event and the rendering of
+each domain event; both halves read the socket's rooms.
 """
 
 from __future__ import annotations

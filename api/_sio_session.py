@@ -15,6 +15,9 @@ Authentication as the original: `auth: {token}` in the Socket.IO CONNECT, else a
 a CONNECT_ERROR `{message}`. A session that has not connected within `socketio_connect_seconds`
 closes, and one client address may have at most `socketio_pending_per_address` sessions waiting
 for their CONNECT, so nobody without a token holds the session slots.
+
+Over 500 lines: one class, the session, whose tasks share its state (the Engine.IO session, the
+inbox, the outbox, the socket); split further, they would reach into each other's fields.
 """
 
 from __future__ import annotations

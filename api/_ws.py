@@ -14,6 +14,9 @@ receipts. Domain events come in through `Session.offer`, a `send_nowait` into th
 when it is full the reader is too slow, and the domain closes the connection with 1013 instead
 of waiting for it. Everything the server says goes through the outbox, so frames leave in the
 order they were produced.
+
+A little over 500 lines: the handshake's checks and the connection's reader and writer tasks, which
+share the connection's state.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Rules kept here:
   client gets `rate_limited` and the connection closes with 1008;
 - bad input and refusals become an `Error` and change nothing; the connection stays usable;
 - every call into the domain is bounded by `ASK_SECONDS`.
+
+A little over 500 lines: every command's rules behind one `handle`, so the roles and bounds of each
+are read in one place.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ out of the membership when its key expires; the arbiter then detaches its sessio
 agents among them get their grace period there, on the arbiter, which survives the node.
 Presence per node is also kept in Valkey with the node's TTL (`bus.Membership`), for
 `inspect` and /admin/system.
+
+Over 500 lines: one node's lease loop, forwarding and sessions across nodes share the node's state
+(its lease, its bus, its presence).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Each method does all its work between two checkpoints, so every operation is atomic with respect
 to other tasks, which is what a transaction gives the durable backends.
+
+Over 500 lines because it is one class implementing the whole Backend in memory, as each durable
+backend's operations are one class.
 """
 
 from __future__ import annotations

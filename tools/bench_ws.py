@@ -28,6 +28,9 @@ echo server answers a probe frame with them, Switchboard's /metrics has them
 
     python -m tools.bench_ws [--connections 9] [--size 256] [--seconds 5] [--rate 200]
         [--store sqlite|memory://|mongodb://...]
+
+A little over 500 lines: both sides of the comparison (the echo server and Switchboard) and their
+one table, so both are measured alike.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ server's memory per connection. The load stops by itself: after `--duration` sec
 `drain` seconds) for outstanding acks and deliveries, checks the invariants, prints the report,
 and exits 1 if an invariant failed. Agents it created on a running server are deleted, and their
 chats closed, at the end.
+
+Over 500 lines: the command line (its flags and their checks) and the run's setup; the clients, the
+ledger, the report and the stall detection are modules of their own (tools/_sim_*.py).
 """
 
 from __future__ import annotations
