@@ -7,41 +7,53 @@ assignment actor starts for an agent without one, e.g. after a restart), and it 
 (passivation) once the agent has no session, no grace period running and nothing left to tell.
 
 It owns nothing of capacity: the status used for eligibility, the load, the max load and the
-queue stay with the assignment actor, which checks and reserves capacity in one synchronous step.
-The agent actor tells it when the agent's sessions change (`PresenceChanged`: the assignment actor
-reads the count from the registry, so telling twice is harmless) and when a grace period the
-assignment actor started ends (`GraceExpired` with the assignment actor's token: a stale one changes
-nothing).
+queue stay with the assignment actor, which checks and reserves capacity in one synchronous
+step. The agent actor tells it when the agent's sessions change (`PresenceChanged`: it reads the
+count from the registry, so telling twice is harmless), when a grace period it started ends
+(`GraceExpired` with its token: a stale one changes nothing), and relays the agent's status
+requests and their record's lifecycle (approval, demotion or deletion, a new name or email): the
+assignment actor decides and answers the asker, and the agent's tabs hear the outcome from it.
+What the agent actor tells leaves in the order it happened: a status chosen right after
+connecting is decided after the connection.
 
-It never waits on the assignment actor's mailbox: a tell that finds it full is told again a moment
-later (both tells are idempotent). So the assignment actor may wait on this actor's mailbox to start
-a grace period, and the two can never wait on each other.
+It never waits on the assignment actor's mailbox: what finds it full is told again a moment
+later, in order. So the assignment actor may wait on this actor's mailbox to start a grace
+period, and the two can never wait on each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import assert_never
 
 import trio
 
 from actors.activation import Activation, ask_retrying, log_give_up, tell_retrying
+from actors.assignment import AgentView
 from actors.events import Session
 from actors.messages import (
+    AddAgent,
     AgentMessage,
+    AgentProfileChanged,
     AssignmentMessage,
     Attach,
     Detach,
+    Dismiss,
+    Enroll,
     GraceExpired,
     GracePeriodOver,
     PresenceChanged,
+    ProfileEdited,
+    RemoveAgent,
+    RequestStatus,
+    SetAgentStatus,
     StartGracePeriod,
     TellAgain,
 )
 from actors.presence import Presence
 from router import Actor, ActorDead, ActorRef, MailboxFull, Reply, Timer
-from store import Role
+from store import ActedBy, AgentStatus, Role
 
 # Connects and disconnects of one agent's tabs, a grace period, a status request or two.
 AGENT_MAILBOX = 256
@@ -66,6 +78,9 @@ class _Kept:
     restart does not leave an offline agent available with no timer to end it."""
 
     grace: _GracePeriod | None = None
+    # Told but refused by the assignment actor's full mailbox, in order; a status request's asker
+    # waits on its reply in here.
+    unsent: dict[AssignmentMessage, None] = field(default_factory=dict)
 
 
 class AgentActor(Actor[AgentMessage]):
@@ -84,10 +99,11 @@ class AgentActor(Actor[AgentMessage]):
         self._kept = kept
         self._grace_seconds = grace_period_seconds
         self._timer: Timer | None = None
-        self._unsent: dict[AssignmentMessage, None] = {}
+        self._unsent = kept.unsent
         self._tell_again_pending = False
 
     async def on_start(self) -> None:
+        self._flush()
         grace = self._kept.grace
         if grace is not None:  # restarted after a crash: the same period goes on
             left = max(grace.ends_at - trio.current_time(), 0.0)
@@ -105,6 +121,14 @@ class AgentActor(Actor[AgentMessage]):
                 if self._presence.detach(session):
                     self._tell(PresenceChanged(self._agent_id))
                 reply.send(None)
+            case RequestStatus(status, by, actor_id, reply):
+                self._tell(SetAgentStatus(self._agent_id, status, by, actor_id, reply))
+            case Enroll(max_load, reply):
+                self._tell(AddAgent(self._agent_id, max_load, reply))
+            case Dismiss(reply):
+                self._tell(RemoveAgent(self._agent_id, reply))
+            case ProfileEdited(reply):
+                self._tell(AgentProfileChanged(self._agent_id, reply))
             case StartGracePeriod(token, epoch):
                 self._end_grace_period()
                 ends_at = trio.current_time() + self._grace_seconds
@@ -140,7 +164,11 @@ class AgentActor(Actor[AgentMessage]):
                 assignment_actor.tell_nowait(message)
             except MailboxFull:
                 break
-            except ActorDead:  # the domain is stopping
+            except ActorDead as error:  # the domain is stopping
+                for left in self._unsent:
+                    reply = getattr(left, "reply", None)
+                    if isinstance(reply, Reply):
+                        reply.fail(error)
                 self._unsent.clear()
                 return
             del self._unsent[message]
@@ -187,6 +215,23 @@ class Agents:
             self._presence.detach(session)
             return
         await self._ask(session.user_id, lambda reply: Detach(session, reply))
+
+    async def set_status(
+        self, agent_id: str, status: AgentStatus, *, by: ActedBy, actor_id: str | None
+    ) -> AgentView:
+        return await ask_retrying(
+            lambda: self._ref(agent_id),
+            lambda reply: RequestStatus(status, by, actor_id, reply),
+        )
+
+    async def enroll(self, agent_id: str, max_load: int) -> None:
+        await ask_retrying(lambda: self._ref(agent_id), lambda reply: Enroll(max_load, reply))
+
+    async def dismiss(self, agent_id: str) -> None:
+        await ask_retrying(lambda: self._ref(agent_id), Dismiss)
+
+    async def profile_edited(self, agent_id: str) -> None:
+        await ask_retrying(lambda: self._ref(agent_id), ProfileEdited)
 
     async def start_grace_period(self, agent_id: str, token: int, epoch: int) -> None:
         start: AgentMessage = StartGracePeriod(token, epoch)

@@ -227,6 +227,39 @@ class Detach:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """Available or away, chosen by the agent or forced by an admin: relayed to the supervisor,
+    which decides and answers."""
+
+    status: AgentStatus
+    by: ActedBy
+    actor_id: str | None
+    reply: Reply[AgentView]
+
+
+@dataclass(frozen=True, slots=True)
+class Enroll:
+    """The user becomes an agent (an admin approved or created them): relayed as `AddAgent`."""
+
+    max_load: int
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class Dismiss:
+    """The agent is demoted or deleted: relayed as `RemoveAgent`."""
+
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileEdited:
+    """The agent's name or email changed: relayed as `AgentProfileChanged`."""
+
+    reply: Reply[None]
+
+
+@dataclass(frozen=True, slots=True)
 class StartGracePeriod:
     """From the assignment actor: the agent is offline and not away; unless a connection comes back
     first, tell it `GraceExpired(token, epoch)` after the grace period."""
@@ -248,7 +281,17 @@ class TellAgain:
     """Timer: tells the assignment actor's full mailbox refused are told again."""
 
 
-AgentMessage: TypeAlias = Attach | Detach | StartGracePeriod | GracePeriodOver | TellAgain
+AgentMessage: TypeAlias = (
+    Attach
+    | Detach
+    | RequestStatus
+    | Enroll
+    | Dismiss
+    | ProfileEdited
+    | StartGracePeriod
+    | GracePeriodOver
+    | TellAgain
+)
 
 # --- to a conversation --------------------------------------------------------------------------
 

@@ -25,8 +25,6 @@ from actors.conversation import ConversationActor
 from actors.events import CLOSE_SIGNED_OUT, Session
 from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, WatchFloor
 from actors.messages import (
-    AddAgent,
-    AgentProfileChanged,
     AssignmentMessage,
     ChatDetailsChanged,
     ConversationMessage,
@@ -39,11 +37,9 @@ from actors.messages import (
     ParkChat,
     ReadHistory,
     ReassignChat,
-    RemoveAgent,
     ResolveChat,
     SendMessage,
     Sent,
-    SetAgentStatus,
     SetMaxLoad,
     Speaker,
     SystemSnapshot,
@@ -173,9 +169,9 @@ class System:
     async def set_agent_status(
         self, agent_id: str, status: AgentStatus, *, by: ActedBy, actor_id: str | None
     ) -> AgentView:
-        return await self._assignment_actor.ask(
-            lambda reply: SetAgentStatus(agent_id, status, by, actor_id, reply)
-        )
+        """Through the agent's actor, in order with their connections; the assignment actor
+        decides."""
+        return await self._agents.set_status(agent_id, status, by=by, actor_id=actor_id)
 
     async def set_max_load(self, agent_id: str, max_load: int, *, actor_id: str) -> AgentView:
         return await self._assignment_actor.ask(
@@ -213,11 +209,12 @@ class System:
         )
 
     async def add_agent(self, agent_id: str, max_load: int) -> None:
-        await self._assignment_actor.ask(lambda reply: AddAgent(agent_id, max_load, reply))
+        """Through the agent's actor (started for it), in order with everything else of theirs."""
+        await self._agents.enroll(agent_id, max_load)
 
     async def agent_profile_changed(self, agent_id: str) -> None:
         """The agent's name or email was edited: chats pushed from now on show the new ones."""
-        await self._assignment_actor.ask(lambda reply: AgentProfileChanged(agent_id, reply))
+        await self._agents.profile_edited(agent_id)
 
     async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
         """An admin stored a chat's new title or description."""
@@ -226,7 +223,7 @@ class System:
         )
 
     async def remove_agent(self, agent_id: str) -> None:
-        await self._assignment_actor.ask(lambda reply: RemoveAgent(agent_id, reply))
+        await self._agents.dismiss(agent_id)
 
     async def snapshot(self) -> SystemSnapshot:
         core: CoreSnapshot = await self._assignment_actor.ask(GetSnapshot)

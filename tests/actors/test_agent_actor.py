@@ -15,10 +15,19 @@ import trio.testing
 from actors import System
 from actors.activation import Activation
 from actors.agent import Agents, agent_actor_name
-from actors.messages import AssignmentMessage, PresenceChanged
+from actors.assignment import AgentView
+from actors.events import AgentStatusEvent
+from actors.messages import (
+    AddAgent,
+    AgentProfileChanged,
+    AssignmentMessage,
+    PresenceChanged,
+    RemoveAgent,
+    SetAgentStatus,
+)
 from actors.presence import Presence
-from router import Actor, HandlerCrashed, open_actor_system
-from store import AgentStatus, ChatStatus, MemoryStore, Priority, Role
+from router import Actor, HandlerCrashed, Refused, open_actor_system
+from store import ActedBy, AgentStatus, ChatStatus, MemoryStore, Priority, Role, User, utcnow
 from tests.actors.conftest import GRACE, Recorder, online, settle
 
 
@@ -123,7 +132,7 @@ async def test_a_crash_of_the_agent_actor_keeps_the_grace_period_running(
 
 @dataclass
 class _StuckAssignmentActor(Actor[AssignmentMessage]):
-    """A assignment actor that handles nothing until `go` is set."""
+    """An assignment actor that handles nothing until `go` is set; it sets every status asked."""
 
     go: trio.Event
     heard: list[AssignmentMessage] = field(default_factory=list)
@@ -131,6 +140,13 @@ class _StuckAssignmentActor(Actor[AssignmentMessage]):
     async def handle(self, message: AssignmentMessage) -> None:
         await self.go.wait()
         self.heard.append(message)
+        match message:
+            case SetAgentStatus(agent_id, status, _, _, reply):
+                reply.send(AgentView(agent_id, status, 1, 0, 3, 0.0, ()))
+            case AddAgent(_, _, reply) | RemoveAgent(_, reply) | AgentProfileChanged(_, reply):
+                reply.send(None)
+            case _:
+                pass
 
 
 async def test_a_full_assignment_actor_mailbox_delays_the_presence_tell_but_blocks_no_connection(
@@ -155,3 +171,115 @@ async def test_a_full_assignment_actor_mailbox_delays_the_presence_tell_but_bloc
     assert stuck.heard
     assert all(message == PresenceChanged("ann") for message in stuck.heard)
     assert len(stuck.heard) == 3  # one handled, one in the mailbox, then the one told again
+
+
+async def test_a_status_request_is_relayed_in_order_with_the_connections(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    presence = Presence()
+    stuck = _StuckAssignmentActor(trio.Event())
+    answers: list[AgentView] = []
+    async with open_actor_system() as actors, trio.open_nursery() as nursery:
+        assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
+        agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
+        agents.bind(assignment_actor)
+        first, second, third = Recorder("ann"), Recorder("ann"), Recorder("ann")
+        await agents.connect(
+            first.session, Role.AGENT
+        )  # taken: the assignment actor is stuck on it
+        await agents.connect(second.session, Role.AGENT)
+
+        async def choose() -> None:
+            answers.append(
+                await agents.set_status(
+                    "ann", AgentStatus.AVAILABLE, by=ActedBy.SELF, actor_id="ann"
+                )
+            )
+
+        nursery.start_soon(choose)
+        await settle()
+        with trio.fail_after(1):  # the request waits for the assignment actor; the agent does not
+            await agents.connect(third.session, Role.AGENT)
+        assert answers == []
+        stuck.go.set()
+    kinds = [type(message).__name__ for message in stuck.heard]
+    assert kinds == ["PresenceChanged", "PresenceChanged", "SetAgentStatus", "PresenceChanged"]
+    assert [view.status for view in answers] == [AgentStatus.AVAILABLE]
+
+
+async def test_status_requests_go_through_the_agent_actor(
+    system: System, autojump_clock: trio.testing.MockClock
+) -> None:
+    ann = await online(system, "ann")  # connects, then asks to be available
+    assert agent_actor_name("ann") in running(system)
+    assert [event.status for event in ann.of(AgentStatusEvent)] == [AgentStatus.AVAILABLE]
+    # An admin forcing an agent in their grace period away: their actor relays it. Its timer
+    # then ends a period the assignment actor has moved past (changing nothing), and it stops.
+    await system.disconnect(ann.session, Role.AGENT)
+    view = await system.set_agent_status("ann", AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="root")
+    assert view.status == AgentStatus.AWAY
+    await trio.sleep(GRACE + 1)
+    await settle()
+    assert agent_actor_name("ann") not in running(system)
+    # bob is seeded away and not connected: a request for him starts his actor, then stops it.
+    view = await system.set_agent_status("bob", AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="root")
+    assert view.status == AgentStatus.AWAY
+    await settle()
+    assert agent_actor_name("bob") not in running(system)
+    with pytest.raises(Refused):
+        await system.set_agent_status("nobody", AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="root")
+
+
+async def test_an_agents_lifecycle_is_relayed_by_their_actor_in_the_order_asked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stuck = _StuckAssignmentActor(trio.Event())
+    async with open_actor_system() as actors, trio.open_nursery() as nursery:
+        assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
+        agents = Agents(Activation(actors), Presence(), grace_period_seconds=GRACE)
+        agents.bind(assignment_actor)
+        asks = [
+            lambda: agents.enroll("dan", 2),
+            lambda: agents.set_status("dan", AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="root"),
+            lambda: agents.profile_edited("dan"),
+            lambda: agents.dismiss("dan"),
+        ]
+        for each in asks:
+            nursery.start_soon(each)
+            await settle()
+        stuck.go.set()
+    assert [type(message).__name__ for message in stuck.heard] == [
+        "AddAgent",
+        "SetAgentStatus",
+        "AgentProfileChanged",
+        "RemoveAgent",
+    ]
+    assert all(getattr(message, "agent_id", None) == "dan" for message in stuck.heard)
+
+
+async def test_an_approved_then_removed_user_passes_through_their_actor(
+    system: System, store: MemoryStore
+) -> None:
+    await store.create_user(
+        User(
+            id="dan",
+            email="dan@example.com",
+            name="Dan",
+            role=Role.USER,
+            max_load=2,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+    )
+    await system.add_agent("dan", 2)
+    await settle()
+    assert agent_actor_name("dan") not in running(system)  # relayed, then stopped
+    stored = await store.get_user("dan")
+    assert stored is not None
+    assert stored.role == Role.AGENT
+    dan = await online(system, "dan")
+    await system.remove_agent("dan")
+    stored = await store.get_user("dan")
+    assert stored is not None
+    assert (stored.role, stored.status) == (Role.USER, AgentStatus.AWAY)
+    assert dan.of(AgentStatusEvent)[-1].status == AgentStatus.AWAY
