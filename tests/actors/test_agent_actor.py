@@ -7,6 +7,7 @@ On the autojump clock: grace periods take no real time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -16,11 +17,13 @@ from actors import System
 from actors.activation import Activation
 from actors.agent import Agents, agent_actor_name
 from actors.assignment import AgentView
+from actors.assignment_actor import AssignmentActor
 from actors.events import AgentStatusEvent
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
     AssignmentMessage,
+    GraceExpired,
     PresenceChanged,
     RemoveAgent,
     SetAgentStatus,
@@ -279,3 +282,55 @@ async def test_an_approved_then_removed_user_passes_through_their_actor(
     assert stored is not None
     assert (stored.role, stored.status) == (Role.USER, AgentStatus.AWAY)
     assert dan.of(AgentStatusEvent)[-1].status == AgentStatus.AWAY
+
+
+async def test_a_grace_period_ended_for_an_earlier_assignment_actor_changes_nothing(
+    system: System,
+    store: MemoryStore,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The assignment actor restarted numbers grace periods afresh: the end of one that an
+    earlier incarnation started (its GraceExpired waiting in the mailbox through the restart)
+    must not end the one the restart started with the same token."""
+    started: list[tuple[str, int, int]] = []
+    restarted = trio.Event()
+    real_start = Agents.start_grace_period
+
+    async def recorded(agents: Agents, agent_id: str, token: int, epoch: int) -> None:
+        started.append((agent_id, token, epoch))
+        if len(started) == 2:
+            restarted.set()
+        await real_start(agents, agent_id, token, epoch)
+
+    monkeypatch.setattr(Agents, "start_grace_period", recorded)
+    ann = await online(system, "ann")
+    chat_id = await open_chat(system, "cust-1")
+    await online(system, "bob")
+    await system.disconnect(ann.session, Role.AGENT)
+    await settle()
+    (first,) = started
+
+    # A bug crashes the assignment actor; its restart starts ann's grace period again.
+    real_sync = AssignmentActor._sync_presence
+
+    def crash_once(actor: AssignmentActor, agent_id: str, batch: Any) -> None:
+        monkeypatch.setattr(AssignmentActor, "_sync_presence", real_sync)
+        raise RuntimeError("an injected bug")
+
+    monkeypatch.setattr(AssignmentActor, "_sync_presence", crash_once)
+    await system.connect(Recorder("bob").session, Role.AGENT)
+    with trio.fail_after(GRACE / 2):  # the restart's backoff runs on the clock
+        await restarted.wait()
+    again = started[1]
+    assert (again[0], again[1]) == (first[0], first[1])  # the same agent and token...
+    assert again[2] != first[2]  # ...of another incarnation
+
+    # The first incarnation's grace period ends now: told with its own epoch, it is stale.
+    stale = GraceExpired("ann", first[1], first[2])
+    await system._assignment_actor.tell(stale)
+    await settle()
+    assert system.route(chat_id).agent_id == "ann"  # type: ignore[union-attr]
+    agent = await store.get_user("ann")
+    assert agent is not None
+    assert agent.status == AgentStatus.AVAILABLE
