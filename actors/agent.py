@@ -53,7 +53,7 @@ from actors.messages import (
 )
 from actors.presence import Presence
 from router import Actor, ActorDead, ActorRef, MailboxFull, Reply, Timer
-from store import ActedBy, AgentStatus, Role
+from store import ActedBy, AgentStatus
 
 # Connects and disconnects of one agent's tabs, a grace period, a status request or two.
 AGENT_MAILBOX = 256
@@ -204,16 +204,11 @@ class Agents:
         """Once the assignment actor runs (its first start may start grace periods here already)."""
         self.assignment_actor = assignment_actor
 
-    async def connect(self, session: Session, role: Role) -> None:
-        if role != Role.AGENT:
-            self._presence.attach(session)
-            return
+    async def attach(self, session: Session) -> None:
+        """One of the agent's connections is live (their actor starts with the first)."""
         await self._ask(session.user_id, lambda reply: Attach(session, reply))
 
-    async def disconnect(self, session: Session, role: Role) -> None:
-        if role != Role.AGENT:
-            self._presence.detach(session)
-            return
+    async def detach(self, session: Session) -> None:
         await self._ask(session.user_id, lambda reply: Detach(session, reply))
 
     async def set_status(

@@ -124,11 +124,17 @@ class System:
 
     async def connect(self, session: Session, role: Role) -> None:
         """A user's connection is live: it receives their events from now on. An agent's
-        sessions are their agent actor's (started by the first)."""
-        await self._agents.connect(session, role)
+        sessions are their agent actor's; anyone else's are registered here."""
+        if role == Role.AGENT:
+            await self._agents.attach(session)
+        else:
+            self._presence.attach(session)
 
     async def disconnect(self, session: Session, role: Role) -> None:
-        await self._agents.disconnect(session, role)
+        if role == Role.AGENT:
+            await self._agents.detach(session)
+        else:
+            self._presence.detach(session)
 
     def sign_out(self, user_id: str, reason: str, *, keep_token: str | None = None) -> int:
         """Close every live connection of the user (logged out, demoted, deleted, password

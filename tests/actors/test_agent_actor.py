@@ -160,7 +160,7 @@ async def test_a_full_assignment_actor_mailbox_delays_the_presence_tell_but_bloc
         tabs = [Recorder("ann") for _ in range(5)]
         with trio.fail_after(1):  # none of these waits for the stuck assignment actor
             for tab in tabs:
-                await agents.connect(tab.session, Role.AGENT)
+                await agents.attach(tab.session)
         assert presence.connections("ann") == 5
         stuck.go.set()
         await trio.sleep(1)
@@ -183,10 +183,10 @@ async def test_a_status_request_is_relayed_in_order_with_the_connections(
         agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
         agents.bind(assignment_actor)
         first, second, third = Recorder("ann"), Recorder("ann"), Recorder("ann")
-        await agents.connect(
-            first.session, Role.AGENT
-        )  # taken: the assignment actor is stuck on it
-        await agents.connect(second.session, Role.AGENT)
+        # The first tell is taken (the assignment actor is stuck on it), the second fills its
+        # mailbox.
+        await agents.attach(first.session)
+        await agents.attach(second.session)
 
         async def choose() -> None:
             answers.append(
@@ -198,7 +198,7 @@ async def test_a_status_request_is_relayed_in_order_with_the_connections(
         nursery.start_soon(choose)
         await settle()
         with trio.fail_after(1):  # the request waits for the assignment actor; the agent does not
-            await agents.connect(third.session, Role.AGENT)
+            await agents.attach(third.session)
         assert answers == []
         stuck.go.set()
     kinds = [type(message).__name__ for message in stuck.heard]
