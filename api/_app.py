@@ -234,6 +234,8 @@ async def serve_asgi(
     config.websocket_ping_timeout = settings.ws_ping_timeout_seconds
     config.websocket_close_timeout = settings.ws_close_timeout_seconds
     config.send_timeout = settings.ws_ping_timeout_seconds
+    # A connection waiting for its first or next request (api/_hypercorn.py, `IdleTimer`).
+    config.keep_alive_timeout = settings.http_keep_alive_seconds
     # Stopping: how long in-flight requests and closing websockets have before they are cut.
     config.graceful_timeout = settings.stop_timeout_seconds
     adjust_hypercorn()

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # Live connections (/ws and Socket.IO together) per user; a new one beyond is refused.
     max_connections_per_staff: int = Field(default=10, ge=1)
     max_connections_per_customer: int = Field(default=5, ge=1)
+    # An HTTP connection with no request under way is closed after this long.
+    http_keep_alive_seconds: float = Field(default=5.0, gt=0)
     # On SIGTERM: how long in-flight requests and closing connections have before they are cut.
     stop_timeout_seconds: float = Field(default=10.0, gt=0)
     # Operations (README, "Running in production").
@@ -297,6 +299,7 @@ EXAMPLES: Mapping[str, str] = {
     "socketio_pending_per_address": "20",
     "max_connections_per_staff": "10",
     "max_connections_per_customer": "5",
+    "http_keep_alive_seconds": "5",
     "stop_timeout_seconds": "10",
     "console": "false",
     "log_level": "info",

@@ -37,6 +37,16 @@ Connections that would never end in hypercorn as it is (each held a file handle 
   A peer that does not answer a ping within `websocket_ping_timeout` is cut.
 - A write to a peer that stopped reading waited forever (shielded). `OneConnection` gives each
   write `send_timeout`, then aborts the connection.
+- A kept-alive HTTP connection idle after its first answer was never closed: hypercorn starts
+  its idle timer with `nursery.start` from the task that ends the answer, which under
+  Quart-Trio runs inside a nursery cancelled as the answer ends, and the timer died with it.
+  Any client could hold a file handle for good with one request, and a stop waited for its
+  whole grace period on every idle browser or proxy connection. `IdleTimer` starts the timer
+  in the connection's own task group, so `keep_alive_timeout` and a stop close it.
+- For the same reason an answer that ends its connection (`Connection: close`, HTTP/1.0, an
+  early answer with the body still coming, any answer while the server stops) never closed
+  it: the close ran in the answer's cancelled task and stopped at its first checkpoint. The
+  socket stayed open until the peer closed it. `OneConnection` closes shielded.
 Aborting resets the TCP connection (SO_LINGER 0): the file handle and the kernel's buffers are
 freed at once, nothing is retransmitted to a peer that is gone.
 """
@@ -48,7 +58,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from math import inf
 from typing import Any
@@ -63,6 +73,7 @@ from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, Scope
 from wsproto.connection import ConnectionState
@@ -87,9 +98,39 @@ class ServerConfig(Config):
 _connection: ContextVar[OneConnection] = ContextVar("switchboard_connection")
 
 
+class IdleTimer:
+    """hypercorn's `TrioSingleTask` for a connection's idle timer, started with `start_soon`
+    in the connection's task group: never a child of the caller's task (see the module's doc)."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self) -> None:
+        self._scope: trio.CancelScope | None = None
+
+    async def restart(self, task_group: TaskGroup, action: Callable[[], Awaitable[None]]) -> None:
+        await self.stop()
+        scope = self._scope = trio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await action()
+
+        task_group.spawn(run)
+
+    async def stop(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+
+
 class OneConnection(TCPServer):
     """hypercorn's connection handler, except that what escapes it ends only its connection
-    (hypercorn closes the stream on the way out), and a write waits at most `send_timeout`."""
+    (hypercorn closes the stream on the way out), a write waits at most `send_timeout`, and
+    an idle connection is closed after `keep_alive_timeout` or when the server stops."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = IdleTimer()  # type: ignore[assignment]
 
     async def run(self) -> None:
         # The connection's streams are made in this task (and their tasks inherit its context):
@@ -99,6 +140,11 @@ class OneConnection(TCPServer):
             await super().run()
         except Exception as error:  # trio's Cancelled is a BaseException: it still goes through
             log.warning("a connection failed inside the HTTP server and was closed: %r", error)
+
+    async def _close(self) -> None:
+        # Shielded: often run by the task of an answer that Quart-Trio has just cancelled.
+        with trio.CancelScope(shield=True):
+            await super()._close()
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):

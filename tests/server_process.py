@@ -40,6 +40,19 @@ class ServerProcess:
         """The server's open file handles."""
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
+    async def files_back_to(self, baseline: int, within: float) -> float:
+        """Seconds until the open files are back to `baseline` (fails past `within`)."""
+        started = trio.current_time()
+        with trio.move_on_after(within):
+            # The kernel's file table has no event to wait on: it is read again and again.
+            while self.open_files() > baseline:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            return trio.current_time() - started
+        raise AssertionError(
+            f"{self.open_files()} open files after {within}s, {baseline} before; "
+            f"server said: {self.output.decode()[-3000:]}"
+        )
+
     def customer_token(self, customer_id: str) -> str:
         """A shop token, signed as the shop's own system would."""
         now = datetime.now(UTC)

@@ -28,20 +28,6 @@ FRAMES_PER_SECOND, FRAME_BURST = 0.1, 40
 SLACK_SECONDS = 3.0
 
 
-async def files_back_to(server: ServerProcess, baseline: int, within: float) -> float:
-    """Seconds until the server's open files are back to `baseline` (fails past `within`)."""
-    started = trio.current_time()
-    with trio.move_on_after(within):
-        # The kernel's file table has no event to wait on: it is read again and again.
-        while server.open_files() > baseline:  # noqa: ASYNC110
-            await trio.sleep(0.05)
-        return trio.current_time() - started
-    raise AssertionError(
-        f"{server.open_files()} open files after {within}s, {baseline} before; "
-        f"server said: {server.output.decode()[-3000:]}"
-    )
-
-
 async def served_throughout(
     server: ServerProcess,
     done: trio.Event,
@@ -117,7 +103,7 @@ async def test_flooders_that_vanish_leave_no_open_file_behind(tmp_path: Path) ->
                     flood.start_soon(one, n)
             assert silent, "some flooders stay silent"
             peak = server.open_files()
-            took = await files_back_to(server, baseline, CLOSE_TIMEOUT + SLACK_SECONDS)
+            took = await server.files_back_to(baseline, CLOSE_TIMEOUT + SLACK_SECONDS)
             done.set()
         print(
             f"{FLOODERS} flooders ({len(silent)} silent): open files {baseline} -> {peak} -> "
@@ -154,7 +140,7 @@ async def test_peers_that_answer_no_ping_are_cut_and_live_ones_kept(tmp_path: Pa
                 for n in range(20)
             ]
             assert server.open_files() >= baseline + len(mute)
-            took = await files_back_to(server, baseline, interval + timeout + SLACK_SECONDS)
+            took = await server.files_back_to(baseline, interval + timeout + SLACK_SECONDS)
             print(f"{len(mute)} mute peers cut {took:.2f}s after they were all open")
             # Several ping rounds later, the client that answers them is still served.
             await steady.send_message(json.dumps({"type": "ping"}))
