@@ -23,7 +23,7 @@ class Recorded:
 
 
 def _connection(stream: trio.SocketStream) -> tuple[OneConnection, Recorded]:
-    connection = OneConnection(None, ServerConfig(), None, None, stream)  # type: ignore[arg-type]
+    connection = OneConnection(None, ServerConfig(), None, None, stream)
     protocol = Recorded()
     connection.protocol = protocol  # type: ignore[assignment]
     return connection, protocol
