@@ -279,10 +279,12 @@ class Connection:
             return refused
         assert not isinstance(inbound, Malformed)
         try:
-            with trio.fail_after(ASK_SECONDS):
+            # A bare scope, not `fail_after` (a generator around one): this runs for every frame.
+            with trio.CancelScope(deadline=trio.current_time() + ASK_SECONDS):
                 return await self._perform(inbound)
         except Exception as error:
             return [_failure(inbound, error)]
+        return [_failure(inbound, trio.TooSlowError())]  # the deadline cancelled it
 
     async def handle_sends(self, sends: Sequence[PostMessage]) -> list[list[EdgeEffect]]:
         """`handle` for each of a connection's consecutive sends, answered in order (up to a
@@ -335,11 +337,13 @@ class Connection:
         arrived = time.perf_counter()
         chat_id = run[0].chat_id
         try:
-            with trio.fail_after(ASK_SECONDS):
+            with trio.CancelScope(deadline=trio.current_time() + ASK_SECONDS) as bound:
                 await self._check_visible(chat_id)
                 outcomes = await self._system.send_messages(
                     chat_id, self._speaker, [(send.client_msg_id, send.content) for send in run]
                 )
+            if bound.cancelled_caught:
+                raise trio.TooSlowError
         except Exception as error:
             return [[_failure(send, error)] for send in run]
         answers: list[list[EdgeEffect]] = []

@@ -415,6 +415,22 @@ async def test_a_command_past_its_deadline_is_answered_overloaded(
         assert trio.current_time() - began == pytest.approx(ASK_SECONDS)
 
 
+async def test_sends_past_their_deadline_are_each_answered_overloaded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_world(StalledStore()) as world:
+        chat_id, _, _ = await open_assigned_chat(world)
+        began = trio.current_time()
+        answers = await world.connection(world.customer).handle_sends(
+            [PostMessage(chat_id, "c1", "hi"), PostMessage(chat_id, "c2", "again")]
+        )
+        assert answers == [
+            [Error("overloaded", "the service is too busy to answer; retry", ref)]
+            for ref in ("c1", "c2")
+        ]
+        assert trio.current_time() - began == pytest.approx(ASK_SECONDS)
+
+
 def test_a_message_event_is_rendered_once_for_every_session() -> None:
     rendered = RenderedMessages(2)
     first, second, third = (
