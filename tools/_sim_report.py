@@ -80,7 +80,7 @@ class Chats:
 
 
 @dataclass(frozen=True, slots=True)
-class Agents:
+class AgentChurn:
     drops: int
     aways: int
     reconnects: int
@@ -118,7 +118,7 @@ class Report:
     messages: Messages
     latency_ms: dict[str, Summary]
     chats: Chats
-    agents: Agents
+    agents: AgentChurn
     errors: dict[str, int]
     frames_received: dict[str, int]
     invariants: tuple[Outcome, ...]

@@ -44,7 +44,7 @@ LEASE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class NodesResult:
     nodes: int  # 0: one process, no bus
     report: Report
     load_average: float
@@ -58,7 +58,7 @@ def _pid(server: ServerProcess) -> int:
     return int(found.group(1))
 
 
-async def measure(nodes: int, args: argparse.Namespace, scenario: Scenario) -> Result:
+async def measure(nodes: int, args: argparse.Namespace, scenario: Scenario) -> NodesResult:
     database = with_database(args.store, f"bench_cluster_{uuid.uuid4().hex[:12]}")
     cluster = {"SWITCHBOARD_BUS_URL": args.bus, "SWITCHBOARD_LEASE_SECONDS": str(LEASE_SECONDS)}
     # Creating and signing in the agents hashes passwords in bulk: on a busy machine they wait
@@ -102,14 +102,14 @@ async def measure(nodes: int, args: argparse.Namespace, scenario: Scenario) -> R
                     await server.kill()
                     server.close()
                 await trio.to_thread.run_sync(drop_database, database)
-    return Result(nodes, report, load_average)
+    return NodesResult(nodes, report, load_average)
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def table(results: list[Result]) -> Table:
+def table(results: list[NodesResult]) -> Table:
     shown = Table(title="Throughput by node count (loadsim steady, chats stay open)")
     for column in (
         "setup",
@@ -141,7 +141,7 @@ def table(results: list[Result]) -> Table:
     return shown
 
 
-async def run(args: argparse.Namespace, scenario: Scenario, console: Console) -> list[Result]:
+async def run(args: argparse.Namespace, scenario: Scenario, console: Console) -> list[NodesResult]:
     results = []
     for nodes in args.nodes:
         console.print(f"measuring {nodes or 'one process without a bus'} ...")

@@ -125,7 +125,7 @@ async def _agent(found: Services, n: int, max_load: int) -> User:
 
 
 @dataclass
-class Report:
+class SioBenchReport:
     closed: dict[str, Any] = field(default_factory=dict)
     rates: list[dict[str, Any]] = field(default_factory=list)
     floor: dict[str, Any] | None = None  # the transport floor's closed loop
@@ -175,7 +175,7 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 @dataclass
-class Server:
+class SpawnedServer:
     """A server subprocess held by a task of its own, so that it can stop before the others."""
 
     described: dict[str, Any]  # what it wrote: url, pid (and the real server's tokens)
@@ -199,29 +199,31 @@ def serve_args(customers: int, store_url: str, folder: Path) -> list[str]:
     return ["--customers", str(customers), "--store-url", store_url, "--serve", str(folder)]
 
 
-async def _hold(command: list[str], ready: str, *, task_status: trio.TaskStatus[Server]) -> None:
+async def _hold(
+    command: list[str], ready: str, *, task_status: trio.TaskStatus[SpawnedServer]
+) -> None:
     stop, stopped = trio.Event(), trio.Event()
     try:
         async with running(command, env=os.environ, ready=ready) as launched:
             found = json.loads(await trio.Path(launched.found).read_text())
-            task_status.started(Server(found, stop, stopped))
+            task_status.started(SpawnedServer(found, stop, stopped))
             await stop.wait()
     finally:
         stopped.set()
 
 
-async def run(args: argparse.Namespace, console: Console) -> Report:
+async def run(args: argparse.Namespace, console: Console) -> SioBenchReport:
     modules = install()
-    report = Report()
+    report = SioBenchReport()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         bench = [sys.executable, "-m", "tools.bench_socketio", "--agents", str(args.agents)]
         async with bench_store(args.store, folder) as store, trio.open_nursery() as servers:
-            real: Server = await servers.start(
+            real: SpawnedServer = await servers.start(
                 _hold, [*bench, *serve_args(args.customers, store, folder)], READY
             )
             report.rss_kib["idle"] = memory_kib(real.pid)[0]
-            floor: Server | None = None
+            floor: SpawnedServer | None = None
             if args.floor:
                 floor = await servers.start(
                     _hold, [*bench, "--serve-floor", str(folder)], _sio_floor.READY
@@ -255,9 +257,9 @@ async def run(args: argparse.Namespace, console: Console) -> Report:
 async def _drive(
     command: list[str],
     modules: Path,
-    real: Server,
-    floor: Server | None,
-    report: Report,
+    real: SpawnedServer,
+    floor: SpawnedServer | None,
+    report: SioBenchReport,
     console: Console,
 ) -> None:
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
@@ -330,12 +332,12 @@ async def _drive(
                             return
 
 
-def _measured(report: Report, pid: int, phase: str) -> None:
+def _measured(report: SioBenchReport, pid: int, phase: str) -> None:
     """The real server's memory after a phase: RSS, and the peak so far (VmHWM)."""
     report.rss_kib[phase], report.peak_kib = memory_kib(pid)
 
 
-def show(report: Report, args: argparse.Namespace, console: Console) -> None:
+def show(report: SioBenchReport, args: argparse.Namespace, console: Console) -> None:
     transport = "websocket only" if args.websocket_only else "polling, then websocket"
     table = Table(
         title=(

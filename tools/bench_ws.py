@@ -104,7 +104,7 @@ class Tracker:
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class SideResult:
     name: str
     throughput: float  # messages a second, closed loop
     cpu_ms: float  # the server's CPU time per message in the closed loop
@@ -172,7 +172,7 @@ async def run_phases(
     gc_counts: GcProbe,
     args: argparse.Namespace,
     progress: Progress,
-) -> Result:
+) -> SideResult:
     numbers = itertools.count(1)
 
     # Warm up: one message per connection (activates conversations, fills caches).
@@ -243,7 +243,9 @@ async def run_phases(
     progress.remove_task(task)
     latencies = sorted(tracker.latencies)
     p50, p99 = _percentiles(latencies)
-    return Result(name, throughput, cpu_ms, garbage, p50 * 1000, p99 * 1000, total, len(latencies))
+    return SideResult(
+        name, throughput, cpu_ms, garbage, p50 * 1000, p99 * 1000, total, len(latencies)
+    )
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -280,7 +282,7 @@ async def serve_echo() -> None:
 # --- the two sides -------------------------------------------------------------------------------
 
 
-async def bench_echo(args: argparse.Namespace, progress: Progress) -> Result:
+async def bench_echo(args: argparse.Namespace, progress: Progress) -> SideResult:
     command = [sys.executable, "-m", "tools.bench_ws", "--serve-echo"]
     async with (
         running(command, env=os.environ, ready="listening on ") as echo,
@@ -310,13 +312,15 @@ async def _read_echoes(conn: WebSocketConnection, tracker: Tracker) -> None:
         tracker.arrived(message_number(echoed["content"]))
 
 
-async def bench_switchboard(args: argparse.Namespace, progress: Progress) -> Result:
+async def bench_switchboard(args: argparse.Namespace, progress: Progress) -> SideResult:
     with tempfile.TemporaryDirectory() as folder:
         async with bench_store(args.store, Path(folder)) as store:
             return await _bench_switchboard(store, args, progress)
 
 
-async def _bench_switchboard(store: str, args: argparse.Namespace, progress: Progress) -> Result:
+async def _bench_switchboard(
+    store: str, args: argparse.Namespace, progress: Progress
+) -> SideResult:
     command = [
         sys.executable, "-m", "tools.cli", "serve", "--host", "127.0.0.1", "--port", "0",
         "--store", store, "--seed-if-empty",
@@ -438,7 +442,7 @@ async def _drain(customer: WebSocketConnection) -> None:
 # --- the report ----------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, console: Console) -> list[Result]:
+async def run(args: argparse.Namespace, console: Console) -> list[SideResult]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -451,7 +455,7 @@ async def run(args: argparse.Namespace, console: Console) -> list[Result]:
     return [echo, switchboard]
 
 
-def report(results: list[Result], args: argparse.Namespace, console: Console) -> None:
+def report(results: list[SideResult], args: argparse.Namespace, console: Console) -> None:
     echo, switchboard = results
     table = Table(
         title=f"Websocket relay: {args.connections} connections, {args.size}-character messages; "

@@ -53,7 +53,7 @@ from tools._sim_ledger import Ledger, Outcome
 from tools._sim_participant import Participant, Run
 from tools._sim_report import (
     MEASURES,
-    Agents,
+    AgentChurn,
     Chats,
     Cpu,
     Memory,
@@ -427,7 +427,7 @@ def _report(
             backlog_peak=ledger.backlog_peak,
             queue_empty_after_seconds=_queue_empty_after(ledger, phase.started),
         ),
-        agents=Agents(
+        agents=AgentChurn(
             drops=counts["drops"], aways=counts["aways"], reconnects=counts["reconnects"]
         ),
         errors=dict(ledger.errors),

@@ -33,7 +33,7 @@ from tools.chaos._plan import (
     ChaosPlan,
     ChaosReport,
 )
-from tools.chaos._run import ChatPlan, Run
+from tools.chaos._run import ChaosRun, ChatPlan
 from tools.chaos._server import ServerProcess
 from tools.chaos_check import (
     AgentState,
@@ -52,7 +52,7 @@ async def run_chaos(
     servers = _servers(plan, store_url, workdir)
     say(f"chaos: seed {plan.seed}; server log {servers[0].log_path}")
     started = time.monotonic()
-    run: Run | None = None
+    run: ChaosRun | None = None
     try:
         with trio.fail_after(plan.time_limit):
             async with AsyncExitStack() as stack:
@@ -66,7 +66,7 @@ async def run_chaos(
                 for server in servers:  # one after the other: the first seeds the store
                     await server.start(nursery)
                 rest = Server(clients[0], servers[0].url, failover=clients[1:], ride_out=RIDE_OUT)
-                run = Run(plan, servers, rest)
+                run = ChaosRun(plan, servers, rest)
                 admin, agents, customers = await _set_up(run)
                 assignment_actor = await _drive(run, nursery, admin, agents, customers)
                 run.stopping = True
@@ -125,7 +125,7 @@ async def _arbiter(bus: str) -> str | None:
         return await Lease(opened, ARBITER_LEASE, "chaos", 1.0).current_holder()
 
 
-async def _set_up(run: Run) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
+async def _set_up(run: ChaosRun) -> tuple[str, list[AgentPeer], list[CustomerPeer]]:
     """Agents through the admin API (each at the plan's max load), tokens for the customers."""
     plan, rest = run.plan, run.rest
     admin = (
@@ -195,7 +195,7 @@ def _moments(rng: random.Random, count: int, total: int) -> list[int]:
 
 
 async def _drive(
-    run: Run,
+    run: ChaosRun,
     server_nursery: trio.Nursery,
     admin: str,
     agents: list[AgentPeer],
@@ -262,7 +262,9 @@ async def _drive(
     return state
 
 
-async def _churn_once(run: Run, rng: random.Random, admin: str, agents: list[AgentPeer]) -> None:
+async def _churn_once(
+    run: ChaosRun, rng: random.Random, admin: str, agents: list[AgentPeer]
+) -> None:
     op = rng.choice(["away", "reassign", "reassign", "max_load"])
     agent = rng.choice(agents)
     outcome = "done"
@@ -294,7 +296,7 @@ async def _churn_once(run: Run, rng: random.Random, admin: str, agents: list[Age
     run.stats.churn_ops[f"{op} {outcome}"] += 1
 
 
-async def _assignment_state(run: Run, admin: str) -> AssignmentState:
+async def _assignment_state(run: ChaosRun, admin: str) -> AssignmentState:
     system = (await run.rest.call("GET", "/admin/system", token=admin)).json()
     return AssignmentState(
         agents=tuple(

@@ -14,7 +14,7 @@ from store import (
 )
 from tools.chaos._peers import AgentPeer, CustomerPeer
 from tools.chaos._plan import ChaosError
-from tools.chaos._run import Run
+from tools.chaos._run import ChaosRun
 from tools.chaos_check import (
     AssignmentState,
     ClientView,
@@ -26,7 +26,7 @@ from tools.chaos_check import (
 
 async def _evidence(
     store_url: str,
-    run: Run,
+    run: ChaosRun,
     agents: list[AgentPeer],
     customers: list[CustomerPeer],
     assignment_actor: AssignmentState,

@@ -32,32 +32,32 @@ from tools.chaos._plan import (
     ChaosError,
     Frame,
 )
-from tools.chaos._run import ChatPlan, Run
-from tools.chaos._sending import AgentHalf, CustomerHalf, Link, View
+from tools.chaos._run import ChaosRun, ChatPlan
+from tools.chaos._sending import AgentHalf, CustomerHalf, Link, ShownChat
 from tools.chaos_check import (
     AckRecord,
 )
 
 
-class Peer:
+class ReconnectingClient:
     """A websocket client that stays connected until the run stops, reconnecting as needed."""
 
     role: Role
 
-    def __init__(self, run: Run, name: str, token: str) -> None:
+    def __init__(self, run: ChaosRun, name: str, token: str) -> None:
         self.run = run
         self.name = name
         self.token = token
-        self.views: dict[str, View] = {}
+        self.views: dict[str, ShownChat] = {}
         self.link: Link | None = None
         self.connected = trio.Event()
         self.sessions = 0
         self.abandoned: dict[str, str] = {}
         self.turn = run.home()  # the node it connects to; the next one after a failure
 
-    def view(self, chat_id: str) -> View:
+    def view(self, chat_id: str) -> ShownChat:
         if chat_id not in self.views:
-            self.views[chat_id] = View()
+            self.views[chat_id] = ShownChat()
         return self.views[chat_id]
 
     async def live(self) -> None:
@@ -193,10 +193,10 @@ class Peer:
         return self.settle_chats()
 
 
-class CustomerPeer(Peer):
+class CustomerPeer(ReconnectingClient):
     role = Role.CUSTOMER
 
-    def __init__(self, run: Run, name: str, token: str, chat: ChatPlan) -> None:
+    def __init__(self, run: ChaosRun, name: str, token: str, chat: ChatPlan) -> None:
         super().__init__(run, name, token)
         self.chat = chat
         self.half = CustomerHalf(self, chat, run.plan.customer_messages)
@@ -229,10 +229,10 @@ class CustomerPeer(Peer):
         return [self.chat.chat_id] if self.chat.chat_id else []
 
 
-class AgentPeer(Peer):
+class AgentPeer(ReconnectingClient):
     role = Role.AGENT
 
-    def __init__(self, run: Run, name: str, token: str, user_id: str) -> None:
+    def __init__(self, run: ChaosRun, name: str, token: str, user_id: str) -> None:
         super().__init__(run, name, token)
         self.user_id = user_id
         self.halves: dict[str, AgentHalf] = {}  # chat id -> this agent's sender in it

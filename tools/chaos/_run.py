@@ -35,7 +35,7 @@ class ChatPlan:
         return self.agent_next - 1
 
 
-class Run:
+class ChaosRun:
     """What every client shares: the plan, the progress towards the kills, the evidence."""
 
     def __init__(self, plan: ChaosPlan, servers: list[ServerProcess], rest: Server) -> None:

@@ -26,10 +26,10 @@ from tools.chaos_check import (
 )
 
 if TYPE_CHECKING:
-    from tools.chaos._peers import Peer
+    from tools.chaos._peers import ReconnectingClient
 
 
-class View:
+class ShownChat:
     """One client's in-order picture of one chat: a message is shown once every earlier one is;
     ones that arrive ahead of a gap wait for it (live pushes can overtake a resume's answer)."""
 
@@ -71,11 +71,11 @@ class View:
         return not self.ahead and self.last >= self.last_answer
 
 
-class Outgoing:
+class ChatSender:
     """One sender's messages into one chat. Unacknowledged ones are resent, in order, with the
     same clientMsgId after a reconnect; at most `window` are unacknowledged at once."""
 
-    def __init__(self, peer: Peer, chat: ChatPlan) -> None:
+    def __init__(self, peer: ReconnectingClient, chat: ChatPlan) -> None:
         self.peer = peer
         self.chat = chat
         self.unacked: dict[str, str] = {}  # clientMsgId -> content, in send order
@@ -143,8 +143,8 @@ class Outgoing:
             await link.send_message(chat_id, fresh, content)
 
 
-class CustomerHalf(Outgoing):
-    def __init__(self, peer: Peer, chat: ChatPlan, total: int) -> None:
+class CustomerHalf(ChatSender):
+    def __init__(self, peer: ReconnectingClient, chat: ChatPlan, total: int) -> None:
         super().__init__(peer, chat)
         self.total = total
         self.sent = 0
@@ -165,7 +165,7 @@ class CustomerHalf(Outgoing):
             self.peer.run.half_done()
 
 
-class AgentHalf(Outgoing):
+class AgentHalf(ChatSender):
     def next_message(self) -> str | None:
         number = self.chat.take_agent_number()
         return None if number is None else f"a{self.chat.index}-{self.peer.name}-{number}"
@@ -194,7 +194,9 @@ class AgentHalf(Outgoing):
 class Link:
     """One live connection of a peer."""
 
-    def __init__(self, peer: Peer, ws: WebSocketConnection, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, peer: ReconnectingClient, ws: WebSocketConnection, nursery: trio.Nursery
+    ) -> None:
         self.peer = peer
         self.ws = ws
         self.nursery = nursery
