@@ -26,7 +26,7 @@ from wsproto.utilities import LocalProtocolError
 
 from tools._sim_ledger import Ledger
 from tools._sim_scenario import Scenario
-from tools._ws_client import dial, message_send
+from tools._ws_client import Redial, Verdict, message_send, stay_connected
 
 CONNECT_SECONDS = 15.0
 CONNECTS_AT_ONCE = 64
@@ -145,54 +145,52 @@ class Participant:
         self._tasks: trio.Nursery | None = None
         """The current connection's own tasks."""
         self._dropping = False
+        self._redial = Redial(
+            message_queue_size=MESSAGE_QUEUE,
+            connect_seconds=CONNECT_SECONDS,
+            disconnect_seconds=CONNECT_SECONDS,
+            attempts=RECONNECT_ATTEMPTS,
+            handshakes=run.connects,
+        )
 
     # --- the connection ------------------------------------------------------------------------
 
     async def live(self) -> None:
         """Stay connected until cancelled; reconnect after a drop and catch up."""
-        failures = 0
-        while failures <= RECONNECT_ATTEMPTS:
-            if self.connected.is_set() or failures:
-                await trio.sleep(self.run.scenario.reconnect_delay * (1 + failures))
-            try:
-                code = await self._connect_and_read()
-            except (HandshakeError, OSError) as error:
-                failures += 1
-                self.run.ledger.error(f"connect failed: {type(error).__name__}")
-                continue
-            except LocalProtocolError:
-                # trio-websocket answers a ping that crosses our close and fails on it; the
-                # connection is gone either way.
-                self.run.ledger.error("trio-websocket: a ping crossed our close")
-                continue
-            failures = 0
-            if code == CLOSE_UNAUTHORIZED:
-                break  # the token no longer works: nothing to reconnect with
+        await stay_connected(self, self._redial)
+
+    # --- what the reconnect loop asks (tools/_ws_client.stay_connected) ------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return False  # connected until cancelled: the load stopping still wants the acks
+
+    def url(self) -> str:
+        return self.ws_url
+
+    async def session(self, ws: WebSocketConnection) -> Verdict:
+        async with trio.open_nursery() as nursery:
+            code = await self._session(ws, nursery)
+            nursery.cancel_scope.cancel()
+        # The token no longer works: nothing to reconnect with.
+        return Verdict.STOP if code == CLOSE_UNAUTHORIZED else Verdict.LASTED
+
+    def refused(self, error: HandshakeError | OSError) -> None:
+        self.run.ledger.error(f"connect failed: {type(error).__name__}")
+
+    def crossed(self, error: LocalProtocolError) -> Verdict:
+        # The connection is gone either way.
+        self.run.ledger.error("trio-websocket: a ping crossed our close")
+        return Verdict.NEITHER
+
+    def backoff(self, failures: int) -> float:
+        if self.connected.is_set() or failures:
+            return self.run.scenario.reconnect_delay * (1 + failures)
+        return 0.0
+
+    def give_up(self) -> None:
         self.gave_up = True
         self.run.ledger.error(f"{self.role} gave up reconnecting")
-
-    async def _connect_and_read(self) -> int | None:
-        limiter = self.run.connects
-        # Only the handshakes are limited (a burst of them would overflow the listen backlog).
-        await limiter.acquire()
-        holding = True
-        try:
-            async with dial(
-                self.ws_url,
-                self.token,
-                message_queue_size=MESSAGE_QUEUE,
-                connect_seconds=CONNECT_SECONDS,
-                disconnect_seconds=CONNECT_SECONDS,
-            ) as conn:
-                limiter.release()
-                holding = False
-                async with trio.open_nursery() as nursery:
-                    code = await self._session(conn, nursery)
-                    nursery.cancel_scope.cancel()
-                return code
-        finally:
-            if holding:
-                limiter.release()
 
     async def _session(self, conn: WebSocketConnection, nursery: trio.Nursery) -> int | None:
         """Read frames until the connection closes; its close code."""

@@ -14,12 +14,13 @@ from trio_websocket import (
     HandshakeError,
     WebSocketConnection,
 )
+from wsproto.utilities import LocalProtocolError
 
 from store import (
     AgentStatus,
     Role,
 )
-from tools._ws_client import dial
+from tools._ws_client import Redial, Verdict, stay_connected
 from tools.chaos._plan import (
     _NOT_YOURS,
     _TRANSIENT,
@@ -36,6 +37,13 @@ from tools.chaos._run import ChaosRun, ChatPlan
 from tools.chaos._sending import AgentHalf, CustomerHalf, Link, ShownChat
 from tools.chaos_check import (
     AckRecord,
+)
+
+REDIAL = Redial(
+    message_queue_size=4096,
+    connect_seconds=CONNECT_SECONDS,
+    disconnect_seconds=1.0,
+    attempts=RECONNECT_ATTEMPTS,
 )
 
 
@@ -61,27 +69,34 @@ class ReconnectingClient:
         return self.views[chat_id]
 
     async def live(self) -> None:
-        failures = 0
-        while not self.run.stopping:
-            lasted = False
-            try:
-                async with dial(
-                    self.run.ws_url(self.turn),
-                    self.token,
-                    message_queue_size=4096,
-                    connect_seconds=CONNECT_SECONDS,
-                    disconnect_seconds=1.0,
-                ) as ws:
-                    lasted = await self._session(ws)
-            except (HandshakeError, OSError):
-                self.run.stats.failed_connects += 1
-            self.turn += 1  # its node is down, or the connection ended: try the next
-            if self.run.stopping:
-                return
-            failures = 0 if lasted else failures + 1
-            if failures > RECONNECT_ATTEMPTS:
-                raise ChaosError(f"{self.name} could not reconnect {RECONNECT_ATTEMPTS} times")
-            await trio.sleep(RIDE_OUT.backoff(failures))
+        await stay_connected(self, REDIAL)
+
+    # --- what the reconnect loop asks (tools/_ws_client.stay_connected) ----------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self.run.stopping
+
+    def url(self) -> str:
+        url = self.run.ws_url(self.turn)
+        self.turn += 1  # its node is down, or the connection ended: next time, try the next
+        return url
+
+    async def session(self, ws: WebSocketConnection) -> Verdict:
+        # A connection that never got an answer counts as a failure, like no connection.
+        return Verdict.LASTED if await self._session(ws) else Verdict.FAILED
+
+    def refused(self, error: HandshakeError | OSError) -> None:
+        self.run.stats.failed_connects += 1
+
+    def crossed(self, error: LocalProtocolError) -> Verdict:
+        raise error
+
+    def backoff(self, failures: int) -> float:
+        return RIDE_OUT.backoff(failures)
+
+    def give_up(self) -> None:
+        raise ChaosError(f"{self.name} could not reconnect {RECONNECT_ATTEMPTS} times")
 
     async def _session(self, ws: WebSocketConnection) -> bool:
         """Serve one connection until it closes; True if it got as far as an answer."""
