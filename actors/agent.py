@@ -11,8 +11,9 @@ queue stay with the assignment actor, which checks and reserves capacity in one 
 step. The agent actor tells it when the agent's sessions change (`PresenceChanged`: it reads the
 count from the registry, so telling twice is harmless), when a grace period it started ends
 (`GraceExpired` with its token: a stale one changes nothing), and relays the agent's status
-requests and their record's lifecycle (approval, demotion or deletion, a new name or email): the
-assignment actor decides and answers the asker, and the agent's tabs hear the outcome from it.
+requests and their record's lifecycle (approval, demotion or deletion): the assignment actor
+decides and answers the asker, and the agent's tabs hear the outcome from it. The agent's profile
+(name, email, phone, avatar) it writes itself, then tells the assignment actor the new card.
 What the agent actor tells leaves in the order it happened: a status chosen right after
 connecting is decided after the connection.
 
@@ -31,7 +32,7 @@ import trio
 
 from actors.activation import Activation, ask_retrying, log_give_up, tell_retrying
 from actors.assignment import AgentView
-from actors.events import Session
+from actors.events import AgentCard, Session
 from actors.messages import (
     AddAgent,
     AgentMessage,
@@ -40,11 +41,11 @@ from actors.messages import (
     Attach,
     Detach,
     Dismiss,
+    EditProfile,
     Enroll,
     GraceExpired,
     GracePeriodOver,
     PresenceChanged,
-    ProfileEdited,
     RemoveAgent,
     RequestStatus,
     SetAgentStatus,
@@ -52,8 +53,17 @@ from actors.messages import (
     TellAgain,
 )
 from actors.presence import Presence
-from router import Actor, ActorDead, ActorRef, MailboxFull, Reply, Timer
-from store import ActedBy, AgentStatus
+from router import Actor, ActorDead, ActorRef, MailboxFull, Refused, Reply, Timer
+from store import (
+    ActedBy,
+    AgentStatus,
+    DuplicateEmail,
+    NotFound,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    User,
+)
 
 # Connects and disconnects of one agent's tabs, a grace period, a status request or two.
 AGENT_MAILBOX = 256
@@ -127,8 +137,8 @@ class AgentActor(Actor[AgentMessage]):
                 self._tell(AddAgent(self._agent_id, max_load, reply))
             case Dismiss(reply):
                 self._tell(RemoveAgent(self._agent_id, reply))
-            case ProfileEdited(reply):
-                self._tell(AgentProfileChanged(self._agent_id, reply))
+            case EditProfile(user, reply):
+                await self._edit_profile(user, reply)
             case StartGracePeriod(token, epoch):
                 self._end_grace_period()
                 ends_at = trio.current_time() + self._grace_seconds
@@ -146,6 +156,25 @@ class AgentActor(Actor[AgentMessage]):
             case _ as unreachable:
                 assert_never(unreachable)
         self._passivate_if_done()
+
+    async def _edit_profile(self, user: User, reply: Reply[User]) -> None:
+        """The one writer of the agent's profile: a failed write changes nothing and is answered
+        (a taken email as a refusal, which crosses the cluster bus; any other store error as
+        unavailable), and the actor goes on."""
+        assert user.id == self._agent_id
+        try:
+            stored = await self._agents.store.update_user(user)
+        except DuplicateEmail as error:
+            reply.fail(Refused("email_taken", f"another account uses this email: {error}"))
+        except NotFound:
+            reply.fail(Refused("user_not_found", f"no user {user.id}"))
+        except StoreUnavailable as error:
+            reply.fail(error)
+        except StoreError as error:
+            reply.fail(StoreUnavailable(f"the profile was not stored: {error}"))
+        else:
+            self._tell(AgentProfileChanged(AgentCard(stored.id, stored.name, stored.email)))
+            reply.send(stored)
 
     def _end_grace_period(self) -> None:
         if self._timer is not None:
@@ -193,10 +222,16 @@ class Agents:
     """The agent actors of one domain, started on demand."""
 
     def __init__(
-        self, activation: Activation, presence: Presence, *, grace_period_seconds: float
+        self,
+        activation: Activation,
+        presence: Presence,
+        store: Store,
+        *,
+        grace_period_seconds: float,
     ) -> None:
         self._activation = activation
         self._presence = presence
+        self.store = store
         self._grace_seconds = grace_period_seconds
         self.assignment_actor: ActorRef[AssignmentMessage] | None = None
 
@@ -225,8 +260,11 @@ class Agents:
     async def dismiss(self, agent_id: str) -> None:
         await ask_retrying(lambda: self._ref(agent_id), Dismiss)
 
-    async def profile_edited(self, agent_id: str) -> None:
-        await ask_retrying(lambda: self._ref(agent_id), ProfileEdited)
+    async def edit_profile(self, user: User) -> User:
+        """Store the agent's edited profile through their actor (started for it if need be)."""
+        return await ask_retrying(
+            lambda: self._ref(user.id), lambda reply: EditProfile(user, reply)
+        )
 
     async def start_grace_period(self, agent_id: str, token: int, epoch: int) -> None:
         start: AgentMessage = StartGracePeriod(token, epoch)

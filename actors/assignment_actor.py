@@ -272,9 +272,11 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
                 self._decided(batch, effects, None)
                 batch.enrolled[agent_id] = (self._agent(agent_id), Role.AGENT)
                 batch.answer(reply, _value(None))
-            case AgentProfileChanged(agent_id, reply):
-                self._cards.pop(agent_id, None)  # read again when next pushed
-                batch.answer(reply, _value(None))
+            case AgentProfileChanged(card):
+                if core.agent_view(card.id) is not None:
+                    self._cards[card.id] = card
+                else:  # removed meanwhile: read again if approved again
+                    self._cards.pop(card.id, None)
             case ChatDetailsChanged(chat_id, title, description, reply):
                 record = self._records.get(chat_id)
                 if record is not None:  # else resolved meanwhile: nothing shown of it again
@@ -534,7 +536,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         return await self._store.get_message(chat.last_message_id)
 
     async def _card(self, agent_id: str) -> AgentCard:
-        """The agent's public fields; read once after an approval or a profile change."""
+        """The agent's public fields; read once after an approval (a profile change is told)."""
         card = self._cards.get(agent_id)
         if card is None:
             user = await self._store.get_user(agent_id)

@@ -13,7 +13,7 @@ from typing import TypeAlias
 from actors.assignment import AgentView, CoreSnapshot
 from actors.events import AgentCard, Session
 from router import ActorInfo, Reply
-from store import ActedBy, AgentStatus, Chat, Message, MessageStatus, Priority, Role
+from store import ActedBy, AgentStatus, Chat, Message, MessageStatus, Priority, Role, User
 
 # --- answers ------------------------------------------------------------------------------------
 
@@ -138,10 +138,9 @@ class AddAgent:
 
 @dataclass(frozen=True, slots=True)
 class AgentProfileChanged:
-    """An agent's name or email changed: the chats pushed from now on show the new ones."""
+    """The agent's actor stored their profile: the chats pushed from now on show this card."""
 
-    agent_id: str
-    reply: Reply[None]
+    card: AgentCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +252,13 @@ class Dismiss:
 
 
 @dataclass(frozen=True, slots=True)
-class ProfileEdited:
-    """The agent's name or email changed: relayed as `AgentProfileChanged`."""
+class EditProfile:
+    """Store the agent's edited profile (name, email, phone, avatar...; never the role or the
+    routing fields, which are the assignment actor's); answered with the stored record, and the
+    new card told as `AgentProfileChanged`."""
 
-    reply: Reply[None]
+    user: User
+    reply: Reply[User]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +289,7 @@ AgentMessage: TypeAlias = (
     | RequestStatus
     | Enroll
     | Dismiss
-    | ProfileEdited
+    | EditProfile
     | StartGracePeriod
     | GracePeriodOver
     | TellAgain

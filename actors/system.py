@@ -58,7 +58,17 @@ from router import (
     RestartPolicy,
     open_actor_system,
 )
-from store import ActedBy, AgentStatus, Backend, Chat, MessageStatus, Priority, Role, Store
+from store import (
+    ActedBy,
+    AgentStatus,
+    Backend,
+    Chat,
+    MessageStatus,
+    Priority,
+    Role,
+    Store,
+    User,
+)
 from telemetry import actor_restarted
 
 log = logging.getLogger("actors")
@@ -218,9 +228,10 @@ class System:
         """Through the agent's actor (started for it), in order with everything else of theirs."""
         await self._agents.enroll(agent_id, max_load)
 
-    async def agent_profile_changed(self, agent_id: str) -> None:
-        """The agent's name or email was edited: chats pushed from now on show the new ones."""
-        await self._agents.profile_edited(agent_id)
+    async def edit_agent_profile(self, user: User) -> User:
+        """Store an agent's edited profile through their actor (started for it if they are not
+        signed in), which tells the assignment actor their new card; answers the stored record."""
+        return await self._agents.edit_profile(user)
 
     async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
         """An admin stored a chat's new title or description."""
@@ -353,7 +364,9 @@ async def open_system(
     transcripts = Transcripts()
     async with open_actor_system(on_restart=actor_restarted) as actors:
         activation = Activation(actors)
-        agents = Agents(activation, presence, grace_period_seconds=config.grace_period_seconds)
+        agents = Agents(
+            activation, presence, store, grace_period_seconds=config.grace_period_seconds
+        )
         assignment_actor: ActorRef[AssignmentMessage] = await actors.spawn(
             ASSIGNMENT_ACTOR,
             lambda: AssignmentActor(

@@ -43,8 +43,10 @@ async def ask(chat_id: str | None, answer: Awaitable[T]) -> T:
         raise
 
 
-async def shown_as(before: User, after: User) -> None:
-    """An agent's profile was edited: if what chats show of them changed, the assignment actor
-    (which pushes chats without reading the store) learns it."""
-    if after.role is Role.AGENT and (before.name, before.email) != (after.name, after.email):
-        await ask(None, services().system.agent_profile_changed(after.id))
+async def store_profile(edited: User) -> User:
+    """Store an edited profile; answers the stored record. An agent's is written by their agent
+    actor (which tells the assignment actor, pushing chats without reading the store, their new
+    card); anyone else's here. Raises DuplicateEmail, or Refused("email_taken") for an agent."""
+    if edited.role is Role.AGENT:
+        return await ask(None, services().system.edit_agent_profile(edited))
+    return await services().store.update_user(edited)

@@ -14,7 +14,7 @@ import dataclasses
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_querystring, validate_request
 
-from api._access import ask, shown_as
+from api._access import ask, store_profile
 from api._errors import ApiError
 from api._forms import takes_forms
 from api._guard import current_principal, requires
@@ -174,13 +174,10 @@ async def update_user(user_id: str, data: AdminUserUpdate) -> Response:
         changes["email_verified_at"] = None  # a new address is not verified
     if changes:
         try:
-            updated = await services().store.update_user(
-                dataclasses.replace(user, **changes, updated_at=utcnow())
-            )
+            updated = await store_profile(dataclasses.replace(user, **changes, updated_at=utcnow()))
         except DuplicateEmail as error:
             raise _email_taken(error) from error
         await forget_image(user.avatar, updated.avatar)
-        await shown_as(user, updated)
         user = updated
     if data.role is Role.AGENT and user.role is Role.USER:
         user = await _make_agent(user)

@@ -7,7 +7,7 @@ import dataclasses
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
 
-from api._access import shown_as
+from api._access import store_profile
 from api._client import current_client
 from api._errors import ApiError
 from api._forms import takes_forms
@@ -126,11 +126,8 @@ async def admin_logout() -> Response:
 async def _update_profile(data: ProfileUpdate) -> Response:
     user = current_principal().user
     changes = data.model_dump(exclude_unset=True)
-    updated = await services().store.update_user(
-        dataclasses.replace(user, **changes, updated_at=utcnow())
-    )
+    updated = await store_profile(dataclasses.replace(user, **changes, updated_at=utcnow()))
     await forget_image(user.avatar, updated.avatar)
-    await shown_as(user, updated)
     return respond(UserOut.of(updated))
 
 

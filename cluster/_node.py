@@ -70,7 +70,7 @@ FORWARDED = frozenset(
         "delete_chat",
         "reassign_chat",
         "add_agent",
-        "agent_profile_changed",
+        "edit_agent_profile",
         "chat_details_changed",
         "remove_agent",
         "snapshot",

@@ -26,7 +26,7 @@ from actors import (
 )
 from cluster._node import Node
 from router import ActorDead, ActorInfo
-from store import ActedBy, AgentStatus, Chat, MessageStatus, Priority, Role
+from store import ActedBy, AgentStatus, Chat, MessageStatus, Priority, Role, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +163,9 @@ class ClusterSystem(System):
     async def add_agent(self, agent_id: str, max_load: int) -> None:
         await self.node.call("add_agent", {"agent_id": agent_id, "max_load": max_load})
 
-    async def agent_profile_changed(self, agent_id: str) -> None:
-        await self.node.call("agent_profile_changed", {"agent_id": agent_id})
+    async def edit_agent_profile(self, user: User) -> User:
+        answer: User = await self.node.call("edit_agent_profile", {"user": user})
+        return answer
 
     async def chat_details_changed(self, chat_id: str, title: str, description: str) -> None:
         await self.node.call(

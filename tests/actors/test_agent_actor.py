@@ -6,19 +6,19 @@ On the autojump clock: grace periods take no real time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from actors import System
+from actors import System, SystemConfig, open_system
 from actors.activation import Activation
 from actors.agent import Agents, agent_actor_name
 from actors.assignment import AgentView
 from actors.assignment_actor import AssignmentActor
-from actors.events import AgentStatusEvent
+from actors.events import AgentCard, AgentStatusEvent
 from actors.messages import (
     AddAgent,
     AgentProfileChanged,
@@ -30,8 +30,30 @@ from actors.messages import (
 )
 from actors.presence import Presence
 from router import Actor, HandlerCrashed, Refused, open_actor_system
-from store import ActedBy, AgentStatus, ChatStatus, MemoryStore, Priority, Role, User, utcnow
-from tests.actors.conftest import GRACE, Recorder, online, settle
+from store import (
+    ActedBy,
+    AgentStatus,
+    ChatStatus,
+    MemoryStore,
+    Priority,
+    Role,
+    StoreUnavailable,
+    User,
+    utcnow,
+)
+from tests.actors.conftest import GRACE, Recorder, online, seed_agents, settle
+
+
+def _user(user_id: str, role: Role) -> User:
+    return User(
+        id=user_id,
+        email=f"{user_id}@example.com",
+        name=user_id.title(),
+        role=role,
+        max_load=2,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
 
 
 def running(system: System) -> set[str]:
@@ -142,7 +164,7 @@ class _StuckAssignmentActor(Actor[AssignmentMessage]):
         match message:
             case SetAgentStatus(agent_id, status, _, _, reply):
                 reply.send(AgentView(agent_id, status, 1, 0, 3, 0.0, ()))
-            case AddAgent(_, _, reply) | RemoveAgent(_, reply) | AgentProfileChanged(_, reply):
+            case AddAgent(_, _, reply) | RemoveAgent(_, reply):
                 reply.send(None)
             case _:
                 pass
@@ -155,7 +177,7 @@ async def test_a_full_assignment_actor_mailbox_delays_the_presence_tell_but_bloc
     stuck = _StuckAssignmentActor(trio.Event())
     async with open_actor_system() as actors:
         assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
-        agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
+        agents = Agents(Activation(actors), presence, MemoryStore(), grace_period_seconds=GRACE)
         agents.bind(assignment_actor)
         tabs = [Recorder("ann") for _ in range(5)]
         with trio.fail_after(1):  # none of these waits for the stuck assignment actor
@@ -180,7 +202,7 @@ async def test_a_status_request_is_relayed_in_order_with_the_connections(
     answers: list[AgentView] = []
     async with open_actor_system() as actors, trio.open_nursery() as nursery:
         assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
-        agents = Agents(Activation(actors), presence, grace_period_seconds=GRACE)
+        agents = Agents(Activation(actors), presence, MemoryStore(), grace_period_seconds=GRACE)
         agents.bind(assignment_actor)
         first, second, third = Recorder("ann"), Recorder("ann"), Recorder("ann")
         # The first tell is taken (the assignment actor is stuck on it), the second fills its
@@ -235,12 +257,14 @@ async def test_an_agents_lifecycle_is_relayed_by_their_actor_in_the_order_asked(
     stuck = _StuckAssignmentActor(trio.Event())
     async with open_actor_system() as actors, trio.open_nursery() as nursery:
         assignment_actor = await actors.spawn("supervisor", lambda: stuck, mailbox_size=1)
-        agents = Agents(Activation(actors), Presence(), grace_period_seconds=GRACE)
+        store = MemoryStore()
+        dan = await store.create_user(_user("dan", Role.USER))
+        agents = Agents(Activation(actors), Presence(), store, grace_period_seconds=GRACE)
         agents.bind(assignment_actor)
         asks = [
             lambda: agents.enroll("dan", 2),
             lambda: agents.set_status("dan", AgentStatus.AWAY, by=ActedBy.ADMIN, actor_id="root"),
-            lambda: agents.profile_edited("dan"),
+            lambda: agents.edit_profile(replace(dan, name="Dan Lee")),
             lambda: agents.dismiss("dan"),
         ]
         for each in asks:
@@ -253,23 +277,15 @@ async def test_an_agents_lifecycle_is_relayed_by_their_actor_in_the_order_asked(
         "AgentProfileChanged",
         "RemoveAgent",
     ]
-    assert all(getattr(message, "agent_id", None) == "dan" for message in stuck.heard)
+    told = [m for m in stuck.heard if not isinstance(m, AgentProfileChanged)]
+    assert all(getattr(message, "agent_id", None) == "dan" for message in told)
+    assert stuck.heard[2] == AgentProfileChanged(AgentCard("dan", "Dan Lee", "dan@example.com"))
 
 
 async def test_an_approved_then_removed_user_passes_through_their_actor(
     system: System, store: MemoryStore
 ) -> None:
-    await store.create_user(
-        User(
-            id="dan",
-            email="dan@example.com",
-            name="Dan",
-            role=Role.USER,
-            max_load=2,
-            created_at=utcnow(),
-            updated_at=utcnow(),
-        )
-    )
+    await store.create_user(_user("dan", Role.USER))
     await system.add_agent("dan", 2)
     await settle()
     assert agent_actor_name("dan") not in running(system)  # relayed, then stopped
@@ -334,3 +350,59 @@ async def test_a_grace_period_ended_for_an_earlier_assignment_actor_changes_noth
     agent = await store.get_user("ann")
     assert agent is not None
     assert agent.status == AgentStatus.AVAILABLE
+
+
+class _WatchedStore(MemoryStore):
+    """Records which actors ran while a user was written, and fails the writes it is told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.system: System | None = None
+        self.running_at_write: list[set[str]] = []
+        self.fail_with: Exception | None = None
+
+    async def update_user(self, user: User) -> User:
+        assert self.system is not None
+        self.running_at_write.append(running(self.system))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await super().update_user(user)
+
+
+async def test_an_offline_agents_profile_is_written_by_their_actor_started_for_it() -> None:
+    store = _WatchedStore()
+    await seed_agents(store)
+    async with open_system(store, SystemConfig(grace_period_seconds=GRACE)) as system:
+        store.system = system
+        ann = await store.get_user("ann")
+        assert ann is not None
+        stored = await system.edit_agent_profile(replace(ann, name="Ann Lee", phone="+4412345"))
+        assert (stored.name, stored.phone) == ("Ann Lee", "+4412345")
+        assert await store.get_user("ann") == stored
+        [at_write] = store.running_at_write
+        assert agent_actor_name("ann") in at_write
+        await settle()
+        assert agent_actor_name("ann") not in running(system)  # offline: wrote, then stopped
+
+
+async def test_a_profile_write_that_fails_changes_nothing_and_the_next_one_is_stored() -> None:
+    store = _WatchedStore()
+    await seed_agents(store)
+    await store.create_user(_user("dan", Role.USER))
+    async with open_system(store, SystemConfig(grace_period_seconds=GRACE)) as system:
+        store.system = system
+        await online(system, "ann")
+        before = await store.get_user("ann")
+        assert before is not None
+        store.fail_with = StoreUnavailable("the database is down")
+        with pytest.raises(StoreUnavailable):
+            await system.edit_agent_profile(replace(before, name="Ann Lee"))
+        assert await store.get_user("ann") == before
+        store.fail_with = None
+        with pytest.raises(Refused) as taken:  # crosses the cluster bus as a refusal
+            await system.edit_agent_profile(replace(before, email="dan@example.com"))
+        assert taken.value.code == "email_taken"
+        assert await store.get_user("ann") == before
+        stored = await system.edit_agent_profile(replace(before, name="Ann Lee"))
+        assert stored.name == "Ann Lee"
+        assert agent_actor_name("ann") in running(system)  # her tab is open: it went on

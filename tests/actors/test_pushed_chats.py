@@ -118,13 +118,18 @@ async def test_an_agent_renamed_is_pushed_with_the_new_name(
     ann = await store.get_user("ann")
     assert ann is not None
     renamed: User = replace(ann, name="Ann Lee", email="ann.lee@example.com")
-    await store.update_user(renamed)
-    await system.agent_profile_changed("ann")
+    stored = await system.edit_agent_profile(renamed)
+    assert (stored.name, stored.email) == ("Ann Lee", "ann.lee@example.com")
+    assert await store.get_user("ann") == stored
     tab = await online(system, "ann")
+    store.counting = True
     await system.open_chat("cust-1", title="Help", description="", priority=Priority.LOW)
     await settle()
+    store.counting = False
     [pushed] = tab.of(ChatAssigned)
     assert pushed.agent == AgentCard("ann", "Ann Lee", "ann.lee@example.com")
+    # Her actor told the assignment actor the new card: the push read nothing of her.
+    assert "get_user" not in store.reads
 
 
 async def test_parking_and_resolving_answer_the_stored_chat_reading_nothing(
