@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from tests.api.support import ANN
+from tests.api.support import ANN, BOB
 from tests.cluster.conftest import ClusterNode, MongoServer, available, running_cluster, ws
 from tests.cluster.test_cluster_view import admin_headers
 from tests.valkey_server import Valkey
@@ -62,3 +62,26 @@ async def test_an_edge_nodes_agent_has_their_actor_on_the_arbiter(
     assert ann["status"] == "available"
     assert name in while_connected  # asked on the edge: the arbiter's actors are shown
     assert state["connections"] == 0
+
+
+async def test_an_agents_profile_edited_on_an_edge_node_is_written_on_the_arbiter(
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
+) -> None:
+    """Forwarded to her actor on the arbiter, which stores it; a taken email crosses the bus as
+    the same 409 a single node answers, and changes nothing."""
+    with trio.fail_after(120):
+        async with running_cluster(tmp_path, mongo, valkey) as (cluster, nursery):
+            arbiter, edge = await cluster.start_nodes(nursery, "node-a", "node-b")
+            admin = await admin_headers(edge)
+            ann = {"Authorization": f"Bearer {await edge.login(ANN)}"}
+            renamed = await edge.http.put("/profile", json={"name": "Ann Lee"}, headers=ann)
+            taken = await edge.http.put(
+                f"/admin/users/{renamed.json()['id']}", json={"email": BOB}, headers=admin
+            )
+            shown = await arbiter.http.get(f"/admin/users/{renamed.json()['id']}", headers=admin)
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Ann Lee"
+    assert taken.status_code == 409, taken.text
+    assert taken.json()["error"]["code"] == "email_taken"
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["name"], shown.json()["email"]) == ("Ann Lee", ANN)
