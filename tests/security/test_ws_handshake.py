@@ -56,9 +56,14 @@ async def exchange(live: Live, data: bytes, *, then_eof: bool = False) -> bytes:
     received = b""
     stream = await trio.open_tcp_stream(url.hostname, url.port)
     async with stream:
-        await stream.send_all(data)
-        if then_eof:
-            await stream.send_eof()
+        try:
+            await stream.send_all(data)
+            if then_eof:
+                await stream.send_eof()
+        except trio.BrokenResourceError:
+            # The server may refuse and close before reading all of it (100 kB of headers):
+            # its reset then ends our sending; what it answered, if anything, is still read.
+            pass
         with trio.fail_after(WAIT_SECONDS):
             try:
                 while not _complete(received) and (chunk := await stream.receive_some()):
