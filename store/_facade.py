@@ -207,7 +207,7 @@ class Facade(ABC):
     # messages
 
     async def append_message(self, message: Message) -> Message:
-        return (await self._call(lambda db: db.append_messages([message])))[0]
+        return (await self.append_messages([message]))[0]
 
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
         return await self._call(lambda db: db.append_messages(messages))

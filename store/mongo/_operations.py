@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
+import outcome
 from pymongo import (
     ASCENDING,
     DESCENDING,
@@ -335,12 +336,7 @@ class _Database:
         documents = [_MESSAGES.encode(message) for message in messages]
         last = messages[-1]
         chat = {"_id": last.chat_id}
-        for_agent, for_customer = _rules.unread_added(messages)
-        counters = {
-            "$set": {"last_message_id": last.id, "last_seq": last.seq}
-            | _time_fields("updated_at", last.created_at),
-            "$inc": {"agent_unread_count": for_agent, "customer_unread_count": for_customer},
-        }
+        counters = _counters(messages)
 
         def work(session: ClientSession | None) -> None:
             # The messages first: their unique indexes refuse a duplicate before the chat changes.
@@ -375,6 +371,76 @@ class _Database:
             )
             raise self._clash(self._messages, message.id, "message", duplicate) from exc
         return list(messages)
+
+    def append_runs(
+        self, runs: Sequence[Sequence[Message]]
+    ) -> list[outcome.Outcome[list[Message]]]:
+        """Several chats' runs of messages, each as `append_messages` would store it, in one
+        insert and one update of their chats (or one bulkWrite) for all of them: what the
+        conversations of many chats queued while the previous write was in flight.
+
+        Each run gets its own outcome. A run refused as a whole (its chat gone) is taken back
+        alone; anything else refused (a resent message, a run that breaks the rules, two runs of
+        one chat) sends every run down `append_messages` one by one, so that only the run at
+        fault is refused, exactly as it would have been alone."""
+        if len(runs) < 2 or not all(runs) or len({run[0].chat_id for run in runs}) < len(runs):
+            return [outcome.capture(self.append_messages, run) for run in runs]
+        try:
+            for run in runs:
+                _rules.check_run(run)
+        except StoreError:
+            return [outcome.capture(self.append_messages, run) for run in runs]
+        documents = [[_MESSAGES.encode(message) for message in run] for run in runs]
+        inserts = [document for run in documents for document in run]
+        counts = [({"_id": run[-1].chat_id}, _counters(run)) for run in runs]
+
+        def work(session: ClientSession | None) -> set[str]:
+            # The messages first, as for one run: a duplicate is refused before any chat changes.
+            try:
+                if self.bulk:
+                    messages, chats = self._messages.full_name, self._chats.full_name
+                    written = self._write_together(
+                        [InsertOne(d, namespace=messages) for d in inserts]
+                        + [UpdateOne(f, u, namespace=chats) for f, u in counts],
+                        session,
+                    )
+                    results = written.update_results
+                    missing = {
+                        run[0].chat_id
+                        for i, run in enumerate(runs)
+                        if not results[len(inserts) + i].matched_count
+                    }
+                else:
+                    self._messages.insert_many(inserts, session=session)
+                    result = self._chats.bulk_write(
+                        [UpdateOne(f, u) for f, u in counts], ordered=True, session=session
+                    )
+                    missing = set()
+                    if result.matched_count < len(runs):  # rare: look up which chats are gone
+                        wanted = [run[0].chat_id for run in runs]
+                        query = {"_id": {"$in": wanted}}
+                        found = self._chats.find(query, {"_id": 1}, session=session)
+                        missing = set(wanted) - {document["_id"] for document in found}
+            except (BulkWriteError, ClientBulkWriteException) as exc:
+                if session is None:  # a transaction's abort takes them back otherwise
+                    self._take_back(inserts[: _refused_at(exc, len(inserts))])
+                raise _Apart from exc
+            if missing and session is not None:
+                raise _Apart  # the abort takes everything back; each run then goes alone
+            return missing
+
+        try:
+            missing = self._atomically(work)
+        except _Apart:
+            return [outcome.capture(self.append_messages, run) for run in runs]
+        results: list[outcome.Outcome[list[Message]]] = []
+        for run, stored in zip(runs, documents, strict=True):
+            if run[0].chat_id in missing:  # its chat is gone: its messages alone are taken back
+                self._take_back(stored)
+                results.append(outcome.Error(NotFound(f"chat {run[0].chat_id}")))
+            else:
+                results.append(outcome.Value(list(run)))
+        return results
 
     def _take_back(
         self, documents: Sequence[Document], session: ClientSession | None = None
@@ -853,6 +919,21 @@ def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Do
         ids.add(entry.id)
         batches.setdefault(entry.kind, []).append(_ACTIVITY.encode(entry))
     return batches
+
+
+class _Apart(Exception):
+    """Runs written together were refused: write each alone, so only the one at fault is."""
+
+
+def _counters(messages: Sequence[Message]) -> Document:
+    """The update that counts a run of one chat's messages into its chat."""
+    last = messages[-1]
+    for_agent, for_customer = _rules.unread_added(messages)
+    return {
+        "$set": {"last_message_id": last.id, "last_seq": last.seq}
+        | _time_fields("updated_at", last.created_at),
+        "$inc": {"agent_unread_count": for_agent, "customer_unread_count": for_customer},
+    }
 
 
 def _first_write_error(exc: BulkWriteError | ClientBulkWriteException) -> tuple[int, int] | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import outcome
 import trio
 from pymongo import (
     MongoClient,
@@ -16,6 +17,8 @@ from store._facade import Facade, Operations
 from store._protocol import (
     StoreError,
 )
+from store._records import Message
+from store.mongo._appends import Appends
 from store.mongo._client import (
     _connect,
     _is_nx_27017,
@@ -46,6 +49,8 @@ class MongoStore(Facade):
         self._database = database
         self._where = where
         self._closed = False
+        self.appends = Appends(self._append_runs)
+        """Appends of many chats made at once share a write (see `store.mongo._appends`)."""
 
     @property
     def uses_transactions(self) -> bool:
@@ -58,6 +63,14 @@ class MongoStore(Facade):
         database = self._database
         with _translated(self._where):
             return await trio.to_thread.run_sync(lambda: run(database))
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        return await self.appends.append(messages)
+
+    async def _append_runs(
+        self, runs: list[Sequence[Message]]
+    ) -> list[outcome.Outcome[list[Message]]]:
+        return await self._call(lambda _: self._database.append_runs(runs))
 
     def _close(self) -> None:
         self._closed = True

@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from store import (
     ActivityFilter,
     AgentStatus,
+    Chat,
     ChatRouting,
     ChatStatus,
     DuplicateMessage,
@@ -33,6 +35,7 @@ from store import (
     Message,
     MessageStatus,
     MongoStore,
+    NotFound,
     Role,
     StoreError,
     StoreUnavailable,
@@ -217,6 +220,88 @@ async def test_round_trips_per_write(
     assert one == expected
     assert run == expected
     assert delivered == (["bulkWrite"] if bulk else ["update"])
+
+
+# group commit
+
+
+@pytest.mark.parametrize(
+    "mode",
+    ["separate commands", "transactions", "bulkWrite"],
+)
+async def test_appends_of_many_chats_waiting_on_one_write_share_the_next(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The first append goes at once; the 19 that arrive while it is in flight leave together,
+    one insert and one update for all of them, each chat counted exactly as alone."""
+    commands = _Commands()
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
+    options = {"transactions": mode == "transactions", "bulk": mode == "bulkWrite"}
+    async with open_mongo_store(database_url, **options) as store:
+        chats = [await store.create_chat(chat()) for _ in range(20)]
+        commands.sent.clear()
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                for c in chats:
+                    nursery.start_soon(store.append_messages, [message(c, 1), message(c, 2)])
+        assert store.appends.writes == 2
+        sent = [name for name in commands.sent if name not in ("commitTransaction", "endSessions")]
+        one_write = ["bulkWrite"] if mode == "bulkWrite" else ["insert", "update"]
+        assert sent == one_write * 2
+        for c in chats:
+            assert [m.seq for m in await store.list_messages(c.id)] == [1, 2]
+            counted = await store.get_chat(c.id)
+            assert counted is not None
+            assert (counted.last_seq, counted.agent_unread_count) == (2, 2)
+
+
+@pytest.mark.parametrize("resend", [True, False], ids=["a resend and a gone chat", "a gone chat"])
+@pytest.mark.parametrize("mode", ["separate commands", "transactions", "bulkWrite"])
+async def test_a_run_refused_among_others_is_refused_alone(
+    database_url: str, mode: str, resend: bool
+) -> None:
+    """A chat that is gone (and a resent message), in one combined write with good runs: the
+    gone chat's run is refused as not found (and the resend as a duplicate), to their callers
+    only; the good runs are stored and counted, and nothing else is."""
+    options = {"transactions": mode == "transactions", "bulk": mode == "bulkWrite"}
+    async with open_mongo_store(database_url, **options) as store:
+        first, resent, good, gone = (chat() for _ in range(4))
+        for c in (first, resent, good):
+            await store.create_chat(c)
+        original = await store.append_message(message(resent, 1))
+        answers: dict[str, object] = {}
+
+        async def append(c: Chat, m: Message) -> None:
+            try:
+                answers[c.id] = await store.append_messages([m])
+            except StoreError as exc:
+                answers[c.id] = exc
+
+        writes = store.appends.writes
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(append, first, message(first, 1))
+                await trio.testing.wait_all_tasks_blocked()  # its write is in flight
+                again = message(resent, 2, client_msg_id="client-1" if resend else "client-2")
+                nursery.start_soon(append, resent, again)
+                nursery.start_soon(append, good, message(good, 1))
+                nursery.start_soon(append, gone, message(gone, 1))
+        assert store.appends.writes == writes + 2  # the three after the first went together
+        if resend:
+            assert isinstance(answers[resent.id], DuplicateMessage)
+        else:
+            assert answers[resent.id] == [again]
+        assert isinstance(answers[gone.id], NotFound)
+        stored = answers[good.id]
+        assert isinstance(stored, list)
+        assert [m.seq for m in stored] == [1]
+        assert await store.list_messages(resent.id) == [original] + ([] if resend else [again])
+        assert await store.list_messages(gone.id) == []
+        for c, count in ((first, 1), (resent, 1 if resend else 2), (good, 1)):
+            counted = await store.get_chat(c.id)
+            assert counted is not None
+            assert (counted.last_seq, counted.agent_unread_count) == (count, count)
 
 
 # races
