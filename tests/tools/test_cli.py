@@ -1,6 +1,6 @@
-"""The `switchboard` command: help, version, bench dispatch, seed idempotency, production refusals,
-and a real `serve` subprocess that prints its logins, answers a login, and stops cleanly on
-Ctrl-C (SIGINT).
+"""The `switchboard` command: help, version, bench dispatch, seed idempotency, production refusals
+(a production server's /dev/ routes among them), and a real `serve` subprocess that prints its
+logins, answers a login, and stops cleanly on Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import pytest
 import trio
 
 from api import DEMO_CUSTOMERS, DEMO_STAFF, Settings
+from store import open_store
+from tests.api.support import assert_error
 from tests.conftest import make_settings, running_server
+from tests.server_process import server_process
 from tools.cli import main
 
 SERVE_START_LIMIT = 60
@@ -207,6 +210,48 @@ async def test_production_seeds_only_the_admin_the_operator_names(tmp_path: Path
             json={"email": "admin@switchboard.example", "password": "switchboard-demo"},
         )
         assert demo.status_code == 401
+
+
+# Every /dev/ route but /dev/test, with a request it would serve in development.
+DEV_ROUTES = [
+    ("GET", "/dev/seed", None),
+    ("POST", "/dev/customer-token", {"customerId": "shop-customer-1"}),
+    ("GET", "/dev/mail", None),
+]
+
+
+async def test_a_production_server_serves_no_dev_route(tmp_path: Path) -> None:
+    """A real `serve` configured as production (strong secrets): /dev/seed and every other /dev/
+    route but /dev/test answer 404, and no demo account (no user at all) is created."""
+    async with (
+        server_process(
+            tmp_path, mode="production", jwt_secret=STRONG, customer_jwt_secret=OTHER
+        ) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        # The table above is every /dev/ route the server has: a new one must be added to it.
+        paths = (await http.get("/openapi.json")).json()["paths"]
+        served = {
+            (method.upper(), path)
+            for path, operations in paths.items()
+            if path.startswith("/dev/")
+            for method in operations
+        }
+        assert served == {("GET", "/dev/test")} | {(m, path) for m, path, _ in DEV_ROUTES}
+        for method, path, body in DEV_ROUTES:
+            error = assert_error(await http.request(method, path, json=body), 404, "not_found")
+            assert error["message"] == "no such endpoint in production mode", (method, path)
+        # /dev/seed takes GET only: another method is refused by the routing (405), in any mode,
+        # before any handler runs.
+        assert (await http.post("/dev/seed")).status_code in (404, 405)
+        assert (await http.get("/dev/test")).status_code == 200  # what production keeps
+        admin = DEMO_STAFF[0]
+        demo = await http.post(
+            "/admin/auth/login", json={"email": admin.email, "password": admin.password}
+        )
+        assert demo.status_code == 401, demo.text
+    async with open_store(f"sqlite://{tmp_path / 'switchboard.db'}", existing=True) as store:
+        assert await store.count_users() == 0
 
 
 def test_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
