@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     CloseConnection,
@@ -44,12 +45,13 @@ class RawWebsocket:
         return self.events.pop(0)
 
     async def until_close(self) -> CloseConnection:
-        """Read (answering pings) until the server's close frame."""
+        """Read (answering pings) until the server's close frame. A ping read in the same
+        chunk as the close is not answered: the connection is closing, wsproto sends no pong."""
         while True:
             event = await self.next_event()
             if isinstance(event, CloseConnection):
                 return event
-            if isinstance(event, Ping):
+            if isinstance(event, Ping) and self.ws.state is ConnectionState.OPEN:
                 await self.stream.send_all(self.ws.send(event.response()))
 
     async def reset(self) -> None:
