@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import math
 import os
 from collections import Counter
@@ -77,7 +78,7 @@ class Settings(BaseSettings):
     login_window_seconds: int = Field(default=3600, ge=1)
     # Addresses and networks whose X-Forwarded-For is believed (README, "Behind a reverse proxy").
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The console's pages (/console, /console/agent; /console/customer in development only).
     console: bool = True
     # The websocket's limits (README, "Websocket protocol").
@@ -132,14 +133,20 @@ class Settings(BaseSettings):
         # `SWITCHBOARD_METRICS_TOKEN=` (as compose passes an unset variable) means no token.
         return None if value == "" else value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "allowed_origins", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return (
-            [part.strip() for part in value.split(",") if part.strip()]
-            if isinstance(value, str)
-            else value
-        )
+    def _list(cls, value: object) -> object:
+        # A JSON list, or the entries separated by commas: an operator writes either.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    "it must be a JSON list of strings or the entries separated by commas"
+                ) from None
+        return [part.strip() for part in value.split(",") if part.strip()]
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -334,8 +341,10 @@ def load_settings(overrides: Mapping[str, Any] = {}, flags: Mapping[str, str] = 
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         field = str(problem["loc"][0]) if problem["loc"] else ""
-        value = None if _secret(field) else str(problem.get("input"))
-        raise ConfigError(_invalid(field, value, problem["msg"], overrides, flags)) from None
+        # Neither a secret nor a list (whose JSON may be long) is echoed back.
+        value = None if _secret(field) or field in _LISTS else str(problem.get("input"))
+        reason = problem["msg"].removeprefix("Value error, ")
+        raise ConfigError(_invalid(field, value, reason, overrides, flags)) from None
     except SettingsError as error:
         # A list or object variable that is not JSON (pydantic-settings parses them first).
         field = next((name for name in Settings.model_fields if f'"{name}"' in str(error)), "")
@@ -359,6 +368,9 @@ def _invalid(
     variable = ENV_PREFIX + field.upper()
     given = f"{variable}={value}" if value is not None else variable
     return f"{given} is not valid: {problem}; for example {variable}={example}"
+
+
+_LISTS = frozenset({"trusted_proxies", "allowed_origins"})
 
 
 def _secret(field: str) -> bool:

@@ -50,7 +50,7 @@ READY = "floor server ready "
 PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 20_000
 # The real server's outbox, in frames (api.Settings.ws_outbox_frames).
-OUTBOX_FRAMES = Settings().ws_outbox_frames
+OUTBOX_FRAMES: int = Settings.model_fields["ws_outbox_frames"].default
 # An EVENT with an optional ack id, in the default namespace.
 EVENT = re.compile(r"42(\d*)(\[.*)", re.DOTALL)
 

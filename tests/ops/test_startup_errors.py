@@ -58,7 +58,11 @@ def test_a_port_in_use_says_how_to_choose_another(
         ("SWITCHBOARD_MODE", "prod", "Input should be 'development' or 'production'"),
         ("SWITCHBOARD_LOG_LEVEL", "loud", "Input should be 'debug', 'info', 'warning' or 'error'"),
         ("SWITCHBOARD_LOG_FORMAT", "xml", "Input should be 'text' or 'json'"),
-        ("SWITCHBOARD_ALLOWED_ORIGINS", "https://shop.example", "it must be JSON"),
+        (
+            "SWITCHBOARD_ALLOWED_ORIGINS",
+            '["https://shop.example"',
+            "it must be a JSON list of strings or the entries separated by commas",
+        ),
         ("SWITCHBOARD_WS_FRAME_BURST", "0", "Input should be greater than or equal to 1"),
         ("SWITCHBOARD_GRACE_PERIOD_SECONDS", "soon", "Input should be a valid number"),
         ("SWITCHBOARD_METRICS_TOKEN", "hunter2", "String should have at least 16 characters"),
@@ -79,6 +83,49 @@ def test_an_invalid_variable_is_named_with_a_valid_example(
     assert line.startswith(f"{shown} is not valid: {problem}"), line
     field = variable.removeprefix("SWITCHBOARD_").lower()
     assert line.endswith(f"; for example {variable}={EXAMPLES[field]}")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://shop.example, http://localhost:4200",
+        '["https://shop.example", "http://localhost:4200"]',
+    ],
+    ids=["separated by commas", "a JSON list"],
+)
+def test_a_list_setting_is_a_json_list_or_separated_by_commas(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_ALLOWED_ORIGINS", value)
+    monkeypatch.setenv(
+        "SWITCHBOARD_TRUSTED_PROXIES",
+        value.replace("https://shop.example", "10.0.0.1").replace(
+            "http://localhost:4200", "10.0.1.0/24"
+        ),
+    )
+    settings = Settings()
+    assert settings.allowed_origins == ["https://shop.example", "http://localhost:4200"]
+    assert settings.trusted_proxies == ["10.0.0.1", "10.0.1.0/24"]
+
+
+def test_an_invalid_variable_is_one_line_from_the_installed_command_too(tmp_path: Path) -> None:
+    """As a process, not `main()` in the test's: no module may read the settings on import,
+    where an invalid one would be a traceback instead of the line naming it."""
+    env = {**os.environ, "SWITCHBOARD_ALLOWED_ORIGINS": '["https://shop.example"'}
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.cli", "seed", "--store", "memory://"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=SERVE_START_LIMIT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "switchboard: error: SWITCHBOARD_ALLOWED_ORIGINS is not valid: it must be a JSON list of"
+        " strings or the entries separated by commas; for example"
+        f" SWITCHBOARD_ALLOWED_ORIGINS={EXAMPLES['allowed_origins']}"
+    ]
 
 
 def test_a_misspelt_variable_is_pointed_out(
