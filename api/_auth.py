@@ -33,6 +33,12 @@ MAX_CLAIM_CHARS = 200
 _RECORD_ID = re.compile(r"[0-9a-f]{24}")
 
 
+def customer_id(external_id: str) -> str:
+    """The record id of a new customer the shop knows as `external_id`: that id itself when it
+    is an ObjectId, else a new one of ours."""
+    return external_id if _RECORD_ID.fullmatch(external_id) else new_id()
+
+
 class Busy(Exception):
     """Every password hasher is taken and the caller waited its deadline: retry shortly."""
 
@@ -222,7 +228,7 @@ class Tokens:
         existing = await self._store.get_customer_by_external_id(external_id)
         if existing is not None:
             return existing
-        public_id = external_id if _RECORD_ID.fullmatch(external_id) else new_id()
+        public_id = customer_id(external_id)
         if await self._store.get_user(public_id) is not None:
             raise Unauthenticated(
                 f"invalid token: the shop id {external_id} is already the id of another account"

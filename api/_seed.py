@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from actors import System
-from api._auth import Passwords
+from api._auth import Passwords, customer_id
 from api._schemas import RegisterBody
 from store import AgentStatus, DuplicateEmail, Role, Store, User, new_id, utcnow
 
@@ -39,7 +39,14 @@ DEMO_STAFF = (
     DemoAccount("sarakhaled@example.com", "Sara Khaled", Role.AGENT, password=ORIGINAL_PASSWORD),
     DemoAccount("ahmedfrag@example.com", "Ahmed Frag", Role.AGENT, password=ORIGINAL_PASSWORD),
 )
-DEMO_CUSTOMERS = (("shop-customer-1", "Carla Customer"), ("shop-customer-2", "Dan Customer"))
+DEMO_CUSTOMERS = (
+    ("shop-customer-1", "Carla Customer"),
+    ("shop-customer-2", "Dan Customer"),
+    # An ObjectId, as the original shop's customer ids are: the original widget knows its own
+    # messages by comparing senderId with it, which holds only for such ids (README, "What still
+    # differs, and why").
+    ("64f1c2a3b4c5d6e7f8a9b0c1", "Omar Shopper"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +91,7 @@ async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> 
         now = utcnow()
         await store.create_user(
             User(
-                id=new_id(),
+                id=customer_id(external_id),
                 email=f"{external_id}@customers.switchboard.invalid",
                 name=name,
                 role=Role.CUSTOMER,
@@ -111,6 +118,11 @@ def demo_logins() -> str:
     ]
     lines += [
         f"  customer shop id {external_id!r}: mint a token with POST /dev/customer-token"
+        + (
+            "  an ObjectId, for the original widget"
+            if customer_id(external_id) == external_id
+            else ""
+        )
         for external_id, _ in DEMO_CUSTOMERS
     ]
     return "\n".join(lines)

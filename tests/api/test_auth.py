@@ -150,6 +150,26 @@ async def test_the_node_backends_seeded_accounts_sign_in(live: Live) -> None:
         assert (me.json()["email"], me.json()["role"]) == (email, role)
 
 
+async def test_the_seeded_object_id_customer_is_known_by_the_shops_id(live: Live) -> None:
+    """The demo customer with an ObjectId, as the original shop's are: its record is the shop's
+    id, so the original widget (which compares senderId with it) sees its messages as its own."""
+    (shop_id,) = [i for i, _ in DEMO_CUSTOMERS if len(i) == 24]
+    token = await live.customer_token(shop_id)
+    opened = await live.http.post(
+        "/chats/customer", json={"title": "My order"}, headers=bearer(token)
+    )
+    assert opened.status_code in (200, 201), opened.text
+    chat = opened.json()
+    assert chat["customer"] == shop_id
+    sent = await live.http.post(
+        "/messages/customer/send",
+        json={"chatId": chat["id"], "content": "Hello"},
+        headers=bearer(token),
+    )
+    assert sent.status_code in (200, 201), sent.text
+    assert sent.json()["senderId"] == shop_id
+
+
 async def test_role_guards(live: Live) -> None:
     agent = await live.login(AGENT)
     admin = await live.login(ADMIN, admin=True)
