@@ -14,6 +14,5 @@ from bus._client import Resubscribed as Resubscribed
 from bus._client import check_bus_url as check_bus_url
 from bus._client import key as key
 from bus._client import open_bus as open_bus
-from bus._client import redact as redact
 from bus._lease import Lease as Lease
 from bus._nodes import Membership as Membership

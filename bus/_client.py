@@ -20,6 +20,8 @@ from coredis.exceptions import ConnectionError as CoredisConnectionError
 from coredis.exceptions import RedisError
 from coredis.retry import ConstantRetryPolicy, ExponentialBackoffRetryPolicy
 
+from telemetry import redact_url
+
 # The schemes a person may write, and the one coredis understands for each.
 SCHEMES = {"redis": "redis", "valkey": "redis", "rediss": "rediss", "valkeys": "rediss"}
 ACCEPTED_FORMS = "'redis://host:6379/0', 'valkey://host:6379/0' or 'rediss://host:6380/0' (TLS)"
@@ -58,18 +60,8 @@ def check_bus_url(url: str) -> str:
     """The URL coredis takes for `url`, or a BusError naming the forms accepted."""
     scheme, separator, rest = url.partition("://")
     if separator != "://" or scheme not in SCHEMES or not rest.partition("/")[0]:
-        raise BusError(f"unknown bus URL {redact(url)!r}; use {ACCEPTED_FORMS}")
+        raise BusError(f"unknown bus URL {redact_url(url)!r}; use {ACCEPTED_FORMS}")
     return f"{SCHEMES[scheme]}://{rest}"
-
-
-def redact(url: str) -> str:
-    """`url` fit for messages and logs: no password, no options."""
-    scheme, separator, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    user = userinfo.partition(":")[0]
-    shown = f"{user}@{hosts}" if at and user else hosts
-    return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
 
 
 class Bus:
@@ -169,7 +161,7 @@ async def open_bus(url: str, *, call_seconds: float = 1.0) -> AsyncIterator[Bus]
     """Connect to the bus `url` names and keep the connection pool for the block. An
     unreachable server is a BusUnavailable naming the URL without its password; each call
     waits at most `call_seconds` for the server (once more after a lost connection)."""
-    where = redact(url)
+    where = redact_url(url)
     client: coredis.Redis[bytes] = coredis.Redis.from_url(
         check_bus_url(url),
         connect_timeout=call_seconds,

@@ -21,6 +21,7 @@ from telemetry._logs import LogFormat as LogFormat
 from telemetry._logs import LogLevel as LogLevel
 from telemetry._logs import configure_logging as configure_logging
 from telemetry._logs import event as event
+from telemetry._logs import redact_url as redact_url
 from telemetry._logs import scrub as scrub
 from telemetry._metrics import READY as READY
 from telemetry._metrics import exposition as exposition

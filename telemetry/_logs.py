@@ -60,6 +60,18 @@ def secret_field(name: str) -> bool:
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")
 
 
+def redact_url(url: str) -> str:
+    """`url` fit for messages and logs: the user name kept, the password and options dropped
+    (options may carry secrets too, e.g. MongoDB's authMechanismProperties). The store and the
+    bus name their servers with it."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    user = userinfo.partition(":")[0]
+    shown = f"{user}@{hosts}" if at and user else hosts
+    return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
+
+
 # Cheap to search for, and found in every text either pattern above could match.
 _MAYBE_SECRET = re.compile(r"eyJ|(?i:bearer)|://")
 

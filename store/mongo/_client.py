@@ -22,19 +22,13 @@ from store._protocol import (
     StoreUnavailable,
 )
 from store.mongo._schema import _BULK_WRITE_WIRE_VERSION, SERVER_SELECTION_TIMEOUT_MS, Document
+from telemetry import redact_url
 
 # URLs and errors
 
 
-def _redact(url: str) -> str:
-    """`url` fit for messages and logs: the user name kept, the password and options dropped
-    (options may carry secrets too, e.g. authMechanismProperties)."""
-    scheme, separator, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    user = userinfo.partition(":")[0]
-    shown = f"{user}@{hosts}" if at and user else hosts
-    return f"{scheme}{separator}{shown}{slash}{path.partition('?')[0]}"
+# The name store/mongo/_store.py imports it by.
+_redact = redact_url
 
 
 def with_database(url: str, database: str) -> str:

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from api import DEMO_PASSWORD
-from telemetry import event
+from telemetry import event, redact_url
 from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import connect, open_chat, ready_agent, say
 from tests.ops.conftest import Logs
@@ -164,6 +164,20 @@ def test_text_lines_are_one_per_record_with_fields_and_no_secrets(text_logs: Log
     assert "hunter2" not in text_logs.text
     assert JWT not in text_logs.text
     assert "ValueError: a failure quoting [redacted]" in text_logs.text
+
+
+def test_a_url_is_named_without_its_password_or_options() -> None:
+    """What the store and the bus say their server is, in messages and logs."""
+    assert redact_url("mongodb://switchboard:s3cret@db.example.net:27017/switchboard?tls=true") == (
+        "mongodb://switchboard@db.example.net:27017/switchboard"
+    )
+    assert (
+        redact_url("rediss://:s3cret@bus.example.net:6380/0") == "rediss://bus.example.net:6380/0"
+    )
+    assert redact_url("mongodb://a:b@one,two/db?authMechanismProperties=AWS_SESSION_TOKEN:x") == (
+        "mongodb://a@one,two/db"
+    )
+    assert redact_url("sqlite:///var/lib/switchboard.db") == "sqlite:///var/lib/switchboard.db"
 
 
 def test_json_lines_parse_and_keep_types(json_logs: Logs) -> None:
