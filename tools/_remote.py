@@ -300,6 +300,16 @@ async def admin_server(url: str, credentials: Credentials) -> AsyncIterator[Serv
         yield server
 
 
+async def metrics_text(http: httpx.AsyncClient) -> str | None:
+    """The server's Prometheus exposition at /metrics, or None when it cannot be read (no
+    answer, or not 200): loadsim's stalls and bench ws's collector counts then go without it."""
+    try:
+        response = await http.get("/metrics")
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
 async def each(items: Sequence[T], call: Callable[[T], Awaitable[R]], at_once: int) -> list[R]:
     """`call` on every item, `at_once` at a time; the answers in the items' order. A failure is
     raised as itself (not inside the nursery's exception group), so callers catch RemoteError."""

@@ -24,6 +24,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from telemetry import GcPauses, watch_loop_lag
+from tools._remote import metrics_text
 
 GC_METRIC = "switchboard_gc_pause_seconds"
 GC_CPU_METRIC = "switchboard_gc_pause_cpu_seconds"
@@ -123,13 +124,10 @@ class Histogram:
 
 async def server_histograms(http: httpx.AsyncClient) -> dict[str, Histogram] | None:
     """The server's stall histograms now, or None when its /metrics cannot be read."""
-    try:
-        response = await http.get("/metrics")
-    except httpx.HTTPError:
+    text = await metrics_text(http)
+    if text is None:
         return None
-    if response.status_code != 200:
-        return None
-    return _histograms(response.text, (GC_METRIC, LAG_METRIC), optional=(GC_CPU_METRIC,))
+    return _histograms(text, (GC_METRIC, LAG_METRIC), optional=(GC_CPU_METRIC,))
 
 
 def _histograms(

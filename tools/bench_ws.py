@@ -63,6 +63,7 @@ from trio_websocket import (
 )
 
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
+from tools._remote import metrics_text
 from tools._server import cpu_seconds, running
 from tools._ws_client import bearer
 
@@ -370,14 +371,11 @@ async def _bench_switchboard(
 
 async def server_gc_counts(http: httpx.AsyncClient) -> GcCounts | None:
     """A Switchboard server's collector so far, from its /metrics (None: not readable)."""
-    try:
-        response = await http.get("/metrics")
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
+    text = await metrics_text(http)
+    if text is None:
         return None
     young = collected = 0.0
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "python_gc_collections_total" and sample.labels["generation"] == "0":
                 young = sample.value

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from tools._remote import RemoteError, RideOut, Server, Unreachable
+from tools._remote import RemoteError, RideOut, Server, Unreachable, metrics_text
 
 BUSY = {"error": {"code": "busy", "message": "the server is busy checking passwords"}}
 DOWN = {"error": {"code": "store_unavailable", "message": "the database cannot be reached"}}
@@ -81,3 +81,23 @@ async def test_riding_out_gives_up_after_its_attempts(
     with pytest.raises(Unreachable, match=r"no answer .* after 3 attempts"):
         await remote.send("GET", "/admin/system", attempts=3)
     assert len(asked) == 3
+
+
+async def test_metrics_are_the_exposition_or_none_when_unreadable() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/metrics"
+        match request.url.host:
+            case "up.example":
+                return httpx.Response(200, text="switchboard_up 1.0\n")
+            case "locked.example":
+                return httpx.Response(404, json={})
+        raise httpx.ConnectError("connection refused", request=request)
+
+    transport = httpx.MockTransport(answer)
+    for host, expected in (
+        ("up.example", "switchboard_up 1.0\n"),
+        ("locked.example", None),
+        ("down.example", None),
+    ):
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as http:
+            assert await metrics_text(http) == expected
