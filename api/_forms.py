@@ -24,15 +24,17 @@ from api._uploads import store_image
 FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 IMAGE_FIELD = "image"  # the original's multer field
 _TAKES_FORMS = "takes_forms"
-View = Callable[..., Awaitable[Any]]
+ViewFunction = Callable[..., Awaitable[Any]]
 
 
-def takes_forms(model: type[BaseModel], *, into: str = "avatar") -> Callable[[View], View]:
+def takes_forms(
+    model: type[BaseModel], *, into: str = "avatar"
+) -> Callable[[ViewFunction], ViewFunction]:
     """Over a `validate_request(model)` view: a form body is validated against the same model,
     its `image` file stored and its URL put in `into`; any other body goes to the view as before."""
 
-    def decorate(view: View) -> View:
-        unvalidated: View = view.__wrapped__  # type: ignore[attr-defined]
+    def decorate(view: ViewFunction) -> ViewFunction:
+        unvalidated: ViewFunction = view.__wrapped__  # type: ignore[attr-defined]
 
         @functools.wraps(view)
         async def formed(*args: Any, **kwargs: Any) -> Any:

@@ -20,9 +20,9 @@ from tools._inspect_views import (
     ChatDetail,
     ClusterInfo,
     ConversationRow,
+    InspectView,
     Overview,
     QueueRow,
-    View,
 )
 
 STATUS_STYLE = {"available": "green", "busy": "yellow", "away": "dim"}
@@ -189,7 +189,7 @@ def history_table(
     return table
 
 
-def render(view: View) -> RenderableType:
+def render(view: InspectView) -> RenderableType:
     match view:
         case Overview():
             assignment_actor = view.supervisor
@@ -236,6 +236,6 @@ def render(view: View) -> RenderableType:
             assert_never(unreachable)
 
 
-def as_json(view: View) -> str:
+def as_json(view: InspectView) -> str:
     kind = {Overview: "overview", AgentDetail: "agent", ChatDetail: "chat"}[type(view)]
     return json.dumps({"view": kind, **dataclasses.asdict(view)})

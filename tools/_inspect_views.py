@@ -216,7 +216,7 @@ class ChatDetail:
     names: dict[str, str]
 
 
-View = Overview | AgentDetail | ChatDetail
+InspectView = Overview | AgentDetail | ChatDetail
 
 
 # --- reading it from the server -----------------------------------------------------------------

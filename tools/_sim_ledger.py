@@ -44,7 +44,7 @@ class Send:
 
 
 @dataclass(slots=True)
-class View:
+class ReceivedChat:
     """What one participant received of one chat: seq -> client message id, and how."""
 
     ids: dict[int, str] = field(default_factory=dict)
@@ -102,7 +102,7 @@ class Ledger:
         self.settle_seconds = settle_seconds
         self.sends: dict[str, Send] = {}
         self.outstanding = 0
-        self.views: dict[tuple[str, str], View] = defaultdict(View)
+        self.views: dict[tuple[str, str], ReceivedChat] = defaultdict(ReceivedChat)
         self._connection_max: dict[tuple[int, str], int] = {}
         self._acked_seqs: dict[str, dict[int, str]] = defaultdict(dict)
         self._violations: dict[str, list[str]] = {name: [] for name in INVARIANTS}

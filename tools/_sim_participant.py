@@ -26,7 +26,7 @@ from wsproto.utilities import LocalProtocolError
 
 from tools._sim_ledger import Ledger
 from tools._sim_scenario import Scenario
-from tools._ws_client import Redial, Verdict, message_send, stay_connected
+from tools._ws_client import Attempt, Redial, message_send, stay_connected
 
 CONNECT_SECONDS = 15.0
 CONNECTS_AT_ONCE = 64
@@ -168,20 +168,20 @@ class Participant:
     def url(self) -> str:
         return self.ws_url
 
-    async def session(self, ws: WebSocketConnection) -> Verdict:
+    async def session(self, ws: WebSocketConnection) -> Attempt:
         async with trio.open_nursery() as nursery:
             code = await self._session(ws, nursery)
             nursery.cancel_scope.cancel()
         # The token no longer works: nothing to reconnect with.
-        return Verdict.STOP if code == CLOSE_UNAUTHORIZED else Verdict.LASTED
+        return Attempt.STOP if code == CLOSE_UNAUTHORIZED else Attempt.LASTED
 
     def refused(self, error: HandshakeError | OSError) -> None:
         self.run.ledger.error(f"connect failed: {type(error).__name__}")
 
-    def crossed(self, error: LocalProtocolError) -> Verdict:
+    def crossed(self, error: LocalProtocolError) -> Attempt:
         # The connection is gone either way.
         self.run.ledger.error("trio-websocket: a ping crossed our close")
-        return Verdict.NEITHER
+        return Attempt.NEITHER
 
     def backoff(self, failures: int) -> float:
         if self.connected.is_set() or failures:

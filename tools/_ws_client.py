@@ -66,7 +66,7 @@ def dial(
     )
 
 
-class Verdict(enum.Enum):
+class Attempt(enum.Enum):
     """What one attempt means for the count of failures in a row."""
 
     LASTED = enum.auto()  # the count starts again
@@ -101,7 +101,7 @@ class Reconnecting(Protocol):
         """Where the next attempt dials."""
         ...
 
-    async def session(self, ws: WebSocketConnection) -> Verdict:
+    async def session(self, ws: WebSocketConnection) -> Attempt:
         """Serve one connection until it ends."""
         ...
 
@@ -109,7 +109,7 @@ class Reconnecting(Protocol):
         """No connection: the handshake failed or nobody answered."""
         ...
 
-    def crossed(self, error: LocalProtocolError) -> Verdict:
+    def crossed(self, error: LocalProtocolError) -> Attempt:
         """trio-websocket answered a ping that crossed our close and failed on it."""
         ...
 
@@ -127,22 +127,22 @@ async def stay_connected(client: Reconnecting, redial: Redial) -> None:
     failures = 0
     while not client.stopping:
         try:
-            verdict = await _attempt(client, redial)
+            outcome = await _attempt(client, redial)
         except (HandshakeError, OSError) as error:
             client.refused(error)
-            verdict = Verdict.FAILED
+            outcome = Attempt.FAILED
         except LocalProtocolError as error:
-            verdict = client.crossed(error)
+            outcome = client.crossed(error)
         if client.stopping:
             return
-        match verdict:
-            case Verdict.LASTED:
+        match outcome:
+            case Attempt.LASTED:
                 failures = 0
-            case Verdict.FAILED:
+            case Attempt.FAILED:
                 failures += 1
-            case Verdict.NEITHER:
+            case Attempt.NEITHER:
                 pass
-            case Verdict.STOP:
+            case Attempt.STOP:
                 client.give_up()
                 return
         if failures > redial.attempts:
@@ -151,7 +151,7 @@ async def stay_connected(client: Reconnecting, redial: Redial) -> None:
         await trio.sleep(client.backoff(failures))
 
 
-async def _attempt(client: Reconnecting, redial: Redial) -> Verdict:
+async def _attempt(client: Reconnecting, redial: Redial) -> Attempt:
     limiter = redial.handshakes
     if limiter is not None:
         await limiter.acquire()

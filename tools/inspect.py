@@ -29,7 +29,7 @@ from rich.text import Text
 from tools._inspect_tables import as_json, render
 from tools._inspect_views import (
     DEFAULT_MAX_CHATS,
-    View,
+    InspectView,
     fetch_agent,
     fetch_chat,
     fetch_either,
@@ -63,7 +63,7 @@ class InspectOptions:
     max_chats: int = DEFAULT_MAX_CHATS
 
 
-def _fetcher(options: InspectOptions, server: Server) -> Callable[[], Awaitable[View]]:
+def _fetcher(options: InspectOptions, server: Server) -> Callable[[], Awaitable[InspectView]]:
     agent, chat, either = options.agent, options.chat, options.either
     if agent is not None:
         return lambda: fetch_agent(server, agent, options.history)
@@ -90,7 +90,7 @@ async def inspect(options: InspectOptions, console: Console) -> int:
     return 0
 
 
-def _print(console: Console, options: InspectOptions, view: View) -> None:
+def _print(console: Console, options: InspectOptions, view: InspectView) -> None:
     if options.json:
         console.out(as_json(view), highlight=False)
     else:
@@ -98,7 +98,10 @@ def _print(console: Console, options: InspectOptions, view: View) -> None:
 
 
 async def _watch(
-    console: Console, options: InspectOptions, fetch: Callable[[], Awaitable[View]], view: View
+    console: Console,
+    options: InspectOptions,
+    fetch: Callable[[], Awaitable[InspectView]],
+    view: InspectView,
 ) -> None:
     """Redraw every interval until Ctrl-C (or --count refreshes). A server that stops answering
     is shown and retried: it may be restarting. Refused credentials end the watch."""

@@ -16,7 +16,7 @@ from trio_websocket import (
 )
 from wsproto.utilities import LocalProtocolError
 
-from tools._ws_client import Redial, Verdict, stay_connected
+from tools._ws_client import Attempt, Redial, stay_connected
 
 
 def free_port() -> int:
@@ -26,11 +26,11 @@ def free_port() -> int:
 
 
 class Client:
-    def __init__(self, url: str, verdicts: list[Verdict]) -> None:
+    def __init__(self, url: str, outcomes: list[Attempt]) -> None:
         self.token = "t"
         self.stopping = False
         self._url = url
-        self.verdicts = verdicts
+        self.outcomes = outcomes
         self.dialled = 0
         self.sessions = 0
         self.refusals: list[str] = []
@@ -41,14 +41,14 @@ class Client:
         self.dialled += 1
         return self._url
 
-    async def session(self, ws: WebSocketConnection) -> Verdict:
+    async def session(self, ws: WebSocketConnection) -> Attempt:
         self.sessions += 1
-        return self.verdicts.pop(0)
+        return self.outcomes.pop(0)
 
     def refused(self, error: HandshakeError | OSError) -> None:
         self.refusals.append(type(error).__name__)
 
-    def crossed(self, error: LocalProtocolError) -> Verdict:
+    def crossed(self, error: LocalProtocolError) -> Attempt:
         raise error
 
     def backoff(self, failures: int) -> float:
@@ -89,8 +89,8 @@ async def test_a_lasting_connection_starts_the_count_again_and_stop_gives_up_at_
     async with trio.open_nursery() as nursery:
         server = await nursery.start(partial(serve_websocket, accept, "127.0.0.1", 0, None))
         url = f"ws://127.0.0.1:{server.port}/ws"
-        verdicts = [Verdict.FAILED, Verdict.FAILED, Verdict.LASTED, Verdict.NEITHER, Verdict.STOP]
-        client = Client(url, verdicts)
+        outcomes = [Attempt.FAILED, Attempt.FAILED, Attempt.LASTED, Attempt.NEITHER, Attempt.STOP]
+        client = Client(url, outcomes)
         slots = trio.CapacityLimiter(1)
         with trio.fail_after(10):
             await stay_connected(client, redial(2, slots))

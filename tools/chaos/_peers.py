@@ -20,7 +20,7 @@ from store import (
     AgentStatus,
     Role,
 )
-from tools._ws_client import Redial, Verdict, stay_connected
+from tools._ws_client import Attempt, Redial, stay_connected
 from tools.chaos._plan import (
     _NOT_YOURS,
     _TRANSIENT,
@@ -82,14 +82,14 @@ class ReconnectingClient:
         self.turn += 1  # its node is down, or the connection ended: next time, try the next
         return url
 
-    async def session(self, ws: WebSocketConnection) -> Verdict:
+    async def session(self, ws: WebSocketConnection) -> Attempt:
         # A connection that never got an answer counts as a failure, like no connection.
-        return Verdict.LASTED if await self._session(ws) else Verdict.FAILED
+        return Attempt.LASTED if await self._session(ws) else Attempt.FAILED
 
     def refused(self, error: HandshakeError | OSError) -> None:
         self.run.stats.failed_connects += 1
 
-    def crossed(self, error: LocalProtocolError) -> Verdict:
+    def crossed(self, error: LocalProtocolError) -> Attempt:
         raise error
 
     def backoff(self, failures: int) -> float:
