@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from actors import FloorAgent, FloorQueueEntry, FloorUpdate
-from api._schemas import ChatMessageOut, ChatOut, WireModel
+from api._schemas import ChatMessageOut, ChatOut, ClientMsgId, WireModel
 from api._ws_core import (
     Command,
     FollowFloor,
@@ -27,7 +27,6 @@ from api._ws_core import (
 from store import AgentStatus, ChatStatus, MessageStatus, Priority
 
 ChatId = Annotated[str, Field(min_length=1, max_length=64)]
-ClientMsgId = Annotated[str, Field(min_length=1, max_length=128)]
 Seq = Annotated[int, Field(ge=0, le=2**53)]
 MAX_CONTENT_CHARS = 16_000
 

@@ -29,6 +29,7 @@ from api._paths import ID_PATTERN
 from api._schemas import (
     ChatMessageOut,
     ChatOut,
+    ClientMsgId,
     Email,
     Name,
     NameChange,
@@ -59,8 +60,6 @@ _NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u20
 Title = Annotated[str, Field(min_length=1, max_length=200, pattern=_NON_BLANK)]
 Description = Annotated[str, Field(max_length=2000)]
 Content = Annotated[str, Field(min_length=1, max_length=4000, pattern=_NON_BLANK)]
-# Printable ASCII, so the same key fits in an Idempotency-Key header.
-ClientMsgId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 MaxLoad = Annotated[int, Field(ge=1, le=100)]
 EmailChange = Annotated[Email | SkipJsonSchema[None], AfterValidator(refuse_null)]
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")

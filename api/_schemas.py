@@ -50,6 +50,9 @@ NameChange = Annotated[Name | SkipJsonSchema[None], AfterValidator(refuse_null)]
 Password = Annotated[str, Field(min_length=8, max_length=256)]
 Phone = Annotated[str, Field(max_length=40)]
 Url = Annotated[str, Field(max_length=2000)]
+# A sender's key for one message, the same on every path (REST's clientMsgId and Idempotency-Key,
+# the /ws frame's and Socket.IO's clientMsgId): printable ASCII, so it fits in a header.
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[!-~]+$")]
 
 
 class WireModel(BaseModel):

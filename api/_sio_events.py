@@ -22,10 +22,10 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
-from api._frames import MAX_CONTENT_CHARS, ChatId, ClientMsgId
+from api._frames import MAX_CONTENT_CHARS, ChatId
 from api._pages import Limit
 from api._paths import ID_PATTERN
-from api._schemas import ChatMessageOut, ChatOut, WireModel
+from api._schemas import ChatMessageOut, ChatOut, ClientMsgId, WireModel
 from store import Message, Notification, Role, new_id, utcnow
 
 # --- client -> server ----------------------------------------------------------------------------

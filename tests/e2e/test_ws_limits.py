@@ -133,6 +133,33 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_usable(
     assert await live.services.store.count_chats() == 0
 
 
+async def test_a_client_msg_id_outside_printable_ascii_gets_an_error_and_stores_nothing(
+    live: Live,
+) -> None:
+    """REST's rule (a key that fits an Idempotency-Key header): the same key serves a message
+    on either path, so a /ws frame with a space, a control or a non-ASCII character is refused."""
+    async with (
+        connect(live, await live.login(ANN)) as ann,
+        connect(live, await live.customer_token("shop-customer-1")) as customer,
+    ):
+        await ready_agent(live, ann)
+        chat_id = (await open_chat(customer))["id"]
+        for bad in ("two words", "tab\there", "bell\x07", "caf\u00e9", "nul\x00"):
+            refused = await customer.request(
+                {"type": "message.send", "chatId": chat_id, "clientMsgId": bad, "content": "hi"},
+                "error",
+            )
+            assert (refused["code"], refused["ref"]) == ("invalid_frame", bad)
+            assert "clientMsgId" in refused["message"]
+        acked = await say(customer, chat_id, "c-1", "the first message stored")
+        assert acked["seq"] == 1
+        await ann.expect("message", chatId=chat_id)
+        await ann.ping()
+    stored = await live.services.store.list_messages(chat_id, after_seq=0, limit=10)
+    assert [(m.seq, m.client_msg_id) for m in stored] == [(1, "c-1")]
+    assert [frame["seq"] for frame in ann.of_type("message")] == [1]
+
+
 async def test_frames_a_role_may_not_send_get_forbidden(live: Live) -> None:
     async with (
         connect(live, await live.customer_token("shop-customer-1")) as customer,

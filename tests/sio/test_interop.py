@@ -247,6 +247,10 @@ async def test_bad_payloads_and_unknown_events_get_errors_and_the_socket_stays(
         "code": "invalid_payload",
         "message": "sendMessage: message: String should have at least 1 character",
     }
+    spaced = await node.call(
+        "carla", "sendMessage", {"chatId": "c", "message": "hi", "clientMsgId": "two words"}
+    )
+    assert spaced["error"]["code"] == "invalid_payload"  # the key REST and /ws take, no other
     typo = await node.call("carla", "joinChat", {"chatID": "c"})
     assert "chatId: Field required" in typo["error"]["message"]
     # Unknown events are ignored, as the original did; asked for an ack, it says so.
