@@ -218,7 +218,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
                 if reply is not None:
                     reply.fail(refusal)
                 else:
-                    log.warning("supervisor refused %s: %s", type(message).__name__, refusal)
+                    log.warning("assignment actor refused %s: %s", type(message).__name__, refusal)
         try:
             await self._commit(batch)
         except StoreError as error:

@@ -227,8 +227,8 @@ class Detach:
 
 @dataclass(frozen=True, slots=True)
 class RequestStatus:
-    """Available or away, chosen by the agent or forced by an admin: relayed to the supervisor,
-    which decides and answers."""
+    """Available or away, chosen by the agent or forced by an admin: relayed to the assignment
+    actor, which decides and answers."""
 
     status: AgentStatus
     by: ActedBy

@@ -332,7 +332,9 @@ class ActorOut(WireModel):
 class NodeOut(WireModel):
     id: str
     connections: int = Field(description="live websocket and Socket.IO sessions on this node")
-    leads: bool = Field(description="holds the arbiter lease: runs the supervisor and the chats")
+    leads: bool = Field(
+        description="holds the arbiter lease: runs the assignment actor and the chats"
+    )
 
 
 class ClusterOut(WireModel):

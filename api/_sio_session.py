@@ -459,7 +459,7 @@ class SioSession:
             bound.shield = True  # also when the session is being cancelled
             await self._found.system.disconnect(session, role)
         if bound.cancelled_caught:
-            log.warning("disconnect of %s not told to the supervisor in time", session.id)
+            log.warning("disconnect of %s not told to the assignment actor in time", session.id)
 
     # --- ending --------------------------------------------------------------------------------
 

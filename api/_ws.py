@@ -426,7 +426,9 @@ class JsonEdge:
             bound.shield = True  # also when the connection is being cancelled
             await self._system.disconnect(self.session, self._peer.role)
         if bound.cancelled_caught:
-            log.warning("disconnect of %s not told to the supervisor in time", self.session.id)
+            log.warning(
+                "disconnect of %s not told to the assignment actor in time", self.session.id
+            )
 
     async def _read(self) -> None:
         while True:

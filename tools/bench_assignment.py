@@ -249,7 +249,7 @@ async def _check(store: Backend, snapshot: SystemSnapshot) -> list[str]:
                 stored_owners[chat.id] = chat.agent_id
     if stored_owners != owners:
         differing = set(stored_owners.items()) ^ set(owners.items())
-        violations.append(f"store and supervisor disagree on {len(differing)} owners")
+        violations.append(f"store and assignment actor disagree on {len(differing)} owners")
     return violations
 
 

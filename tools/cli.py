@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_loadsim_parser(commands)
     bench_parser = commands.add_parser(
         "bench",
-        help="run a benchmark: assignment (the supervisor in-process), ws (/ws against a raw "
+        help="run a benchmark: assignment (the assignment actor in-process), ws (/ws against a raw "
         "echo server), socketio (the Socket.IO endpoint with the stock Node client), cluster "
         "(throughput at 1, 2, 3 nodes beside one process), forgot, oracle (someone else's chat "
         "against an unknown id over /ws), "

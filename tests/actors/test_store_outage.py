@@ -248,7 +248,7 @@ async def test_an_assignment_actor_that_keeps_crashing_is_started_again_after_a_
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug that crashes every start: restarts back off (0.5, 1, 2, 4, 8 s), then the actor is
-    given up for SUPERVISOR_RETRY_SECONDS and started afresh, for as long as it takes. The domain
+    given up for ASSIGNMENT_RETRY_SECONDS and started afresh, for as long as it takes. The domain
     never ends meanwhile: not ready, routes kept, customers still write; once the bug is gone the
     next start routes again."""
     memory = MemoryStore()

@@ -1,5 +1,5 @@
 """An agent connected to an edge node has their agent actor on the arbiter, next to the
-supervisor: it starts with their connection, relays their status request, runs their grace
+assignment actor: it starts with their connection, relays their status request, runs their grace
 period after the connection closes, and stops once it ended (the agent then away)."""
 
 from __future__ import annotations
