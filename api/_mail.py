@@ -29,7 +29,7 @@ import trio
 
 from api._config import Settings
 from api._smtp import SmtpRefused, SmtpTarget, deliver
-from store import CodePurpose, Mail, OneTimeCode, Store, StoreError, User, new_id, utcnow
+from store import CodePurpose, EdgeStore, Mail, OneTimeCode, StoreError, User, new_id, utcnow
 
 log = logging.getLogger("api.mail")
 
@@ -140,7 +140,7 @@ def backoff(settings: Settings, attempts: int) -> float:
 class Outbox:
     """Mail waiting for the SMTP server, and the one task that sends it."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: EdgeStore, settings: Settings) -> None:
         self._store = store
         self._settings = settings
         self._target: SmtpTarget | None = settings.smtp

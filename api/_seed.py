@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from actors import System
 from api._auth import Passwords, customer_id
 from api._schemas import RegisterBody
-from store import AgentStatus, DuplicateEmail, Role, Store, User, new_id, utcnow
+from store import AgentStatus, DuplicateEmail, EdgeStore, Role, User, new_id, utcnow
 
 DEMO_PASSWORD = "switchboard-demo"
 # The Node backend's seeder's password for its accounts: a team moving over signs in as before.
@@ -55,7 +55,7 @@ class SeedReport:
     existing: int
 
 
-async def seed_demo_data(store: Store, passwords: Passwords, system: System) -> SeedReport:
+async def seed_demo_data(store: EdgeStore, passwords: Passwords, system: System) -> SeedReport:
     """Create what is missing. A running system is told of each new agent: its assignment actor
     read the agents when it started, before these existed."""
     created = existing = 0
@@ -129,7 +129,7 @@ def demo_logins() -> str:
 
 
 async def create_admin(
-    store: Store, passwords: Passwords, email: str, name: str, password: str
+    store: EdgeStore, passwords: Passwords, email: str, name: str, password: str
 ) -> User:
     """An admin with the operator's own email and password: how a production store gets its
     first admin (production never creates the demo ones). The email, name and password follow

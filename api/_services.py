@@ -15,13 +15,13 @@ from api._config import Settings
 from api._mail import Outbox
 from api._rates import Throttles
 from api._signin_throttle import SignInThrottle
-from store import Store
+from store import EdgeStore
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
-    store: Store
+    store: EdgeStore
     system: System
     tokens: Tokens
     passwords: Passwords

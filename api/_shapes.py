@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from actors import AgentCard
 from api._schemas import AgentRef, ChatMessageOut, ChatOut
-from store import Chat, Message, Store
+from store import Chat, EdgeStore, Message
 
 
-async def chat_out(store: Store, chat: Chat) -> ChatOut:
+async def chat_out(store: EdgeStore, chat: Chat) -> ChatOut:
     """The chat with its agent and last message read from the store (REST answers)."""
     user = await store.get_user(chat.agent_id) if chat.agent_id is not None else None
     last = await store.get_message(chat.last_message_id) if chat.last_message_id else None

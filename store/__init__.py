@@ -11,6 +11,7 @@ from store._protocol import ChatRouting as ChatRouting
 from store._protocol import ChatStore as ChatStore
 from store._protocol import DuplicateEmail as DuplicateEmail
 from store._protocol import DuplicateMessage as DuplicateMessage
+from store._protocol import EdgeStore as EdgeStore
 from store._protocol import Fenced as Fenced
 from store._protocol import MailStore as MailStore
 from store._protocol import MigrationTarget as MigrationTarget
@@ -20,6 +21,7 @@ from store._protocol import RoutingStore as RoutingStore
 from store._protocol import Store as Store
 from store._protocol import StoreError as StoreError
 from store._protocol import StoreUnavailable as StoreUnavailable
+from store._protocol import TranscriptReader as TranscriptReader
 from store._protocol import TranscriptStore as TranscriptStore
 from store._records import ACTIVE_CHAT_STATUSES as ACTIVE_CHAT_STATUSES
 from store._records import ActedBy as ActedBy

@@ -1,7 +1,9 @@
 """The store's protocols: one per role (accounts, chats, transcript, notifications, activity log,
-mail outbox, routing writer); `Store` is every role but the routing writer, what the edge and the
-actors hold; `Backend` is every role, what each backend (memory, SQLite, MongoDB) implements
-exactly and only the assignment actor holds, so mypy refuses a routing write anywhere else.
+mail outbox, routing writer); `EdgeStore` is every role but the writers of the transcript and of
+routing, what the edge holds; `Store` adds the transcript's writes, what the actors hold;
+`Backend` is every role, what each backend (memory, SQLite, MongoDB) implements and only the
+assignment actor holds. So mypy refuses a routing write anywhere but in the assignment actor, and
+a message appended or marked anywhere but in the actors.
 
 Rules every backend keeps (tests/store checks them for each one):
 - a method returns only after its write is durable;
@@ -233,11 +235,9 @@ class ChatStore(Protocol):
     async def count_chats(self, chat_filter: ChatFilter = ChatFilter()) -> int: ...
 
 
-class TranscriptStore(Protocol):
-    """A chat's messages, numbered by seq, with the chat's counters moved in the same write."""
+class TranscriptReader(Protocol):
+    """A chat's messages as stored: the transcript's reads, which the edge holds too."""
 
-    async def append_message(self, message: Message) -> Message: ...
-    async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
     async def get_message(self, message_id: str) -> Message | None: ...
     async def get_message_by_client_id(
         self, chat_id: str, client_msg_id: str
@@ -245,6 +245,14 @@ class TranscriptStore(Protocol):
     async def list_messages(
         self, chat_id: str, *, after_seq: int = 0, limit: int = 100
     ) -> list[Message]: ...
+
+
+class TranscriptStore(TranscriptReader, Protocol):
+    """A chat's messages, numbered by seq, with the chat's counters moved in the same write. Its
+    writes are the conversation's: the edge holds an `EdgeStore`, which has only the reads."""
+
+    async def append_message(self, message: Message) -> Message: ...
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
     async def mark_messages(
         self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
     ) -> int: ...
@@ -286,7 +294,8 @@ class MailStore(Protocol):
 class RoutingStore(Protocol):
     """The routing writer: one transaction for a batch of assignment decisions, and the claim
     that makes one arbiter. Only the assignment actor holds it (`Backend`); everything else holds
-    a `Store`, which has no way to write a chat's agent, an agent's status or load."""
+    a `Store` or an `EdgeStore`, which have no way to write a chat's agent, an agent's status or
+    load."""
 
     async def record_routing(
         self,
@@ -310,11 +319,16 @@ class RoutingStore(Protocol):
         ...
 
 
-class Store(
-    AccountStore, ChatStore, TranscriptStore, NotificationStore, ActivityStore, MailStore, Protocol
+class EdgeStore(
+    AccountStore, ChatStore, TranscriptReader, NotificationStore, ActivityStore, MailStore, Protocol
 ):
-    """Async persistence as the edge and the actors hold it: every role but the routing writer.
-    Every write is durable when the call returns."""
+    """What the HTTP edge holds: every role but the writers of the transcript and of routing, so
+    a message appended or marked from a route does not type-check (its conversation writes it)."""
+
+
+class Store(EdgeStore, TranscriptStore, Protocol):
+    """Async persistence as the actors hold it: every role but the routing writer. Every write is
+    durable when the call returns."""
 
 
 class Backend(Store, RoutingStore, Protocol):

@@ -13,7 +13,7 @@ import trio
 import trustme
 
 from api import ConfigError
-from store import Mail, Store
+from store import Mail, MailStore
 from tests.api.support import ANN
 from tests.conftest import Live, make_settings, running_server
 from tests.mail.smtp_server import WAIT_SECONDS, free_port, running_smtp
@@ -22,7 +22,7 @@ from tools._sim_server import spawn_server
 CLAIM_SECONDS = 15.0
 
 
-async def outbox(store: Store) -> list[Mail]:
+async def outbox(store: MailStore) -> list[Mail]:
     return (await store.list_mail()).items
 
 

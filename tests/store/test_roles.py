@@ -1,7 +1,9 @@
-"""The store's role protocols: only the assignment actor is handed the routing writer.
+"""The store's role protocols: only the assignment actor is handed the routing writer, and the
+HTTP edge is not handed the transcript's writes.
 
-mypy enforces it (a routing write through a `Store` does not type-check); these tests pin the
-types that make it so, so a loosened annotation fails here too.
+mypy enforces it (a routing write through a `Store`, a message appended or marked through an
+`EdgeStore`, does not type-check); these tests pin the types that make it so, so a loosened
+annotation fails here too.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ import inspect
 import typing
 
 from actors.assignment_actor import AssignmentActor
+from actors.conversation import ConversationActor
 from actors.system import System, open_system
+from api._mail import Outbox
+from api._seed import create_admin, seed_demo_data
 from api._services import Services
+from api._shapes import chat_out
 from store import (
     AccountStore,
     ActivityStore,
     Backend,
     ChatStore,
+    EdgeStore,
     MailStore,
     MemoryStore,
     MigrationTarget,
@@ -24,11 +31,13 @@ from store import (
     RoutingStore,
     SqliteStore,
     Store,
+    TranscriptReader,
     TranscriptStore,
 )
 from store.mongo import MongoStore
 
 ROUTING = {"record_routing", "claim_routing"}
+TRANSCRIPT_WRITES = {"append_message", "append_messages", "mark_messages"}
 ROLES = (AccountStore, ChatStore, TranscriptStore, NotificationStore, ActivityStore, MailStore)
 
 
@@ -64,5 +73,18 @@ def test_only_the_assignment_actor_is_handed_the_routing_writer() -> None:
     assert typing.get_type_hints(AssignmentActor.__init__)["store"] is Backend
     assert typing.get_type_hints(open_system)["store"] is Backend
     # What the edge and the rest of the domain hold has no routing writer.
-    assert typing.get_type_hints(Services)["store"] is Store
+    assert typing.get_type_hints(Services)["store"] is EdgeStore
     assert typing.get_type_hints(System.__init__)["store"] is Store
+
+
+def test_the_edge_reads_the_transcript_and_only_the_actors_write_it() -> None:
+    assert methods(TranscriptStore) == methods(TranscriptReader) | TRANSCRIPT_WRITES
+    assert not methods(EdgeStore) & (TRANSCRIPT_WRITES | ROUTING)
+    assert methods(TranscriptReader) <= methods(EdgeStore)
+    assert methods(Store) == methods(EdgeStore) | TRANSCRIPT_WRITES
+    # What the HTTP edge's handlers reach, and what they hand the store to, is an EdgeStore.
+    assert typing.get_type_hints(Services)["store"] is EdgeStore
+    for takes_the_edges in (chat_out, seed_demo_data, create_admin, Outbox.__init__):
+        assert typing.get_type_hints(takes_the_edges)["store"] is EdgeStore, takes_the_edges
+    # The conversation numbers, appends and marks its chat's messages.
+    assert typing.get_type_hints(ConversationActor.__init__)["store"] is Store
