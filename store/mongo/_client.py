@@ -22,13 +22,8 @@ from store._protocol import (
     StoreUnavailable,
 )
 from store.mongo._schema import _BULK_WRITE_WIRE_VERSION, SERVER_SELECTION_TIMEOUT_MS, Document
-from telemetry import redact_url
 
 # URLs and errors
-
-
-# The name store/mongo/_store.py imports it by.
-_redact = redact_url
 
 
 def with_database(url: str, database: str) -> str:

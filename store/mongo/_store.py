@@ -22,7 +22,6 @@ from store.mongo._appends import Appends
 from store.mongo._client import (
     _connect,
     _is_nx_27017,
-    _redact,
     _supports_bulk_write,
     _supports_transactions,
     _translated,
@@ -36,6 +35,7 @@ from store.mongo._schema import (
     Document,
     _create_indexes,
 )
+from telemetry import redact_url
 
 R = TypeVar("R")
 
@@ -121,7 +121,7 @@ async def open_mongo_store(
     and later) or one command per collection. With `existing`, a database
     that is not there yet is refused (StoreError) rather than created.
     """
-    where = _redact(url)
+    where = redact_url(url)
     client = await trio.to_thread.run_sync(_connect, url, where)
     try:
         with _translated(where):
