@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api import DEMO_STAFF
+from api import DEMO_CUSTOMERS, DEMO_STAFF
 from store import Role
 from tests.api.support import (
     ADMIN,
@@ -49,13 +49,15 @@ async def test_admin_statistics_count_accounts_chats_queue_and_agents(live: Live
         headers=admin.headers,
         json={"maxLoad": 2},
     )
-    await open_chat(live, await customer(live, "shop-customer-3"))
+    newcomer = "shop-customer-3"
+    await open_chat(live, await customer(live, newcomer))
 
     figures = await live.http.get("/admin/dashboard/statistics", headers=admin.headers)
     assert figures.status_code == 200, figures.text
     # Counted from the seed, so the figures stay true when demo accounts are added.
     seeded = {role: sum(a.role is role for a in DEMO_STAFF) for role in Role}
     agents = seeded[Role.AGENT]
+    customers = len({shop_id for shop_id, _ in DEMO_CUSTOMERS} | {newcomer})
     assert figures.json() == {
         # The original's shape, read by the admin panel's tiles.
         "message": "Statistics fetched successfully",
@@ -66,7 +68,7 @@ async def test_admin_statistics_count_accounts_chats_queue_and_agents(live: Live
         "users": seeded[Role.USER],
         "agents": agents,
         "admins": seeded[Role.ADMIN],
-        "customers": 3,
+        "customers": customers,
         "totalChats": 3,
         "newChats": 1,
         "openChats": 2,
