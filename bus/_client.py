@@ -9,10 +9,12 @@ a Valkey that stops answering is a `BusUnavailable`, never a hang.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+from urllib.parse import parse_qs, urlsplit
 
 import coredis
 import trio
@@ -64,6 +66,26 @@ def check_bus_url(url: str) -> str:
     return f"{SCHEMES[scheme]}://{rest}"
 
 
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+_NAME_THE_CA = "name the CA that signed it in the URL: ?ssl_ca_certs=/path/to/ca.pem"
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH: a trusted
+# certificate, for another server.
+_TRUST_HINTS = dict.fromkeys((62, 64), "the URL must name the host as its certificate does")
+
+
+def _untrusted(error: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """The refused certificate behind a failed connection, if that is why it failed (coredis
+    wraps it in the same connection error as a refused port)."""
+    while error is not None:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class Bus:
     """One connection pool to the bus; publish, subscribe, and the raw client for leases and
     membership (`bus._lease`, `bus._nodes`)."""
@@ -79,6 +101,13 @@ class Bus:
         try:
             yield
         except (CoredisConnectionError, TimeoutError, OSError) as exc:
+            # Not BusUnavailable: retrying cannot make a certificate trusted.
+            if (refused := _untrusted(exc)) is not None:
+                why = (refused.verify_message or str(refused)).rstrip(".")
+                raise BusError(
+                    f"the bus at {self.where} presented a TLS certificate this node does not "
+                    f"trust ({why}); {_TRUST_HINTS.get(refused.verify_code, _NAME_THE_CA)}"
+                ) from exc
             raise BusUnavailable(
                 f"lost the bus at {self.where}: {exc or type(exc).__name__}"
             ) from exc
@@ -162,16 +191,24 @@ async def open_bus(url: str, *, call_seconds: float = 1.0) -> AsyncIterator[Bus]
     unreachable server is a BusUnavailable naming the URL without its password; each call
     waits at most `call_seconds` for the server (once more after a lost connection)."""
     where = redact_url(url)
-    client: coredis.Redis[bytes] = coredis.Redis.from_url(
-        check_bus_url(url),
-        connect_timeout=call_seconds,
-        stream_timeout=call_seconds,
-        retry_policy=ConstantRetryPolicy(
-            (CoredisConnectionError, TimeoutError), retries=1, delay=0.01
-        ),
-        # Valkey reports itself as Redis 7.2 for clients; the check would refuse nothing useful.
-        verify_version=False,
-    )
+    try:
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            check_bus_url(url),
+            connect_timeout=call_seconds,
+            stream_timeout=call_seconds,
+            retry_policy=ConstantRetryPolicy(
+                (CoredisConnectionError, TimeoutError), retries=1, delay=0.01
+            ),
+            # Valkey reports itself as Redis 7.2 for clients; the check would refuse nothing useful.
+            verify_version=False,
+        )
+    except OSError as exc:
+        # coredis reads the URL's TLS files here (ssl.SSLError is an OSError); the error names
+        # no file, so the options are shown (redact_url drops them).
+        files = " ".join(f"{k}={v[0]}" for k, v in _query(url).items() if k.startswith("ssl_"))
+        raise BusError(
+            f"cannot use the TLS files of the bus URL {where} ({files}): {exc.strerror or exc}"
+        ) from None
     bus = Bus(client, where, call_seconds)
     try:
         async with client:

@@ -31,6 +31,7 @@ from api import (
     serve,
     unlock,
 )
+from bus import BusError
 from store import StoreError, open_store
 from telemetry import configure_logging, event, scrub
 from tools import (
@@ -247,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What a person can act on from one line: a bad setting, flag or store URL, an unreachable store.
-USER_ERRORS = (ConfigError, ValidationError, ValueError, StoreError, CannotListen)
+# A bus that cannot be used at start (unreachable, an untrusted certificate) is the operator's
+# to fix, as a store that cannot be opened is: one line, no traceback.
+USER_ERRORS = (ConfigError, ValidationError, ValueError, StoreError, BusError, CannotListen)
 
 
 def _refuse(error: BaseException) -> int:

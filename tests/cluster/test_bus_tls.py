@@ -1,8 +1,11 @@
 """Nodes on a bus over TLS (`rediss://`, Valkey behind a TLS terminator): a node with the CA
-named in the URL serves and leads."""
+named in the URL serves and leads; one given a certificate it does not trust stops at start in
+one line, exit status 2."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import trio
@@ -14,6 +17,10 @@ from tests.cluster.conftest import Cluster, MongoServer
 from tests.store.mongo_server import fresh_database_url
 from tests.tls_terminator import server_context, tls_terminator
 from tests.valkey_server import Valkey
+from tools.chaos import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+START_LIMIT_SECONDS = 60
 
 
 async def test_a_node_leads_on_a_bus_over_tls(
@@ -41,3 +48,31 @@ async def test_a_node_leads_on_a_bus_over_tls(
             with trio.CancelScope(shield=True):
                 await cluster.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_serve_refuses_a_bus_certificate_it_does_not_trust_in_one_line(
+    tmp_path: Path, mongo: MongoServer, valkey: Valkey
+) -> None:
+    async with tls_terminator(server_context(trustme.CA(), "127.0.0.1"), valkey.port) as tls:
+        bus_url = f"rediss://127.0.0.1:{tls.port}/0"
+        env = os.environ | {
+            "SWITCHBOARD_BUS_URL": bus_url,
+            "SWITCHBOARD_STORE": fresh_database_url(mongo.url),
+            "SWITCHBOARD_DATA_DIR": str(tmp_path),
+        }
+        with trio.fail_after(START_LIMIT_SECONDS):
+            done = await trio.run_process(
+                [sys.executable, "-m", "tools.cli", "serve", "--port", str(free_port())],
+                cwd=ROOT,
+                env=env,
+                check=False,
+                capture_stdout=True,
+                capture_stderr=True,
+            )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.splitlines() == [
+        f"switchboard: error: the bus at {bus_url} presented a TLS certificate this node does "
+        "not trust (unable to get local issuer certificate); name the CA that signed it in the "
+        "URL: ?ssl_ca_certs=/path/to/ca.pem"
+    ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.cluster.conftest import MongoServer
 from tests.ops.test_startup_errors import one_line
+from tests.store.mongo_server import free_port, fresh_database_url
 from tools.cli import main
 
 
@@ -37,3 +41,19 @@ def test_without_a_bus_url_the_store_may_be_sqlite(
 ) -> None:
     monkeypatch.delenv("SWITCHBOARD_BUS_URL", raising=False)
     assert main(["seed", "--store", "memory://"]) == 0
+
+
+def test_a_bus_that_cannot_be_reached_at_start_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    mongo: MongoServer,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("SWITCHBOARD_BUS_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    assert main(["serve", "--port", "0", "--store", fresh_database_url(mongo.url)]) == 2
+    assert one_line(capsys) == (
+        f"cannot reach the bus at redis://127.0.0.1:{port}/0: Unable to establish a connection "
+        f"to 127.0.0.1:{port}"
+    )
