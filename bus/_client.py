@@ -59,11 +59,16 @@ def key(*parts: str) -> str:
 
 
 def check_bus_url(url: str) -> str:
-    """The URL coredis takes for `url`, or a BusError naming the forms accepted."""
+    """The URL coredis takes for `url`, or a BusError naming the forms accepted. Over TLS the
+    server's certificate must also name the URL's host unless the URL says
+    `ssl_check_hostname=false`: coredis checks only who signed it by default."""
     scheme, separator, rest = url.partition("://")
     if separator != "://" or scheme not in SCHEMES or not rest.partition("/")[0]:
         raise BusError(f"unknown bus URL {redact_url(url)!r}; use {ACCEPTED_FORMS}")
-    return f"{SCHEMES[scheme]}://{rest}"
+    checked = f"{SCHEMES[scheme]}://{rest}"
+    if SCHEMES[scheme] == "rediss" and "ssl_check_hostname" not in _query(url):
+        checked += ("&" if "?" in rest else "?") + "ssl_check_hostname=true"
+    return checked
 
 
 def _query(url: str) -> dict[str, list[str]]:

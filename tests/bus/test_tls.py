@@ -67,6 +67,26 @@ async def test_a_certificate_from_a_ca_not_trusted_is_refused_in_one_line(
     )
 
 
+async def test_a_trusted_certificate_for_another_host_is_refused_unless_the_url_allows_it(
+    valkey: Valkey, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    async with tls_terminator(server_context(ca, "valkey.example"), valkey.port) as tls:
+        url = f"rediss://127.0.0.1:{tls.port}/0?ssl_ca_certs={ca_file(ca, tmp_path)}"
+        with trio.fail_after(QUICKLY), pytest.raises(BusError) as refused:
+            async with open_bus(url):
+                pass
+        await refused_handshake(tls)
+        assert str(refused.value) == (
+            f"the bus at rediss://127.0.0.1:{tls.port}/0 presented a TLS certificate this node "
+            "does not trust (IP address mismatch, certificate is not valid for '127.0.0.1'); "
+            "the URL must name the host as its certificate does"
+        )
+        # coredis's own option, for a server reached by an address its certificate omits.
+        async with open_bus(url + "&ssl_check_hostname=false") as bus:
+            assert await bus.publish(key("test", "tls"), b"x") == 0
+
+
 async def test_a_ca_file_that_is_not_there_is_one_line_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     port = free_port()
