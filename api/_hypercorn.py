@@ -34,7 +34,10 @@ Connections that would never end in hypercorn as it is (each held a file handle 
   frame in flight). A close the server starts now completes: frames are read and discarded
   until the peer's close arrives, and after `websocket_close_timeout` the connection is aborted.
 - hypercorn's pings were never checked: a peer that vanished without a FIN was kept forever.
-  A peer that does not answer a ping within `websocket_ping_timeout` is cut.
+  A peer that does not answer a ping within `websocket_ping_timeout` is cut. hypercorn kept a
+  task per websocket for its pings; `PingClock`, one task for the whole server, keeps every
+  websocket's next ping and pong deadline instead, and a websocket gets a task only while one
+  is due.
 - A write to a peer that stopped reading waited forever (shielded). `OneConnection` gives each
   write `send_timeout`, then aborts the connection.
 - A kept-alive HTTP connection idle after its first answer was never closed: hypercorn starts
@@ -54,6 +57,8 @@ freed at once, nothing is retransmitted to a peer that is gone.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import socket
@@ -74,7 +79,7 @@ from hypercorn.protocol.events import Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.task_group import TaskGroup
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, Scope
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
@@ -140,6 +145,22 @@ class OneConnection(TCPServer):
             await super().run()
         except Exception as error:  # trio's Cancelled is a BaseException: it still goes through
             log.warning("a connection failed inside the HTTP server and was closed: %r", error)
+
+    async def _read_data(self) -> None:
+        if self.config.read_timeout:
+            await super()._read_data()
+            return
+        # hypercorn's loop without its deadline when there is none (`fail_after(inf)`): a cancel
+        # scope and a generator that every idle connection kept for nothing.
+        while True:
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+        await self.protocol.handle(Closed())
 
     async def _close(self) -> None:
         # Shielded: often run by the task of an answer that Quart-Trio has just cancelled.
@@ -257,6 +278,56 @@ class _CancellableApp:
             await self.app(scope, receive, send, sync_spawn, call_soon)
 
 
+class PingClock:
+    """Every websocket's ping schedule, kept by one task of the trio run (started by the first
+    websocket that asks) instead of a task per websocket: when a websocket's next ping or its
+    pong's deadline comes, the clock starts the websocket's `_send_pings` in the connection's
+    own task group, which does what is due, asks to be woken again and ends."""
+
+    def __init__(self) -> None:
+        # [when, tie-break, websocket]: a websocket that has ended is dropped in place (None).
+        self._due: list[list[Any]] = []
+        self._order = itertools.count()
+        self._sleep = trio.CancelScope()
+
+    def wake(self, stream: Websocket, at: float) -> list[Any]:
+        """Start `stream._send_pings` at `at`; the entry, to `drop` if the stream ends first."""
+        entry = [at, next(self._order), stream]
+        heapq.heappush(self._due, entry)
+        if at < self._sleep.deadline:
+            self._sleep.deadline = at
+        return entry
+
+    @staticmethod
+    def drop(entry: list[Any]) -> None:
+        entry[2] = None
+
+    async def run(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self._due[0][0] if self._due else inf) as self._sleep:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while self._due and self._due[0][0] <= now:
+                stream = heapq.heappop(self._due)[2]
+                if stream is not None:
+                    stream._ping_due()
+
+
+_ping_clock: trio.lowlevel.RunVar[PingClock] = trio.lowlevel.RunVar("switchboard_ping_clock")
+
+
+def ping_clock() -> PingClock:
+    """This trio run's clock, started on first use (a system task: it lives as long as the run,
+    and ends with it)."""
+    try:
+        return _ping_clock.get()
+    except LookupError:
+        clock = PingClock()
+        _ping_clock.set(clock)
+        trio.lowlevel.spawn_system_task(clock.run, name="websocket ping clock")
+        return clock
+
+
 class Websocket(ws_stream.WSStream):
     """hypercorn's websocket stream: notes the first close frame it sends in the scope, and
     ends when its peer does (see the module's doc)."""
@@ -267,9 +338,13 @@ class Websocket(ws_stream.WSStream):
         self._app: _CancellableApp | None = None
         self._app_done = False
         self._closing = False  # a close frame went out: what arrives is discarded
-        self._put = trio.CancelScope()  # a frame waiting for room in the app's queue
-        self._ended = trio.Event()
+        self._put: trio.CancelScope | None = None  # a frame waiting for room in the app's queue
+        self._ended = False
+        self._ended_event: trio.Event | None = None  # made for a close awaiting the peer's
         self._ponged_at = -inf
+        self._next_ping = -inf  # the first ping goes out as the websocket is accepted
+        self._unanswered_since: float | None = None  # when the oldest unanswered ping went out
+        self._ping_entry: list[Any] | None = None  # this websocket's turn on the `PingClock`
         self._kept: bytearray | None = None  # data frames of a `Batch`, not written yet
 
     async def handle(self, event: StreamEvent) -> None:
@@ -290,8 +365,14 @@ class Websocket(ws_stream.WSStream):
 
     def _end(self) -> None:
         """The stream is over: its app stops (Quart-Trio cancels it on a disconnect too)."""
-        self._ended.set()
-        self._put.cancel()
+        self._ended = True
+        if self._ended_event is not None:
+            self._ended_event.set()
+        if self._ping_entry is not None:
+            PingClock.drop(self._ping_entry)
+            self._ping_entry = None
+        if self._put is not None:
+            self._put.cancel()
         if self._app is not None and not self._app_done:
             self._app.scope.cancel()
 
@@ -361,7 +442,8 @@ class Websocket(ws_stream.WSStream):
                 self.scope[CLOSE_KEY] = ("client" if answering else "server", event.code)  # type: ignore[literal-required]
             if not answering and not self._closing:
                 self._closing = True
-                self._put.cancel()
+                if self._put is not None:
+                    self._put.cancel()
                 self.task_group.spawn(self._cut_after_close_timeout)
         await super()._send_wsproto_event(event)
 
@@ -371,41 +453,56 @@ class Websocket(ws_stream.WSStream):
             await self.send(Data(stream_id=self.stream_id, data=bytes(kept)))
 
     async def _cut_after_close_timeout(self) -> None:
+        if self._ended:
+            return
+        self._ended_event = trio.Event()
         with trio.move_on_after(getattr(self.config, "websocket_close_timeout", inf)):
-            await self._ended.wait()
+            await self._ended_event.wait()
             return
         await self._abort("no close frame answered the server's close in time")
 
     async def _send_pings(self) -> None:
-        """Ping every interval; cut the peer when a ping stays unanswered for the timeout."""
+        """What is due of the ping schedule: ping every interval; cut the peer when a ping stays
+        unanswered for the timeout. Then the `PingClock` wakes this again when the next is due
+        (hypercorn starts it as the websocket is accepted; it used to loop until the end)."""
+        self._ping_entry = None
+        if self._ended:
+            return
         interval = self.config.websocket_ping_interval
         assert interval is not None
         timeout = getattr(self.config, "websocket_ping_timeout", inf)
-        next_ping = trio.current_time()
-        unanswered_since: float | None = None  # when the oldest ping not yet answered went out
-        while True:
-            now = trio.current_time()
-            if unanswered_since is not None and self._ponged_at >= unanswered_since:
-                unanswered_since = None
-            # While closing, the close timeout decides.
-            if unanswered_since is not None and now >= unanswered_since + timeout:
-                if not self._closing:
-                    await self._abort("no pong within the ping timeout")
-                    return
-                unanswered_since = None
-            if now >= next_ping:
-                await self._send_wsproto_event(Ping())
-                next_ping = now + interval
-                if unanswered_since is None:
-                    unanswered_since = now
-            wake = (
-                next_ping
-                if unanswered_since is None
-                else min(next_ping, unanswered_since + timeout)
-            )
-            with trio.move_on_at(wake):
-                await self._ended.wait()
+        now = trio.current_time()
+        if self._unanswered_since is not None and self._ponged_at >= self._unanswered_since:
+            self._unanswered_since = None
+        # While closing, the close timeout decides.
+        if self._unanswered_since is not None and now >= self._unanswered_since + timeout:
+            if not self._closing:
+                await self._abort("no pong within the ping timeout")
                 return
+            self._unanswered_since = None
+        if now >= self._next_ping:
+            await self._send_wsproto_event(Ping())
+            self._next_ping = now + interval
+            if self._unanswered_since is None:
+                self._unanswered_since = now
+        if self._ended:
+            return
+        wake = (
+            self._next_ping
+            if self._unanswered_since is None
+            else min(self._next_ping, self._unanswered_since + timeout)
+        )
+        self._ping_entry = ping_clock().wake(self, wake)
+
+    def _ping_due(self) -> None:
+        """The `PingClock` says a ping or a pong's deadline is due: a task does it."""
+        self._ping_entry = None
+        if self._ended or self.closed:
+            return
+        try:
+            self.task_group.spawn(self._send_pings)
+        except (RuntimeError, AttributeError):  # the connection's task group has ended
+            return
 
     async def _abort(self, why: str) -> None:
         if self.closed:
