@@ -8,9 +8,10 @@ A browser `Origin` must be listed in `allowed_origins`; no Origin means a non-br
 Refusals are plain HTTP answers (401, 403, 503) with the common error body, so nothing that is
 not authenticated ever gets a socket.
 
-After accept, one `JsonEdge` per connection runs three tasks: the reader (frames -> core ->
-replies), the writer (the connection's bounded outbox -> JSON text frames) and the delivery
-receipts. Domain events come in through `Session.offer`, a `send_nowait` into the same outbox:
+After accept, one `JsonEdge` per connection reads in the connection's task (frames -> core ->
+replies); the writer (the connection's bounded outbox -> JSON text frames) and the delivery
+receipts each get a task only while they have something to do, so an idle connection keeps none
+for them. Domain events come in through `Session.offer`, a `send_nowait` into the same outbox:
 when it is full the reader is too slow, and the domain closes the connection with 1013 instead
 of waiting for it. Everything the server says goes through the outbox, so frames leave in the
 order they were produced.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections import deque
 from datetime import UTC, datetime
 from typing import Protocol, assert_never
 
@@ -322,6 +324,53 @@ class RenderedMessages:
 RENDERED_MESSAGES = RenderedMessages(256)
 
 
+class Outbox:
+    """A connection's frames waiting for its writer, in order, at most `capacity` of them.
+    What a memory channel does here, keeping nothing while empty: a channel keeps its deque,
+    two ordered dicts and two sets for as long as the connection lives (about 2 KiB)."""
+
+    __slots__ = ("_capacity", "_items", "_room")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: deque[Outbound] | None = None
+        self._room: trio.Event | None = None  # a reply waiting for room
+
+    def __len__(self) -> int:
+        return 0 if self._items is None else len(self._items)
+
+    def full(self) -> bool:
+        return len(self) >= self._capacity
+
+    def put_nowait(self, item: Outbound) -> None:
+        """Queue `item`; `trio.WouldBlock` when full."""
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif len(items) >= self._capacity:
+            raise trio.WouldBlock
+        items.append(item)
+
+    async def room(self) -> None:
+        """Wait until the writer takes something (a full outbox has room again)."""
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
+
+    def take(self, at_most: int) -> list[Outbound]:
+        """Up to `at_most` of the oldest frames, in order (none when empty)."""
+        items = self._items
+        if items is None:
+            return []
+        taken = [items.popleft() for _ in range(min(at_most, len(items)))]
+        if not items:
+            self._items = None
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+        return taken
+
+
 class JsonEdge:
     """One accepted connection: JSON frames in and out around a `Connection` core."""
 
@@ -348,12 +397,16 @@ class JsonEdge:
             frames_per_second=settings.ws_max_frames_per_second,
             burst=settings.ws_frame_burst,
         )
-        self._outbox, self._outgoing = trio.open_memory_channel[Outbound](settings.ws_outbox_frames)
-        self._drained = trio.Event()
+        self._outbox = Outbox(settings.ws_outbox_frames)
+        # A writer runs while the outbox has frames (`_queue` starts it); a close waiting for
+        # the frames queued before it to leave waits for `_drained` (made then).
+        self._writing = False
+        self._drained: trio.Event | None = None
         self._outbox_frames = settings.ws_outbox_frames
         # Live messages of a chat this connection is resuming, held until the resume's answer
-        # is queued, so the answer stays contiguous and nothing in it comes twice.
-        self._held: dict[str, list[MessageAdded]] = {}
+        # is queued, so the answer stays contiguous and nothing in it comes twice (made by the
+        # first resume).
+        self._held: dict[str, list[MessageAdded]] | None = None
         # The token's expiry (with the same leeway authentication allows) ends the connection.
         remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
         self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
@@ -369,7 +422,6 @@ class JsonEdge:
         with self._scope, self._stopping.telling(self._go_away):
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._write)
                 try:
                     await self._attach()
                     await self._read()
@@ -389,14 +441,14 @@ class JsonEdge:
     def _offer(self, event: Event) -> None:
         if self._closing is not None:
             return  # closing: the client resumes what it missed after reconnecting
-        if isinstance(event, MessageAdded):
+        if isinstance(event, MessageAdded) and self._held:
             held = self._held.get(event.message.chat_id)
             if held is not None:
                 if len(held) >= self._outbox_frames:
                     raise trio.WouldBlock  # as full as the outbox could be: too slow
                 held.append(event)
                 return
-        self._outbox.send_nowait(event)
+        self._queue(event)
 
     def _close(self, code: int, reason: str) -> None:
         if self._closing is None:
@@ -444,26 +496,28 @@ class JsonEdge:
             inbound = decode(data)
             resuming = inbound.chat_id if isinstance(inbound, Resume) else None
             if resuming is not None:
+                if self._held is None:
+                    self._held = {}
                 self._held[resuming] = []
             effects = await self._core.handle(inbound)
             for effect in effects:
                 if isinstance(effect, Close):
                     await self._finish(effect)
                     return
-                # Replies wait for room: a client that does not read only slows itself.
-                await self._outbox.send(effect)
+                await self._reply(effect)
             if resuming is not None:
                 self._release(resuming, effects)
 
     def _release(self, chat_id: str, answer: list[EdgeEffect]) -> None:
         """Queue the live messages held during a resume that its answer did not contain."""
+        assert self._held is not None
         held = self._held.pop(chat_id)
         answered = [effect.last_seq for effect in answer if isinstance(effect, Resumed)]
         for event in held:
             if answered and event.message.seq <= answered[0]:
                 continue
             try:
-                self._outbox.send_nowait(event)
+                self._queue(event)
             except trio.WouldBlock:
                 self._close(CLOSE_TRY_AGAIN, "too slow reading events; reconnect and resume")
                 return
@@ -471,24 +525,41 @@ class JsonEdge:
     async def _finish(self, close: Close) -> None:
         """Close once what is queued (the error that explains the close) has been written."""
         if self._closing is None:
-            self._closing = close
-        self._outbox.close()
-        with trio.move_on_after(FLUSH_SECONDS):
-            await self._drained.wait()
+            self._closing = close  # nothing is queued from now on
+        if self._writing:
+            self._drained = trio.Event()
+            with trio.move_on_after(FLUSH_SECONDS):
+                await self._drained.wait()
         self._scope.cancel()
 
+    def _queue(self, item: Outbound) -> None:
+        """Queue `item` for the writer, starting one unless one runs (it takes `item` too);
+        `trio.WouldBlock` when the outbox is full."""
+        self._outbox.put_nowait(item)
+        if not self._writing:
+            self._writing = True
+            self._nursery.start_soon(self._write)
+
+    async def _reply(self, item: Outbound) -> None:
+        """Queue a reply, waiting for room: a client that does not read only slows itself.
+        A checkpoint either way, as a memory channel's `send` is."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._outbox.full():
+            await self._outbox.room()
+        self._queue(item)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     async def _write(self) -> None:
+        """Write what the outbox holds, in batches, until it is empty; then end (the next frame
+        queued starts a writer again)."""
         try:
-            async for item in self._outgoing:
-                # What the tasks woken with this item queue behind it (a message's ack behind
-                # the message) joins it: one write to the socket for all.
+            while True:
+                # What the tasks woken with the first frame queue behind it (a message's ack
+                # behind the message) joins it: one write to the socket for all.
                 await trio.lowlevel.checkpoint()
-                items = [item]
-                while len(items) < WRITE_BATCH:
-                    try:
-                        items.append(self._outgoing.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
+                items = self._outbox.take(WRITE_BATCH)
+                if not items:
+                    return
                 # Rendering reads nothing: the events carry what the frames show.
                 frames = [self._render(each) for each in items]
                 await send_together(self._transport, frames)
@@ -499,7 +570,11 @@ class JsonEdge:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
         finally:
-            self._drained.set()
+            # Nothing between the empty outbox and here yields: a frame queued after it starts
+            # the next writer.
+            self._writing = False
+            if self._drained is not None:
+                self._drained.set()
 
     def _render(self, item: Outbound) -> str:
         frame: ServerFrame
