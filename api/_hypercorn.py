@@ -63,7 +63,8 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from math import inf
 from typing import Any
@@ -71,6 +72,7 @@ from typing import Any
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 import hypercorn.trio.run
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
@@ -79,8 +81,10 @@ from hypercorn.protocol.events import Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.task_group import _handle as _handle_app
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, Scope
+from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
@@ -225,11 +229,30 @@ def _send_timeout(config: Config) -> float:
 
 
 class UncompressedHandshake(ws_stream.Handshake):
-    """hypercorn's websocket handshake, offering no extension: permessage-deflate is declined."""
+    """hypercorn's websocket handshake, offering no extension: permessage-deflate is declined.
+    The wsproto connection it accepts with queues its rare events (a close on EOF) in a list,
+    not a deque: an empty deque holds a 760-byte block for the connection's whole life."""
 
     def __init__(self, headers: list[tuple[bytes, bytes]], http_version: str) -> None:
         super().__init__(headers, http_version)
         self.extensions = None
+
+    def accept(
+        self, subprotocol: str | None, additional_headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], WSConnection]:
+        status_code, headers, connection = super().accept(subprotocol, additional_headers)
+        if isinstance(getattr(connection, "_events", None), deque):
+            connection._events = _Events(connection._events)  # type: ignore[assignment]
+        return status_code, headers, connection
+
+
+class _Events(list[Any]):
+    """What wsproto's connection does with its event queue (append, popleft, truth), on a list."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
 
 
 CLOSE_KEY = "switchboard.websocket_close"
@@ -276,6 +299,120 @@ class _CancellableApp:
         scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
         with self.scope:
             await self.app(scope, receive, send, sync_spawn, call_soon)
+
+
+class AppQueue:
+    """What hypercorn's memory channel between a websocket and its app does (bounded, in order,
+    put waiting for room, one reader), keeping nothing while empty: a channel keeps a deque, two
+    ordered dicts and two sets for the connection's whole life (about 2 KiB)."""
+
+    __slots__ = ("_capacity", "_handed", "_items", "_putters", "_receiver")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: deque[Any] | None = None
+        self._receiver: trio.lowlevel.Task | None = None  # the app, waiting for a message
+        self._handed: Any = None  # the message handed to the app as it was woken
+        self._putters: deque[list[Any]] | None = None  # [task, message] waiting for room
+
+    def put_nowait(self, message: Any) -> None:
+        """Hand `message` to the waiting app or queue it; `trio.WouldBlock` when full."""
+        if self._receiver is not None:
+            task, self._receiver = self._receiver, None
+            self._handed = message
+            trio.lowlevel.reschedule(task)
+            return
+        if self._items is not None and len(self._items) >= self._capacity:
+            raise trio.WouldBlock
+        if self._items is None:
+            if self._capacity <= 0:
+                raise trio.WouldBlock
+            self._items = deque()
+        self._items.append(message)
+
+    async def put(self, message: Any) -> None:
+        """`put_nowait`, waiting for room; a checkpoint either way, as a channel's `send`."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.put_nowait(message)
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        entry = [trio.lowlevel.current_task(), message]
+        if self._putters is None:
+            self._putters = deque()
+        putters = self._putters
+        putters.append(entry)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            putters.remove(entry)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def receive(self) -> Any:
+        """The next message, waiting for one."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        items, putters = self._items, self._putters
+        if items:
+            message = items.popleft()
+            if putters:  # room for the oldest waiting put
+                task, waiting = putters.popleft()
+                items.append(waiting)
+                trio.lowlevel.reschedule(task)
+            if not items:
+                self._items = None
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return message
+        if putters:  # no room at all (capacity 0): straight from the put
+            task, message = putters.popleft()
+            trio.lowlevel.reschedule(task)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return message
+        if self._receiver is not None:
+            raise trio.BusyResourceError("another task is receiving from this app's queue")
+        self._receiver = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._receiver = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        message, self._handed = self._handed, None
+        return message
+
+
+class ConnectionTaskGroup(TaskGroup):
+    """hypercorn's task group of a connection, with an `AppQueue` between a websocket and its
+    app instead of a memory channel (HTTP requests keep hypercorn's)."""
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[Any], Awaitable[None]],
+    ) -> Callable[[Any], Awaitable[None]]:
+        if scope["type"] != "websocket":
+            put: Callable[[Any], Awaitable[None]] = await super().spawn_app(
+                app, config, scope, send
+            )
+            return put
+        queue = AppQueue(config.max_app_queue_size)
+        assert self._nursery is not None
+        self._nursery.start_soon(
+            _handle_app,
+            app,
+            config,
+            scope,
+            queue.receive,
+            send,
+            trio.to_thread.run_sync,
+            trio.from_thread.run,
+        )
+        return queue.put
 
 
 class PingClock:
@@ -417,8 +554,14 @@ class Websocket(ws_stream.WSStream):
         """Hand a frame to the app: at once when its queue has room (no cancel scope, no
         checkpoint: this runs for every frame), else waiting for room."""
         assert self.app_put is not None
-        queue = getattr(self.app_put, "__self__", None)  # hypercorn's channel, when it is one
-        if isinstance(queue, trio.MemorySendChannel):
+        queue = getattr(self.app_put, "__self__", None)  # the app's queue, or hypercorn's channel
+        if isinstance(queue, AppQueue):
+            try:
+                queue.put_nowait(message)
+                return
+            except trio.WouldBlock:
+                pass
+        elif isinstance(queue, trio.MemorySendChannel):
             try:
                 queue.send_nowait(message)
                 return
@@ -514,9 +657,10 @@ class Websocket(ws_stream.WSStream):
 
 
 def adjust_hypercorn() -> None:
-    """Serve every connection with `OneConnection`, `UncompressedHandshake` and `Websocket`
-    (idempotent)."""
+    """Serve every connection with `OneConnection` (its tasks in a `ConnectionTaskGroup`),
+    `UncompressedHandshake` and `Websocket` (idempotent)."""
     hypercorn.trio.run.TCPServer = OneConnection  # type: ignore[attr-defined]
+    hypercorn.trio.tcp_server.TaskGroup = ConnectionTaskGroup  # type: ignore[attr-defined]
     ws_stream.Handshake = UncompressedHandshake  # type: ignore[misc]
     hypercorn.protocol.h11.WSStream = Websocket  # type: ignore[attr-defined]
     hypercorn.protocol.h2.WSStream = Websocket  # type: ignore[attr-defined]
