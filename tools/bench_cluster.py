@@ -109,19 +109,23 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+COLUMNS = (
+    "setup",
+    "acked msg/s",
+    "offered msg/s",
+    "e2e p50 ms",
+    "e2e p99 ms",
+    "ack p99 ms",
+    "server CPU ms/msg",
+    "invariants (failed)",
+    "load avg",
+)
+"""The table's columns, in order (tests read the printed table by them)."""
+
+
 def table(results: list[NodesResult]) -> Table:
     shown = Table(title="Throughput by node count (loadsim steady, chats stay open)")
-    for column in (
-        "setup",
-        "acked msg/s",
-        "offered msg/s",
-        "e2e p50 ms",
-        "e2e p99 ms",
-        "ack p99 ms",
-        "server CPU ms/msg",
-        "invariants (failed)",
-        "load avg",
-    ):
+    for column in COLUMNS:
         shown.add_column(column, justify="left" if column == "setup" else "right")
     for result in results:
         report = result.report

@@ -13,22 +13,12 @@ import trio
 
 from tests.cluster.conftest import MongoServer
 from tests.valkey_server import Valkey
+from tools.bench_cluster import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 # Measured about 11 s on a shared 2-core machine: two setups of a few seconds each.
 RUN_LIMIT_SECONDS = 180
 SETUPS = ["1 process, no bus (floor)", "1 node(s)"]
-COLUMNS = [
-    "setup",
-    "acked msg/s",
-    "offered msg/s",
-    "e2e p50 ms",
-    "e2e p99 ms",
-    "ack p99 ms",
-    "server CPU ms/msg",
-    "invariants (failed)",
-    "load avg",
-]
 
 
 def table_rows(out: str) -> list[dict[str, str]]:
