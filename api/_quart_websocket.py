@@ -8,11 +8,17 @@ skips Quart's signal. Nothing in Switchboard listens to Quart's websocket signal
 
 A disconnect still ends the handler: the stream cancels the app when its peer is gone
 (api/_hypercorn.Websocket), and a `websocket.disconnect` read here cancels it too.
+
+A handler may also hand its accepted connection over (`serve_after_handshake`): the handshake
+(checks, refusals, their log lines) runs in Quart as any handler does, then Quart's dispatch
+returns and the connection is served by the `Accepted` it left, reading and writing through
+this object. Quart's contexts, `g`, session, url adapter, headers and six coroutines of its
+dispatch are then gone for the connection's life (about 6 KB per idle connection).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any, Protocol
 
 import trio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, WebsocketScope
@@ -31,14 +37,62 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
         self.app = app
         self.scope = scope
         self._accepted = False
-        self._closed = False
+        self._closed_ = False
         self.receive_channel = _NO_CHANNEL  # type: ignore[assignment]
+        # Set as it is called: the ASGI events, and the scope a disconnect cancels.
+        self._asgi_receive: ASGIReceiveCallable
+        self._asgi_send: ASGISendCallable
+        self._gone: trio.CancelScope
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         websocket = self._create_websocket_from_scope(send)
         with trio.CancelScope() as gone:
-            websocket._receive = partial(_next_frame, receive, gone)
-            await ASGIWebsocketConnection.handle_websocket(self, websocket, send)
+            self._asgi_receive = receive
+            self._asgi_send = send
+            self._gone = gone
+            websocket._receive = self.receive
+            try:
+                await ASGIWebsocketConnection.handle_websocket(self, websocket, send)
+            except BaseException:
+                accepted = _take_accepted(self.scope)
+                if accepted is not None:
+                    accepted.abandon()
+                raise
+            accepted = _take_accepted(self.scope)
+            if accepted is None:
+                return
+            del websocket  # and with it what Quart kept for the handshake
+            await accepted.serve(self)
+
+    @property
+    def _closed(self) -> bool:
+        # Quart closes an accepted websocket as its handler returns, unless closed already: a
+        # connection handed over is not closed then.
+        return self._closed_ or ACCEPTED_KEY in self.scope
+
+    @_closed.setter
+    def _closed(self, closed: bool) -> None:
+        self._closed_ = closed
+
+    # --- the accepted connection, once its handler handed it over -----------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next frame's data, as Quart hands it over (an empty binary frame as None)."""
+        while True:
+            event = await self._asgi_receive()
+            if event["type"] == "websocket.receive":
+                data: str | bytes = event.get("bytes") or event.get("text")  # type: ignore[assignment]
+                return data
+            if event["type"] == "websocket.disconnect":
+                self._gone.cancel()
+                await trio.lowlevel.checkpoint()  # raises Cancelled, caught by `gone`
+            # websocket.connect: nothing to do
+
+    async def send(self, data: str) -> None:
+        await self.send_data(self._asgi_send, data)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self.close_connection(self._asgi_send, code, reason)
 
     async def send_data(self, send: ASGISendCallable, data: str | bytes) -> None:
         if isinstance(data, str):
@@ -47,9 +101,34 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
             await send({"type": "websocket.send", "bytes": data, "text": None})
 
 
+ACCEPTED_KEY = "switchboard.accepted"
+"""The scope's entry for the `Accepted` a handler left (`serve_after_handshake`)."""
+
+
+class Accepted(Protocol):
+    """An accepted websocket's service, run once Quart's dispatch has returned."""
+
+    async def serve(self, connection: DirectWebsocket) -> None:
+        """Serve the connection until it ends (its `receive`, `send` and `close`)."""
+
+    def abandon(self) -> None:
+        """The connection ended before `serve` could run: let go of what was taken for it."""
+
+
+def serve_after_handshake(accepted: Accepted) -> None:
+    """Have the current websocket, accepted, served by `accepted` once its handler returns."""
+    websocket.scope[ACCEPTED_KEY] = accepted  # type: ignore[literal-required]
+
+
+def _take_accepted(scope: WebsocketScope) -> Accepted | None:
+    entries: dict[str, Any] = scope  # type: ignore[assignment]
+    found: Accepted | None = entries.pop(ACCEPTED_KEY, None)
+    return found
+
+
 class _NoChannel:
     """Where Quart-Trio's websocket would read its channel: `DirectWebsocket.__call__` gives the
-    websocket `_next_frame` instead before anything reads."""
+    websocket `DirectWebsocket.receive` instead before anything reads."""
 
     @staticmethod
     async def receive() -> str | bytes:
@@ -57,19 +136,6 @@ class _NoChannel:
 
 
 _NO_CHANNEL = _NoChannel()
-
-
-async def _next_frame(receive: ASGIReceiveCallable, gone: trio.CancelScope) -> str | bytes:
-    """The next frame's data, as Quart hands it over (an empty binary frame as None)."""
-    while True:
-        event = await receive()
-        if event["type"] == "websocket.receive":
-            data: str | bytes = event.get("bytes") or event.get("text")  # type: ignore[assignment]
-            return data
-        if event["type"] == "websocket.disconnect":
-            gone.cancel()
-            await trio.lowlevel.checkpoint()  # raises Cancelled, caught by `gone`
-        # websocket.connect: nothing to do
 
 
 def current_websocket() -> Websocket:

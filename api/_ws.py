@@ -26,6 +26,7 @@ import hashlib
 import logging
 import math
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, assert_never
 
@@ -50,7 +51,7 @@ from actors import (
 )
 from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
 from api._client import current_client
-from api._connection_caps import TooManyConnections, connection_caps
+from api._connection_caps import Slot, TooManyConnections, connection_caps
 from api._cors import origin_allowed
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
@@ -73,7 +74,7 @@ from api._frames import (
 )
 from api._guard import bearer_token
 from api._hypercorn import BATCH_KEY, CLOSE_KEY
-from api._quart_websocket import current_websocket
+from api._quart_websocket import DirectWebsocket, serve_after_handshake
 from api._schemas import ChatMessageOut
 from api._services import Services, services
 from api._shapes import chat_shape
@@ -136,6 +137,7 @@ async def send_together(transport: WebSocket, frames: list[str]) -> None:
 
 @ws.websocket("/ws")
 async def socket() -> Response | None:
+    # The handshake: refusals are HTTP answers, logged by the request log as any request.
     found = services()
     origin = websocket.headers.get("Origin")
     if not origin_allowed(origin, found.settings.allowed_origins, websocket.headers.get("Host")):
@@ -171,27 +173,53 @@ async def socket() -> Response | None:
         return refused
     try:
         await websocket.accept(subprotocol=subprotocol)
-        await _serve(found, principal, token)
-    finally:
+    except BaseException:
         slot.release()
+        raise
+    # Served once Quart's dispatch has returned: nothing of Quart's stays for the connection.
+    serve_after_handshake(
+        AcceptedSocket(found, principal, token, slot, current_client(), stopping())
+    )
     return None
 
 
-async def _serve(found: Services, principal: Principal, token: str) -> None:
-    edge = JsonEdge(found, principal, token, current_websocket(), stopping())
+@dataclass(frozen=True, slots=True)
+class AcceptedSocket:
+    """An accepted /ws connection, with what its handshake found, served outside Quart."""
+
+    found: Services
+    principal: Principal
+    token: str
+    slot: Slot
+    client: str
+    stopping: Stopping
+
+    async def serve(self, connection: DirectWebsocket) -> None:
+        try:
+            await _serve(self, connection)
+        finally:
+            self.slot.release()
+
+    def abandon(self) -> None:
+        self.slot.release()
+
+
+async def _serve(accepted: AcceptedSocket, transport: DirectWebsocket) -> None:
+    principal = accepted.principal
+    edge = JsonEdge(accepted.found, principal, accepted.token, transport, accepted.stopping)
     opened, role = trio.current_time(), principal.role.value
     connection_opened(
         "ws",
         role,
         session=edge.session.id,
         principal=principal.user.id,
-        client=current_client(),
+        client=accepted.client,
         transport="websocket",
     )
     try:
         await edge.run()
     finally:
-        code, reason = _how_closed(edge.closing, websocket.scope.get(CLOSE_KEY))
+        code, reason = _how_closed(edge.closing, transport.scope.get(CLOSE_KEY))
         if code == CLOSE_TOO_BIG and edge.closing is None:
             limit_hit("frame_size", edge="ws", principal=principal.user.id)
         connection_closed(
