@@ -69,6 +69,7 @@ from contextvars import ContextVar
 from math import inf
 from typing import Any
 
+import h11
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 import hypercorn.trio.run
@@ -79,11 +80,18 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h11 import H11WSConnection
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.task_group import _handle as _handle_app
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
-from hypercorn.typing import AppWrapper, ASGIReceiveCallable, ASGISendCallable, Scope
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    H11SendableEvent,
+    Scope,
+)
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
@@ -244,6 +252,29 @@ class UncompressedHandshake(ws_stream.Handshake):
         if isinstance(getattr(connection, "_events", None), deque):
             connection._events = _Events(connection._events)  # type: ignore[assignment]
         return status_code, headers, connection
+
+
+class SwitchedConnection(H11WSConnection):
+    """hypercorn's HTTP/1.1 side of a websocket, which lets go of the h11 connection (its parser
+    and state, about 2 KB) once the 101 that switches protocols is written: after it only raw
+    bytes go either way, and h11 itself would refuse any other HTTP event."""
+
+    def send(self, event: H11SendableEvent) -> bytes:
+        data = self.h11_connection.send(event)
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            self.h11_connection = _SWITCHED
+        return data
+
+
+class _Switched:
+    """What is left of the h11 connection after the 101: it sends nothing (as h11 refuses)."""
+
+    @staticmethod
+    def send(event: H11SendableEvent) -> bytes:
+        raise h11.LocalProtocolError("the connection switched to the websocket protocol")
+
+
+_SWITCHED: Any = _Switched()
 
 
 class _Events(list[Any]):
@@ -658,9 +689,10 @@ class Websocket(ws_stream.WSStream):
 
 def adjust_hypercorn() -> None:
     """Serve every connection with `OneConnection` (its tasks in a `ConnectionTaskGroup`),
-    `UncompressedHandshake` and `Websocket` (idempotent)."""
+    `UncompressedHandshake`, `Websocket` and `SwitchedConnection` (idempotent)."""
     hypercorn.trio.run.TCPServer = OneConnection  # type: ignore[attr-defined]
     hypercorn.trio.tcp_server.TaskGroup = ConnectionTaskGroup  # type: ignore[attr-defined]
     ws_stream.Handshake = UncompressedHandshake  # type: ignore[misc]
     hypercorn.protocol.h11.WSStream = Websocket  # type: ignore[attr-defined]
+    hypercorn.protocol.h11.H11WSConnection = SwitchedConnection  # type: ignore[misc]
     hypercorn.protocol.h2.WSStream = Websocket  # type: ignore[attr-defined]
