@@ -290,6 +290,9 @@ CLOSE_KEY = "switchboard.websocket_close"
 """The scope's entry for how a websocket was closed: (who started it, the code)."""
 BATCH_KEY = "switchboard.websocket_batch"
 """The scope's entry for `Batch`: frames sent meanwhile leave in one write to the socket."""
+CANCEL_KEY = "switchboard.websocket_cancel"
+"""The scope's entry for the cancel scope the websocket's app runs in: an app that reads its
+peer's disconnect ends itself with it instead of entering a scope of its own."""
 
 
 class Batch:
@@ -312,7 +315,7 @@ class Batch:
 
 class _CancellableApp:
     """The app of one websocket, run in a scope the stream can cancel, with the stream's
-    `Batch` in its ASGI scope."""
+    `Batch` and that scope in its ASGI scope."""
 
     def __init__(self, app: AppWrapper, batch: Batch) -> None:
         self.app = app
@@ -328,6 +331,7 @@ class _CancellableApp:
         call_soon: Callable[..., Any],
     ) -> None:
         scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
+        scope[CANCEL_KEY] = self.scope  # type: ignore[literal-required]
         with self.scope:
             await self.app(scope, receive, send, sync_spawn, call_soon)
 

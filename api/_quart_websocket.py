@@ -18,6 +18,7 @@ dispatch are then gone for the connection's life (about 6 KB per idle connection
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import trio
@@ -26,6 +27,8 @@ from quart import Websocket, websocket
 from quart.asgi import ASGIWebsocketConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIWebsocketConnection
+
+from api._hypercorn import CANCEL_KEY
 
 
 class DirectWebsocket(TrioASGIWebsocketConnection):
@@ -46,10 +49,13 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         websocket = self._create_websocket_from_scope(send)
-        with trio.CancelScope() as gone:
+        # A disconnect read ends the handler: it cancels the scope the server runs the app in
+        # when the server gives one (api/_hypercorn), else a scope of this call's own.
+        given: trio.CancelScope | None = self.scope.get(CANCEL_KEY)  # type: ignore[assignment]
+        self._gone = trio.CancelScope() if given is None else given
+        with self._gone if given is None else nullcontext():
             self._asgi_receive = receive
             self._asgi_send = send
-            self._gone = gone
             websocket._receive = self.receive
             try:
                 await ASGIWebsocketConnection.handle_websocket(self, websocket, send)
@@ -85,7 +91,7 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
                 return data
             if event["type"] == "websocket.disconnect":
                 self._gone.cancel()
-                await trio.lowlevel.checkpoint()  # raises Cancelled, caught by `gone`
+                await trio.lowlevel.checkpoint()  # raises Cancelled, caught by that scope
             # websocket.connect: nothing to do
 
     async def send(self, data: str) -> None:

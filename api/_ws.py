@@ -194,43 +194,39 @@ class AcceptedSocket:
     client: str
     stopping: Stopping
 
-    async def serve(self, connection: DirectWebsocket) -> None:
+    async def serve(self, transport: DirectWebsocket) -> None:
+        principal = self.principal
         try:
-            await _serve(self, connection)
+            edge = JsonEdge(self.found, principal, self.token, transport, self.stopping)
+            opened, role = trio.current_time(), principal.role.value
+            connection_opened(
+                "ws",
+                role,
+                session=edge.session.id,
+                principal=principal.user.id,
+                client=self.client,
+                transport="websocket",
+            )
+            try:
+                await edge.run()
+            finally:
+                code, reason = _how_closed(edge.closing, transport.scope.get(CLOSE_KEY))
+                if code == CLOSE_TOO_BIG and edge.closing is None:
+                    limit_hit("frame_size", edge="ws", principal=principal.user.id)
+                connection_closed(
+                    "ws",
+                    role,
+                    session=edge.session.id,
+                    principal=principal.user.id,
+                    code=code,
+                    reason=reason,
+                    seconds=trio.current_time() - opened,
+                )
         finally:
             self.slot.release()
 
     def abandon(self) -> None:
         self.slot.release()
-
-
-async def _serve(accepted: AcceptedSocket, transport: DirectWebsocket) -> None:
-    principal = accepted.principal
-    edge = JsonEdge(accepted.found, principal, accepted.token, transport, accepted.stopping)
-    opened, role = trio.current_time(), principal.role.value
-    connection_opened(
-        "ws",
-        role,
-        session=edge.session.id,
-        principal=principal.user.id,
-        client=accepted.client,
-        transport="websocket",
-    )
-    try:
-        await edge.run()
-    finally:
-        code, reason = _how_closed(edge.closing, transport.scope.get(CLOSE_KEY))
-        if code == CLOSE_TOO_BIG and edge.closing is None:
-            limit_hit("frame_size", edge="ws", principal=principal.user.id)
-        connection_closed(
-            "ws",
-            role,
-            session=edge.session.id,
-            principal=principal.user.id,
-            code=code,
-            reason=reason,
-            seconds=trio.current_time() - opened,
-        )
 
 
 def _how_closed(ours: Close | None, noted: object) -> tuple[int | str, str]:
