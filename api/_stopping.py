@@ -40,16 +40,25 @@ class Stopping:
         for tell in list(self._told):
             tell()
 
-    @contextmanager
-    def telling(self, tell: Callable[[], None]) -> Iterator[None]:
-        """Call `tell` once the stop begins (at once if it has) while the block runs."""
+    def tell(self, tell: Callable[[], None]) -> None:
+        """Call `tell` once the stop begins (at once if it has), until `forget(tell)`. For a
+        connection's whole life, where a `telling` block would keep a generator and its
+        context manager on the connection's frame."""
         if self._event.is_set():
             tell()
         self._told.add(tell)
+
+    def forget(self, tell: Callable[[], None]) -> None:
+        self._told.discard(tell)
+
+    @contextmanager
+    def telling(self, tell: Callable[[], None]) -> Iterator[None]:
+        """Call `tell` once the stop begins (at once if it has) while the block runs."""
+        self.tell(tell)
         try:
             yield
         finally:
-            self._told.discard(tell)
+            self.forget(tell)
 
 
 def stopping_event(app: Quart) -> Stopping:

@@ -433,24 +433,31 @@ class JsonEdge:
         self._held: dict[str, list[MessageAdded]] | None = None
         # The token's expiry (with the same leeway authentication allows) ends the connection.
         remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
-        self._scope = trio.CancelScope(deadline=trio.current_time() + remaining)
+        self._deadline = trio.current_time() + remaining
         self._closing: Close | None = None
         self._stopping = stopping
-        self._nursery: trio.Nursery  # the connection's tasks, once it runs
+        # The connection's tasks, once it runs; its cancel scope is the connection's only one.
+        self._nursery: trio.Nursery | None = None
         self.session = Session(
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
 
     async def run(self) -> None:
         # Told when the server begins to stop, without a task of its own waiting for it.
-        with self._scope, self._stopping.telling(self._go_away):
+        self._stopping.tell(self._go_away)
+        try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.cancel_scope.deadline = self._deadline
+                if self._closing is not None:  # the stop began before the nursery opened
+                    nursery.cancel_scope.cancel()
                 try:
                     await self._attach()
                     await self._read()
                 finally:
                     await self._detach()
+        finally:
+            self._stopping.forget(self._go_away)
         if self._closing is None:  # only the token's deadline ends the scope without a reason
             self._closing = Close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
         await self._transport.close(self._closing.code, self._closing.reason)
@@ -477,7 +484,8 @@ class JsonEdge:
     def _close(self, code: int, reason: str) -> None:
         if self._closing is None:
             self._closing = Close(code, reason)
-        self._scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     # --- the connection's tasks ----------------------------------------------------------------
 
@@ -554,13 +562,15 @@ class JsonEdge:
             self._drained = trio.Event()
             with trio.move_on_after(FLUSH_SECONDS):
                 await self._drained.wait()
-        self._scope.cancel()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
 
     def _queue(self, item: Outbound) -> None:
         """Queue `item` for the writer, starting one unless one runs (it takes `item` too);
         `trio.WouldBlock` when the outbox is full."""
         self._outbox.put_nowait(item)
         if not self._writing:
+            assert self._nursery is not None
             self._writing = True
             self._nursery.start_soon(self._write)
 
@@ -589,6 +599,7 @@ class JsonEdge:
                 await send_together(self._transport, frames)
                 for each in items:
                     if self._core.written(each):
+                        assert self._nursery is not None
                         self._nursery.start_soon(self._core.send_receipts)
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
