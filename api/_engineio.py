@@ -28,10 +28,14 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeAlias, assert_never
 
+from api._json_depth import nested_deeper_than
+
 SEPARATOR = "\x1e"
 DEFAULT_NAMESPACE = "/"
 # An ack id is a JavaScript number the client counts up from 0; more digits is garbage.
 MAX_ACK_ID_DIGITS = 15
+# No event of ours nests deeper; beyond it, the parser's recursion is a risk (see _json_depth).
+MAX_PAYLOAD_DEPTH = 32
 PROBE = "probe"
 
 
@@ -330,9 +334,11 @@ def _parts(text: str) -> tuple[str, int | None, Any]:
 
 
 def _parse_json(text: str) -> Any:
+    if nested_deeper_than(text, MAX_PAYLOAD_DEPTH):
+        raise ProtocolError(f"a Socket.IO payload nests at most {MAX_PAYLOAD_DEPTH} levels deep")
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as error:
+    except ValueError as error:
         raise ProtocolError("the Socket.IO payload is not valid JSON") from error
 
 

@@ -1,8 +1,8 @@
 """Request bodies' JSON: nesting deeper than any request of ours needs is a 400.
 
 Python's parser recurses once per level: a 2 kB body of `[[[[...` exhausts the interpreter's
-recursion limit and was a 500. Here a body is refused before that (the parser's RecursionError)
-and after it (a walk of what was parsed), so the answer does not depend on the recursion limit.
+recursion limit and was a 500. Here a body nested too deeply is refused before the parser sees
+it (`nested_deeper_than`), so the answer does not depend on the recursion limit.
 """
 
 from __future__ import annotations
@@ -13,24 +13,10 @@ from quart import Quart
 from quart.json.provider import JSONProvider
 
 from api._errors import ApiError
+from api._json_depth import nested_deeper_than
 
 MAX_DEPTH = 32
 _TOO_DEEP = f"the request body is nested more than {MAX_DEPTH} levels deep"
-
-
-def _depth_within(value: Any, limit: int) -> bool:
-    level: list[Any] = [value]
-    for _ in range(limit + 1):
-        inner: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                inner.extend(item.values())
-            elif isinstance(item, list):
-                inner.extend(item)
-        if not inner:
-            return True
-        level = inner
-    return False
 
 
 def limit_body_depth(app: Quart) -> None:
@@ -40,12 +26,8 @@ def limit_body_depth(app: Quart) -> None:
 
     class BodyJSON(installed):  # type: ignore[valid-type,misc]
         def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-            try:
-                value = super().loads(s, **kwargs)
-            except RecursionError:
-                raise ApiError(400, "too_deep", _TOO_DEEP) from None
-            if not _depth_within(value, MAX_DEPTH):
+            if nested_deeper_than(s, MAX_DEPTH):
                 raise ApiError(400, "too_deep", _TOO_DEEP)
-            return value
+            return super().loads(s, **kwargs)
 
     app.json = BodyJSON(app)

@@ -154,7 +154,8 @@ def test_socketio_decoding(text: str, packet: Any) -> None:
         ('51-["up",{"_placeholder":true,"num":0}]', "binary attachments are not supported"),
         ('61-[{"_placeholder":true,"num":0}]', "binary attachments are not supported"),
         ("2" + "1" * 16 + '["a"]', "at most 15 digits"),
-        ("2" + "[" * 100_000, "not valid JSON"),
+        ("2" + "[" * 100_000, "nests at most 32 levels deep"),
+        ("2" + "[" * 33 + "]" * 33, "nests at most 32 levels deep"),
     ],
 )
 def test_malformed_socketio_packets_are_refused_with_the_reason(text: str, problem: str) -> None:
