@@ -43,6 +43,7 @@ from store._records import User as User
 from store._records import new_id as new_id
 from store._records import pages as pages
 from store._records import utcnow as utcnow
+from store._rules import statuses_below as statuses_below
 from store.memory import MemoryStore as MemoryStore
 from store.mongo import MongoStore as MongoStore
 from store.mongo import open_mongo_store as open_mongo_store

@@ -68,7 +68,12 @@ class Operations(Protocol):
     def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None: ...
     def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]: ...
     def mark_messages(
-        self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        reader_id: str,
+        after_seq: int,
+        up_to_seq: int,
+        status: MessageStatus,
     ) -> int: ...
     def add_notification(self, notification: Notification) -> Notification: ...
     def list_notifications(
@@ -225,9 +230,17 @@ class Facade(ABC):
         return await self._read(lambda db: db.list_messages(chat_id, after_seq, limit))
 
     async def mark_messages(
-        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        *,
+        reader_id: str,
+        up_to_seq: int,
+        status: MessageStatus,
+        after_seq: int = 0,
     ) -> int:
-        return await self._call(lambda db: db.mark_messages(chat_id, reader_id, up_to_seq, status))
+        return await self._call(
+            lambda db: db.mark_messages(chat_id, reader_id, after_seq, up_to_seq, status)
+        )
 
     # notifications
 

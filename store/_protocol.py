@@ -38,10 +38,13 @@ In detail:
   empty run stores nothing. Which message was refused is not said: a caller that needs to know
   appends them one by one.
 - `list_messages`: seq > after_seq, ascending by seq, at most `limit`.
-- `mark_messages`: `NotFound` if the chat is missing; the chat's messages with seq <= up_to_seq
-  not sent by `reader_id` whose status is below `status` (sent < delivered < seen) get `status`;
-  returns how many changed. With seen, the reader's side unread count becomes 0 (the chat's
-  customer -> customer_unread_count, anyone else -> agent_unread_count).
+- `mark_messages`: `NotFound` if the chat is missing; the chat's messages with
+  after_seq < seq <= up_to_seq not sent by `reader_id` whose status is below `status` (sent <
+  delivered < seen) get `status`; returns how many changed. With seen, the reader's side unread
+  count becomes 0 (the chat's customer -> customer_unread_count, anyone else ->
+  agent_unread_count). `after_seq` (0: from the first message) is for a caller that knows the
+  messages up to it are marked already, as their conversation does: a receipt then costs the
+  messages it changes, not every message of the chat.
 - Tokens: revoking again replaces expires_at; a backend may forget a revocation once its
   expires_at has passed (the token is refused as expired by then anyway).
 - Login failures: `count_login_failures` counts those with at >= since; `login_failures` gives
@@ -254,7 +257,13 @@ class TranscriptStore(TranscriptReader, Protocol):
     async def append_message(self, message: Message) -> Message: ...
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
     async def mark_messages(
-        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        *,
+        reader_id: str,
+        up_to_seq: int,
+        status: MessageStatus,
+        after_seq: int = 0,
     ) -> int: ...
 
 

@@ -349,7 +349,13 @@ class MemoryStore:
         return [self._messages[by_seq[seq]] for seq in seqs]
 
     async def mark_messages(
-        self, chat_id: str, *, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        *,
+        reader_id: str,
+        up_to_seq: int,
+        status: MessageStatus,
+        after_seq: int = 0,
     ) -> int:
         await trio.lowlevel.checkpoint()
         chat = self._chats.get(chat_id)
@@ -360,7 +366,7 @@ class MemoryStore:
         for seq, message_id in self._message_ids_by_seq[chat_id].items():
             message = self._messages[message_id]
             if (
-                seq <= up_to_seq
+                after_seq < seq <= up_to_seq
                 and message.sender_id != reader_id
                 and message.status in replaceable
             ):

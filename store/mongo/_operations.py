@@ -83,8 +83,10 @@ from store.mongo._schema import (
     Document,
     _activity_query,
     _chat_query,
+    _eq,
     _micros,
     _Shape,
+    _status_among,
     _time_fields,
 )
 
@@ -481,14 +483,21 @@ class _Database:
         return [_MESSAGES.decode(d) for d in documents]
 
     def mark_messages(
-        self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        reader_id: str,
+        after_seq: int,
+        up_to_seq: int,
+        status: MessageStatus,
     ) -> int:
-        replaceable = sorted(s.value for s in _rules.statuses_below(status))
+        replaceable = _rules.statuses_below(status)
+        # Every condition in a shape nx-27017 answers in SQL, the chat and seqs from its
+        # (chat_id, seq) index (see `_eq`, `_status_among`); MongoDB reads them the same.
         unread = {
-            "chat_id": chat_id,
-            "seq": {"$lte": up_to_seq},
+            "chat_id": _eq(chat_id),
+            "seq": {"$gt": after_seq, "$lte": up_to_seq},
             "sender_id": {"$ne": reader_id},
-            "status": {"$in": replaceable},
+            "status": _status_among(replaceable),
         }
         raise_statuses = {"$set": {"status": status.value}}
         if self.bulk:

@@ -31,6 +31,7 @@ from store._records import (
     Chat,
     Mail,
     Message,
+    MessageStatus,
     Notification,
     User,
 )
@@ -226,3 +227,23 @@ def _activity_query(activity_filter: ActivityFilter) -> Document:
         for name, value in (("chat_id", f.chat_id), ("agent_id", f.agent_id))
         if value is not None
     }
+
+
+def _eq(value: object) -> Document:
+    """Equality as `$eq`, which MongoDB reads as the plain `{field: value}`. nx-27017 turns the
+    plain form into SQL that also looks inside arrays (an `OR EXISTS (... json_each ...)`),
+    which keeps SQLite from every index of the field, so each such query reads the whole
+    collection; `$eq` becomes one comparison that an index answers."""
+    return {"$eq": value}
+
+
+def _status_among(statuses: frozenset[MessageStatus]) -> Document:
+    """A condition matching a message status in `statuses`, as `$eq` or `$ne` where one value
+    says it (every message has a status, so `$ne` never matches a document without one):
+    nx-27017 runs `$in` and `$nin` in Python over every document of the collection."""
+    if len(statuses) == 1:
+        return _eq(next(iter(statuses)).value)
+    others = frozenset(MessageStatus) - statuses
+    if len(others) == 1:
+        return {"$ne": next(iter(others)).value}
+    return {"$in": sorted(s.value for s in statuses)}

@@ -111,6 +111,17 @@ def _activity_conditions(activity_filter: ActivityFilter) -> tuple[list[str], li
     return conditions, params
 
 
+def mark_statement(statuses: int) -> str:
+    """`mark_messages`' update of the statuses, replacing any of `statuses` statuses: a range of
+    the (chat_id, seq) key, so the rows it reads are the seqs in (after_seq, up_to_seq], not
+    every message of the chat before up_to_seq."""
+    return (
+        "UPDATE messages SET status = ?"
+        " WHERE chat_id = ? AND seq > ? AND seq <= ? AND sender_id != ?"
+        f" AND status IN ({', '.join('?' * statuses)})"
+    )
+
+
 class _Database:
     """The SQL of every store operation, synchronous; run only by the writer, one call at a time."""
 
@@ -329,7 +340,12 @@ class _Database:
         return [_MESSAGES.decode(row) for row in rows]
 
     def mark_messages(
-        self, chat_id: str, reader_id: str, up_to_seq: int, status: MessageStatus
+        self,
+        chat_id: str,
+        reader_id: str,
+        after_seq: int,
+        up_to_seq: int,
+        status: MessageStatus,
     ) -> int:
         row = self._db.execute("SELECT customer_id FROM chats WHERE id = ?", [chat_id]).fetchone()
         if row is None:
@@ -338,10 +354,15 @@ class _Database:
         changed = 0
         if replaceable:
             changed = self._db.execute(
-                "UPDATE messages SET status = ?"
-                " WHERE chat_id = ? AND seq <= ? AND sender_id != ?"
-                f" AND status IN ({', '.join('?' * len(replaceable))})",
-                [status.value, chat_id, up_to_seq, reader_id, *(s.value for s in replaceable)],
+                mark_statement(len(replaceable)),
+                [
+                    status.value,
+                    chat_id,
+                    after_seq,
+                    up_to_seq,
+                    reader_id,
+                    *(s.value for s in replaceable),
+                ],
             ).rowcount
         if status == MessageStatus.SEEN:
             side = "customer" if reader_id == row[0] else "agent"

@@ -662,6 +662,42 @@ async def test_mark_messages_raises_statuses_of_the_other_side_up_to_seq(store: 
     assert await statuses(store, c.id) == ["seen", "seen", "delivered", "seen", "delivered"]
 
 
+async def test_mark_messages_after_seq_leaves_the_messages_up_to_it_alone(
+    store: Backend,
+) -> None:
+    """The caller says the messages up to `after_seq` are marked already: they are not looked
+    at, even where that is not so, and are not counted."""
+    agent = new_id()
+    c = await store.create_chat(chat(agent_id=agent))
+    for seq in range(1, 6):
+        await store.append_message(message(c, seq))
+
+    changed = await store.mark_messages(
+        c.id, reader_id=agent, up_to_seq=4, status=MessageStatus.DELIVERED, after_seq=2
+    )
+    assert changed == 2
+    assert await statuses(store, c.id) == ["sent", "sent", "delivered", "delivered", "sent"]
+
+    changed = await store.mark_messages(
+        c.id, reader_id=agent, up_to_seq=5, status=MessageStatus.SEEN, after_seq=3
+    )
+    assert changed == 2
+    assert await statuses(store, c.id) == ["sent", "sent", "delivered", "seen", "seen"]
+
+    # an empty range still finds the chat, and still clears the reader's unread count
+    changed = await store.mark_messages(
+        c.id, reader_id=agent, up_to_seq=5, status=MessageStatus.SEEN, after_seq=5
+    )
+    assert changed == 0
+    current = await store.get_chat(c.id)
+    assert current is not None
+    assert current.agent_unread_count == 0
+    with pytest.raises(NotFound):
+        await store.mark_messages(
+            new_id(), reader_id=agent, up_to_seq=5, status=MessageStatus.DELIVERED, after_seq=5
+        )
+
+
 async def test_marking_seen_clears_the_readers_unread_count(store: Backend) -> None:
     agent = new_id()
     c = await store.create_chat(chat(agent_id=agent))

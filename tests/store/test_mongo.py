@@ -39,6 +39,7 @@ from store import (
     Role,
     StoreError,
     StoreUnavailable,
+    new_id,
     open_mongo_store,
     open_store,
 )
@@ -178,13 +179,15 @@ async def test_the_unique_and_expiry_indexes_exist(store: MongoStore, database_u
 
 
 class _Commands(monitoring.CommandListener):
-    """The names of the commands a client sent, in order."""
+    """The names of the commands a client sent, in order, and the commands themselves."""
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.documents: list[Mapping[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.sent.append(event.command_name)
+        self.documents.append(event.command)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -220,6 +223,36 @@ async def test_round_trips_per_write(
     assert one == expected
     assert run == expected
     assert delivered == (["bulkWrite"] if bulk else ["update"])
+
+
+@pytest.mark.parametrize("status", [MessageStatus.DELIVERED, MessageStatus.SEEN])
+async def test_a_receipt_is_a_range_of_the_chat_seq_index(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, status: MessageStatus
+) -> None:
+    """A receipt's update reads the seqs after `after_seq` from the (chat_id, seq) index, not
+    every message. nx-27017 answers from an index only `$eq`, `$ne` and ranges (a plain
+    equality or an `$in` reads the whole collection): the filter is made of those, and the
+    server's plan for it (its SQLite plan; MongoDB's stages) is a range of that index."""
+    commands = _Commands()
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
+    async with open_mongo_store(database_url, bulk=False) as store:
+        c = await store.create_chat(chat())
+        await store.append_messages([message(c, seq) for seq in (1, 2, 3)])
+        commands.documents.clear()
+        changed = await store.mark_messages(
+            c.id, reader_id=new_id(), up_to_seq=3, status=status, after_seq=1
+        )
+    assert changed == 2
+    [update] = [d for d in commands.documents if d.get("update") == "messages"]
+    [statement] = update["updates"]
+    query = statement["q"]
+    assert query["seq"] == {"$gt": 1, "$lte": 3}
+    with _looking_at(database_url) as database:
+        explained = database.command("explain", {"find": "messages", "filter": query})
+    plan = str(explained["queryPlanner"]["winningPlan"])
+    on_nx = "USING INDEX idx_messages_chat_id_seq (<expr>=? AND <expr>>? AND <expr><?)"
+    assert on_nx in plan or ("IXSCAN" in plan and "chat_seq" in plan), plan
 
 
 # group commit

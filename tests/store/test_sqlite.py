@@ -9,6 +9,7 @@ without losing what was stored.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -27,6 +28,7 @@ from store import (
     open_sqlite_store,
     utcnow,
 )
+from store.sqlite._operations import mark_statement
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
 from tests.store.factories import activity, at, chat, message, notification, user
 
@@ -66,6 +68,27 @@ def _pragma(path: Path, name: str) -> object:
         return connection.execute(f"PRAGMA {name}").fetchone()[0]
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("statuses", [1, 2])
+async def test_a_receipt_reads_only_the_seqs_it_may_change(tmp_path: Path, statuses: int) -> None:
+    """The update of a receipt is a range of the (chat_id, seq) key bounded on both sides, so it
+    costs the messages after the last receipt, however long the chat."""
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path):
+        pass
+    connection = sqlite3.connect(path)
+    try:
+        plan = connection.execute(
+            f"EXPLAIN QUERY PLAN {mark_statement(statuses)}", [None] * (5 + statuses)
+        ).fetchall()
+    finally:
+        connection.close()
+    # The unique (chat_id, seq) key's index has a name SQLite makes up.
+    [(_, _, _, detail)] = plan
+    assert re.fullmatch(
+        r"SEARCH messages USING INDEX \S+ \(chat_id=\? AND seq>\? AND seq<\?\)", detail
+    )
 
 
 async def test_schema_version_and_wal_mode_are_recorded(tmp_path: Path) -> None:
