@@ -53,6 +53,7 @@ from store import (
     ChatStatus,
     DuplicateMessage,
     Message,
+    MessageStatus,
     NotFound,
     Notification,
     Role,
@@ -60,6 +61,7 @@ from store import (
     StoreError,
     StoreUnavailable,
     new_id,
+    statuses_below,
     utcnow,
 )
 
@@ -81,6 +83,10 @@ class Transcript:
         self.last_agent_id = chat.agent_id
         self.last_seq = chat.last_seq
         self._recent: OrderedDict[str, Message] = OrderedDict()
+        # By reader and status: every message up to this seq not sent by the reader has that
+        # status or a later one (statuses only rise, and only this actor raises them). Lost
+        # with the actor: the first receipt after an activation starts from the first message.
+        self._marked: dict[tuple[str, MessageStatus], int] = {}
 
     def recent(self, client_msg_id: str) -> Message | None:
         return self._recent.get(client_msg_id)
@@ -139,6 +145,19 @@ class Transcript:
             receiver_id=receiver_id,
             created_at=utcnow(),
         )
+
+    def marked_up_to(self, reader_id: str, status: MessageStatus) -> int:
+        """The seq up to which `reader_id`'s receipt of `status` would change nothing."""
+        # A receipt of `status` or of a later status (seen covers delivered).
+        covering = frozenset(MessageStatus) - statuses_below(status)
+        return max(self._marked.get((reader_id, s), 0) for s in covering)
+
+    def marked(self, reader_id: str, up_to_seq: int, status: MessageStatus) -> None:
+        """A receipt up to `up_to_seq` is stored. It covers only the messages stored when it
+        was: a later message with a seq below a receipt's (a client may name any seq) is
+        still unmarked."""
+        key = (reader_id, status)
+        self._marked[key] = max(self._marked.get(key, 0), min(up_to_seq, self.last_seq))
 
     def stored(self, message: Message) -> None:
         self.last_seq = message.seq
@@ -266,8 +285,13 @@ class ConversationActor(BatchActor[ConversationMessage]):
                     reply.send(0)
                 else:
                     changed = await self._store.mark_messages(
-                        self._chat_id, reader_id=reader.user_id, up_to_seq=seq, status=status
+                        self._chat_id,
+                        reader_id=reader.user_id,
+                        up_to_seq=seq,
+                        status=status,
+                        after_seq=transcript.marked_up_to(reader.user_id, status),
                     )
+                    transcript.marked(reader.user_id, seq, status)
                     self._moved(self._head.read(reader.user_id == transcript.customer_id, status))
                     reply.send(changed)
                     self._fan_out(

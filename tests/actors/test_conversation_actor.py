@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors import MessageAdded, Sent, Speaker, System, open_system
+from actors import MessageAdded, Sent, Speaker, System, SystemConfig, open_system
 from actors.messages import DeleteTranscript
 from router import Refused
 from store import (
@@ -517,3 +517,91 @@ async def test_a_send_batched_behind_a_delete_is_not_written_to_the_gone_chat(
     assert outcomes["delete"] is True
     assert outcomes["late"] == "chat_not_found"
     assert await gated.list_messages(chat_id) == []
+
+
+class ReceiptStore(MemoryStore):
+    """Records every receipt as (reader, after_seq, up_to_seq, status)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receipts: list[tuple[str, int, int, MessageStatus]] = []
+
+    async def mark_messages(
+        self,
+        chat_id: str,
+        *,
+        reader_id: str,
+        up_to_seq: int,
+        status: MessageStatus,
+        after_seq: int = 0,
+    ) -> int:
+        self.receipts.append((reader_id, after_seq, up_to_seq, status))
+        return await super().mark_messages(
+            chat_id, reader_id=reader_id, up_to_seq=up_to_seq, status=status, after_seq=after_seq
+        )
+
+
+@pytest.fixture
+async def receipts() -> ReceiptStore:
+    store = ReceiptStore()
+    await seed_agents(store)
+    return store
+
+
+async def _statuses(store: MemoryStore, chat_id: str) -> list[str]:
+    return [message.status.value for message in await store.list_messages(chat_id)]
+
+
+async def test_a_receipt_starts_after_the_readers_last_one(
+    receipts: ReceiptStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A receipt asks the store only about the seqs after the last receipt of the same reader
+    with the same or a later status (so its cost does not grow with the chat); the first one
+    after the conversation was passivated starts from the first message again."""
+    delivered, seen = MessageStatus.DELIVERED, MessageStatus.SEEN
+    async with open_system(receipts, SystemConfig(conversation_idle_seconds=IDLE)) as system:
+        chat_id = await assigned_chat(system)
+        for n in range(3):
+            await system.send_message(chat_id, CUSTOMER, client_msg_id=f"c{n}", content="?")
+        assert await system.mark_read(chat_id, ANN, seq=3, status=delivered) == 3
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c3", content="?")
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c4", content="?")
+        await system.send_message(chat_id, ANN, client_msg_id="a0", content="!")
+        assert await system.mark_read(chat_id, ANN, seq=6, status=delivered) == 2
+        assert await system.mark_read(chat_id, ANN, seq=4, status=seen) == 4
+        assert await system.mark_read(chat_id, ANN, seq=6, status=delivered) == 0  # seen covers
+        assert await system.mark_read(chat_id, ANN, seq=6, status=seen) == 1
+        assert await system.mark_read(chat_id, CUSTOMER, seq=6, status=seen) == 1
+        assert await _statuses(receipts, chat_id) == ["seen"] * 6
+        assert receipts.receipts == [
+            ("ann", 0, 3, delivered),
+            ("ann", 3, 6, delivered),
+            ("ann", 0, 4, seen),
+            ("ann", 6, 6, delivered),
+            ("ann", 4, 6, seen),
+            ("cust-1", 0, 6, seen),
+        ]
+
+        await trio.sleep(IDLE * 2)  # passivated: its memory of the receipts is gone
+        receipts.receipts.clear()
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c5", content="?")
+        assert await system.mark_read(chat_id, ANN, seq=7, status=delivered) == 1
+        assert await system.mark_read(chat_id, ANN, seq=7, status=seen) == 1
+    assert receipts.receipts == [("ann", 0, 7, delivered), ("ann", 0, 7, seen)]
+    assert await _statuses(receipts, chat_id) == ["seen"] * 7
+
+
+async def test_a_receipt_past_the_last_message_still_leaves_later_ones_to_mark(
+    receipts: ReceiptStore,
+) -> None:
+    """A client may name a seq not stored yet: its receipt covers only the messages there
+    were, so the messages stored after it are marked by the next one."""
+    async with open_system(receipts) as system:
+        chat_id = await assigned_chat(system)
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c0", content="?")
+        assert await system.mark_read(chat_id, ANN, seq=10, status=MessageStatus.DELIVERED) == 1
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c1", content="?")
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="c2", content="?")
+        assert await system.mark_read(chat_id, ANN, seq=3, status=MessageStatus.DELIVERED) == 2
+    assert [after for _, after, _, _ in receipts.receipts] == [0, 1]
+    assert await _statuses(receipts, chat_id) == ["delivered"] * 3
