@@ -309,7 +309,7 @@ class _Database:
             # The chat first: an append racing with this either finds no chat (and takes its
             # message back) or stored its message before the messages below are deleted.
             deleted = self._chats.delete_one({"_id": chat_id}, session=session).deleted_count
-            self._messages.delete_many({"chat_id": chat_id}, session=session)
+            self._messages.delete_many({"chat_id": _eq(chat_id)}, session=session)
             return deleted > 0
 
         return self._atomically(work)
@@ -471,12 +471,12 @@ class _Database:
         return self._one(self._messages, _MESSAGES, {"_id": message_id})
 
     def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
-        query = {"chat_id": chat_id, "client_msg_id": client_msg_id}
+        query = {"chat_id": _eq(chat_id), "client_msg_id": _eq(client_msg_id)}
         return self._one(self._messages, _MESSAGES, query)
 
     def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         documents = (
-            self._messages.find({"chat_id": chat_id, "seq": {"$gt": after_seq}})
+            self._messages.find({"chat_id": _eq(chat_id), "seq": {"$gt": after_seq}})
             .sort("seq", ASCENDING)
             .limit(limit)
         )
@@ -591,16 +591,16 @@ class _Database:
         self, user_id: str, limit: int, offset: int
     ) -> tuple[list[Notification], int]:
         documents = (
-            self._notifications.find({"user_id": user_id})
+            self._notifications.find({"user_id": _eq(user_id)})
             .sort("_id", DESCENDING)
             .skip(offset)
             .limit(limit)
         )
         items = [_NOTIFICATIONS.decode(d) for d in documents]
-        return items, self._notifications.count_documents({"user_id": user_id})
+        return items, self._notifications.count_documents({"user_id": _eq(user_id)})
 
     def count_unread_notifications(self, user_id: str) -> int:
-        return self._notifications.count_documents({"user_id": user_id, "read": False})
+        return self._notifications.count_documents({"user_id": _eq(user_id), "read": _eq(False)})
 
     def mark_notification_read(self, user_id: str, notification_id: str) -> bool:
         result = self._notifications.update_one(
@@ -610,7 +610,7 @@ class _Database:
 
     def mark_all_notifications_read(self, user_id: str) -> int:
         return self._notifications.update_many(
-            {"user_id": user_id, "read": False}, {"$set": {"read": True}}
+            {"user_id": _eq(user_id), "read": _eq(False)}, {"$set": {"read": True}}
         ).modified_count
 
     def delete_notification(self, user_id: str, notification_id: str) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import neosqlite
 import pytest
 import trio
 import trio.testing
@@ -44,7 +45,8 @@ from store import (
     open_store,
 )
 from store.mongo import drop_database
-from tests.store.factories import activity, at, chat, message, user
+from store.mongo._schema import _INDEXES
+from tests.store.factories import activity, at, chat, message, notification, user
 from tests.store.mongo_server import (
     WireServer,
     free_port,
@@ -248,11 +250,103 @@ async def test_a_receipt_is_a_range_of_the_chat_seq_index(
     [statement] = update["updates"]
     query = statement["q"]
     assert query["seq"] == {"$gt": 1, "$lte": 3}
-    with _looking_at(database_url) as database:
-        explained = database.command("explain", {"find": "messages", "filter": query})
-    plan = str(explained["queryPlanner"]["winningPlan"])
+    plan = _plan(database_url, "messages", query)
     on_nx = "USING INDEX idx_messages_chat_id_seq (<expr>=? AND <expr>>? AND <expr><?)"
     assert on_nx in plan or ("IXSCAN" in plan and "chat_seq" in plan), plan
+    # nx-27017's update reads the filter with another translator than its find
+    assert on_nx in _nx_update_plan("messages", query)
+
+
+def _plan(database_url: str, collection: str, query: Mapping[str, Any]) -> str:
+    """The server's plan for finding `query` in `collection`: SQLite's on nx-27017, MongoDB's
+    stages on MongoDB."""
+    with _looking_at(database_url) as database:
+        explained = database.command("explain", {"find": collection, "filter": query})
+    return str(explained["queryPlanner"]["winningPlan"])
+
+
+def _nx_update_plan(collection: str, query: Mapping[str, Any]) -> str:
+    """The SQLite plan nx-27017 gives `query` in an update or a count, whose translator is not
+    the one its `find` (and so `explain`) uses: made by that translator (of neosqlite, the
+    library under nx-27017) on an empty copy of the collection's indexes."""
+    connection = neosqlite.Connection(":memory:")
+    try:
+        target = connection[collection]
+        for index in _INDEXES:
+            if index.collection == collection:
+                target.create_index([(key, 1) for key in index.keys if key != "_id"])
+        where, parameters = target.query_engine.sql_translator.translate_match(dict(query))
+        if where is None:
+            return "every document, in Python"
+        plan = connection.db.execute(
+            f"EXPLAIN QUERY PLAN SELECT id FROM {collection} {where}", parameters
+        )
+        return str([row[3] for row in plan])
+    finally:
+        connection.close()
+
+
+def _filters(commands: _Commands) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(command, collection, filter) of every find, count (an aggregate's $match) and update."""
+    found: list[tuple[str, str, Mapping[str, Any]]] = []
+    for command in commands.documents:
+        if "find" in command:
+            found.append(("find", command["find"], command["filter"]))
+        elif "aggregate" in command:
+            for stage in command["pipeline"]:
+                if "$match" in stage:
+                    found.append(("aggregate", command["aggregate"], stage["$match"]))
+        elif "update" in command:
+            for statement in command["updates"]:
+                found.append(("update", command["update"], statement["q"]))
+    return found
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        "list_messages",
+        "get_message_by_client_id",
+        "list_notifications",
+        "count_unread_notifications",
+        "mark_all_notifications_read",
+    ],
+)
+async def test_a_conversations_reads_are_answered_from_an_index(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """What a conversation reads when it starts, resends or leaves a notification, and the
+    notification bell: each query is one the server answers from an index, whatever the
+    collection holds (on nx-27017 a plain equality reads every document)."""
+    commands = _Commands()
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
+    async with open_mongo_store(database_url) as store:
+        c = await store.create_chat(chat())
+        await store.append_messages([message(c, seq) for seq in (1, 2, 3)])
+        await store.add_notification(notification(c.customer_id))
+        commands.documents.clear()
+        match read:
+            case "list_messages":
+                assert len(await store.list_messages(c.id, after_seq=1)) == 2
+            case "get_message_by_client_id":
+                assert await store.get_message_by_client_id(c.id, "client-2") is not None
+            case "list_notifications":
+                assert (await store.list_notifications(c.customer_id))[1] == 1
+            case "count_unread_notifications":
+                assert await store.count_unread_notifications(c.customer_id) == 1
+            case "mark_all_notifications_read":
+                assert await store.mark_all_notifications_read(c.customer_id) == 1
+    with _looking_at(database_url) as database:
+        on_nx = database.client.admin.command("buildInfo").get("process") == "nx_27017"
+    filters = _filters(commands)
+    assert filters
+    for command, collection, query in filters:
+        if on_nx and command != "find":
+            plan = _nx_update_plan(collection, query)
+        else:
+            plan = _plan(database_url, collection, query)
+        assert "USING INDEX" in plan or "IXSCAN" in plan, (command, query, plan)
 
 
 # group commit
