@@ -239,7 +239,7 @@ def _eq(value: object) -> Document:
 
 def _status_among(statuses: frozenset[MessageStatus]) -> Document:
     """A condition matching a message status in `statuses`, as `$eq` or `$ne` where one value
-    says it (every message has a status, so `$ne` never matches a document without one):
+    says it (`$ne` would also match a document without a status, and every message has one):
     nx-27017 runs `$in` and `$nin` in Python over every document of the collection."""
     if len(statuses) == 1:
         return _eq(next(iter(statuses)).value)
