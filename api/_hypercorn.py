@@ -293,6 +293,11 @@ BATCH_KEY = "switchboard.websocket_batch"
 CANCEL_KEY = "switchboard.websocket_cancel"
 """The scope's entry for the cancel scope the websocket's app runs in: an app that reads its
 peer's disconnect ends itself with it instead of entering a scope of its own."""
+AFTER_KEY = "switchboard.websocket_after"
+"""The scope's entry an app may leave for what serves its websocket once the app has returned
+(a coroutine function of no arguments), run in the app's task and cancel scope: the frames of
+the app's call chain (the framework's dispatch, the middleware) do not stay for the
+connection's life."""
 
 
 class Batch:
@@ -315,7 +320,8 @@ class Batch:
 
 class _CancellableApp:
     """The app of one websocket, run in a scope the stream can cancel, with the stream's
-    `Batch` and that scope in its ASGI scope."""
+    `Batch` and that scope in its ASGI scope; then what the app left to serve the websocket
+    (`AFTER_KEY`), in the same scope."""
 
     def __init__(self, app: AppWrapper, batch: Batch) -> None:
         self.app = app
@@ -334,6 +340,9 @@ class _CancellableApp:
         scope[CANCEL_KEY] = self.scope  # type: ignore[literal-required]
         with self.scope:
             await self.app(scope, receive, send, sync_spawn, call_soon)
+            after: Callable[[], Awaitable[None]] | None = scope.pop(AFTER_KEY, None)  # type: ignore[misc]
+            if after is not None:
+                await after()
 
 
 class AppQueue:

@@ -1,0 +1,57 @@
+"""What an idle /ws connection keeps on its tasks' stacks: each coroutine frame lives as long as
+the connection (a few hundred bytes each, times every idle connection), so the frames of the
+handshake's dispatch and of the library layers a read goes through must not stay.
+
+A real server on 127.0.0.1, in the test's own trio run, so its tasks can be looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+
+from tests.conftest import Live
+from tests.e2e.wsclient import connect
+
+
+def _tasks(nursery: trio.Nursery) -> Iterator[trio.lowlevel.Task]:
+    for task in nursery.child_tasks:
+        yield task
+        for child in task.child_nurseries:
+            yield from _tasks(child)
+
+
+def _stack(coro: Any) -> list[str]:
+    """The qualified names of the coroutines and generators a task is suspended in, outermost
+    first."""
+    names: list[str] = []
+    while coro is not None:
+        names.append(getattr(coro, "__qualname__", type(coro).__name__))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return names
+
+
+def _stacks() -> list[list[str]]:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return [_stack(task.coro) for nursery in root.child_nurseries for task in _tasks(nursery)]
+
+
+def _one_with(name: str) -> list[str]:
+    found = [stack for stack in _stacks() if name in stack]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def test_an_idle_connection_keeps_no_frame_of_the_handshake_dispatch(live: Live) -> None:
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        await client.send({"type": "ping"})
+        await client.expect("pong")
+        app = _one_with("AcceptedSocket.serve")
+    # Quart's entry and dispatch, the middleware and the ASGI adapter returned as the handshake
+    # ended; the connection is served from the app task's own frame.
+    assert app[app.index("AcceptedSocket.serve") - 1] == "_CancellableApp.__call__", app
+    for gone in ("Quart.asgi_app", "CloseAfterEarlyAnswer.__call__", "DirectWebsocket.__call__"):
+        assert gone not in app, app
