@@ -159,17 +159,35 @@ class OneConnection(TCPServer):
             log.warning("a connection failed inside the HTTP server and was closed: %r", error)
 
     async def _read_data(self) -> None:
-        if self.config.read_timeout:
+        if self.config.read_timeout or not isinstance(self.stream, trio.SocketStream):
             await super()._read_data()
             return
-        # hypercorn's loop without its deadline when there is none (`fail_after(inf)`): a cancel
-        # scope and a generator that every idle connection kept for nothing.
+        # hypercorn's loop without its deadline when there is none (`fail_after(inf)`: a cancel
+        # scope and a generator), reading the socket itself: `receive_some` waits inside four
+        # more coroutines (the stream's, its error translation, trio's socket method and its
+        # non-blocking helper), and every idle connection kept them all.
+        raw = self.stream.socket
         while True:
-            try:
-                data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            fd = raw.fileno()
+            if fd == -1:  # closed (aborted) by another task
                 break
-            await self.protocol.handle(RawData(bytes(data)))
+            try:
+                data = os.read(fd, MAX_RECV)
+            except BlockingIOError:
+                data = None  # waited for outside the handler: the exception is not kept
+            except OSError:  # reset by the peer: what `receive_some` raises as broken
+                break
+            if data is None:
+                try:
+                    await trio.lowlevel.wait_readable(raw)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+                continue
+            # As trio's own receive: a checkpoint after each read, so a peer that always has
+            # data waiting cannot keep the other tasks from running.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            await self.protocol.handle(RawData(data))
             if data == b"":
                 break
         await self.protocol.handle(Closed())

@@ -1,0 +1,108 @@
+"""How the HTTP server's connections read: straight from the socket, in as few coroutines as a
+wait for it takes (each stays suspended for an idle connection's whole life), and ending with
+`Closed` however the connection ends: the peer's FIN, its reset, or an abort from another task."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import struct
+from typing import Any
+
+import trio
+import trio.testing
+from hypercorn.events import Closed, RawData
+
+from api._hypercorn import OneConnection, ServerConfig
+
+
+class Recorded:
+    """Stands in for hypercorn's protocol: what the connection told it."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def handle(self, event: Any) -> None:
+        self.events.append(event)
+
+
+def _connection(stream: trio.SocketStream) -> tuple[OneConnection, Recorded]:
+    connection = OneConnection(None, ServerConfig(), None, None, stream)
+    protocol = Recorded()
+    connection.protocol = protocol  # type: ignore[assignment]
+    return connection, protocol
+
+
+def _stack(coro: Any) -> list[str]:
+    names: list[str] = []
+    while coro is not None:
+        names.append(getattr(coro, "__qualname__", type(coro).__name__))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return names
+
+
+async def test_what_the_peer_sends_arrives_then_its_end() -> None:
+    ours, peer = trio.socket.socketpair()
+    with ours, peer:
+        connection, protocol = _connection(trio.SocketStream(ours))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._read_data)
+            await peer.send(b"GET / HTTP/1.1\r\n")
+            await trio.testing.wait_all_tasks_blocked()
+            await peer.send(b"\r\n")
+            await trio.testing.wait_all_tasks_blocked()
+            peer.shutdown(socket.SHUT_WR)
+        received = b"".join(event.data for event in protocol.events[:-2])
+        assert received == b"GET / HTTP/1.1\r\n\r\n"
+        assert protocol.events[-2:] == [RawData(data=b""), Closed()]
+
+
+async def test_a_reset_ends_the_connection() -> None:
+    ours, peer = _tcp_pair()
+    with ours, peer:
+        connection, protocol = _connection(trio.SocketStream(ours))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._read_data)
+            await trio.testing.wait_all_tasks_blocked()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()
+        assert protocol.events[-1] == Closed()
+
+
+async def test_an_abort_from_another_task_ends_the_read() -> None:
+    ours, peer = trio.socket.socketpair()
+    with peer:
+        connection, protocol = _connection(trio.SocketStream(ours))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._read_data)
+            await trio.testing.wait_all_tasks_blocked()
+            await connection.abort()
+        assert protocol.events == [Closed()]
+
+
+async def test_an_idle_read_waits_on_the_socket_itself() -> None:
+    ours, peer = trio.socket.socketpair()
+    with ours, peer:
+        connection, _ = _connection(trio.SocketStream(ours))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._read_data)
+            await trio.testing.wait_all_tasks_blocked()
+            (task,) = nursery.child_tasks
+            stack = _stack(task.coro)
+            # The read that found nothing is not kept either (an exception with its traceback).
+            kept = [each for each in gc.get_objects() if isinstance(each, BlockingIOError)]
+            nursery.cancel_scope.cancel()
+        assert stack[0] == "OneConnection._read_data", stack
+        assert stack[1] == "wait_readable", stack
+        assert kept == []
+
+
+def _tcp_pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
+    """A connected pair over loopback TCP (a reset is TCP's)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    return trio.socket.from_stdlib_socket(server), trio.socket.from_stdlib_socket(client)
