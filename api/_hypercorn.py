@@ -295,6 +295,15 @@ class _Switched:
 _SWITCHED: Any = _Switched()
 
 
+class _Accepted:
+    """What is left of a websocket's handshake once accepted: that it was."""
+
+    accepted = True
+
+
+_ACCEPTED: Any = _Accepted()
+
+
 class _Events(list[Any]):
     """What wsproto's connection does with its event queue (append, popleft, truth), on a list."""
 
@@ -561,6 +570,14 @@ class Websocket(ws_stream.WSStream):
             await self._handle_events()
             return
         await super().handle(event)
+
+    async def _accept(self, message: Any) -> None:
+        await super()._accept(message)
+        # What only the handshake needed (read before and as it is accepted, hypercorn's access
+        # log line included) goes: the request's headers (a token among them) and the parsed
+        # handshake stayed for the connection's life (about 1.5 KB).
+        self.handshake = _ACCEPTED
+        self.scope["headers"] = []
 
     def _end(self) -> None:
         """The stream is over: its app stops (Quart-Trio cancels it on a disconnect too)."""

@@ -33,10 +33,30 @@ def _stack(coro: Any) -> list[str]:
     return names
 
 
+def _coroutines(coro: Any) -> Iterator[Any]:
+    while coro is not None:
+        yield coro
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
 def _stacks() -> list[list[str]]:
     root = trio.lowlevel.current_root_task()
     assert root is not None
     return [_stack(task.coro) for nursery in root.child_nurseries for task in _tasks(nursery)]
+
+
+def _serving() -> Any:
+    """The coroutine of the one `AcceptedSocket.serve` running."""
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    (found,) = [
+        coro
+        for nursery in root.child_nurseries
+        for task in _tasks(nursery)
+        for coro in _coroutines(task.coro)
+        if getattr(coro, "__qualname__", "") == "AcceptedSocket.serve"
+    ]
+    return found
 
 
 def _one_with(name: str) -> list[str]:
@@ -55,3 +75,12 @@ async def test_an_idle_connection_keeps_no_frame_of_the_handshake_dispatch(live:
     assert app[app.index("AcceptedSocket.serve") - 1] == "_CancellableApp.__call__", app
     for gone in ("Quart.asgi_app", "CloseAfterEarlyAnswer.__call__", "DirectWebsocket.__call__"):
         assert gone not in app, app
+
+
+async def test_an_accepted_connection_keeps_no_request_headers(live: Live) -> None:
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        await client.send({"type": "ping"})
+        await client.expect("pong")
+        scope = _serving().cr_frame.f_locals["transport"].scope
+    # The headers (the bearer token among them) served the handshake and its log line only.
+    assert scope["headers"] == []
