@@ -88,7 +88,6 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.typing import (
     AppWrapper,
     ASGIReceiveCallable,
-    ASGISendCallable,
     H11SendableEvent,
     Scope,
 )
@@ -355,21 +354,37 @@ class _CancellableApp:
         self.scope = trio.CancelScope()
         self.batch = batch
 
-    async def __call__(
+    async def run(
         self,
+        config: Config,
         scope: Scope,
         receive: ASGIReceiveCallable,
-        send: ASGISendCallable,
-        sync_spawn: Callable[..., Any],
-        call_soon: Callable[..., Any],
+        send: Callable[[Any], Awaitable[None]],
     ) -> None:
+        """The app's task: what hypercorn's `_handle` does around an app (its errors logged, the
+        stream told the app is done), in this one coroutine, which stays for the connection's
+        life: hypercorn's was one more."""
         scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
         scope[CANCEL_KEY] = self.scope  # type: ignore[literal-required]
-        with self.scope:
-            await self.app(scope, receive, send, sync_spawn, call_soon)
-            after: Callable[[], Awaitable[None]] | None = scope.pop(AFTER_KEY, None)  # type: ignore[misc]
-            if after is not None:
-                await after()
+        try:
+            with self.scope:
+                await self.app(scope, receive, send, trio.to_thread.run_sync, trio.from_thread.run)
+                after: Callable[[], Awaitable[None]] | None = scope.pop(AFTER_KEY, None)  # type: ignore[misc]
+                if after is not None:
+                    await after()
+        except trio.Cancelled:
+            raise
+        except BaseExceptionGroup as error:
+            _, other_errors = error.split(trio.Cancelled)
+            if other_errors is not None:
+                await config.log.exception("Error in ASGI Framework")
+                await send(None)
+            else:
+                raise
+        except Exception:
+            await config.log.exception("Error in ASGI Framework")
+        finally:
+            await send(None)
 
 
 class AppQueue:
@@ -473,16 +488,19 @@ class ConnectionTaskGroup(TaskGroup):
             return put
         queue = AppQueue(config.max_app_queue_size)
         assert self._nursery is not None
-        self._nursery.start_soon(
-            _handle_app,
-            app,
-            config,
-            scope,
-            queue.receive,
-            send,
-            trio.to_thread.run_sync,
-            trio.from_thread.run,
-        )
+        if isinstance(app, _CancellableApp):
+            self._nursery.start_soon(app.run, config, scope, queue.receive, send)
+        else:
+            self._nursery.start_soon(
+                _handle_app,
+                app,
+                config,
+                scope,
+                queue.receive,
+                send,
+                trio.to_thread.run_sync,
+                trio.from_thread.run,
+            )
         return queue.put
 
 
@@ -560,7 +578,7 @@ class Websocket(ws_stream.WSStream):
             return
         if isinstance(event, Request):
             self._app = _CancellableApp(self.app, Batch(self))
-            self.app = self._app
+            self.app = self._app  # type: ignore[assignment]  # run by ConnectionTaskGroup, not called
         elif isinstance(event, StreamClosed):
             self.closed = True
             self._end()

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import trio
 
+from api._ws import JsonEdge
 from tests.conftest import Live
 from tests.e2e.wsclient import connect
 
@@ -71,8 +73,8 @@ async def test_an_idle_connection_keeps_no_frame_of_the_handshake_dispatch(live:
         await client.expect("pong")
         app = _one_with("AcceptedSocket.serve")
     # Quart's entry and dispatch, the middleware and the ASGI adapter returned as the handshake
-    # ended; the connection is served from the app task's own frame.
-    assert app[app.index("AcceptedSocket.serve") - 1] == "_CancellableApp.__call__", app
+    # ended; the connection is served from the app task's own (outermost) frame.
+    assert app[:2] == ["_CancellableApp.run", "AcceptedSocket.serve"], app
     for gone in ("Quart.asgi_app", "CloseAfterEarlyAnswer.__call__", "DirectWebsocket.__call__"):
         assert gone not in app, app
 
@@ -84,3 +86,22 @@ async def test_an_accepted_connection_keeps_no_request_headers(live: Live) -> No
         scope = _serving().cr_frame.f_locals["transport"].scope
     # The headers (the bearer token among them) served the handshake and its log line only.
     assert scope["headers"] == []
+
+
+async def test_a_failure_while_serving_is_logged_and_closes_with_1011(
+    live: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app task's outermost frame does what hypercorn's own did around the app.
+    async def failing(self: JsonEdge) -> None:
+        raise RuntimeError("broken edge")
+
+    monkeypatch.setattr(JsonEdge, "run", failing)
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        closed = await client.closed()
+    assert closed.code == 1011
+    assert any(
+        "Error in ASGI Framework" in record.getMessage()
+        and record.exc_info is not None
+        and "broken edge" in str(record.exc_info[1])
+        for record in caplog.records
+    ), caplog.records
