@@ -46,6 +46,10 @@ class Timer:
             self._queue._forget_one()
         self._state = _State.CANCELLED
         self._group.discard(self)
+        # The heap keeps a cancelled entry until its deadline or the next compaction: it must
+        # not keep its owner (a stopped actor's cell and mailbox) alive that long.
+        self._fire = _never
+        self._group = set()
         if self._delivery is not None:
             self._delivery.cancel()
 
@@ -63,6 +67,10 @@ class Timer:
         self._state = _State.DELIVERED
         self._group.discard(self)
         return True
+
+
+def _never(timer: Timer) -> None:
+    """What a cancelled timer would fire: nothing (it never does)."""
 
 
 class TimerQueue:

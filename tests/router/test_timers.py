@@ -4,12 +4,14 @@ timers; a timer firing into a full mailbox waits for space."""
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 
 import trio
 import trio.testing
 
 from router import ActorRef, ActorSystem, Timer
+from router._timer import TimerQueue
 from tests.router.sample_actors import (
     Add,
     Counter,
@@ -129,3 +131,21 @@ async def test_many_cancelled_timers_do_not_disturb_the_live_one(
         started = trio.current_time()
         await trio.sleep(120)
         assert [(label, at - started) for label, at in store.ticks] == [("idle", 60.0)]
+
+
+async def test_a_cancelled_timer_lets_go_of_what_it_would_fire() -> None:
+    """A cancelled entry stays in the heap until its deadline or a compaction: it must not keep
+    its owner (a stopped actor's cell, its mailbox) alive that long."""
+
+    class Owner:
+        def fire(self, timer: Timer) -> None:
+            raise AssertionError("a cancelled timer fired")
+
+    queue = TimerQueue()
+    owner, group = Owner(), set[Timer]()
+    gone = weakref.ref(owner)
+    timer = queue.call_at(trio.current_time() + 300.0, owner.fire, group)
+    timer.cancel()
+    del owner
+    assert gone() is None
+    assert group == set()
