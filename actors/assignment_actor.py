@@ -140,6 +140,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         starvation_after_seconds: float,
         floor: FloorSignal | None = None,
         health: RoutingHealth | None = None,
+        chat_closed: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._health = health if health is not None else RoutingHealth()
@@ -148,6 +149,9 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         self._routes = routes
         self._transcripts = transcripts
         self._agents = agents
+        # Told each chat that leaves the active set, once its route is withdrawn: its
+        # conversation passivates soon instead of after the idle time.
+        self._chat_closed = chat_closed if chat_closed is not None else _ignore
         self._epoch = next(_EPOCHS)  # names this incarnation's grace periods
         self._core = AssignmentCore(starvation_after=starvation_after_seconds)
         self._customers: dict[str, str] = {}  # active chat -> its customer
@@ -203,6 +207,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         for chat_id in self._routes.chat_ids():
             if chat_id not in self._customers:
                 self._routes.withdraw(chat_id)  # resolved while no arbiter ran
+                self._chat_closed(chat_id)
         await self._apply(batch)
 
     # --- messages: decide them all, store the decisions in one write, then apply them -----------
@@ -250,16 +255,16 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
                 self._check_may_act(chat_id, by, actor_id, customer_may=False)
                 effects = core.chat_parked(chat_id, by=by, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._answer, batch, chat_id))
+                batch.answer(reply, partial(self._answer, chat_id=chat_id))
             case ResolveChat(chat_id, by, actor_id, reply):
                 self._check_may_act(chat_id, by, actor_id, customer_may=True)
                 effects = core.chat_resolved(chat_id, by=by, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._answer, batch, chat_id))
+                batch.answer(reply, partial(self._answer, chat_id=chat_id))
             case ReassignChat(chat_id, agent_id, actor_id, reply):
                 effects = core.reassign(chat_id, agent_id, by=ActedBy.ADMIN, now=now)
                 self._decided(batch, effects, actor_id, chats=(chat_id,))
-                batch.answer(reply, partial(self._answer, batch, chat_id))
+                batch.answer(reply, partial(self._answer, chat_id=chat_id))
             case CustomerWrote(chat_id):
                 batch.redo.append(message)
                 self._decided(batch, core.customer_wrote(chat_id, now), None, chats=(chat_id,))
@@ -313,7 +318,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
     def _open_chat(self, message: OpenChat, batch: _Batch) -> None:
         active_id = self._active_chat_of.get(message.customer_id)
         if active_id is not None:
-            found = partial(self._opened, batch, active_id, created=False)
+            found = partial(self._opened, chat_id=active_id, created=False)
             batch.answer(message.reply, found)
             return
         chat = Chat(
@@ -331,7 +336,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         self._track(chat)
         batch.created[chat.id] = chat
         self._decided(batch, effects, None, chats=(chat.id,))
-        batch.answer(message.reply, partial(self._opened, batch, chat.id, created=True))
+        batch.answer(message.reply, partial(self._opened, chat_id=chat.id, created=True))
 
     async def _opened(self, batch: _Batch, chat_id: str, *, created: bool) -> OpenedChat:
         # Nobody else writes a chat before its creator hears of it: a chat created in this batch
@@ -450,7 +455,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
             await self._push(effect, batch, owner)
         for reply, answer in batch.answers:
             try:
-                reply.send(await answer())
+                reply.send(await answer(batch))
             except Refused as refusal:
                 reply.fail(refusal)
             except StoreError as error:  # a read after the write; the decision itself stands
@@ -458,6 +463,7 @@ class AssignmentActor(BatchActor[AssignmentMessage]):
         for chat_id in batch.chats:  # after the answers, which show the resolved ones too
             if self._routes.get(chat_id) is None:
                 self._forget(chat_id)
+                self._chat_closed(chat_id)
         if batch.effects or batch.enrolled or batch.presence:
             self._floor.changed()
 
@@ -709,12 +715,18 @@ def _chats_of(effects: list[Effect]) -> dict[str, None]:
     return {chat_id: None for effect in effects if (chat_id := _chat_of(effect)) is not None}
 
 
-Answer: TypeAlias = Callable[[], Awaitable[Any]]
-"""What an ask is answered with once its batch is stored."""
+Answer: TypeAlias = Callable[["_Batch"], Awaitable[Any]]
+"""What an ask is answered with once its batch is stored, given the batch: an answer that kept
+the batch itself would make a cycle of every batch (its answers, activity, chats, effects), left
+for the full collections to find."""
+
+
+def _ignore(chat_id: str) -> None:
+    pass
 
 
 def _value(value: object) -> Answer:
-    async def answer() -> object:
+    async def answer(_: _Batch) -> object:
         return value
 
     return answer

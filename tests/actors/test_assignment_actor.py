@@ -8,11 +8,13 @@ Everything runs on the autojump clock: waiting out the grace period takes no rea
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import trio
 
 from actors import ChatStatusEvent, ChatUnassigned, QueuePosition, System, open_system
-from actors.assignment_actor import RETRY_SECONDS
+from actors.assignment_actor import RETRY_SECONDS, _Batch
 from actors.events import AgentStatusEvent, ChatAssigned
 from router import Refused
 from store import (
@@ -310,3 +312,20 @@ async def test_restart_rebuilds_loads_and_queue_from_the_store(
         queue = (await system.snapshot()).core.queue
         assert [entry.chat_id for entry in queue] == [first, second, third]
         assert queue[0].requeued
+
+
+async def test_a_stored_batch_is_freed_at_once_not_left_for_the_collector(system: System) -> None:
+    """A batch and what it holds (its activity entries, chats, effects, answers) go as soon as
+    it is applied: an answer that kept its batch made a cycle of each, which survived the young
+    collections and was found only by a full one, walking every live object."""
+    await online(system, "ann")
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(5):
+            chat_id = await open_chat(system, f"cust-{n}")
+            await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
+        await settle()
+        assert [o for o in gc.get_objects() if isinstance(o, _Batch)] == []
+    finally:
+        gc.enable()
