@@ -16,7 +16,12 @@ again, it reads which seqs the store holds, so a write that did commit is found 
 are answered from it.
 
 The actor stops itself after `idle_seconds` without a message (passivation), so only chats in
-use cost memory; the next message to the chat starts it again from the store.
+use cost memory; the next message to the chat starts it again from the store. A resolved chat's
+actor stops after `closed_idle_seconds` without a message instead, counted from the resolution
+(`ChatClosed`, told by the assignment actor) or from its last message: what still reaches it (the
+last receipts, sends that crossed the resolution, a reader's history) comes within moments, and
+anything later starts it again. Kept for the whole idle time, resolved chats outnumbered active
+ones ten to one under chat turnover, and every full garbage collection walked them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import trio
 from actors.events import MessageAdded, ReadEvent, TypingEvent
 from actors.messages import (
     AssignmentMessage,
+    ChatClosed,
     ConversationMessage,
     DeleteTranscript,
     History,
@@ -47,7 +53,7 @@ from actors.messages import (
 from actors.messages import CustomerWrote as CustomerWroteMessage
 from actors.presence import Presence, Route, Routes
 from actors.transcripts import TranscriptHead, Transcripts
-from router import ActorDead, ActorRef, BatchActor, Refused
+from router import ActorDead, ActorRef, BatchActor, Refused, Timer
 from store import (
     Chat,
     ChatStatus,
@@ -182,6 +188,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
         assignment_actor: ActorRef[AssignmentMessage],
         *,
         idle_seconds: float,
+        closed_idle_seconds: float,
     ) -> None:
         self._chat_id = chat_id
         self._store = store
@@ -191,7 +198,10 @@ class ConversationActor(BatchActor[ConversationMessage]):
         self._head = TranscriptHead(0, None, 0, 0)
         self._assignment_actor = assignment_actor
         self._idle_seconds = idle_seconds
+        self._closed_idle_seconds = closed_idle_seconds
         self._last_activity = 0.0
+        self._idle_timer: Timer | None = None  # the one IdleCheck pending, due at _idle_due
+        self._idle_due = 0.0
         self._transcript: Transcript
         self._unsure = False  # a write failed that may have committed: catch up before the next
         self._stopping = False
@@ -236,7 +246,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
             self._head = replace(self._head, last_message=last[0] if last else None)
         self._moved(self._head)
         self._last_activity = trio.current_time()
-        self.context.send_after(self._idle_seconds, IdleCheck())
+        self._check_idle_at(self._last_activity + self._quiet_limit())
 
     async def handle_batch(self, batch: list[ConversationMessage]) -> None:
         """What waited in the mailbox, in order: consecutive sends stored in one append, anything
@@ -270,6 +280,26 @@ class ConversationActor(BatchActor[ConversationMessage]):
                 log.info("chat %s is gone: %s", self._chat_id, gone)
             except Refused as refusal:
                 _refuse(step, refusal)
+        if not self._stopping and self._routes.get(self._chat_id) is None:
+            # Resolved (told, or found out by a message): stop after the short quiet time.
+            self._check_idle_at(self._last_activity + self._closed_idle_seconds)
+
+    def _quiet_limit(self) -> float:
+        """How long without a message before passivating: short once the chat is resolved."""
+        if self._routes.get(self._chat_id) is None:
+            return self._closed_idle_seconds
+        return self._idle_seconds
+
+    def _check_idle_at(self, deadline: float) -> None:
+        """Have the pending idle check come at `deadline` if that is sooner than it would."""
+        if self._idle_timer is not None:
+            if self._idle_due <= deadline:
+                return
+            self._idle_timer.cancel()
+        self._idle_due = deadline
+        self._idle_timer = self.context.send_after(
+            max(0.0, deadline - trio.current_time()), IdleCheck()
+        )
 
     async def _handle(self, message: ConversationMessage) -> None:
         transcript = self._transcript
@@ -321,11 +351,13 @@ class ConversationActor(BatchActor[ConversationMessage]):
                 self._transcripts.forget(self._chat_id)
                 self._stop()
             case IdleCheck():
-                idle = trio.current_time() - self._last_activity
-                if idle >= self._idle_seconds:
+                self._idle_timer = None
+                if trio.current_time() - self._last_activity >= self._quiet_limit():
                     self._stop()
                 else:
-                    self.context.send_after(self._idle_seconds - idle, IdleCheck())
+                    self._check_idle_at(self._last_activity + self._quiet_limit())
+            case ChatClosed():
+                pass  # a message like any other: the quiet time starts now (see handle_batch)
             case _ as unreachable:
                 assert_never(unreachable)
 
@@ -506,7 +538,7 @@ def _refuse(messages: Iterable[ConversationMessage], error: Exception) -> None:
             case DeleteTranscript(reply=reply):
                 if not reply.done:
                     reply.fail(error)
-            case Typing() | IdleCheck():
+            case Typing() | IdleCheck() | ChatClosed():
                 log.warning("a conversation refused %s: %s", type(message).__name__, error)
             case _ as unreachable:
                 assert_never(unreachable)

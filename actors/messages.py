@@ -351,6 +351,12 @@ class IdleCheck:
     """Timer: passivate if nothing happened for the idle time."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChatClosed:
+    """The chat left the active set (resolved): its conversation passivates after a short
+    quiet time instead of the idle time. Told without waiting; a full mailbox drops it."""
+
+
 ConversationMessage: TypeAlias = (
-    SendMessage | MarkRead | Typing | ReadHistory | DeleteTranscript | IdleCheck
+    SendMessage | MarkRead | Typing | ReadHistory | DeleteTranscript | IdleCheck | ChatClosed
 )

@@ -26,6 +26,7 @@ from actors.events import CLOSE_SIGNED_OUT, Session
 from actors.floor import FloorActor, FloorMessage, FloorSignal, UnwatchFloor, WatchFloor
 from actors.messages import (
     AssignmentMessage,
+    ChatClosed,
     ChatDetailsChanged,
     ConversationMessage,
     DeleteTranscript,
@@ -98,6 +99,8 @@ class SystemConfig:
     grace_period_seconds: float = 15.0
     starvation_after_seconds: float = 120.0
     conversation_idle_seconds: float = 300.0
+    # A resolved chat's conversation passivates after this long without a message.
+    conversation_closed_idle_seconds: float = 10.0
     assignment_restarts: RestartPolicy = ASSIGNMENT_RESTARTS
 
 
@@ -322,7 +325,7 @@ class System:
     async def _conversation(self, chat_id: str) -> ActorRef[ConversationMessage]:
         """The chat's conversation actor, started from the store if it is not running."""
         return await self._activation.ref(
-            f"chat:{chat_id}",
+            _conversation_name(chat_id),
             lambda: ConversationActor(
                 chat_id,
                 self.store,
@@ -331,10 +334,15 @@ class System:
                 self._transcripts,
                 self._assignment_actor,
                 idle_seconds=self.config.conversation_idle_seconds,
+                closed_idle_seconds=self.config.conversation_closed_idle_seconds,
             ),
             mailbox_size=CONVERSATION_MAILBOX,
             on_give_up=log_give_up,
         )
+
+
+def _conversation_name(chat_id: str) -> str:
+    return f"chat:{chat_id}"
 
 
 def _retry_assignment_actor(name: str, error: BaseException) -> float:
@@ -364,6 +372,14 @@ async def open_system(
     transcripts = Transcripts()
     async with open_actor_system(on_restart=actor_restarted) as actors:
         activation = Activation(actors)
+
+        def chat_closed(chat_id: str) -> None:
+            """Tell a running conversation its chat is resolved; never waits, never starts one."""
+            ref: ActorRef[ConversationMessage] | None = actors.lookup(_conversation_name(chat_id))
+            if ref is not None:
+                with suppress(MailboxFull, ActorDead):
+                    ref.tell_nowait(ChatClosed())
+
         agents = Agents(
             activation, presence, store, grace_period_seconds=config.grace_period_seconds
         )
@@ -378,6 +394,7 @@ async def open_system(
                 starvation_after_seconds=config.starvation_after_seconds,
                 floor=signal,
                 health=routing,
+                chat_closed=chat_closed,
             ),
             mailbox_size=ASSIGNMENT_MAILBOX,
             restart=config.assignment_restarts,

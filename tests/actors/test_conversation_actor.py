@@ -173,6 +173,64 @@ async def test_idle_conversation_passivates_and_comes_back_with_its_state(
     assert resent.message.seq == 1
 
 
+async def test_a_resolved_chats_conversation_passivates_after_the_short_quiet_time(
+    system: System, store: MemoryStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Resolved, it is gone after `conversation_closed_idle_seconds` without a message instead
+    of the whole idle time; what still comes (a late receipt, a resend, a send that crossed
+    the resolution, a history read) starts it again and gets the same answers as before."""
+    chat_id = await assigned_chat(system)
+    first = await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="one")
+    closed_idle = system.config.conversation_closed_idle_seconds
+    assert closed_idle < IDLE / 2
+
+    def running() -> bool:
+        return any(info.name == f"chat:{chat_id}" for info in system._actors.snapshot())
+
+    await trio.sleep(IDLE / 2)
+    await system.resolve_chat(chat_id, by=ActedBy.SELF, actor_id="ann")
+    await trio.sleep(closed_idle / 2)
+    assert running()  # the quiet time counts from the resolution, not the last message
+    # A message within the quiet time pushes it back.
+    assert await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.DELIVERED) == 1
+    await trio.sleep(closed_idle * 0.75)
+    assert running()
+    await trio.sleep(closed_idle / 2)
+    assert not running()
+
+    # Started again by what still comes, with the same answers.
+    assert await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.SEEN) == 1
+    resent = await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="one")
+    assert resent.duplicate
+    assert (resent.message.id, resent.message.seq) == (first.message.id, 1)
+    with pytest.raises(Refused) as refused:
+        await system.send_message(chat_id, CUSTOMER, client_msg_id="m2", content="hello?")
+    assert refused.value.code == "chat_resolved"
+    history = await system.history(chat_id, CUSTOMER, after_seq=0, limit=10)
+    assert [m.seq for m in history.messages] == [1]
+    assert running()
+    # Started for a resolved chat, it keeps only the short quiet time too.
+    await trio.sleep(closed_idle * 1.5)
+    assert not running()
+
+
+async def test_an_active_chats_conversation_keeps_the_whole_idle_time(
+    system: System, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Another chat's resolution does not cut an active chat's idle time short."""
+    chat_id = await assigned_chat(system)
+    await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="one")
+    other = await system.open_chat("cust-2", title="Other", description="", priority=Priority.LOW)
+    await system.send_message(
+        other.chat.id, Speaker("cust-2", Role.CUSTOMER), client_msg_id="x", content="hi"
+    )
+    await system.resolve_chat(other.chat.id, by=ActedBy.SELF, actor_id="ann")
+    await trio.sleep(system.config.conversation_closed_idle_seconds * 2)
+    names = {info.name for info in system._actors.snapshot()}
+    assert f"chat:{chat_id}" in names
+    assert f"chat:{other.chat.id}" not in names
+
+
 class CrashingStore(MemoryStore):
     """Fails every `fail_every`-th append after the write was made durable: the worst case, an
     error that hides a success. `appends` counts the messages stored."""
