@@ -492,3 +492,8 @@ class _ActorCell(Generic[M]):
         self._receive.close()
         self._on_closed(self)
         self._stopped.set()
+        # Refs and the context outlive the actor and keep the cell; the cell lets go of them
+        # and of its task, so a stopped actor is freed at once, not left as a cycle for a full
+        # collection (a passivated conversation's cell, mailbox and task: about 28 objects).
+        self._task = None
+        del self.ref, self.context

@@ -80,9 +80,10 @@ class ActorSystem:
             on_closed=self._unregister,
         )
         self._cells[name] = cell
+        ref = cell.ref  # the cell lets go of it once stopped, which may come before start returns
         # If the first start fails, the cell unregisters itself before start() raises.
         await self._nursery.start(cell.run)
-        return cell.ref
+        return ref
 
     def lookup(self, name: str) -> ActorRef[Any] | None:
         """The actor of that name if it is alive (started and not stopping)."""

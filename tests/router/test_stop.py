@@ -3,6 +3,8 @@ messages, fail every ask left in the mailbox with ActorDead, and free the name."
 
 from __future__ import annotations
 
+import gc
+import weakref
 from functools import partial
 
 import pytest
@@ -166,3 +168,26 @@ async def test_stop_of_an_unknown_name_is_a_no_op(
     with trio.fail_after(5):
         await system.stop("nobody")
         assert system.names == []
+
+
+async def test_a_stopped_actor_is_freed_without_the_cyclic_collector(
+    system: ActorSystem, store: CounterStore, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A passivated actor's cell, mailbox and task go as soon as it stops, its refs still
+    answering ActorDead: a cycle between the cell and its ref or context waited for a full
+    collection, which under chat turnover is a stopped conversation every few milliseconds."""
+    gc.collect()
+    gc.disable()
+    try:
+        with trio.fail_after(5):
+            counter = await system.spawn("counter", partial(Counter, store), mailbox_size=8)
+            await counter.tell(Add(1))
+            await counter.tell(Passivate())
+            await trio.testing.wait_all_tasks_blocked()
+        assert system.lookup("counter") is None
+        assert not counter.alive
+        cell = weakref.ref(counter._cell)
+        del counter
+        assert cell() is None
+    finally:
+        gc.enable()
