@@ -20,7 +20,9 @@ api/_hypercorn the server runs the `Accepted` once the app's call has returned
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
 from api._hypercorn import AFTER_KEY, CANCEL_KEY
+from api._hypercorn import Websocket as Stream
 
 
 class DirectWebsocket(TrioASGIWebsocketConnection):
@@ -109,7 +112,10 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
         await self.close_connection(self._asgi_send, code, reason)
 
     async def send_data(self, send: ASGISendCallable, data: str | bytes) -> None:
-        if isinstance(data, str):
+        stream = getattr(send, "__self__", None)  # hypercorn's `app_send` is the stream's
+        if isinstance(data, str) and isinstance(stream, Stream):
+            await stream.send_text(data)
+        elif isinstance(data, str):
             await send({"type": "websocket.send", "bytes": None, "text": data})
         else:
             await send({"type": "websocket.send", "bytes": data, "text": None})
@@ -157,3 +163,27 @@ def current_websocket() -> Websocket:
     in the context on every use: a connection reads and writes through it for every frame."""
     found: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedFrames:
+    """An accepted websocket's frames, read and written past Quart's `Websocket`, whose `receive`
+    and `send` accept again before every frame (a werkzeug `Headers` and two coroutines each)."""
+
+    receive: Callable[[], Coroutine[Any, Any, str | bytes]]
+    send: Callable[[str], Coroutine[Any, Any, None]]
+    _close: Callable[[int, str], Coroutine[Any, Any, None]]
+    scope: WebsocketScope
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self._close(code, reason)
+
+
+def accepted_frames(accepted: Websocket) -> AcceptedFrames:
+    """The frames of `accepted`, a websocket its handler has accepted."""
+    return AcceptedFrames(
+        accepted._receive,  # the callables Quart made it with
+        accepted._send,
+        accepted._close,
+        accepted.scope,  # type: ignore[arg-type]
+    )

@@ -37,7 +37,7 @@ from api._engineio import (
     Transport,
 )
 from api._errors import error_response
-from api._quart_websocket import current_websocket
+from api._quart_websocket import accepted_frames, current_websocket
 from api._services import services
 from api._sio_hub import Crowded, Hub, TooManyPending
 from api._sio_session import SocketIOLimits
@@ -136,7 +136,7 @@ async def websocket_transport() -> Response | None:
         except TooManyPending:
             return _too_many_pending(the_hub.limits)
         await websocket.accept()
-        await session.serve_websocket(current_websocket())
+        await session.serve_websocket(accepted_frames(current_websocket()))
         return None
     upgrading = hub().get(sid)
     if upgrading is None:
@@ -146,7 +146,7 @@ async def websocket_transport() -> Response | None:
     except ProtocolError as error:
         return _refuse(400, "bad_request", str(error), EngineIoCode.BAD_REQUEST)
     direct = current_websocket()
-    await upgrading.upgrade(direct, direct.accept)
+    await upgrading.upgrade(accepted_frames(direct), direct.accept)
     return None
 
 
