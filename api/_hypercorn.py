@@ -620,6 +620,26 @@ class Websocket(ws_stream.WSStream):
                 return  # the peer's close frame, or the close timeout, ends the stream
         await super().app_send(message)
 
+    async def send_text(self, text: str) -> None:
+        """What `app_send` does with a `websocket.send` of `text`, framed here: on an open
+        connection in the middle of no message, a server's text frame is a header and the
+        UTF-8 bytes (unmasked, no extension: `UncompressedHandshake` declines them), where
+        hypercorn and wsproto made an event, a dict and three copies per frame."""
+        if (
+            self.closed
+            or self.state is not ASGIWebsocketState.CONNECTED
+            or self.connection.state is not ConnectionState.OPEN
+            or self.connection._proto._outbound_opcode is not None  # a fragmented message
+            or self.connection._proto.extensions
+        ):
+            await self.app_send({"type": "websocket.send", "bytes": None, "text": text})
+            return
+        frame = _text_frame(text)
+        if self._kept is not None:
+            self._kept += frame
+        else:
+            await self.send(Data(stream_id=self.stream_id, data=frame))
+
     def _awaiting_peer_close(self) -> bool:
         return self.connection.state is ConnectionState.LOCAL_CLOSING
 
@@ -751,6 +771,17 @@ class Websocket(ws_stream.WSStream):
         if self._connection is not None:
             await self._connection.abort()
         await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def _text_frame(text: str) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2) carrying `text`."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
 def adjust_hypercorn() -> None:
