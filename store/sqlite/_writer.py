@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -82,7 +83,7 @@ class SqliteStore(Facade):
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
                     try:
-                        await trio.to_thread.run_sync(self._run_batch, batch)
+                        await _in_thread(partial(self._run_batch, batch))
                     finally:
                         _answer(batch)
             finally:
@@ -140,6 +141,22 @@ class SqliteStore(Facade):
     def _close(self) -> None:
         self._closed = True
         self._send.close()
+
+
+async def _in_thread(run: Callable[[], None]) -> None:
+    """Run `run` in a thread of trio's cache and wait for it, never abandoning it (cancelled,
+    the wait goes on until it returns). What `trio.to_thread.run_sync` does here, without its
+    capacity limiter, whose acquire is a trip through the scheduler for every batch, and
+    without copying the context."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    task = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(result: outcome.Outcome[None]) -> None:
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    trio.lowlevel.start_thread_soon(run, deliver, name="sqlite writer")
+    await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
 
 def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
