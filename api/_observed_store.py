@@ -21,15 +21,14 @@ class ObservedStore:
 
     def __init__(self, store: Backend) -> None:
         self._store = store
-        self._methods: dict[str, Callable[..., Awaitable[Any]]] = {}
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._store, name)
         if name.startswith("_") or not inspect.iscoroutinefunction(found):
             return found
-        method = self._methods.get(name)
-        if method is None:
-            method = self._methods[name] = _observed(name, found)
+        # Found without `__getattr__` from now on: the store's methods do not change, and this
+        # look-up (with `inspect`) ran for every call, every message.
+        method = self.__dict__[name] = _observed(name, found)
         return method
 
 
