@@ -152,8 +152,13 @@ class SioSession:
         return self.engine.sid
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        # Only an event someone waits on is set and replaced: the engine wakes the session a few
+        # times a message, mostly with nobody waiting yet, and each new event made a parking
+        # lot. A task checks its condition and waits without a checkpoint between: none misses
+        # a change.
+        if self._changed.statistics().tasks_waiting:
+            self._changed.set()
+            self._changed = trio.Event()
         if self.engine.closed is not None:
             self._closed.set()
 
