@@ -401,6 +401,10 @@ class AppQueue:
         self._handed: Any = None  # the message handed to the app as it was woken
         self._putters: deque[list[Any]] | None = None  # [task, message] waiting for room
 
+    def __len__(self) -> int:
+        """The messages queued for the app and not read yet."""
+        return 0 if self._items is None else len(self._items)
+
     def put_nowait(self, message: Any) -> None:
         """Hand `message` to the waiting app or queue it; `trio.WouldBlock` when full."""
         if self._receiver is not None:

@@ -33,7 +33,7 @@ from quart.asgi import ASGIWebsocketConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
-from api._hypercorn import AFTER_KEY, CANCEL_KEY
+from api._hypercorn import AFTER_KEY, CANCEL_KEY, AppQueue
 from api._hypercorn import Websocket as Stream
 
 
@@ -108,6 +108,12 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
     async def send(self, data: str) -> None:
         await self.send_data(self._asgi_send, data)
 
+    def frames_waiting(self) -> int | None:
+        """How many frames the server has read for this connection that `receive` has not
+        returned yet; None when the server does not say."""
+        queue = getattr(self._asgi_receive, "__self__", None)
+        return len(queue) if isinstance(queue, AppQueue) else None
+
     async def close(self, code: int, reason: str = "") -> None:
         await self.close_connection(self._asgi_send, code, reason)
 
@@ -174,6 +180,8 @@ class AcceptedFrames:
     send: Callable[[str], Coroutine[Any, Any, None]]
     _close: Callable[[int, str], Coroutine[Any, Any, None]]
     scope: WebsocketScope
+    frames_waiting: Callable[[], int | None]
+    """How many frames are read and waiting for `receive`; None when unknown."""
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._close(code, reason)
@@ -181,9 +189,16 @@ class AcceptedFrames:
 
 def accepted_frames(accepted: Websocket) -> AcceptedFrames:
     """The frames of `accepted`, a websocket its handler has accepted."""
+    receive = accepted._receive  # the callables Quart made it with
+    direct = getattr(receive, "__self__", None)
     return AcceptedFrames(
-        accepted._receive,  # the callables Quart made it with
+        receive,
         accepted._send,
         accepted._close,
         accepted.scope,  # type: ignore[arg-type]
+        direct.frames_waiting if isinstance(direct, DirectWebsocket) else _unknown,
     )
+
+
+def _unknown() -> None:
+    return None

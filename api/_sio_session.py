@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar, assert_never
+from typing import Any, Protocol, TypeVar, assert_never
 
 import trio
 
@@ -90,6 +90,13 @@ class SocketIOLimits:
     rooms_per_socket: int = 1_000
 
 
+class SessionSocket(WebSocket, Protocol):
+    """The websocket a session is carried on."""
+
+    def frames_waiting(self) -> int | None:
+        """How many frames are read and waiting for `receive`; None when unknown."""
+
+
 class SioSession:
     """One Engine.IO session and its default-namespace socket."""
 
@@ -122,6 +129,14 @@ class SioSession:
         self._inbox, self._inbound = trio.open_memory_channel[str | bytes](limits.inbox_packets)
         # A packet read from the inbox behind a run of sends, handled next.
         self._held: str | bytes | None = None
+        # Packets put in the inbox, or being put, that the dispatcher has not taken yet.
+        self._in_inbox = 0
+        self._dispatching = False  # the dispatcher is handling a packet
+        # The websocket reader is handling a packet itself (`_read_websocket`), and the
+        # dispatcher's wait for it to finish, if one came through the inbox meanwhile.
+        self._reading_turn = False
+        self._turn_over: trio.Event | None = None
+        self._tasks: trio.Nursery | None = None  # the session's own, once it runs
         self._outbox, self._outgoing = trio.open_memory_channel[Outgoing](
             found.settings.ws_outbox_frames
         )
@@ -173,6 +188,7 @@ class SioSession:
             # Told when the server begins to stop, without a task of its own waiting for it.
             with self._going_away.telling(self._go_away):
                 async with trio.open_nursery() as nursery:
+                    self._tasks = nursery
                     nursery.start_soon(self._heartbeat)
                     nursery.start_soon(self._pump)
                     nursery.start_soon(self._dispatch, nursery)
@@ -227,7 +243,32 @@ class SioSession:
                     data = await self._inbound.receive()
                 except trio.EndOfChannel:
                     return
-            await self._on_message(data, nursery)
+                self._in_inbox -= 1
+            # Only a POST racing an upgrade can find the websocket reader at a packet of its own.
+            while self._reading_turn:
+                self._turn_over = trio.Event()
+                await self._turn_over.wait()
+            self._dispatching = True
+            try:
+                await self._on_message(data, nursery)
+            finally:
+                self._dispatching = False
+
+    def _idle(self) -> bool:
+        """Nothing is in the inbox, held, or being handled: a packet can be handled at once,
+        in order, by whoever read it."""
+        return not (self._in_inbox or self._dispatching or self._reading_turn) and (
+            self._held is None
+        )
+
+    async def _to_inbox(self, data: str | bytes) -> None:
+        """Hand `data` to the dispatcher, waiting for room."""
+        self._in_inbox += 1
+        try:
+            await self._inbox.send(data)
+        except BaseException:
+            self._in_inbox -= 1
+            raise
 
     def _sends_behind(self, first: eio.EventPacket) -> list[eio.EventPacket]:
         """`first` and the `sendMessage` events already waiting behind it (a client keeping
@@ -238,6 +279,7 @@ class SioSession:
                 data = self._inbound.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
+            self._in_inbox -= 1
             packet = None if isinstance(data, bytes) else _decoded(data)
             if (
                 isinstance(packet, eio.EventPacket)
@@ -538,18 +580,18 @@ class SioSession:
                 data = self._strictly(partial(self.engine.receive, packet))
                 if data is not None:
                     try:
-                        await self._inbox.send(data)
+                        await self._to_inbox(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
                         raise ProtocolError("the session closed") from error
         finally:
             self.engine.finish_post()
 
-    async def serve_websocket(self, ws: WebSocket) -> None:
+    async def serve_websocket(self, ws: SessionSocket) -> None:
         """A session opened on a websocket: the handshake is its first frame."""
         self.engine.send(self.engine.config.handshake(self.sid, []))
         await self._carry(ws)
 
-    async def upgrade(self, ws: WebSocket, accept: Callable[[], Awaitable[None]]) -> None:
+    async def upgrade(self, ws: SessionSocket, accept: Callable[[], Awaitable[None]]) -> None:
         """Probe, then carry the session on this websocket; on any failure, polling goes on."""
         try:
             await accept()
@@ -565,7 +607,7 @@ class SioSession:
             self.engine.abandon_upgrade()
         await self._carry(ws)
 
-    async def _carry(self, ws: WebSocket) -> None:
+    async def _carry(self, ws: SessionSocket) -> None:
         written_all = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -579,7 +621,7 @@ class SioSession:
             # The client went away (the handler is cancelled) or the session closed.
             self.engine.close("the websocket closed", tell_client=False)
 
-    async def _read_websocket(self, ws: WebSocket) -> None:
+    async def _read_websocket(self, ws: SessionSocket) -> None:
         while True:
             frame = await ws.receive()
             if frame is None:  # how Quart hands over an empty binary frame
@@ -588,11 +630,34 @@ class SioSession:
                 data = self._strictly(partial(_receive_frame, self.engine, frame))
             except ProtocolError:
                 return
-            if data is not None:
+            if data is None:
+                continue
+            if self._tasks is not None and self._idle() and ws.frames_waiting() == 0:
+                # Handled here: a task switch and the inbox's hand-over less per packet. With
+                # frames waiting behind it, the dispatcher takes them together (a run of sends
+                # is stored in one write).
                 try:
-                    await self._inbox.send(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._take_turn(data, self._tasks)
+                except Exception:
+                    # As a crash of the dispatcher ends its session (api/_sio_hub.py).
+                    log.exception("socket.io session %s crashed", self.sid)
+                    self.engine.close("internal error; reconnect")
                     return
+                continue
+            try:
+                await self._to_inbox(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def _take_turn(self, data: str | bytes, nursery: trio.Nursery) -> None:
+        self._reading_turn = True
+        try:
+            await self._on_message(data, nursery)
+        finally:
+            self._reading_turn = False
+            over, self._turn_over = self._turn_over, None
+            if over is not None:
+                over.set()
 
     async def _write_websocket(self, ws: WebSocket, written_all: trio.Event) -> None:
         while True:

@@ -14,7 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from store import Priority
 from tests.conftest import Live, make_settings, running_server
@@ -334,3 +339,32 @@ async def test_the_upgrade_by_hand_and_a_stray_poll_after_it(live: Live) -> None
             assert "upgraded to websocket" in stray.json()["error"]["message"]
             await ws.send_message('422["joinNotification"]')  # the session lives on
             assert str(await ws.get_message()).startswith('432[{"room":')
+
+
+async def test_a_bug_handling_a_websocket_packet_ends_only_its_session(
+    live: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A packet the websocket's reader handles itself fails as one the dispatcher handles: the
+    session ends with its crash logged, and the server carries on."""
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("api._sio_namespace.ChatSocket.on_event", broken)
+    url = live.url.replace("http://", "ws://") + PATH + "?EIO=4&transport=websocket"
+    token = await live.customer_token("shop-customer-1")
+    with trio.fail_after(WAIT_SECONDS):
+        async with open_websocket_url(url) as ws:
+            await ws.get_message()
+            await ws.send_message("40" + json.dumps({"token": token}))
+            assert str(await ws.get_message()).startswith('40{"sid":')
+            await ws.send_message('42["joinNotification",{}]')
+            with pytest.raises(ConnectionClosed):
+                await read_until_closed(ws)
+    assert "crashed" in caplog.text
+    assert (await live.http.get("/dev/test")).status_code == 200
+
+
+async def read_until_closed(ws: WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()

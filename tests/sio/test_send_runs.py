@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 
+import trio
 from prometheus_client.parser import text_string_to_metric_families
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
 from store import Priority
 from tests.conftest import Live
@@ -79,4 +82,85 @@ async def test_sends_in_flight_are_stored_together_and_answered_in_order(live: L
         "last",
     ]
     # Before, each send waited for the one before it to be stored: one append each (9).
+    assert await appends(live) - before <= 3
+
+
+class RawWebsocket:
+    """A Socket.IO websocket spoken through wsproto over a bare TCP stream, so several frames
+    can leave in one write (trio-websocket writes each frame by itself)."""
+
+    def __init__(self, stream: trio.SocketStream, connection: WSConnection) -> None:
+        self._stream = stream
+        self._connection = connection
+        self._texts: list[str] = []
+
+    @classmethod
+    async def open(cls, live: Live) -> RawWebsocket:
+        host, port = live.url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        connection = WSConnection(ConnectionType.CLIENT)
+        target = "/socket.io/?EIO=4&transport=websocket"
+        await stream.send_all(connection.send(Request(host=f"{host}:{port}", target=target)))
+        raw = cls(stream, connection)
+        while not await raw._pump():
+            pass
+        return raw
+
+    async def _pump(self) -> bool:
+        """Read once; whether the handshake was accepted by now."""
+        data = await self._stream.receive_some()
+        assert data, "the server closed the connection"
+        self._connection.receive_data(data)
+        accepted = False
+        for event in self._connection.events():
+            if isinstance(event, AcceptConnection):
+                accepted = True
+            elif isinstance(event, TextMessage):
+                self._texts.append(event.data)
+            elif isinstance(event, Ping):
+                await self._stream.send_all(self._connection.send(event.response()))
+        return accepted
+
+    async def send_together(self, *texts: str) -> None:
+        await self._stream.send_all(
+            b"".join(self._connection.send(TextMessage(data=text)) for text in texts)
+        )
+
+    async def until_prefix(self, prefix: str) -> list[str]:
+        seen: list[str] = []
+        while True:
+            while self._texts:
+                text = self._texts.pop(0)
+                seen.append(text)
+                if text.startswith(prefix):
+                    return seen
+            await self._pump()
+
+
+async def test_sends_arriving_together_on_a_websocket_are_stored_together(live: Live) -> None:
+    """The websocket's reader handles a packet itself only when no frame waits behind it;
+    frames that arrived together still reach the conversation as one run."""
+    token = await live.customer_token("shop-customer-2")
+    me = (await live.services.tokens.authenticate(token)).user.id
+    chat_id = (
+        await live.services.system.open_chat(
+            me, title="Where is my order?", description="", priority=Priority.MEDIUM
+        )
+    ).chat.id
+    with trio.fail_after(10):
+        ws = await RawWebsocket.open(live)
+        await ws.send_together("40" + json.dumps({"token": token}))
+        await ws.until_prefix("40")
+        before = await appends(live)
+        await ws.send_together(
+            *(send(ack, chat_id, f"message {ack}", f"w{ack}") for ack in range(1, RUN + 1))
+        )
+        seen = await ws.until_prefix(f"43{RUN}")
+    acks = [int(text[2 : text.index("[")]) for text in seen if text.startswith("43")]
+    assert acks == list(range(1, RUN + 1))
+    stored = await live.services.store.list_messages(chat_id, after_seq=0, limit=100)
+    assert [message.content for message in stored] == [
+        f"message {ack}" for ack in range(1, RUN + 1)
+    ]
+    # Handled one by one as they were read, each would have waited for its own append (8).
     assert await appends(live) - before <= 3
