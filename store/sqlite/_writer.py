@@ -155,7 +155,8 @@ async def _in_thread(run: Callable[[], None]) -> None:
     def deliver(result: outcome.Outcome[None]) -> None:
         token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
-    trio.lowlevel.start_thread_soon(run, deliver, name="sqlite writer")
+    # Unnamed: a name is set on the thread and reset after it, two foreign calls a batch.
+    trio.lowlevel.start_thread_soon(run, deliver)
     await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
 
 
