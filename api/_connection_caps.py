@@ -32,6 +32,8 @@ class TooManyConnections(Exception):
 class Slot:
     """One live connection's place in its principal's count; `release` once it ends."""
 
+    __slots__ = ("_caps", "_user_id")
+
     def __init__(self, caps: ConnectionCaps, user_id: str) -> None:
         self._caps: ConnectionCaps | None = caps
         self._user_id = user_id

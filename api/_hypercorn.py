@@ -349,6 +349,8 @@ class _CancellableApp:
     `Batch` and that scope in its ASGI scope; then what the app left to serve the websocket
     (`AFTER_KEY`), in the same scope."""
 
+    __slots__ = ("app", "batch", "scope")
+
     def __init__(self, app: AppWrapper, batch: Batch) -> None:
         self.app = app
         self.scope = trio.CancelScope()
@@ -464,14 +466,14 @@ class AppQueue:
         if self._receiver is not None:
             raise trio.BusyResourceError("another task is receiving from this app's queue")
         self._receiver = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._receiver = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        # A bound method, not a closure: an idle connection's app waits here for its whole life.
+        await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
         message, self._handed = self._handed, None
         return message
+
+    def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class ConnectionTaskGroup(TaskGroup):

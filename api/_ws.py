@@ -398,6 +398,26 @@ class Outbox:
 class JsonEdge:
     """One accepted connection: JSON frames in and out around a `Connection` core."""
 
+    __slots__ = (
+        "_closing",
+        "_core",
+        "_deadline",
+        "_drained",
+        "_held",
+        "_max_frame_bytes",
+        "_nursery",
+        "_outbox",
+        "_outbox_frames",
+        "_peer",
+        "_stopping",
+        "_system",
+        "_token",
+        "_tokens",
+        "_transport",
+        "_writing",
+        "session",
+    )
+
     def __init__(
         self,
         found: Services,

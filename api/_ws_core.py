@@ -229,6 +229,9 @@ class Peer:
 class TokenBucket:
     """`rate` frames a second on average, `burst` at once, on whatever clock `now` comes from."""
 
+    # Slotted, as every per-connection object: no dict for each of ten thousand connections.
+    __slots__ = ("_at", "_burst", "_rate", "_tokens")
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self._rate = rate
         self._burst = float(burst)
@@ -246,6 +249,18 @@ class TokenBucket:
 
 class Connection:
     """One client connection's rules; the edge owns the transport and the outbox."""
+
+    __slots__ = (
+        "_bucket",
+        "_chats",
+        "_clock",
+        "_delivered",
+        "_edge",
+        "_sending_receipts",
+        "_speaker",
+        "_system",
+        "peer",
+    )
 
     def __init__(
         self,
