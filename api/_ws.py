@@ -101,7 +101,7 @@ from api._ws_core import (
     Resume,
     Resumed,
 )
-from store import StoreUnavailable, new_id
+from store import Role, StoreUnavailable, new_id
 from telemetry import connection_closed, connection_opened, limit_hit
 
 log = logging.getLogger("api.ws")
@@ -173,13 +173,13 @@ async def socket() -> Response | None:
         return refused
     try:
         await websocket.accept(subprotocol=subprotocol)
+        edge = JsonEdge(found, principal, token, stopping())
     except BaseException:
         slot.release()
         raise
-    # Served once Quart's dispatch has returned: nothing of Quart's stays for the connection.
-    serve_after_handshake(
-        AcceptedSocket(found, principal, token, slot, current_client(), stopping())
-    )
+    # Served once Quart's dispatch has returned: nothing of Quart's stays for the connection,
+    # nor the principal (its user record) or the services, which only the edge's making needed.
+    serve_after_handshake(AcceptedSocket(edge, principal.role, slot, current_client()))
     return None
 
 
@@ -187,37 +187,34 @@ async def socket() -> Response | None:
 class AcceptedSocket:
     """An accepted /ws connection, with what its handshake found, served outside Quart."""
 
-    found: Services
-    principal: Principal
-    token: str
+    edge: JsonEdge
+    role: Role
     slot: Slot
     client: str
-    stopping: Stopping
 
     async def serve(self, transport: DirectWebsocket) -> None:
-        principal = self.principal
+        edge = self.edge
         try:
-            edge = JsonEdge(self.found, principal, self.token, transport, self.stopping)
-            opened, role = trio.current_time(), principal.role.value
+            opened, role, user_id = trio.current_time(), self.role.value, edge.session.user_id
             connection_opened(
                 "ws",
                 role,
                 session=edge.session.id,
-                principal=principal.user.id,
+                principal=user_id,
                 client=self.client,
                 transport="websocket",
             )
             try:
-                await edge.run()
+                await edge.run(transport)
             finally:
                 code, reason = _how_closed(edge.closing, transport.scope.get(CLOSE_KEY))
                 if code == CLOSE_TOO_BIG and edge.closing is None:
-                    limit_hit("frame_size", edge="ws", principal=principal.user.id)
+                    limit_hit("frame_size", edge="ws", principal=user_id)
                 connection_closed(
                     "ws",
                     role,
                     session=edge.session.id,
-                    principal=principal.user.id,
+                    principal=user_id,
                     code=code,
                     reason=reason,
                     seconds=trio.current_time() - opened,
@@ -423,14 +420,14 @@ class JsonEdge:
         found: Services,
         principal: Principal,
         token: str,
-        transport: WebSocket,
         stopping: Stopping,
     ) -> None:
         settings = found.settings
         self._system: System = found.system
         self._tokens = found.tokens
-        self._token = token
-        self._transport = transport
+        # Checked again once attached, then let go: the session keeps what sign-out matches.
+        self._token: str | None = token
+        self._transport: WebSocket | None = None  # given to `run`
         self._max_frame_bytes = settings.ws_max_frame_bytes
         session_id = new_id()
         self._peer = Peer(principal.user.id, principal.role, session_id)
@@ -462,7 +459,8 @@ class JsonEdge:
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
 
-    async def run(self) -> None:
+    async def run(self, transport: WebSocket) -> None:
+        self._transport = transport
         # Told when the server begins to stop, without a task of its own waiting for it.
         self._stopping.tell(self._go_away)
         try:
@@ -473,14 +471,14 @@ class JsonEdge:
                     nursery.cancel_scope.cancel()
                 try:
                     await self._attach()
-                    await self._read()
+                    await self._read(transport)
                 finally:
                     await self._detach()
         finally:
             self._stopping.forget(self._go_away)
         if self._closing is None:  # only the token's deadline ends the scope without a reason
             self._closing = Close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
-        await self._transport.close(self._closing.code, self._closing.reason)
+        await transport.close(self._closing.code, self._closing.reason)
 
     # --- the domain's side: never blocks -------------------------------------------------------
 
@@ -513,11 +511,13 @@ class JsonEdge:
         self._close(CLOSE_GOING_AWAY, GOING_AWAY)
 
     async def _attach(self) -> None:
+        token, self._token = self._token, None
+        assert token is not None, "attached once"
         try:
             with trio.fail_after(ASK_SECONDS):
                 await self._system.connect(self.session, self._peer.role)
                 # A sign-out or demotion between the handshake and now closed nothing: check again.
-                again = await self._tokens.authenticate(self._token)
+                again = await self._tokens.authenticate(token)
             if again.role != self._peer.role:
                 self._close(CLOSE_UNAUTHORIZED, "your role changed; sign in again")
         except Unauthenticated as error:
@@ -534,9 +534,9 @@ class JsonEdge:
                 "disconnect of %s not told to the assignment actor in time", self.session.id
             )
 
-    async def _read(self) -> None:
+    async def _read(self, transport: WebSocket) -> None:
         while True:
-            data: str | bytes | None = await self._transport.receive()
+            data: str | bytes | None = await transport.receive()
             if data is None:  # Quart hands an empty binary frame over as None (b"" is falsy)
                 data = b""
             if too_big(data, self._max_frame_bytes):
@@ -606,6 +606,8 @@ class JsonEdge:
     async def _write(self) -> None:
         """Write what the outbox holds, in batches, until it is empty; then end (the next frame
         queued starts a writer again)."""
+        transport = self._transport
+        assert transport is not None, "queued only while running"
         try:
             while True:
                 # What the tasks woken with the first frame queue behind it (a message's ack
@@ -616,7 +618,7 @@ class JsonEdge:
                     return
                 # Rendering reads nothing: the events carry what the frames show.
                 frames = [self._render(each) for each in items]
-                await send_together(self._transport, frames)
+                await send_together(transport, frames)
                 for each in items:
                     if self._core.written(each):
                         assert self._nursery is not None

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import trio
 
+from api._auth import Principal
 from api._ws import JsonEdge
+from store import User
 from tests.conftest import Live
 from tests.e2e.wsclient import connect
 
@@ -79,6 +81,34 @@ async def test_an_idle_connection_keeps_no_frame_of_the_handshake_dispatch(live:
         assert gone not in app, app
 
 
+def _kept(serving: Any) -> list[Any]:
+    """What the serving coroutines' frames hold, and the slots of the connection's own objects
+    among them (the accepted socket, its edge, the edge's core)."""
+    values: list[Any] = []
+    for coro in _coroutines(serving):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            values.extend(frame.f_locals.values())
+    accepted, edge = serving.cr_frame.f_locals["self"], serving.cr_frame.f_locals["edge"]
+    for owner in (accepted, edge, edge._core):
+        values.extend(getattr(owner, name, None) for name in type(owner).__slots__)
+    return values
+
+
+async def test_an_attached_connection_keeps_neither_its_token_nor_its_user_record(
+    live: Live,
+) -> None:
+    token = await live.customer_token("shop-customer-1")
+    async with connect(live, token) as client:
+        await client.send({"type": "ping"})
+        await client.expect("pong")  # read after the edge attached and checked the token again
+        kept = _kept(_serving())
+    # The token served the handshake and the check as the connection attached; the session keeps
+    # its id for sign-out. The principal's user record served the handshake's checks.
+    assert not [value for value in kept if isinstance(value, str) and value == token]
+    assert not [value for value in kept if isinstance(value, Principal | User)]
+
+
 async def test_an_accepted_connection_keeps_no_request_headers(live: Live) -> None:
     async with connect(live, await live.customer_token("shop-customer-1")) as client:
         await client.send({"type": "ping"})
@@ -92,7 +122,7 @@ async def test_a_failure_while_serving_is_logged_and_closes_with_1011(
     live: Live, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The app task's outermost frame does what hypercorn's own did around the app.
-    async def failing(self: JsonEdge) -> None:
+    async def failing(self: JsonEdge, transport: object) -> None:
         raise RuntimeError("broken edge")
 
     monkeypatch.setattr(JsonEdge, "run", failing)
