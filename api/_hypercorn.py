@@ -317,13 +317,15 @@ CLOSE_KEY = "switchboard.websocket_close"
 BATCH_KEY = "switchboard.websocket_batch"
 """The scope's entry for `Batch`: frames sent meanwhile leave in one write to the socket."""
 CANCEL_KEY = "switchboard.websocket_cancel"
-"""The scope's entry for the cancel scope the websocket's app runs in: an app that reads its
-peer's disconnect ends itself with it instead of entering a scope of its own."""
+"""The scope's entry for what cancels the websocket's app (`cancel`, as a cancel scope): an app
+that reads its peer's disconnect ends itself with it instead of entering a scope of its own.
+What serves the websocket after the app (`AFTER_KEY`) hands its own scope over to it."""
 AFTER_KEY = "switchboard.websocket_after"
 """The scope's entry an app may leave for what serves its websocket once the app has returned
-(a coroutine function of no arguments), run in the app's task and cancel scope: the frames of
-the app's call chain (the framework's dispatch, the middleware) do not stay for the
-connection's life."""
+(a coroutine function of no arguments), run in the app's task: the frames of the app's call
+chain (the framework's dispatch, the middleware) do not stay for the connection's life. It runs
+outside the app's cancel scope, and must give `CANCEL_KEY`'s `hand_over` a scope of its own
+before its first checkpoint: the peer's end cancels that one."""
 
 
 class Batch:
@@ -346,8 +348,8 @@ class Batch:
 
 class _CancellableApp:
     """The app of one websocket, run in a scope the stream can cancel, with the stream's
-    `Batch` and that scope in its ASGI scope; then what the app left to serve the websocket
-    (`AFTER_KEY`), in the same scope."""
+    `Batch` and this object (`CANCEL_KEY`) in its ASGI scope; then what the app left to serve
+    the websocket (`AFTER_KEY`), in that scope or in one it hands over to (`hand_over`)."""
 
     __slots__ = ("app", "batch", "scope")
 
@@ -355,6 +357,17 @@ class _CancellableApp:
         self.app = app
         self.scope = trio.CancelScope()
         self.batch = batch
+
+    def cancel(self) -> None:
+        """The stream's peer is gone: end the app, or what serves the websocket after it."""
+        self.scope.cancel()
+
+    def hand_over(self, scope: trio.CancelScope) -> None:
+        """Cancel `scope` from now on instead of the handshake's (at once if the peer is gone
+        already)."""
+        if self.scope.cancel_called:
+            scope.cancel()
+        self.scope = scope
 
     async def run(
         self,
@@ -367,13 +380,16 @@ class _CancellableApp:
         stream told the app is done), in this one coroutine, which stays for the connection's
         life: hypercorn's was one more."""
         scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
-        scope[CANCEL_KEY] = self.scope  # type: ignore[literal-required]
+        scope[CANCEL_KEY] = self  # type: ignore[literal-required]
+        after: Callable[[], Awaitable[None]] | None = None
         try:
             with self.scope:
                 await self.app(scope, receive, send, trio.to_thread.run_sync, trio.from_thread.run)
-                after: Callable[[], Awaitable[None]] | None = scope.pop(AFTER_KEY, None)  # type: ignore[misc]
-                if after is not None:
-                    await after()
+                after = scope.pop(AFTER_KEY, None)  # type: ignore[misc]
+            if after is not None:
+                # Outside the handshake's scope: `after` hands a scope of its own over before its
+                # first checkpoint, so an idle connection keeps one scope (and its two sets) less.
+                await after()
         except trio.Cancelled:
             raise
         except BaseExceptionGroup as error:
@@ -614,7 +630,7 @@ class Websocket(ws_stream.WSStream):
         if self._put is not None:
             self._put.cancel()
         if self._app is not None and not self._app_done:
-            self._app.scope.cancel()
+            self._app.cancel()
 
     async def app_send(self, message: Any) -> None:
         if message is None and not self.closed:

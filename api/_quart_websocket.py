@@ -37,6 +37,12 @@ from api._hypercorn import AFTER_KEY, CANCEL_KEY, AppQueue
 from api._hypercorn import Websocket as Stream
 
 
+class _Cancels(Protocol):
+    """What ends the handler, or what serves the connection after it (the server's `CANCEL_KEY`)."""
+
+    def cancel(self) -> None: ...
+
+
 class DirectWebsocket(TrioASGIWebsocketConnection):
     """The handler's `receive` reads the ASGI events (see the module's doc)."""
 
@@ -51,15 +57,16 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
         # Set as it is called: the ASGI events, and the scope a disconnect cancels.
         self._asgi_receive: ASGIReceiveCallable
         self._asgi_send: ASGISendCallable
-        self._gone: trio.CancelScope
+        self._gone: _Cancels | trio.CancelScope
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         websocket = self._create_websocket_from_scope(send)
-        # A disconnect read ends the handler: it cancels the scope the server runs the app in
-        # when the server gives one (api/_hypercorn), else a scope of this call's own.
-        given: trio.CancelScope | None = self.scope.get(CANCEL_KEY)  # type: ignore[assignment]
-        self._gone = trio.CancelScope() if given is None else given
-        with self._gone if given is None else nullcontext():
+        # A disconnect read ends the handler: it cancels what the server runs the app in when
+        # the server gives it (api/_hypercorn), else a scope of this call's own.
+        given: _Cancels | None = self.scope.get(CANCEL_KEY)  # type: ignore[assignment]
+        own = trio.CancelScope() if given is None else None
+        self._gone = own if own is not None else given  # type: ignore[assignment]
+        with own if own is not None else nullcontext():
             self._asgi_receive = receive
             self._asgi_send = send
             websocket._receive = self.receive

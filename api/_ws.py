@@ -73,7 +73,7 @@ from api._frames import (
     client_frame,
 )
 from api._guard import bearer_token
-from api._hypercorn import BATCH_KEY, CLOSE_KEY
+from api._hypercorn import BATCH_KEY, CANCEL_KEY, CLOSE_KEY
 from api._quart_websocket import DirectWebsocket, serve_after_handshake
 from api._schemas import ChatMessageOut
 from api._services import Services, services
@@ -224,6 +224,14 @@ class AcceptedSocket:
 
     def abandon(self) -> None:
         self.slot.release()
+
+
+def _hand_over(transport: WebSocket, scope: trio.CancelScope) -> None:
+    """Have the peer's end cancel `scope` (the connection's), not one of the handshake's kept
+    around it for the connection's life (api/_hypercorn's `CANCEL_KEY`)."""
+    cancels = getattr(transport, "scope", {}).get(CANCEL_KEY)
+    if cancels is not None:
+        cancels.hand_over(scope)
 
 
 def _how_closed(ours: Close | None, noted: object) -> tuple[int | str, str]:
@@ -467,6 +475,7 @@ class JsonEdge:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.cancel_scope.deadline = self._deadline
+                _hand_over(transport, nursery.cancel_scope)
                 if self._closing is not None:  # the stop began before the nursery opened
                     nursery.cancel_scope.cancel()
                 try:
@@ -476,7 +485,9 @@ class JsonEdge:
                     await self._detach()
         finally:
             self._stopping.forget(self._go_away)
-        if self._closing is None:  # only the token's deadline ends the scope without a reason
+        if self._closing is None:  # the token's deadline, or the peer gone
+            if trio.current_time() < self._deadline:
+                return  # gone: nothing to close
             self._closing = Close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
         await transport.close(self._closing.code, self._closing.reason)
 

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 from hypercorn.events import Closed, RawData
 
-from api._hypercorn import OneConnection, ServerConfig
+from api._hypercorn import OneConnection, ServerConfig, _CancellableApp
 
 
 class Recorded:
@@ -108,3 +108,23 @@ def _tcp_pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
     server, _ = listener.accept()
     listener.close()
     return trio.socket.from_stdlib_socket(server), trio.socket.from_stdlib_socket(client)
+
+
+async def test_a_scope_handed_over_after_the_peer_left_is_cancelled_at_once() -> None:
+    app = _CancellableApp(None, None)  # type: ignore[arg-type]
+    app.cancel()  # the peer left while the handshake ended
+    served = trio.CancelScope()
+    app.hand_over(served)
+    assert served.cancel_called
+    later = trio.CancelScope()
+    _CancellableApp(None, None).hand_over(later)  # type: ignore[arg-type]
+    assert not later.cancel_called
+
+
+async def test_the_peer_leaving_cancels_the_scope_handed_over() -> None:
+    app = _CancellableApp(None, None)  # type: ignore[arg-type]
+    handshake, served = app.scope, trio.CancelScope()
+    app.hand_over(served)
+    app.cancel()
+    assert served.cancel_called
+    assert not handshake.cancel_called

@@ -109,6 +109,31 @@ async def test_an_attached_connection_keeps_neither_its_token_nor_its_user_recor
     assert not [value for value in kept if isinstance(value, Principal | User)]
 
 
+def _app_task() -> trio.lowlevel.Task:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    (found,) = [
+        task
+        for nursery in root.child_nurseries
+        for task in _tasks(nursery)
+        if getattr(task.coro, "__qualname__", "") == "_CancellableApp.run"
+    ]
+    return found
+
+
+async def test_an_idle_connection_keeps_no_cancel_scope_of_its_handshake(live: Live) -> None:
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        await client.send({"type": "ping"})
+        await client.expect("pong")
+        task = _app_task()
+        # Waiting for a frame inside the connection's nursery, whose scope the peer's end
+        # cancels: the handshake's, which did until the edge took over, is gone.
+        status = task._cancel_status
+        parent = task.parent_nursery
+        assert parent is not None
+        assert status.parent is parent.cancel_scope._cancel_status
+
+
 async def test_an_accepted_connection_keeps_no_request_headers(live: Live) -> None:
     async with connect(live, await live.customer_token("shop-customer-1")) as client:
         await client.send({"type": "ping"})
