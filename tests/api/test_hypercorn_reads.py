@@ -13,24 +13,8 @@ import trio
 import trio.testing
 from hypercorn.events import Closed, RawData
 
-from api._hypercorn import OneConnection, ServerConfig, _CancellableApp
-
-
-class Recorded:
-    """Stands in for hypercorn's protocol: what the connection told it."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def handle(self, event: Any) -> None:
-        self.events.append(event)
-
-
-def _connection(stream: trio.SocketStream) -> tuple[OneConnection, Recorded]:
-    connection = OneConnection(None, ServerConfig(), None, None, stream)
-    protocol = Recorded()
-    connection.protocol = protocol  # type: ignore[assignment]
-    return connection, protocol
+from api._hypercorn import _CancellableApp
+from tests.api.one_connection import one_connection
 
 
 def _stack(coro: Any) -> list[str]:
@@ -44,7 +28,7 @@ def _stack(coro: Any) -> list[str]:
 async def test_what_the_peer_sends_arrives_then_its_end() -> None:
     ours, peer = trio.socket.socketpair()
     with ours, peer:
-        connection, protocol = _connection(trio.SocketStream(ours))
+        connection, protocol = one_connection(trio.SocketStream(ours))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection._read_data)
             await peer.send(b"GET / HTTP/1.1\r\n")
@@ -60,7 +44,7 @@ async def test_what_the_peer_sends_arrives_then_its_end() -> None:
 async def test_a_reset_ends_the_connection() -> None:
     ours, peer = _tcp_pair()
     with ours, peer:
-        connection, protocol = _connection(trio.SocketStream(ours))
+        connection, protocol = one_connection(trio.SocketStream(ours))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection._read_data)
             await trio.testing.wait_all_tasks_blocked()
@@ -72,7 +56,7 @@ async def test_a_reset_ends_the_connection() -> None:
 async def test_an_abort_from_another_task_ends_the_read() -> None:
     ours, peer = trio.socket.socketpair()
     with peer:
-        connection, protocol = _connection(trio.SocketStream(ours))
+        connection, protocol = one_connection(trio.SocketStream(ours))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection._read_data)
             await trio.testing.wait_all_tasks_blocked()
@@ -83,7 +67,7 @@ async def test_an_abort_from_another_task_ends_the_read() -> None:
 async def test_an_idle_read_waits_on_the_socket_itself() -> None:
     ours, peer = trio.socket.socketpair()
     with ours, peer:
-        connection, _ = _connection(trio.SocketStream(ours))
+        connection, _ = one_connection(trio.SocketStream(ours))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection._read_data)
             await trio.testing.wait_all_tasks_blocked()

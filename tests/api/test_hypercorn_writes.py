@@ -3,30 +3,11 @@ waiting (no lock, no cancel scope, no trip through the scheduler); the rest wait
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 import trio.testing
 from hypercorn.events import Closed, RawData
 
-from api._hypercorn import OneConnection, ServerConfig
-
-
-class Recorded:
-    """Stands in for hypercorn's protocol: what the connection told it."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    async def handle(self, event: Any) -> None:
-        self.events.append(event)
-
-
-def _connection(stream: trio.SocketStream) -> tuple[OneConnection, Recorded]:
-    connection = OneConnection(None, ServerConfig(), None, None, stream)
-    protocol = Recorded()
-    connection.protocol = protocol  # type: ignore[assignment]
-    return connection, protocol
+from tests.api.one_connection import one_connection
 
 
 async def _read(peer: trio.socket.SocketType, size: int) -> bytes:
@@ -39,7 +20,7 @@ async def _read(peer: trio.socket.SocketType, size: int) -> bytes:
 async def test_a_write_the_socket_takes_goes_out_without_a_checkpoint() -> None:
     ours, peer = trio.socket.socketpair()
     with ours, peer:
-        connection, protocol = _connection(trio.SocketStream(ours))
+        connection, protocol = one_connection(trio.SocketStream(ours))
         with trio.testing.assert_no_checkpoints():
             await connection.protocol_send(RawData(data=b"frame one"))
             await connection.protocol_send(RawData(data=b"frame two"))
@@ -50,7 +31,7 @@ async def test_a_write_the_socket_takes_goes_out_without_a_checkpoint() -> None:
 async def test_what_the_socket_cannot_take_now_waits_and_keeps_its_order() -> None:
     ours, peer = trio.socket.socketpair()
     with ours, peer:
-        connection, _ = _connection(trio.SocketStream(ours))
+        connection, _ = one_connection(trio.SocketStream(ours))
         big = bytes(range(256)) * 16_384  # 4 MiB: more than a socket buffer holds
         received: list[bytes] = []
         async with trio.open_nursery() as nursery:
@@ -68,7 +49,7 @@ async def test_a_write_to_a_closed_peer_closes_the_connection() -> None:
     ours, peer = trio.socket.socketpair()
     with ours:
         peer.close()
-        connection, protocol = _connection(trio.SocketStream(ours))
+        connection, protocol = one_connection(trio.SocketStream(ours))
         await connection.protocol_send(RawData(data=b"x" * 100_000))
         await connection.protocol_send(RawData(data=b"x" * 100_000))
         assert isinstance(protocol.events[0], Closed)
