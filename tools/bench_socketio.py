@@ -13,8 +13,11 @@ the chats it is given (`chatCreated`).
 A message is delivered when the agent's socket receives it (`messageReceived`), which the server
 sends only after the message is durable; the customer's ack is counted beside it. Phases, each
 `--seconds` long: a closed loop (each customer keeps `--window` messages in flight), then each of
-`--rates` offered open loop, latency timed from the scheduled send. Server RSS is read from /proc
-after each phase; the peak is VmHWM.
+`--rates` offered open loop, latency timed from the scheduled send. Each fixed rate starts once the
+server has settled: its store calls (from /metrics) stopped for `SETTLE_QUIET_SECONDS`, so what the
+phase before left it to write (delivery receipts, which a saturated store writes late) is not
+timed as the fixed rate's latency. Server RSS is read from /proc after each phase; the peak is
+VmHWM.
 
 Last, unless `--no-floor`, the transport floor: what hypercorn and the stock client reach on this
 machine with no application behind the socket. The real server is stopped, and the floor
@@ -43,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -67,6 +71,14 @@ READY = "bench server ready "
 # Set-up, each phase and the drain are bounded in the Node script; this bounds the whole run.
 RUN_SECONDS_MARGIN = 180.0
 FLOOR_SETUP_SECONDS = 60.0  # the real server stopped, the floor's sockets connected
+SETTLE_QUIET_SECONDS = 0.5
+"""How long the server's store calls must stand still before a fixed rate starts: longer than a
+connection's wait between delivery receipts (0.2 s), so a batch of receipts still due is seen."""
+SETTLE_OPERATIONS = ("append_messages", "mark_messages")
+"""The store calls watched: the writes of messages and receipts."""
+SETTLE_POLL_SECONDS = 0.1
+SETTLE_LIMIT_SECONDS = 30.0
+"""A server that never settles (another client on it) gets its fixed rate anyway after this."""
 
 
 # --- the server subprocess -----------------------------------------------------------------------
@@ -135,6 +147,8 @@ class SioBenchReport:
     peak_kib: int = 0  # the real server's
     # The real server's store calls in the closed loop, by operation (None: /metrics unread).
     store_calls: Counter[str] | None = None
+    # Before each fixed rate: how long the server took to settle (None: its /metrics unread).
+    settled_seconds: list[float | None] = field(default_factory=list)
     cores: int = os.cpu_count() or 1
     # Other work on the machine shares its cores with both processes: say how much there was.
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)
@@ -156,6 +170,35 @@ async def store_calls(url: str) -> Counter[str] | None:
                 if sample.name.endswith("_count"):
                     calls[sample.labels["operation"]] += int(sample.value)
     return calls
+
+
+async def settle(
+    read: Callable[[], Awaitable[Counter[str] | None]],
+    quiet: float = SETTLE_QUIET_SECONDS,
+    poll: float = SETTLE_POLL_SECONDS,
+    limit: float = SETTLE_LIMIT_SECONDS,
+) -> float | None:
+    """Wait until the writes among `read` (the server's store calls so far) have not moved for
+    `quiet` seconds, or `limit` seconds in all; how long that took, or None at once if the calls
+    cannot be read."""
+    began = trio.current_time()
+    last = _writes(await read())
+    if last is None:
+        return None
+    still_since = began
+    while (now := trio.current_time()) - still_since < quiet and now - began < limit:
+        await trio.sleep(poll)
+        current = _writes(await read())
+        if current != last:
+            last, still_since = current, trio.current_time()
+    return trio.current_time() - began
+
+
+def _writes(calls: Counter[str] | None) -> dict[str, int] | None:
+    # Only what a phase leaves the server to write: reading /metrics makes a read of its own.
+    if calls is None:
+        return None
+    return {operation: calls[operation] for operation in SETTLE_OPERATIONS}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -245,7 +288,11 @@ async def run(args: argparse.Namespace, console: Console) -> SioBenchReport:
                 )
             )
             phases = 2 + len(args.rates) + (1 if floor else 0)
-            margin = RUN_SECONDS_MARGIN + (FLOOR_SETUP_SECONDS if floor else 0.0)
+            margin = (
+                RUN_SECONDS_MARGIN
+                + (FLOOR_SETUP_SECONDS if floor else 0.0)
+                + SETTLE_LIMIT_SECONDS * len(args.rates)
+            )
             with trio.fail_after(margin + phases * args.seconds):
                 await _drive(
                     ["node", str(CLIENT), str(config)], modules, real, floor, report, console
@@ -314,6 +361,11 @@ async def _drive(
                             )
                             report.closed = record
                             _measured(report, real.pid, "closed loop")
+                        case "settle":
+                            report.settled_seconds.append(
+                                await settle(partial(store_calls, real.described["url"]))
+                            )
+                            await process.stdin.send_all(b"go\n")
                         case "fixed rate":
                             report.rates.append(record)
                             _measured(report, real.pid, f"{record['rate']:g}/s")
@@ -403,6 +455,15 @@ def show(report: SioBenchReport, args: argparse.Namespace, console: Console) -> 
             f"{sum(per_message.values()):.2f} ("
             + ", ".join(f"{operation} {calls:.2f}" for operation, calls in per_message.items())
             + ")"
+        )
+    if report.rates:
+        settled = ", ".join(
+            "not measured" if seconds is None else f"{seconds:.1f} s"
+            for seconds in report.settled_seconds
+        )
+        console.print(
+            f"each fixed rate started once the server's store calls had stood still for "
+            f"{SETTLE_QUIET_SECONDS:g} s: after {settled}"
         )
     console.print(
         f"server RSS: idle {_mib(report.rss_kib['idle'])}, connected "

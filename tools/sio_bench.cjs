@@ -3,8 +3,9 @@
 // available and to open a chat, then joinNotification / joinChat), then the phases of the
 // config: a closed loop (each customer sends its next message once the agent received the
 // previous one) and fixed offered rates (open loop; latency from the scheduled send time, so a
-// stall is not hidden). With a `floor` URL (tools/_sio_floor.py: hypercorn and the bare protocol,
-// no application), then the transport floor: the real sockets are closed, and once a line on
+// stall is not hidden), each once a line on stdin says the server has settled. With a `floor`
+// URL (tools/_sio_floor.py: hypercorn and the bare protocol, no application), then the
+// transport floor: the real sockets are closed, and once a line on
 // stdin says the real server has stopped, the same numbers of agents and customers connect to
 // the floor (websocket only, paired by the `query` option: customer n with agent n % agents)
 // and run the same closed loop. Prints JSON lines: {progress}, {phase result}, {done}.
@@ -18,6 +19,7 @@ const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const ID_DIGITS = 12;
 const ACK_MS = 30000;
 const DRAIN_MS = 30000;
+const SETTLE_MS = 60000;
 
 const out = (record) => process.stdout.write(JSON.stringify(record) + "\n");
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -123,10 +125,13 @@ async function setup() {
   return { customers, sockets };
 }
 
-// Resolves once stdin has a line: the real server has stopped, the floor has the machine.
-function goAhead() {
+// Resolves once stdin has a line: before a fixed rate, the server has finished what the phase
+// before left it (delivery receipts written late); before the floor, the real server has
+// stopped and the floor has the machine.
+function goAhead(what) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("no go-ahead for the floor phase")), ACK_MS);
+    const timer = setTimeout(() => reject(new Error(`no go-ahead for ${what}`)), SETTLE_MS);
+    process.stdin.resume();
     process.stdin.once("data", () => {
       clearTimeout(timer);
       process.stdin.pause();
@@ -232,11 +237,15 @@ async function main() {
   out({ phase: "ready", customers: customers.length, agents: config.agents.length });
   await warmUp(customers);
   await closedLoop(customers, config.seconds, "closed loop");
-  for (const rate of config.rates) await fixedRate(customers, rate, config.seconds);
+  for (const rate of config.rates) {
+    out({ phase: "settle" });
+    await goAhead(`the ${rate}/s phase`);
+    await fixedRate(customers, rate, config.seconds);
+  }
   if (config.floor) {
     for (const socket of sockets) socket.disconnect();
     out({ phase: "floor next" });
-    await goAhead();
+    await goAhead("the floor phase");
     const floor = await setupFloor();
     await warmUp(floor);
     await closedLoop(floor, config.seconds, "floor");

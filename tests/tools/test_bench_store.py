@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,41 @@ async def test_the_socketio_benchmark_server_opens_the_store_made_for_its_run(
             ["--agents", "2", *bench_socketio.serve_args(4, url, tmp_path)]
         )
     assert (served.serve, served.store_url, served.customers) == (tmp_path, url, 4)
+
+
+async def test_a_fixed_rate_waits_until_the_servers_store_calls_stand_still(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Receipts the closed loop left: the count moves for the first 2 s, then stands still.
+    began = trio.current_time()
+
+    async def calls() -> Counter[str]:
+        moving = min(trio.current_time() - began, 2.0)
+        # Each read of /metrics is a read of the store too: not something left to write.
+        return Counter({"mark_messages": int(moving * 10), "get_user": int(trio.current_time())})
+
+    waited = await bench_socketio.settle(calls, quiet=0.5, poll=0.1, limit=30.0)
+    assert waited is not None
+    assert 2.5 <= waited <= 2.7
+
+
+async def test_a_server_that_never_settles_gets_its_fixed_rate_after_the_limit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def calls() -> Counter[str]:
+        return Counter({"append_messages": int(trio.current_time() * 100)})
+
+    assert await bench_socketio.settle(calls, quiet=0.5, poll=0.1, limit=3.0) == pytest.approx(
+        3.0, abs=0.11
+    )
+
+
+async def test_unreadable_metrics_start_the_fixed_rate_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def unread() -> None:
+        return None
+
+    began = trio.current_time()
+    assert await bench_socketio.settle(unread) is None
+    assert trio.current_time() == began
