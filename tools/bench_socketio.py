@@ -32,7 +32,11 @@ server's), and the server CPU per message beside the real server's is what the a
 adds on top of the transport.
 
     python -m tools.bench_socketio [--agents 10] [--customers 100] [--seconds 5] [--rates 200]
-        [--store sqlite|memory://|mongodb://...] [--no-floor]
+        [--store sqlite|memory://|mongodb://...] [--store-pid PID] [--no-floor]
+
+With `--store-pid`, the store server's process on this machine (nx-27017, a local mongod), its
+CPU per delivered message in each phase is printed beside the application's: on a machine
+shared with other work, a figure that wall-clock rates and latencies are not.
 """
 
 from __future__ import annotations
@@ -143,6 +147,8 @@ class SioBenchReport:
     floor: dict[str, Any] | None = None  # the transport floor's closed loop
     rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase, the floor's too
     server_cpu_seconds: float = 0.0  # in the closed loop, all its threads
+    # The store server's (--store-pid), in the closed loop and in each fixed rate.
+    store_cpu_seconds: list[float] = field(default_factory=list)
     floor_cpu_seconds: float = 0.0  # the floor server's, in its closed loop
     peak_kib: int = 0  # the real server's
     # The real server's store calls in the closed loop, by operation (None: /metrics unread).
@@ -295,7 +301,13 @@ async def run(args: argparse.Namespace, console: Console) -> SioBenchReport:
             )
             with trio.fail_after(margin + phases * args.seconds):
                 await _drive(
-                    ["node", str(CLIENT), str(config)], modules, real, floor, report, console
+                    ["node", str(CLIENT), str(config)],
+                    modules,
+                    real,
+                    floor,
+                    report,
+                    console,
+                    args.store_pid,
                 )
             servers.cancel_scope.cancel()
     return report
@@ -308,6 +320,7 @@ async def _drive(
     floor: SpawnedServer | None,
     report: SioBenchReport,
     console: Console,
+    store_pid: int | None = None,
 ) -> None:
     columns = (*Progress.get_default_columns(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -349,9 +362,11 @@ async def _drive(
                             report.floor_cpu_seconds = -cpu_seconds(floor.pid)
                         case "measuring":
                             report.server_cpu_seconds = -cpu_seconds(real.pid)
+                            _store_cpu(report, store_pid, start=True)
                             report.store_calls = await store_calls(real.described["url"])
                         case "closed loop":
                             report.server_cpu_seconds += cpu_seconds(real.pid)
+                            _store_cpu(report, store_pid, start=False)
                             before, after = (
                                 report.store_calls,
                                 await store_calls(real.described["url"]),
@@ -365,9 +380,11 @@ async def _drive(
                             report.settled_seconds.append(
                                 await settle(partial(store_calls, real.described["url"]))
                             )
+                            _store_cpu(report, store_pid, start=True)
                             await process.stdin.send_all(b"go\n")
                         case "fixed rate":
                             report.rates.append(record)
+                            _store_cpu(report, store_pid, start=False)
                             _measured(report, real.pid, f"{record['rate']:g}/s")
                         case "floor next":
                             # The real server's phases are over and its sockets closed: the
@@ -382,6 +399,15 @@ async def _drive(
                             report.rss_kib["floor"] = memory_kib(floor.pid)[0]
                         case "done":
                             return
+
+
+def _store_cpu(report: SioBenchReport, pid: int | None, *, start: bool) -> None:
+    """The store server's CPU over a phase: taken away at its start, added at its end."""
+    if pid is not None:
+        if start:
+            report.store_cpu_seconds.append(-cpu_seconds(pid))
+        else:
+            report.store_cpu_seconds[-1] += cpu_seconds(pid)
 
 
 def _measured(report: SioBenchReport, pid: int, phase: str) -> None:
@@ -456,6 +482,15 @@ def show(report: SioBenchReport, args: argparse.Namespace, console: Console) -> 
             + ", ".join(f"{operation} {calls:.2f}" for operation, calls in per_message.items())
             + ")"
         )
+    if report.store_cpu_seconds:
+        phases = [("closed loop", closed)] + [(f"{r['rate']:g}/s", r) for r in report.rates]
+        console.print(
+            f"store server (pid {args.store_pid}) CPU per delivered message: "
+            + ", ".join(
+                f"{name} {_per_message(seconds, phase)}"
+                for (name, phase), seconds in zip(phases, report.store_cpu_seconds, strict=False)
+            )
+        )
     if report.rates:
         settled = ", ".join(
             "not measured" if seconds is None else f"{seconds:.1f} s"
@@ -523,6 +558,11 @@ def arguments() -> argparse.ArgumentParser:
         dest="floor",
         action="store_false",
         help="skip the last phase: the transport floor (hypercorn with no application)",
+    )
+    parser.add_argument(
+        "--store-pid",
+        type=int,
+        help="the store server's process on this machine (nx-27017, mongod): its CPU per message",
     )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--store-url", help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 from pymongo import MongoClient
+from rich.console import Console
 
 from store import open_store
 from tests.store.mongo_server import running_wire_server
@@ -97,3 +98,26 @@ async def test_unreadable_metrics_start_the_fixed_rate_at_once(
     began = trio.current_time()
     assert await bench_socketio.settle(unread) is None
     assert trio.current_time() == began
+
+
+def test_the_store_servers_cpu_is_shown_per_delivered_message_in_each_phase() -> None:
+    args = bench_socketio.arguments().parse_args(["--store-pid", "4242", "--rates", "200"])
+    report = bench_socketio.SioBenchReport(
+        closed={"delivered": 1000, "acked": 1000, "perSecond": 200.0, "refused": 0},
+        rates=[
+            {"rate": 200.0, "offered": 1000, "delivered": 500, "acked": 500, "refused": 0}
+            | {"p50": 1.0, "p99": 2.0}
+        ],
+        rss_kib={"idle": 1024, "ready": 1024, "closed loop": 1024, "200/s": 1024},
+        store_cpu_seconds=[0.8, 0.6],
+        settled_seconds=[1.5],
+    )
+    report.closed["clientCpuSeconds"] = 0.1
+    console = Console(width=200, record=True)
+    bench_socketio.show(report, args, console)
+    text = console.export_text()
+    assert (
+        "store server (pid 4242) CPU per delivered message: closed loop 0.80 ms, 200/s 1.20 ms"
+        in text
+    )
+    assert "stood still for 0.5 s: after 1.5 s" in text
