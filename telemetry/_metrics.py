@@ -23,6 +23,27 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Whole-process stalls: a millisecond is noticeable, a second is an outage.
 PAUSES = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Collections: as PAUSES, with millisecond steps around the 5 ms target (issue 21), so that a
+# report can tell a 5.1 ms pause from a 9.9 ms one.
+GC_PAUSE_BUCKETS = (
+    0.0001,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.006,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
 HTTP_REQUESTS = Counter(
     "switchboard_http_requests",
@@ -122,14 +143,14 @@ GC_PAUSES = Histogram(
     "switchboard_gc_pause_seconds",
     "Pauses of Python's cyclic garbage collector, by generation",
     ["generation"],
-    buckets=PAUSES,
+    buckets=GC_PAUSE_BUCKETS,
 )
 GC_PAUSE_CPU = Histogram(
     "switchboard_gc_pause_cpu_seconds",
     "CPU time each pause of the cyclic garbage collector used, by generation: the pause "
     "without the time the process waited for a core (the collector's own work)",
     ["generation"],
-    buckets=PAUSES,
+    buckets=GC_PAUSE_BUCKETS,
 )
 READY = Gauge(
     "switchboard_ready",
