@@ -35,9 +35,9 @@ Connections that would never end in hypercorn as it is (each held a file handle 
   until the peer's close arrives, and after `websocket_close_timeout` the connection is aborted.
 - hypercorn's pings were never checked: a peer that vanished without a FIN was kept forever.
   A peer that does not answer a ping within `websocket_ping_timeout` is cut. hypercorn kept a
-  task per websocket for its pings; `PingClock`, one task for the whole server, keeps every
-  websocket's next ping and pong deadline instead, and a websocket gets a task only while one
-  is due.
+  task per websocket for its pings; one clock for the whole server (api/_deadlines) keeps
+  every websocket's next ping and pong deadline instead, and a websocket gets a task only while
+  one is due.
 - A write to a peer that stopped reading waited forever (shielded). `OneConnection` gives each
   write `send_timeout`, then aborts the connection.
 - A kept-alive HTTP connection idle after its first answer was never closed: hypercorn starts
@@ -57,8 +57,6 @@ freed at once, nothing is retransmitted to a peer that is gone.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import socket
@@ -67,7 +65,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from math import inf
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 import hypercorn.protocol.h2
@@ -96,6 +94,8 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
+
+from api._deadlines import Entry, deadlines
 
 log = logging.getLogger("api.server")
 
@@ -147,6 +147,7 @@ class OneConnection(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_task = IdleTimer()  # type: ignore[assignment]
+        self.websocket: Websocket | None = None  # the connection's, once upgraded
 
     async def run(self) -> None:
         # The connection's streams are made in this task (and their tasks inherit its context):
@@ -158,38 +159,45 @@ class OneConnection(TCPServer):
             log.warning("a connection failed inside the HTTP server and was closed: %r", error)
 
     async def _read_data(self) -> None:
-        if self.config.read_timeout or not isinstance(self.stream, trio.SocketStream):
-            await super()._read_data()
-            return
-        # hypercorn's loop without its deadline when there is none (`fail_after(inf)`: a cancel
-        # scope and a generator), reading the socket itself: `receive_some` waits inside four
-        # more coroutines (the stream's, its error translation, trio's socket method and its
-        # non-blocking helper), and every idle connection kept them all.
-        raw = self.stream.socket
-        while True:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            fd = raw.fileno()
-            if fd == -1:  # closed (aborted) by another task
-                break
-            try:
-                data = os.read(fd, MAX_RECV)
-            except BlockingIOError:
-                data = None  # waited for outside the handler: the exception is not kept
-            except OSError:  # reset by the peer: what `receive_some` raises as broken
-                break
-            if data is None:
-                try:
-                    await trio.lowlevel.wait_readable(raw)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
+        try:
+            if self.config.read_timeout or not isinstance(self.stream, trio.SocketStream):
+                await super()._read_data()
+                return
+            # hypercorn's loop without its deadline when there is none (`fail_after(inf)`: a
+            # cancel scope and a generator), reading the socket itself: `receive_some` waits
+            # inside four more coroutines (the stream's, its error translation, trio's socket
+            # method and its non-blocking helper), and every idle connection kept them all.
+            raw = self.stream.socket
+            while True:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                fd = raw.fileno()
+                if fd == -1:  # closed (aborted) by another task
                     break
-                continue
-            # As trio's own receive: a checkpoint after each read, so a peer that always has
-            # data waiting cannot keep the other tasks from running.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            await self.protocol.handle(RawData(data))
-            if data == b"":
-                break
-        await self.protocol.handle(Closed())
+                try:
+                    data = os.read(fd, MAX_RECV)
+                except BlockingIOError:
+                    data = None  # waited for outside the handler: the exception is not kept
+                except OSError:  # reset by the peer: what `receive_some` raises as broken
+                    break
+                if data is None:
+                    try:
+                        await trio.lowlevel.wait_readable(raw)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        break
+                    continue
+                # As trio's own receive: a checkpoint after each read, so a peer that always
+                # has data waiting cannot keep the other tasks from running.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                await self.protocol.handle(RawData(data))
+                if data == b"":
+                    break
+            await self.protocol.handle(Closed())
+        except BaseException:
+            # Cancelled (the server's last moment) or failed: a websocket served without a task
+            # of its own (its frames handled here) learns of its end from this task.
+            if self.websocket is not None:
+                self.websocket.cut()
+            raise
 
     async def _close(self) -> None:
         # Shielded: often run by the task of an answer that Quart-Trio has just cancelled.
@@ -346,21 +354,37 @@ class Batch:
         await self._stream._write_kept()
 
 
+class FrameHandler(Protocol):
+    """What reads an accepted websocket's frames once its app's task has ended (`take_frames`)."""
+
+    async def frame(self, data: str | bytes | None) -> None:
+        """One frame's data, as the app would read it (an empty binary frame is None), in the
+        connection's reader task: no frame is read meanwhile."""
+
+    def gone(self) -> None:
+        """The peer is gone (or the connection is cut): end, without blocking."""
+
+
 class _CancellableApp:
     """The app of one websocket, run in a scope the stream can cancel, with the stream's
     `Batch` and this object (`CANCEL_KEY`) in its ASGI scope; then what the app left to serve
-    the websocket (`AFTER_KEY`), in that scope or in one it hands over to (`hand_over`)."""
+    the websocket (`AFTER_KEY`), in that scope or in one it hands over to (`hand_over`), which
+    may hand the frames to a `FrameHandler` (`take_frames`) and end the task."""
 
-    __slots__ = ("app", "batch", "scope")
+    __slots__ = ("app", "batch", "handler", "scope")
 
     def __init__(self, app: AppWrapper, batch: Batch) -> None:
         self.app = app
         self.scope = trio.CancelScope()
         self.batch = batch
+        self.handler: FrameHandler | None = None
 
     def cancel(self) -> None:
         """The stream's peer is gone: end the app, or what serves the websocket after it."""
-        self.scope.cancel()
+        if self.handler is not None:
+            self.handler.gone()
+        else:
+            self.scope.cancel()
 
     def hand_over(self, scope: trio.CancelScope) -> None:
         """Cancel `scope` from now on instead of the handshake's (at once if the peer is gone
@@ -368,6 +392,24 @@ class _CancellableApp:
         if self.scope.cancel_called:
             scope.cancel()
         self.scope = scope
+
+    def take_frames(self, handler: FrameHandler) -> None:
+        """Hand every frame read from now on to `handler` in the connection's reader task, and
+        tell it when the peer is gone (at once if it is): the app's task may end without the
+        app being done, so an idle connection keeps no task of its own. Whatever serves the
+        connection says when it is done (`done`)."""
+        self.handler = handler
+        if self.scope.cancel_called:
+            handler.gone()
+
+    def spawn(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Start `run` in the connection's task group: it ends with the connection at the latest.
+        RuntimeError once the connection's tasks have ended."""
+        self.batch._stream.task_group.spawn(run)
+
+    async def done(self) -> None:
+        """What serves the websocket after `take_frames` is done: as the app's return is."""
+        await self.batch._stream.app_send(None)
 
     async def run(
         self,
@@ -377,8 +419,8 @@ class _CancellableApp:
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
         """The app's task: what hypercorn's `_handle` does around an app (its errors logged, the
-        stream told the app is done), in this one coroutine, which stays for the connection's
-        life: hypercorn's was one more."""
+        stream told the app is done), in this one coroutine: hypercorn's was one more. It ends
+        as soon as the frames are handed to a `FrameHandler`."""
         scope[BATCH_KEY] = self.batch  # type: ignore[literal-required]
         scope[CANCEL_KEY] = self  # type: ignore[literal-required]
         after: Callable[[], Awaitable[None]] | None = None
@@ -402,7 +444,8 @@ class _CancellableApp:
         except Exception:
             await config.log.exception("Error in ASGI Framework")
         finally:
-            await send(None)
+            if self.handler is None:
+                await send(None)
 
 
 class AppQueue:
@@ -526,56 +569,6 @@ class ConnectionTaskGroup(TaskGroup):
         return queue.put
 
 
-class PingClock:
-    """Every websocket's ping schedule, kept by one task of the trio run (started by the first
-    websocket that asks) instead of a task per websocket: when a websocket's next ping or its
-    pong's deadline comes, the clock starts the websocket's `_send_pings` in the connection's
-    own task group, which does what is due, asks to be woken again and ends."""
-
-    def __init__(self) -> None:
-        # [when, tie-break, websocket]: a websocket that has ended is dropped in place (None).
-        self._due: list[list[Any]] = []
-        self._order = itertools.count()
-        self._sleep = trio.CancelScope()
-
-    def wake(self, stream: Websocket, at: float) -> list[Any]:
-        """Start `stream._send_pings` at `at`; the entry, to `drop` if the stream ends first."""
-        entry = [at, next(self._order), stream]
-        heapq.heappush(self._due, entry)
-        if at < self._sleep.deadline:
-            self._sleep.deadline = at
-        return entry
-
-    @staticmethod
-    def drop(entry: list[Any]) -> None:
-        entry[2] = None
-
-    async def run(self) -> None:
-        while True:
-            with trio.CancelScope(deadline=self._due[0][0] if self._due else inf) as self._sleep:
-                await trio.sleep_forever()
-            now = trio.current_time()
-            while self._due and self._due[0][0] <= now:
-                stream = heapq.heappop(self._due)[2]
-                if stream is not None:
-                    stream._ping_due()
-
-
-_ping_clock: trio.lowlevel.RunVar[PingClock] = trio.lowlevel.RunVar("switchboard_ping_clock")
-
-
-def ping_clock() -> PingClock:
-    """This trio run's clock, started on first use (a system task: it lives as long as the run,
-    and ends with it)."""
-    try:
-        return _ping_clock.get()
-    except LookupError:
-        clock = PingClock()
-        _ping_clock.set(clock)
-        trio.lowlevel.spawn_system_task(clock.run, name="websocket ping clock")
-        return clock
-
-
 class Websocket(ws_stream.WSStream):
     """hypercorn's websocket stream: notes the first close frame it sends in the scope, and
     ends when its peer does (see the module's doc)."""
@@ -583,6 +576,8 @@ class Websocket(ws_stream.WSStream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connection = _connection.get(None)
+        if self._connection is not None:
+            self._connection.websocket = self
         self._app: _CancellableApp | None = None
         self._app_done = False
         self._closing = False  # a close frame went out: what arrives is discarded
@@ -592,7 +587,7 @@ class Websocket(ws_stream.WSStream):
         self._ponged_at = -inf
         self._next_ping = -inf  # the first ping goes out as the websocket is accepted
         self._unanswered_since: float | None = None  # when the oldest unanswered ping went out
-        self._ping_entry: list[Any] | None = None  # this websocket's turn on the `PingClock`
+        self._ping_entry: Entry | None = None  # this websocket's turn on the `deadlines` clock
         self._kept: bytearray | None = None  # data frames of a `Batch`, not written yet
 
     async def handle(self, event: StreamEvent) -> None:
@@ -619,13 +614,19 @@ class Websocket(ws_stream.WSStream):
         self.handshake = _ACCEPTED
         self.scope["headers"] = []
 
+    def cut(self) -> None:
+        """The connection is being cancelled (the server stops for good): the stream is over."""
+        if not self.closed:
+            self.closed = True
+            self._end()
+
     def _end(self) -> None:
         """The stream is over: its app stops (Quart-Trio cancels it on a disconnect too)."""
         self._ended = True
         if self._ended_event is not None:
             self._ended_event.set()
         if self._ping_entry is not None:
-            PingClock.drop(self._ping_entry)
+            deadlines().drop(self._ping_entry)
             self._ping_entry = None
         if self._put is not None:
             self._put.cancel()
@@ -691,7 +692,12 @@ class Websocket(ws_stream.WSStream):
 
     async def _to_app(self, message: Any) -> None:
         """Hand a frame to the app: at once when its queue has room (no cancel scope, no
-        checkpoint: this runs for every frame), else waiting for room."""
+        checkpoint: this runs for every frame), else waiting for room; or, once a handler took
+        the frames, to the handler, in this (the reader's) task."""
+        app = self._app
+        if app is not None and app.handler is not None:
+            await self._to_handler(app, message.get("bytes") or message.get("text"))
+            return
         assert self.app_put is not None
         queue = getattr(self.app_put, "__self__", None)  # the app's queue, or hypercorn's channel
         if isinstance(queue, AppQueue):
@@ -710,6 +716,18 @@ class Websocket(ws_stream.WSStream):
         # this wait, and the frame is dropped.
         with trio.CancelScope() as self._put:
             await self.app_put(message)
+
+    async def _to_handler(self, app: _CancellableApp, data: str | bytes | None) -> None:
+        """A frame to the handler; what escapes it is what an app's failure is: logged, the
+        handler told the connection is over, and a 1011 close."""
+        assert app.handler is not None
+        try:
+            await app.handler.frame(data)
+        except Exception:
+            await self.config.log.exception("Error in ASGI Framework")
+            if not self._app_done:
+                app.handler.gone()
+            await self.app_send(None)
 
     async def _send_wsproto_event(self, event: Any) -> None:
         if self._kept is not None:
@@ -745,7 +763,7 @@ class Websocket(ws_stream.WSStream):
 
     async def _send_pings(self) -> None:
         """What is due of the ping schedule: ping every interval; cut the peer when a ping stays
-        unanswered for the timeout. Then the `PingClock` wakes this again when the next is due
+        unanswered for the timeout. Then the `deadlines` clock wakes this again when the next is due
         (hypercorn starts it as the websocket is accepted; it used to loop until the end)."""
         self._ping_entry = None
         if self._ended:
@@ -774,10 +792,10 @@ class Websocket(ws_stream.WSStream):
             if self._unanswered_since is None
             else min(self._next_ping, self._unanswered_since + timeout)
         )
-        self._ping_entry = ping_clock().wake(self, wake)
+        self._ping_entry = deadlines().call_at(wake, self._ping_due)
 
     def _ping_due(self) -> None:
-        """The `PingClock` says a ping or a pong's deadline is due: a task does it."""
+        """The clock says a ping or a pong's deadline is due: a task does it."""
         self._ping_entry = None
         if self._ended or self.closed:
             return

@@ -20,7 +20,7 @@ api/_hypercorn the server runs the `Accepted` once the app's call has returned
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +33,7 @@ from quart.asgi import ASGIWebsocketConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIWebsocketConnection
 
-from api._hypercorn import AFTER_KEY, CANCEL_KEY, AppQueue
+from api._hypercorn import AFTER_KEY, CANCEL_KEY, AppQueue, FrameHandler, _CancellableApp
 from api._hypercorn import Websocket as Stream
 
 
@@ -123,6 +123,26 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
 
     async def close(self, code: int, reason: str = "") -> None:
         await self.close_connection(self._asgi_send, code, reason)
+
+    def take_frames(self, handler: FrameHandler) -> None:
+        """Have the server hand every frame from now on to `handler`, in its reader task, and
+        tell it when the peer is gone; the caller's task may then end (api/_hypercorn's
+        `take_frames`: the serving is done when `done` says so). Only under that server."""
+        self._server().take_frames(handler)
+
+    def spawn(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Start `run` in the connection's task group (RuntimeError once it has ended)."""
+        self._server().spawn(run)
+
+    async def done(self) -> None:
+        """Serving the connection handed to a `FrameHandler` is over."""
+        await self._server().done()
+
+    def _server(self) -> _CancellableApp:
+        given = self.scope.get(CANCEL_KEY)
+        if not isinstance(given, _CancellableApp):
+            raise RuntimeError("frames are handed to a handler under api/_hypercorn's server only")
+        return given
 
     async def send_data(self, send: ASGISendCallable, data: str | bytes) -> None:
         stream = getattr(send, "__self__", None)  # hypercorn's `app_send` is the stream's

@@ -26,9 +26,10 @@ import hashlib
 import logging
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, assert_never
+from typing import Any, Protocol, assert_never
 
 import pydantic_core
 import trio
@@ -53,6 +54,7 @@ from api._auth import LEEWAY_SECONDS, Principal, Unauthenticated
 from api._client import current_client
 from api._connection_caps import Slot, TooManyConnections, connection_caps
 from api._cors import origin_allowed
+from api._deadlines import Entry, deadlines
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
     AckOut,
@@ -73,7 +75,7 @@ from api._frames import (
     client_frame,
 )
 from api._guard import bearer_token
-from api._hypercorn import BATCH_KEY, CANCEL_KEY, CLOSE_KEY
+from api._hypercorn import BATCH_KEY, CANCEL_KEY, CLOSE_KEY, FrameHandler
 from api._quart_websocket import DirectWebsocket, serve_after_handshake
 from api._schemas import ChatMessageOut
 from api._services import Services, services
@@ -101,7 +103,7 @@ from api._ws_core import (
     Resume,
     Resumed,
 )
-from store import Role, StoreUnavailable, new_id
+from store import StoreUnavailable, new_id
 from telemetry import connection_closed, connection_opened, limit_hit
 
 log = logging.getLogger("api.ws")
@@ -173,57 +175,27 @@ async def socket() -> Response | None:
         return refused
     try:
         await websocket.accept(subprotocol=subprotocol)
-        edge = JsonEdge(found, principal, token, stopping())
+        edge = JsonEdge(found, principal, token, stopping(), slot, current_client())
     except BaseException:
         slot.release()
         raise
     # Served once Quart's dispatch has returned: nothing of Quart's stays for the connection,
     # nor the principal (its user record) or the services, which only the edge's making needed.
-    serve_after_handshake(AcceptedSocket(edge, principal.role, slot, current_client()))
+    serve_after_handshake(AcceptedSocket(edge))
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptedSocket:
-    """An accepted /ws connection, with what its handshake found, served outside Quart."""
+    """An accepted /ws connection, served outside Quart by its edge."""
 
     edge: JsonEdge
-    role: Role
-    slot: Slot
-    client: str
 
     async def serve(self, transport: DirectWebsocket) -> None:
-        edge = self.edge
-        try:
-            opened, role, user_id = trio.current_time(), self.role.value, edge.session.user_id
-            connection_opened(
-                "ws",
-                role,
-                session=edge.session.id,
-                principal=user_id,
-                client=self.client,
-                transport="websocket",
-            )
-            try:
-                await edge.run(transport)
-            finally:
-                code, reason = _how_closed(edge.closing, transport.scope.get(CLOSE_KEY))
-                if code == CLOSE_TOO_BIG and edge.closing is None:
-                    limit_hit("frame_size", edge="ws", principal=user_id)
-                connection_closed(
-                    "ws",
-                    role,
-                    session=edge.session.id,
-                    principal=user_id,
-                    code=code,
-                    reason=reason,
-                    seconds=trio.current_time() - opened,
-                )
-        finally:
-            self.slot.release()
+        await self.edge.run(transport)
 
     def abandon(self) -> None:
-        self.slot.release()
+        self.edge.abandon()
 
 
 def _hand_over(transport: WebSocket, scope: trio.CancelScope) -> None:
@@ -400,25 +372,48 @@ class Outbox:
         return taken
 
 
+class Served(WebSocket, Protocol):
+    """What the edge needs of an accepted websocket served outside Quart (`DirectWebsocket`)."""
+
+    @property
+    def scope(self) -> Any: ...
+    def frames_waiting(self) -> int | None: ...
+    def take_frames(self, handler: FrameHandler) -> None: ...
+    def spawn(self, run: Callable[[], Awaitable[None]]) -> None: ...
+    async def done(self) -> None: ...
+
+
 class JsonEdge:
-    """One accepted connection: JSON frames in and out around a `Connection` core."""
+    """One accepted connection: JSON frames in and out around a `Connection` core.
+
+    Once attached it keeps no task of its own: the server's reader task hands it each frame
+    (`frame`), the writer and the delivery receipts get a task while they have something to do,
+    the token's expiry and the server's stop are callbacks (the shared `deadlines` clock,
+    `Stopping`), and its end runs in a task started for it. Each of those tasks runs in a
+    cancel scope of its own, all of which a close or the peer's end cancels."""
 
     __slots__ = (
+        "_client",
         "_closing",
         "_core",
         "_deadline",
         "_drained",
+        "_ended",
+        "_expiry",
+        "_handed",
         "_held",
         "_max_frame_bytes",
-        "_nursery",
+        "_opened",
         "_outbox",
         "_outbox_frames",
         "_peer",
+        "_slot",
         "_stopping",
         "_system",
         "_token",
         "_tokens",
         "_transport",
+        "_work",
         "_writing",
         "session",
     )
@@ -429,13 +424,18 @@ class JsonEdge:
         principal: Principal,
         token: str,
         stopping: Stopping,
+        slot: Slot,
+        client: str,
     ) -> None:
         settings = found.settings
         self._system: System = found.system
         self._tokens = found.tokens
         # Checked again once attached, then let go: the session keeps what sign-out matches.
         self._token: str | None = token
-        self._transport: WebSocket | None = None  # given to `run`
+        self._transport: Served | None = None  # given to `run`
+        self._slot = slot
+        self._client = client
+        self._opened = 0.0
         self._max_frame_bytes = settings.ws_max_frame_bytes
         session_id = new_id()
         self._peer = Peer(principal.user.id, principal.role, session_id)
@@ -459,37 +459,58 @@ class JsonEdge:
         # The token's expiry (with the same leeway authentication allows) ends the connection.
         remaining = (principal.expires_at - datetime.now(UTC)).total_seconds() + LEEWAY_SECONDS
         self._deadline = trio.current_time() + remaining
+        self._expiry: Entry | None = None  # its turn on the `deadlines` clock, while it runs
         self._closing: Close | None = None
         self._stopping = stopping
-        # The connection's tasks, once it runs; its cancel scope is the connection's only one.
-        self._nursery: trio.Nursery | None = None
+        # The scopes of what runs for the connection now (made while anything does); once its
+        # end has begun, each is cancelled and none starts.
+        self._work: set[trio.CancelScope] | None = None
+        self._ended = False
+        self._handed = False  # the server's reader hands it the frames (`run` has returned)
         self.session = Session(
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
 
-    async def run(self, transport: WebSocket) -> None:
+    async def run(self, transport: Served) -> None:
+        """Attach the connection, then hand its frames to the server's reader task and return;
+        a connection that ends before that ends here."""
         self._transport = transport
-        # Told when the server begins to stop, without a task of its own waiting for it.
+        self._opened = trio.current_time()
+        connection_opened(
+            "ws",
+            self._peer.role.value,
+            session=self.session.id,
+            principal=self._peer.user_id,
+            client=self._client,
+            transport="websocket",
+        )
+        # Told when the server begins to stop and when the token expires, without a task (or a
+        # scope) of its own waiting for either.
         self._stopping.tell(self._go_away)
+        self._expiry = deadlines().call_at(self._deadline, self._expire)
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.cancel_scope.deadline = self._deadline
-                _hand_over(transport, nursery.cancel_scope)
-                if self._closing is not None:  # the stop began before the nursery opened
-                    nursery.cancel_scope.cancel()
-                try:
+            scope = self._begin_work()
+            try:
+                with scope:
+                    _hand_over(transport, scope)
                     await self._attach()
-                    await self._read(transport)
-                finally:
-                    await self._detach()
+                    # The frames read meanwhile, in order; nothing yields between the last of
+                    # them and the hand-over, so none can come between.
+                    while not self._ended and transport.frames_waiting():
+                        await self._handle(await transport.receive())
+                    if not self._ended:
+                        transport.take_frames(self)
+                        self._handed = True
+            finally:
+                self._end_work(scope)
         finally:
-            self._stopping.forget(self._go_away)
-        if self._closing is None:  # the token's deadline, or the peer gone
-            if trio.current_time() < self._deadline:
-                return  # gone: nothing to close
-            self._closing = Close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
-        await transport.close(self._closing.code, self._closing.reason)
+            if not self._handed:
+                self._ended = True
+                await self._end()
+
+    def abandon(self) -> None:
+        """The connection ended before `run`: let go of its slot."""
+        self._slot.release()
 
     # --- the domain's side: never blocks -------------------------------------------------------
 
@@ -499,7 +520,7 @@ class JsonEdge:
         return self._closing
 
     def _offer(self, event: Event) -> None:
-        if self._closing is not None:
+        if self._closing is not None or self._ended:
             return  # closing: the client resumes what it missed after reconnecting
         if isinstance(event, MessageAdded) and self._held:
             held = self._held.get(event.message.chat_id)
@@ -513,13 +534,106 @@ class JsonEdge:
     def _close(self, code: int, reason: str) -> None:
         if self._closing is None:
             self._closing = Close(code, reason)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-
-    # --- the connection's tasks ----------------------------------------------------------------
+        self._stop()
 
     def _go_away(self) -> None:
         self._close(CLOSE_GOING_AWAY, GOING_AWAY)
+
+    def _expire(self) -> None:
+        self._expiry = None  # fired
+        self._close(CLOSE_UNAUTHORIZED, "token expired; sign in again")
+
+    # --- the server's reader ------------------------------------------------------------------
+
+    async def frame(self, data: str | bytes | None) -> None:
+        """One frame, handed over by the server's reader task."""
+        if self._closing is not None or self._ended:
+            return  # the close is under way: nothing more is read
+        scope = self._begin_work()
+        try:
+            with scope:
+                await self._handle(data)
+        finally:
+            self._end_work(scope)
+
+    def gone(self) -> None:
+        """The peer is gone: the connection ends, closing nothing."""
+        self._stop()
+
+    # --- what runs for the connection ---------------------------------------------------------
+
+    def _begin_work(self) -> trio.CancelScope:
+        """A scope for something that runs for the connection, cancelled by its end."""
+        scope = trio.CancelScope()
+        if self._ended:
+            scope.cancel()
+        if self._work is None:
+            self._work = set()
+        self._work.add(scope)
+        return scope
+
+    def _end_work(self, scope: trio.CancelScope) -> None:
+        work = self._work
+        if work is not None:
+            work.discard(scope)
+            if not work:
+                self._work = None
+
+    def _stop(self) -> None:
+        """End the connection: cancel what runs for it; the end itself runs in a task of its
+        own once the server's reader has the frames, else in `run`'s."""
+        if self._ended:
+            return
+        self._ended = True
+        for scope in self._work or ():
+            scope.cancel()
+        if not self._handed:
+            return
+        assert self._transport is not None
+        try:
+            self._transport.spawn(self._end_handed)
+        except RuntimeError:  # the connection's tasks are over: nothing may wait any more
+            log.warning("websocket session %s ended without detaching", self.session.id)
+            self._let_go()
+
+    async def _end_handed(self) -> None:
+        assert self._transport is not None
+        try:
+            await self._end()
+        finally:
+            await self._transport.done()
+
+    async def _end(self) -> None:
+        """Detach, close when the server ends the connection, log its end and let go."""
+        assert self._transport is not None
+        try:
+            await self._detach()
+            self._stopping.forget(self._go_away)
+            if self._closing is not None:  # else the peer is gone: nothing to close
+                await self._transport.close(self._closing.code, self._closing.reason)
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        self._stopping.forget(self._go_away)
+        if self._expiry is not None:
+            deadlines().drop(self._expiry)
+            self._expiry = None
+        assert self._transport is not None
+        code, reason = _how_closed(self._closing, self._transport.scope.get(CLOSE_KEY))
+        user_id = self._peer.user_id
+        if code == CLOSE_TOO_BIG and self._closing is None:
+            limit_hit("frame_size", edge="ws", principal=user_id)
+        connection_closed(
+            "ws",
+            self._peer.role.value,
+            session=self.session.id,
+            principal=user_id,
+            code=code,
+            reason=reason,
+            seconds=trio.current_time() - self._opened,
+        )
+        self._slot.release()
 
     async def _attach(self) -> None:
         token, self._token = self._token, None
@@ -545,31 +659,29 @@ class JsonEdge:
                 "disconnect of %s not told to the assignment actor in time", self.session.id
             )
 
-    async def _read(self, transport: WebSocket) -> None:
-        while True:
-            data: str | bytes | None = await transport.receive()
-            if data is None:  # Quart hands an empty binary frame over as None (b"" is falsy)
-                data = b""
-            if too_big(data, self._max_frame_bytes):
-                limit_hit("frame_size", edge="ws", principal=self._peer.user_id)
-                await self._finish(
-                    Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
-                )
+    async def _handle(self, data: str | bytes | None) -> None:
+        if data is None:  # Quart hands an empty binary frame over as None (b"" is falsy)
+            data = b""
+        if too_big(data, self._max_frame_bytes):
+            limit_hit("frame_size", edge="ws", principal=self._peer.user_id)
+            await self._finish(
+                Close(CLOSE_TOO_BIG, f"frames are limited to {self._max_frame_bytes} bytes")
+            )
+            return
+        inbound = decode(data)
+        resuming = inbound.chat_id if isinstance(inbound, Resume) else None
+        if resuming is not None:
+            if self._held is None:
+                self._held = {}
+            self._held[resuming] = []
+        effects = await self._core.handle(inbound)
+        for effect in effects:
+            if isinstance(effect, Close):
+                await self._finish(effect)
                 return
-            inbound = decode(data)
-            resuming = inbound.chat_id if isinstance(inbound, Resume) else None
-            if resuming is not None:
-                if self._held is None:
-                    self._held = {}
-                self._held[resuming] = []
-            effects = await self._core.handle(inbound)
-            for effect in effects:
-                if isinstance(effect, Close):
-                    await self._finish(effect)
-                    return
-                await self._reply(effect)
-            if resuming is not None:
-                self._release(resuming, effects)
+            await self._reply(effect)
+        if resuming is not None:
+            self._release(resuming, effects)
 
     def _release(self, chat_id: str, answer: list[EdgeEffect]) -> None:
         """Queue the live messages held during a resume that its answer did not contain."""
@@ -593,17 +705,16 @@ class JsonEdge:
             self._drained = trio.Event()
             with trio.move_on_after(FLUSH_SECONDS):
                 await self._drained.wait()
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
+        self._stop()
 
     def _queue(self, item: Outbound) -> None:
         """Queue `item` for the writer, starting one unless one runs (it takes `item` too);
         `trio.WouldBlock` when the outbox is full."""
         self._outbox.put_nowait(item)
         if not self._writing:
-            assert self._nursery is not None
+            assert self._transport is not None
             self._writing = True
-            self._nursery.start_soon(self._write)
+            self._transport.spawn(self._write)
 
     async def _reply(self, item: Outbound) -> None:
         """Queue a reply, waiting for room: a client that does not read only slows itself.
@@ -619,30 +730,40 @@ class JsonEdge:
         queued starts a writer again)."""
         transport = self._transport
         assert transport is not None, "queued only while running"
+        scope = self._begin_work()
         try:
-            while True:
-                # What the tasks woken with the first frame queue behind it (a message's ack
-                # behind the message) joins it: one write to the socket for all.
-                await trio.lowlevel.checkpoint()
-                items = self._outbox.take(WRITE_BATCH)
-                if not items:
-                    return
-                # Rendering reads nothing: the events carry what the frames show.
-                frames = [self._render(each) for each in items]
-                await send_together(transport, frames)
-                for each in items:
-                    if self._core.written(each):
-                        assert self._nursery is not None
-                        self._nursery.start_soon(self._core.send_receipts)
+            with scope:
+                while True:
+                    # What the tasks woken with the first frame queue behind it (a message's ack
+                    # behind the message) joins it: one write to the socket for all.
+                    await trio.lowlevel.checkpoint()
+                    items = self._outbox.take(WRITE_BATCH)
+                    if not items:
+                        return
+                    # Rendering reads nothing: the events carry what the frames show.
+                    frames = [self._render(each) for each in items]
+                    await send_together(transport, frames)
+                    for each in items:
+                        if self._core.written(each):
+                            transport.spawn(self._receipts)
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
         finally:
+            self._end_work(scope)
             # Nothing between the empty outbox and here yields: a frame queued after it starts
             # the next writer.
             self._writing = False
             if self._drained is not None:
                 self._drained.set()
+
+    async def _receipts(self) -> None:
+        scope = self._begin_work()
+        try:
+            with scope:
+                await self._core.send_receipts()
+        finally:
+            self._end_work(scope)
 
     def _render(self, item: Outbound) -> str:
         frame: ServerFrame

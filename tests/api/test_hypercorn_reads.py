@@ -112,3 +112,61 @@ async def test_the_peer_leaving_cancels_the_scope_handed_over() -> None:
     app.cancel()
     assert served.cancel_called
     assert not handshake.cancel_called
+
+
+class _Handler:
+    """Stands in for what takes a websocket's frames once its app's task has ended."""
+
+    def __init__(self) -> None:
+        self.told_gone = 0
+
+    async def frame(self, data: str | bytes | None) -> None:
+        raise AssertionError("no frame here")
+
+    def gone(self) -> None:
+        self.told_gone += 1
+
+
+async def test_the_peer_leaving_tells_the_handler_that_took_the_frames() -> None:
+    app = _CancellableApp(None, None)  # type: ignore[arg-type]
+    served, handler = trio.CancelScope(), _Handler()
+    app.hand_over(served)  # what attached the connection, until the handler takes the frames
+    app.take_frames(handler)
+    assert handler.told_gone == 0
+    app.cancel()
+    assert handler.told_gone == 1
+    assert not served.cancel_called
+
+
+async def test_frames_taken_after_the_peer_left_tell_the_handler_at_once() -> None:
+    app = _CancellableApp(None, None)  # type: ignore[arg-type]
+    app.cancel()
+    handler = _Handler()
+    app.take_frames(handler)
+    assert handler.told_gone == 1
+
+
+class _Websocket:
+    """Stands in for the connection's websocket stream."""
+
+    def __init__(self) -> None:
+        self.cut_count = 0
+
+    def cut(self) -> None:
+        self.cut_count += 1
+
+
+async def test_a_cancelled_read_tells_the_connection_s_websocket() -> None:
+    # The server's last moment: the handler of a websocket without a task of its own hears of
+    # the end from the reader's.
+    ours, peer = trio.socket.socketpair()
+    with ours, peer:
+        connection, _ = one_connection(trio.SocketStream(ours))
+        websocket = _Websocket()
+        connection.websocket = websocket  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._read_data)
+            await trio.testing.wait_all_tasks_blocked()
+            assert websocket.cut_count == 0
+            nursery.cancel_scope.cancel()
+        assert websocket.cut_count == 1

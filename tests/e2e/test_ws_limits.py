@@ -8,6 +8,7 @@ handshake answer, never for time to pass; every refusal is checked for changing 
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -17,11 +18,14 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 import trio
+import trio.testing
 from trio_websocket import ConnectionRejected
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, RejectConnection, Request
 
 from api._auth import LEEWAY_SECONDS
+from api._deadlines import deadlines
+from api._ws import JsonEdge
 from tests.conftest import TEST_CUSTOMER_SECRET, Live, make_settings, running_server
 from tests.e2e.wsclient import WAIT_SECONDS, connect, open_chat, ready_agent, say, ws_url
 
@@ -300,6 +304,50 @@ async def test_a_socket_closes_with_4401_when_its_token_expires(live: Live) -> N
         await client.ping()
         closed = await client.closed()
         assert (closed.code, closed.reason) == (4401, "token expired; sign in again")
+
+
+def _on_the_clock(edge: JsonEdge) -> bool:
+    """Whether the shared deadlines clock still holds the edge's token expiry."""
+    return any(getattr(entry[2], "__self__", None) is edge for entry in deadlines()._heap)
+
+
+async def test_the_expiry_clock_closes_the_expired_socket_and_leaves_the_live_one(
+    live: Live,
+) -> None:
+    now = int(time.time())
+    expiring_token = jwt.encode(
+        {"sub": "shop-customer-1", "iat": now - 60, "exp": now - LEEWAY_SECONDS + 2},
+        TEST_CUSTOMER_SECRET,
+        algorithm="HS256",
+    )
+    async with (
+        connect(live, expiring_token) as expiring,
+        connect(live, await live.customer_token("shop-customer-2")) as staying,
+    ):
+        await expiring.ping()
+        await staying.ping()
+        edges = [each for each in gc.get_objects() if type(each) is JsonEdge]
+        assert len(edges) == 2
+        assert all(_on_the_clock(edge) for edge in edges)
+        closed = await expiring.closed()
+        assert (closed.code, closed.reason) == (4401, "token expired; sign in again")
+        await staying.ping()
+        await trio.testing.wait_all_tasks_blocked()
+        (ended,) = [edge for edge in edges if edge.closing is not None]
+        (live_edge,) = [edge for edge in edges if edge.closing is None]
+        assert not _on_the_clock(ended)
+        assert _on_the_clock(live_edge)
+
+
+async def test_a_socket_that_goes_away_is_forgotten_by_the_expiry_clock(live: Live) -> None:
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        await client.ping()
+        (edge,) = [each for each in gc.get_objects() if type(each) is JsonEdge]
+        assert _on_the_clock(edge)
+    # The client closed; the connection's end has run once every task is waiting again.
+    await trio.testing.wait_all_tasks_blocked()
+    assert not _on_the_clock(edge)
+    assert live.services.system.connections(edge.session.user_id) == 0
 
 
 async def test_signing_out_closes_the_sockets_of_that_token_only(live: Live) -> None:
