@@ -8,16 +8,18 @@ A browser `Origin` must be listed in `allowed_origins`; no Origin means a non-br
 Refusals are plain HTTP answers (401, 403, 503) with the common error body, so nothing that is
 not authenticated ever gets a socket.
 
-After accept, one `JsonEdge` per connection reads in the connection's task (frames -> core ->
-replies); the writer (the connection's bounded outbox -> JSON text frames) and the delivery
-receipts each get a task only while they have something to do, so an idle connection keeps none
-for them. Domain events come in through `Session.offer`, a `send_nowait` into the same outbox:
-when it is full the reader is too slow, and the domain closes the connection with 1013 instead
-of waiting for it. Everything the server says goes through the outbox, so frames leave in the
-order they were produced.
+After accept, one `JsonEdge` per connection attaches it; then the server's reader task hands it
+each frame (frames -> core -> replies, written from that task once the frame is answered). The
+writer of pushed events (the connection's bounded outbox -> JSON text frames) and the delivery
+receipts get a task only while they have something to do, the token's expiry is a deadline on
+the run's shared clock (api/_deadlines) and the server's stop a callback, so an idle connection
+keeps no task of its own. Domain events come in through `Session.offer`, a `send_nowait` into
+the same outbox: when it is full the reader is too slow, and the domain closes the connection
+with 1013 instead of waiting for it. Everything the server says goes through the outbox, so
+frames leave in the order they were produced.
 
-A little over 500 lines: the handshake's checks and the connection's reader and writer tasks, which
-share the connection's state.
+About 800 lines: the handshake's checks and what serves the connection (its frames, its writer,
+its end), which share the connection's state.
 """
 
 from __future__ import annotations
@@ -682,6 +684,7 @@ class JsonEdge:
             await self._reply(effect)
         if resuming is not None:
             self._release(resuming, effects)
+        await self._flush()
 
     def _release(self, chat_id: str, answer: list[EdgeEffect]) -> None:
         """Queue the live messages held during a resume that its answer did not contain."""
@@ -701,10 +704,12 @@ class JsonEdge:
         """Close once what is queued (the error that explains the close) has been written."""
         if self._closing is None:
             self._closing = close  # nothing is queued from now on
-        if self._writing:
-            self._drained = trio.Event()
-            with trio.move_on_after(FLUSH_SECONDS):
+        with trio.move_on_after(FLUSH_SECONDS):
+            if self._writing:
+                self._drained = trio.Event()
                 await self._drained.wait()
+            else:
+                await self._flush()
         self._stop()
 
     def _queue(self, item: Outbound) -> None:
@@ -712,45 +717,72 @@ class JsonEdge:
         `trio.WouldBlock` when the outbox is full."""
         self._outbox.put_nowait(item)
         if not self._writing:
-            assert self._transport is not None
-            self._writing = True
-            self._transport.spawn(self._write)
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        assert self._transport is not None
+        self._writing = True
+        self._transport.spawn(self._write)
 
     async def _reply(self, item: Outbound) -> None:
         """Queue a reply, waiting for room: a client that does not read only slows itself.
-        A checkpoint either way, as a memory channel's `send` is."""
+        What the frame's answer queued leaves once it is complete (`_flush`), unless a writer
+        runs and takes it."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._outbox.full():
+            if not self._writing:
+                self._start_writer()
             await self._outbox.room()
-        self._queue(item)
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        self._outbox.put_nowait(item)
+
+    async def _flush(self) -> None:
+        """Write a frame's answer from the task that answered it (the server's reader), unless
+        a writer runs: no task is started for it, and an answer without a wait (a pong) keeps
+        nothing while other connections' frames are handled, so a burst of frames on many
+        connections at once does not hold a task and a stack for each."""
+        if self._writing or self._ended or not len(self._outbox):
+            return
+        self._writing = True
+        await self._write_out(batching=False)
 
     async def _write(self) -> None:
-        """Write what the outbox holds, in batches, until it is empty; then end (the next frame
-        queued starts a writer again)."""
-        transport = self._transport
-        assert transport is not None, "queued only while running"
+        """The writer's task: what the outbox holds, until it is empty; then it ends (the next
+        frame queued starts a writer again)."""
         scope = self._begin_work()
         try:
             with scope:
-                while True:
+                await self._write_out(batching=True)
+        finally:
+            self._end_work(scope)
+
+    async def _write_out(self, *, batching: bool) -> None:
+        """Write what the outbox holds, in batches, until it is empty (`_writing` is set)."""
+        transport = self._transport
+        assert transport is not None, "queued only while running"
+        try:
+            while True:
+                if batching:
                     # What the tasks woken with the first frame queue behind it (a message's ack
                     # behind the message) joins it: one write to the socket for all.
                     await trio.lowlevel.checkpoint()
-                    items = self._outbox.take(WRITE_BATCH)
-                    if not items:
-                        return
-                    # Rendering reads nothing: the events carry what the frames show.
-                    frames = [self._render(each) for each in items]
-                    await send_together(transport, frames)
-                    for each in items:
-                        if self._core.written(each):
-                            transport.spawn(self._receipts)
+                items = self._outbox.take(WRITE_BATCH)
+                if not items:
+                    return
+                # Rendering reads nothing: the events carry what the frames show.
+                frames = [self._render(each) for each in items]
+                await send_together(transport, frames)
+                for each in items:
+                    if self._core.written(each):
+                        transport.spawn(self._receipts)
+                if not len(self._outbox):
+                    if not batching:
+                        return  # an answer written: nothing else came meanwhile
+                else:
+                    batching = True  # more came: the others run before the next batch
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
         finally:
-            self._end_work(scope)
             # Nothing between the empty outbox and here yields: a frame queued after it starts
             # the next writer.
             self._writing = False

@@ -73,6 +73,29 @@ async def test_an_idle_connection_keeps_no_task_of_its_own(live: Live) -> None:
     assert edge._work is None
 
 
+async def test_an_answer_is_written_by_the_reader_without_a_writer_task(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of frames on many connections at once (every client pinging) then holds neither a
+    # writer task nor a suspended stack for each while the others are handled.
+    writers: list[JsonEdge] = []
+    write = JsonEdge._write
+
+    async def counted(self: JsonEdge) -> None:
+        writers.append(self)
+        await write(self)
+
+    monkeypatch.setattr(JsonEdge, "_write", counted)
+    async with connect(live, await live.customer_token("shop-customer-1")) as client:
+        for _ in range(3):
+            await client.send({"type": "ping"})
+            await client.expect("pong")
+        await client.send({"type": "typing", "chatId": "nope", "on": True})
+        error = await client.expect("error")
+    assert error["code"] == "chat_not_found"
+    assert writers == []
+
+
 def _kept(edge: JsonEdge) -> list[Any]:
     """The slots of the connection's own objects (its edge, the edge's core)."""
     return [

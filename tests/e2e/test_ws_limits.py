@@ -19,7 +19,7 @@ import jwt
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionRejected
+from trio_websocket import ConnectionClosed, ConnectionRejected
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, RejectConnection, Request
 
@@ -184,7 +184,10 @@ async def test_a_flood_gets_an_error_then_close_1008(tmp_path: Path) -> None:
         connect(live, await live.customer_token("shop-customer-1")) as client,
     ):
         for _ in range(10):
-            await client.send({"type": "ping"})
+            try:
+                await client.send({"type": "ping"})
+            except ConnectionClosed:
+                break  # the close may come before the last of the burst is sent
         error = await client.expect("error")
         assert error["code"] == "rate_limited"
         assert (await client.closed()).code == 1008
