@@ -92,9 +92,11 @@ from hypercorn.typing import (
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
+from wsproto.events import Event as WsprotoEvent
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from api._client_frames import received_events
 from api._deadlines import Entry, deadlines
 
 log = logging.getLogger("api.server")
@@ -601,8 +603,7 @@ class Websocket(ws_stream.WSStream):
             self._end()
             return
         elif isinstance(event, Data) and self.handshake.accepted:
-            self.connection.receive_data(event.data)
-            await self._handle_events()
+            await self._handle_events(received_events(self.connection, event.data))
             return
         await super().handle(event)
 
@@ -666,11 +667,29 @@ class Websocket(ws_stream.WSStream):
     def _awaiting_peer_close(self) -> bool:
         return self.connection.state is ConnectionState.LOCAL_CLOSING
 
-    async def _handle_events(self) -> None:
-        for event in self.connection.events():
+    async def _handle_events(self, events: Iterable[WsprotoEvent] | None = None) -> None:
+        buffer = self.buffer
+        for event in self.connection.events() if events is None else events:
             if isinstance(event, Message):
                 if self._closing or self.closed:
                     continue  # the app reads no more
+                data = event.data
+                if (
+                    event.message_finished
+                    and buffer.value is None
+                    and len(data) <= buffer.max_length
+                ):
+                    # A whole message in one event (the usual case): what the buffer would make of
+                    # it (its limit counts characters of text, bytes of binary), without it.
+                    text = isinstance(data, str)
+                    await self._to_app(
+                        {
+                            "type": "websocket.receive",
+                            "bytes": None if text else data,
+                            "text": data if text else None,
+                        }
+                    )
+                    continue
                 try:
                     self.buffer.extend(event)
                 except FrameTooLargeError:
