@@ -78,7 +78,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.h11 import H11WSConnection
+from hypercorn.protocol.h11 import H11Protocol, H11WSConnection
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.task_group import _handle as _handle_app
@@ -663,6 +663,34 @@ class Websocket(ws_stream.WSStream):
             self._kept += frame
         else:
             await self.send(Data(stream_id=self.stream_id, data=frame))
+
+    async def send_texts(self, texts: list[str]) -> bool:
+        """`send_text` of each of `texts` in one write to the socket, made here without a
+        coroutine per frame and per layer (the stream, hypercorn's HTTP/1.1 protocol, the
+        connection): what the socket takes now is written at once, the rest as
+        `OneConnection.protocol_send` writes it. False, sending nothing, where `send_text` would
+        not frame them itself (then send them one by one, or in a `Batch`)."""
+        connection = self._connection
+        if (
+            self.closed
+            or self._kept is not None
+            or connection is None
+            or self.state is not ASGIWebsocketState.CONNECTED
+            or self.connection.state is not ConnectionState.OPEN
+            or self.connection._proto._outbound_opcode is not None
+            or self.connection._proto.extensions
+            # Only over HTTP/1.1, whose stream's bytes go straight to the connection.
+            or not isinstance(getattr(self.send, "__self__", None), H11Protocol)
+        ):
+            return False
+        data = b"".join([_text_frame(text) for text in texts])
+        # On an error nothing was written: the connection's own write finds the socket broken.
+        with contextlib.suppress(OSError):
+            data = connection._send_now(data)
+        if data:
+            # No checkpoint since `_send_now`: nothing else has written in between.
+            await self.send(Data(stream_id=self.stream_id, data=data))
+        return True
 
     def _awaiting_peer_close(self) -> bool:
         return self.connection.state is ConnectionState.LOCAL_CLOSING

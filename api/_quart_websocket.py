@@ -115,6 +115,12 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
     async def send(self, data: str) -> None:
         await self.send_data(self._asgi_send, data)
 
+    async def send_texts(self, texts: list[str]) -> bool:
+        """`send` of each of `texts`, in one write to the socket; False, sending nothing, when
+        the server cannot (send them one by one then)."""
+        stream = getattr(self._asgi_send, "__self__", None)
+        return isinstance(stream, Stream) and await stream.send_texts(texts)
+
     def frames_waiting(self) -> int | None:
         """How many frames the server has read for this connection that `receive` has not
         returned yet; None when the server does not say."""
@@ -209,6 +215,8 @@ class AcceptedFrames:
     scope: WebsocketScope
     frames_waiting: Callable[[], int | None]
     """How many frames are read and waiting for `receive`; None when unknown."""
+    send_texts: Callable[[list[str]], Coroutine[Any, Any, bool]]
+    """`send` of each text in one write to the socket; False, sending nothing, when it cannot."""
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._close(code, reason)
@@ -224,8 +232,13 @@ def accepted_frames(accepted: Websocket) -> AcceptedFrames:
         accepted._close,
         accepted.scope,  # type: ignore[arg-type]
         direct.frames_waiting if isinstance(direct, DirectWebsocket) else _unknown,
+        direct.send_texts if isinstance(direct, DirectWebsocket) else _cannot_send_texts,
     )
 
 
 def _unknown() -> None:
     return None
+
+
+async def _cannot_send_texts(_: list[str]) -> bool:
+    return False

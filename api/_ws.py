@@ -129,6 +129,9 @@ class WebSocket(Protocol):
 
 async def send_together(transport: WebSocket, frames: list[str]) -> None:
     """Send `frames` in order, in one write to the socket where the server allows it."""
+    send_texts = getattr(transport, "send_texts", None)
+    if send_texts is not None and await send_texts(frames):
+        return
     batch = getattr(transport, "scope", {}).get(BATCH_KEY)
     if batch is None or len(frames) == 1:
         for frame in frames:

@@ -10,7 +10,6 @@ import json
 
 import pytest
 import trio
-from hypercorn.events import Event, RawData
 from trio_websocket import open_websocket_url
 
 from api._hypercorn import OneConnection
@@ -22,16 +21,16 @@ ANN = "ann@switchboard.example"
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write to a socket of the server, in order."""
+    """Every write to a socket of the server, in order: each goes first to `_send_now`, from
+    `protocol_send` or, for a websocket's frames sent together, from the stream itself."""
     written: list[bytes] = []
-    original = OneConnection.protocol_send
+    original = OneConnection._send_now
 
-    async def recording(self: OneConnection, event: Event) -> None:
-        if isinstance(event, RawData):
-            written.append(bytes(event.data))
-        await original(self, event)
+    def recording(self: OneConnection, data: bytes) -> bytes:
+        written.append(bytes(data))
+        return original(self, data)
 
-    monkeypatch.setattr(OneConnection, "protocol_send", recording)
+    monkeypatch.setattr(OneConnection, "_send_now", recording)
     return written
 
 
