@@ -26,7 +26,8 @@ from api._ws_core import (
 )
 from store import AgentStatus, ChatStatus, MessageStatus, Priority
 
-ChatId = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_CHAT_ID_CHARS = 64
+ChatId = Annotated[str, Field(min_length=1, max_length=MAX_CHAT_ID_CHARS)]
 Seq = Annotated[int, Field(ge=0, le=2**53)]
 MAX_CONTENT_CHARS = 16_000
 

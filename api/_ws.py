@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from api._cors import origin_allowed
 from api._deadlines import Entry, deadlines
 from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
+    MAX_CHAT_ID_CHARS,
+    MAX_CONTENT_CHARS,
     AckOut,
     AgentStatusOut,
     ChatAssignedOut,
@@ -102,6 +105,7 @@ from api._ws_core import (
     Outbound,
     Peer,
     Pong,
+    PostMessage,
     Resume,
     Resumed,
 )
@@ -258,12 +262,37 @@ def decode(data: str | bytes) -> Inbound:
         return Malformed("invalid_json", "the frame is not valid JSON", None)
     if not isinstance(raw, dict):
         return Malformed("invalid_frame", 'a frame is a JSON object: {"type": ...}', None)
+    send = _plain_send(raw)
+    if send is not None:
+        return send
     ref = _raw_ref(raw)
     try:
         frame = client_frame.validate_python(raw)
     except ValidationError as error:
         return _invalid(error, raw, ref)
     return frame.command()
+
+
+_SEND_KEYS = frozenset(("type", "chatId", "clientMsgId", "content"))
+_CLIENT_MSG_ID = re.compile(r"[!-~]{1,128}")  # as api._schemas.ClientMsgId
+
+
+def _plain_send(raw: dict[str, object]) -> PostMessage | None:
+    """A `message.send` frame (most frames) in its plain form, checked as `MessageSendIn` checks
+    it without building the model; None for anything else, which the models validate."""
+    if raw.keys() != _SEND_KEYS or raw["type"] != "message.send":
+        return None
+    chat_id, client_msg_id, content = raw["chatId"], raw["clientMsgId"], raw["content"]
+    if (
+        type(chat_id) is str
+        and 0 < len(chat_id) <= MAX_CHAT_ID_CHARS
+        and type(client_msg_id) is str
+        and _CLIENT_MSG_ID.fullmatch(client_msg_id)
+        and type(content) is str
+        and 0 < len(content) <= MAX_CONTENT_CHARS
+    ):
+        return PostMessage(chat_id, client_msg_id, content)
+    return None
 
 
 _KNOWN_TYPES = ", ".join(sorted(client_frame.json_schema()["discriminator"]["mapping"]))
