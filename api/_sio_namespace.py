@@ -133,18 +133,24 @@ class Ending:
     message: str
 
 
-_last_message_json: tuple[Message, RawJson] | None = None
+# Enough for the messages written in one pass of the scheduler: with many chats busy, other
+# messages' events come between a message's `messageDelivered` and its `messageReceived`.
+MESSAGE_JSONS = 256
+_message_jsons: dict[int, tuple[Message, RawJson]] = {}  # by id(message); trio's thread only
 
 
 def message_json(message: Message) -> RawJson:
     """`{message}` as the original's events carry it. The sender's `messageDelivered` and the
-    receiver's `messageReceived` carry the same stored message moments apart: the last one made
-    is kept, so it is made once for both."""
-    global _last_message_json  # one entry, used only on trio's thread
-    if _last_message_json is not None and _last_message_json[0] is message:
-        return _last_message_json[1]
+    receiver's `messageReceived` carry the same stored message moments apart: the last
+    `MESSAGE_JSONS` made are kept, each with its message (an id is never taken for another
+    message's while it is here), so each is made once for both."""
+    found = _message_jsons.get(id(message))
+    if found is not None and found[0] is message:
+        return found[1]
     made = RawJson(SioMessageOut(message=SioMessage.of(message)).model_dump_json(by_alias=True))
-    _last_message_json = (message, made)
+    if len(_message_jsons) >= MESSAGE_JSONS:
+        del _message_jsons[next(iter(_message_jsons))]  # the oldest
+    _message_jsons[id(message)] = (message, made)
     return made
 
 
