@@ -807,10 +807,10 @@ class JsonEdge:
                     if self._core.written(each):
                         transport.spawn(self._receipts)
                 if not len(self._outbox):
-                    if not batching:
-                        return  # an answer written: nothing else came meanwhile
-                else:
-                    batching = True  # more came: the others run before the next batch
+                    # Nothing was queued during the write (most writes do not yield): done,
+                    # without a checkpoint only to find the outbox empty.
+                    return
+                batching = True  # more came: the others run before the next batch
         except Exception:
             log.exception("cannot write to websocket session %s", self.session.id)
             self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
