@@ -62,7 +62,6 @@ from api._errors import ASK_SECONDS, ApiError, error_response
 from api._frames import (
     MAX_CHAT_ID_CHARS,
     MAX_CONTENT_CHARS,
-    AckOut,
     AgentStatusOut,
     ChatAssignedOut,
     ChatOpenedOut,
@@ -357,6 +356,20 @@ class RenderedMessages:
 
 # Enough for the fan-out of every message written in one pass of the scheduler.
 RENDERED_MESSAGES = RenderedMessages(256)
+
+
+def ack_json(ack: Ack) -> str:
+    """`AckOut`'s JSON (every message has an ack): the same text, by the same serializer, without
+    building and validating the model."""
+    return pydantic_core.to_json(
+        {
+            "type": "ack",
+            "clientMsgId": ack.client_msg_id,
+            "chatId": ack.chat_id,
+            "seq": ack.seq,
+            "messageId": ack.message_id,
+        }
+    ).decode()
 
 
 class Outbox:
@@ -852,10 +865,8 @@ class JsonEdge:
                 frame = ReadOut(chat_id=chat_id, reader_id=reader_id, seq=seq, status=status)
             case FloorUpdate():
                 frame = FloorOut.of(item)
-            case Ack(client_msg_id, chat_id, seq, message_id):
-                frame = AckOut(
-                    client_msg_id=client_msg_id, chat_id=chat_id, seq=seq, message_id=message_id
-                )
+            case Ack():
+                return ack_json(item)
             case Resumed(chat_id, last_seq):
                 frame = ResumedOut(chat_id=chat_id, recovered=True, last_seq=last_seq)
             case NotRecovered(chat_id, reason):

@@ -1,6 +1,7 @@
 """A `message.send` frame in its plain form is read without building its model
 (api._ws._plain_send), and decodes to exactly what the model makes of it: the same command, or
-the same error for every frame the shortcut leaves to the models."""
+the same error for every frame the shortcut leaves to the models. An ack is written without its
+model too (api._ws.ack_json), as the same text."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from api._frames import client_frame
-from api._ws import _invalid, _plain_send, _raw_ref, decode
-from api._ws_core import Inbound, PostMessage
+from api._frames import AckOut, client_frame
+from api._ws import _invalid, _plain_send, _raw_ref, ack_json, decode
+from api._ws_core import Ack, Inbound, PostMessage
 
 
 def by_the_models(raw: dict[str, object]) -> Inbound:
@@ -68,3 +69,18 @@ def test_the_plain_form_is_read_without_the_models() -> None:
     assert _plain_send(send()) == PostMessage("c1", "m-1", "hello")
     assert _plain_send(send(extra=1)) is None
     assert _plain_send(send(content="")) is None
+
+
+ACKS = [
+    Ack("m-1", "c1", 1, "id-1"),
+    Ack("!~\"\\'", "chat/é 日本", 2**53, "x" * 200),
+    Ack("m", "c", 0, "\u0000\u001f\u2028"),
+]
+
+
+@pytest.mark.parametrize("ack", ACKS, ids=lambda ack: ack.client_msg_id)
+def test_an_ack_is_the_text_its_model_makes(ack: Ack) -> None:
+    model = AckOut(
+        client_msg_id=ack.client_msg_id, chat_id=ack.chat_id, seq=ack.seq, message_id=ack.message_id
+    )
+    assert ack_json(ack) == model.model_dump_json(by_alias=True)
