@@ -70,6 +70,11 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
             self._asgi_receive = receive
             self._asgi_send = send
             websocket._receive = self.receive
+            # ASGI's first event (Quart-Trio's pump read it). Left queued, the accepted
+            # connection counted it as a frame waiting and its task waited behind it for the
+            # client's first frame: an idle client that never sent one kept that task for life.
+            if (await receive())["type"] != "websocket.connect":
+                return  # gone before it was offered to the app
             try:
                 await ASGIWebsocketConnection.handle_websocket(self, websocket, send)
             except BaseException:
@@ -110,7 +115,6 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
             if event["type"] == "websocket.disconnect":
                 self._gone.cancel()
                 await trio.lowlevel.checkpoint()  # raises Cancelled, caught by that scope
-            # websocket.connect: nothing to do
 
     async def send(self, data: str) -> None:
         await self.send_data(self._asgi_send, data)

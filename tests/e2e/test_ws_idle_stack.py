@@ -73,6 +73,30 @@ async def test_an_idle_connection_keeps_no_task_of_its_own(live: Live) -> None:
     assert edge._work is None
 
 
+async def test_a_connection_that_never_sends_a_frame_keeps_no_task_either(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shop page opens its websocket and waits: nothing comes from the client. The ASGI
+    # connect event once stayed queued and counted as a frame waiting, so the app's task waited
+    # behind it for the client's first frame.
+    handed = trio.Event()
+    run = JsonEdge.run
+
+    async def observed(self: JsonEdge, transport: Any) -> None:
+        await run(self, transport)
+        handed.set()
+
+    monkeypatch.setattr(JsonEdge, "run", observed)
+    async with connect(live, await live.customer_token("shop-customer-1")):
+        with trio.fail_after(10):  # a bound on the failure, not a wait for success
+            await handed.wait()
+        stacks = _stacks()
+        edge = _the_edge()
+        assert edge._handed
+    serving = [stack for stack in stacks if set(_SERVING) & set(stack)]
+    assert serving == [], serving
+
+
 async def test_an_answer_is_written_by_the_reader_without_a_writer_task(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
