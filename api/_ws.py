@@ -546,8 +546,10 @@ class JsonEdge:
                     while not self._ended and transport.frames_waiting():
                         await self._handle(await transport.receive())
                     if not self._ended:
-                        transport.take_frames(self)
+                        # Handed first: a peer already gone is told at once (`gone`), and the
+                        # end must then run in a task of its own, as it would later.
                         self._handed = True
+                        transport.take_frames(self)
             finally:
                 self._end_work(scope)
         finally:

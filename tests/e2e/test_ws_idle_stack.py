@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from api._auth import Principal
 from api._ws import JsonEdge
 from store import User
-from tests.conftest import Live
-from tests.e2e.wsclient import connect
+from tests.conftest import Live, make_settings, running_server
+from tests.e2e.wsclient import WsClient, connect
 
 
 def _tasks(nursery: trio.Nursery) -> Iterator[trio.lowlevel.Task]:
@@ -95,6 +97,45 @@ async def test_a_connection_that_never_sends_a_frame_keeps_no_task_either(
         assert edge._handed
     serving = [stack for stack in stacks if set(_SERVING) & set(stack)]
     assert serving == [], serving
+
+
+async def test_a_peer_cut_as_the_connection_attaches_still_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server cuts the client (a frame over the limit: 1009) after the connection's last
+    # checkpoint before it takes the frames: the cut comes as the hand-over begins, and the
+    # connection must still end (detach, log, free its slot) exactly once.
+    client: list[WsClient] = []
+    connected = trio.Event()
+    ended: list[JsonEdge] = []
+    attach, let_go = JsonEdge._attach, JsonEdge._let_go
+
+    async def attach_while_cut(self: JsonEdge) -> None:
+        await attach(self)
+        with trio.CancelScope(shield=True):  # no checkpoint of the connection's own after this
+            await connected.wait()
+            await client[0].send_raw("x" * 2000)
+            assert (await client[0].closed()).code == 1009
+            await trio.testing.wait_all_tasks_blocked()  # the server's reader has cut it
+
+    let_go_called = trio.Event()
+
+    def counted(self: JsonEdge) -> None:
+        ended.append(self)
+        let_go(self)
+        let_go_called.set()
+
+    monkeypatch.setattr(JsonEdge, "_attach", attach_while_cut)
+    monkeypatch.setattr(JsonEdge, "_let_go", counted)
+    settings = make_settings(tmp_path, ws_max_frame_bytes=1024)
+    async with running_server(settings) as live:
+        async with connect(live, await live.customer_token("shop-customer-1")) as opened:
+            client.append(opened)
+            connected.set()
+            with trio.fail_after(10):  # a bound on the failure, not a wait for success
+                await let_go_called.wait()
+        assert len(ended) == 1
+        assert ended[0]._ended
 
 
 async def test_an_answer_is_written_by_the_reader_without_a_writer_task(
