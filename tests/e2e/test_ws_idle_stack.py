@@ -108,6 +108,7 @@ async def test_a_peer_cut_as_the_connection_attaches_still_ends_it(
     client: list[WsClient] = []
     connected = trio.Event()
     ended: list[JsonEdge] = []
+    let_go_called = trio.Event()
     attach, let_go = JsonEdge._attach, JsonEdge._let_go
 
     async def attach_while_cut(self: JsonEdge) -> None:
@@ -117,8 +118,6 @@ async def test_a_peer_cut_as_the_connection_attaches_still_ends_it(
             await client[0].send_raw("x" * 2000)
             assert (await client[0].closed()).code == 1009
             await trio.testing.wait_all_tasks_blocked()  # the server's reader has cut it
-
-    let_go_called = trio.Event()
 
     def counted(self: JsonEdge) -> None:
         ended.append(self)
