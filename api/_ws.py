@@ -513,7 +513,7 @@ class JsonEdge:
         # end has begun, each is cancelled and none starts.
         self._work: set[trio.CancelScope] | None = None
         self._ended = False
-        self._handed = False  # the server's reader hands it the frames (`run` has returned)
+        self._handed = False  # the server's reader hands it the frames (from `take_frames` on)
         self.session = Session(
             session_id, self._peer.user_id, self._offer, self._close, token_id(principal, token)
         )
