@@ -27,8 +27,7 @@ acknowledged, and every call still refuses duplicates through the unique indexes
   counters do not count.
 
 Round trips: on MongoDB 8.0 and later, a write to several collections (a run of messages and
-their chat's counters; `mark_messages`' statuses and unread count) is one client-level
-bulkWrite command, ordered, so it stops at a refused write just as the separate commands did.
+their chat's counters) is one client-level bulkWrite command, ordered, so it stops at a refused write just as the separate commands did.
 Older servers, and nx-27017 (see `_supports_bulk_write`), get one command per collection.
 - `append_activity` takes back the entries it inserted when a later one is refused; a crash
   before that leaves the entries before the refused one.
@@ -50,7 +49,11 @@ paused between its compare-and-set and its writes, and wakes up after the claim,
 document it would write already stamped with a later token: its late writes change nothing
 (but for a chat it created that was deleted in between, which its late insert brings back).
 - `delete_chat` deletes the chat, then its messages (and always its messages, so calling it
-  again clears what a crash left); `mark_messages` raises statuses, then clears the unread count.
+  again clears what a crash left).
+
+Receipts: `mark_messages` moves its reader's read mark on the chat document, with the unread
+count, in one single-document update (atomic everywhere, no transaction); a message's status is
+its stored one raised by the marks (see `_reads`).
 """
 
 from store.mongo._client import drop_database as drop_database

@@ -22,7 +22,6 @@ from pymongo import (
     InsertOne,
     MongoClient,
     ReturnDocument,
-    UpdateMany,
     UpdateOne,
 )
 from pymongo.client_session import ClientSession
@@ -62,6 +61,7 @@ from store._records import (
     Role,
     User,
 )
+from store.mongo import _reads
 from store.mongo._client import _transient
 from store.mongo._schema import (
     _ACTIVITY,
@@ -293,7 +293,12 @@ class _Database:
         return self._one(self._chats, _CHATS, {"_id": chat_id})
 
     def restore_chat(self, chat: Chat) -> Chat:
-        if not self._chats.replace_one({"_id": chat.id}, _CHATS.encode(chat)).matched_count:
+        # The chat's read marks are not in the record but say its messages' statuses: kept.
+        kept = self._chats.find_one({"_id": chat.id}, {_reads.READS: 1})
+        document = _CHATS.encode(chat)
+        if kept is not None and _reads.READS in kept:
+            document[_reads.READS] = kept[_reads.READS]
+        if kept is None or not self._chats.replace_one({"_id": chat.id}, document).matched_count:
             raise NotFound(f"chat {chat.id}")
         return chat
 
@@ -453,7 +458,7 @@ class _Database:
 
     def _write_together(
         self,
-        writes: Sequence[InsertOne[Document] | UpdateOne | UpdateMany],
+        writes: Sequence[InsertOne[Document] | UpdateOne],
         session: ClientSession | None,
     ) -> ClientBulkWriteResult:
         """Writes to several collections in one round trip (the bulkWrite command of MongoDB
@@ -468,11 +473,14 @@ class _Database:
         )
 
     def get_message(self, message_id: str) -> Message | None:
-        return self._one(self._messages, _MESSAGES, {"_id": message_id})
+        return self._one_message({"_id": message_id})
 
     def get_message_by_client_id(self, chat_id: str, client_msg_id: str) -> Message | None:
-        query = {"chat_id": _eq(chat_id), "client_msg_id": _eq(client_msg_id)}
-        return self._one(self._messages, _MESSAGES, query)
+        return self._one_message({"chat_id": _eq(chat_id), "client_msg_id": _eq(client_msg_id)})
+
+    def _one_message(self, query: Document) -> Message | None:
+        found = self._one(self._messages, _MESSAGES, query)
+        return None if found is None else self._with_marks(found.chat_id, [found])[0]
 
     def list_messages(self, chat_id: str, after_seq: int, limit: int) -> list[Message]:
         documents = (
@@ -480,7 +488,14 @@ class _Database:
             .sort("seq", ASCENDING)
             .limit(limit)
         )
-        return [_MESSAGES.decode(d) for d in documents]
+        return self._with_marks(chat_id, [_MESSAGES.decode(d) for d in documents])
+
+    def _with_marks(self, chat_id: str, messages: list[Message]) -> list[Message]:
+        """`messages` of one chat with the statuses its read marks give them (`_reads`)."""
+        if not messages:
+            return messages
+        marks = _reads.marks_of(self._chats.find_one({"_id": chat_id}, {_reads.READS: 1}))
+        return [_reads.with_marks(message, marks) for message in messages]
 
     def mark_messages(
         self,
@@ -490,93 +505,46 @@ class _Database:
         up_to_seq: int,
         status: MessageStatus,
     ) -> int:
-        replaceable = _rules.statuses_below(status)
-        # Every condition in a shape nx-27017 answers in SQL, the chat and seqs from its
-        # (chat_id, seq) index (see `_eq`, `_status_among`); MongoDB reads them the same.
-        unread = {
-            "chat_id": _eq(chat_id),
-            "seq": {"$gt": after_seq, "$lte": up_to_seq},
-            "sender_id": {"$ne": reader_id},
-            "status": _status_among(replaceable),
-        }
-        raise_statuses = {"$set": {"status": status.value}}
-        if self.bulk:
-            return self._atomically(
-                lambda session: self._mark_together(
-                    chat_id, reader_id, status, unread if replaceable else None, session
-                )
-            )
-
-        def work(session: ClientSession | None) -> int:
-            changed = 0
-            if replaceable:
-                changed = self._messages.update_many(
-                    unread, raise_statuses, session=session
-                ).modified_count
-            if status == MessageStatus.SEEN:
-                # The customer's unread count if the reader is the chat's customer, else the
-                # agent's: the first update that matches says which, and that the chat exists.
-                for side, reader in (("customer", reader_id), ("agent", {"$ne": reader_id})):
-                    query = {"_id": chat_id, "customer_id": reader}
-                    update = {"$set": {f"{side}_unread_count": 0}}
-                    if self._chats.update_one(query, update, session=session).matched_count:
-                        return changed
-                raise NotFound(f"chat {chat_id}")
-            # Messages only change in a chat that exists (or in what a crash part way through
-            # delete_chat left, which the next delete_chat clears): only a mark that changed
-            # nothing asks.
-            if (
-                not changed
-                and self._chats.find_one({"_id": chat_id}, {"_id": 1}, session=session) is None
-            ):
-                raise NotFound(f"chat {chat_id}")
-            return changed
-
-        return self._atomically(work)
-
-    def _mark_together(
-        self,
-        chat_id: str,
-        reader_id: str,
-        status: MessageStatus,
-        unread: Document | None,
-        session: ClientSession | None,
-    ) -> int:
-        """`mark_messages` in one round trip: the statuses first, then the chat, whose updates
-        say by how many documents they matched whether it exists and whose side reads."""
-        writes: list[UpdateOne | UpdateMany] = []
-        if unread is not None:
-            writes.append(
-                UpdateMany(
-                    unread, {"$set": {"status": status.value}}, namespace=self._messages.full_name
-                )
-            )
-        chats = self._chats.full_name
-        if status == MessageStatus.SEEN:
-            # The customer's unread count if the reader is the chat's customer, else the agent's.
-            writes += [
-                UpdateOne(
-                    {"_id": chat_id, "customer_id": reader_id},
-                    {"$set": {"customer_unread_count": 0}},
-                    namespace=chats,
-                ),
-                UpdateOne(
-                    {"_id": chat_id, "customer_id": {"$ne": reader_id}},
-                    {"$set": {"agent_unread_count": 0}},
-                    namespace=chats,
-                ),
-            ]
-        else:
-            # Changes nothing; only says whether the chat is there.
-            writes.append(
-                UpdateOne({"_id": chat_id}, {"$inc": {"agent_unread_count": 0}}, namespace=chats)
-            )
-        written = self._write_together(writes, session)
-        results = written.update_results
-        first_chat = 0 if unread is None else 1
-        if not sum(results[i].matched_count for i in range(first_chat, len(writes))):
+        # The chat's marks (see `_reads`): what the messages' statuses are, and the reader's side.
+        fields = ("last_seq", "customer_id", "customer_unread_count", "agent_unread_count")
+        chat = self._chats.find_one({"_id": chat_id}, dict.fromkeys((*fields, _reads.READS), 1))
+        if chat is None:
             raise NotFound(f"chat {chat_id}")
-        return 0 if unread is None else results[0].modified_count
+        if status == MessageStatus.SENT:
+            return 0  # every message is sent already
+        marks = _reads.marks_of(chat)
+        covered = marks.get(_reads.reader_key(reader_id), _reads.Mark()).covers(status)
+        # A mark covers only messages stored when it moves: later ones have higher seqs.
+        up_to = min(up_to_seq, int(chat.get("last_seq", 0)))
+        # Every condition in a shape nx-27017 answers in SQL, the chat and seqs from its
+        # (chat_id, seq) index (see `_eq`); MongoDB reads them the same.
+        looked_at = {
+            "chat_id": _eq(chat_id),
+            "seq": {"$gt": max(after_seq, covered), "$lte": up_to},
+            "sender_id": {"$ne": reader_id},
+        }
+        replaceable = _rules.statuses_below(status)
+        raised = sum(
+            _reads.status_of(d["seq"], d["sender_id"], MessageStatus(d["status"]), marks)
+            in replaceable
+            for d in self._messages.find(looked_at, {"seq": 1, "sender_id": 1, "status": 1})
+        )
+        update: Document = {}
+        unread = ("customer" if chat.get("customer_id") == reader_id else "agent") + "_unread_count"
+        if status == MessageStatus.SEEN and chat.get(unread):
+            # Only if unread: a message stored since the read above came after `up_to`.
+            update["$set"] = {unread: 0}
+        if after_seq <= covered < up_to:
+            update["$max"] = {_reads.mark_field(reader_id, status): up_to}
+        elif raised:
+            # A gap below `after_seq` the mark does not cover: the messages' own statuses rise.
+            self._messages.update_many(
+                looked_at | {"status": _status_among(replaceable)},
+                {"$set": {"status": status.value}},
+            )
+        if update and not self._chats.update_one({"_id": chat_id}, update).matched_count:
+            raise NotFound(f"chat {chat_id}")  # deleted since it was read
+        return raised
 
     # notifications
 

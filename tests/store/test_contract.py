@@ -698,6 +698,64 @@ async def test_mark_messages_after_seq_leaves_the_messages_up_to_it_alone(
         )
 
 
+async def test_a_receipt_covers_only_the_messages_stored_when_it_was_made(
+    store: Backend,
+) -> None:
+    """A receipt up to a seq past the last message marks what is there, not the messages stored
+    after it; a later receipt up to a lower seq lowers nothing."""
+    agent = new_id()
+    c = await store.create_chat(chat(agent_id=agent))
+    for seq in (1, 2, 3):
+        await store.append_message(message(c, seq))
+    assert (
+        await store.mark_messages(c.id, reader_id=agent, up_to_seq=99, status=MessageStatus.SEEN)
+        == 3
+    )
+    await store.append_message(message(c, 4))
+    assert (
+        await store.mark_messages(
+            c.id, reader_id=agent, up_to_seq=1, status=MessageStatus.DELIVERED
+        )
+        == 0
+    )
+    assert await statuses(store, c.id) == ["seen", "seen", "seen", "sent"]
+    assert (
+        await store.mark_messages(
+            c.id, reader_id=agent, up_to_seq=4, status=MessageStatus.DELIVERED, after_seq=3
+        )
+        == 1
+    )
+    assert await statuses(store, c.id) == ["seen", "seen", "seen", "delivered"]
+    second = await store.get_message_by_client_id(c.id, "client-2")
+    assert second is not None
+    assert second.status == MessageStatus.SEEN
+
+
+@pytest.mark.parametrize("customer_id", ["shop.customer$1", "$7", "ünïcode 9"])
+async def test_receipts_of_a_reader_whose_id_is_no_field_name(
+    store: Backend, customer_id: str
+) -> None:
+    """A shop names its customers as it likes: ids with dots, dollars, spaces, any letters
+    mark and read back as any other."""
+    agent = new_id()
+    c = await store.create_chat(chat(agent_id=agent, customer_id=customer_id))
+    await store.append_message(message(c, 1, sender_id=agent, sender_role=Role.AGENT))
+    await store.append_message(message(c, 2))
+    assert (
+        await store.mark_messages(
+            c.id, reader_id=customer_id, up_to_seq=2, status=MessageStatus.SEEN
+        )
+        == 1
+    )
+    assert await statuses(store, c.id) == ["seen", "sent"]
+    found = await store.get_message((await store.list_messages(c.id))[0].id)
+    assert found is not None
+    assert found.status == MessageStatus.SEEN
+    current = await store.get_chat(c.id)
+    assert current is not None
+    assert current.customer_unread_count == 0
+
+
 async def test_marking_seen_clears_the_readers_unread_count(store: Backend) -> None:
     agent = new_id()
     c = await store.create_chat(chat(agent_id=agent))

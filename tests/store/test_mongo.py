@@ -203,7 +203,8 @@ async def test_round_trips_per_write(
     database_url: str, monkeypatch: pytest.MonkeyPatch, bulk: bool
 ) -> None:
     """A message (or a run of them) and its chat's counters: one bulkWrite where the server has
-    it, else one insert and one update; a delivery receipt that changes messages: one command."""
+    it, else one insert and one update; a delivery receipt that changes messages: two reads
+    (the chat's marks, the messages it raises) and one write, of the chat alone."""
     commands = _Commands()
     listening = functools.partial(MongoClient, event_listeners=[commands])
     monkeypatch.setattr("store.mongo._client.MongoClient", listening)
@@ -216,25 +217,30 @@ async def test_round_trips_per_write(
         await store.append_messages([message(c, 2), message(c, 3), message(c, 4)])
         run = list(commands.sent)
         commands.sent.clear()
+        commands.documents.clear()
         agent = user(role=Role.AGENT)
         await store.mark_messages(
             c.id, reader_id=agent.id, up_to_seq=4, status=MessageStatus.DELIVERED
         )
         delivered = list(commands.sent)
+        [written] = [d for d in commands.documents if d.get("update") or d.get("bulkWrite")]
     expected = ["bulkWrite"] if bulk else ["insert", "update"]
     assert one == expected
     assert run == expected
-    assert delivered == (["bulkWrite"] if bulk else ["update"])
+    assert delivered == ["find", "find", "update"]
+    assert written["update"] == "chats"
 
 
 @pytest.mark.parametrize("status", [MessageStatus.DELIVERED, MessageStatus.SEEN])
 async def test_a_receipt_is_a_range_of_the_chat_seq_index(
     database_url: str, monkeypatch: pytest.MonkeyPatch, status: MessageStatus
 ) -> None:
-    """A receipt's update reads the seqs after `after_seq` from the (chat_id, seq) index, not
-    every message. nx-27017 answers from an index only `$eq`, `$ne` and ranges (a plain
-    equality or an `$in` reads the whole collection): the filter is made of those, and the
-    server's plan for it (its SQLite plan; MongoDB's stages) is a range of that index."""
+    """A receipt reads the seqs after `after_seq` from the (chat_id, seq) index, not every
+    message: the messages it looks at and, here where `after_seq` is past the reader's mark
+    (none), the update that raises their own statuses. nx-27017 answers from an index only
+    `$eq`, `$ne` and ranges (a plain equality or an `$in` reads the whole collection): the
+    filters are made of those, and the server's plan for each (its SQLite plan; MongoDB's
+    stages) is a range of that index."""
     commands = _Commands()
     listening = functools.partial(MongoClient, event_listeners=[commands])
     monkeypatch.setattr("store.mongo._client.MongoClient", listening)
@@ -245,16 +251,41 @@ async def test_a_receipt_is_a_range_of_the_chat_seq_index(
         changed = await store.mark_messages(
             c.id, reader_id=new_id(), up_to_seq=3, status=status, after_seq=1
         )
+        assert [m.status for m in await store.list_messages(c.id)] == ["sent", status, status]
     assert changed == 2
+    found = next(d for d in commands.documents if d.get("find") == "messages")
     [update] = [d for d in commands.documents if d.get("update") == "messages"]
     [statement] = update["updates"]
     query = statement["q"]
-    assert query["seq"] == {"$gt": 1, "$lte": 3}
-    plan = _plan(database_url, "messages", query)
+    assert found["filter"]["seq"] == query["seq"] == {"$gt": 1, "$lte": 3}
     on_nx = "USING INDEX idx_messages_chat_id_seq (<expr>=? AND <expr>>? AND <expr><?)"
-    assert on_nx in plan or ("IXSCAN" in plan and "chat_seq" in plan), plan
+    for filter_ in (found["filter"], query):
+        plan = _plan(database_url, "messages", filter_)
+        assert on_nx in plan or ("IXSCAN" in plan and "chat_seq" in plan), plan
     # nx-27017's update reads the filter with another translator than its find
     assert on_nx in _nx_update_plan("messages", query)
+
+
+async def test_a_receipt_is_a_mark_on_its_chat_that_a_restore_keeps(database_url: str) -> None:
+    """A receipt moves its reader's mark on the chat document and writes no message: their
+    documents still say sent, and they read back seen. Restoring the chat's record (as
+    `switchboard migrate` does) keeps the marks, and so the statuses."""
+    agent = new_id()
+    async with open_mongo_store(database_url) as store:
+        c = await store.create_chat(chat(agent_id=agent))
+        await store.append_messages([message(c, 1), message(c, 2)])
+        await store.mark_messages(c.id, reader_id=agent, up_to_seq=2, status=MessageStatus.SEEN)
+        with _looking_at(database_url) as database:
+            stored = [d["status"] for d in database["messages"].find({"chat_id": c.id})]
+            document = database["chats"].find_one({"_id": c.id})
+        assert stored == ["sent", "sent"]
+        assert document is not None
+        assert document["reads"] == {"u" + agent: {"seen": 2}}
+        current = await store.get_chat(c.id)
+        assert current is not None
+        await store.restore_chat(replace(current, title="Restored"))
+        seen = [MessageStatus.SEEN] * 2
+        assert [m.status for m in await store.list_messages(c.id)] == seen
 
 
 def _plan(database_url: str, collection: str, query: Mapping[str, Any]) -> str:
