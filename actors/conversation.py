@@ -312,9 +312,9 @@ class ConversationActor(BatchActor[ConversationMessage]):
                 if reader.role == Role.ADMIN:
                     # An admin watching is nobody's receiver: marking the messages seen would
                     # hide them from the agent's unread count.
-                    reply.send(0)
+                    reply.send(None)
                 else:
-                    changed = await self._store.mark_messages(
+                    await self._store.mark_messages(
                         self._chat_id,
                         reader_id=reader.user_id,
                         up_to_seq=seq,
@@ -323,7 +323,7 @@ class ConversationActor(BatchActor[ConversationMessage]):
                     )
                     transcript.marked(reader.user_id, seq, status)
                     self._moved(self._head.read(reader.user_id == transcript.customer_id, status))
-                    reply.send(changed)
+                    reply.send(None)
                     self._fan_out(
                         route,
                         reader.user_id,

@@ -321,7 +321,7 @@ class MarkRead:
     reader: Speaker
     seq: int
     status: MessageStatus
-    reply: Reply[int]
+    reply: Reply[None]
 
 
 @dataclass(frozen=True, slots=True)

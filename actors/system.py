@@ -299,10 +299,8 @@ class System:
 
     async def mark_read(
         self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus
-    ) -> int:
-        return await self._ask_conversation(
-            chat_id, lambda reply: MarkRead(reader, seq, status, reply)
-        )
+    ) -> None:
+        await self._ask_conversation(chat_id, lambda reply: MarkRead(reader, seq, status, reply))
 
     async def history(
         self, chat_id: str, reader: Speaker, *, after_seq: int, limit: int

@@ -218,11 +218,10 @@ class ClusterSystem(System):
 
     async def mark_read(
         self, chat_id: str, reader: Speaker, *, seq: int, status: MessageStatus
-    ) -> int:
-        answer: int = await self.node.call(
+    ) -> None:
+        await self.node.call(
             "mark_read", {"chat_id": chat_id, "reader": reader, "seq": seq, "status": status}
         )
-        return answer
 
     async def history(
         self, chat_id: str, reader: Speaker, *, after_seq: int, limit: int

@@ -74,7 +74,7 @@ class Operations(Protocol):
         after_seq: int,
         up_to_seq: int,
         status: MessageStatus,
-    ) -> int: ...
+    ) -> None: ...
     def add_notification(self, notification: Notification) -> Notification: ...
     def list_notifications(
         self, user_id: str, limit: int, offset: int
@@ -237,8 +237,8 @@ class Facade(ABC):
         up_to_seq: int,
         status: MessageStatus,
         after_seq: int = 0,
-    ) -> int:
-        return await self._call(
+    ) -> None:
+        await self._call(
             lambda db: db.mark_messages(chat_id, reader_id, after_seq, up_to_seq, status)
         )
 

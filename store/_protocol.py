@@ -40,7 +40,8 @@ In detail:
 - `list_messages`: seq > after_seq, ascending by seq, at most `limit`.
 - `mark_messages`: `NotFound` if the chat is missing; the chat's messages with
   after_seq < seq <= up_to_seq not sent by `reader_id` whose status is below `status` (sent <
-  delivered < seen) get `status`; returns how many changed. With seen, the reader's side unread
+  delivered < seen) get `status`; nothing is returned, as counting them would cost a MongoDB
+  receipt a read it otherwise does without. With seen, the reader's side unread
   count becomes 0 (the chat's customer -> customer_unread_count, anyone else ->
   agent_unread_count). `after_seq` (0: from the first message) is for a caller that knows the
   messages up to it are marked already, as their conversation does: a receipt then costs the
@@ -264,7 +265,7 @@ class TranscriptStore(TranscriptReader, Protocol):
         up_to_seq: int,
         status: MessageStatus,
         after_seq: int = 0,
-    ) -> int: ...
+    ) -> None: ...
 
 
 class NotificationStore(Protocol):

@@ -356,13 +356,12 @@ class MemoryStore:
         up_to_seq: int,
         status: MessageStatus,
         after_seq: int = 0,
-    ) -> int:
+    ) -> None:
         await trio.lowlevel.checkpoint()
         chat = self._chats.get(chat_id)
         if chat is None:
             raise NotFound(f"chat {chat_id}")
         replaceable = _rules.statuses_below(status)
-        changed = 0
         for seq, message_id in self._message_ids_by_seq[chat_id].items():
             message = self._messages[message_id]
             if (
@@ -371,13 +370,11 @@ class MemoryStore:
                 and message.status in replaceable
             ):
                 self._messages[message_id] = replace(message, status=status)
-                changed += 1
         if status == MessageStatus.SEEN:
             if reader_id == chat.customer_id:
                 self._chats[chat_id] = replace(chat, customer_unread_count=0)
             else:
                 self._chats[chat_id] = replace(chat, agent_unread_count=0)
-        return changed
 
     # notifications
 

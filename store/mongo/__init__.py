@@ -27,7 +27,8 @@ acknowledged, and every call still refuses duplicates through the unique indexes
   counters do not count.
 
 Round trips: on MongoDB 8.0 and later, a write to several collections (a run of messages and
-their chat's counters) is one client-level bulkWrite command, ordered, so it stops at a refused write just as the separate commands did.
+their chat's counters) is one client-level bulkWrite command, ordered, so it stops at a refused
+write just as the separate commands did.
 Older servers, and nx-27017 (see `_supports_bulk_write`), get one command per collection.
 - `append_activity` takes back the entries it inserted when a later one is refused; a crash
   before that leaves the entries before the refused one.

@@ -504,47 +504,76 @@ class _Database:
         after_seq: int,
         up_to_seq: int,
         status: MessageStatus,
-    ) -> int:
-        # The chat's marks (see `_reads`): what the messages' statuses are, and the reader's side.
-        fields = ("last_seq", "customer_id", "customer_unread_count", "agent_unread_count")
-        chat = self._chats.find_one({"_id": chat_id}, dict.fromkeys((*fields, _reads.READS), 1))
+    ) -> None:
+        if status == MessageStatus.SENT:  # every message is sent already
+            if self._chats.find_one({"_id": chat_id}, {"_id": 1}) is None:
+                raise NotFound(f"chat {chat_id}")
+            return
+        # A receipt that follows on from its reader's mark (as a conversation's do) and names a
+        # stored message moves the mark in one conditional update, with no read; the chat's
+        # customer_id in the condition says whose unread count it clears.
+        follows: Document = {"_id": chat_id, "last_seq": {"$gte": up_to_seq}}
+        if after_seq > 0:
+            follows[_reads.mark_field(reader_id, status)] = {"$gte": after_seq}
+        moved = {"$max": _reads.moved(reader_id, status, up_to_seq)}
+        if status == MessageStatus.DELIVERED:
+            attempts = [(follows, moved)]
+        else:
+            attempts = [
+                (follows | {"customer_id": _eq(reader_id)}, moved | _CLEAR_CUSTOMER_UNREAD),
+                (follows | {"customer_id": {"$ne": reader_id}}, moved | _CLEAR_AGENT_UNREAD),
+            ]
+        for condition, update in attempts:
+            if self._chats.update_one(condition, update).matched_count:
+                return
+        self._mark_from_the_chat(chat_id, reader_id, after_seq, up_to_seq, status)
+
+    def _mark_from_the_chat(
+        self,
+        chat_id: str,
+        reader_id: str,
+        after_seq: int,
+        up_to_seq: int,
+        status: MessageStatus,
+    ) -> None:
+        """`mark_messages` for any other receipt: one naming a seq past the last message, or
+        one whose `after_seq` is past its reader's mark, or to a chat that is gone."""
+        chat = self._chats.find_one(
+            {"_id": chat_id}, {"last_seq": 1, "customer_id": 1, _reads.READS: 1}
+        )
         if chat is None:
             raise NotFound(f"chat {chat_id}")
-        if status == MessageStatus.SENT:
-            return 0  # every message is sent already
-        marks = _reads.marks_of(chat)
-        covered = marks.get(_reads.reader_key(reader_id), _reads.Mark()).covers(status)
+        covered = _reads.marks_of(chat).get(_reads.reader_key(reader_id), _reads.Mark())
         # A mark covers only messages stored when it moves: later ones have higher seqs.
         up_to = min(up_to_seq, int(chat.get("last_seq", 0)))
-        # Every condition in a shape nx-27017 answers in SQL, the chat and seqs from its
-        # (chat_id, seq) index (see `_eq`); MongoDB reads them the same.
-        looked_at = {
-            "chat_id": _eq(chat_id),
-            "seq": {"$gt": max(after_seq, covered), "$lte": up_to},
-            "sender_id": {"$ne": reader_id},
-        }
-        replaceable = _rules.statuses_below(status)
-        raised = sum(
-            _reads.status_of(d["seq"], d["sender_id"], MessageStatus(d["status"]), marks)
-            in replaceable
-            for d in self._messages.find(looked_at, {"seq": 1, "sender_id": 1, "status": 1})
-        )
         update: Document = {}
-        unread = ("customer" if chat.get("customer_id") == reader_id else "agent") + "_unread_count"
-        if status == MessageStatus.SEEN and chat.get(unread):
-            # Only if unread: a message stored since the read above came after `up_to`.
-            update["$set"] = {unread: 0}
-        if after_seq <= covered < up_to:
-            update["$max"] = {_reads.mark_field(reader_id, status): up_to}
-        elif raised:
-            # A gap below `after_seq` the mark does not cover: the messages' own statuses rise.
-            self._messages.update_many(
-                looked_at | {"status": _status_among(replaceable)},
-                {"$set": {"status": status.value}},
+        if status == MessageStatus.SEEN:
+            update = (
+                _CLEAR_CUSTOMER_UNREAD if chat["customer_id"] == reader_id else _CLEAR_AGENT_UNREAD
             )
-        if update and not self._chats.update_one({"_id": chat_id}, update).matched_count:
-            raise NotFound(f"chat {chat_id}")  # deleted since it was read
-        return raised
+        if after_seq <= covered.covers(status):
+            update = update | {"$max": _reads.moved(reader_id, status, up_to)}
+            if not self._chats.update_one({"_id": chat_id}, update).matched_count:
+                raise NotFound(f"chat {chat_id}")  # deleted since it was read
+            return
+        # A gap below `after_seq` that the mark does not cover: the messages' own statuses
+        # rise, and the mark stays. Every condition in a shape nx-27017 answers in SQL, the
+        # chat and seqs from its (chat_id, seq) index (see `_eq`, `_status_among`).
+        unmarked = {
+            "chat_id": _eq(chat_id),
+            "seq": {"$gt": after_seq, "$lte": up_to},
+            "sender_id": {"$ne": reader_id},
+            "status": _status_among(_rules.statuses_below(status)),
+        }
+
+        def work(session: ClientSession | None) -> None:
+            self._messages.update_many(
+                unmarked, {"$set": {"status": status.value}}, session=session
+            )
+            if update:
+                self._chats.update_one({"_id": chat_id}, update, session=session)
+
+        self._atomically(work)
 
     # notifications
 
@@ -900,6 +929,10 @@ def _activity_batches(entries: Iterable[Activity]) -> dict[ActivityKind, list[Do
 
 class _Apart(Exception):
     """Runs written together were refused: write each alone, so only the one at fault is."""
+
+
+_CLEAR_CUSTOMER_UNREAD: Document = {"$set": {"customer_unread_count": 0}}
+_CLEAR_AGENT_UNREAD: Document = {"$set": {"agent_unread_count": 0}}
 
 
 def _counters(messages: Sequence[Message]) -> Document:

@@ -1,13 +1,12 @@
 """Receipts as read marks on the chat document, not a write to every message they raise.
 
 A receipt used to set the status of each message it raised: on a server that commits each
-document on its own (nx-27017 journals every one), that was a commit per message read, a third
-of all the store's commits under chat traffic; on a replica set it was a multi-document
-transaction per receipt. Now the chat keeps, for each reader, the seq up to which every message
-not sent by them was delivered to them and the seq up to which they saw it:
-`reads.<reader key>.delivered` and `.seen`. A receipt moves its reader's mark with `$max` (one
-update of one document, atomic on every server, never lowered by a late or racing receipt),
-in the same update that clears the reader's unread count.
+document on its own (nx-27017 does), a commit per message read; on a replica set, a
+multi-document transaction per receipt. Now the chat keeps, for each reader, the seq up to which
+every message not sent by them was delivered to them and the seq up to which they saw it:
+`reads.<reader key>.delivered` and `.seen`. A receipt moves its reader's marks with `$max` (an
+update of one document: atomic on every server, never lowered by a late or racing receipt), in
+the same update that clears the reader's unread count.
 
 A message's status is the higher of its stored status and what the marks of every reader but
 its sender say; each read of messages (`list_messages`, `get_message`...) reads the chat's marks
@@ -44,7 +43,7 @@ class Mark:
             case MessageStatus.SEEN:
                 return self.seen
             case MessageStatus.DELIVERED:
-                return max(self.delivered, self.seen)  # seen is past delivered
+                return self.delivered  # never below seen (see `moved`)
             case MessageStatus.SENT:
                 raise ValueError("every message is sent: there is no mark of sent")
             case _:
@@ -68,6 +67,15 @@ def mark_field(reader_id: str, status: MessageStatus) -> str:
     return f"{READS}.{reader_key(reader_id)}.{status.value}"
 
 
+def moved(reader_id: str, status: MessageStatus, up_to_seq: int) -> dict[str, int]:
+    """The `$max` of a receipt. Seen moves the delivered mark too (what was seen was
+    delivered), so a reader's delivered mark is never below their seen mark."""
+    marks = {mark_field(reader_id, MessageStatus.DELIVERED): up_to_seq}
+    if status == MessageStatus.SEEN:
+        marks[mark_field(reader_id, MessageStatus.SEEN)] = up_to_seq
+    return marks
+
+
 def marks_of(chat: dict[str, Any] | None) -> Marks:
     """The marks in a chat document (read with at least the `reads` field); none for a chat
     that is gone or was never read."""
@@ -79,23 +87,19 @@ def marks_of(chat: dict[str, Any] | None) -> Marks:
     }
 
 
-def status_of(seq: int, sender_id: str, stored: MessageStatus, marks: Marks) -> MessageStatus:
-    """A message's status: its stored one, raised by the marks of every reader but its
+def with_marks(message: Message, marks: Marks) -> Message:
+    """`message` with its status: its stored one, raised by the marks of every reader but its
     sender."""
-    status = stored
-    if status == MessageStatus.SEEN or not marks:
-        return status
-    sender = reader_key(sender_id)
+    if message.status == MessageStatus.SEEN or not marks:
+        return message
+    status: MessageStatus = message.status
+    sender = reader_key(message.sender_id)
     for key, mark in marks.items():
         if key == sender:
             continue
-        if seq <= mark.seen:
-            return MessageStatus.SEEN
-        if seq <= mark.delivered:
+        if message.seq <= mark.seen:
+            status = MessageStatus.SEEN
+            break
+        if message.seq <= mark.delivered:
             status = MessageStatus.DELIVERED
-    return status
-
-
-def with_marks(message: Message, marks: Marks) -> Message:
-    status = status_of(message.seq, message.sender_id, message.status, marks)
     return message if status == message.status else replace(message, status=status)

@@ -346,14 +346,13 @@ class _Database:
         after_seq: int,
         up_to_seq: int,
         status: MessageStatus,
-    ) -> int:
+    ) -> None:
         row = self._db.execute("SELECT customer_id FROM chats WHERE id = ?", [chat_id]).fetchone()
         if row is None:
             raise NotFound(f"chat {chat_id}")
         replaceable = sorted(_rules.statuses_below(status))
-        changed = 0
         if replaceable:
-            changed = self._db.execute(
+            self._db.execute(
                 mark_statement(len(replaceable)),
                 [
                     status.value,
@@ -363,11 +362,10 @@ class _Database:
                     reader_id,
                     *(s.value for s in replaceable),
                 ],
-            ).rowcount
+            )
         if status == MessageStatus.SEEN:
             side = "customer" if reader_id == row[0] else "agent"
             self._db.execute(f"UPDATE chats SET {side}_unread_count = 0 WHERE id = ?", [chat_id])
-        return changed
 
     # notifications
 

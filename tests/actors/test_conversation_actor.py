@@ -130,8 +130,7 @@ async def test_read_marks_seen_and_tells_the_other_side(system: System, store: M
     chat_id = opened.chat.id
     for n in range(3):
         await system.send_message(chat_id, CUSTOMER, client_msg_id=f"m{n}", content="?")
-    changed = await system.mark_read(chat_id, ANN, seq=2, status=MessageStatus.SEEN)
-    assert changed == 2
+    await system.mark_read(chat_id, ANN, seq=2, status=MessageStatus.SEEN)
     statuses = [message.status for message in await store.list_messages(chat_id)]
     assert statuses == [MessageStatus.SEEN, MessageStatus.SEEN, MessageStatus.SENT]
     await system.typing(chat_id, CUSTOMER, on=True)
@@ -192,14 +191,14 @@ async def test_a_resolved_chats_conversation_passivates_after_the_short_quiet_ti
     await trio.sleep(closed_idle / 2)
     assert running()  # the quiet time counts from the resolution, not the last message
     # A message within the quiet time pushes it back.
-    assert await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.DELIVERED) == 1
+    await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.DELIVERED)
     await trio.sleep(closed_idle * 0.75)
     assert running()
     await trio.sleep(closed_idle / 2)
     assert not running()
 
     # Started again by what still comes, with the same answers.
-    assert await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.SEEN) == 1
+    await system.mark_read(chat_id, ANN, seq=1, status=MessageStatus.SEEN)
     resent = await system.send_message(chat_id, CUSTOMER, client_msg_id="m1", content="one")
     assert resent.duplicate
     assert (resent.message.id, resent.message.seq) == (first.message.id, 1)
@@ -592,9 +591,9 @@ class ReceiptStore(MemoryStore):
         up_to_seq: int,
         status: MessageStatus,
         after_seq: int = 0,
-    ) -> int:
+    ) -> None:
         self.receipts.append((reader_id, after_seq, up_to_seq, status))
-        return await super().mark_messages(
+        await super().mark_messages(
             chat_id, reader_id=reader_id, up_to_seq=up_to_seq, status=status, after_seq=after_seq
         )
 
@@ -621,15 +620,15 @@ async def test_a_receipt_starts_after_the_readers_last_one(
         chat_id = await assigned_chat(system)
         for n in range(3):
             await system.send_message(chat_id, CUSTOMER, client_msg_id=f"c{n}", content="?")
-        assert await system.mark_read(chat_id, ANN, seq=3, status=delivered) == 3
+        await system.mark_read(chat_id, ANN, seq=3, status=delivered)
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c3", content="?")
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c4", content="?")
         await system.send_message(chat_id, ANN, client_msg_id="a0", content="!")
-        assert await system.mark_read(chat_id, ANN, seq=6, status=delivered) == 2
-        assert await system.mark_read(chat_id, ANN, seq=4, status=seen) == 4
-        assert await system.mark_read(chat_id, ANN, seq=6, status=delivered) == 0  # seen covers
-        assert await system.mark_read(chat_id, ANN, seq=6, status=seen) == 1
-        assert await system.mark_read(chat_id, CUSTOMER, seq=6, status=seen) == 1
+        await system.mark_read(chat_id, ANN, seq=6, status=delivered)
+        await system.mark_read(chat_id, ANN, seq=4, status=seen)
+        await system.mark_read(chat_id, ANN, seq=6, status=delivered)
+        await system.mark_read(chat_id, ANN, seq=6, status=seen)
+        await system.mark_read(chat_id, CUSTOMER, seq=6, status=seen)
         assert await _statuses(receipts, chat_id) == ["seen"] * 6
         assert receipts.receipts == [
             ("ann", 0, 3, delivered),
@@ -643,8 +642,8 @@ async def test_a_receipt_starts_after_the_readers_last_one(
         await trio.sleep(IDLE * 2)  # passivated: its memory of the receipts is gone
         receipts.receipts.clear()
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c5", content="?")
-        assert await system.mark_read(chat_id, ANN, seq=7, status=delivered) == 1
-        assert await system.mark_read(chat_id, ANN, seq=7, status=seen) == 1
+        await system.mark_read(chat_id, ANN, seq=7, status=delivered)
+        await system.mark_read(chat_id, ANN, seq=7, status=seen)
     assert receipts.receipts == [("ann", 0, 7, delivered), ("ann", 0, 7, seen)]
     assert await _statuses(receipts, chat_id) == ["seen"] * 7
 
@@ -657,9 +656,9 @@ async def test_a_receipt_past_the_last_message_still_leaves_later_ones_to_mark(
     async with open_system(receipts) as system:
         chat_id = await assigned_chat(system)
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c0", content="?")
-        assert await system.mark_read(chat_id, ANN, seq=10, status=MessageStatus.DELIVERED) == 1
+        await system.mark_read(chat_id, ANN, seq=10, status=MessageStatus.DELIVERED)
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c1", content="?")
         await system.send_message(chat_id, CUSTOMER, client_msg_id="c2", content="?")
-        assert await system.mark_read(chat_id, ANN, seq=3, status=MessageStatus.DELIVERED) == 2
+        await system.mark_read(chat_id, ANN, seq=3, status=MessageStatus.DELIVERED)
     assert [after for _, after, _, _ in receipts.receipts] == [0, 1]
     assert await _statuses(receipts, chat_id) == ["delivered"] * 3
