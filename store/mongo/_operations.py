@@ -505,39 +505,41 @@ class _Database:
         up_to_seq: int,
         status: MessageStatus,
     ) -> None:
-        if status == MessageStatus.SENT:  # every message is sent already
-            if self._chats.find_one({"_id": chat_id}, {"_id": 1}) is None:
-                raise NotFound(f"chat {chat_id}")
+        self._mark(_reads.Receipt(chat_id, reader_id, after_seq, up_to_seq, status))
+
+    def _mark(self, receipt: _reads.Receipt) -> None:
+        if receipt.status == MessageStatus.SENT:  # every message is sent already
+            if self._chats.find_one({"_id": receipt.chat_id}, {"_id": 1}) is None:
+                raise NotFound(f"chat {receipt.chat_id}")
             return
-        # A receipt that follows on from its reader's mark (as a conversation's do) and names a
-        # stored message moves the mark in one conditional update, with no read; the chat's
-        # customer_id in the condition says whose unread count it clears.
-        follows: Document = {"_id": chat_id, "last_seq": {"$gte": up_to_seq}}
-        if after_seq > 0:
-            follows[_reads.mark_field(reader_id, status)] = {"$gte": after_seq}
-        moved = {"$max": _reads.moved(reader_id, status, up_to_seq)}
-        if status == MessageStatus.DELIVERED:
-            attempts = [(follows, moved)]
-        else:
-            attempts = [
-                (follows | {"customer_id": _eq(reader_id)}, moved | _CLEAR_CUSTOMER_UNREAD),
-                (follows | {"customer_id": {"$ne": reader_id}}, moved | _CLEAR_AGENT_UNREAD),
-            ]
-        for condition, update in attempts:
+        for condition, update in _following_on(receipt):
             if self._chats.update_one(condition, update).matched_count:
                 return
-        self._mark_from_the_chat(chat_id, reader_id, after_seq, up_to_seq, status)
+        self._mark_from_the_chat(receipt)
 
-    def _mark_from_the_chat(
-        self,
-        chat_id: str,
-        reader_id: str,
-        after_seq: int,
-        up_to_seq: int,
-        status: MessageStatus,
-    ) -> None:
+    def mark_receipts(self, receipts: Sequence[_reads.Receipt]) -> list[outcome.Outcome[None]]:
+        """Several chats' receipts, each as `mark_messages` would make it, in one update command
+        for all of them: what the conversations of many chats asked while the previous write
+        was in flight. If fewer matched than there are receipts (one needs a read first, a chat
+        is gone), each is made again alone: a receipt made twice changes nothing more (its marks
+        move by `$max`, and its unread count was cleared with nothing appended since, as the
+        chat's conversation waits for its receipt before it appends)."""
+        if (
+            len(receipts) < 2
+            or any(r.status == MessageStatus.SENT for r in receipts)
+            or len({r.chat_id for r in receipts}) < len(receipts)
+        ):
+            return [outcome.capture(self._mark, r) for r in receipts]
+        updates = [UpdateOne(c, u) for r in receipts for c, u in _following_on(r)]
+        if self._chats.bulk_write(updates, ordered=False).matched_count == len(receipts):
+            return [outcome.Value(None) for _ in receipts]
+        return [outcome.capture(self._mark, r) for r in receipts]
+
+    def _mark_from_the_chat(self, receipt: _reads.Receipt) -> None:
         """`mark_messages` for any other receipt: one naming a seq past the last message, or
         one whose `after_seq` is past its reader's mark, or to a chat that is gone."""
+        chat_id, reader_id, status = receipt.chat_id, receipt.reader_id, receipt.status
+        after_seq, up_to_seq = receipt.after_seq, receipt.up_to_seq
         chat = self._chats.find_one(
             {"_id": chat_id}, {"last_seq": 1, "customer_id": 1, _reads.READS: 1}
         )
@@ -933,6 +935,24 @@ class _Apart(Exception):
 
 _CLEAR_CUSTOMER_UNREAD: Document = {"$set": {"customer_unread_count": 0}}
 _CLEAR_AGENT_UNREAD: Document = {"$set": {"agent_unread_count": 0}}
+
+
+def _following_on(receipt: _reads.Receipt) -> list[tuple[Document, Document]]:
+    """A receipt of delivered or seen that follows on from its reader's mark (as a
+    conversation's do) and names a stored message, as conditional updates of its chat of which
+    at most one matches: its marks move with no read. For seen, the chat's customer_id in the
+    condition says whose unread count it clears."""
+    follows: Document = {"_id": receipt.chat_id, "last_seq": {"$gte": receipt.up_to_seq}}
+    if receipt.after_seq > 0:
+        field = _reads.mark_field(receipt.reader_id, receipt.status)
+        follows[field] = {"$gte": receipt.after_seq}
+    moved = {"$max": _reads.moved(receipt.reader_id, receipt.status, receipt.up_to_seq)}
+    if receipt.status == MessageStatus.DELIVERED:
+        return [(follows, moved)]
+    return [
+        (follows | {"customer_id": _eq(receipt.reader_id)}, moved | _CLEAR_CUSTOMER_UNREAD),
+        (follows | {"customer_id": {"$ne": receipt.reader_id}}, moved | _CLEAR_AGENT_UNREAD),
+    ]
 
 
 def _counters(messages: Sequence[Message]) -> Document:

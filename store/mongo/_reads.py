@@ -30,6 +30,17 @@ READS = "reads"
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """One `mark_messages` call."""
+
+    chat_id: str
+    reader_id: str
+    after_seq: int
+    up_to_seq: int
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
 class Mark:
     """One reader's marks in one chat: every message up to `delivered` (not their own) was
     delivered to them, every one up to `seen` seen by them."""

@@ -17,8 +17,7 @@ from store._facade import Facade, Operations
 from store._protocol import (
     StoreError,
 )
-from store._records import Message
-from store.mongo._appends import Appends
+from store._records import Message, MessageStatus
 from store.mongo._client import (
     _connect,
     _is_nx_27017,
@@ -26,7 +25,9 @@ from store.mongo._client import (
     _supports_transactions,
     _translated,
 )
+from store.mongo._group_commit import GroupCommit
 from store.mongo._operations import _Database
+from store.mongo._reads import Receipt
 from store.mongo._schema import (
     _CODEC_OPTIONS,
     _READ_CONCERN,
@@ -49,8 +50,10 @@ class MongoStore(Facade):
         self._database = database
         self._where = where
         self._closed = False
-        self.appends = Appends(self._append_runs)
-        """Appends of many chats made at once share a write (see `store.mongo._appends`)."""
+        self.appends = GroupCommit(self._append_runs)
+        """Appends of many chats made at once share a write (see `store.mongo._group_commit`)."""
+        self.receipts = GroupCommit(self._mark_receipts)
+        """And so do receipts."""
 
     @property
     def uses_transactions(self) -> bool:
@@ -65,12 +68,26 @@ class MongoStore(Facade):
             return await trio.to_thread.run_sync(lambda: run(database))
 
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
-        return await self.appends.append(messages)
+        return await self.appends.write(messages)
 
     async def _append_runs(
         self, runs: list[Sequence[Message]]
     ) -> list[outcome.Outcome[list[Message]]]:
         return await self._call(lambda _: self._database.append_runs(runs))
+
+    async def mark_messages(
+        self,
+        chat_id: str,
+        *,
+        reader_id: str,
+        up_to_seq: int,
+        status: MessageStatus,
+        after_seq: int = 0,
+    ) -> None:
+        await self.receipts.write(Receipt(chat_id, reader_id, after_seq, up_to_seq, status))
+
+    async def _mark_receipts(self, receipts: list[Receipt]) -> list[outcome.Outcome[None]]:
+        return await self._call(lambda _: self._database.mark_receipts(receipts))
 
     def _close(self) -> None:
         self._closed = True

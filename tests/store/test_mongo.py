@@ -407,6 +407,91 @@ async def test_appends_of_many_chats_waiting_on_one_write_share_the_next(
             assert (counted.last_seq, counted.agent_unread_count) == (2, 2)
 
 
+async def test_receipts_of_many_chats_waiting_on_one_write_share_the_next(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receipts too: the first goes at once, the 19 that arrive while it is in flight leave
+    together as one update command, and each chat reads back as marked alone."""
+    commands = _Commands()
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
+    agent = new_id()
+    async with open_mongo_store(database_url) as store:
+        chats = [await store.create_chat(chat(agent_id=agent)) for _ in range(20)]
+        for c in chats:
+            await store.append_messages([message(c, 1), message(c, 2)])
+        commands.sent.clear()
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                for c in chats:
+                    nursery.start_soon(
+                        functools.partial(
+                            store.mark_messages,
+                            c.id,
+                            reader_id=agent,
+                            up_to_seq=2,
+                            status=MessageStatus.SEEN,
+                        )
+                    )
+        assert store.receipts.writes == 2
+        # The first, alone, tries the customer's side, then the agent's: the 19 are one update.
+        assert commands.sent == ["update", "update", "update"]
+        for c in chats:
+            assert [m.status for m in await store.list_messages(c.id)] == ["seen", "seen"]
+            read = await store.get_chat(c.id)
+            assert read is not None
+            assert read.agent_unread_count == 0
+
+
+async def test_receipts_written_together_that_do_not_all_follow_on_are_made_alone(
+    database_url: str,
+) -> None:
+    """In one combined write: a receipt past the last message, one after a gap, one to a chat
+    that is gone and one that follows on. The gone chat's is refused, to its caller only; each
+    other is made exactly as alone."""
+    agent = new_id()
+    async with open_mongo_store(database_url) as store:
+        first, past, gap, plain, gone = (chat(agent_id=agent) for _ in range(5))
+        for c in (first, past, gap, plain):
+            await store.create_chat(c)
+            await store.append_messages([message(c, seq) for seq in (1, 2, 3)])
+        answers: dict[str, object] = {}
+
+        async def mark(c: Chat, up_to_seq: int, after_seq: int = 0) -> None:
+            try:
+                await store.mark_messages(
+                    c.id,
+                    reader_id=agent,
+                    up_to_seq=up_to_seq,
+                    status=MessageStatus.DELIVERED,
+                    after_seq=after_seq,
+                )
+                answers[c.id] = "marked"
+            except StoreError as exc:
+                answers[c.id] = exc
+
+        writes = store.receipts.writes
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(mark, first, 3)
+                await trio.testing.wait_all_tasks_blocked()  # its write is in flight
+                nursery.start_soon(mark, past, 99)
+                nursery.start_soon(mark, gap, 3, 1)
+                nursery.start_soon(mark, plain, 2)
+                nursery.start_soon(mark, gone, 2)
+        assert store.receipts.writes == writes + 2  # the four after the first went together
+        assert isinstance(answers.pop(gone.id), NotFound)
+        assert set(answers.values()) == {"marked"}
+        expected = {
+            first.id: ["delivered"] * 3,
+            past.id: ["delivered"] * 3,
+            gap.id: ["sent", "delivered", "delivered"],
+            plain.id: ["delivered", "delivered", "sent"],
+        }
+        for chat_id, statuses in expected.items():
+            assert [m.status for m in await store.list_messages(chat_id)] == statuses
+
+
 @pytest.mark.parametrize("resend", [True, False], ids=["a resend and a gone chat", "a gone chat"])
 @pytest.mark.parametrize("mode", ["separate commands", "transactions", "bulkWrite"])
 async def test_a_run_refused_among_others_is_refused_alone(
