@@ -1,8 +1,9 @@
 """The whole app on the MongoDB store: a MongoDB wire-protocol server started by the test, a real
 Hypercorn on 127.0.0.1, a real websocket agent and a REST customer.
 
-The flow: a chat is opened, assigned, messages go both ways, the agent resolves it, the history
-shows it all; then the server restarts on the same database and the transcript is still there.
+The flow: a chat is opened, assigned, messages go both ways, each side reads them, the agent
+resolves it, the history shows it all; then the server restarts on the same database and the
+transcript is still there, each message seen.
 Every wait is for a frame or a response, bounded by `trio.fail_after`.
 """
 
@@ -54,6 +55,10 @@ async def test_chat_flow_on_mongodb(tmp_path: Path, wire_server: WireServer) -> 
                 assert ack["seq"] == 2
 
                 agent_headers = {"Authorization": f"Bearer {await live.login(ANN)}"}
+                # Each side reads the other's message: the chat's read marks (no message written).
+                for side, headers in (("agent", agent_headers), ("customer", customer)):
+                    read = await live.http.put(f"/chats/{side}/read/{chat_id}", headers=headers)
+                    assert read.status_code == 200, read.text
                 resolved = await live.http.put(
                     f"/chats/agent/{chat_id}/resolved", headers=agent_headers
                 )
@@ -80,7 +85,7 @@ async def test_chat_flow_on_mongodb(tmp_path: Path, wire_server: WireServer) -> 
             messages = await live.http.get(f"/messages/customer/{chat_id}", headers=customer)
             assert messages.status_code == 200, messages.text
             body = messages.json()
-            assert [(m["seq"], m["content"]) for m in body] == [
-                (1, "the zip is stuck"),
-                (2, "try pulling it gently"),
+            assert [(m["seq"], m["content"], m["status"]) for m in body] == [
+                (1, "the zip is stuck", "seen"),
+                (2, "try pulling it gently", "seen"),
             ]
