@@ -61,6 +61,11 @@ class GroupCommit(Generic[T, R]):
         assert result is not None
         return result.unwrap()
 
+    async def after_write_in_flight(self) -> None:
+        """Return once the write in flight, if any, has ended (not waiting for any after it)."""
+        if self._writing:
+            await self._written.wait()
+
     async def _write_next(self) -> None:
         self._writing = True
         batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]

@@ -87,6 +87,9 @@ class MongoStore(Facade):
         await self.receipts.write(Receipt(chat_id, reader_id, after_seq, up_to_seq, status))
 
     async def _mark_receipts(self, receipts: list[Receipt]) -> list[outcome.Outcome[None]]:
+        # Receipts are off the messages' path: they let an append write in flight go first,
+        # so that a server running one command at a time does not hold messages behind them.
+        await self.appends.after_write_in_flight()
         return await self._call(lambda _: self._database.mark_receipts(receipts))
 
     def _close(self) -> None:

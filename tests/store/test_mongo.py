@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import neosqlite
+import outcome
 import pytest
 import trio
 import trio.testing
@@ -441,6 +442,56 @@ async def test_receipts_of_many_chats_waiting_on_one_write_share_the_next(
             read = await store.get_chat(c.id)
             assert read is not None
             assert read.agent_unread_count == 0
+
+
+async def test_a_receipt_lets_the_append_in_flight_go_first(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receipt made while an append's write is in flight starts its own once that write
+    ends, so a server running one command at a time does not hold the message behind it."""
+    commands = _Commands()
+    listening = functools.partial(MongoClient, event_listeners=[commands])
+    monkeypatch.setattr("store.mongo._client.MongoClient", listening)
+    agent = new_id()
+    async with open_mongo_store(database_url) as store:
+        busy, read = [await store.create_chat(chat(agent_id=agent)) for _ in range(2)]
+        await store.append_messages([message(read, 1)])
+        held = threading.Event()
+        append_runs = store._database.append_runs
+
+        def held_append_runs(runs: list[Sequence[Message]]) -> list[outcome.Outcome[list[Message]]]:
+            held.wait(QUICKLY)
+            return append_runs(runs)
+
+        monkeypatch.setattr(store._database, "append_runs", held_append_runs)
+        calls = 0
+        call = store._call
+
+        async def counted(run: Callable[[Any], Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            return await call(run)
+
+        monkeypatch.setattr(store, "_call", counted)
+        commands.sent.clear()
+        with trio.fail_after(QUICKLY):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.append_messages, [message(busy, 1)])
+                await trio.testing.wait_all_tasks_blocked()
+                receipt = functools.partial(
+                    store.mark_messages,
+                    read.id,
+                    reader_id=agent,
+                    up_to_seq=1,
+                    status=MessageStatus.DELIVERED,
+                )
+                nursery.start_soon(receipt)
+                await trio.testing.wait_all_tasks_blocked()
+                assert calls == 1  # the append's, held; the receipt waits for it
+                held.set()
+        assert calls == 2
+        assert commands.sent == ["insert", "update", "update"]
+        assert [m.status for m in await store.list_messages(read.id)] == ["delivered"]
 
 
 async def test_receipts_written_together_that_do_not_all_follow_on_are_made_alone(
