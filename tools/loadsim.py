@@ -70,6 +70,7 @@ from tools._sim_stalls import (
     Histogram,
     OwnStalls,
     Stalls,
+    collections_held,
     server_histograms,
     server_stalls,
     watch_own_lag,
@@ -274,27 +275,29 @@ async def _drive_watched(
         for agent in cast.agents:
             nursery.start_soon(agent.life)
         await _all_connected(cast.agents, setup_bound, "agents")
-        # The simulator's own collections would show as the server's latency: the same policy.
+        # The simulator's own collections would show as the server's latency: none while the
+        # load runs, and the server's policy (rare full collections) as the safety net.
         await nursery.start(keep_collections_short)
-        started = trio.current_time()
-        run.ledger.begin(started, scenario.warmup)
-        nursery.start_soon(_arrivals, run, cast.customers, nursery)
-        if progress is not None:
-            nursery.start_soon(_show_progress, run, started, progress)
-        if scenario.chats_per_customer == 0:
-            # Only connections: all of them up before the time starts to count.
-            await _all_connected(cast.customers, setup_bound, "customers")
-            with trio.fail_after(setup_bound):
-                await _round_trips(cast.everyone)
-        cpu_from: list[float | None] = []
-        stalls_from: list[dict[str, Histogram] | None] = []
-        nursery.start_soon(
-            _measure_from, run.ledger.measure_from, cpu_pids, run.http, cpu_from, stalls_from
-        )
-        with trio.move_on_after(scenario.duration):
-            await run.stopping.wait()
-        run.stop()
-        ended = trio.current_time()
+        with collections_held():
+            started = trio.current_time()
+            run.ledger.begin(started, scenario.warmup)
+            nursery.start_soon(_arrivals, run, cast.customers, nursery)
+            if progress is not None:
+                nursery.start_soon(_show_progress, run, started, progress)
+            if scenario.chats_per_customer == 0:
+                # Only connections: all of them up before the time starts to count.
+                await _all_connected(cast.customers, setup_bound, "customers")
+                with trio.fail_after(setup_bound):
+                    await _round_trips(cast.everyone)
+            cpu_from: list[float | None] = []
+            stalls_from: list[dict[str, Histogram] | None] = []
+            nursery.start_soon(
+                _measure_from, run.ledger.measure_from, cpu_pids, run.http, cpu_from, stalls_from
+            )
+            with trio.move_on_after(scenario.duration):
+                await run.stopping.wait()
+            run.stop()
+            ended = trio.current_time()
         rss_after = rss_kib(pid) if pid else None
         cpu_used = _cpu_since(cpu_from, cpu_pids)
         stalls = {"simulator": own.since(run.ledger.measure_from, ended)}

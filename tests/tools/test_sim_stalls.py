@@ -1,11 +1,21 @@
 """The server's stalls as loadsim reads them from /metrics: the window's difference of two
-scrapes, the longest as its histogram bucket's bound."""
+scrapes, the longest as its histogram bucket's bound. And the simulator's own collections, held
+while the load runs."""
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from tools._sim_stalls import GC_CPU_METRIC, GC_METRIC, LAG_METRIC, _histograms, server_stalls
+from tools._sim_stalls import (
+    GC_CPU_METRIC,
+    GC_METRIC,
+    LAG_METRIC,
+    _histograms,
+    collections_held,
+    server_stalls,
+)
 
 BUCKETS = (0.001, 0.005, 0.01, 0.1)
 
@@ -47,3 +57,29 @@ def test_only_what_happened_between_the_two_scrapes_counts() -> None:
 
 def test_a_server_without_the_histograms_has_no_stalls() -> None:
     assert _histograms("# nothing here\n", (GC_METRIC, LAG_METRIC)) is None
+
+
+def test_no_collection_runs_while_the_load_is_held_and_what_it_made_is_frozen_after() -> None:
+    collected: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collected.append(info["generation"])
+
+    frozen_before = gc.get_freeze_count()
+    gc.callbacks.append(note)
+    try:
+        with collections_held():
+            assert not gc.isenabled()
+            kept = []
+            for _ in range(20_000):  # far past every young threshold
+                cycle: list[object] = []
+                cycle.append(cycle)
+                kept.append(cycle)
+            assert collected == []
+        assert gc.isenabled()
+        # The load's survivors are not examined by the next young collections.
+        assert gc.get_freeze_count() >= frozen_before + len(kept)
+    finally:
+        gc.callbacks.remove(note)
+        gc.unfreeze()
