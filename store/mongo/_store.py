@@ -14,6 +14,7 @@ from pymongo import (
 )
 
 from store._facade import Facade, Operations
+from store._group_commit import GroupCommit
 from store._protocol import (
     StoreError,
 )
@@ -25,7 +26,6 @@ from store.mongo._client import (
     _supports_transactions,
     _translated,
 )
-from store.mongo._group_commit import GroupCommit
 from store.mongo._operations import _Database
 from store.mongo._reads import Receipt
 from store.mongo._schema import (
@@ -51,7 +51,7 @@ class MongoStore(Facade):
         self._where = where
         self._closed = False
         self.appends = GroupCommit(self._append_runs)
-        """Appends of many chats made at once share a write (see `store.mongo._group_commit`)."""
+        """Appends of many chats made at once share a write (see `store._group_commit`)."""
         self.receipts = GroupCommit(self._mark_receipts)
         """And so do receipts."""
 

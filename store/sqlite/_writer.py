@@ -1,5 +1,6 @@
-"""The group-commit writer: `SqliteStore` queues every write for one task that runs a batch in one
-transaction, reads go to a connection of their own; and opening the database.
+"""The group-commit writer: `SqliteStore` runs every write through `GroupCommit`, each combined
+write in one transaction in a worker thread; reads go to a connection of their own; and opening
+the database.
 """
 
 from __future__ import annotations
@@ -7,15 +8,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar, cast
 
 import outcome
 import trio
 
 from store._facade import Facade, Operations
+from store._group_commit import GroupCommit
 from store._protocol import (
     StoreError,
     StoreUnavailable,
@@ -27,18 +27,7 @@ from store.sqlite._operations import _Database
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
 
 R = TypeVar("R")
-
-MAX_BATCH = 256
-"""The most operations one transaction carries."""
-
-
-@dataclass(slots=True, eq=False)
-class _Operation(Generic[R]):
-    """One queued call and its reply slot, filled by the writer after the batch committed."""
-
-    run: Callable[[Operations], R]
-    result: outcome.Outcome[R] | None = None
-    done: trio.Event = field(default_factory=trio.Event)
+_Write = Callable[[Operations], Any]
 
 
 def _closed() -> StoreError:
@@ -54,67 +43,48 @@ class SqliteStore(Facade):
         self._reader = _Database(reader)
         self._reading = trio.Lock()  # one connection runs one statement at a time
         self._closed = False
-        self._send, self._receive = trio.open_memory_channel[_Operation[Any]](MAX_BATCH)
+        self._writes = GroupCommit(self._run_batch)
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
 
     async def _call(self, run: Callable[[Operations], R]) -> R:
-        # A caller cancelled after sending does not stop the operation: it may still be stored.
-        operation = _Operation(run)
-        try:
-            await self._send.send(operation)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise _closed() from None
-        await operation.done.wait()
-        assert operation.result is not None
-        return operation.result.unwrap()
+        # A caller cancelled while it waits does not stop the operation: it may still be stored.
+        if self._closed:
+            raise _closed()
+        return cast(R, await self._writes.write(run))
 
-    async def _serve(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with self._receive:
-            task_status.started()
-            try:
-                async for first in self._receive:
-                    batch = [first]
-                    while len(batch) < MAX_BATCH:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    try:
-                        await _in_thread(partial(self._run_batch, batch))
-                    finally:
-                        _answer(batch)
-            finally:
-                # Cancelled or crashed: whatever is still queued will never run.
-                _answer(_drain(self._receive))
+    async def _run_batch(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
+        results: list[outcome.Outcome[Any]] = []
+        await _in_thread(lambda: results.extend(self._transaction(batch)))
+        return results
 
-    def _run_batch(self, batch: list[_Operation[Any]]) -> None:
+    def _transaction(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
+        """The whole batch in one transaction: each operation in a savepoint of its own, so one
+        refusal fails only that one, and one COMMIT (one fsync) for all."""
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            results = [self._run_one(operation) for operation in batch]
+            results = [self._run_one(run) for run in batch]
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            for operation in batch:
+            if connection.in_transaction:
+                # If even this fails the connection is unusable: the error goes to the caller.
+                connection.execute("ROLLBACK")
+            failures: list[outcome.Outcome[Any]] = []
+            for _ in batch:
                 failure = StoreUnavailable(f"the transaction failed: {exc}")
                 failure.__cause__ = exc
-                operation.result = outcome.Error(failure)
-            if connection.in_transaction:
-                # If even this fails the connection is unusable and the writer stops.
-                connection.execute("ROLLBACK")
-            return
-        # Results reach the callers only now that COMMIT returned: what they see is durable.
-        for operation, result in zip(batch, results, strict=True):
-            operation.result = result
+                failures.append(outcome.Error(failure))
+            return failures
+        # The results reach the callers only now that COMMIT returned: what they see is durable.
         self.committed_transactions += 1
+        return results
 
-    def _run_one(self, operation: _Operation[R]) -> outcome.Outcome[R]:
+    def _run_one(self, run: _Write) -> outcome.Outcome[Any]:
         connection = self._connection
         connection.execute("SAVEPOINT operation")
         try:
-            result = operation.run(self._database)
+            result = run(self._database)
         except Exception as exc:
             connection.execute("ROLLBACK TO operation")
             connection.execute("RELEASE operation")
@@ -140,7 +110,6 @@ class SqliteStore(Facade):
 
     def _close(self) -> None:
         self._closed = True
-        self._send.close()
 
 
 async def _in_thread(run: Callable[[], None]) -> None:
@@ -158,23 +127,6 @@ async def _in_thread(run: Callable[[], None]) -> None:
     # Unnamed: a name is set on the thread and reset after it, two foreign calls a batch.
     trio.lowlevel.start_thread_soon(run, deliver)
     await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-
-
-def _drain(receive: trio.MemoryReceiveChannel[_Operation[Any]]) -> list[_Operation[Any]]:
-    left: list[_Operation[Any]] = []
-    while True:
-        try:
-            left.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return left
-
-
-def _answer(operations: list[_Operation[Any]]) -> None:
-    """Wake every caller; one whose operation never ran learns the store closed."""
-    for operation in operations:
-        if operation.result is None:
-            operation.result = outcome.Error(_closed())
-        operation.done.set()
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -251,13 +203,13 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
         raise
     try:
         store = SqliteStore(connection, reader)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(store._serve)
-            try:
-                yield store
-            finally:
-                store._close()
+        try:
+            yield store
+        finally:
+            store._close()
     finally:
         with trio.CancelScope(shield=True):
+            # Writes asked for before the close are made by their callers: wait for them.
+            await store._writes.idle()
             await trio.to_thread.run_sync(reader.close)
             await trio.to_thread.run_sync(connection.close)

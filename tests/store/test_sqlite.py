@@ -223,7 +223,8 @@ async def test_reads_do_not_wait_for_the_writer(tmp_path: Path) -> None:
 
 
 async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "store.db") as store:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
         c = await store.create_chat(chat())
         first = await store.append_message(message(c, 1, client_msg_id="first"))
         duplicate = message(c, 100, client_msg_id="first")
@@ -236,13 +237,23 @@ async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> 
             except DuplicateMessage:
                 refused.append(m)
 
+        # Another process holds the write lock, so a first write waits in flight (busy timeout)
+        # while the others queue behind it: they then share one transaction.
+        held = sqlite3.connect(path, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
         before = store.committed_transactions
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                # All queue before the writer runs again, so they share one transaction.
-                for m in [*others, duplicate]:
-                    nursery.start_soon(append, m)
-        assert store.committed_transactions - before == 1
+        try:
+            with trio.fail_after(30):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(store.create_user, user())
+                    await trio.testing.wait_all_tasks_blocked()
+                    for m in [*others, duplicate]:
+                        nursery.start_soon(append, m)
+                    await trio.testing.wait_all_tasks_blocked()
+                    held.execute("COMMIT")
+        finally:
+            held.close()
+        assert store.committed_transactions - before == 2  # the first write, then the others
         assert refused == [duplicate]
         assert await store.list_messages(c.id) == [first, *others]
         updated = await store.get_chat(c.id)
@@ -291,3 +302,28 @@ async def test_closing_answers_every_caller_and_keeps_what_it_stored(tmp_path: P
     async with open_sqlite_store(path) as reopened:
         stored = {m.id for m in await reopened.list_messages(c.id, limit=1000)}
     assert stored == {m.id for m in messages if answers[m.id]}
+
+
+async def test_a_lone_write_is_made_by_its_caller_with_no_hand_over(tmp_path: Path) -> None:
+    class Steps(trio.abc.Instrument):
+        def __init__(self) -> None:
+            self.tasks: set[trio.lowlevel.Task] = set()
+
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            self.tasks.add(task)
+
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        await store.create_user(user())
+        steps = Steps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await store.create_user(user())
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+    # No writer task woke to take it and wake the caller back: each was a scheduler round.
+    # (Trio's own system task runs the thread's reply into the loop.)
+    trio_own = trio.lowlevel.current_root_task()
+    woken = {
+        t for t in steps.tasks if t.parent_nursery and t.parent_nursery.parent_task != trio_own
+    }
+    assert woken == {trio.lowlevel.current_task()}
