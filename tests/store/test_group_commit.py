@@ -3,6 +3,8 @@ finish: what leaves together, who wakes, and what each caller is answered."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import outcome
 import pytest
 import trio
@@ -29,6 +31,17 @@ class Server:
 
     def finish(self) -> None:
         self._go.set()
+
+
+async def one_in_flight_then_two(write: Callable[[int], Awaitable[None]], server: Server) -> None:
+    """`write(0)` in flight, `write(1)` and `write(2)` queued behind it, then all let finish."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        for item in (1, 2):
+            nursery.start_soon(write, item)
+        await trio.testing.wait_all_tasks_blocked()
+        server.finish()
 
 
 async def test_writes_made_while_one_is_in_flight_leave_together_in_the_next() -> None:
@@ -103,13 +116,7 @@ async def test_a_store_error_reaches_each_caller_as_its_own() -> None:
             await commit.write(item)
         errors.append(raised.value)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(write, 0)
-        await trio.testing.wait_all_tasks_blocked()
-        for item in (1, 2):
-            nursery.start_soon(write, item)
-        await trio.testing.wait_all_tasks_blocked()
-        server.finish()
+    await one_in_flight_then_two(write, server)
     assert len(errors) == 3
     assert len({id(error) for error in errors}) == 3
 
@@ -127,13 +134,7 @@ async def test_a_bug_goes_to_the_leader_and_the_others_are_told_their_write_did_
         except (RuntimeError, StoreError) as exc:
             seen.append(f"{type(exc).__name__}: {exc}")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(write, 0)
-        await trio.testing.wait_all_tasks_blocked()
-        for item in (1, 2):
-            nursery.start_soon(write, item)
-        await trio.testing.wait_all_tasks_blocked()
-        server.finish()
+    await one_in_flight_then_two(write, server)
     assert sorted(seen) == [
         "RuntimeError: a bug",
         "RuntimeError: a bug",
@@ -147,11 +148,9 @@ async def test_a_cancelled_caller_still_has_its_write_made_and_idle_waits_for_it
     async with trio.open_nursery() as nursery:
         nursery.start_soon(commit.write, 0)
         await trio.testing.wait_all_tasks_blocked()
-        with trio.CancelScope() as scope:
-            nursery.start_soon(commit.write, 1)
-            await trio.testing.wait_all_tasks_blocked()
-        scope.cancel()
-        nursery.cancel_scope.cancel()
+        nursery.start_soon(commit.write, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()  # both callers: the one in flight and the one queued
         with trio.CancelScope(shield=True):
             idle = trio.Event()
 
