@@ -1,5 +1,5 @@
-"""The SQL of every store operation, synchronous (`store._facade.Operations`): run by the writer
-inside its transaction (writes), or on the reading connection (reads), one call at a time.
+"""The SQL of every store operation, synchronous (`store._facade.Operations`): run in a write
+batch's transaction (writes), or on the reading connection (reads), one call at a time.
 
 A little over 500 lines: one class, as the Operations protocol is one, each operation its SQL.
 """

@@ -97,7 +97,7 @@ class SqliteStore(Facade):
         return outcome.Value(result)
 
     async def _read(self, run: Callable[[Operations], R]) -> R:
-        """Reads skip the writer's queue, so they never wait for a commit's fsync: in WAL mode
+        """Reads skip the writes' group commit, so they never wait for a commit's fsync: in WAL mode
         they run on their own connection beside the writer, and each sees every write that was
         acknowledged before it started."""
         if self._closed:
