@@ -7,6 +7,10 @@ import { Thread, TypingNotice, TypingSignal, wireComposer } from "./conversation
 
 const session = new Session("agent");
 const chats = new Map(); // chat id -> {chat, thread, unread}
+// Counts the pushes that add or take away a chat, so that a reload's list, asked for before one
+// of them, does not undo it (a chat assigned while the list was on its way is kept).
+let pushes = 0;
+const changedAt = new Map(); // chat id -> the push count when a push last added or dropped it
 let live = null;
 let selected = null;
 let typingNotice = null;
@@ -46,14 +50,17 @@ function failed(error) {
 /** On every (re)connection: status and chats from REST, then resume each chat. */
 async function reload() {
   const token = session.token;
+  const asked = pushes;
   const stats = await api("GET", "/dashboard/statistics", { token });
   showStatus(stats.data.status);
   const open = await all("/chats/agent?status=open", token);
   const ids = new Set(open.map((chat) => chat.id));
+  const newer = (id) => (changedAt.get(id) ?? -1) >= asked;
   for (const id of [...chats.keys()]) {
-    if (!ids.has(id)) drop(id, `"${chats.get(id).chat.title}" is no longer yours`);
+    if (!ids.has(id) && !newer(id)) drop(id, `"${chats.get(id).chat.title}" is no longer yours`);
   }
   for (const chat of open) {
+    if (!chats.has(chat.id) && newer(chat.id)) continue; // taken away since the list was asked for
     const entry = chats.get(chat.id) ?? add(chat, chat.agentUnreadCount);
     entry.chat = chat;
     entry.thread.reconnected();
@@ -106,6 +113,7 @@ function onFrame(frame) {
       entry?.thread.resumed(frame).catch(failed);
       return;
     case "chat.assigned": {
+      changedAt.set(frame.chat.id, pushes++);
       const fresh = !chats.has(frame.chat.id);
       const added = chats.get(frame.chat.id) ?? add(frame.chat);
       added.chat = frame.chat;
@@ -118,9 +126,11 @@ function onFrame(frame) {
       return;
     }
     case "chat.unassigned":
+      changedAt.set(frame.chatId, pushes++);
       if (entry) drop(frame.chatId, `"${entry.chat.title}" was reassigned: ${frame.reason}`);
       return;
     case "chat.status":
+      if (frame.status !== "open") changedAt.set(frame.chatId, pushes++);
       if (entry && frame.status !== "open") drop(frame.chatId, `"${entry.chat.title}" is ${frame.status}`);
       return;
     case "agent.status":

@@ -11,7 +11,7 @@ import re
 import shutil
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import APIResponse, Locator, Page, Route, expect
 
 from api import DEMO_PASSWORD
 from tests.browser.conftest import ARTIFACTS, ROOT, Pages, Server
@@ -178,3 +178,34 @@ def _keep_screenshot(admin: Page) -> None:
     if os.environ.get("SWITCHBOARD_UPDATE_SCREENSHOTS") == "1" or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(taken, SCREENSHOT)
+
+
+def test_a_chat_assigned_while_the_desk_reloads_is_not_taken_away_by_the_older_list(
+    server: Server, pages: Pages
+) -> None:
+    """The desk asks for its open chats when it connects; a chat pushed to it while that answer
+    is on its way is newer than the answer, which must not drop it."""
+    customer = pages.open("customer", f"{server.url}/console/customer", phone=True)
+    customer.get_by_role("button", name="Start chat").click()
+    expect(customer.locator("#chat-state")).to_contain_text("number 1 in the queue")
+
+    agent = pages.open("agent", f"{server.url}/console/agent", phone=True)
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold(route: Route) -> None:
+        # The server answers now (no chat yet); the page gets that answer only when released.
+        held.append((route, route.fetch()))
+
+    agent.route(re.compile(r"/chats/agent\?status=open"), hold)
+    with agent.expect_request(re.compile(r"/chats/agent\?status=open")):
+        sign_in(agent, "cy@switchboard.example")
+    assert len(held) == 1
+    agent.get_by_text("Available", exact=True).click()
+    expect(customer.locator("#chat-state")).to_have_text(re.compile("chatting with Cy Agent"))
+    expect(agent.locator("#notices")).to_contain_text("New chat")
+
+    route, older = held[0]
+    route.fulfill(response=older)
+    send(customer, "is my parcel on its way?")
+    expect(agent.locator(".message.theirs .body")).to_have_text(["is my parcel on its way?"])
+    expect(agent.locator("#notices")).not_to_contain_text("no longer yours")
