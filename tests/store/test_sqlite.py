@@ -261,6 +261,35 @@ async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> 
         assert updated.agent_unread_count == 1 + len(others)
 
 
+async def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """No savepoint around a write that has its transaction to itself (two statements fewer,
+    and most writes are lone); refused, the whole transaction is rolled back, the chat's
+    update with it."""
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        c = await store.create_chat(chat())
+        first = await store.append_message(message(c, 1, client_msg_id="first"))
+        statements: list[str] = []
+        store._connection.set_trace_callback(statements.append)
+        try:
+            second = await store.append_message(message(c, 2))
+            with pytest.raises(DuplicateMessage):
+                await store.append_message(message(c, 3, client_msg_id="first"))
+        finally:
+            store._connection.set_trace_callback(None)
+        assert await store.list_messages(c.id) == [first, second]
+        updated = await store.get_chat(c.id)
+    assert [s for s in statements if not s.startswith(("UPDATE", "INSERT", "SELECT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "ROLLBACK",
+    ]
+    assert updated is not None
+    assert (updated.last_seq, updated.agent_unread_count) == (2, 2)
+
+
 async def test_calls_after_close_raise_store_error(tmp_path: Path) -> None:
     async with open_sqlite_store(tmp_path / "store.db") as store:
         await store.create_user(user())
