@@ -3,7 +3,7 @@
 Every write goes through a group commit (`store._group_commit`): a write with none in flight
 runs at once, and those asked for meanwhile leave together (up to `MAX_BATCH`) in the next, run
 in one worker thread call inside one transaction (each operation in its own SAVEPOINT, so one
-refusal fails only that operation), answered only after COMMIT returned. With
+refusal fails only that operation; a lone one needs none), answered only after COMMIT returned. With
 `synchronous=FULL` that is one fsync per batch instead of one per write: durability without
 paying for it per message.
 

@@ -305,7 +305,8 @@ class _Database:
         last = messages[-1]
         for_agent, for_customer = _rules.unread_added(messages)
         # The chat first: a missing chat is NotFound, and if an insert below is refused the
-        # operation's savepoint rolls this update and the other inserts back with it.
+        # operation's savepoint (or, alone, its transaction) rolls this update and the other
+        # inserts back with it.
         updated = self._db.execute(
             "UPDATE chats SET last_message_id = ?, last_seq = ?, updated_at = ?,"
             " agent_unread_count = agent_unread_count + ?,"
