@@ -359,9 +359,10 @@ class Batch:
 class FrameHandler(Protocol):
     """What reads an accepted websocket's frames once its app's task has ended (`take_frames`)."""
 
-    async def frame(self, data: str | bytes | None) -> None:
+    async def frame(self, data: str | bytes | None, more: bool) -> None:
         """One frame's data, as the app would read it (an empty binary frame is None), in the
-        connection's reader task: no frame is read meanwhile."""
+        connection's reader task: no frame is read meanwhile. `more`: other frames of the same
+        read follow it at once (or may: the server cannot always tell)."""
 
     def gone(self) -> None:
         """The peer is gone (or the connection is cut): end, without blocking."""
@@ -403,6 +404,11 @@ class _CancellableApp:
         self.handler = handler
         if self.scope.cancel_called:
             handler.gone()
+
+    def give_back_frames(self) -> None:
+        """Frames from now on are queued for the app again, and the peer's end cancels it: for
+        an app whose task stayed while a handler took the frames, and which returns now."""
+        self.handler = None
 
     def spawn(self, run: Callable[[], Awaitable[None]]) -> None:
         """Start `run` in the connection's task group: it ends with the connection at the latest.
@@ -697,6 +703,9 @@ class Websocket(ws_stream.WSStream):
 
     async def _handle_events(self, events: Iterable[WsprotoEvent] | None = None) -> None:
         buffer = self.buffer
+        # The read's last event, where the events are known at once (the plain frames of
+        # `received_events`): a handler learns whether more frames follow the one it is given.
+        last = events[-1] if isinstance(events, list) and events else None
         for event in self.connection.events() if events is None else events:
             if isinstance(event, Message):
                 if self._closing or self.closed:
@@ -715,7 +724,8 @@ class Websocket(ws_stream.WSStream):
                             "type": "websocket.receive",
                             "bytes": None if text else data,
                             "text": data if text else None,
-                        }
+                        },
+                        event is not last,
                     )
                     continue
                 try:
@@ -726,7 +736,7 @@ class Websocket(ws_stream.WSStream):
                     )
                     continue
                 if event.message_finished:
-                    await self._to_app(self.buffer.to_message())
+                    await self._to_app(self.buffer.to_message(), event is not last)
                     self.buffer.clear()
             elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
@@ -737,13 +747,14 @@ class Websocket(ws_stream.WSStream):
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
-    async def _to_app(self, message: Any) -> None:
+    async def _to_app(self, message: Any, more: bool) -> None:
         """Hand a frame to the app: at once when its queue has room (no cancel scope, no
         checkpoint: this runs for every frame), else waiting for room; or, once a handler took
-        the frames, to the handler, in this (the reader's) task."""
+        the frames, to the handler, in this (the reader's) task, telling it whether `more`
+        frames of this read follow."""
         app = self._app
         if app is not None and app.handler is not None:
-            await self._to_handler(app, message.get("bytes") or message.get("text"))
+            await self._to_handler(app, message.get("bytes") or message.get("text"), more)
             return
         assert self.app_put is not None
         queue = getattr(self.app_put, "__self__", None)  # the app's queue, or hypercorn's channel
@@ -764,12 +775,12 @@ class Websocket(ws_stream.WSStream):
         with trio.CancelScope() as self._put:
             await self.app_put(message)
 
-    async def _to_handler(self, app: _CancellableApp, data: str | bytes | None) -> None:
+    async def _to_handler(self, app: _CancellableApp, data: str | bytes | None, more: bool) -> None:
         """A frame to the handler; what escapes it is what an app's failure is: logged, the
         handler told the connection is over, and a 1011 close."""
         assert app.handler is not None
         try:
-            await app.handler.frame(data)
+            await app.handler.frame(data, more)
         except Exception:
             await self.config.log.exception("Error in ASGI Framework")
             if not self._app_done:

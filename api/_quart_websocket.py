@@ -140,6 +140,11 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
         `take_frames`: the serving is done when `done` says so). Only under that server."""
         self._server().take_frames(handler)
 
+    def give_back_frames(self) -> None:
+        """Frames are queued for `receive` again (api/_hypercorn's `give_back_frames`): the
+        handler that took them is done, and the caller's task, which stayed, returns."""
+        self._server().give_back_frames()
+
     def spawn(self, run: Callable[[], Awaitable[None]]) -> None:
         """Start `run` in the connection's task group (RuntimeError once it has ended)."""
         self._server().spawn(run)
@@ -221,28 +226,28 @@ class AcceptedFrames:
     """How many frames are read and waiting for `receive`; None when unknown."""
     send_texts: Callable[[list[str]], Coroutine[Any, Any, bool]]
     """`send` of each text in one write to the socket; False, sending nothing, when it cannot."""
+    take_frames: Callable[[FrameHandler], None]
+    """Hand every frame from now on to a handler in the server's reader task (`DirectWebsocket`)."""
+    give_back_frames: Callable[[], None]
+    """Queue the frames for `receive` again, once the handler is done."""
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._close(code, reason)
 
 
 def accepted_frames(accepted: Websocket) -> AcceptedFrames:
-    """The frames of `accepted`, a websocket its handler has accepted."""
+    """The frames of `accepted`, a websocket its handler has accepted (the app's websockets are
+    `DirectWebsocket`s: api/_app.py)."""
     receive = accepted._receive  # the callables Quart made it with
     direct = getattr(receive, "__self__", None)
+    assert isinstance(direct, DirectWebsocket), "the app serves its websockets directly"
     return AcceptedFrames(
         receive,
         accepted._send,
         accepted._close,
         accepted.scope,  # type: ignore[arg-type]
-        direct.frames_waiting if isinstance(direct, DirectWebsocket) else _unknown,
-        direct.send_texts if isinstance(direct, DirectWebsocket) else _cannot_send_texts,
+        direct.frames_waiting,
+        direct.send_texts,
+        direct.take_frames,
+        direct.give_back_frames,
     )
-
-
-def _unknown() -> None:
-    return None
-
-
-async def _cannot_send_texts(_: list[str]) -> bool:
-    return False

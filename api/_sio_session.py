@@ -50,6 +50,7 @@ from api._engineio import (
 )
 from api._errors import ASK_SECONDS, ApiError
 from api._guard import bearer_token
+from api._hypercorn import FrameHandler
 from api._services import Services
 from api._shop_profile import CHECK_UNAVAILABLE, CustomerCheckUnavailable
 from api._sio_events import (
@@ -95,6 +96,12 @@ class SessionSocket(WebSocket, Protocol):
 
     def frames_waiting(self) -> int | None:
         """How many frames are read and waiting for `receive`; None when unknown."""
+
+    def take_frames(self, handler: FrameHandler) -> None:
+        """Hand every frame from now on to `handler`, in the server's reader task."""
+
+    def give_back_frames(self) -> None:
+        """Queue the frames for `receive` again."""
 
 
 class SioSession:
@@ -609,45 +616,56 @@ class SioSession:
 
     async def _carry(self, ws: SessionSocket) -> None:
         written_all = trio.Event()
+        handed: _HandedFrames | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_websocket, ws)
                 nursery.start_soon(self._write_websocket, ws, written_all)
+                handed = _HandedFrames(self, nursery.cancel_scope)
+                # The frames read meanwhile (behind the upgrade's probe), in order; nothing
+                # yields between the last of them and the hand-over, so none can come between.
+                while handed.reading and ws.frames_waiting():
+                    frame = await ws.receive()
+                    handed.reading = await self._read_frame(frame, bool(ws.frames_waiting()))
+                ws.take_frames(handed)
                 await self._closed.wait()
                 with trio.move_on_after(self._limits.flush_seconds):
                     await written_all.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            # The client went away (the handler is cancelled) or the session closed.
+            if handed is not None:
+                ws.give_back_frames()
+                handed.stop()
+            # The client went away or the session closed.
             self.engine.close("the websocket closed", tell_client=False)
 
-    async def _read_websocket(self, ws: SessionSocket) -> None:
-        while True:
-            frame = await ws.receive()
-            if frame is None:  # how Quart hands over an empty binary frame
-                frame = b""
+    async def _read_frame(self, frame: str | bytes | None, more: bool) -> bool:
+        """One frame from the websocket (`more`: others follow it at once); False once the
+        session reads no more from it."""
+        if frame is None:  # how Quart hands over an empty binary frame
+            frame = b""
+        try:
+            data = self._strictly(partial(_receive_frame, self.engine, frame))
+        except ProtocolError:
+            return False
+        if data is None:
+            return True
+        if self._tasks is not None and self._idle() and not more:
+            # Handled by the reader: a task switch and the inbox's hand-over less per packet.
+            # With frames behind it, the dispatcher takes them together (a run of sends is
+            # stored in one write).
             try:
-                data = self._strictly(partial(_receive_frame, self.engine, frame))
-            except ProtocolError:
-                return
-            if data is None:
-                continue
-            if self._tasks is not None and self._idle() and ws.frames_waiting() == 0:
-                # Handled here: a task switch and the inbox's hand-over less per packet. With
-                # frames waiting behind it, the dispatcher takes them together (a run of sends
-                # is stored in one write).
-                try:
-                    await self._take_turn(data, self._tasks)
-                except Exception:
-                    # As a crash of the dispatcher ends its session (api/_sio_hub.py).
-                    log.exception("socket.io session %s crashed", self.sid)
-                    self.engine.close("internal error; reconnect")
-                    return
-                continue
-            try:
-                await self._to_inbox(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+                await self._take_turn(data, self._tasks)
+            except Exception:
+                # As a crash of the dispatcher ends its session (api/_sio_hub.py).
+                log.exception("socket.io session %s crashed", self.sid)
+                self.engine.close("internal error; reconnect")
+                return False
+            return True
+        try:
+            await self._to_inbox(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def _take_turn(self, data: str | bytes, nursery: trio.Nursery) -> None:
         self._reading_turn = True
@@ -670,6 +688,39 @@ class SioSession:
             if self.engine.closed is not None:
                 written_all.set()
                 return
+
+
+class _HandedFrames:
+    """The frames of the websocket a session is carried on, each handled in the server's reader
+    task as it is read (api/_hypercorn's `take_frames`): a reader task of the session's own cost
+    one more task step for every frame in. The session's task stays, carrying the writer."""
+
+    __slots__ = ("_carrying", "_session", "_work", "reading")
+
+    def __init__(self, session: SioSession, carrying: trio.CancelScope) -> None:
+        self._session = session
+        self._carrying = carrying  # what the session's task carries the websocket in
+        self._work: trio.CancelScope | None = None  # a frame being handled (one at a time)
+        self.reading = True  # False once the session reads no more (a malformed frame)
+
+    async def frame(self, data: str | bytes | None, more: bool) -> None:
+        if not self.reading:
+            return  # what follows a frame that ended the session is not read
+        with trio.CancelScope() as self._work:
+            self.reading = await self._session._read_frame(data, more)
+        self._work = None
+
+    def gone(self) -> None:
+        """The peer is gone: the session's task stops carrying the websocket, and the session
+        closes (`_carry`)."""
+        self._carrying.cancel()
+        self.stop()
+
+    def stop(self) -> None:
+        """Read no more: a frame being handled is cancelled."""
+        self.reading = False
+        if self._work is not None:
+            self._work.cancel()
 
 
 def _decoded(data: str) -> eio.SioPacket | None:

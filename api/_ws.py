@@ -594,8 +594,9 @@ class JsonEdge:
 
     # --- the server's reader ------------------------------------------------------------------
 
-    async def frame(self, data: str | bytes | None) -> None:
-        """One frame, handed over by the server's reader task."""
+    async def frame(self, data: str | bytes | None, more: bool) -> None:
+        """One frame, handed over by the server's reader task (each is answered in turn, so
+        whether `more` follow makes no difference here)."""
         if self._closing is not None or self._ended:
             return  # the close is under way: nothing more is read
         scope = self._begin_work()

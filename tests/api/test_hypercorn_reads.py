@@ -120,7 +120,7 @@ class _Handler:
     def __init__(self) -> None:
         self.told_gone = 0
 
-    async def frame(self, data: str | bytes | None) -> None:
+    async def frame(self, data: str | bytes | None, more: bool) -> None:
         raise AssertionError("no frame here")
 
     def gone(self) -> None:
@@ -144,6 +144,18 @@ async def test_frames_taken_after_the_peer_left_tell_the_handler_at_once() -> No
     handler = _Handler()
     app.take_frames(handler)
     assert handler.told_gone == 1
+
+
+async def test_frames_given_back_leave_the_peer_s_end_to_cancel_the_app_again() -> None:
+    # An app whose task stayed while a handler took the frames, returning now: the peer's end
+    # cancels it as before, and the handler hears of it no more.
+    app = _CancellableApp(None, None)  # type: ignore[arg-type]
+    handler = _Handler()
+    app.take_frames(handler)
+    app.give_back_frames()
+    app.cancel()
+    assert handler.told_gone == 0
+    assert app.scope.cancel_called
 
 
 class _Websocket:

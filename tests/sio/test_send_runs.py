@@ -95,11 +95,12 @@ class RawWebsocket:
         self._texts: list[str] = []
 
     @classmethod
-    async def open(cls, live: Live) -> RawWebsocket:
+    async def open(cls, live: Live, sid: str | None = None) -> RawWebsocket:
+        """A websocket session, or the websocket that upgrades the polling session `sid`."""
         host, port = live.url.removeprefix("http://").split(":")
         stream = await trio.open_tcp_stream(host, int(port))
         connection = WSConnection(ConnectionType.CLIENT)
-        target = "/socket.io/?EIO=4&transport=websocket"
+        target = "/socket.io/?EIO=4&transport=websocket" + ("" if sid is None else f"&sid={sid}")
         await stream.send_all(connection.send(Request(host=f"{host}:{port}", target=target)))
         raw = cls(stream, connection)
         while not await raw._pump():
@@ -125,6 +126,9 @@ class RawWebsocket:
         await self._stream.send_all(
             b"".join(self._connection.send(TextMessage(data=text)) for text in texts)
         )
+
+    async def close(self) -> None:
+        await self._stream.aclose()
 
     async def until_prefix(self, prefix: str) -> list[str]:
         seen: list[str] = []
