@@ -50,6 +50,12 @@ Connections that would never end in hypercorn as it is (each held a file handle 
   early answer with the body still coming, any answer while the server stops) never closed
   it: the close ran in the answer's cancelled task and stopped at its first checkpoint. The
   socket stayed open until the peer closed it. `OneConnection` closes shielded.
+
+An app hypercorn refused after starting it was never told either: a frame right behind the
+upgrade request is answered 400 and the stream closed, while the app went on to accept into the
+closed stream and serve it until the server stopped (and never logged its end), holding the
+principal's connection slot and presence. A stream closed that way now ends its app too.
+
 Aborting resets the TCP connection (SO_LINGER 0): the file handle and the kernel's buffers are
 freed at once, nothing is retransmitted to a peer that is gone.
 """
@@ -612,6 +618,12 @@ class Websocket(ws_stream.WSStream):
             await self._handle_events(received_events(self.connection, event.data))
             return
         await super().handle(event)
+        if self.closed and not self._ended:
+            # hypercorn answered 400 to data that came before the app accepted, and closed the
+            # stream without telling the app it had started: the app accepted into a closed
+            # stream and served it for good (a slot and a presence held until the server
+            # stopped, and past it). It ends now, as on any end of the stream.
+            self._end()
 
     async def _accept(self, message: Any) -> None:
         await super()._accept(message)

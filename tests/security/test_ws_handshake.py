@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import zlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import trio
+from prometheus_client import REGISTRY
 from wsproto.frame_protocol import FrameProtocol
 
-from tests.conftest import Live
+from tests.conftest import Live, make_settings, running_server
 from tests.e2e.wsclient import WAIT_SECONDS, connect
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -209,3 +211,29 @@ async def test_compression_is_declined_so_a_compressed_frame_cannot_inflate(live
         close = rest[rest.index(b"\x88") :]
         assert int.from_bytes(close[2:4], "big") == 1002, close
     await still_serving(live)
+
+
+async def test_a_frame_answered_400_leaves_no_connection_behind(tmp_path: Path) -> None:
+    """A frame right behind the upgrade request is answered 400 before the app accepts: the
+    app, already started, must end with it. It once accepted into the closed stream and served
+    it until the server stopped and past it: the connection was never logged closed, and held
+    the customer's connection slot and presence all along."""
+    before = open_connections()
+    async with running_server(make_settings(tmp_path)) as live:
+        token = await live.customer_token("shop-customer-1")
+        for _ in range(3):
+            answer = await exchange(live, upgrade(bearer(token)) + masked_frame(OPEN_CHAT))
+            assert status_of(answer) == 400, answer[:200]
+        await still_serving(live)
+    # The server has stopped and every task of it has ended: what it opened, it closed.
+    assert open_connections() == before
+
+
+def open_connections() -> dict[tuple[str, str], float]:
+    return {
+        (sample.labels["edge"], sample.labels["role"]): sample.value
+        for family in REGISTRY.collect()
+        if family.name == "switchboard_connections"
+        for sample in family.samples
+        if sample.value
+    }
