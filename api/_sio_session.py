@@ -1,14 +1,15 @@
 """One Socket.IO session: its task tree, its transports and its CONNECT.
 
 One session runs one task (in the app's nursery) owning four others: the heartbeat, the
-dispatcher (inbound Socket.IO packets, in order, from an `inbox` that POSTs and the websocket
-reader fill), the pump (the `outbox` of replies and pushed domain events, rendered into the
-Engine.IO buffer) and, once connected, the core's delivery receipts. Bounds: sessions in number
-(`max_sessions`), the inbox and outbox in packets, the Engine.IO buffer in characters. A client
-that stops polling or reading fills its outbox, and the domain closes it (its `offer` raises
-WouldBlock, as on /ws); one that stops answering pings is closed after pingTimeout. Neither
-slows anyone else. A malformed packet gets an `error` event and a DISCONNECT, and its session
-closes; the server carries on.
+dispatcher (inbound Socket.IO packets, in order, from an `inbox` that POSTs and the websocket's
+frames fill: the server's reader task hands those over, and handles a packet itself when
+nothing is queued before or behind it), the pump (the `outbox` of replies and pushed domain
+events, rendered into the Engine.IO buffer) and, once connected, the core's delivery receipts.
+Bounds: sessions in number (`max_sessions`), the inbox and outbox in packets, the Engine.IO
+buffer in characters. A client that stops polling or reading fills its outbox, and the domain
+closes it (its `offer` raises WouldBlock, as on /ws); one that stops answering pings is closed
+after pingTimeout. Neither slows anyone else. A malformed packet gets an `error` event and a
+DISCONNECT, and its session closes; the server carries on.
 
 Authentication as the original: `auth: {token}` in the Socket.IO CONNECT, else an
 `Authorization: Bearer` header on the handshake; staff and shop (customer) tokens. A refusal is
