@@ -5,6 +5,7 @@ And the operator's own admin, for production, which never creates the demo accou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -55,7 +56,13 @@ class SeedReport:
     existing: int
 
 
-async def seed_demo_data(store: EdgeStore, passwords: Passwords, system: System) -> SeedReport:
+class Hashing(Protocol):
+    """What seeding needs of `Passwords`."""
+
+    async def hash(self, password: str) -> str: ...
+
+
+async def seed_demo_data(store: EdgeStore, passwords: Hashing, system: System) -> SeedReport:
     """Create what is missing. A running system is told of each new agent: its assignment actor
     read the agents when it started, before these existed."""
     created = existing = 0
