@@ -156,6 +156,10 @@ class OneConnection(TCPServer):
         super().__init__(*args, **kwargs)
         self.idle_task = IdleTimer()  # type: ignore[assignment]
         self.websocket: Websocket | None = None  # the connection's, once upgraded
+        # Bytes that must reach the socket before any written after them (`write_now` could
+        # not write them all at once): whoever holds the send lock writes them, in order, with
+        # whatever is added meanwhile. None while nothing is owed.
+        self._owed: bytearray | None = None
 
     async def run(self) -> None:
         # The connection's streams are made in this task (and their tasks inherit its context):
@@ -224,36 +228,75 @@ class OneConnection(TCPServer):
             return
         if not data:
             return
+        self._owe(data)
+        await self._write_owed()
+
+    def _owe(self, data: bytes) -> None:
+        if self._owed is None:
+            self._owed = bytearray(data)
+        else:
+            self._owed += data
+
+    async def _write_owed(self) -> None:
+        """Write what is owed, and what is owed meanwhile, under the send lock."""
         broken = False
         # Shielded as hypercorn does (a cancelled write would corrupt the stream, and part of
         # this one may have gone out), but bounded: a peer that does not read for
         # `send_timeout` is aborted. One scope for both.
-        deadline = trio.current_time() + _send_timeout(self.config)
-        with trio.CancelScope(shield=True, deadline=deadline) as bound:
+        timeout = _send_timeout(self.config)
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as bound:
             async with self.send_lock:
                 try:
-                    await self.stream.send_all(data)
+                    while self._owed:
+                        data, self._owed = bytes(self._owed), None
+                        bound.deadline = trio.current_time() + timeout  # for each write
+                        await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     broken = True
         if bound.cancelled_caught:
             log.info("a peer read nothing for %gs and was cut", _send_timeout(self.config))
             await self.abort()
         if broken or bound.cancelled_caught:
+            self._owed = None  # the connection is over: nothing more goes out
             await self.protocol.handle(Closed())
 
     def _send_now(self, data: bytes) -> bytes:
         """Write what the socket takes now, without waiting: what is left to send. Nothing
-        else is writing (the lock is free) and this does not yield, so no other write can
-        come between; most writes fit in the socket's buffer and cost no trip through the
-        scheduler. Not for TLS streams (their bytes must go through the TLS layer)."""
+        else is writing (the lock is free, nothing is owed) and this does not yield, so no other
+        write can come between; most writes fit in the socket's buffer and cost no trip through
+        the scheduler. Not for TLS streams (their bytes must go through the TLS layer)."""
         raw = getattr(self.stream, "socket", None)
-        if raw is None or self.send_lock.locked():
+        if raw is None or self.send_lock.locked() or self._owed is not None:
             return data
         try:
             sent = os.write(raw.fileno(), data)
         except BlockingIOError:
             return data
         return data[sent:]
+
+    def can_write_now(self) -> bool:
+        """Whether `write_now` can take bytes: a plain socket (TLS bytes go through its layer)
+        that nothing is writing to and nothing is owed to. A caller that must not wait writes
+        only then; else it queues for a task of its own, whose wait is what slows it."""
+        return (
+            getattr(self.stream, "socket", None) is not None
+            and self._owed is None
+            and not self.send_lock.locked()
+        )
+
+    def write_now(self, data: bytes) -> None:
+        """Send `data` without waiting, from a caller that must not (a websocket's frames, from
+        the domain's side): what the socket takes now is written at once; the rest is owed, and
+        a task of the connection's writes it before anything sent later. Only where
+        `can_write_now`, checked since the caller's last checkpoint."""
+        assert self.can_write_now()
+        with contextlib.suppress(OSError):  # broken: the owed write finds out, and ends it
+            data = self._send_now(data)
+        if not data:
+            return
+        self._owe(data)
+        with contextlib.suppress(RuntimeError, AttributeError):  # the connection is over
+            self._task_group.spawn(self._write_owed)
 
     async def abort(self) -> None:
         """Reset the TCP connection: its file handle and buffers are freed at once."""
@@ -688,6 +731,35 @@ class Websocket(ws_stream.WSStream):
         connection): what the socket takes now is written at once, the rest as
         `OneConnection.protocol_send` writes it. False, sending nothing, where `send_text` would
         not frame them itself (then send them one by one, or in a `Batch`)."""
+        connection = self._framing_connection()
+        if connection is None:
+            return False
+        data = b"".join([_text_frame(text) for text in texts])
+        # On an error nothing was written: the connection's own write finds the socket broken.
+        with contextlib.suppress(OSError):
+            data = connection._send_now(data)
+        if data:
+            # No checkpoint since `_send_now`: nothing else has written in between.
+            await self.send(Data(stream_id=self.stream_id, data=data))
+        return True
+
+    def can_send_texts_now(self) -> bool:
+        """Whether `send_texts_now` would send."""
+        connection = self._framing_connection()
+        return connection is not None and connection.can_write_now()
+
+    def send_texts_now(self, texts: list[str]) -> None:
+        """`send_texts` without waiting, for a caller that must not (the domain's side of a
+        connection, a task that is not its own): the socket takes what it can now, the
+        connection owes the rest and writes it before anything sent later (`write_now`).
+        Only where `can_send_texts_now`, checked since the caller's last checkpoint."""
+        connection = self._framing_connection()
+        assert connection is not None
+        connection.write_now(b"".join([_text_frame(text) for text in texts]))
+
+    def _framing_connection(self) -> OneConnection | None:
+        """The connection, where this stream frames text itself and writes its bytes straight to
+        it; None where `send_text` would not frame them itself."""
         connection = self._connection
         if (
             self.closed
@@ -700,15 +772,8 @@ class Websocket(ws_stream.WSStream):
             # Only over HTTP/1.1, whose stream's bytes go straight to the connection.
             or not isinstance(getattr(self.send, "__self__", None), H11Protocol)
         ):
-            return False
-        data = b"".join([_text_frame(text) for text in texts])
-        # On an error nothing was written: the connection's own write finds the socket broken.
-        with contextlib.suppress(OSError):
-            data = connection._send_now(data)
-        if data:
-            # No checkpoint since `_send_now`: nothing else has written in between.
-            await self.send(Data(stream_id=self.stream_id, data=data))
-        return True
+            return None
+        return connection
 
     def _awaiting_peer_close(self) -> bool:
         return self.connection.state is ConnectionState.LOCAL_CLOSING

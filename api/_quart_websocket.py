@@ -125,6 +125,19 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
         stream = getattr(self._asgi_send, "__self__", None)
         return isinstance(stream, Stream) and await stream.send_texts(texts)
 
+    def can_send_texts_now(self) -> bool:
+        """Whether `send_texts_now` would send: nothing is being written or owed to the socket
+        (checked since the caller's last checkpoint)."""
+        stream = getattr(self._asgi_send, "__self__", None)
+        return isinstance(stream, Stream) and stream.can_send_texts_now()
+
+    def send_texts_now(self, texts: list[str]) -> None:
+        """`send_texts` without waiting, for a caller that must not: only where
+        `can_send_texts_now` (api/_hypercorn's `send_texts_now`)."""
+        stream = getattr(self._asgi_send, "__self__", None)
+        assert isinstance(stream, Stream)
+        stream.send_texts_now(texts)
+
     def frames_waiting(self) -> int | None:
         """How many frames the server has read for this connection that `receive` has not
         returned yet; None when the server does not say."""

@@ -425,6 +425,8 @@ class Served(WebSocket, Protocol):
     @property
     def scope(self) -> Any: ...
     def frames_waiting(self) -> int | None: ...
+    def can_send_texts_now(self) -> bool: ...
+    def send_texts_now(self, texts: list[str]) -> None: ...
     def take_frames(self, handler: FrameHandler) -> None: ...
     def spawn(self, run: Callable[[], Awaitable[None]]) -> None: ...
     async def done(self) -> None: ...
@@ -440,6 +442,7 @@ class JsonEdge:
     cancel scope of its own, all of which a close or the peer's end cancels."""
 
     __slots__ = (
+        "_answering",
         "_client",
         "_closing",
         "_core",
@@ -498,6 +501,9 @@ class JsonEdge:
         # the frames queued before it to leave waits for `_drained` (made then).
         self._writing = False
         self._drained: trio.Event | None = None
+        # While a frame is being answered, what is queued for the connection waits for a writer
+        # as before, so that the answer can join it in one write (a message and its ack).
+        self._answering = False
         self._outbox_frames = settings.ws_outbox_frames
         # Live messages of a chat this connection is resuming, held until the resume's answer
         # is queued, so the answer stays contiguous and nothing in it comes twice (made by the
@@ -724,15 +730,19 @@ class JsonEdge:
             if self._held is None:
                 self._held = {}
             self._held[resuming] = []
-        effects = await self._core.handle(inbound)
-        for effect in effects:
-            if isinstance(effect, Close):
-                await self._finish(effect)
-                return
-            await self._reply(effect)
-        if resuming is not None:
-            self._release(resuming, effects)
-        await self._flush()
+        self._answering = True
+        try:
+            effects = await self._core.handle(inbound)
+            for effect in effects:
+                if isinstance(effect, Close):
+                    await self._finish(effect)
+                    return
+                await self._reply(effect)
+            if resuming is not None:
+                self._release(resuming, effects)
+            await self._flush()
+        finally:
+            self._answering = False
 
     def _release(self, chat_id: str, answer: list[EdgeEffect]) -> None:
         """Queue the live messages held during a resume that its answer did not contain."""
@@ -761,8 +771,28 @@ class JsonEdge:
         self._stop()
 
     def _queue(self, item: Outbound) -> None:
-        """Queue `item` for the writer, starting one unless one runs (it takes `item` too);
+        """Write `item` now where the socket is free and nothing is queued before it; else queue
+        it for the writer, starting one unless one runs (it takes `item` too).
         `trio.WouldBlock` when the outbox is full."""
+        transport = self._transport
+        assert transport is not None, "queued only while running"
+        if (
+            not self._writing
+            and not self._answering
+            and not len(self._outbox)
+            and transport.can_send_texts_now()
+        ):
+            # Most events find the socket free: the frame is written from the caller's step
+            # (the actor's), with no task started for it and no trip through the scheduler.
+            try:
+                transport.send_texts_now([self._render(item)])
+            except Exception:
+                log.exception("cannot write to websocket session %s", self.session.id)
+                self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
+                return
+            if self._core.written(item):
+                transport.spawn(self._receipts)
+            return
         self._outbox.put_nowait(item)
         if not self._writing:
             self._start_writer()

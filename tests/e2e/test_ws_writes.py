@@ -88,3 +88,41 @@ async def test_a_socketio_message_event_and_its_ack_leave_in_one_write(
         assert len(carried) == 1, carried
         # The event first, then the ack, in the one write.
         assert carried[0].index(b'42["messageDelivered"') < carried[0].index(f"43{n}[".encode())
+
+
+class _Spawned(trio.abc.Instrument):
+    """The names of the tasks started while it is added."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.names.append(task.name)
+
+
+async def test_an_event_for_an_idle_connection_is_written_without_a_task(
+    live: Live, writes: list[bytes]
+) -> None:
+    # The agent's connection is idle when the customer's message reaches it: the actor's step
+    # writes the frame to the socket, starting no writer. The customer's own connection is
+    # answering its frame, so its copy waits for a writer as before, and leaves with the ack.
+    async with (
+        connect(live, await live.login(ANN)) as agent,
+        connect(live, await live.customer_token("shop-customer-1")) as customer,
+    ):
+        await ready_agent(live, agent)
+        chat = await open_chat(customer)
+        await agent.expect("chat.assigned")
+        for n in range(1, 4):
+            spawned = _Spawned()
+            trio.lowlevel.add_instrument(spawned)
+            try:
+                writes.clear()
+                await say(customer, chat["id"], f"c{n}", f"question {n}")
+                await agent.expect("message", seq=n)
+            finally:
+                trio.lowlevel.remove_instrument(spawned)
+            writers = [name for name in spawned.names if name.endswith("JsonEdge._write")]
+            assert len(writers) == 1, spawned.names
+            to_agent = [w for w in writes if f"question {n}".encode() in w and b"ack" not in w]
+            assert len(to_agent) == 1, writes
