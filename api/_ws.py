@@ -501,8 +501,9 @@ class JsonEdge:
         # the frames queued before it to leave waits for `_drained` (made then).
         self._writing = False
         self._drained: trio.Event | None = None
-        # While a frame is being answered, what is queued for the connection waits for a writer
-        # as before, so that the answer can join it in one write (a message and its ack).
+        # While a frame is being answered, what is queued for the connection waits for the
+        # answer, and leaves with it in one write (a message and its ack), from the task that
+        # answered: no writer is started for it unless the outbox is half full.
         self._answering = False
         self._outbox_frames = settings.ws_outbox_frames
         # Live messages of a chat this connection is resuming, held until the resume's answer
@@ -794,8 +795,11 @@ class JsonEdge:
                 transport.spawn(self._receipts)
             return
         self._outbox.put_nowait(item)
-        if not self._writing:
-            self._start_writer()
+        if self._writing:
+            return
+        if self._answering and len(self._outbox) < self._outbox_frames // 2:
+            return  # the answer's `_flush` writes it, with the answer
+        self._start_writer()
 
     def _start_writer(self) -> None:
         assert self._transport is not None

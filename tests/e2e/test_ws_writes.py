@@ -100,12 +100,10 @@ class _Spawned(trio.abc.Instrument):
         self.names.append(task.name)
 
 
-async def test_an_event_for_an_idle_connection_is_written_without_a_task(
-    live: Live, writes: list[bytes]
-) -> None:
+async def test_no_writer_task_is_started_for_a_message(live: Live, writes: list[bytes]) -> None:
     # The agent's connection is idle when the customer's message reaches it: the actor's step
-    # writes the frame to the socket, starting no writer. The customer's own connection is
-    # answering its frame, so its copy waits for a writer as before, and leaves with the ack.
+    # writes the frame to the socket. The customer's own connection is answering its frame: its
+    # copy waits for the answer and leaves with the ack, from the task that answered.
     async with (
         connect(live, await live.login(ANN)) as agent,
         connect(live, await live.customer_token("shop-customer-1")) as customer,
@@ -123,6 +121,7 @@ async def test_an_event_for_an_idle_connection_is_written_without_a_task(
             finally:
                 trio.lowlevel.remove_instrument(spawned)
             writers = [name for name in spawned.names if name.endswith("JsonEdge._write")]
-            assert len(writers) == 1, spawned.names
-            to_agent = [w for w in writes if f"question {n}".encode() in w and b"ack" not in w]
-            assert len(to_agent) == 1, writes
+            assert writers == [], spawned.names
+            carried = [w for w in writes if f"question {n}".encode() in w]
+            assert len(carried) == 2, writes  # the agent's copy; the customer's, with the ack
+            assert sum(b'"type":"ack"' in w for w in carried) == 1, carried
