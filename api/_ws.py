@@ -24,6 +24,7 @@ its end), which share the connection's state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -792,7 +793,10 @@ class JsonEdge:
                 self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
                 return
             if self._core.written(item):
-                transport.spawn(self._receipts)
+                # Best effort: a connection whose tasks are over sends none (the next read
+                # covers them), and the actor that called must not fail for it.
+                with contextlib.suppress(RuntimeError):
+                    transport.spawn(self._receipts)
             return
         self._outbox.put_nowait(item)
         if self._writing:

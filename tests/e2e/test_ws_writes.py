@@ -6,13 +6,17 @@ A real server on 127.0.0.1; the writes are recorded where hypercorn hands bytes 
 
 from __future__ import annotations
 
+import gc
 import json
+from typing import Any
 
 import pytest
 import trio
 from trio_websocket import open_websocket_url
 
 from api._hypercorn import OneConnection
+from api._ws import JsonEdge
+from store import Role
 from tests.conftest import Live
 from tests.e2e.wsclient import connect, open_chat, ready_agent, say
 
@@ -125,3 +129,39 @@ async def test_no_writer_task_is_started_for_a_message(live: Live, writes: list[
             carried = [w for w in writes if f"question {n}".encode() in w]
             assert len(carried) == 2, writes  # the agent's copy; the customer's, with the ack
             assert sum(b'"type":"ack"' in w for w in carried) == 1, carried
+
+
+class _TasksOver:
+    """A connection's transport whose tasks are over: starting one raises, as trio's does."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def spawn(self, run: Any) -> None:
+        raise RuntimeError("Nursery is closed to new arrivals")
+
+
+async def test_an_event_written_from_the_actor_s_step_never_fails_the_actor(live: Live) -> None:
+    # The write from the actor's step may start the delivery receipts' task; a connection whose
+    # tasks are over refuses it, and the actor that delivered the message must not fail for it.
+    async with (
+        connect(live, await live.login(ANN)) as agent,
+        connect(live, await live.customer_token("shop-customer-1")) as customer,
+    ):
+        await ready_agent(live, agent)
+        chat = await open_chat(customer)
+        await agent.expect("chat.assigned")
+        await trio.testing.wait_all_tasks_blocked()
+        (edge,) = [
+            each
+            for each in gc.get_objects()
+            if type(each) is JsonEdge and each._peer.role is Role.AGENT
+        ]
+        edge._transport = _TasksOver(edge._transport)
+        for n in range(1, 4):
+            ack = await say(customer, chat["id"], f"c{n}", f"question {n}")
+            assert ack["seq"] == n
+            assert (await agent.expect("message", seq=n))["message"]["content"] == f"question {n}"
