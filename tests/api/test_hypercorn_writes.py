@@ -10,6 +10,8 @@ from hypercorn.trio.task_group import TaskGroup
 
 from tests.api.one_connection import one_connection
 
+BIG = bytes(range(256)) * 16_384  # 4 MiB: more than a socket buffer holds
+
 
 async def _read(peer: trio.socket.SocketType, size: int) -> bytes:
     got = b""
@@ -33,17 +35,16 @@ async def test_what_the_socket_cannot_take_now_waits_and_keeps_its_order() -> No
     ours, peer = trio.socket.socketpair()
     with ours, peer:
         connection, _ = one_connection(trio.SocketStream(ours))
-        big = bytes(range(256)) * 16_384  # 4 MiB: more than a socket buffer holds
         received: list[bytes] = []
         async with trio.open_nursery() as nursery:
 
             async def read_all() -> None:
-                received.append(await _read(peer, len(big) + 5))
+                received.append(await _read(peer, len(BIG) + 5))
 
             nursery.start_soon(read_all)
-            await connection.protocol_send(RawData(data=big))
+            await connection.protocol_send(RawData(data=BIG))
             await connection.protocol_send(RawData(data=b"after"))
-        assert received == [big + b"after"]
+        assert received == [BIG + b"after"]
 
 
 async def test_a_write_to_a_closed_peer_closes_the_connection() -> None:
@@ -63,18 +64,17 @@ async def test_a_write_now_owes_what_the_socket_cannot_take_and_it_leaves_first(
     ours, peer = trio.socket.socketpair()
     with ours, peer:
         connection, _ = one_connection(trio.SocketStream(ours))
-        big = bytes(range(256)) * 16_384  # 4 MiB: more than a socket buffer holds
         received: list[bytes] = []
         async with TaskGroup() as tasks:
             connection._task_group = tasks
             assert connection.can_write_now()
             with trio.testing.assert_no_checkpoints():
-                connection.write_now(big)
+                connection.write_now(BIG)
             # Owed: nothing else may write straight to the socket now.
             assert not connection.can_write_now()
             tasks.spawn(connection.protocol_send, RawData(data=b"after"))
-            received.append(await _read(peer, len(big) + 5))
-        assert received == [big + b"after"]
+            received.append(await _read(peer, len(BIG) + 5))
+        assert received == [BIG + b"after"]
         assert connection.can_write_now()  # all written: nothing owed
 
 

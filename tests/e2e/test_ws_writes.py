@@ -18,7 +18,7 @@ from api._hypercorn import OneConnection
 from api._ws import JsonEdge
 from store import Role
 from tests.conftest import Live
-from tests.e2e.wsclient import connect, open_chat, ready_agent, say
+from tests.e2e.wsclient import agent_and_customer, connect, open_chat, ready_agent, say
 
 ANN = "ann@switchboard.example"
 
@@ -39,12 +39,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 async def test_a_message_and_its_ack_leave_in_one_write(live: Live, writes: list[bytes]) -> None:
-    async with (
-        connect(live, await live.login(ANN)) as agent,
-        connect(live, await live.customer_token("shop-customer-1")) as customer,
-    ):
-        await ready_agent(live, agent)
-        chat = await open_chat(customer)
+    async with agent_and_customer(live, ANN, "shop-customer-1") as (agent, customer, chat):
         for n in range(1, 4):
             writes.clear()
             ack = await say(customer, chat["id"], f"c{n}", f"question {n}")
@@ -108,13 +103,7 @@ async def test_no_writer_task_is_started_for_a_message(live: Live, writes: list[
     # The agent's connection is idle when the customer's message reaches it: the actor's step
     # writes the frame to the socket. The customer's own connection is answering its frame: its
     # copy waits for the answer and leaves with the ack, from the task that answered.
-    async with (
-        connect(live, await live.login(ANN)) as agent,
-        connect(live, await live.customer_token("shop-customer-1")) as customer,
-    ):
-        await ready_agent(live, agent)
-        chat = await open_chat(customer)
-        await agent.expect("chat.assigned")
+    async with agent_and_customer(live, ANN, "shop-customer-1") as (agent, customer, chat):
         for n in range(1, 4):
             spawned = _Spawned()
             trio.lowlevel.add_instrument(spawned)
@@ -147,13 +136,7 @@ class _TasksOver:
 async def test_an_event_written_from_the_actor_s_step_never_fails_the_actor(live: Live) -> None:
     # The write from the actor's step may start the delivery receipts' task; a connection whose
     # tasks are over refuses it, and the actor that delivered the message must not fail for it.
-    async with (
-        connect(live, await live.login(ANN)) as agent,
-        connect(live, await live.customer_token("shop-customer-1")) as customer,
-    ):
-        await ready_agent(live, agent)
-        chat = await open_chat(customer)
-        await agent.expect("chat.assigned")
+    async with agent_and_customer(live, ANN, "shop-customer-1") as (agent, customer, chat):
         await trio.testing.wait_all_tasks_blocked()
         (edge,) = [
             each

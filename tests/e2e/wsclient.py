@@ -147,3 +147,19 @@ async def say(client: WsClient, chat_id: str, client_msg_id: str, content: str) 
     return await client.request(
         message_send(chat_id, client_msg_id, content), "ack", clientMsgId=client_msg_id
     )
+
+
+@asynccontextmanager
+async def agent_and_customer(
+    live: Live, agent_email: str, customer_id: str
+) -> AsyncIterator[tuple[WsClient, WsClient, Frame]]:
+    """An available agent and a customer connected, with a chat of theirs assigned to the agent:
+    (agent, customer, chat)."""
+    async with (
+        connect(live, await live.login(agent_email)) as agent,
+        connect(live, await live.customer_token(customer_id)) as customer,
+    ):
+        await ready_agent(live, agent)
+        chat = await open_chat(customer)
+        await agent.expect("chat.assigned")
+        yield agent, customer, chat
