@@ -794,8 +794,9 @@ class JsonEdge:
                 return
             if self._core.written(item):
                 # Best effort: a connection whose tasks are over sends none (the next read
-                # covers them), and the actor that called must not fail for it.
-                with contextlib.suppress(RuntimeError):
+                # covers them), and the actor that called must not fail for it. Its task group
+                # refuses with RuntimeError, or AttributeError once it has let go of its nursery.
+                with contextlib.suppress(RuntimeError, AttributeError):
                     transport.spawn(self._receipts)
             return
         self._outbox.put_nowait(item)
