@@ -734,7 +734,7 @@ class Websocket(ws_stream.WSStream):
         connection = self._framing_connection()
         if connection is None:
             return False
-        data = b"".join([_text_frame(text) for text in texts])
+        data = _text_frames(texts)
         # On an error nothing was written: the connection's own write finds the socket broken.
         with contextlib.suppress(OSError):
             data = connection._send_now(data)
@@ -755,7 +755,7 @@ class Websocket(ws_stream.WSStream):
         Only where `can_send_texts_now`, checked since the caller's last checkpoint."""
         connection = self._framing_connection()
         assert connection is not None
-        connection.write_now(b"".join([_text_frame(text) for text in texts]))
+        connection.write_now(_text_frames(texts))
 
     def _framing_connection(self) -> OneConnection | None:
         """The connection, where this stream frames text itself and writes its bytes straight to
@@ -946,6 +946,11 @@ class Websocket(ws_stream.WSStream):
         if self._connection is not None:
             await self._connection.abort()
         await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def _text_frames(texts: list[str]) -> bytes:
+    """`texts` as text frames, one after another, for one write."""
+    return b"".join([_text_frame(text) for text in texts])
 
 
 def _text_frame(text: str) -> bytes:

@@ -122,21 +122,27 @@ class DirectWebsocket(TrioASGIWebsocketConnection):
     async def send_texts(self, texts: list[str]) -> bool:
         """`send` of each of `texts`, in one write to the socket; False, sending nothing, when
         the server cannot (send them one by one then)."""
-        stream = getattr(self._asgi_send, "__self__", None)
-        return isinstance(stream, Stream) and await stream.send_texts(texts)
+        stream = self._stream()
+        return stream is not None and await stream.send_texts(texts)
 
     def can_send_texts_now(self) -> bool:
         """Whether `send_texts_now` would send: nothing is being written or owed to the socket
         (checked since the caller's last checkpoint)."""
-        stream = getattr(self._asgi_send, "__self__", None)
-        return isinstance(stream, Stream) and stream.can_send_texts_now()
+        stream = self._stream()
+        return stream is not None and stream.can_send_texts_now()
 
     def send_texts_now(self, texts: list[str]) -> None:
         """`send_texts` without waiting, for a caller that must not: only where
         `can_send_texts_now` (api/_hypercorn's `send_texts_now`)."""
-        stream = getattr(self._asgi_send, "__self__", None)
-        assert isinstance(stream, Stream)
+        stream = self._stream()
+        assert stream is not None
         stream.send_texts_now(texts)
+
+    def _stream(self) -> Stream | None:
+        """The server's websocket stream this connection sends through (hypercorn's `app_send`
+        is its method); None under another server."""
+        stream = getattr(self._asgi_send, "__self__", None)
+        return stream if isinstance(stream, Stream) else None
 
     def frames_waiting(self) -> int | None:
         """How many frames the server has read for this connection that `receive` has not

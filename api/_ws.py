@@ -789,8 +789,7 @@ class JsonEdge:
             try:
                 transport.send_texts_now([self._render(item)])
             except Exception:
-                log.exception("cannot write to websocket session %s", self.session.id)
-                self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
+                self._cannot_write()
                 return
             if self._core.written(item):
                 # Best effort: a connection whose tasks are over sends none (the next read
@@ -867,14 +866,19 @@ class JsonEdge:
                     return
                 batching = True  # more came: the others run before the next batch
         except Exception:
-            log.exception("cannot write to websocket session %s", self.session.id)
-            self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
+            self._cannot_write()
         finally:
             # Nothing between the empty outbox and here yields: a frame queued after it starts
             # the next writer.
             self._writing = False
             if self._drained is not None:
                 self._drained.set()
+
+    def _cannot_write(self) -> None:
+        """A frame could not be rendered or written: log why, and end the connection (the
+        client resumes what it missed)."""
+        log.exception("cannot write to websocket session %s", self.session.id)
+        self._close(CLOSE_INTERNAL, "internal error; reconnect and resume")
 
     async def _receipts(self) -> None:
         scope = self._begin_work()
