@@ -791,12 +791,7 @@ class JsonEdge:
             except Exception:
                 self._cannot_write()
                 return
-            if self._core.written(item):
-                # Best effort: a connection whose tasks are over sends none (the next read
-                # covers them), and the actor that called must not fail for it. Its task group
-                # refuses with RuntimeError, or AttributeError once it has let go of its nursery.
-                with contextlib.suppress(RuntimeError, AttributeError):
-                    transport.spawn(self._receipts)
+            self._written(item)
             return
         self._outbox.put_nowait(item)
         if self._writing:
@@ -858,8 +853,7 @@ class JsonEdge:
                 frames = [self._render(each) for each in items]
                 await send_together(transport, frames)
                 for each in items:
-                    if self._core.written(each):
-                        transport.spawn(self._receipts)
+                    self._written(each)
                 if not len(self._outbox):
                     # Nothing was queued during the write (most writes do not yield): done,
                     # without a checkpoint only to find the outbox empty.
@@ -873,6 +867,16 @@ class JsonEdge:
             self._writing = False
             if self._drained is not None:
                 self._drained.set()
+
+    def _written(self, item: Outbound) -> None:
+        """`item` has left for the socket: start the delivery receipts it calls for. Best
+        effort: a connection whose tasks are over sends none (the next read covers them), and
+        an actor writing from its step must not fail for it. The task group refuses with
+        RuntimeError, or AttributeError once it has let go of its nursery."""
+        if self._core.written(item):
+            assert self._transport is not None
+            with contextlib.suppress(RuntimeError, AttributeError):
+                self._transport.spawn(self._receipts)
 
     def _cannot_write(self) -> None:
         """A frame could not be rendered or written: log why, and end the connection (the
