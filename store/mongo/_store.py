@@ -73,7 +73,10 @@ class MongoStore(Facade):
     async def _append_runs(
         self, runs: list[Sequence[Message]]
     ) -> list[outcome.Outcome[list[Message]]]:
-        return await self._call(lambda _: self._database.append_runs(runs))
+        # Shielded: a group commit's write is not cancellable (`to_thread`'s start is).
+        with trio.CancelScope(shield=True):
+            appended = await self._call(lambda _: self._database.append_runs(runs))
+        return appended
 
     async def mark_messages(
         self,
@@ -89,8 +92,11 @@ class MongoStore(Facade):
     async def _mark_receipts(self, receipts: list[Receipt]) -> list[outcome.Outcome[None]]:
         # Receipts are off the messages' path: they let an append write in flight go first,
         # so that a server running one command at a time does not hold messages behind them.
-        await self.appends.after_write_in_flight()
-        return await self._call(lambda _: self._database.mark_receipts(receipts))
+        # Shielded: a group commit's write is not cancellable.
+        with trio.CancelScope(shield=True):
+            await self.appends.after_write_in_flight()
+            marked = await self._call(lambda _: self._database.mark_receipts(receipts))
+        return marked
 
     def _close(self) -> None:
         self._closed = True

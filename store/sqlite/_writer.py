@@ -127,11 +127,10 @@ def _run(run: _Write, database: _Database) -> outcome.Outcome[Any]:
 
 
 async def _in_thread(run: Callable[[], None]) -> None:
-    """Run `run` in a thread of trio's cache and wait for it, never abandoning it (cancelled,
-    the wait goes on until it returns). What `trio.to_thread.run_sync` does here, without its
-    capacity limiter, whose acquire is a trip through the scheduler for every batch, and
-    without copying the context."""
-    await trio.lowlevel.checkpoint_if_cancelled()
+    """Run `run` in a thread of trio's cache and wait for it, never abandoning it: not
+    cancellable, as `GroupCommit` needs of its writes (cancelled, the wait goes on until it
+    returns). What `trio.to_thread.run_sync` does here, without its capacity limiter, whose
+    acquire is a trip through the scheduler for every batch, and without copying the context."""
     task = trio.lowlevel.current_task()
     token = trio.lowlevel.current_trio_token()
 

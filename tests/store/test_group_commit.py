@@ -24,7 +24,8 @@ class Server:
 
     async def write(self, items: list[int]) -> list[outcome.Outcome[int]]:
         self.batches.append(items)
-        await self._go.wait()
+        with trio.CancelScope(shield=True):  # as a group commit's write must be
+            await self._go.wait()
         if self.fail is not None:
             raise self.fail
         return [outcome.Value(item * 10) for item in items]
