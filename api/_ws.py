@@ -401,10 +401,16 @@ class Outbox:
         items.append(item)
 
     async def room(self) -> None:
-        """Wait until the writer takes something (a full outbox has room again)."""
+        """Wait until the writer takes something (a full outbox has room again) or `wake`."""
         if self._room is None:
             self._room = trio.Event()
         await self._room.wait()
+
+    def wake(self) -> None:
+        """Wake a reply waiting for room: something was taken, or the connection is ending."""
+        if self._room is not None:
+            self._room.set()
+            self._room = None
 
     def take(self, at_most: int) -> list[Outbound]:
         """Up to `at_most` of the oldest frames, in order (none when empty)."""
@@ -414,9 +420,7 @@ class Outbox:
         taken = [items.popleft() for _ in range(min(at_most, len(items)))]
         if not items:
             self._items = None
-        if self._room is not None:
-            self._room.set()
-            self._room = None
+        self.wake()
         return taken
 
 
@@ -607,12 +611,10 @@ class JsonEdge:
         whether `more` follow makes no difference here)."""
         if self._closing is not None or self._ended:
             return  # the close is under way: nothing more is read
-        scope = self._begin_work()
-        try:
-            with scope:
-                await self._handle(data)
-        finally:
-            self._end_work(scope)
+        # No scope of its own: what a frame waits for ends with the connection (`_stop`): its
+        # asks (the core's bound) and room in the outbox; its own write is the transport's,
+        # bounded by the send timeout.
+        await self._handle(data)
 
     def gone(self) -> None:
         """The peer is gone: the connection ends, closing nothing."""
@@ -643,6 +645,8 @@ class JsonEdge:
         if self._ended:
             return
         self._ended = True
+        self._core.stop()
+        self._outbox.wake()
         for scope in self._work or ():
             scope.cancel()
         if not self._handed:
@@ -735,6 +739,8 @@ class JsonEdge:
         self._answering = True
         try:
             effects = await self._core.handle(inbound)
+            if self._ended:
+                return  # ended meanwhile (its asks were cancelled): the answer goes nowhere
             for effect in effects:
                 if isinstance(effect, Close):
                     await self._finish(effect)
@@ -811,6 +817,8 @@ class JsonEdge:
         runs and takes it."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while self._outbox.full():
+            if self._ended:
+                return  # nothing more is written (`_stop` wakes a reply waiting for room)
             if not self._writing:
                 self._start_writer()
             await self._outbox.room()
