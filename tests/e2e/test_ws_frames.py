@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
 import trio.testing
 
+from actors import System
 from api._ws import JsonEdge
 from store import Role
 from tests.conftest import Live
-from tests.e2e.wsclient import agent_and_customer, message_send, say
+from tests.e2e.wsclient import agent_and_customer, say
+from tools._ws_client import message_send
 
 ANN = "ann@switchboard.example"
 
@@ -85,7 +87,7 @@ async def test_a_frame_waiting_for_its_answer_ends_with_its_connection(live: Liv
     async with agent_and_customer(live, ANN, "shop-customer-1") as (_agent, customer, chat):
         edge = _customer_edge()
         stuck = _Stuck(edge._core._system)
-        edge._core._system = stuck
+        edge._core._system = cast(System, stuck)
         await customer.send(message_send(chat["id"], "c1", "never answered"))
         with trio.fail_after(5):
             await stuck.asked.wait()
