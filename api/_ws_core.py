@@ -287,7 +287,8 @@ class Connection:
         self._delivered: dict[str, int] = {}
         self._sending_receipts = False  # a `send_receipts` is under way
         # The bound of the frame being answered: `stop` cancels it. The edge's frame needs no
-        # scope of its own for that (trio's scopes are dear: each was 5 % of `bench ws`).
+        # scope of its own for that (trio's scopes are dear: each was 5 % of the event loop's
+        # time in `bench socketio`).
         self._asking: trio.CancelScope | None = None
         self._stopped = False
 
