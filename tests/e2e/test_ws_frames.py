@@ -3,7 +3,6 @@ when its connection does. A real server on 127.0.0.1 with real websocket clients
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Any, cast
 
@@ -12,22 +11,12 @@ import trio
 import trio.testing
 
 from actors import System
-from api._ws import JsonEdge
 from store import Role
 from tests.conftest import Live
-from tests.e2e.wsclient import agent_and_customer, say
+from tests.e2e.wsclient import agent_and_customer, edge_of, say
 from tools._ws_client import message_send
 
 ANN = "ann@switchboard.example"
-
-
-def _customer_edge() -> JsonEdge:
-    (edge,) = [
-        each
-        for each in gc.get_objects()
-        if type(each) is JsonEdge and each._peer.role is Role.CUSTOMER
-    ]
-    return edge
 
 
 async def test_a_message_enters_one_cancel_scope_on_its_way_in(
@@ -86,7 +75,7 @@ async def test_a_frame_waiting_for_its_answer_ends_with_its_connection(live: Liv
     # The frame is answered in the server's reader task: were its ask left waiting, the reader
     # (and the connection's memory) would stay until the ask's 10 s bound.
     async with agent_and_customer(live, ANN, "shop-customer-1") as (_agent, customer, chat):
-        edge = _customer_edge()
+        edge = edge_of(Role.CUSTOMER)
         stuck = _Stuck(edge._core._system)
         edge._core._system = cast(System, stuck)
         await customer.send(message_send(chat["id"], "c1", "never answered"))

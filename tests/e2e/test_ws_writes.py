@@ -6,7 +6,6 @@ A real server on 127.0.0.1; the writes are recorded where hypercorn hands bytes 
 
 from __future__ import annotations
 
-import gc
 import json
 from typing import Any
 
@@ -15,10 +14,16 @@ import trio
 from trio_websocket import open_websocket_url
 
 from api._hypercorn import OneConnection
-from api._ws import JsonEdge
 from store import Role
 from tests.conftest import Live
-from tests.e2e.wsclient import agent_and_customer, connect, open_chat, ready_agent, say
+from tests.e2e.wsclient import (
+    agent_and_customer,
+    connect,
+    edge_of,
+    open_chat,
+    ready_agent,
+    say,
+)
 
 ANN = "ann@switchboard.example"
 
@@ -138,11 +143,7 @@ async def test_an_event_written_from_the_actor_s_step_never_fails_the_actor(live
     # tasks are over refuses it, and the actor that delivered the message must not fail for it.
     async with agent_and_customer(live, ANN, "shop-customer-1") as (agent, customer, chat):
         await trio.testing.wait_all_tasks_blocked()
-        (edge,) = [
-            each
-            for each in gc.get_objects()
-            if type(each) is JsonEdge and each._peer.role is Role.AGENT
-        ]
+        edge = edge_of(Role.AGENT)
         edge._transport = _TasksOver(edge._transport)
         for n in range(1, 4):
             ack = await say(customer, chat["id"], f"c{n}", f"question {n}")

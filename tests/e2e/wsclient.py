@@ -5,6 +5,7 @@ Waiting is always for a frame or a close, never for time to pass.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from trio_websocket import (
     WebSocketConnection,
 )
 
+from api._ws import JsonEdge
+from store import Role
 from tests.conftest import Live
 from tools._ws_client import bearer as bearer
 from tools._ws_client import dial, message_send
@@ -163,3 +166,11 @@ async def agent_and_customer(
         chat = await open_chat(customer)
         await agent.expect("chat.assigned")
         yield agent, customer, chat
+
+
+def edge_of(role: Role) -> JsonEdge:
+    """The server's one /ws connection of a peer with `role` (an in-process server's)."""
+    (edge,) = [
+        each for each in gc.get_objects() if type(each) is JsonEdge and each._peer.role is role
+    ]
+    return edge
