@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -163,6 +164,13 @@ class SioSession:
             trio.current_time(),
         )
         self._socket: ChatSocket | None = None
+        # The waits of a packet's handling that the session's end cancels, though they may be
+        # in the server's reader task, outside the session's nursery (`_HandedFrames`): only
+        # waits off the common path enter one of these scopes (trio's scopes are dear, about
+        # 5 % of the event loop's time each in `bench socketio`). A send's ask is bounded by
+        # its core, which `_stop_waits` stops.
+        self._waits: set[trio.CancelScope] = set()
+        self._waits_stopped = False
         self._attached: tuple[Session, Role] | None = None
         self._connected = trio.Event()
         # Its own event, so the tasks that only wait for the end do not wake on every packet.
@@ -270,13 +278,41 @@ class SioSession:
         )
 
     async def _to_inbox(self, data: str | bytes) -> None:
-        """Hand `data` to the dispatcher, waiting for room."""
+        """Hand `data` to the dispatcher, waiting for room (or for the session's end)."""
         self._in_inbox += 1
+        handed = False
         try:
-            await self._inbox.send(data)
-        except BaseException:
-            self._in_inbox -= 1
-            raise
+            try:
+                self._inbox.send_nowait(data)
+                handed = True
+            except trio.WouldBlock:
+                with self._stoppable():
+                    await self._inbox.send(data)
+                    handed = True
+        finally:
+            if not handed:
+                self._in_inbox -= 1
+
+    @contextmanager
+    def _stoppable(self) -> Iterator[None]:
+        """A scope for a wait that ends with the session wherever it is (`_waits`)."""
+        with trio.CancelScope() as scope:
+            if self._waits_stopped:
+                scope.cancel()
+            self._waits.add(scope)
+            try:
+                yield
+            finally:
+                self._waits.discard(scope)
+
+    def _stop_waits(self) -> None:
+        """The session is ending: what a packet's handling waits for is cancelled, now and from
+        now on; a send's ask is answered as too slow, to nobody."""
+        self._waits_stopped = True
+        for scope in self._waits:
+            scope.cancel()
+        if self._socket is not None:
+            self._socket.core.stop()
 
     def _sends_behind(self, first: eio.EventPacket) -> list[eio.EventPacket]:
         """`first` and the `sendMessage` events already waiting behind it (a client keeping
@@ -342,11 +378,14 @@ class SioSession:
         if self._direct(item):
             return
         self._queued += 1
+        queued = False
         try:
-            await self._outbox.send(item)
-        except BaseException:
-            self._queued -= 1
-            raise
+            with self._stoppable():
+                await self._outbox.send(item)
+                queued = True
+        finally:
+            if not queued:
+                self._queued -= 1
 
     # --- inbound Socket.IO packets -------------------------------------------------------------
 
@@ -375,7 +414,8 @@ class SioSession:
             return
         match packet:
             case eio.ConnectPacket(namespace, auth):
-                await self._connect(namespace, auth, nursery)
+                with self._stoppable():
+                    await self._connect(namespace, auth, nursery)
             case eio.DisconnectPacket(namespace):
                 if namespace == eio.DEFAULT_NAMESPACE:
                     self._end_code = "client"
@@ -383,11 +423,13 @@ class SioSession:
             case eio.EventPacket(namespace=namespace):
                 # Like the stock server: an event for a namespace not connected is ignored.
                 if socket is not None and namespace == eio.DEFAULT_NAMESPACE:
-                    ending = await (
-                        socket.on_sends(self._sends_behind(packet))
-                        if event_name == SEND_MESSAGE
-                        else socket.on_event(packet)
-                    )
+                    ending = None
+                    if event_name == SEND_MESSAGE:
+                        # The common packet: no scope here (see `_waits`).
+                        ending = await socket.on_sends(self._sends_behind(packet))
+                    else:
+                        with self._stoppable():
+                            ending = await socket.on_event(packet)
                     if ending is not None:
                         self._end(ending.code, ending.message)
             case eio.AckPacket():
@@ -694,22 +736,21 @@ class SioSession:
 class _HandedFrames:
     """The frames of the websocket a session is carried on, each handled in the server's reader
     task as it is read (api/_hypercorn's `take_frames`): a reader task of the session's own cost
-    one more task step for every frame in. The session's task stays, carrying the writer."""
+    one more task step for every frame in. The session's task stays, carrying the writer.
+    A frame enters no cancel scope of its own: what its handling waits for ends with the
+    session (`SioSession._stop_waits`)."""
 
-    __slots__ = ("_carrying", "_session", "_work", "reading")
+    __slots__ = ("_carrying", "_session", "reading")
 
     def __init__(self, session: SioSession, carrying: trio.CancelScope) -> None:
         self._session = session
         self._carrying = carrying  # what the session's task carries the websocket in
-        self._work: trio.CancelScope | None = None  # a frame being handled (one at a time)
         self.reading = True  # False once the session reads no more (a malformed frame)
 
     async def frame(self, data: str | bytes | None, more: bool) -> None:
-        if not self.reading:
-            return  # what follows a frame that ended the session is not read
-        with trio.CancelScope() as self._work:
-            self.reading = await self._session._read_frame(data, more)
-        self._work = None
+        # What follows a frame that ended the session is not read.
+        if self.reading and not await self._session._read_frame(data, more):
+            self.reading = False
 
     def gone(self) -> None:
         """The peer is gone: the session's task stops carrying the websocket, and the session
@@ -718,10 +759,9 @@ class _HandedFrames:
         self.stop()
 
     def stop(self) -> None:
-        """Read no more: a frame being handled is cancelled."""
+        """Read no more: what a frame being handled waits for is cancelled."""
         self.reading = False
-        if self._work is not None:
-            self._work.cancel()
+        self._session._stop_waits()
 
 
 def _decoded(data: str) -> eio.SioPacket | None:

@@ -8,15 +8,23 @@ A real server on 127.0.0.1, in the test's own trio run, so its tasks can be look
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
+from typing import Any, cast
 
+import pytest
 import trio
 import trio.testing
 
+from actors import System
+from api._sio_session import SioSession
+from store import Priority, Role, Store
 from tests.conftest import Live
+from tests.e2e.test_ws_frames import _Stuck
 from tests.e2e.test_ws_idle_stack import _stacks
 from tests.sio.test_protocol import PATH, WAIT_SECONDS, Polling
-from tests.sio.test_send_runs import RawWebsocket
+from tests.sio.test_send_runs import RawWebsocket, send
 
 # Where a task waits for a websocket's next frame, read through the app's queue.
 _WAITS_FOR_A_FRAME = ("DirectWebsocket.receive", "AppQueue.receive")
@@ -65,3 +73,108 @@ async def test_frames_behind_the_upgrade_are_read_in_order_then_handed_over(live
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "session_unknown"
+
+
+def _session_of(role: Role) -> SioSession:
+    """The server's one connected Socket.IO session of a peer with `role`."""
+    (session,) = [
+        each
+        for each in gc.get_objects()
+        if type(each) is SioSession and each._socket is not None and each._socket.role is role
+    ]
+    return session
+
+
+async def _connected_with_a_chat(live: Live) -> tuple[RawWebsocket, str]:
+    token = await live.customer_token("shop-customer-1")
+    me = (await live.services.tokens.authenticate(token)).user.id
+    opened = await live.services.system.open_chat(
+        me, title="Where is my order?", description="", priority=Priority.MEDIUM
+    )
+    ws = await RawWebsocket.open(live)
+    await ws.send_together("40" + json.dumps({"token": token}))
+    await ws.until_prefix("40")
+    return ws, opened.chat.id
+
+
+async def test_a_send_enters_one_cancel_scope_on_its_way_in(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on /ws (tests/e2e/test_ws_frames.py): the send's answer has one scope, the bound of its
+    # ask, which the session's end also cancels. The frame enters none of its own.
+    entered: list[str] = []
+    enter = trio.CancelScope.__enter__
+
+    def counted(scope: trio.CancelScope) -> trio.CancelScope:
+        caller = sys._getframe(1).f_code
+        entered.append(f"{caller.co_filename.rsplit('/', 2)[-2]}:{caller.co_qualname}")
+        return enter(scope)
+
+    with trio.fail_after(WAIT_SECONDS):
+        ws, chat_id = await _connected_with_a_chat(live)
+        for ack in range(1, 4):
+            monkeypatch.setattr(trio.CancelScope, "__enter__", counted)
+            try:
+                await ws.send_together(send(ack, chat_id, f"message {ack}", f"c{ack}"))
+                await ws.until_prefix(f"43{ack}")
+            finally:
+                monkeypatch.undo()
+            ours = [name for name in entered if name.split(":")[0] in ("api", "store")]
+            assert ours == ["api:Connection._send_run"], entered
+            entered.clear()
+        await ws.close()
+
+
+async def test_a_send_waiting_for_its_answer_ends_with_its_session(live: Live) -> None:
+    # Handled in the server's reader task, outside the session's nursery: left waiting, the
+    # reader (and the connection's memory) would stay until the ask's 10 s bound.
+    with trio.fail_after(WAIT_SECONDS):
+        ws, chat_id = await _connected_with_a_chat(live)
+        session = _session_of(Role.CUSTOMER)
+        assert session._socket is not None
+        core = session._socket.core
+        stuck = _Stuck(core._system)
+        core._system = cast(System, stuck)
+        await ws.send_together(send(1, chat_id, "never answered", "c1"))
+        await stuck.asked.wait()
+        session._go_away()  # as when the server begins to stop
+        await ws.until_prefix("1")  # Engine.IO's close
+        await trio.testing.wait_all_tasks_blocked()
+        assert stuck.cancelled
+        await ws.close()
+
+
+class _StuckChats:
+    """The store as a socket sees it, except that a chat is never read."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.asked = trio.Event()
+        self.cancelled = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def get_chat(self, chat_id: str) -> Any:
+        self.asked.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.cancelled = True
+
+
+async def test_an_event_waiting_for_the_store_ends_with_its_session(live: Live) -> None:
+    # Every other event's handling runs in a scope the session's end cancels.
+    with trio.fail_after(WAIT_SECONDS):
+        ws, chat_id = await _connected_with_a_chat(live)
+        session = _session_of(Role.CUSTOMER)
+        assert session._socket is not None
+        stuck = _StuckChats(session._socket._store)
+        session._socket._store = cast(Store, stuck)
+        await ws.send_together('421["joinChat",' + json.dumps({"chatId": chat_id}) + "]")
+        await stuck.asked.wait()
+        session._go_away()
+        await ws.until_prefix("1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert stuck.cancelled
+        await ws.close()
