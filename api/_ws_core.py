@@ -287,8 +287,8 @@ class Connection:
         self._delivered: dict[str, int] = {}
         self._sending_receipts = False  # a `send_receipts` is under way
         # The bound of the frame being answered: `stop` cancels it. The edge's frame needs no
-        # scope of its own for that (trio's scopes are dear: each was 5 % of the event loop's
-        # time in `bench socketio`).
+        # scope of its own for that (a trio cancel scope is about thirty calls: 5 to 6 µs to
+        # enter and leave, README, Performance).
         self._asking: trio.CancelScope | None = None
         self._stopped = False
 

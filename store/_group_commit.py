@@ -42,8 +42,7 @@ class _Batch(Generic[T, R]):
         """Until the batch is written. A caller writing waits uncancellably: a cancelled
         caller's write may be made by the batch it joined, and a leader's by no one else. Its
         cancellation reaches it at its next checkpoint, as after a shielded scope, without the
-        scope: trio's cancel scopes are dear (a shielded one for every write was about 3 % of
-        the event loop's time in `bench socketio`)."""
+        scope: a trio cancel scope is about thirty calls (5 to 6 µs), for every write."""
         if self.done:
             if cancellable:
                 await trio.lowlevel.checkpoint()
@@ -115,11 +114,7 @@ class GroupCommit(Generic[T, R]):
 
     async def _write_batch(self, batch: _Batch[T, R]) -> None:
         self._in_flight = batch
-        # What the batch answers if the write ends in something other than a StoreError (a
-        # bug, raised to this caller): the others must not wait for an answer that never comes.
-        results: list[outcome.Outcome[R]] = [
-            outcome.Error(StoreError("the write this was in did not finish")) for _ in batch.items
-        ]
+        results: list[outcome.Outcome[R]] | None = None
         try:
             results = await self._write(list(batch.items))
         except StoreError as exc:
@@ -129,6 +124,13 @@ class GroupCommit(Generic[T, R]):
         finally:
             self.writes += 1
             self._in_flight = None
+            if results is None:
+                # The write ended in something other than a StoreError (a bug, raised to this
+                # caller): the others must not wait for an answer that never comes. Made only
+                # then: made for every write, they were three objects more a write for the
+                # garbage collector to examine.
+                error = "the write this was in did not finish"
+                results = [outcome.Error(StoreError(error)) for _ in batch.items]
             batch.finish(results)
 
 

@@ -143,6 +143,29 @@ async def test_a_bug_goes_to_the_leader_and_the_others_are_told_their_write_did_
     ]
 
 
+async def test_writes_that_succeed_make_no_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The answer for a write that does not finish is made only when one does not: made for
+    # every write, it was three more objects a write for the garbage collector to examine.
+    made: list[StoreError] = []
+    init = StoreError.__init__
+
+    def counted(error: StoreError, *args: object) -> None:
+        made.append(error)
+        init(error, *args)
+
+    monkeypatch.setattr(StoreError, "__init__", counted)
+    server = Server()
+    commit = GroupCommit(server.write)
+    answers: list[int] = []
+
+    async def write(item: int) -> None:
+        answers.append(await commit.write(item))
+
+    await one_in_flight_then_two(write, server)
+    assert sorted(answers) == [0, 10, 20]
+    assert made == []
+
+
 async def test_a_cancelled_caller_still_has_its_write_made_and_idle_waits_for_it() -> None:
     server = Server()
     commit = GroupCommit(server.write)
