@@ -433,6 +433,11 @@ class EngineSession:
         return self._buffered < self.config.max_buffered
 
     @property
+    def buffered(self) -> int:
+        """The characters buffered (at most about `config.max_buffered`)."""
+        return self._buffered
+
+    @property
     def drained(self) -> bool:
         return not self._buffer
 

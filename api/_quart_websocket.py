@@ -245,6 +245,10 @@ class AcceptedFrames:
     """How many frames are read and waiting for `receive`; None when unknown."""
     send_texts: Callable[[list[str]], Coroutine[Any, Any, bool]]
     """`send` of each text in one write to the socket; False, sending nothing, when it cannot."""
+    can_send_texts_now: Callable[[], bool]
+    """Whether `send_texts_now` would send (checked since the caller's last checkpoint)."""
+    send_texts_now: Callable[[list[str]], None]
+    """`send_texts` without waiting, where `can_send_texts_now` (`DirectWebsocket`)."""
     take_frames: Callable[[FrameHandler], None]
     """Hand every frame from now on to a handler in the server's reader task (`DirectWebsocket`)."""
     give_back_frames: Callable[[], None]
@@ -267,6 +271,8 @@ def accepted_frames(accepted: Websocket) -> AcceptedFrames:
         accepted.scope,  # type: ignore[arg-type]
         direct.frames_waiting,
         direct.send_texts,
+        direct.can_send_texts_now,
+        direct.send_texts_now,
         direct.take_frames,
         direct.give_back_frames,
     )

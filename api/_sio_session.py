@@ -99,6 +99,12 @@ class SessionSocket(WebSocket, Protocol):
     def frames_waiting(self) -> int | None:
         """How many frames are read and waiting for `receive`; None when unknown."""
 
+    def can_send_texts_now(self) -> bool:
+        """Whether `send_texts_now` would send: nothing is being written or owed to the socket."""
+
+    def send_texts_now(self, texts: list[str]) -> None:
+        """Send `texts` in one write without waiting; only where `can_send_texts_now`."""
+
     def take_frames(self, handler: FrameHandler) -> None:
         """Hand every frame from now on to `handler`, in the server's reader task."""
 
@@ -132,6 +138,12 @@ class SioSession:
         self._limits = limits
         self._authorization = authorization
         self._changed = trio.Event()
+        # The websocket's writer waits on an event of its own, set only when there is something
+        # to write and no packet's answer is under way (`_flush` writes what that buffers).
+        self._writable: trio.Event | None = None
+        # The websocket the session is carried on, while it is: what finds it free and nothing
+        # buffered before it is written to it at once, from the caller's step.
+        self._carried: SessionSocket | None = None
         self.engine = EngineSession(
             secrets.token_urlsafe(15), transport, config, clock=trio.current_time, wake=self._wake
         )
@@ -190,8 +202,26 @@ class SioSession:
         if self._changed.statistics().tasks_waiting:
             self._changed.set()
             self._changed = trio.Event()
+        writable = self._writable
+        if writable is not None and self.engine.ready() and not self._holding():
+            self._writable = None
+            writable.set()
         if self.engine.closed is not None:
             self._closed.set()
+
+    def _answering(self) -> bool:
+        """A packet is being handled: what it buffers leaves with its answer (`_flush`)."""
+        return self._reading_turn or self._dispatching
+
+    def _holding(self) -> bool:
+        """The writer is not woken: a packet's answer is under way (it writes what is buffered,
+        in one write with the answer) and the buffer is less than half full."""
+        engine = self.engine
+        return (
+            self._answering()
+            and engine.closed is None
+            and engine.buffered < engine.config.max_buffered // 2
+        )
 
     async def _until(self, ready: Callable[[], bool]) -> None:
         while not ready():
@@ -269,6 +299,7 @@ class SioSession:
                 await self._on_message(data, nursery)
             finally:
                 self._dispatching = False
+                self._flush()
 
     def _idle(self) -> bool:
         """Nothing is in the inbox, held, or being handled: a packet can be handled at once,
@@ -341,12 +372,54 @@ class SioSession:
                 # A client that does not collect what is buffered stops the pump here; its
                 # outbox then fills and the domain closes it as a slow reader.
                 await self._until(lambda: self.engine.has_room)
-                self._send(packet, written)
+                self._send([(packet, written)])
             self._queued -= 1
 
-    def _send(self, packet: eio.SioPacket, written: Written | None = None) -> None:
-        """Into the Engine.IO buffer, as the message that carries it."""
-        self.engine.send(eio.MessagePacket(eio.encode_sio(packet)), written)
+    def _send(self, packets: list[tuple[eio.SioPacket, Written | None]]) -> None:
+        """To the client, each as the Engine.IO message that carries it: in one write to the
+        websocket at once where it is free, nothing is buffered before them and no packet's
+        answer is under way (most events: no trip through the writer's task); else into the
+        Engine.IO buffer."""
+        engine = self.engine
+        ws = self._carried
+        if (
+            ws is not None
+            and engine.drained
+            and engine.closed is None
+            and not self._answering()
+            and ws.can_send_texts_now()
+        ):
+            messages: list[eio.Packet] = [
+                eio.MessagePacket(eio.encode_sio(packet)) for packet, _ in packets
+            ]
+            self._write_now(ws, messages, [done for _, done in packets if done is not None])
+            return
+        for packet, written in packets:
+            engine.send(eio.MessagePacket(eio.encode_sio(packet)), written)
+
+    def _flush(self) -> None:
+        """A packet's answer is complete: what it buffered (a message's `messageDelivered` and
+        its ack) leaves in one write from the task that answered, where the websocket is free;
+        else the writer is woken for it."""
+        engine = self.engine
+        ws = self._carried
+        if (
+            ws is not None
+            and engine.closed is None  # the writer writes the close, and says when it has
+            and not engine.drained
+            and ws.can_send_texts_now()
+        ):
+            packets, written = engine.take()
+            self._write_now(ws, packets, written)
+            return
+        self._wake()
+
+    def _write_now(
+        self, ws: SessionSocket, packets: list[eio.Packet], written: list[Written]
+    ) -> None:
+        ws.send_texts_now([_frame(packet) for packet in packets])
+        for done in written:
+            done()
 
     def _render_now(self, item: Outgoing) -> list[tuple[eio.SioPacket, Written | None]]:
         """The packets of an item; making them reads nothing."""
@@ -368,8 +441,7 @@ class SioSession:
         there is room; whether it was written."""
         if self._queued or not self.engine.has_room:
             return False
-        for packet, written in self._render_now(item):
-            self._send(packet, written)
+        self._send(self._render_now(item))
         return True
 
     async def _emit(self, item: Outgoing) -> None:
@@ -590,9 +662,9 @@ class SioSession:
             error = SioErrorOut(message=message, code=code).model_dump(
                 by_alias=True, exclude_none=True
             )
-            self._send(eio.EventPacket("error", (error,)))
+            self._send([(eio.EventPacket("error", (error,)), None)])
             if disconnect:
-                self._send(eio.DisconnectPacket())
+                self._send([(eio.DisconnectPacket(), None)])
         self.engine.close(message)
 
     # --- the transports ------------------------------------------------------------------------
@@ -663,6 +735,7 @@ class SioSession:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write_websocket, ws, written_all)
+                self._carried = ws
                 handed = _HandedFrames(self, nursery.cancel_scope)
                 # The frames read meanwhile (behind the upgrade's probe), in order; nothing
                 # yields between the last of them and the hand-over, so none can come between.
@@ -675,6 +748,7 @@ class SioSession:
                     await written_all.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            self._carried = None
             if handed is not None:
                 ws.give_back_frames()
                 handed.stop()
@@ -716,13 +790,16 @@ class SioSession:
             await self._on_message(data, nursery)
         finally:
             self._reading_turn = False
+            self._flush()
             over, self._turn_over = self._turn_over, None
             if over is not None:
                 over.set()
 
     async def _write_websocket(self, ws: WebSocket, written_all: trio.Event) -> None:
         while True:
-            await self._until(self.engine.ready)
+            while not self.engine.ready():
+                self._writable = trio.Event()
+                await self._writable.wait()
             packets, written = self.engine.take()
             # In one write to the socket: a message's `messageDelivered` and its ack together.
             await send_together(ws, [_frame(packet) for packet in packets])

@@ -23,6 +23,8 @@ from store import Priority, Role, Store
 from tests.conftest import Live
 from tests.e2e.test_ws_frames import _Stuck
 from tests.e2e.test_ws_idle_stack import _stacks
+from tests.e2e.wsclient import connect as ws_connect
+from tests.e2e.wsclient import ready_agent, say
 from tests.sio.test_protocol import PATH, WAIT_SECONDS, Polling
 from tests.sio.test_send_runs import RawWebsocket, send
 
@@ -178,3 +180,53 @@ async def test_an_event_waiting_for_the_store_ends_with_its_session(live: Live) 
         await trio.testing.wait_all_tasks_blocked()
         assert stuck.cancelled
         await ws.close()
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the task steps of the session's websocket writer."""
+
+    def __init__(self) -> None:
+        self.writer = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        code = getattr(task.coro, "cr_code", None)
+        if code is not None and code.co_qualname == "SioSession._write_websocket":
+            self.writer += 1
+
+
+async def test_answers_and_events_are_written_without_the_writer_task(live: Live) -> None:
+    # The writer's task woke for each write: a task step (and a trip through the scheduler)
+    # for every message in and out. An answer is written by the task that answered it, the
+    # message and its ack together; an event by the step that pushed it, where the socket is
+    # free and nothing is buffered before it.
+    token = await live.customer_token("shop-customer-1")
+    me = (await live.services.tokens.authenticate(token)).user.id
+    with trio.fail_after(WAIT_SECONDS):
+        async with ws_connect(live, await live.login("ann@switchboard.example")) as agent:
+            await ready_agent(live, agent)
+            chat_id = (
+                await live.services.system.open_chat(
+                    me, title="Where is my order?", description="", priority=Priority.MEDIUM
+                )
+            ).chat.id
+            ws = await RawWebsocket.open(live)
+            await ws.send_together("40" + json.dumps({"token": token}))
+            await ws.until_prefix("40")
+            await ws.send_together('421["joinChat",' + json.dumps({"chatId": chat_id}) + "]")
+            await ws.until_prefix("431")
+            await trio.testing.wait_all_tasks_blocked()
+            steps = _Steps()
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for n in range(2, 5):
+                    await ws.send_together(send(n, chat_id, f"question {n}", f"c{n}"))
+                    answer = await ws.until_prefix(f"43{n}")
+                    assert answer[-2].startswith('42["messageDelivered"'), answer
+                    await say(agent, chat_id, f"a{n}", f"answer {n}")
+                    pushed = await ws.until_prefix('42["messageReceived"')
+                    assert f"answer {n}" in pushed[-1]
+                await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+            assert steps.writer == 0
+            await ws.close()
