@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import gc
 import json
-import sys
-from typing import Any, cast
+from typing import cast
 
-import pytest
 import trio
 import trio.testing
 
 from actors import System
 from api._sio_session import SioSession
 from store import Priority, Role, Store
+from tests.cancelling import Stuck, scopes_entered
 from tests.conftest import Live
-from tests.e2e.test_ws_frames import _Stuck
 from tests.e2e.test_ws_idle_stack import _stacks
 from tests.e2e.wsclient import connect as ws_connect
 from tests.e2e.wsclient import ready_agent, say
@@ -99,31 +97,17 @@ async def _connected_with_a_chat(live: Live) -> tuple[RawWebsocket, str]:
     return ws, opened.chat.id
 
 
-async def test_a_send_enters_one_cancel_scope_on_its_way_in(
-    live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_send_enters_one_cancel_scope_on_its_way_in(live: Live) -> None:
     # As on /ws (tests/e2e/test_ws_frames.py): the send's answer has one scope, the bound of its
     # ask, which the session's end also cancels. The frame enters none of its own.
-    entered: list[str] = []
-    enter = trio.CancelScope.__enter__
-
-    def counted(scope: trio.CancelScope) -> trio.CancelScope:
-        caller = sys._getframe(1).f_code
-        entered.append(f"{caller.co_filename.rsplit('/', 2)[-2]}:{caller.co_qualname}")
-        return enter(scope)
-
     with trio.fail_after(WAIT_SECONDS):
         ws, chat_id = await _connected_with_a_chat(live)
         for ack in range(1, 4):
-            monkeypatch.setattr(trio.CancelScope, "__enter__", counted)
-            try:
+            with scopes_entered() as entered:
                 await ws.send_together(send(ack, chat_id, f"message {ack}", f"c{ack}"))
                 await ws.until_prefix(f"43{ack}")
-            finally:
-                monkeypatch.undo()
             ours = [name for name in entered if name.split(":")[0] in ("api", "store")]
             assert ours == ["api:Connection._send_run"], entered
-            entered.clear()
         await ws.close()
 
 
@@ -135,7 +119,7 @@ async def test_a_send_waiting_for_its_answer_ends_with_its_session(live: Live) -
         session = _session_of(Role.CUSTOMER)
         assert session._socket is not None
         core = session._socket.core
-        stuck = _Stuck(core._system)
+        stuck = Stuck(core._system, "send_messages")
         core._system = cast(System, stuck)
         await ws.send_together(send(1, chat_id, "never answered", "c1"))
         await stuck.asked.wait()
@@ -146,32 +130,13 @@ async def test_a_send_waiting_for_its_answer_ends_with_its_session(live: Live) -
         await ws.close()
 
 
-class _StuckChats:
-    """The store as a socket sees it, except that a chat is never read."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.asked = trio.Event()
-        self.cancelled = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def get_chat(self, chat_id: str) -> Any:
-        self.asked.set()
-        try:
-            await trio.sleep_forever()
-        finally:
-            self.cancelled = True
-
-
 async def test_an_event_waiting_for_the_store_ends_with_its_session(live: Live) -> None:
     # Every other event's handling runs in a scope the session's end cancels.
     with trio.fail_after(WAIT_SECONDS):
         ws, chat_id = await _connected_with_a_chat(live)
         session = _session_of(Role.CUSTOMER)
         assert session._socket is not None
-        stuck = _StuckChats(session._socket._store)
+        stuck = Stuck(session._socket._store, "get_chat")
         session._socket._store = cast(Store, stuck)
         await ws.send_together('421["joinChat",' + json.dumps({"chatId": chat_id}) + "]")
         await stuck.asked.wait()

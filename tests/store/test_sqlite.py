@@ -30,6 +30,7 @@ from store import (
 )
 from store.sqlite._operations import mark_statement
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
+from tests.cancelling import scopes_entered
 from tests.store.factories import activity, at, chat, message, notification, user
 
 
@@ -359,29 +360,20 @@ async def test_a_lone_write_is_made_by_its_caller_with_no_hand_over(tmp_path: Pa
 
 
 async def test_a_write_enters_no_cancel_scope_and_a_cancelled_caller_s_write_is_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     # A trio cancel scope for every write was a measurable share of a message's CPU (README,
     # Performance): the writes wait uncancellably instead, which keeps what the scope was for.
-    entered: list[trio.CancelScope] = []
-    enter = trio.CancelScope.__enter__
-
-    def counted(scope: trio.CancelScope) -> trio.CancelScope:
-        entered.append(scope)
-        return enter(scope)
-
     ada = user(email="ada@example.com")
     c = chat(customer_id=ada.id)
     async with open_sqlite_store(tmp_path / "store.db") as store:
         await store.create_user(ada)
         await store.create_chat(c)
-        async with trio.open_nursery() as nursery:
-            monkeypatch.setattr(trio.CancelScope, "__enter__", counted)
-            nursery.start_soon(store.append_message, message(c, 1))
-            nursery.start_soon(store.append_message, message(c, 2))  # joins the next batch
-            await trio.testing.wait_all_tasks_blocked()
-            nursery.cancel_scope.cancel()  # both callers, while their writes are under way
-        written = len(entered)
-        monkeypatch.undo()
-        assert written == 0
+        with scopes_entered() as entered:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store.append_message, message(c, 1))
+                nursery.start_soon(store.append_message, message(c, 2))  # joins the next batch
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()  # both callers, while their writes are under way
+        assert entered == ["_core:NurseryManager.__aenter__"]  # the test's own nursery
         assert [m.seq for m in await store.list_messages(c.id, after_seq=0, limit=10)] == [1, 2]
