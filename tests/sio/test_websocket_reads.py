@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Callable
 from typing import cast
 
+import pytest
 import trio
 import trio.testing
 
 from actors import System
+from api._sio_namespace import ChatSocket
 from api._sio_session import SioSession
 from store import Priority, Role, Store
 from tests.cancelling import Stuck, scopes_entered
@@ -111,37 +114,42 @@ async def test_a_send_enters_one_cancel_scope_on_its_way_in(live: Live) -> None:
         await ws.close()
 
 
-async def test_a_send_waiting_for_its_answer_ends_with_its_session(live: Live) -> None:
+def _stuck_ask(socket: ChatSocket) -> Stuck:
+    stuck = Stuck(socket.core._system, "send_messages")
+    socket.core._system = cast(System, stuck)
+    return stuck
+
+
+def _stuck_read(socket: ChatSocket) -> Stuck:
+    stuck = Stuck(socket._store, "get_chat")
+    socket._store = cast(Store, stuck)
+    return stuck
+
+
+@pytest.mark.parametrize(
+    ("stick", "frame"),
+    [
+        # A send: its ask is bounded by the connection core, which the session's end stops.
+        (_stuck_ask, lambda chat_id: send(1, chat_id, "never answered", "c1")),
+        # Every other event: its handling runs in a scope the session's end cancels.
+        (_stuck_read, lambda chat_id: '421["joinChat",' + json.dumps({"chatId": chat_id}) + "]"),
+    ],
+    ids=["send", "joinChat"],
+)
+async def test_a_packet_waiting_for_its_answer_ends_with_its_session(
+    live: Live, stick: Callable[[ChatSocket], Stuck], frame: Callable[[str], str]
+) -> None:
     # Handled in the server's reader task, outside the session's nursery: left waiting, the
     # reader (and the connection's memory) would stay until the ask's 10 s bound.
     with trio.fail_after(WAIT_SECONDS):
         ws, chat_id = await _connected_with_a_chat(live)
         session = _session_of(Role.CUSTOMER)
         assert session._socket is not None
-        core = session._socket.core
-        stuck = Stuck(core._system, "send_messages")
-        core._system = cast(System, stuck)
-        await ws.send_together(send(1, chat_id, "never answered", "c1"))
+        stuck = stick(session._socket)
+        await ws.send_together(frame(chat_id))
         await stuck.asked.wait()
         session._go_away()  # as when the server begins to stop
         await ws.until_prefix("1")  # Engine.IO's close
-        await trio.testing.wait_all_tasks_blocked()
-        assert stuck.cancelled
-        await ws.close()
-
-
-async def test_an_event_waiting_for_the_store_ends_with_its_session(live: Live) -> None:
-    # Every other event's handling runs in a scope the session's end cancels.
-    with trio.fail_after(WAIT_SECONDS):
-        ws, chat_id = await _connected_with_a_chat(live)
-        session = _session_of(Role.CUSTOMER)
-        assert session._socket is not None
-        stuck = Stuck(session._socket._store, "get_chat")
-        session._socket._store = cast(Store, stuck)
-        await ws.send_together('421["joinChat",' + json.dumps({"chatId": chat_id}) + "]")
-        await stuck.asked.wait()
-        session._go_away()
-        await ws.until_prefix("1")
         await trio.testing.wait_all_tasks_blocked()
         assert stuck.cancelled
         await ws.close()
