@@ -5,6 +5,9 @@ dispatcher (inbound Socket.IO packets, in order, from an `inbox` that POSTs and 
 frames fill: the server's reader task hands those over, and handles a packet itself when
 nothing is queued before or behind it), the pump (the `outbox` of replies and pushed domain
 events, rendered into the Engine.IO buffer) and, once connected, the core's delivery receipts.
+On a websocket, what finds the socket free and nothing buffered before it is written by whoever
+sent it (a packet's answer once its handling ends, in one write); the websocket's writer task
+takes only what is left.
 Bounds: sessions in number (`max_sessions`), the inbox and outbox in packets, the Engine.IO
 buffer in characters. A client that stops polling or reading fills its outbox, and the domain
 closes it (its `offer` raises WouldBlock, as on /ws); one that stops answering pings is closed
