@@ -44,8 +44,11 @@ CHECK_SECONDS = 0.5
 """How often the heap's size is looked at."""
 GROWTH_FACTOR = 2.0
 """Growth of the heap since the last full collection that calls for the next one."""
-YOUNG = 400
-"""Tracked allocations, net of deallocations, that call for a young collection; CPython's is 700."""
+YOUNG = 300
+"""Tracked allocations, net of deallocations, that call for a young collection; CPython's is 700.
+It was 400 until a slower hour of the VM: then 400's longest collections took 6 to 25 ms in
+`loadsim steady` at 200 msg/s and 300's at most 4 ms, for the same collector time in all, there
+and in `bench socketio` (README, Performance)."""
 MIDDLE = 3
 """Young (generation 0) collections between two middle (generation 1) ones; CPython's is 10."""
 NEVER = 2**30
