@@ -665,9 +665,12 @@ class SioSession:
             error = SioErrorOut(message=message, code=code).model_dump(
                 by_alias=True, exclude_none=True
             )
-            self._send([(eio.EventPacket("error", (error,)), None)])
+            last: list[tuple[eio.SioPacket, Written | None]] = [
+                (eio.EventPacket("error", (error,)), None)
+            ]
             if disconnect:
-                self._send([(eio.DisconnectPacket(), None)])
+                last.append((eio.DisconnectPacket(), None))
+            self._send(last)  # in one write, where it is written at once
         self.engine.close(message)
 
     # --- the transports ------------------------------------------------------------------------

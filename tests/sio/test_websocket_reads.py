@@ -1,7 +1,9 @@
 """A Socket.IO session carried on a websocket reads no frame in a task of its own: the server's
 reader task hands each frame to the session as it reads it (a task of the session's own, woken
 for every frame, was one more task step each). Frames that came in behind the upgrade's probe
-are read first, in order; the peer's end still ends the session.
+are read first, in order; the peer's end still ends the session. A frame enters no cancel scope
+of its own, and what its handling waits for ends with the session. What the session writes
+leaves without a step of its writer's task where the socket is free.
 
 A real server on 127.0.0.1, in the test's own trio run, so its tasks can be looked at.
 """
