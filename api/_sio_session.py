@@ -406,16 +406,15 @@ class SioSession:
         else the writer is woken for it."""
         engine = self.engine
         ws = self._carried
-        if (
-            ws is not None
-            and engine.closed is None  # the writer writes the close, and says when it has
-            and not engine.drained
-            and ws.can_send_texts_now()
-        ):
+        # Only a websocket's writer is ever held back (`_holding`), and never from the close,
+        # which it writes and says when it has: elsewhere every wake-up has happened already.
+        if ws is None or engine.drained or engine.closed is not None:
+            return
+        if ws.can_send_texts_now():
             packets, written = engine.take()
             self._write_now(ws, packets, written)
-            return
-        self._wake()
+        else:
+            self._wake()  # the socket is busy: the writer waits for it
 
     def _write_now(
         self, ws: SessionSocket, packets: list[eio.Packet], written: list[Written]
