@@ -1,18 +1,14 @@
 """`SqliteStore`: the embedded default backend, one SQLite file in WAL mode.
 
 Every write goes through a group commit (`store._group_commit`): a write with none in flight
-runs at once, and those asked for meanwhile leave together (up to `MAX_BATCH`) in the next, in
-one transaction (each operation in its own SAVEPOINT, so one refusal fails only that operation; a
-lone one needs none), answered only after COMMIT returned. With `synchronous=FULL` that is one
-fsync per batch instead of one per write: durability without paying for it per message.
-
-A batch's statements run on the event loop and its COMMIT in a worker thread: a statement is a
-few µs, where in the thread each was a wait for the GIL. The loop never waits for a lock or a long
-statement: a batch that finds the database locked by another process, or whose statements
-overrun `LOOP_BUDGET`, is rolled back and runs whole in the thread.
+runs at once, and those asked for meanwhile leave together (up to `MAX_BATCH`) in the next, run
+in one worker thread call inside one transaction (each operation in its own SAVEPOINT, so one
+refusal fails only that operation; a lone one needs none), answered only after COMMIT returned. With
+`synchronous=FULL` that is one fsync per batch instead of one per write: durability without
+paying for it per message.
 
 One batch at a time touches the writing connection, so it is never used by two threads at once
-even though the thread it runs on changes within and between batches. Reads skip the writes' queue:
+even though the thread it runs in may change between batches. Reads skip the writes' queue:
 they run on a second, read-only connection (one at a time), which in WAL mode sees every write
 acknowledged before the read started.
 

@@ -1,16 +1,13 @@
 """The group-commit writer: `SqliteStore` runs every write through `GroupCommit`, each combined
-write in one transaction: its statements on the event loop and its COMMIT (the fsync) in a worker
-thread, or all of it in the thread when the loop cannot have it; reads go to a connection of
-their own; and opening the database.
+write in one transaction in a worker thread; reads go to a connection of their own; and opening
+the database.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -32,16 +29,6 @@ from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
 R = TypeVar("R")
 _Write = Callable[[Operations], Any]
 
-LOOP_BATCH = 128
-"""The most writes whose statements run on the event loop; a larger batch runs in the thread."""
-LOOP_BUDGET = 0.010
-"""How long a batch's statements may hold the event loop (seconds). Past it SQLite interrupts
-them, the transaction is rolled back, and the batch runs again in the thread."""
-_CLOCK_EVERY = 1_000
-"""SQLite virtual-machine steps between two looks at the clock: a lone append is about 100."""
-_BUSY_TIMEOUT_MS = 5_000
-"""How long the thread waits for another process's lock (a CLI command's) before failing."""
-
 
 def _closed() -> StoreError:
     return StoreError("the store is closed")
@@ -59,9 +46,6 @@ class SqliteStore(Facade):
         self._writes = GroupCommit(self._run_batch)
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
-        self._deadline = math.inf
-        self._overran = False
-        connection.set_progress_handler(self._past_deadline, _CLOCK_EVERY)
 
     async def _call(self, run: Callable[[Operations], R]) -> R:
         # A caller cancelled while it waits does not stop the operation: it may still be stored.
@@ -70,122 +54,40 @@ class SqliteStore(Facade):
         return cast(R, await self._writes.write(run))
 
     async def _run_batch(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        # The worker thread takes the GIL back after every statement, and each time waits for the
-        # event loop to let go of it: on the loop, a batch's statements are a few µs each, and
-        # the thread takes the GIL twice a batch (README, Performance).
-        if len(batch) <= LOOP_BATCH:
-            results = self._statements_on_loop(batch)
-            if results is not None:
-                if not self._connection.in_transaction:
-                    return results  # a lone refused write, rolled back
-                failures: list[outcome.Outcome[Any]] = []
-                await _in_thread(lambda: failures.extend(self._commit(batch)))
-                return failures or results
-        results = []
-        await _in_thread(lambda: results.extend(self._transaction_in_thread(batch)))
+        results: list[outcome.Outcome[Any]] = []
+        await _in_thread(lambda: results.extend(self._transaction(batch)))
         return results
 
-    def _statements_on_loop(self, batch: list[_Write]) -> list[outcome.Outcome[Any]] | None:
-        """The batch's statements, its transaction left open for COMMIT; None, with nothing
-        written, when they must run in the thread instead: another connection holds the lock
-        (the loop never waits for it) or they overran `LOOP_BUDGET`."""
-        self._overran = False
-        self._deadline = time.perf_counter() + LOOP_BUDGET
-        try:
-            results = self._statements(batch)
-        except sqlite3.Error as exc:
-            if self._overran or _busy(exc):
-                self._roll_back()
-                return None
-            return self._failed(batch, exc)
-        finally:
-            self._deadline = math.inf
-        if self._overran or any(
-            _busy(r.error.__cause__) for r in results if isinstance(r, outcome.Error)
-        ):
-            self._roll_back()
-            return None
-        return results
-
-    def _past_deadline(self) -> int:
-        # SQLite's progress handler: a nonzero answer interrupts the statement running.
-        if time.perf_counter() < self._deadline:
-            return 0
-        self._deadline = math.inf  # once: the rollback after it must run
-        self._overran = True
-        return 1
-
-    def _commit(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        """COMMIT, in the thread: nothing on success, else the batch's failures. The results
-        reach the callers only once COMMIT returned: what they see is durable."""
-        try:
-            try:
-                self._connection.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-                with self._waiting_for_locks():  # the transaction stays open: try again
-                    self._connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            return self._failed(batch, exc)
-        self.committed_transactions += 1
-        return []
-
-    def _transaction_in_thread(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        """The whole batch in the thread, which may wait for another process's lock."""
+    def _transaction(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
+        """The whole batch in one transaction: each operation in a savepoint of its own (a lone
+        one in the transaction alone), so one refusal fails only that one, and one COMMIT (one
+        fsync) for all."""
         connection = self._connection
-        connection.set_progress_handler(None, 0)
         try:
-            with self._waiting_for_locks():
-                results = self._statements(batch)
-                if connection.in_transaction:
-                    connection.execute("COMMIT")
-                    self.committed_transactions += 1
+            connection.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                # Alone, the operation's transaction is its savepoint: two statements fewer, each
+                # a wait for the GIL while the event loop holds it (most writes are lone ones).
+                results = [_run(batch[0], self._database)]
+                if isinstance(results[0], outcome.Error):
+                    connection.execute("ROLLBACK")
+                    return results
+            else:
+                results = [self._run_one(run) for run in batch]
+            connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            return self._failed(batch, exc)
-        finally:
-            connection.set_progress_handler(self._past_deadline, _CLOCK_EVERY)
-        return results
-
-    def _statements(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        """BEGIN and every operation in one transaction, each in a savepoint of its own (a lone
-        one in the transaction alone), so one refusal fails only that one. Left open for COMMIT,
-        one fsync for all; a lone refused one is rolled back."""
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        if len(batch) == 1:
-            # Alone, the operation's transaction is its savepoint: two statements fewer (most
-            # writes are lone ones).
-            result = _run(batch[0], self._database)
-            if isinstance(result, outcome.Error):
+            if connection.in_transaction:
+                # If even this fails the connection is unusable: the error goes to the caller.
                 connection.execute("ROLLBACK")
-            return [result]
-        return [self._run_one(run) for run in batch]
-
-    def _roll_back(self) -> None:
-        if self._connection.in_transaction:
-            self._connection.execute("ROLLBACK")
-
-    def _failed(self, batch: list[_Write], exc: sqlite3.Error) -> list[outcome.Outcome[Any]]:
-        if self._connection.in_transaction:
-            # If even this fails the connection is unusable: the error goes to the caller.
-            self._connection.execute("ROLLBACK")
-        failures: list[outcome.Outcome[Any]] = []
-        for _ in batch:
-            failure = StoreUnavailable(f"the transaction failed: {exc}")
-            failure.__cause__ = exc
-            failures.append(outcome.Error(failure))
-        return failures
-
-    @contextmanager
-    def _waiting_for_locks(self) -> Iterator[None]:
-        # On the loop a locked database is answered at once (busy timeout 0), in the thread only
-        # after waiting for it.
-        self._connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        try:
-            yield
-        finally:
-            self._connection.execute("PRAGMA busy_timeout = 0")
+            failures: list[outcome.Outcome[Any]] = []
+            for _ in batch:
+                failure = StoreUnavailable(f"the transaction failed: {exc}")
+                failure.__cause__ = exc
+                failures.append(outcome.Error(failure))
+            return failures
+        # The results reach the callers only now that COMMIT returned: what they see is durable.
+        self.committed_transactions += 1
+        return results
 
     def _run_one(self, run: _Write) -> outcome.Outcome[Any]:
         connection = self._connection
@@ -210,14 +112,6 @@ class SqliteStore(Facade):
 
     def _close(self) -> None:
         self._closed = True
-
-
-def _busy(exc: BaseException | None) -> bool:
-    """Whether SQLite refused for a lock another connection holds."""
-    return (
-        isinstance(exc, sqlite3.OperationalError)
-        and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-    )
 
 
 def _run(run: _Write, database: _Database) -> outcome.Outcome[Any]:
@@ -260,11 +154,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = ON")
         # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
-        # Only here and in the writer's thread (`SqliteStore._waiting_for_locks`): on the event
-        # loop a locked database is answered at once, and the batch goes to the thread.
-        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA busy_timeout = 5000")
         _migrate(connection)
-        connection.execute("PRAGMA busy_timeout = 0")
     except sqlite3.Error as exc:
         connection.close()
         raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
-from itertools import groupby
 from pathlib import Path
 
 import pytest
@@ -32,8 +28,6 @@ from store import (
     open_sqlite_store,
     utcnow,
 )
-from store.sqlite import SqliteStore
-from store.sqlite import _writer as sqlite_writer
 from store.sqlite._operations import mark_statement
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
 from tests.cancelling import scopes_entered
@@ -295,123 +289,6 @@ async def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_n
     ]
     assert updated is not None
     assert (updated.last_seq, updated.agent_unread_count) == (2, 2)
-
-
-def _threads_of(traced: list[tuple[str, int]], *keywords: str) -> list[tuple[str, str]]:
-    """The traced statements starting with one of `keywords`, each with where it ran: on the
-    event loop's thread or in another."""
-    loop = threading.get_ident()
-    return [
-        (statement.split()[0], "loop" if thread == loop else "thread")
-        for statement, thread in traced
-        if statement.startswith(keywords)
-    ]
-
-
-@contextmanager
-def _traced(store: SqliteStore) -> Iterator[list[tuple[str, int]]]:
-    traced: list[tuple[str, int]] = []
-    store._connection.set_trace_callback(
-        lambda statement: traced.append((statement, threading.get_ident()))
-    )
-    try:
-        yield traced
-    finally:
-        store._connection.set_trace_callback(None)
-
-
-async def test_a_write_s_statements_run_on_the_loop_and_only_its_commit_in_a_thread(
-    tmp_path: Path,
-) -> None:
-    """A statement in the writer's thread is a wait for the GIL while the loop holds it: on the
-    loop it is a few µs, and the thread is left the fsync."""
-    async with open_sqlite_store(tmp_path / "store.db") as store:
-        c = await store.create_chat(chat())
-        with _traced(store) as traced:
-            await store.append_message(message(c, 1))
-        assert await store.list_messages(c.id) != []
-    assert _threads_of(traced, "BEGIN", "UPDATE", "INSERT", "COMMIT") == [
-        ("BEGIN", "loop"),
-        ("UPDATE", "loop"),
-        ("INSERT", "loop"),
-        ("COMMIT", "thread"),
-    ]
-
-
-async def test_a_locked_database_is_waited_for_in_the_thread_never_on_the_loop(
-    tmp_path: Path,
-) -> None:
-    """On the loop SQLite answers a lock at once (busy timeout 0): waiting there, up to its 5 s,
-    would stop every connection. The batch then waits in the thread, and the timeout is 0 again
-    after it."""
-    path = tmp_path / "store.db"
-
-    def busy_timeout() -> object:
-        return store._connection.execute("PRAGMA busy_timeout").fetchone()[0]
-
-    async with open_sqlite_store(path) as store:
-        assert busy_timeout() == 0
-        held = sqlite3.connect(path, isolation_level=None)
-        held.execute("BEGIN IMMEDIATE")
-        try:
-            with trio.fail_after(30), _traced(store) as traced:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(store.create_user, user())
-                    await trio.testing.wait_all_tasks_blocked()
-                    held.execute("COMMIT")
-        finally:
-            held.close()
-        assert busy_timeout() == 0
-        assert await store.count_users() == 1
-    assert _threads_of(traced, "BEGIN", "INSERT", "COMMIT") == [
-        ("BEGIN", "loop"),  # refused at once
-        ("BEGIN", "thread"),
-        ("INSERT", "thread"),
-        ("COMMIT", "thread"),
-    ]
-
-
-async def test_a_batch_that_overruns_the_loop_s_budget_runs_again_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A write the loop cannot afford (here: any of more than `_CLOCK_EVERY` SQLite steps) is
-    interrupted, rolled back with its batch, and the whole batch made once in the thread."""
-    async with open_sqlite_store(tmp_path / "store.db") as store:
-        doomed, kept = await store.create_chat(chat()), await store.create_chat(chat())
-        for seq in range(1, 401, 100):
-            await store.append_messages([message(doomed, s) for s in range(seq, seq + 100)])
-        # Another process holds the write lock, so a first write waits in the thread while the
-        # delete and an append queue behind it: they then share a batch.
-        held = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
-        held.execute("BEGIN IMMEDIATE")
-        monkeypatch.setattr(sqlite_writer, "LOOP_BUDGET", 0.0)
-        try:
-            with trio.fail_after(30), _traced(store) as traced:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(store.create_user, user())
-                    await trio.testing.wait_all_tasks_blocked()
-                    nursery.start_soon(store.delete_chat, doomed.id)
-                    nursery.start_soon(store.append_message, message(kept, 1))
-                    await trio.testing.wait_all_tasks_blocked()
-                    held.execute("COMMIT")
-        finally:
-            held.close()
-        assert await store.get_chat(doomed.id) is None
-        assert await store.list_messages(doomed.id) == []
-        assert [m.seq for m in await store.list_messages(kept.id)] == [1]
-    # SQLite rolls an interrupted delete's transaction back itself, and traces a delete again
-    # when its cascade starts.
-    ran = [
-        where for where, _ in groupby(_threads_of(traced, "BEGIN", "DELETE", "INSERT", "COMMIT"))
-    ]
-    assert ran[-6:] == [
-        ("BEGIN", "loop"),
-        ("DELETE", "loop"),  # interrupted: the append after it never ran there
-        ("BEGIN", "thread"),
-        ("DELETE", "thread"),
-        ("INSERT", "thread"),
-        ("COMMIT", "thread"),
-    ]
 
 
 async def test_calls_after_close_raise_store_error(tmp_path: Path) -> None:
