@@ -42,7 +42,7 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # Installs Debian's chromium when it is missing and this can (root, apt-get; CI runs as root);
 # otherwise says how, and the browser tests fail saying the same.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -30,7 +31,14 @@ def install() -> Path:
         )
     modules = NODE_DIR / "node_modules"
     manifest = modules / "socket.io-client" / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["version"] != SOCKET_IO_CLIENT:
+    NODE_DIR.mkdir(exist_ok=True)
+    # `make test` runs two pytest workers, each of which may find the client missing on a fresh
+    # clone: one installs while the other waits, then finds it there. Two npm runs into one
+    # folder at once can leave it half-written.
+    with (NODE_DIR / ".install-lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed(manifest):
+            return modules
         subprocess.run(
             [
                 npm,
@@ -47,6 +55,10 @@ def install() -> Path:
             timeout=INSTALL_SECONDS,
         )
     return modules
+
+
+def _installed(manifest: Path) -> bool:
+    return manifest.exists() and json.loads(manifest.read_text())["version"] == SOCKET_IO_CLIENT
 
 
 def node_env(modules: Path) -> dict[str, str]:
