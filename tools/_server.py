@@ -187,3 +187,41 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
     # utime and stime are fields 14 and 15 of stat(5), counted after the command's ")".
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """CPU time of `pid` and its live descendants together, and the descendants' part of it;
+    None where /proc does not tell of `pid`. A server's work may run in processes it spawns (the
+    store's writer), which its own clock does not count.
+
+    Descendants are read when this is called: one that exits between two readings loses what it
+    used from the figure (the store's writer lives as long as the server, so none is lost)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    children = sum(cpu_seconds(child) or 0.0 for child in _descendants(pid))
+    return own + children, children
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, from each thread's children list (a child is listed
+    under the thread that forked it)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:  # it has just exited
+            continue
+        for thread in threads:
+            try:
+                children = [
+                    int(child)
+                    for child in Path(f"/proc/{parent}/task/{thread}/children").read_text().split()
+                ]
+            except OSError:
+                continue
+            found.extend(children)
+            parents.extend(children)
+    return found

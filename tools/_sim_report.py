@@ -99,13 +99,15 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class Cpu:
-    """CPU time used within the measured load: the spawned server's (all its threads) and the
-    simulator's own, which share the machine."""
+    """CPU time used within the measured load: the spawned server's (all its threads and child
+    processes) and the simulator's own, which share the machine."""
 
     server_seconds: float | None
     simulator_seconds: float
     server_ms_per_message: float | None
     """Server CPU per acknowledged message."""
+    server_children_ms_per_message: float | None
+    """The part of it in the server's child processes (the store's writer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,8 @@ def render(report: Report) -> RenderableType:
         server = (
             "-"
             if cpu.server_seconds is None
-            else f"{cpu.server_seconds:.1f} s ({cpu.server_ms_per_message or 0:.2f} ms/message)"
+            else f"{cpu.server_seconds:.1f} s ({cpu.server_ms_per_message or 0:.2f} ms/message, "
+            f"{cpu.server_children_ms_per_message or 0:.2f} ms in its child processes)"
         )
         rows.append(("CPU: server / simulator", f"{server} / {cpu.simulator_seconds:.1f} s"))
     for who in ("server", "simulator"):

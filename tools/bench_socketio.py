@@ -68,7 +68,7 @@ from store import AgentStatus, Role, User, new_id, utcnow
 from tools import _sio_floor
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
 from tools._node import SOCKET_IO_CLIENT, install, node_env
-from tools._server import running
+from tools._server import running, tree_cpu_seconds
 
 CLIENT = Path(__file__).with_name("sio_bench.cjs")
 READY = "bench server ready "
@@ -146,7 +146,8 @@ class SioBenchReport:
     rates: list[dict[str, Any]] = field(default_factory=list)
     floor: dict[str, Any] | None = None  # the transport floor's closed loop
     rss_kib: dict[str, int] = field(default_factory=dict)  # after each phase, the floor's too
-    server_cpu_seconds: float = 0.0  # in the closed loop, all its threads
+    server_cpu_seconds: float = 0.0  # in the closed loop, all its threads and child processes
+    server_children_cpu_seconds: float = 0.0  # the child processes' part of it
     # The store server's (--store-pid), in the closed loop and in each fixed rate.
     store_cpu_seconds: list[float] = field(default_factory=list)
     floor_cpu_seconds: float = 0.0  # the floor server's, in its closed loop
@@ -207,10 +208,13 @@ def _writes(calls: Counter[str] | None) -> dict[str, int] | None:
     return {operation: calls[operation] for operation in SETTLE_OPERATIONS}
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system time the process has used so far, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system time the process and its live child processes have used so far, all
+    threads, and the children's part (tools/_server.py)."""
+    used = tree_cpu_seconds(pid)
+    if used is None:
+        raise RuntimeError(f"/proc does not tell the CPU time of process {pid}")
+    return used
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -359,13 +363,17 @@ async def _drive(
                             report.rss_kib["ready"] = memory_kib(real.pid)[0]
                         case "measuring" if record["loop"] == "floor":
                             assert floor is not None
-                            report.floor_cpu_seconds = -cpu_seconds(floor.pid)
+                            report.floor_cpu_seconds = -cpu_seconds(floor.pid)[0]
                         case "measuring":
-                            report.server_cpu_seconds = -cpu_seconds(real.pid)
+                            used, children = cpu_seconds(real.pid)
+                            report.server_cpu_seconds = -used
+                            report.server_children_cpu_seconds = -children
                             _store_cpu(report, store_pid, start=True)
                             report.store_calls = await store_calls(real.described["url"])
                         case "closed loop":
-                            report.server_cpu_seconds += cpu_seconds(real.pid)
+                            used, children = cpu_seconds(real.pid)
+                            report.server_cpu_seconds += used
+                            report.server_children_cpu_seconds += children
                             _store_cpu(report, store_pid, start=False)
                             before, after = (
                                 report.store_calls,
@@ -394,7 +402,7 @@ async def _drive(
                             await process.stdin.send_all(b"go\n")
                         case "floor":
                             assert floor is not None
-                            report.floor_cpu_seconds += cpu_seconds(floor.pid)
+                            report.floor_cpu_seconds += cpu_seconds(floor.pid)[0]
                             report.floor = record
                             report.rss_kib["floor"] = memory_kib(floor.pid)[0]
                         case "done":
@@ -405,9 +413,9 @@ def _store_cpu(report: SioBenchReport, pid: int | None, *, start: bool) -> None:
     """The store server's CPU over a phase: taken away at its start, added at its end."""
     if pid is not None:
         if start:
-            report.store_cpu_seconds.append(-cpu_seconds(pid))
+            report.store_cpu_seconds.append(-cpu_seconds(pid)[0])
         else:
-            report.store_cpu_seconds[-1] += cpu_seconds(pid)
+            report.store_cpu_seconds[-1] += cpu_seconds(pid)[0]
 
 
 def _measured(report: SioBenchReport, pid: int, phase: str) -> None:
@@ -466,8 +474,10 @@ def show(report: SioBenchReport, args: argparse.Namespace, console: Console) -> 
         console.print(f"[red]{refused} messages were refused by the server[/red]")
     console.print(
         f"CPU per delivered message in the closed loop: server "
-        f"{_per_message(report.server_cpu_seconds, closed)}"
-        + ("" if floor is None else f" (floor {_per_message(report.floor_cpu_seconds, floor)})")
+        f"{_per_message(report.server_cpu_seconds, closed)} "
+        f"({_per_message(report.server_children_cpu_seconds, closed)} in its child processes"
+        + ("" if floor is None else f"; floor {_per_message(report.floor_cpu_seconds, floor)}")
+        + ")"
         + f", Node client {_per_message(closed['clientCpuSeconds'], closed)}"
         + ("" if floor is None else f" (floor {_per_message(floor['clientCpuSeconds'], floor)})")
     )

@@ -47,7 +47,13 @@ from tools._remote import (
     first_error,
     is_loopback,
 )
-from tools._server import ServerFailed, cpu_seconds, raise_open_file_limit, rss_kib
+from tools._server import (
+    ServerFailed,
+    cpu_seconds,
+    raise_open_file_limit,
+    rss_kib,
+    tree_cpu_seconds,
+)
 from tools._sim_clients import Agent, Customer
 from tools._sim_ledger import Ledger, Outcome
 from tools._sim_participant import Participant, Run
@@ -241,8 +247,9 @@ class Phase:
     ended: float
     outcomes: tuple[Outcome, ...]
     rss_after: int | None
-    cpu_used: tuple[float | None, float | None]
-    """CPU seconds of the server and of the simulator from the warm-up's end to `ended`."""
+    cpu_used: tuple[float | None, float | None, float | None]
+    """CPU seconds of the server (its child processes included), of its child processes, and of
+    the simulator, from the warm-up's end to `ended`."""
     stalls: dict[str, Stalls]
     """The server's (when its /metrics can be read) and the simulator's, over the same time."""
 
@@ -322,26 +329,35 @@ async def _measure_from(
 ) -> None:
     """At the warm-up's end: the CPU clocks, then the server's stall histograms."""
     await trio.sleep_until(when)
-    cpu.extend((_server_cpu(cpu_pids), cpu_seconds(None)))
+    cpu.extend((*_server_cpu(cpu_pids), cpu_seconds(None)))
     stalls.append(await server_histograms(http))
 
 
-def _server_cpu(pids: tuple[int, ...]) -> float | None:
-    """The CPU seconds of every server process, together (None: one cannot be read)."""
-    used = [cpu_seconds(pid) for pid in pids]
-    if not used or None in used:
-        return None
-    return sum(seconds for seconds in used if seconds is not None)
+def _server_cpu(pids: tuple[int, ...]) -> tuple[float | None, float | None]:
+    """The CPU seconds of every server process and its child processes, together, and the child
+    processes' part (None: a server cannot be read)."""
+    total = children = 0.0
+    for pid in pids:
+        tree = tree_cpu_seconds(pid)
+        if tree is None:
+            return None, None
+        total, children = total + tree[0], children + tree[1]
+    return (total, children) if pids else (None, None)
 
 
 def _cpu_since(
     start: list[float | None], cpu_pids: tuple[int, ...]
-) -> tuple[float | None, float | None]:
+) -> tuple[float | None, float | None, float | None]:
     """What was used since `_measure_from` read the clocks (nothing if the load ended before)."""
     if not start:
-        return None, None
-    server_then, simulator_then = start
-    return _minus(_server_cpu(cpu_pids), server_then), _minus(cpu_seconds(None), simulator_then)
+        return None, None, None
+    server_then, children_then, simulator_then = start
+    server, children = _server_cpu(cpu_pids)
+    return (
+        _minus(server, server_then),
+        _minus(children, children_then),
+        _minus(cpu_seconds(None), simulator_then),
+    )
 
 
 def _minus(later: float | None, then: float | None) -> float | None:
@@ -443,12 +459,18 @@ def _report(
 
 
 def _cpu(phase: Phase, acked: int) -> Cpu | None:
-    server, simulator = phase.cpu_used
+    server, children, simulator = phase.cpu_used
     if simulator is None:
         return None
-    per_message = round(server * 1000 / acked, 3) if server is not None and acked else None
+
+    def per_message(seconds: float | None) -> float | None:
+        return round(seconds * 1000 / acked, 3) if seconds is not None and acked else None
+
     return Cpu(
-        server_seconds=server, simulator_seconds=simulator, server_ms_per_message=per_message
+        server_seconds=server,
+        simulator_seconds=simulator,
+        server_ms_per_message=per_message(server),
+        server_children_ms_per_message=per_message(children),
     )
 
 

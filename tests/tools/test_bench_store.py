@@ -121,3 +121,20 @@ def test_the_store_servers_cpu_is_shown_per_delivered_message_in_each_phase() ->
         in text
     )
     assert "stood still for 0.5 s: after 1.5 s" in text
+
+
+def test_the_servers_cpu_says_how_much_was_in_its_child_processes() -> None:
+    args = bench_socketio.arguments().parse_args(["--rates", "200"])
+    report = bench_socketio.SioBenchReport(
+        closed={"delivered": 1000, "acked": 1000, "perSecond": 200.0, "refused": 0},
+        rss_kib={"idle": 1024, "ready": 1024, "closed loop": 1024},
+        server_cpu_seconds=0.36,
+        server_children_cpu_seconds=0.1,
+    )
+    report.closed["clientCpuSeconds"] = 0.1
+    console = Console(width=200, record=True)
+    bench_socketio.show(report, args, console)
+    assert (
+        "CPU per delivered message in the closed loop: server 0.36 ms (0.10 ms in its child "
+        "processes), Node client 0.10 ms" in console.export_text()
+    )

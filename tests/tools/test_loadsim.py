@@ -164,7 +164,12 @@ def test_idle_spawns_its_server_and_reports_memory_per_connection(
     assert memory["kib_per_connection"] == pytest.approx(
         (memory["rss_after_kib"] - memory["rss_before_kib"]) / 23, abs=0.01
     )
-    assert set(document["cpu"]) == {"server_seconds", "simulator_seconds", "server_ms_per_message"}
+    assert set(document["cpu"]) == {
+        "server_seconds",
+        "simulator_seconds",
+        "server_ms_per_message",
+        "server_children_ms_per_message",
+    }
     assert document["cpu"]["server_seconds"] >= 0
 
 
@@ -206,7 +211,7 @@ def test_a_failed_invariant_exits_1(
         ended=1.0,
         outcomes=ledger.finish(2.0),
         rss_after=None,
-        cpu_used=(None, None),
+        cpu_used=(None, None, None),
         stalls={},
     )
 
