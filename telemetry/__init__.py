@@ -16,6 +16,7 @@ from telemetry._events import message_stored as message_stored
 from telemetry._events import routing_decision as routing_decision
 from telemetry._events import store_call as store_call
 from telemetry._events import store_failed as store_failed
+from telemetry._events import store_writer_ended as store_writer_ended
 from telemetry._events import watch_runtime as watch_runtime
 from telemetry._logs import LogFormat as LogFormat
 from telemetry._logs import LogLevel as LogLevel

@@ -200,3 +200,14 @@ async def watch_runtime(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS
 
     with GcPauses(paused):
         await watch_loop_lag(m.LOOP_LAG.observe, task_status=task_status)
+
+
+def store_writer_ended(pid: int, exit_code: int | None) -> None:
+    event(
+        store_log,
+        "store.writer_ended",
+        level=logging.WARNING,
+        pid=pid,
+        exit_code=exit_code,
+        detail="the SQLite writer process ended; the next write starts another",
+    )

@@ -2,15 +2,18 @@
 
 Every write goes through a group commit (`store._group_commit`): a write with none in flight
 runs at once, and those asked for meanwhile leave together (up to `MAX_BATCH`) in the next, run
-in one worker thread call inside one transaction (each operation in its own SAVEPOINT, so one
-refusal fails only that operation; a lone one needs none), answered only after COMMIT returned. With
-`synchronous=FULL` that is one fsync per batch instead of one per write: durability without
-paying for it per message.
+in one transaction (each operation in its own SAVEPOINT, so one refusal fails only that
+operation; a lone one needs none), answered only after COMMIT returned. With `synchronous=FULL`
+that is one fsync per batch instead of one per write: durability without paying for it per
+message.
 
-One batch at a time touches the writing connection, so it is never used by two threads at once
-even though the thread it runs in may change between batches. Reads skip the writes' queue:
-they run on a second, read-only connection (one at a time), which in WAL mode sees every write
-acknowledged before the read started.
+The transactions run in a process of their own, the writer (`_child`), which holds the writing
+connection: the server sends it each batch's calls and reads back the answers, so SQLite's work
+runs on another core without a thread taking turns with the event loop for the GIL. It ends
+with the store, dies with a crashed server, and one that ends on its own is replaced by the next
+batch (the batch it was running fails as `StoreUnavailable`). Reads skip the writes' queue:
+they run on a read-only connection in the server (one at a time, in a worker thread), which in
+WAL mode sees every write acknowledged before the read started.
 
 The async methods are `store._facade`'s, shared with the MongoDB backend.
 """

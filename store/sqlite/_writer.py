@@ -1,6 +1,5 @@
-"""The group-commit writer: `SqliteStore` runs every write through `GroupCommit`, each combined
-write in one transaction in a worker thread; reads go to a connection of their own; and opening
-the database.
+"""`SqliteStore`: every write goes through `GroupCommit`, each combined write one transaction in
+the writer process (`_process`); reads go to a connection of their own, in a worker thread.
 """
 
 from __future__ import annotations
@@ -8,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -16,15 +16,11 @@ import trio
 
 from store._facade import Facade, Operations
 from store._group_commit import GroupCommit
-from store._protocol import (
-    StoreError,
-    StoreUnavailable,
-)
-from store._records import (
-    utcnow,
-)
+from store._protocol import StoreError, StoreUnavailable
 from store.sqlite._operations import _Database
-from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
+from store.sqlite._process import WriterProcess, start_writer
+from store.sqlite._transaction import Call, connect_reader
+from telemetry import store_writer_ended
 
 R = TypeVar("R")
 _Write = Callable[[Operations], Any]
@@ -34,18 +30,46 @@ def _closed() -> StoreError:
     return StoreError("the store is closed")
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    call: Call
+
+
+class _Recorder:
+    """Stands in for `Operations` to turn a facade write, `lambda db: db.method(arguments)`, into
+    the call the writer process runs."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Recorded]:
+        return lambda *arguments: _Recorded((name, arguments))
+
+
+_RECORDER = cast(Operations, _Recorder())
+
+
+def _recorded(run: _Write) -> Call:
+    recorded = run(_RECORDER)
+    if not isinstance(recorded, _Recorded):
+        raise TypeError("a SQLite write must be one call of an Operations method")
+    return recorded.call
+
+
 class SqliteStore(Facade):
     """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
 
-    def __init__(self, connection: sqlite3.Connection, reader: sqlite3.Connection) -> None:
-        self._connection = connection
-        self._database = _Database(connection)
+    def __init__(self, path: Path, writer: WriterProcess, reader: sqlite3.Connection) -> None:
+        self._path = path
+        self._writer = writer
         self._reader = _Database(reader)
         self._reading = trio.Lock()  # one connection runs one statement at a time
         self._closed = False
         self._writes = GroupCommit(self._run_batch)
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
+
+    @property
+    def writer_pid(self) -> int:
+        """The writer process's id (a new one after it was replaced)."""
+        return self._writer.pid
 
     async def _call(self, run: Callable[[Operations], R]) -> R:
         # A caller cancelled while it waits does not stop the operation: it may still be stored.
@@ -54,49 +78,23 @@ class SqliteStore(Facade):
         return cast(R, await self._writes.write(run))
 
     async def _run_batch(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        results: list[outcome.Outcome[Any]] = []
-        await _in_thread(lambda: results.extend(self._transaction(batch)))
-        return results
+        calls = [_recorded(run) for run in batch]
+        writer = await self._live_writer()
+        committed, results = await writer.exchange(calls)
+        if committed:
+            self.committed_transactions += 1
+        return [outcome.Value(value) if ok else outcome.Error(value) for ok, value in results]
 
-    def _transaction(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
-        """The whole batch in one transaction: each operation in a savepoint of its own (a lone
-        one in the transaction alone), so one refusal fails only that one, and one COMMIT (one
-        fsync) for all."""
-        connection = self._connection
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                # Alone, the operation's transaction is its savepoint: two statements fewer, each
-                # a wait for the GIL while the event loop holds it (most writes are lone ones).
-                results = [_run(batch[0], self._database)]
-                if isinstance(results[0], outcome.Error):
-                    connection.execute("ROLLBACK")
-                    return results
-            else:
-                results = [self._run_one(run) for run in batch]
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if connection.in_transaction:
-                # If even this fails the connection is unusable: the error goes to the caller.
-                connection.execute("ROLLBACK")
-            failures: list[outcome.Outcome[Any]] = []
-            for _ in batch:
-                failure = StoreUnavailable(f"the transaction failed: {exc}")
-                failure.__cause__ = exc
-                failures.append(outcome.Error(failure))
-            return failures
-        # The results reach the callers only now that COMMIT returned: what they see is durable.
-        self.committed_transactions += 1
-        return results
-
-    def _run_one(self, run: _Write) -> outcome.Outcome[Any]:
-        connection = self._connection
-        connection.execute("SAVEPOINT operation")
-        result = _run(run, self._database)
-        if isinstance(result, outcome.Error):
-            connection.execute("ROLLBACK TO operation")
-        connection.execute("RELEASE operation")
-        return result
+    async def _live_writer(self) -> WriterProcess:
+        """The writer, or a new one if it has ended: that batch fails (`WriterGone`), the next
+        goes to its successor. Not cancellable, as the batch's exchange."""
+        writer = self._writer
+        if writer.alive:
+            return writer
+        store_writer_ended(writer.pid, writer.exit_code)
+        await writer.aclose()
+        self._writer = await start_writer(self._path)
+        return self._writer
 
     async def _read(self, run: Callable[[Operations], R]) -> R:
         """Reads skip the writes' group commit, so they never wait for a commit's fsync: in WAL mode
@@ -114,115 +112,25 @@ class SqliteStore(Facade):
         self._closed = True
 
 
-def _run(run: _Write, database: _Database) -> outcome.Outcome[Any]:
-    """The operation's result, or what it raised: a refusal by the database as a StoreError."""
-    try:
-        return outcome.Value(run(database))
-    except Exception as exc:
-        if isinstance(exc, sqlite3.Error):
-            failure = StoreError(f"the database refused the operation: {exc}")
-            failure.__cause__ = exc
-            return outcome.Error(failure)
-        return outcome.Error(exc)
-
-
-async def _in_thread(run: Callable[[], None]) -> None:
-    """Run `run` in a thread of trio's cache and wait for it, never abandoning it: not
-    cancellable, as `GroupCommit` needs of its writes (cancelled, the wait goes on until it
-    returns). What `trio.to_thread.run_sync` does here, without its capacity limiter, whose
-    acquire is a trip through the scheduler for every batch, and without copying the context."""
-    task = trio.lowlevel.current_task()
-    token = trio.lowlevel.current_trio_token()
-
-    def deliver(result: outcome.Outcome[None]) -> None:
-        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
-
-    # Unnamed: a name is set on the thread and reset after it, two foreign calls a batch.
-    trio.lowlevel.start_thread_soon(run, deliver)
-    await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
-    try:
-        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode != "wal":
-            raise StoreError(f"cannot put {path} in WAL mode (it stays in {mode!r} mode)")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
-        # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
-        connection.execute("PRAGMA busy_timeout = 5000")
-        _migrate(connection)
-    except sqlite3.Error as exc:
-        connection.close()
-        raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _connect_reader(path: Path) -> sqlite3.Connection:
-    """A second connection for reads, after `_connect` made the file WAL and migrated it."""
-    try:
-        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the SQLite database {path} for reading: {exc}") from exc
-    try:
-        reader.execute("PRAGMA query_only = ON")
-        reader.execute("PRAGMA busy_timeout = 5000")
-    except BaseException:
-        reader.close()
-        raise
-    return reader
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        # Read under the write lock, so two processes starting together cannot both migrate.
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database has schema version {version}; this program knows up to"
-                f" {SCHEMA_VERSION}"
-            )
-        for statements in _MIGRATIONS[version:]:
-            for statement in statements:
-                connection.execute(statement)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        _Database(connection).prune_revoked_tokens(utcnow())
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
 @asynccontextmanager
 async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
     """Open (creating or migrating) the database at `path` and run its writer until exit.
 
     On exit, operations already queued still run; calls made after it raise StoreError.
     """
-    connection = await trio.to_thread.run_sync(_connect, path)
+    writer = await start_writer(path)
     try:
-        reader = await trio.to_thread.run_sync(_connect_reader, path)
+        reader = await trio.to_thread.run_sync(connect_reader, path)
     except BaseException:
-        connection.close()
+        await writer.aclose()
         raise
+    store = SqliteStore(path, writer, reader)
     try:
-        store = SqliteStore(connection, reader)
-        try:
-            yield store
-        finally:
-            store._close()
+        yield store
     finally:
+        store._close()
         with trio.CancelScope(shield=True):
             # Writes asked for before the close are made by their callers: wait for them.
             await store._writes.idle()
             await trio.to_thread.run_sync(reader.close)
-            await trio.to_thread.run_sync(connection.close)
+            await store._writer.aclose()

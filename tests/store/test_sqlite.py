@@ -28,8 +28,9 @@ from store import (
     open_sqlite_store,
     utcnow,
 )
-from store.sqlite._operations import mark_statement
+from store.sqlite._operations import _Database, mark_statement
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
+from store.sqlite._transaction import Writer, connect
 from tests.cancelling import scopes_entered
 from tests.store.factories import activity, at, chat, message, notification, user
 
@@ -262,25 +263,34 @@ async def test_one_refused_operation_does_not_fail_its_batch(tmp_path: Path) -> 
         assert updated.agent_unread_count == 1 + len(others)
 
 
-async def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing(
+def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing(
     tmp_path: Path,
 ) -> None:
     """No savepoint around a write that has its transaction to itself (two statements fewer,
     and most writes are lone); refused, the whole transaction is rolled back, the chat's
-    update with it."""
-    async with open_sqlite_store(tmp_path / "store.db") as store:
-        c = await store.create_chat(chat())
-        first = await store.append_message(message(c, 1, client_msg_id="first"))
-        statements: list[str] = []
-        store._connection.set_trace_callback(statements.append)
-        try:
-            second = await store.append_message(message(c, 2))
-            with pytest.raises(DuplicateMessage):
-                await store.append_message(message(c, 3, client_msg_id="first"))
-        finally:
-            store._connection.set_trace_callback(None)
-        assert await store.list_messages(c.id) == [first, second]
-        updated = await store.get_chat(c.id)
+    update with it. (The writer process runs `Writer`; here it runs in the test.)"""
+    connection = connect(tmp_path / "store.db")
+    writer = Writer(connection)
+    database = _Database(connection)
+    c = chat()
+    statements: list[str] = []
+    try:
+        assert writer.run([("create_chat", (c,))]) == (True, [(True, c)])
+        first = message(c, 1, client_msg_id="first")
+        assert writer.run([("append_messages", ([first],))]) == (True, [(True, [first])])
+        connection.set_trace_callback(statements.append)
+        second = message(c, 2)
+        assert writer.run([("append_messages", ([second],))]) == (True, [(True, [second])])
+        committed, [(ok, refusal)] = writer.run(
+            [("append_messages", ([message(c, 3, client_msg_id="first")],))]
+        )
+        connection.set_trace_callback(None)
+        assert (committed, ok) == (False, False)
+        assert isinstance(refusal, DuplicateMessage)
+        assert database.list_messages(c.id, 0, 10) == [first, second]
+        updated = database.get_chat(c.id)
+    finally:
+        writer.close()
     assert [s for s in statements if not s.startswith(("UPDATE", "INSERT", "SELECT"))] == [
         "BEGIN IMMEDIATE",
         "COMMIT",
@@ -359,11 +369,12 @@ async def test_a_lone_write_is_made_by_its_caller_with_no_hand_over(tmp_path: Pa
     assert woken == {trio.lowlevel.current_task()}
 
 
-async def test_a_write_enters_no_cancel_scope_and_a_cancelled_caller_s_write_is_stored(
+async def test_a_batch_enters_one_cancel_scope_not_one_a_write_and_cancelled_writes_are_stored(
     tmp_path: Path,
 ) -> None:
     # A trio cancel scope for every write was a measurable share of a message's CPU (README,
     # Performance): the writes wait uncancellably instead, which keeps what the scope was for.
+    # A batch's exchange with the writer process is shielded once, for all its writes.
     ada = user(email="ada@example.com")
     c = chat(customer_id=ada.id)
     async with open_sqlite_store(tmp_path / "store.db") as store:
@@ -371,9 +382,13 @@ async def test_a_write_enters_no_cancel_scope_and_a_cancelled_caller_s_write_is_
         await store.create_chat(c)
         with scopes_entered() as entered:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(store.append_message, message(c, 1))
-                nursery.start_soon(store.append_message, message(c, 2))  # joins the next batch
+                for seq in (1, 2, 3):  # the first leads a batch; the others join the next
+                    nursery.start_soon(store.append_message, message(c, seq))
                 await trio.testing.wait_all_tasks_blocked()
-                nursery.cancel_scope.cancel()  # both callers, while their writes are under way
-        assert entered == ["_core:NurseryManager.__aenter__"]  # the test's own nursery
-        assert [m.seq for m in await store.list_messages(c.id, after_seq=0, limit=10)] == [1, 2]
+                nursery.cancel_scope.cancel()  # every caller, while their writes are under way
+        assert entered == [
+            "_core:NurseryManager.__aenter__",  # the test's own nursery
+            "sqlite:WriterProcess.exchange",
+            "sqlite:WriterProcess.exchange",
+        ]
+        assert [m.seq for m in await store.list_messages(c.id, after_seq=0, limit=10)] == [1, 2, 3]

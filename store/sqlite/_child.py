@@ -1,0 +1,137 @@
+"""The SQLite writer process: it holds the writing connection and runs each batch the server
+sends it in one transaction (`_transaction.Writer`), answering once COMMIT returned.
+
+Why a process: in a thread, the writer and the event loop pass the GIL to each other around
+every statement, about 25 times a batch, and a saturated loop lost a quarter of its time waiting
+for it (README, Performance). In a process of its own the writer uses the second core, and the
+loop only pickles each batch's calls and unpickles the answers.
+
+Run as a script, `python -I -S _child.py FD DATABASE PARENT_PID`, not with `-m`: the `store`
+package's `__init__` imports the whole store (pymongo, trio), which made every start 0.3 s
+instead of 0.06. It needs the standard library and the store's records only.
+
+The wire: frames of a 4-byte big-endian length and a pickle, over a socket pair (FD). The
+first frame is the writer's (True, its pid) once the database is open, or (False, the error);
+then for each batch of calls, (committed, [(ok, value or error), ...]). EOF ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HEADER = struct.Struct(">I")
+"""Each frame's length, before its pickle."""
+
+
+def pack(value: object) -> bytes:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def portable(error: BaseException) -> BaseException:
+    """`error`, if it survives pickling (its class rebuilt from its arguments); else a
+    StoreError saying what it was, so the caller still learns of it."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        from store._protocol import StoreError
+
+        return StoreError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _die_with_parent(parent: int) -> None:
+    """Killed with the server: a writer left behind after a crash could commit a batch after the
+    server that sent it is gone, behind the back of the one that starts next. (A server that
+    ends cleanly closes the socket first, and the writer ends at EOF.)"""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+def _receive(channel: socket.socket) -> Any:
+    """The next frame's value; None at EOF."""
+    header = _exactly(channel, HEADER.size)
+    if header is None:
+        return None
+    (length,) = HEADER.unpack(header)
+    body = _exactly(channel, length)
+    if body is None:
+        return None
+    return pickle.loads(body)
+
+
+def _exactly(channel: socket.socket, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = channel.recv_into(view[got:])
+        if count == 0:
+            return None
+        got += count
+    return bytes(buffer)
+
+
+def _answer(committed: bool, results: Sequence[tuple[bool, Any]]) -> bytes:
+    portable_results = [(ok, value if ok else portable(value)) for ok, value in results]
+    try:
+        return pack((committed, portable_results))
+    except Exception as exc:  # a value that cannot be pickled: a bug, but the callers must hear
+        from store._protocol import StoreUnavailable
+
+        error = StoreUnavailable(f"the writer could not send its answer: {exc}")
+        return pack((committed, [(False, error) for _ in results]))
+
+
+def main(arguments: Sequence[str]) -> int:
+    fd, database, parent = int(arguments[0]), Path(arguments[1]), int(arguments[2])
+    _die_with_parent(parent)
+    # The server stops on Ctrl-C and still sends the writes it has queued: the writer must
+    # outlive the signal (it is in a session of its own as well).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from store.sqlite._transaction import Writer, connect
+
+    with socket.socket(fileno=fd) as channel:
+        try:
+            writer = Writer(connect(database))
+        except Exception as exc:
+            channel.sendall(pack((False, portable(exc))))
+            return 1
+        try:
+            channel.sendall(pack((True, os.getpid())))
+            while (batch := _receive(channel)) is not None:
+                committed, results = writer.run(batch)
+                channel.sendall(_answer(committed, results))
+        finally:
+            writer.close()
+    return 0
+
+
+def _bootstrap() -> None:
+    """Make `store.sqlite._transaction` importable without running the packages' `__init__`s:
+    the project's folder on the path, and the two packages as bare modules."""
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root))
+    for name in ("store", "store.sqlite"):
+        package = types.ModuleType(name)
+        package.__path__ = [str(root.joinpath(*name.split(".")))]
+        sys.modules[name] = package
+
+
+if __name__ == "__main__":
+    _bootstrap()
+    sys.exit(main(sys.argv[1:]))

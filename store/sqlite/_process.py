@@ -1,0 +1,140 @@
+"""The server's side of the SQLite writer process (`_child`): starting it, one exchange per
+batch, and ending it with the store.
+
+The writer is started by the store and ends with it: at EOF when the store closes, and killed
+by the kernel if the server dies first (Linux). One that ends on its own (killed, out of memory)
+is replaced by the next batch's `SqliteStore`, which asks `alive` first.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from store._protocol import StoreUnavailable
+from store.sqlite import _child
+from store.sqlite._transaction import Call, Result
+
+_RECEIVE = 1 << 16
+
+
+class WriterGone(StoreUnavailable):
+    """The writer process ended before it answered: whether the batch was committed is unknown
+    (a message's clientMsgId makes its retry safe)."""
+
+
+class WriterProcess:
+    """A running writer: `exchange` sends it a batch and returns its answer."""
+
+    def __init__(self, process: subprocess.Popen[bytes], stream: trio.SocketStream) -> None:
+        self._process = process
+        self._stream = stream
+        self._buffer = bytearray()
+        self.pid = process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._process.returncode
+
+    async def exchange(self, batch: list[Call]) -> tuple[bool, list[Result]]:
+        """Whether the batch was committed, and each call's answer. Not cancellable: a batch
+        half sent, or answered and not read, would put every later answer out of step."""
+        frame = _child.pack(batch)
+        with trio.CancelScope(shield=True):
+            try:
+                await self._stream.send_all(frame)
+                answer = await self._receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._gone() from exc
+        if answer is None:
+            raise self._gone()
+        committed, results = answer
+        return committed, results
+
+    async def aclose(self) -> None:
+        """Close the socket (the writer ends at EOF, after the batch it may be in) and wait for
+        it to exit. Shielded: a writer is never abandoned."""
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+            await trio.to_thread.run_sync(self._process.wait)
+
+    def _gone(self) -> WriterGone:
+        code = self._process.poll()  # often not yet: its socket closes before it can be reaped
+        how = "" if code is None else f" (exit code {code})"
+        return WriterGone(f"the SQLite writer process ended{how} before it answered")
+
+    async def _receive(self) -> Any:
+        """The next frame's value; None at EOF."""
+        buffer = self._buffer
+        size = _child.HEADER.size
+        while True:
+            if len(buffer) >= size:
+                (length,) = _child.HEADER.unpack_from(buffer)
+                if len(buffer) >= size + length:
+                    body = bytes(buffer[size : size + length])
+                    del buffer[: size + length]
+                    return pickle.loads(body)
+            data = await self._stream.receive_some(_RECEIVE)
+            if not data:
+                return None
+            buffer += data
+
+
+async def start_writer(database: Path) -> WriterProcess:
+    """Start a writer on `database` (creating and migrating it) and wait until it is ready.
+    Raises StoreError if it cannot open the database. Not cancellable, as a batch's writes."""
+    ours, theirs = socket.socketpair()
+    try:
+        # Started from this thread, the event loop's: the parent-death signal follows the
+        # thread that started the child (trio's `open_process` would use a worker thread).
+        process = subprocess.Popen(  # noqa: ASYNC220 (a few ms, once per writer)
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                _child.__file__,
+                str(theirs.fileno()),
+                str(database),
+                str(os.getpid()),
+            ],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,  # out of the terminal's reach: Ctrl-C goes to the server
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    writer = WriterProcess(process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+    try:
+        with trio.CancelScope(shield=True):
+            ready = await writer._receive()
+    except BaseException:
+        process.kill()
+        await writer.aclose()
+        raise
+    match ready:
+        case (True, _):
+            return writer
+        case (False, BaseException() as error):
+            await writer.aclose()
+            raise error
+        case _:
+            process.kill()
+            await writer.aclose()
+            raise StoreUnavailable(
+                f"the SQLite writer process for {database} ended before it was ready"
+                f" (exit code {process.returncode})"
+            )

@@ -1,0 +1,147 @@
+"""The SQLite writer's synchronous side: opening the database, and running one batch of
+operations in one transaction. No trio here: it runs in the writer process (`_child`), which
+imports only the standard library and the store's records.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from store._protocol import StoreError, StoreUnavailable
+from store._records import utcnow
+from store.sqlite._operations import _Database
+from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
+
+Call = tuple[str, tuple[Any, ...]]
+"""One operation: the name of an `Operations` method and its arguments by position."""
+
+Result = tuple[bool, Any]
+"""One operation's answer: (True, what it returned) or (False, what it raised)."""
+
+
+class Writer:
+    """The writing connection, and how a batch runs on it."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._database = _Database(connection)
+
+    def run(self, batch: Sequence[Call]) -> tuple[bool, list[Result]]:
+        """The whole batch in one transaction: each operation in a savepoint of its own (a lone
+        one in the transaction alone), so one refusal fails only that one, and one COMMIT (one
+        fsync) for all. Whether it committed, and each operation's answer."""
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                # Alone, the operation's transaction is its savepoint: two statements fewer
+                # (most writes are lone ones).
+                results = [self._run(batch[0])]
+                if not results[0][0]:
+                    connection.execute("ROLLBACK")
+                    return False, results
+            else:
+                results = [self._run_in_savepoint(call) for call in batch]
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                # If even this fails the connection is unusable: the error goes to the caller.
+                connection.execute("ROLLBACK")
+            return False, [(False, _unavailable(exc)) for _ in batch]
+        # The answers leave only now that COMMIT returned: what the callers see is durable.
+        return True, results
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _run_in_savepoint(self, call: Call) -> Result:
+        connection = self._connection
+        connection.execute("SAVEPOINT operation")
+        result = self._run(call)
+        if not result[0]:
+            connection.execute("ROLLBACK TO operation")
+        connection.execute("RELEASE operation")
+        return result
+
+    def _run(self, call: Call) -> Result:
+        """The operation's result, or what it raised: a refusal by the database as a
+        StoreError."""
+        name, arguments = call
+        try:
+            return True, getattr(self._database, name)(*arguments)
+        except sqlite3.Error as exc:
+            failure = StoreError(f"the database refused the operation: {exc}")
+            failure.__cause__ = exc
+            return False, failure
+        except Exception as exc:
+            return False, exc
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
+    failure = StoreUnavailable(f"the transaction failed: {exc}")
+    failure.__cause__ = exc
+    return failure
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The writing connection: the file made WAL and migrated."""
+    try:
+        connection = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise StoreError(f"cannot put {path} in WAL mode (it stays in {mode!r} mode)")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
+        connection.execute("PRAGMA busy_timeout = 5000")
+        migrate(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """A connection for reads, after `connect` made the file WAL and migrated it."""
+    try:
+        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the SQLite database {path} for reading: {exc}") from exc
+    try:
+        reader.execute("PRAGMA query_only = ON")
+        reader.execute("PRAGMA busy_timeout = 5000")
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, and drop revocations nobody can present any more."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock, so two processes starting together cannot both migrate.
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database has schema version {version}; this program knows up to"
+                f" {SCHEMA_VERSION}"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _Database(connection).prune_revoked_tokens(utcnow())
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise

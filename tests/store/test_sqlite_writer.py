@@ -1,0 +1,175 @@
+"""SQLite's writer process: it runs every write and ends with the store; one that is killed is
+replaced, its batch failing as unavailable (an unknown outcome) and nothing acknowledged lost;
+it dies with a server that crashes; and what it cannot send back still reaches the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from store import Message, StoreError, StoreUnavailable, open_sqlite_store
+from store.sqlite._child import portable
+from store.sqlite._writer import _recorded
+from tests.store.factories import chat, message, user
+
+
+async def gone(pid: int) -> None:
+    """Until the process `pid` has exited (bounded)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with trio.fail_after(10):
+            await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+async def test_writes_run_in_a_process_of_the_store_s_own_that_ends_with_it(
+    tmp_path: Path,
+) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        pid = store.writer_pid
+        ada = await store.create_user(user())
+        assert pid != os.getpid()
+        assert parent_of(pid) == os.getpid()
+        assert os.getsid(pid) == pid  # a session of its own: Ctrl-C reaches the server only
+    with pytest.raises(ProcessLookupError):  # exited, and waited for
+        os.kill(pid, 0)
+    async with open_sqlite_store(tmp_path / "store.db") as reopened:
+        assert await reopened.get_user(ada.id) == ada
+
+
+async def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        c = await store.create_chat(chat())
+        before = [await store.append_message(message(c, seq)) for seq in (1, 2, 3)]
+        first = store.writer_pid
+        os.kill(first, signal.SIGKILL)
+        await gone(first)
+        # Found dead before the next batch is sent: that batch goes to its successor.
+        after = [await store.append_message(message(c, seq)) for seq in (4, 5)]
+        assert store.writer_pid != first
+        assert await store.list_messages(c.id) == [*before, *after]
+
+
+async def test_a_writer_killed_during_a_batch_fails_that_batch_as_unavailable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        c = await store.create_chat(chat())
+        stored = await store.append_message(message(c, 1))
+        # Another connection holds the write lock: the writer waits in its batch (busy timeout).
+        held = sqlite3.connect(path, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+        failures: list[StoreError] = []
+
+        async def append(m: Message) -> None:
+            try:
+                await store.append_message(m)
+            except StoreError as exc:
+                failures.append(exc)
+
+        try:
+            with trio.fail_after(10):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(append, message(c, 2))
+                    await trio.testing.wait_all_tasks_blocked()
+                    os.kill(store.writer_pid, signal.SIGKILL)
+        finally:
+            held.execute("ROLLBACK")
+            held.close()
+        [failure] = failures
+        assert isinstance(failure, StoreUnavailable)
+        assert "writer process ended" in str(failure)
+        third = await store.append_message(message(c, 2, client_msg_id="again"))
+        assert await store.list_messages(c.id) == [stored, third]
+
+
+async def test_the_writer_dies_with_a_server_that_crashes_and_its_batch_with_it(
+    tmp_path: Path,
+) -> None:
+    """Left alive, a writer would commit the batch it holds after the server that sent it is
+    gone, behind the back of the server that starts next."""
+    path = tmp_path / "store.db"
+    program = (
+        "import sys, trio, trio.testing\n"
+        "from pathlib import Path\n"
+        "from store import open_sqlite_store\n"
+        "from tests.store.factories import user\n"
+        "async def main():\n"
+        "    async with open_sqlite_store(Path(sys.argv[1])) as store:\n"
+        "        print(store.writer_pid, flush=True)\n"
+        "        await trio.to_thread.run_sync(sys.stdin.readline)\n"
+        "        async with trio.open_nursery() as nursery:\n"
+        "            nursery.start_soon(store.create_user, user())\n"
+        "            await trio.testing.wait_all_tasks_blocked()\n"
+        "            print('sent', flush=True)\n"
+        "trio.run(main)\n"
+    )
+    with trio.fail_after(30):
+        server = await trio.lowlevel.open_process(
+            [sys.executable, "-c", program, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        held = sqlite3.connect(path, isolation_level=None)
+        try:
+            assert server.stdin is not None
+            assert server.stdout is not None
+            writer = int(await line_from(server.stdout))
+            assert parent_of(writer) == server.pid
+            held.execute("BEGIN IMMEDIATE")  # the batch waits in the writer for this lock
+            await server.stdin.send_all(b"go\n")
+            assert await line_from(server.stdout) == "sent"
+        finally:
+            server.kill()
+            await server.wait()
+            held.execute("ROLLBACK")  # the lock is free: a writer still alive would commit
+            held.close()
+        await gone(writer)
+    async with open_sqlite_store(path) as reopened:
+        assert await reopened.count_users() == 0
+
+
+async def line_from(stream: trio.abc.ReceiveStream) -> str:
+    line = b""
+    while not line.endswith(b"\n"):
+        line += await stream.receive_some(1)
+    return line.decode().strip()
+
+
+class TwoPartError(Exception):
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def test_an_error_that_cannot_cross_to_the_server_becomes_a_store_error() -> None:
+    crossing = portable(TwoPartError("the record", "refused"))
+    assert type(crossing) is StoreError
+    assert str(crossing) == "TwoPartError: the record: refused"
+    refusal = StoreUnavailable("the disk is full")
+    assert portable(refusal) is refusal
+
+
+def test_a_sqlite_write_must_be_one_operations_call() -> None:
+    ada = user()
+    assert _recorded(lambda db: db.create_user(ada)) == ("create_user", (ada,))
+    with pytest.raises(TypeError, match="one call"):
+        _recorded(lambda db: [db.create_user(ada)])
