@@ -199,11 +199,17 @@ def tree_cpu_seconds(pid: int) -> tuple[float, float] | None:
     own = cpu_seconds(pid)
     if own is None:
         return None
-    children = sum(cpu_seconds(child) or 0.0 for child in _descendants(pid))
+    children = sum(cpu_seconds(child) or 0.0 for child in descendants(pid))
     return own + children, children
 
 
-def _descendants(pid: int) -> list[int]:
+def server_cpu_seconds(pid: int | None) -> float | None:
+    """A server's CPU seconds with its child processes' (`tree_cpu_seconds`), or None."""
+    tree = None if pid is None else tree_cpu_seconds(pid)
+    return None if tree is None else tree[0]
+
+
+def descendants(pid: int) -> list[int]:
     """Every live process below `pid`, from each thread's children list (a child is listed
     under the thread that forked it)."""
     found: list[int] = []

@@ -30,7 +30,7 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from tools._server import cpu_seconds, rss_kib
+from tools._server import rss_kib, server_cpu_seconds
 from tools._sim_server import spawn_server
 
 FLOOR_PROBES = 20
@@ -65,7 +65,7 @@ async def flood(requests: int, addresses: int) -> Flood:
             result = Flood(
                 rss_before_kib=rss_kib(server.pid) or 0,
                 rss_peak_kib=0,
-                cpu_seconds=-(cpu_seconds(server.pid) or 0.0),
+                cpu_seconds=-(server_cpu_seconds(server.pid) or 0.0),
                 health_floor_ms=floor,
             )
             clients = [
@@ -113,7 +113,7 @@ async def flood(requests: int, addresses: int) -> Flood:
                 done.set()
             for client in clients:
                 await client.aclose()
-            result.cpu_seconds += cpu_seconds(server.pid) or 0.0
+            result.cpu_seconds += server_cpu_seconds(server.pid) or 0.0
             return result
 
 

@@ -64,7 +64,7 @@ from trio_websocket import (
 
 from tools._bench_store import STORE_HELP, bench_store, check_store, describe
 from tools._remote import metrics_text
-from tools._server import cpu_seconds, running
+from tools._server import running, server_cpu_seconds
 from tools._ws_client import bearer
 
 DEMO_AGENTS = ("ann@switchboard.example", "bob@switchboard.example", "cy@switchboard.example")
@@ -200,13 +200,13 @@ async def run_phases(
             progress.update(task, completed=completed)
 
     gc_before = await gc_counts()
-    began, cpu_before = trio.current_time(), cpu_seconds(server_pid)
+    began, cpu_before = trio.current_time(), server_cpu_seconds(server_pid)
     with trio.move_on_after(args.seconds):
         async with trio.open_nursery() as nursery:
             for sender in senders:
                 nursery.start_soon(closed_loop, sender)
     throughput = completed / (trio.current_time() - began)
-    cpu_after = cpu_seconds(server_pid)
+    cpu_after = server_cpu_seconds(server_pid)
     gc_after = await gc_counts()
     cpu_ms = (
         1000 * (cpu_after - cpu_before) / completed
