@@ -86,3 +86,15 @@ async def test_mongodb_server_killed_often_under_traffic(
 ) -> None:
     plan = on_mongodb(wire_server, chats=30, messages=300, kills=15, time_limit=1800)
     await survive(plan, tmp_path)
+
+
+async def test_sqlite_writer_process_killed_ten_times_under_traffic(tmp_path: Path) -> None:
+    """The server stays up; its SQLite writer is SIGKILLed: the batch it held fails as
+    store_unavailable (committed or not, unknown), the clients resend under the same client
+    message ids, and the next write starts a new writer."""
+    report = await survive(
+        ChaosPlan(chats=20, messages=200, kills=0, writer_kills=10, churn=10, seed=SEED),
+        tmp_path,
+    )
+    assert report.writer_kills_survived == 10
+    assert report.stats.refusals["store_unavailable"] > 0

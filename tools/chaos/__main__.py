@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=defaults.messages, help="per chat")
     parser.add_argument("--kills", type=int, default=defaults.kills)
     parser.add_argument(
+        "--writer-kills",
+        type=int,
+        default=defaults.writer_kills,
+        help="SIGKILLs of SQLite's writer process alone (the server stays up)",
+    )
+    parser.add_argument(
         "--churn", type=int, default=defaults.churn, help="agents away and back, reassigns"
     )
     parser.add_argument("--agents", type=int, default=0, help="default: one per 5 chats")
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         chats=args.chats,
         messages=args.messages,
         kills=args.kills,
+        writer_kills=args.writer_kills,
         seed=args.seed if args.seed is not None else random.randrange(2**31),
         churn=args.churn,
         agents=args.agents,

@@ -90,6 +90,7 @@ async def run_chaos(
         plan=plan,
         store_url=store_url,
         kills_survived=run.kills,
+        writer_kills_survived=run.writer_kills,
         seconds=seconds,
         stats=run.stats,
         stored_messages=len(stored),
@@ -206,6 +207,7 @@ async def _drive(
     total = plan.chats * plan.messages
     kill_at = _moments(rng, plan.kills, total)
     churn_at = _moments(rng, plan.churn, total) if plan.churn else []
+    writer_kill_at = _moments(random.Random(plan.seed + 2), plan.writer_kills, total)
 
     async def kill() -> None:
         if not plan.atomic_routing:
@@ -230,6 +232,12 @@ async def _drive(
             await victim.start(server_nursery)
             run.stats.restart_seconds.append(trio.current_time() - down)
 
+    async def kill_writer() -> None:
+        for threshold in writer_kill_at:
+            await run.wait_acked(threshold)
+            await run.servers[0].kill_writer()
+            run.writer_kills += 1
+
     async def churn() -> None:
         churn_rng = random.Random(plan.seed + 1)
         for threshold in churn_at:
@@ -250,6 +258,7 @@ async def _drive(
         async with trio.open_nursery() as chaos:
             chaos.start_soon(kill)
             chaos.start_soon(churn)
+            chaos.start_soon(kill_writer)
             await run.all_acked.wait()
         async with trio.open_nursery() as settling:
             for anyone in [*agents, *customers]:

@@ -51,6 +51,9 @@ class ChaosPlan:
     messages: int = 400  # per chat: the customer sends the first half, the agents the rest
     kills: int = 10
     seed: int = 0
+    # SIGKILLs of SQLite's writer process alone (the server stays up and starts another): the
+    # batch it held fails as store_unavailable, and its writes are retried.
+    writer_kills: int = 0
     churn: int = 0  # agents stepping away and back, admin reassigns and max-load changes
     agents: int = 0  # 0: one per 5 chats, at least 3
     window: int = 4  # messages a client has unacknowledged at once, per chat
@@ -111,6 +114,7 @@ class ChaosReport:
     plan: ChaosPlan
     store_url: str
     kills_survived: int
+    writer_kills_survived: int
     seconds: float
     stats: Stats
     stored_messages: int
@@ -119,7 +123,11 @@ class ChaosReport:
 
     @property
     def ok(self) -> bool:
-        return self.verdict.ok and self.kills_survived == self.plan.kills
+        return (
+            self.verdict.ok
+            and self.kills_survived == self.plan.kills
+            and self.writer_kills_survived == self.plan.writer_kills
+        )
 
     def lines(self) -> list[str]:
         plan, stats = self.plan, self.stats
@@ -129,6 +137,11 @@ class ChaosReport:
             f"messages, {plan.agent_count} agents, {plan.kills} kills, {plan.churn} churn ops",
             f"kills survived: {self.kills_survived} in {self.seconds:.1f} s "
             f"(restarts took {_spread(stats.restart_seconds)} s)",
+            *(
+                [f"writer kills survived: {self.writer_kills_survived} of {plan.writer_kills}"]
+                if plan.writer_kills
+                else []
+            ),
             *(
                 [
                     f"cluster: {plan.nodes} nodes, lease {plan.lease_seconds} s; "

@@ -49,6 +49,7 @@ class ChaosRun:
         self._by_id: dict[str, ChatPlan] = {}
         self.stopping = False
         self.kills = 0
+        self.writer_kills = 0
         self.outstanding = plan.chats * 2  # customers' halves and agents' halves still to finish
         self.all_acked = trio.Event()
         self.all_assigned = trio.Event()  # every chat has had an agent

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import trio
 
-from tools._server import Output, ServerFailed, launch, stop
+from tools._server import STOP_SECONDS, Output, ServerFailed, descendants, launch, stop
 from tools.chaos._plan import (
     CUSTOMER_SECRET,
     STAFF_SECRET,
@@ -87,6 +87,25 @@ class ServerProcess:
         if self._process is not None:
             await stop(self._process, signal.SIGKILL)
         self._process = None
+
+    async def kill_writer(self) -> None:
+        """SIGKILL the server's SQLite writer process (its one child), and wait (bounded) until
+        it is gone: the server starts another with its next write."""
+        if self._process is None:
+            raise ChaosError("the server is not running: no writer to kill")
+        children = descendants(self._process.pid)
+        if len(children) != 1:
+            raise ChaosError(f"the server has {len(children)} child processes, not one writer")
+        try:
+            pidfd = os.pidfd_open(children[0])
+        except ProcessLookupError:
+            return
+        try:
+            os.kill(children[0], signal.SIGKILL)
+            with trio.fail_after(STOP_SECONDS):
+                await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
 
     def close(self) -> None:
         self._log.close()
