@@ -94,7 +94,10 @@ class WriterProcess:
 async def start_writer(database: Path) -> WriterProcess:
     """Start a writer on `database` (creating and migrating it) and wait until it is ready.
     Raises StoreError if it cannot open the database. Not cancellable, as a batch's writes."""
-    ours, theirs = socket.socketpair()
+    try:
+        ours, theirs = socket.socketpair()
+    except OSError as exc:  # out of file descriptors, under a flood of connections
+        raise StoreUnavailable(f"cannot start the SQLite writer process: {exc}") from exc
     try:
         # Started from this thread, the event loop's: the parent-death signal follows the
         # thread that started the child (trio's `open_process` would use a worker thread).
@@ -112,6 +115,9 @@ async def start_writer(database: Path) -> WriterProcess:
             pass_fds=(theirs.fileno(),),
             start_new_session=True,  # out of the terminal's reach: Ctrl-C goes to the server
         )
+    except OSError as exc:
+        ours.close()
+        raise StoreUnavailable(f"cannot start the SQLite writer process: {exc}") from exc
     except BaseException:
         ours.close()
         raise

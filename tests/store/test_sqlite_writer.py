@@ -5,8 +5,10 @@ it dies with a server that crashes; and what it cannot send back still reaches t
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -173,3 +175,24 @@ def test_a_sqlite_write_must_be_one_operations_call() -> None:
     assert _recorded(lambda db: db.create_user(ada)) == ("create_user", (ada,))
     with pytest.raises(TypeError, match="one call"):
         _recorded(lambda db: [db.create_user(ada)])
+
+
+async def test_a_writer_that_cannot_be_started_fails_the_write_as_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of file descriptors (a flood of connections): the write fails as the store being
+    # unavailable, which every caller handles, not as an OSError; the next one tries again.
+    def no_descriptors() -> tuple[socket.socket, socket.socket]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        c = await store.create_chat(chat())
+        first = store.writer_pid
+        os.kill(first, signal.SIGKILL)
+        await gone(first)
+        with monkeypatch.context() as patched:
+            patched.setattr(socket, "socketpair", no_descriptors)
+            with pytest.raises(StoreUnavailable, match="cannot start the SQLite writer"):
+                await store.append_message(message(c, 1))
+        stored = await store.append_message(message(c, 1))
+        assert await store.list_messages(c.id) == [stored]
