@@ -11,8 +11,10 @@ package's `__init__` imports the whole store (pymongo, trio), which made every s
 instead of 0.06. It needs the standard library and the store's records only.
 
 The wire: frames of a 4-byte big-endian length and a pickle, over a socket pair (FD). The
-first frame is the writer's (True, its pid) once the database is open, or (False, the error);
-then for each batch of calls, (committed, [(ok, value or error), ...]). EOF ends it.
+writer's first frame is (True, its pid) once the database is open, or (False, the error). Then
+the server sends (batch number, again, calls) and the writer answers (committed, [(ok, value or
+error), ...]); `again` marks a batch sent before to a writer that died: it is answered from
+the database if it was committed, and run if it was not. EOF ends it.
 """
 
 from __future__ import annotations
@@ -21,32 +23,11 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-HEADER = struct.Struct(">I")
-"""Each frame's length, before its pickle."""
-
-
-def pack(value: object) -> bytes:
-    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(body)) + body
-
-
-def portable(error: BaseException) -> BaseException:
-    """`error`, if it survives pickling (its class rebuilt from its arguments); else a
-    StoreError saying what it was, so the caller still learns of it."""
-    try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:
-        from store._protocol import StoreError
-
-        return StoreError(f"{type(error).__name__}: {error}")
-    return error
 
 
 def _die_with_parent(parent: int) -> None:
@@ -62,13 +43,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _receive(channel: socket.socket) -> Any:
+def _receive(channel: socket.socket, header_size: int) -> Any:
     """The next frame's value; None at EOF."""
-    header = _exactly(channel, HEADER.size)
+    header = _exactly(channel, header_size)
     if header is None:
         return None
-    (length,) = HEADER.unpack(header)
-    body = _exactly(channel, length)
+    body = _exactly(channel, int.from_bytes(header, "big"))
     if body is None:
         return None
     return pickle.loads(body)
@@ -86,36 +66,26 @@ def _exactly(channel: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
-def _answer(committed: bool, results: Sequence[tuple[bool, Any]]) -> bytes:
-    portable_results = [(ok, value if ok else portable(value)) for ok, value in results]
-    try:
-        return pack((committed, portable_results))
-    except Exception as exc:  # a value that cannot be pickled: a bug, but the callers must hear
-        from store._protocol import StoreUnavailable
-
-        error = StoreUnavailable(f"the writer could not send its answer: {exc}")
-        return pack((committed, [(False, error) for _ in results]))
-
-
 def main(arguments: Sequence[str]) -> int:
     fd, database, parent = int(arguments[0]), Path(arguments[1]), int(arguments[2])
     _die_with_parent(parent)
     # The server stops on Ctrl-C and still sends the writes it has queued: the writer must
     # outlive the signal (it is in a session of its own as well).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from store.sqlite._transaction import Writer, connect
+    from store.sqlite._transaction import HEADER, Writer, connect, encode, frame, portable
 
     with socket.socket(fileno=fd) as channel:
         try:
             writer = Writer(connect(database))
         except Exception as exc:
-            channel.sendall(pack((False, portable(exc))))
+            channel.sendall(frame(encode((False, portable(exc)))))
             return 1
         try:
-            channel.sendall(pack((True, os.getpid())))
-            while (batch := _receive(channel)) is not None:
-                committed, results = writer.run(batch)
-                channel.sendall(_answer(committed, results))
+            channel.sendall(frame(encode((True, os.getpid()))))
+            while (request := _receive(channel, HEADER.size)) is not None:
+                batch, again, calls = request
+                answer = (writer.outcome(batch) if again else None) or writer.run(batch, calls)
+                channel.sendall(frame(answer))
         finally:
             writer.close()
     return 0

@@ -3,7 +3,7 @@ batch, and ending it with the store.
 
 The writer is started by the store and ends with it: at EOF when the store closes, and killed
 by the kernel if the server dies first (Linux). One that ends on its own (killed, out of memory)
-is replaced by the next batch's `SqliteStore`, which asks `alive` first.
+is replaced by `SqliteStore`, which sends the batch it was running to its successor again.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import trio
 
 from store._protocol import StoreUnavailable
 from store.sqlite import _child
-from store.sqlite._transaction import Call, Result
+from store.sqlite._transaction import HEADER, Call, Result, encode, frame
 
 _RECEIVE = 1 << 16
 
 
 class WriterGone(StoreUnavailable):
-    """The writer process ended before it answered: whether the batch was committed is unknown
-    (a message's clientMsgId makes its retry safe)."""
+    """The writer process ended before it answered (whether the batch was committed, only the
+    next writer can tell: `exchange` with `again`), or before it was ready."""
 
 
 class WriterProcess:
@@ -47,13 +47,17 @@ class WriterProcess:
     def exit_code(self) -> int | None:
         return self._process.returncode
 
-    async def exchange(self, batch: list[Call]) -> tuple[bool, list[Result]]:
-        """Whether the batch was committed, and each call's answer. Not cancellable: a batch
-        half sent, or answered and not read, would put every later answer out of step."""
-        frame = _child.pack(batch)
+    async def exchange(
+        self, batch: int, calls: list[Call], *, again: bool = False
+    ) -> tuple[bool, list[Result]]:
+        """Whether batch number `batch` was committed, and each call's answer; with `again`, a
+        batch sent to a writer that died: answered as it was if it was committed, else run. Not
+        cancellable: a batch half sent, or answered and not read, would put every later answer
+        out of step."""
+        request = frame(encode((batch, again, calls)))
         with trio.CancelScope(shield=True):
             try:
-                await self._stream.send_all(frame)
+                await self._stream.send_all(request)
                 answer = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise self._gone() from exc
@@ -77,10 +81,10 @@ class WriterProcess:
     async def _receive(self) -> Any:
         """The next frame's value; None at EOF."""
         buffer = self._buffer
-        size = _child.HEADER.size
+        size = HEADER.size
         while True:
             if len(buffer) >= size:
-                (length,) = _child.HEADER.unpack_from(buffer)
+                (length,) = HEADER.unpack_from(buffer)
                 if len(buffer) >= size + length:
                     body = bytes(buffer[size : size + length])
                     del buffer[: size + length]
@@ -140,7 +144,7 @@ async def start_writer(database: Path) -> WriterProcess:
         case _:
             process.kill()
             await writer.aclose()
-            raise StoreUnavailable(
+            raise WriterGone(
                 f"the SQLite writer process for {database} ended before it was ready"
                 f" (exit code {process.returncode})"
             )

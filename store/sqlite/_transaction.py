@@ -1,11 +1,13 @@
-"""The SQLite writer's synchronous side: opening the database, and running one batch of
-operations in one transaction. No trio here: it runs in the writer process (`_child`), which
-imports only the standard library and the store's records.
+"""The SQLite writer's synchronous side: opening the database, running one batch of operations
+in one transaction, and the answers' wire form. No trio here: it runs in the writer process
+(`_child`), which imports only the standard library and the store's records.
 """
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,27 @@ Call = tuple[str, tuple[Any, ...]]
 Result = tuple[bool, Any]
 """One operation's answer: (True, what it returned) or (False, what it raised)."""
 
+HEADER = struct.Struct(">I")
+"""Each frame's length, before its pickle."""
+
+
+def encode(value: object) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def frame(body: bytes) -> bytes:
+    return HEADER.pack(len(body)) + body
+
+
+def portable(error: BaseException) -> BaseException:
+    """`error`, if it survives pickling (its class rebuilt from its arguments); else a
+    StoreError saying what it was, so the caller still learns of it."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return StoreError(f"{type(error).__name__}: {error}")
+    return error
+
 
 class Writer:
     """The writing connection, and how a batch runs on it."""
@@ -29,30 +52,43 @@ class Writer:
         self._connection = connection
         self._database = _Database(connection)
 
-    def run(self, batch: Sequence[Call]) -> tuple[bool, list[Result]]:
-        """The whole batch in one transaction: each operation in a savepoint of its own (a lone
-        one in the transaction alone), so one refusal fails only that one, and one COMMIT (one
-        fsync) for all. Whether it committed, and each operation's answer."""
+    def run(self, batch: int, calls: Sequence[Call]) -> bytes:
+        """Run batch number `batch` in one transaction: each operation in a savepoint of its own
+        (a lone one in the transaction alone), so one refusal fails only that one, and one
+        COMMIT (one fsync) for all. Its answer, pickled: whether it committed, and each
+        operation's result. A committed batch's answer is stored in its own transaction, so
+        `outcome` can give it again if it never reached the server."""
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
+            if len(calls) == 1:
                 # Alone, the operation's transaction is its savepoint: two statements fewer
                 # (most writes are lone ones).
-                results = [self._run(batch[0])]
+                results = [self._run(calls[0])]
                 if not results[0][0]:
                     connection.execute("ROLLBACK")
-                    return False, results
+                    return _answer(False, results)
             else:
-                results = [self._run_in_savepoint(call) for call in batch]
+                results = [self._run_in_savepoint(call) for call in calls]
+            answer = _answer(True, results)
+            connection.execute(
+                "UPDATE writer_outcome SET batch = ?, answer = ? WHERE id = 1", (batch, answer)
+            )
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             if connection.in_transaction:
                 # If even this fails the connection is unusable: the error goes to the caller.
                 connection.execute("ROLLBACK")
-            return False, [(False, _unavailable(exc)) for _ in batch]
-        # The answers leave only now that COMMIT returned: what the callers see is durable.
-        return True, results
+            return _answer(False, [(False, _unavailable(exc)) for _ in calls])
+        # The answer leaves only now that COMMIT returned: what the callers see is durable.
+        return answer
+
+    def outcome(self, batch: int) -> bytes | None:
+        """Batch `batch`'s answer if it was the last committed; None if it was not committed."""
+        row = self._connection.execute(
+            "SELECT answer FROM writer_outcome WHERE id = 1 AND batch = ?", (batch,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def close(self) -> None:
         self._connection.close()
@@ -78,6 +114,15 @@ class Writer:
             return False, failure
         except Exception as exc:
             return False, exc
+
+
+def _answer(committed: bool, results: Sequence[Result]) -> bytes:
+    portable_results = [(ok, value if ok else portable(value)) for ok, value in results]
+    try:
+        return encode((committed, portable_results))
+    except Exception as exc:  # a value that cannot be pickled: a bug, but the callers must hear
+        error = StoreUnavailable(f"the writer could not send its answer: {exc}")
+        return encode((committed, [(False, error) for _ in results]))
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:

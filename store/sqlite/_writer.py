@@ -4,6 +4,7 @@ the writer process (`_process`); reads go to a connection of their own, in a wor
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,12 +19,16 @@ from store._facade import Facade, Operations
 from store._group_commit import GroupCommit
 from store._protocol import StoreError, StoreUnavailable
 from store.sqlite._operations import _Database
-from store.sqlite._process import WriterProcess, start_writer
-from store.sqlite._transaction import Call, connect_reader
+from store.sqlite._process import WriterGone, WriterProcess, start_writer
+from store.sqlite._transaction import Call, Result, connect_reader
 from telemetry import store_writer_ended
 
 R = TypeVar("R")
 _Write = Callable[[Operations], Any]
+
+_ATTEMPTS = 5
+"""How many writers in a row a batch is sent to (or started for it) before its caller hears
+that the writer keeps dying: then, only, a write's outcome is unknown."""
 
 
 def _closed() -> StoreError:
@@ -63,6 +68,9 @@ class SqliteStore(Facade):
         self._reading = trio.Lock()  # one connection runs one statement at a time
         self._closed = False
         self._writes = GroupCommit(self._run_batch)
+        # Batch numbers name a batch to the next writer if its own dies; from a random start,
+        # so that the number an earlier server left in the database is never taken for one.
+        self._batches = secrets.randbits(62)
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
 
@@ -79,15 +87,32 @@ class SqliteStore(Facade):
 
     async def _run_batch(self, batch: list[_Write]) -> list[outcome.Outcome[Any]]:
         calls = [_recorded(run) for run in batch]
-        writer = await self._live_writer()
-        committed, results = await writer.exchange(calls)
+        self._batches += 1
+        committed, results = await self._exchange(self._batches, calls)
         if committed:
             self.committed_transactions += 1
         return [outcome.Value(value) if ok else outcome.Error(value) for ok, value in results]
 
+    async def _exchange(self, number: int, calls: list[Call]) -> tuple[bool, list[Result]]:
+        """Batch `number`'s answer. A writer that dies before answering is replaced and the
+        batch sent again: the new writer answers it from the database if the dead one committed
+        it, or runs it. So its callers see what a thread's would, a result or a refusal, and
+        StoreUnavailable still means nothing was stored: what the routing relies on."""
+        attempt = 1
+        while True:
+            try:
+                writer = await self._live_writer()
+                return await writer.exchange(number, calls, again=attempt > 1)
+            except WriterGone as exc:
+                if attempt == _ATTEMPTS:
+                    raise StoreUnavailable(
+                        f"{exc}, {_ATTEMPTS} times in a row: the write may or may not be stored"
+                    ) from exc
+            attempt += 1
+
     async def _live_writer(self) -> WriterProcess:
-        """The writer, or a new one if it has ended: that batch fails (`WriterGone`), the next
-        goes to its successor. Not cancellable, as the batch's exchange."""
+        """The writer, or a new one if it has ended. Not cancellable, as the batch's
+        exchange."""
         writer = self._writer
         if writer.alive:
             return writer

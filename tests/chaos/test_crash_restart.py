@@ -89,12 +89,12 @@ async def test_mongodb_server_killed_often_under_traffic(
 
 
 async def test_sqlite_writer_process_killed_ten_times_under_traffic(tmp_path: Path) -> None:
-    """The server stays up; its SQLite writer is SIGKILLed: the batch it held fails as
-    store_unavailable (committed or not, unknown), the clients resend under the same client
-    message ids, and the next write starts a new writer."""
+    """The server stays up; its SQLite writer is SIGKILLed, often with a batch in hand: the
+    server starts another and sends it that batch again, which it answers from the database if
+    the dead writer committed it and runs if not. Routing decisions included: the assignment
+    actor takes a batch back only when it was not stored."""
     report = await survive(
         ChaosPlan(chats=20, messages=200, kills=0, writer_kills=10, churn=10, seed=SEED),
         tmp_path,
     )
     assert report.writer_kills_survived == 10
-    assert report.stats.refusals["store_unavailable"] > 0

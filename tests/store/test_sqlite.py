@@ -9,6 +9,7 @@ without losing what was stored.
 
 from __future__ import annotations
 
+import pickle
 import re
 import sqlite3
 from dataclasses import replace
@@ -30,7 +31,7 @@ from store import (
 )
 from store.sqlite._operations import _Database, mark_statement
 from store.sqlite._schema import _MIGRATIONS, SCHEMA_VERSION
-from store.sqlite._transaction import Writer, connect
+from store.sqlite._transaction import Call, Result, Writer, connect
 from tests.cancelling import scopes_entered
 from tests.store.factories import activity, at, chat, message, notification, user
 
@@ -272,17 +273,22 @@ def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing
     connection = connect(tmp_path / "store.db")
     writer = Writer(connection)
     database = _Database(connection)
+
+    def run(*calls: Call) -> tuple[bool, list[Result]]:
+        answer: tuple[bool, list[Result]] = pickle.loads(writer.run(1, calls))
+        return answer
+
     c = chat()
     statements: list[str] = []
     try:
-        assert writer.run([("create_chat", (c,))]) == (True, [(True, c)])
+        assert run(("create_chat", (c,))) == (True, [(True, c)])
         first = message(c, 1, client_msg_id="first")
-        assert writer.run([("append_messages", ([first],))]) == (True, [(True, [first])])
+        assert run(("append_messages", ([first],))) == (True, [(True, [first])])
         connection.set_trace_callback(statements.append)
         second = message(c, 2)
-        assert writer.run([("append_messages", ([second],))]) == (True, [(True, [second])])
-        committed, [(ok, refusal)] = writer.run(
-            [("append_messages", ([message(c, 3, client_msg_id="first")],))]
+        assert run(("append_messages", ([second],))) == (True, [(True, [second])])
+        committed, [(ok, refusal)] = run(
+            ("append_messages", ([message(c, 3, client_msg_id="first")],))
         )
         connection.set_trace_callback(None)
         assert (committed, ok) == (False, False)
@@ -291,6 +297,7 @@ def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing
         updated = database.get_chat(c.id)
     finally:
         writer.close()
+    # (UPDATE includes the batch's answer, kept in its transaction: see test_sqlite_writer.py)
     assert [s for s in statements if not s.startswith(("UPDATE", "INSERT", "SELECT"))] == [
         "BEGIN IMMEDIATE",
         "COMMIT",

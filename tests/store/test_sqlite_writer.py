@@ -1,12 +1,14 @@
 """SQLite's writer process: it runs every write and ends with the store; one that is killed is
-replaced, its batch failing as unavailable (an unknown outcome) and nothing acknowledged lost;
-it dies with a server that crashes; and what it cannot send back still reaches the caller.
+replaced, and the batch it held is answered by the next, from the database if it was committed
+and by running it if not; it dies with a server that crashes; and what it cannot send back
+still reaches the caller.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -19,7 +21,8 @@ import trio
 import trio.testing
 
 from store import Message, StoreError, StoreUnavailable, open_sqlite_store
-from store.sqlite._child import portable
+from store.sqlite._process import WriterProcess
+from store.sqlite._transaction import Writer, connect, portable
 from store.sqlite._writer import _recorded
 from tests.store.factories import chat, message, user
 
@@ -70,38 +73,83 @@ async def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(tmp_
         assert await store.list_messages(c.id) == [*before, *after]
 
 
-async def test_a_writer_killed_during_a_batch_fails_that_batch_as_unavailable(
-    tmp_path: Path,
-) -> None:
+async def test_a_batch_whose_writer_died_uncommitted_is_run_by_the_next(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with open_sqlite_store(path) as store:
         c = await store.create_chat(chat())
-        stored = await store.append_message(message(c, 1))
+        first = await store.append_message(message(c, 1))
         # Another connection holds the write lock: the writer waits in its batch (busy timeout).
         held = sqlite3.connect(path, isolation_level=None)
         held.execute("BEGIN IMMEDIATE")
-        failures: list[StoreError] = []
-
-        async def append(m: Message) -> None:
-            try:
-                await store.append_message(m)
-            except StoreError as exc:
-                failures.append(exc)
-
+        answers: list[Message] = []
         try:
             with trio.fail_after(10):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(append, message(c, 2))
+
+                    async def append() -> None:
+                        answers.append(await store.append_message(message(c, 2)))
+
+                    nursery.start_soon(append)
                     await trio.testing.wait_all_tasks_blocked()
-                    os.kill(store.writer_pid, signal.SIGKILL)
+                    dead = store.writer_pid
+                    os.kill(dead, signal.SIGKILL)
+                    await gone(dead)
+                    held.execute("ROLLBACK")  # the next writer can commit
         finally:
-            held.execute("ROLLBACK")
             held.close()
-        [failure] = failures
-        assert isinstance(failure, StoreUnavailable)
-        assert "writer process ended" in str(failure)
-        third = await store.append_message(message(c, 2, client_msg_id="again"))
-        assert await store.list_messages(c.id) == [stored, third]
+        assert store.writer_pid != dead
+        assert await store.list_messages(c.id) == [first, *answers]
+
+
+async def test_a_batch_committed_by_a_writer_that_died_unanswered_is_answered_from_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer lost on the way (the writer killed once it committed, before the server read
+    it): the next writer answers from the database; running the batch again would have stored
+    it twice, or refused it as a duplicate."""
+    receive = WriterProcess._receive
+    lost: list[int] = []
+
+    async def lose_one_answer(self: WriterProcess) -> object:
+        if lost or not armed:
+            return await receive(self)
+        await trio.lowlevel.wait_readable(self._stream.socket)  # answered: so committed
+        os.kill(self.pid, signal.SIGKILL)
+        await gone(self.pid)
+        lost.append(self.pid)
+        return None  # as if it died before answering
+
+    armed = False
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        c = await store.create_chat(chat())
+        monkeypatch.setattr(WriterProcess, "_receive", lose_one_answer)
+        armed = True
+        stored = await store.append_message(message(c, 1))
+        assert len(lost) == 1
+        assert store.writer_pid != lost[0]
+        assert await store.list_messages(c.id) == [stored]
+        updated = await store.get_chat(c.id)
+    assert updated is not None
+    assert updated.last_seq == 1
+
+
+def test_a_committed_batch_s_answer_is_kept_with_it_and_no_other(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    writer = Writer(connect(path))
+    c = chat()
+    try:
+        answer = writer.run(7, [("create_chat", (c,))])
+        refused = writer.run(8, [("create_chat", (c,))])  # the same id again: rolled back
+    finally:
+        writer.close()
+    assert pickle.loads(answer) == (True, [(True, c)])
+    assert pickle.loads(refused)[0] is False
+    again = Writer(connect(path))  # as the next writer
+    try:
+        assert again.outcome(7) == answer
+        assert again.outcome(8) is None  # not committed: run it
+    finally:
+        again.close()
 
 
 async def test_the_writer_dies_with_a_server_that_crashes_and_its_batch_with_it(

@@ -12,7 +12,15 @@ from typing import BinaryIO
 
 import trio
 
-from tools._server import STOP_SECONDS, Output, ServerFailed, descendants, launch, stop
+from tools._server import (
+    START_SECONDS,
+    STOP_SECONDS,
+    Output,
+    ServerFailed,
+    descendants,
+    launch,
+    stop,
+)
 from tools.chaos._plan import (
     CUSTOMER_SECRET,
     STAFF_SECRET,
@@ -93,7 +101,11 @@ class ServerProcess:
         it is gone: the server starts another with its next write."""
         if self._process is None:
             raise ChaosError("the server is not running: no writer to kill")
-        children = descendants(self._process.pid)
+        # The last one killed is replaced only by the next write, which acks of batches
+        # committed before that kill may not have needed yet.
+        with trio.move_on_after(START_SECONDS):
+            while len(children := descendants(self._process.pid)) != 1:  # noqa: ASYNC110
+                await trio.sleep(0.01)
         if len(children) != 1:
             raise ChaosError(f"the server has {len(children)} child processes, not one writer")
         try:
