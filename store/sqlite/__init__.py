@@ -10,8 +10,9 @@ message.
 The transactions run in a process of their own, the writer (`_child`), which holds the writing
 connection: the server sends it each batch's calls and reads back the answers, so SQLite's work
 runs on another core without a thread taking turns with the event loop for the GIL. It ends
-with the store, dies with a crashed server, and one that ends on its own is replaced by the next
-batch (the batch it was running fails as `StoreUnavailable`). Reads skip the writes' queue:
+with the store, dies with a crashed server, and one that ends on its own is replaced: the batch
+it held is answered by the next, from the database if it was committed and by running it if
+not (`_transaction.Writer.outcome`). Reads skip the writes' queue:
 they run on a read-only connection in the server (one at a time, in a worker thread), which in
 WAL mode sees every write acknowledged before the read started.
 

@@ -101,7 +101,9 @@ async def test_the_shop_opens_a_chat_and_shows_the_agents_replies(
     # The same socket with the shop's token (what the notifications hook would need).
     await shop.connect(node, "shop", auth={"token": token})
     await node.expect("shop", "connect")
-    await node.emit("shop", "joinChat", {"chatId": chat_id, "userType": "customer"})
+    # Joined before the agent writes (answered: an emit alone could be taken after the message).
+    joined = await node.call("shop", "joinChat", {"chatId": chat_id, "userType": "customer"})
+    assert joined == {"room": chat_id}
     await node.emit("agent", "sendMessage", {"chatId": chat_id, "message": "It is on its way."})
     received = (await node.event("shop", "messageReceived"))["message"]
     assert (received["chatId"], received["senderRole"], received["content"]) == (
