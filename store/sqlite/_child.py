@@ -6,7 +6,7 @@ every statement, about 25 times a batch, and a saturated loop lost a quarter of 
 for it (README, Performance). In a process of its own the writer uses the second core, and the
 loop only pickles each batch's calls and unpickles the answers.
 
-Run as a script, `python -I -S _child.py FD DATABASE PARENT_PID`, not with `-m`: the `store`
+Run as a script, `python -I -S _child.py FD DATABASE PARENT_PID OWNER`, not with `-m`: the `store`
 package's `__init__` imports the whole store (pymongo, trio), which made every start 0.3 s
 instead of 0.06. It needs the standard library and the store's records only.
 
@@ -67,7 +67,12 @@ def _exactly(channel: socket.socket, size: int) -> bytes | None:
 
 
 def main(arguments: Sequence[str]) -> int:
-    fd, database, parent = int(arguments[0]), Path(arguments[1]), int(arguments[2])
+    fd, database, parent, owner = (
+        int(arguments[0]),
+        Path(arguments[1]),
+        int(arguments[2]),
+        int(arguments[3]),
+    )
     _die_with_parent(parent)
     # The server stops on Ctrl-C and still sends the writes it has queued: the writer must
     # outlive the signal (it is in a session of its own as well).
@@ -76,7 +81,7 @@ def main(arguments: Sequence[str]) -> int:
 
     with socket.socket(fileno=fd) as channel:
         try:
-            writer = Writer(connect(database))
+            writer = Writer(connect(database), owner)
         except Exception as exc:
             channel.sendall(frame(encode((False, portable(exc)))))
             return 1

@@ -95,8 +95,9 @@ class WriterProcess:
             buffer += data
 
 
-async def start_writer(database: Path) -> WriterProcess:
-    """Start a writer on `database` (creating and migrating it) and wait until it is ready.
+async def start_writer(database: Path, owner: int) -> WriterProcess:
+    """Start a writer for the store `owner` on `database` (creating and migrating it) and wait
+    until it is ready.
     Raises StoreError if it cannot open the database. Not cancellable, as a batch's writes."""
     try:
         ours, theirs = socket.socketpair()
@@ -114,6 +115,7 @@ async def start_writer(database: Path) -> WriterProcess:
                 str(theirs.fileno()),
                 str(database),
                 str(os.getpid()),
+                str(owner),
             ],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),

@@ -157,16 +157,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # The token that changed the password keeps working (its holder stays signed in).
     ("ALTER TABLE users ADD COLUMN kept_token_id TEXT",),
-    # The writer process's last committed batch and its answer, written in the batch's own
-    # transaction: a batch whose writer died before answering is answered from here if it was
-    # committed, and run again if it was not (`_transaction.Writer`).
+    # Each store's last committed batch and its answer, written in the batch's own transaction:
+    # a batch whose writer process died before answering is answered from here if it was
+    # committed, and run again if it was not (`_transaction.Writer`). A row per store opened
+    # (`owner`), so a command writing beside the server cannot overwrite the server's.
     (
         """CREATE TABLE writer_outcome (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
+            owner INTEGER PRIMARY KEY,
             batch INTEGER NOT NULL,
-            answer BLOB NOT NULL
+            answer BLOB NOT NULL,
+            at REAL NOT NULL
         )""",
-        "INSERT INTO writer_outcome VALUES (1, 0, x'')",
     ),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import struct
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ Call = tuple[str, tuple[Any, ...]]
 
 Result = tuple[bool, Any]
 """One operation's answer: (True, what it returned) or (False, what it raised)."""
+
+_OUTCOMES_KEPT_SECONDS = 86_400
+"""How long a store's last answer is kept without a newer one: a store that has not written for
+that long has no batch in flight (a server writes its row with each batch)."""
 
 HEADER = struct.Struct(">I")
 """Each frame's length, before its pickle."""
@@ -46,11 +51,17 @@ def portable(error: BaseException) -> BaseException:
 
 
 class Writer:
-    """The writing connection, and how a batch runs on it."""
+    """The writing connection of the store `owner` (a number the store draws at random), and how
+    a batch runs on it."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, owner: int) -> None:
         self._connection = connection
         self._database = _Database(connection)
+        self._owner = owner
+        # The rows of stores long closed (each server start, each command, makes one).
+        connection.execute(
+            "DELETE FROM writer_outcome WHERE at < ?", (time.time() - _OUTCOMES_KEPT_SECONDS,)
+        )
 
     def run(self, batch: int, calls: Sequence[Call]) -> bytes:
         """Run batch number `batch` in one transaction: each operation in a savepoint of its own
@@ -72,7 +83,8 @@ class Writer:
                 results = [self._run_in_savepoint(call) for call in calls]
             answer = _answer(True, results)
             connection.execute(
-                "UPDATE writer_outcome SET batch = ?, answer = ? WHERE id = 1", (batch, answer)
+                "INSERT OR REPLACE INTO writer_outcome VALUES (?, ?, ?, ?)",
+                (self._owner, batch, answer, time.time()),
             )
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -84,9 +96,10 @@ class Writer:
         return answer
 
     def outcome(self, batch: int) -> bytes | None:
-        """Batch `batch`'s answer if it was the last committed; None if it was not committed."""
+        """Batch `batch`'s answer if it was this store's last committed; None if it was not
+        committed."""
         row = self._connection.execute(
-            "SELECT answer FROM writer_outcome WHERE id = 1 AND batch = ?", (batch,)
+            "SELECT answer FROM writer_outcome WHERE owner = ? AND batch = ?", (self._owner, batch)
         ).fetchone()
         return None if row is None else bytes(row[0])
 

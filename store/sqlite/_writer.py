@@ -61,16 +61,18 @@ def _recorded(run: _Write) -> Call:
 class SqliteStore(Facade):
     """The Store protocol over one SQLite file. Make it with `open_sqlite_store`."""
 
-    def __init__(self, path: Path, writer: WriterProcess, reader: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, owner: int, writer: WriterProcess, reader: sqlite3.Connection
+    ) -> None:
         self._path = path
+        self._owner = owner
         self._writer = writer
         self._reader = _Database(reader)
         self._reading = trio.Lock()  # one connection runs one statement at a time
         self._closed = False
         self._writes = GroupCommit(self._run_batch)
-        # Batch numbers name a batch to the next writer if its own dies; from a random start,
-        # so that the number an earlier server left in the database is never taken for one.
-        self._batches = secrets.randbits(62)
+        self._batches = 0
+        """Each batch's number names it to the next writer if its own dies."""
         self.committed_transactions = 0
         """How many batches have been committed; with group commit, fewer than the writes."""
 
@@ -118,7 +120,7 @@ class SqliteStore(Facade):
             return writer
         store_writer_ended(writer.pid, writer.exit_code)
         await writer.aclose()
-        self._writer = await start_writer(self._path)
+        self._writer = await start_writer(self._path, self._owner)
         return self._writer
 
     async def _read(self, run: Callable[[Operations], R]) -> R:
@@ -143,13 +145,15 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
 
     On exit, operations already queued still run; calls made after it raise StoreError.
     """
-    writer = await start_writer(path)
+    # The store's number in the database's table of last answers (`_transaction.Writer`).
+    owner = secrets.randbits(62)
+    writer = await start_writer(path, owner)
     try:
         reader = await trio.to_thread.run_sync(connect_reader, path)
     except BaseException:
         await writer.aclose()
         raise
-    store = SqliteStore(path, writer, reader)
+    store = SqliteStore(path, owner, writer, reader)
     try:
         yield store
     finally:

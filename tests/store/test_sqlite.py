@@ -271,7 +271,7 @@ def test_a_lone_write_is_its_transaction_alone_and_a_lone_refusal_leaves_nothing
     and most writes are lone); refused, the whole transaction is rolled back, the chat's
     update with it. (The writer process runs `Writer`; here it runs in the test.)"""
     connection = connect(tmp_path / "store.db")
-    writer = Writer(connection)
+    writer = Writer(connection, owner=1)
     database = _Database(connection)
 
     def run(*calls: Call) -> tuple[bool, list[Result]]:

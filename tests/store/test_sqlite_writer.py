@@ -135,7 +135,7 @@ async def test_a_batch_committed_by_a_writer_that_died_unanswered_is_answered_fr
 
 def test_a_committed_batch_s_answer_is_kept_with_it_and_no_other(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    writer = Writer(connect(path))
+    writer = Writer(connect(path), owner=1)
     c = chat()
     try:
         answer = writer.run(7, [("create_chat", (c,))])
@@ -144,7 +144,13 @@ def test_a_committed_batch_s_answer_is_kept_with_it_and_no_other(tmp_path: Path)
         writer.close()
     assert pickle.loads(answer) == (True, [(True, c)])
     assert pickle.loads(refused)[0] is False
-    again = Writer(connect(path))  # as the next writer
+    # A command beside the server (`switchboard unlock`) commits through a store of its own.
+    beside = Writer(connect(path), owner=2)
+    try:
+        beside.run(7, [("create_user", (user(),))])
+    finally:
+        beside.close()
+    again = Writer(connect(path), owner=1)  # as the next writer of the first store
     try:
         assert again.outcome(7) == answer
         assert again.outcome(8) is None  # not committed: run it
