@@ -6,15 +6,16 @@ every statement, about 25 times a batch, and a saturated loop lost a quarter of 
 for it (README, Performance). In a process of its own the writer uses the second core, and the
 loop only pickles each batch's calls and unpickles the answers.
 
-Run as a script, `python -I -S _child.py FD DATABASE PARENT_PID OWNER`, not with `-m`: the `store`
-package's `__init__` imports the whole store (pymongo, trio), which made every start 0.3 s
-instead of 0.06. It needs the standard library and the store's records only.
+Run as a script, `python -I -S _child.py FD DATABASE PARENT_PID OWNER CREATE`, not with `-m`:
+the `store` package's `__init__` imports the whole store (pymongo, trio), which made every start
+0.3 s instead of 0.06. It needs the standard library and the store's records only.
 
 The wire: frames of a 4-byte big-endian length and a pickle, over a socket pair (FD). The
 writer's first frame is (True, its pid) once the database is open, or (False, the error). Then
-the server sends (batch number, again, calls) and the writer answers (committed, [(ok, value or
-error), ...]); `again` marks a batch sent before to a writer that died: it is answered from
-the database if it was committed, and run if it was not. EOF ends it.
+the server sends (batch number, again, how many calls, the calls pickled) and the writer
+answers (committed, [(ok, value or error), ...]); `again` marks a batch sent before to a writer
+that died: it is answered from the database if it was committed, and run if it was not. Calls
+it cannot unpickle (a class it cannot import) refuse their batch. EOF ends it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store.sqlite._transaction import Writer
 
 
 def _die_with_parent(parent: int) -> None:
@@ -66,12 +70,25 @@ def _exactly(channel: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
+def _run(writer: Writer, batch: int, count: int, pickled: bytes) -> bytes:
+    from store._protocol import StoreError
+    from store.sqlite._transaction import encode
+
+    try:
+        calls = pickle.loads(pickled)
+    except Exception as exc:
+        refusal = StoreError(f"the writer could not read the batch: {type(exc).__name__}: {exc}")
+        return encode((False, [(False, refusal)] * count))
+    return writer.run(batch, calls)
+
+
 def main(arguments: Sequence[str]) -> int:
-    fd, database, parent, owner = (
+    fd, database, parent, owner, create = (
         int(arguments[0]),
         Path(arguments[1]),
         int(arguments[2]),
         int(arguments[3]),
+        arguments[4] == "create",
     )
     _die_with_parent(parent)
     # The server stops on Ctrl-C and still sends the writes it has queued: the writer must
@@ -81,15 +98,17 @@ def main(arguments: Sequence[str]) -> int:
 
     with socket.socket(fileno=fd) as channel:
         try:
-            writer = Writer(connect(database), owner)
+            writer = Writer(connect(database, create=create), owner)
         except Exception as exc:
             channel.sendall(frame(encode((False, portable(exc)))))
             return 1
         try:
             channel.sendall(frame(encode((True, os.getpid()))))
             while (request := _receive(channel, HEADER.size)) is not None:
-                batch, again, calls = request
-                answer = (writer.outcome(batch) if again else None) or writer.run(batch, calls)
+                batch, again, count, pickled = request
+                answer = (writer.outcome(batch) if again else None) or _run(
+                    writer, batch, count, pickled
+                )
                 channel.sendall(frame(answer))
         finally:
             writer.close()

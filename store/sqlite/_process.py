@@ -37,11 +37,13 @@ class WriterProcess:
         self._process = process
         self._stream = stream
         self._buffer = bytearray()
+        self._ended = False
         self.pid = process.pid
 
     @property
     def alive(self) -> bool:
-        return self._process.poll() is None
+        # Once its socket is closed it is ended, though it may not be reapable for a moment.
+        return not self._ended and self._process.poll() is None
 
     @property
     def exit_code(self) -> int | None:
@@ -54,7 +56,9 @@ class WriterProcess:
         batch sent to a writer that died: answered as it was if it was committed, else run. Not
         cancellable: a batch half sent, or answered and not read, would put every later answer
         out of step."""
-        request = frame(encode((batch, again, calls)))
+        # The calls pickled apart: a writer that cannot unpickle them (a class it cannot import)
+        # still reads the frame, and refuses the batch.
+        request = frame(encode((batch, again, len(calls), encode(calls))))
         with trio.CancelScope(shield=True):
             try:
                 await self._stream.send_all(request)
@@ -74,6 +78,8 @@ class WriterProcess:
             await trio.to_thread.run_sync(self._process.wait)
 
     def _gone(self) -> WriterGone:
+        self._ended = True
+        self._process.kill()  # if it is not quite gone: a writer with no socket is of no use
         code = self._process.poll()  # often not yet: its socket closes before it can be reaped
         how = "" if code is None else f" (exit code {code})"
         return WriterGone(f"the SQLite writer process ended{how} before it answered")
@@ -95,9 +101,9 @@ class WriterProcess:
             buffer += data
 
 
-async def start_writer(database: Path, owner: int) -> WriterProcess:
-    """Start a writer for the store `owner` on `database` (creating and migrating it) and wait
-    until it is ready.
+async def start_writer(database: Path, owner: int, *, create: bool) -> WriterProcess:
+    """Start a writer for the store `owner` on `database` (creating it if `create`, and
+    migrating it) and wait until it is ready.
     Raises StoreError if it cannot open the database. Not cancellable, as a batch's writes."""
     try:
         ours, theirs = socket.socketpair()
@@ -116,6 +122,7 @@ async def start_writer(database: Path, owner: int) -> WriterProcess:
                 str(database),
                 str(os.getpid()),
                 str(owner),
+                "create" if create else "existing",
             ],
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),

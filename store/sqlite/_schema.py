@@ -169,6 +169,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at REAL NOT NULL
         )""",
     ),
+    # The table's first form had one row for every store; a database made by it gets this one
+    # (its last answer is of no use once its server has stopped).
+    (
+        "DROP TABLE writer_outcome",
+        """CREATE TABLE writer_outcome (
+            owner INTEGER PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            answer BLOB NOT NULL,
+            at REAL NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -58,10 +58,6 @@ class Writer:
         self._connection = connection
         self._database = _Database(connection)
         self._owner = owner
-        # The rows of stores long closed (each server start, each command, makes one).
-        connection.execute(
-            "DELETE FROM writer_outcome WHERE at < ?", (time.time() - _OUTCOMES_KEPT_SECONDS,)
-        )
 
     def run(self, batch: int, calls: Sequence[Call]) -> bytes:
         """Run batch number `batch` in one transaction: each operation in a savepoint of its own
@@ -144,10 +140,16 @@ def _unavailable(exc: sqlite3.Error) -> StoreUnavailable:
     return failure
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """The writing connection: the file made WAL and migrated."""
+def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+    """The writing connection: the file made WAL and migrated. Without `create`, a file that is
+    not there is refused: a writer that replaces one that died must not start an empty
+    database in place of one deleted meanwhile."""
     try:
-        connection = sqlite3.connect(path, isolation_level=None)
+        if create:
+            connection = sqlite3.connect(path, isolation_level=None)
+        else:
+            uri = f"{path.resolve().as_uri()}?mode=rw"
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open the SQLite database {path}: {exc}") from exc
     try:
@@ -159,6 +161,10 @@ def connect(path: Path) -> sqlite3.Connection:
         # Another process (a CLI command) may hold the lock for a moment; wait rather than fail.
         connection.execute("PRAGMA busy_timeout = 5000")
         migrate(connection)
+        # The last answers of stores long closed (each server start, each command, makes one).
+        connection.execute(
+            "DELETE FROM writer_outcome WHERE at < ?", (time.time() - _OUTCOMES_KEPT_SECONDS,)
+        )
     except sqlite3.Error as exc:
         connection.close()
         raise StoreError(f"cannot use the SQLite database {path}: {exc}") from exc

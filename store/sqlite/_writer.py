@@ -110,6 +110,12 @@ class SqliteStore(Facade):
                     raise StoreUnavailable(
                         f"{exc}, {_ATTEMPTS} times in a row: the write may or may not be stored"
                     ) from exc
+            except StoreError as exc:
+                if attempt == 1:
+                    raise  # sent to no writer: nothing stored
+                raise StoreUnavailable(
+                    f"{exc}, after the batch's writer died: the write may or may not be stored"
+                ) from exc
             attempt += 1
 
     async def _live_writer(self) -> WriterProcess:
@@ -120,7 +126,7 @@ class SqliteStore(Facade):
             return writer
         store_writer_ended(writer.pid, writer.exit_code)
         await writer.aclose()
-        self._writer = await start_writer(self._path, self._owner)
+        self._writer = await start_writer(self._path, self._owner, create=False)
         return self._writer
 
     async def _read(self, run: Callable[[Operations], R]) -> R:
@@ -147,7 +153,7 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SqliteStore]:
     """
     # The store's number in the database's table of last answers (`_transaction.Writer`).
     owner = secrets.randbits(62)
-    writer = await start_writer(path, owner)
+    writer = await start_writer(path, owner, create=True)
     try:
         reader = await trio.to_thread.run_sync(connect_reader, path)
     except BaseException:

@@ -21,7 +21,8 @@ import trio
 import trio.testing
 
 from store import Message, StoreError, StoreUnavailable, open_sqlite_store
-from store.sqlite._process import WriterProcess
+from store.sqlite._process import WriterGone, WriterProcess
+from store.sqlite._schema import SCHEMA_VERSION
 from store.sqlite._transaction import Writer, connect, portable
 from store.sqlite._writer import _recorded
 from tests.store.factories import chat, message, user
@@ -250,3 +251,103 @@ async def test_a_writer_that_cannot_be_started_fails_the_write_as_unavailable(
                 await store.append_message(message(c, 1))
         stored = await store.append_message(message(c, 1))
         assert await store.list_messages(c.id) == [stored]
+
+
+async def test_a_writer_whose_socket_closed_is_ended_though_it_still_runs() -> None:
+    # Its socket closes before it can be reaped: asked again at once, it looked alive, and the
+    # retries of the batch it held all went to it instead of a new writer.
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the writer's end, gone
+    process = subprocess.Popen(  # noqa: ASYNC220 (as start_writer makes it)
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    writer = WriterProcess(process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+    assert writer.alive
+    with pytest.raises(WriterGone):
+        await writer.exchange(1, [("create_user", (user(),))])
+    assert not writer.alive
+    await writer.aclose()  # it was killed: nothing to wait for
+    assert process.returncode == -signal.SIGKILL
+
+
+class Key(str):
+    """A class the writer process cannot import (it has the store's modules only)."""
+
+
+async def test_calls_the_writer_cannot_unpickle_refuse_their_batch_only(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "store.db") as store:
+        pid = store.writer_pid
+        with pytest.raises(StoreError, match="could not read the batch") as refused:
+            await store.delete_user(Key("someone"))
+        assert not isinstance(refused.value, StoreUnavailable)  # nothing stored: a refusal
+        ada = await store.create_user(user())
+        assert store.writer_pid == pid  # the writer did not die of it
+        assert await store.get_user(ada.id) == ada
+
+
+async def test_a_writer_that_cannot_start_after_a_death_leaves_the_outcome_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_descriptors() -> tuple[socket.socket, socket.socket]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        c = await store.create_chat(chat())
+        held = sqlite3.connect(path, isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+        failures: list[StoreError] = []
+
+        async def append() -> None:
+            try:
+                await store.append_message(message(c, 1))
+            except StoreError as exc:
+                failures.append(exc)
+
+        try:
+            with trio.fail_after(10), monkeypatch.context() as patched:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(append)
+                    await trio.testing.wait_all_tasks_blocked()
+                    patched.setattr(socket, "socketpair", no_descriptors)
+                    os.kill(store.writer_pid, signal.SIGKILL)
+        finally:
+            held.execute("ROLLBACK")
+            held.close()
+        [failure] = failures
+        assert isinstance(failure, StoreUnavailable)
+        assert "may or may not be stored" in str(failure)
+
+
+async def test_a_replacement_writer_does_not_create_a_deleted_database(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        await store.create_user(user())
+        for leftover in tmp_path.glob("store.db*"):  # noqa: ASYNC240 (a test's few files)
+            if leftover.name != "store.db.lock":
+                leftover.unlink()
+        first = store.writer_pid
+        os.kill(first, signal.SIGKILL)
+        await gone(first)
+        with pytest.raises(StoreError, match="cannot open the SQLite database"):
+            await store.create_user(user())
+        assert not path.exists()  # not an empty database in its place
+
+
+async def test_a_database_with_the_first_form_of_the_answers_table_is_migrated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path):
+        pass
+    with sqlite3.connect(path, isolation_level=None) as old:  # as the first form made it
+        old.execute("DROP TABLE writer_outcome")
+        old.execute(
+            "CREATE TABLE writer_outcome (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " batch INTEGER NOT NULL, answer BLOB NOT NULL)"
+        )
+        old.execute("INSERT INTO writer_outcome VALUES (1, 0, x'')")
+        old.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    async with open_sqlite_store(path) as store:
+        ada = await store.create_user(user())
+        assert await store.get_user(ada.id) == ada
