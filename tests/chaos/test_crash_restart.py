@@ -95,7 +95,7 @@ async def test_sqlite_writer_process_killed_ten_times_under_traffic(tmp_path: Pa
     the dead writer committed it and runs if not. Routing decisions included: the assignment
     actor takes a batch back only when it was not stored.
 
-    In the slow tier while one stall is open: in about one run in twelve, one agent message
+    In the slow tier while one stall is open: in about one run in twenty, one agent message
     of one chat stays in flight after churn moved the chat (README, Reliability)."""
     report = await survive(
         ChaosPlan(chats=20, messages=200, kills=0, writer_kills=10, churn=10, seed=SEED),
