@@ -108,7 +108,7 @@ async def start_writer(database: Path, owner: int, *, create: bool) -> WriterPro
     try:
         ours, theirs = socket.socketpair()
     except OSError as exc:  # out of file descriptors, under a flood of connections
-        raise StoreUnavailable(f"cannot start the SQLite writer process: {exc}") from exc
+        raise _cannot_start(exc) from exc
     try:
         # Started from this thread, the event loop's: the parent-death signal follows the
         # thread that started the child (trio's `open_process` would use a worker thread).
@@ -130,7 +130,7 @@ async def start_writer(database: Path, owner: int, *, create: bool) -> WriterPro
         )
     except OSError as exc:
         ours.close()
-        raise StoreUnavailable(f"cannot start the SQLite writer process: {exc}") from exc
+        raise _cannot_start(exc) from exc
     except BaseException:
         ours.close()
         raise
@@ -157,3 +157,7 @@ async def start_writer(database: Path, owner: int, *, create: bool) -> WriterPro
                 f"the SQLite writer process for {database} ended before it was ready"
                 f" (exit code {process.returncode})"
             )
+
+
+def _cannot_start(error: OSError) -> StoreUnavailable:
+    return StoreUnavailable(f"cannot start the SQLite writer process: {error}")
