@@ -209,6 +209,20 @@ def server_cpu_seconds(pid: int | None) -> float | None:
     return None if tree is None else tree[0]
 
 
+async def exited(pid: int, seconds: float) -> None:
+    """Until the process `pid` (not necessarily a child of ours) has exited, for at most
+    `seconds` (TooSlowError); at once if there is no such process."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with trio.fail_after(seconds):
+            await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below `pid`, from each thread's children list (a child is listed
     under the thread that forked it)."""

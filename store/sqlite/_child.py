@@ -28,10 +28,7 @@ import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from store.sqlite._transaction import Writer
+from typing import Any
 
 
 def _die_with_parent(parent: int) -> None:
@@ -70,18 +67,6 @@ def _exactly(channel: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
-def _run(writer: Writer, batch: int, count: int, pickled: bytes) -> bytes:
-    from store._protocol import StoreError
-    from store.sqlite._transaction import encode
-
-    try:
-        calls = pickle.loads(pickled)
-    except Exception as exc:
-        refusal = StoreError(f"the writer could not read the batch: {type(exc).__name__}: {exc}")
-        return encode((False, [(False, refusal)] * count))
-    return writer.run(batch, calls)
-
-
 def main(arguments: Sequence[str]) -> int:
     fd, database, parent, owner, create = (
         int(arguments[0]),
@@ -106,8 +91,8 @@ def main(arguments: Sequence[str]) -> int:
             channel.sendall(frame(encode((True, os.getpid()))))
             while (request := _receive(channel, HEADER.size)) is not None:
                 batch, again, count, pickled = request
-                answer = (writer.outcome(batch) if again else None) or _run(
-                    writer, batch, count, pickled
+                answer = (writer.outcome(batch) if again else None) or writer.run_pickled(
+                    batch, count, pickled
                 )
                 channel.sendall(frame(answer))
         finally:

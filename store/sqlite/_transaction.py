@@ -91,6 +91,18 @@ class Writer:
         # The answer leaves only now that COMMIT returned: what the callers see is durable.
         return answer
 
+    def run_pickled(self, batch: int, count: int, pickled: bytes) -> bytes:
+        """`run` on the `count` calls pickled in `pickled`; calls that cannot be unpickled here
+        (a class the writer cannot import) refuse the batch."""
+        try:
+            calls = pickle.loads(pickled)
+        except Exception as exc:
+            refusal = StoreError(
+                f"the writer could not read the batch: {type(exc).__name__}: {exc}"
+            )
+            return encode((False, [(False, refusal)] * count))
+        return self.run(batch, calls)
+
     def outcome(self, batch: int) -> bytes | None:
         """Batch `batch`'s answer if it was this store's last committed; None if it was not
         committed."""

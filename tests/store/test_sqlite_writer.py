@@ -26,19 +26,12 @@ from store.sqlite._schema import SCHEMA_VERSION
 from store.sqlite._transaction import Writer, connect, portable
 from store.sqlite._writer import _recorded
 from tests.store.factories import chat, message, user
+from tools._server import exited
 
 
 async def gone(pid: int) -> None:
     """Until the process `pid` has exited (bounded)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        with trio.fail_after(10):
-            await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
+    await exited(pid, 10)
 
 
 def parent_of(pid: int) -> int:

@@ -18,6 +18,7 @@ from tools._server import (
     Output,
     ServerFailed,
     descendants,
+    exited,
     launch,
     stop,
 )
@@ -109,15 +110,10 @@ class ServerProcess:
         if len(children) != 1:
             raise ChaosError(f"the server has {len(children)} child processes, not one writer")
         try:
-            pidfd = os.pidfd_open(children[0])
+            os.kill(children[0], signal.SIGKILL)
         except ProcessLookupError:
             return
-        try:
-            os.kill(children[0], signal.SIGKILL)
-            with trio.fail_after(STOP_SECONDS):
-                await trio.lowlevel.wait_readable(pidfd)
-        finally:
-            os.close(pidfd)
+        await exited(children[0], STOP_SECONDS)
 
     def close(self) -> None:
         self._log.close()
